@@ -1,0 +1,45 @@
+# trustgate: `make run` starts the webhook locally, `make test` checks everything.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+HOST   ?= 127.0.0.1
+PORT   ?= 8443
+
+.PHONY: install run test lint typecheck unit bench schema clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	rm -f $(VENV)/.installed-*
+	touch $@
+
+certs/tls.crt certs/tls.key: | $(STAMP)
+	$(BIN)/trustgate certs generate --out certs --service trustgate --namespace trustgate \
+		--san localhost --san $(HOST)
+
+run: $(STAMP) certs/tls.crt
+	$(BIN)/trustgate serve --policies policies --cert certs/tls.crt --key certs/tls.key \
+		--host $(HOST) --port $(PORT)
+
+lint: $(STAMP)
+	$(BIN)/ruff check webhook tests bench
+	$(BIN)/ruff format --check webhook tests bench
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+test: $(STAMP) lint typecheck
+	$(BIN)/python -m pytest
+
+bench: $(STAMP)
+	$(BIN)/python bench/run.py
+
+schema: $(STAMP)
+	$(BIN)/trustgate policy schema > docs/policy.schema.json
+
+clean:
+	rm -rf $(VENV) certs/*.crt certs/*.key certs/*.pem .pytest_cache .mypy_cache .ruff_cache

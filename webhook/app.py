@@ -1,0 +1,165 @@
+"""The Flask app: routes, body limits, JSON in and out; nothing else.
+
+``create_app`` builds everything a worker needs (policy store, engine, metrics)
+so that nothing happens at import time and tests can build apps freely.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from flask import Flask, Response, request
+from prometheus_client import CONTENT_TYPE_LATEST
+from werkzeug.exceptions import HTTPException
+
+from webhook.admission import Decision, review
+from webhook.config import Config
+from webhook.engine import Engine
+from webhook.errors import AdmissionReviewError
+from webhook.observability import Metrics, get_logger
+from webhook.policy.store import PolicyStore, ReloadStatus
+
+log = get_logger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """What an app is built from; read once by the CLI from flags and files."""
+
+    policies: Path
+    config: Config = Config()
+    reload: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class Runtime:
+    """The objects one app owns, kept in ``app.extensions["trustgate"]``."""
+
+    store: PolicyStore
+    engine: Engine
+    metrics: Metrics
+
+
+def _json(data: Any, status: int = 200) -> Response:
+    return Response(
+        json.dumps(data, separators=(",", ":")), status=status, mimetype="application/json"
+    )
+
+
+def create_app(settings: Settings) -> Flask:
+    """Build the webhook app.
+
+    Raises:
+        PolicyError: when the policy directory cannot be loaded at start-up;
+            serving with no policies would deny (or admit) everything.
+    """
+    metrics = Metrics()
+
+    def on_reload(status: ReloadStatus) -> None:
+        metrics.policies_loaded.set(status.policies)
+        metrics.reload_ok.set(0 if status.last_error else 1)
+        if status.last_error:
+            metrics.reload_failures.inc()
+        else:
+            metrics.reload_timestamp.set(status.loaded_at)
+
+    interval = settings.config.reload_interval_seconds if settings.reload else 0.0
+    store = PolicyStore(settings.policies, interval=interval or 2.0, on_reload=on_reload)
+    on_reload(store.status)
+    engine = Engine(lambda: store.current, no_match=settings.config.no_match)
+    runtime = Runtime(store, engine, metrics)
+    if interval > 0:
+        store.start()
+
+    app = Flask("trustgate")
+    app.config["MAX_CONTENT_LENGTH"] = settings.config.max_request_bytes
+    app.extensions["trustgate"] = runtime
+
+    @app.post("/validate")
+    def validate() -> Response:
+        started = time.perf_counter()
+        try:
+            body = json.loads(request.get_data(cache=False))
+        except (ValueError, RecursionError):
+            metrics.requests.labels("invalid").inc()
+            return _json({"error": "the body is not valid JSON"}, 400)
+        try:
+            answer, decision, _ = review(engine, body)
+        except AdmissionReviewError as exc:
+            metrics.requests.labels("invalid").inc()
+            return _json({"error": f"not an AdmissionReview trustgate can answer: {exc}"}, 400)
+        except Exception:
+            # The boundary: whatever went wrong, answer a denial, never a 500
+            # that failurePolicy might turn into an admission.
+            log.exception("review failed", extra={"outcome": "error"})
+            metrics.requests.labels("error").inc()
+            return _json(_internal_denial(body), 200)
+        _record(metrics, decision)
+        metrics.duration.observe(time.perf_counter() - started)
+        return _json(answer)
+
+    @app.get("/healthz")
+    def healthz() -> Response:
+        return _json({"status": "ok"})
+
+    @app.get("/readyz")
+    def readyz() -> Response:
+        status = store.status
+        return _json(
+            {
+                "ready": True,
+                "policies": status.policies,
+                "fingerprint": status.fingerprint,
+                "loadedAt": status.loaded_at,
+                "lastError": status.last_error,
+                "lastErrorAt": status.last_error_at,
+            }
+        )
+
+    @app.get("/metrics")
+    def metrics_view() -> Response:
+        return Response(metrics.render(), mimetype=CONTENT_TYPE_LATEST)
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException) -> Response:
+        code = exc.code or 500
+        if code == 413:
+            limit = settings.config.max_request_bytes
+            return _json({"error": f"the body is larger than {limit} bytes"}, 413)
+        return _json({"error": exc.description or exc.name}, code)
+
+    return app
+
+
+def _record(metrics: Metrics, decision: Decision) -> None:
+    metrics.requests.labels(decision.label).inc()
+    for verdict in decision.verdicts:
+        if verdict.no_match is not None:
+            metrics.no_match.labels(verdict.no_match).inc()
+        for result in verdict.policies:
+            failure = result.failure
+            outcome = "pass" if failure is None else failure.outcome
+            metrics.policy_decisions.labels(result.policy, result.mode, outcome).inc()
+
+
+def _internal_denial(body: Any) -> dict[str, Any]:
+    uid = ""
+    if isinstance(body, dict) and isinstance(body.get("request"), dict):
+        uid = str(body["request"].get("uid", ""))
+    return {
+        "apiVersion": "admission.k8s.io/v1",
+        "kind": "AdmissionReview",
+        "response": {
+            "uid": uid,
+            "allowed": False,
+            "status": {
+                "code": 500,
+                "message": "trustgate could not evaluate the request (internal error); "
+                "see the webhook's log",
+            },
+        },
+    }

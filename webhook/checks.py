@@ -1,0 +1,107 @@
+"""The checks a policy runs on an image, behind one protocol.
+
+A check returns ``None`` when the image passes and raises a ``TrustgateError``
+when it does not; only the engine turns that into a recorded result. Checks are
+built by name from ``FACTORIES`` so that a backend plugs in without touching the
+engine, and a policy section with no working backend fails closed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Protocol
+
+from webhook.errors import CheckFailed, CheckUnavailable
+from webhook.policy.model import Policy
+from webhook.reference import ImageRef
+
+
+class Check(Protocol):
+    """One check of one image against one policy."""
+
+    name: str
+
+    def run(self, image: ImageRef, policy: Policy) -> None:
+        """Return if ``image`` passes; raise a TrustgateError saying why not."""
+        ...
+
+
+class Allowlist:
+    """The image's repository must match one of the policy's registry globs.
+
+    It runs first and needs no network: an image outside the allowlist is never
+    contacted, so image names cannot steer trustgate to arbitrary hosts.
+    """
+
+    name = "allowlist"
+
+    def run(self, image: ImageRef, policy: Policy) -> None:
+        """Raise CheckFailed when no registry glob matches the repository."""
+        for glob in policy.registries:
+            if glob.matches(image.repository):
+                return
+        allowed = ", ".join(str(g) for g in policy.registries)
+        raise CheckFailed(
+            f"repository {image.repository} is not in the registry allowlist ({allowed})",
+            check=self.name,
+        )
+
+
+class Digest:
+    """``requireDigest``: the reference must pin a digest, so what runs is what was checked."""
+
+    name = "digest"
+
+    def run(self, image: ImageRef, policy: Policy) -> None:
+        """Raise CheckFailed when the reference has no digest."""
+        if image.digest is None:
+            raise CheckFailed(
+                "the image is not pinned by digest; use "
+                f"{image.repository}@sha256:<digest> (the policy sets requireDigest)",
+                check=self.name,
+            )
+
+
+class Unavailable:
+    """Stands in for a check this build cannot perform, and denies."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def run(self, image: ImageRef, policy: Policy) -> None:
+        """Always raise CheckUnavailable."""
+        raise CheckUnavailable(
+            f"the policy requires {self.name} verification, which this version of "
+            "trustgate cannot perform yet; the image cannot be admitted under it",
+            check=self.name,
+        )
+
+
+#: Name -> factory. ``signatures`` and ``freshness`` deny until their backends exist.
+FACTORIES: dict[str, Callable[[], Check]] = {
+    "allowlist": Allowlist,
+    "digest": Digest,
+    "signatures": lambda: Unavailable("signatures"),
+    "freshness": lambda: Unavailable("freshness"),
+}
+
+
+def checks_for(policy: Policy, checks: dict[str, Check]) -> tuple[Check, ...]:
+    """The checks ``policy`` asks for, cheapest first.
+
+    ``checks`` maps names to built checks; a name missing from it is an
+    Unavailable check, so a gap denies instead of passing.
+    """
+    names = ["allowlist"]
+    if policy.require_digest:
+        names.append("digest")
+    if policy.signatures is not None:
+        names.append("signatures")
+    if policy.freshness is not None:
+        names.append("freshness")
+    return tuple(checks.get(name) or Unavailable(name) for name in names)
+
+
+def build_checks() -> dict[str, Check]:
+    """Instantiate every registered check once."""
+    return {name: factory() for name, factory in FACTORIES.items()}

@@ -1,0 +1,266 @@
+"""The ``trustgate`` command: parse arguments, call the library, print.
+
+Exit codes: 0 admitted / clean, 1 denied / failing, 2 bad usage or input
+(a policy directory that does not load, an unreadable file).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from webhook import certs, report
+from webhook.admission import decide
+from webhook.admission import review as review_body
+from webhook.audit import audit, pod_for_images, read_manifests, request_for, rows_for
+from webhook.config import Config, load_config
+from webhook.engine import Engine
+from webhook.errors import TrustgateError
+from webhook.observability import configure_logging
+from webhook.policy.loader import load_directory
+from webhook.policy.schema import policy_schema
+from webhook.policytest import load_cases, run_case
+
+EXIT_OK, EXIT_DENIED, EXIT_USAGE = 0, 1, 2
+
+
+def _common(env: os._Environ[str] | dict[str, str]) -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--policies",
+        type=Path,
+        default=Path(env.get("TRUSTGATE_POLICIES", "policies")),
+        help="policy directory (default: $TRUSTGATE_POLICIES or ./policies)",
+    )
+    common.add_argument(
+        "--config",
+        type=Path,
+        default=Path(env["TRUSTGATE_CONFIG"]) if env.get("TRUSTGATE_CONFIG") else None,
+        help="global configuration file, trustgate.yaml (default: $TRUSTGATE_CONFIG)",
+    )
+    common.add_argument("--output", "-o", choices=report.FORMATS, default="table")
+    return common
+
+
+def build_parser(env: os._Environ[str] | dict[str, str] | None = None) -> argparse.ArgumentParser:
+    """The argument parser; ``env`` supplies the defaults of --policies and --config."""
+    common = _common(os.environ if env is None else env)
+    parser = argparse.ArgumentParser(
+        prog="trustgate",
+        description="Admit only container images from trusted sources.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = commands.add_parser("serve", parents=[common], help="run the admission webhook")
+    serve.add_argument("--cert", type=Path, help="TLS certificate (PEM)")
+    serve.add_argument("--key", type=Path, help="TLS private key (PEM)")
+    serve.add_argument("--host", default="0.0.0.0", help="address to listen on")
+    serve.add_argument("--port", type=int, default=8443)
+    serve.add_argument("--workers", type=int, default=1, help="worker processes")
+    serve.add_argument("--threads", type=int, default=16, help="threads per worker")
+    serve.add_argument(
+        "--insecure-http", action="store_true", help="serve plain HTTP (local testing only)"
+    )
+
+    review = commands.add_parser(
+        "review", parents=[common], help="answer an AdmissionReview JSON file without a server"
+    )
+    review.add_argument("file", help="AdmissionReview JSON file, or - for standard input")
+
+    check = commands.add_parser("check", parents=[common], help="judge images as a Pod would be")
+    check.add_argument("images", nargs="+", metavar="IMAGE")
+    check.add_argument("--namespace", "-n", default="default")
+    check.add_argument("--kind", default="Pod", help="the object kind policies see (default Pod)")
+
+    audit_cmd = commands.add_parser(
+        "audit", parents=[common], help="dry-run: judge manifests (files, directories, -)"
+    )
+    audit_cmd.add_argument("paths", nargs="+", metavar="PATH")
+    audit_cmd.add_argument(
+        "--namespace", "-n", default="default", help="namespace of objects that name none"
+    )
+
+    policy = commands.add_parser("policy", help="lint, test or describe policies")
+    policy_commands = policy.add_subparsers(dest="policy_command", required=True)
+    lint = policy_commands.add_parser("lint", parents=[common], help="validate a directory")
+    lint.add_argument("directory", nargs="?", type=Path)
+    test = policy_commands.add_parser("test", parents=[common], help="run ImagePolicyTest cases")
+    test.add_argument("directory", nargs="?", type=Path)
+    policy_commands.add_parser("schema", help="print the ImagePolicy JSON Schema")
+
+    certs_cmd = commands.add_parser("certs", help="certificates for the webhook")
+    certs_commands = certs_cmd.add_subparsers(dest="certs_command", required=True)
+    generate = certs_commands.add_parser("generate", help="a CA and a serving certificate")
+    generate.add_argument("--out", type=Path, default=Path("certs"))
+    generate.add_argument("--service", default="trustgate")
+    generate.add_argument("--namespace", default="trustgate")
+    generate.add_argument(
+        "--san", action="append", default=[], help="extra DNS name or IP address (repeatable)"
+    )
+    generate.add_argument("--days", type=int, default=365)
+    generate.add_argument("--force", action="store_true", help="overwrite existing files")
+    return parser
+
+
+def _engine(args: argparse.Namespace, config: Config) -> Engine:
+    policy_set = load_directory(args.policies)
+    return Engine(lambda: policy_set, no_match=config.no_match)
+
+
+def _print_rows(rows: list[Any], fmt: str) -> int:
+    sys.stdout.write(report.render(rows, fmt))
+    return EXIT_DENIED if any(r.decision == "denied" for r in rows) else EXIT_OK
+
+
+def _serve(args: argparse.Namespace, config: Config) -> int:
+    from webhook.app import Settings, create_app
+    from webhook.server import ServeOptions, serve
+
+    if not args.insecure_http and (args.cert is None or args.key is None):
+        raise TrustgateError("--cert and --key are required (or --insecure-http for local tests)")
+    load_directory(args.policies)  # fail fast, before any worker starts
+    settings = Settings(policies=args.policies, config=config)
+    options = ServeOptions(
+        host=args.host,
+        port=args.port,
+        certfile=None if args.insecure_http else args.cert,
+        keyfile=None if args.insecure_http else args.key,
+        workers=args.workers,
+        threads=args.threads,
+    )
+    serve(lambda: create_app(settings), options)
+    return EXIT_OK
+
+
+def _review(args: argparse.Namespace, config: Config) -> int:
+    engine = _engine(args, config)
+    try:
+        text = sys.stdin.read() if args.file == "-" else Path(args.file).read_text("utf-8")
+        body = json.loads(text)
+    except OSError as exc:
+        raise TrustgateError(f"cannot read {args.file}: {exc.strerror}") from exc
+    except ValueError as exc:
+        raise TrustgateError(f"{args.file} is not valid JSON: {exc}") from exc
+    answer, decision, _ = review_body(engine, body)
+    print(json.dumps(answer, indent=2))
+    return EXIT_OK if decision.allowed else EXIT_DENIED
+
+
+def _check(args: argparse.Namespace, config: Config) -> int:
+    engine = _engine(args, config)
+    pod = pod_for_images(args.images, namespace=args.namespace)
+    request = request_for(pod, namespace=args.namespace, uid="check")
+    if args.kind != "Pod":
+        request = replace(request, kind=args.kind)
+    return _print_rows(rows_for("command line", request, decide(engine, request)), args.output)
+
+
+def _audit(args: argparse.Namespace, config: Config) -> int:
+    engine = _engine(args, config)
+    rows = audit(engine, read_manifests(args.paths), namespace=args.namespace)
+    return _print_rows(rows, args.output)
+
+
+def _lint(args: argparse.Namespace, config: Config) -> int:
+    directory = args.directory or args.policies
+    policy_set = load_directory(directory)
+    cases = load_cases(directory)
+    if args.output == "json":
+        names = [p.name for p in policy_set.policies]
+        print(json.dumps({"valid": True, "policies": names, "testCases": len(cases)}))
+    else:
+        print(f"{directory}: {len(policy_set)} policies and {len(cases)} test cases are valid")
+    return EXIT_OK
+
+
+def _test(args: argparse.Namespace, config: Config) -> int:
+    directory = args.directory or args.policies
+    policy_set = load_directory(directory)
+    engine = Engine(lambda: policy_set, no_match=config.no_match)
+    results = [run_case(engine, case) for case in load_cases(directory)]
+    failed = [r for r in results if not r.passed]
+    if args.output == "json":
+        print(
+            json.dumps(
+                [
+                    {
+                        "suite": r.case.suite,
+                        "case": r.case.name,
+                        "expect": r.case.expect,
+                        "got": r.got,
+                        "passed": r.passed,
+                        "messages": list(r.messages),
+                    }
+                    for r in results
+                ],
+                indent=2,
+            )
+        )
+    else:
+        for r in results:
+            status = "PASS" if r.passed else "FAIL"
+            line = f"{status}  {r.case.suite} / {r.case.name}"
+            if not r.passed:
+                want = r.case.expect + (f' with "{r.case.reason}"' if r.case.reason else "")
+                line += f": expected {want}, got {r.got}"
+                line += "".join(f"\n        {m}" for m in r.messages)
+            print(line)
+        print(f"{len(results) - len(failed)} passed, {len(failed)} failed")
+    if not results:
+        print(f"no ImagePolicyTest cases found in {directory}", file=sys.stderr)
+        return EXIT_DENIED
+    return EXIT_DENIED if failed else EXIT_OK
+
+
+def _certs(args: argparse.Namespace, config: Config) -> int:
+    paths = certs.generate(
+        args.out,
+        service=args.service,
+        namespace=args.namespace,
+        extra_sans=args.san,
+        days=args.days,
+        overwrite=args.force,
+    )
+    print(f"wrote {paths.ca}, {paths.cert} and {paths.key}")
+    return EXIT_OK
+
+
+def _schema(args: argparse.Namespace, config: Config) -> int:
+    print(json.dumps(policy_schema(), indent=2))
+    return EXIT_OK
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit code."""
+    args = build_parser().parse_args(argv)
+    handlers = {
+        "serve": _serve,
+        "review": _review,
+        "check": _check,
+        "audit": _audit,
+        "lint": _lint,
+        "test": _test,
+        "schema": _schema,
+        "generate": _certs,
+    }
+    name = getattr(args, "policy_command", None) or getattr(args, "certs_command", None)
+    handler = handlers[name or args.command]
+    try:
+        config = load_config(getattr(args, "config", None))
+        # Commands other than serve keep the decision log quiet unless something is wrong.
+        level = config.log_level if args.command == "serve" else "warning"
+        configure_logging(config.log_format, level)
+        return handler(args, config)
+    except TrustgateError as exc:
+        print(f"trustgate: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

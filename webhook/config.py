@@ -1,0 +1,142 @@
+"""The global configuration file (``trustgate.yaml``).
+
+It holds what is not a policy: the default for images no policy governs, the
+review deadline, reload cadence, and the sections later checks read (registries,
+freshness, caches). It is read once, at start-up, into a frozen ``Config``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, cast
+
+import yaml
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import best_match
+
+from webhook.errors import ConfigError
+from webhook.policy.model import NoMatch
+
+#: Kubernetes caps a webhook's timeoutSeconds at 30 and defaults it to 10; the
+#: review must finish well inside it so the answer is ours, not the API server's.
+DEFAULT_DEADLINE_SECONDS = 8.0
+MAX_DEADLINE_SECONDS = 29.0
+DEFAULT_MAX_BODY_BYTES = 4 * 1024 * 1024
+
+_SCHEMA: dict[str, Any] = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        "defaults": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                "noMatch": {
+                    "enum": ["deny", "warn", "allow"],
+                    "description": "What happens to an image no policy governs.",
+                },
+            },
+        },
+        "deadlineSeconds": {
+            "type": "number",
+            "exclusiveMinimum": 0,
+            "maximum": MAX_DEADLINE_SECONDS,
+            "description": "Time budget of one review; keep it below the webhook's timeoutSeconds.",
+        },
+        "maxRequestBytes": {
+            "type": "integer",
+            "minimum": 1024,
+            "description": "Largest AdmissionReview body accepted; larger ones get HTTP 413.",
+        },
+        "policies": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                "reloadIntervalSeconds": {
+                    "type": "number",
+                    "minimum": 0,
+                    "description": "How often the policy directory is checked; 0 disables reload.",
+                },
+            },
+        },
+        "log": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                "format": {"enum": ["json", "text"]},
+                "level": {"enum": ["debug", "info", "warning", "error"]},
+            },
+        },
+        "registries": {"type": "object", "description": "Per-registry settings."},
+        "freshness": {"type": "object", "description": "Freshness grade sources."},
+        "cache": {"type": "object", "description": "Cache sizes and lifetimes."},
+    },
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    """Settings that apply to every policy."""
+
+    no_match: NoMatch = "deny"
+    deadline_seconds: float = DEFAULT_DEADLINE_SECONDS
+    max_request_bytes: int = DEFAULT_MAX_BODY_BYTES
+    reload_interval_seconds: float = 2.0
+    log_format: str = "json"
+    log_level: str = "info"
+    registries: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    freshness: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    cache: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+
+
+def parse_config(data: Any, *, source: str = "<config>") -> Config:
+    """Validate a parsed configuration document and build a ``Config``.
+
+    Raises:
+        ConfigError: naming the source and the offending field.
+    """
+    if data is None:
+        return Config()
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: the configuration must be a mapping")
+    error = best_match(Draft202012Validator(_SCHEMA).iter_errors(data))
+    if error is not None:
+        where = ".".join(str(p) for p in error.absolute_path) or "(top level)"
+        raise ConfigError(f"{source}: field {where}: {error.message}")
+    defaults = data.get("defaults", {})
+    policies = data.get("policies", {})
+    log = data.get("log", {})
+    return Config(
+        no_match=cast(NoMatch, defaults.get("noMatch", "deny")),
+        deadline_seconds=float(data.get("deadlineSeconds", DEFAULT_DEADLINE_SECONDS)),
+        max_request_bytes=int(data.get("maxRequestBytes", DEFAULT_MAX_BODY_BYTES)),
+        reload_interval_seconds=float(policies.get("reloadIntervalSeconds", 2.0)),
+        log_format=str(log.get("format", "json")),
+        log_level=str(log.get("level", "info")),
+        registries=MappingProxyType(dict(data.get("registries", {}))),
+        freshness=MappingProxyType(dict(data.get("freshness", {}))),
+        cache=MappingProxyType(dict(data.get("cache", {}))),
+    )
+
+
+def load_config(path: Path | None) -> Config:
+    """Read the configuration file at ``path``; ``None`` gives the defaults.
+
+    Raises:
+        ConfigError: when the file cannot be read or is invalid.
+    """
+    if path is None:
+        return Config()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read configuration file {path}: {exc.strerror}") from exc
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+    return parse_config(data, source=str(path))

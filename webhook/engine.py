@@ -1,0 +1,174 @@
+"""One image and the policies that govern it -> a Verdict.
+
+The engine is pure orchestration: it parses the reference, finds the matching
+policies, runs each policy's checks cheapest first, and records the outcome in
+frozen dataclasses. It knows nothing of Kubernetes requests or HTTP.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Literal
+
+from webhook.checks import Check, build_checks, checks_for
+from webhook.errors import TrustgateError
+from webhook.policy.model import Mode, NoMatch, Policy, PolicySet
+from webhook.reference import ImageRef, parse_reference
+
+Outcome = Literal["pass", "deny", "error"]
+
+_MAX_SHOWN = 200
+
+
+def display(text: str) -> str:
+    """``text`` made safe to show in one line: printable ASCII, bounded length.
+
+    Image strings come from the request and may carry control characters meant
+    to forge log lines or warnings.
+    """
+    if text.isascii() and text.isprintable() and len(text) <= _MAX_SHOWN:
+        return text
+    shown = repr(text[:_MAX_SHOWN])
+    return shown if len(text) <= _MAX_SHOWN else shown + "..."
+
+
+@dataclass(frozen=True, slots=True)
+class CheckResult:
+    """The outcome of one check."""
+
+    check: str
+    outcome: Outcome
+    message: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyResult:
+    """The outcome of one policy for one image; the first failed check ends it."""
+
+    policy: str
+    mode: Mode
+    results: tuple[CheckResult, ...]
+
+    @property
+    def passed(self) -> bool:
+        """Whether every check passed."""
+        return all(r.outcome == "pass" for r in self.results)
+
+    @property
+    def failure(self) -> CheckResult | None:
+        """The failed check, if any."""
+        return next((r for r in self.results if r.outcome != "pass"), None)
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """Everything decided about one image.
+
+    ``denials`` are enforce failures (the workload is refused); ``warnings`` are
+    audit failures and no-match warnings (the workload is admitted). Each entry
+    is one line naming the image, the policy and the failed check.
+    """
+
+    image: str
+    reference: ImageRef | None
+    policies: tuple[PolicyResult, ...]
+    denials: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = ()
+    no_match: NoMatch | None = None
+
+    @property
+    def allowed(self) -> bool:
+        """Whether no enforce policy denied the image."""
+        return not self.denials
+
+
+def _line(image: str, policy: str, mode: Mode, failure: CheckResult) -> str:
+    verb = "denied" if mode == "enforce" else "would be denied"
+    suffix = "" if mode == "enforce" else " (audit mode)"
+    return f'image {image} {verb} by policy "{policy}"{suffix}: {failure.message}'
+
+
+class Engine:
+    """Evaluates images against the current policy set.
+
+    ``policies`` is called for every evaluation so that a reloaded set takes
+    effect at once; it must be cheap (an attribute read).
+    """
+
+    def __init__(
+        self,
+        policies: Callable[[], PolicySet],
+        *,
+        no_match: NoMatch = "deny",
+        checks: dict[str, Check] | None = None,
+    ) -> None:
+        self._policies = policies
+        self._no_match = no_match
+        self._checks = checks if checks is not None else build_checks()
+
+    def evaluate(self, images: Iterable[str], *, namespace: str, kind: str) -> tuple[Verdict, ...]:
+        """A Verdict for each distinct image of a request, in first-seen order."""
+        policy_set = self._policies()
+        return tuple(
+            self.evaluate_one(image, namespace=namespace, kind=kind, policy_set=policy_set)
+            for image in dict.fromkeys(images)
+        )
+
+    def evaluate_one(
+        self,
+        image: str,
+        *,
+        namespace: str,
+        kind: str,
+        policy_set: PolicySet | None = None,
+    ) -> Verdict:
+        """The Verdict for one image in a ``kind`` request in ``namespace``."""
+        shown = display(image)
+        try:
+            ref = parse_reference(image)
+        except TrustgateError as exc:
+            # Never admitted, whatever the policies: what cannot be parsed
+            # cannot be matched, and a parser differential is an attack surface.
+            return Verdict(
+                image=shown,
+                reference=None,
+                policies=(),
+                denials=(f"image {shown} denied: invalid image reference: {exc.message}",),
+            )
+        policy_set = policy_set if policy_set is not None else self._policies()
+        matching = policy_set.matching(namespace, kind, ref)
+        if not matching:
+            return self._unmatched(shown, ref, namespace)
+        results = tuple(self._run_policy(ref, policy) for policy in matching)
+        denials: list[str] = []
+        warnings: list[str] = []
+        for result in results:
+            failure = result.failure
+            if failure is None:
+                continue
+            line = _line(shown, result.policy, result.mode, failure)
+            (denials if result.mode == "enforce" else warnings).append(line)
+        return Verdict(shown, ref, results, tuple(denials), tuple(warnings))
+
+    def _run_policy(self, ref: ImageRef, policy: Policy) -> PolicyResult:
+        results: list[CheckResult] = []
+        for check in checks_for(policy, self._checks):
+            try:
+                check.run(ref, policy)
+            except TrustgateError as exc:
+                results.append(CheckResult(check.name, exc.outcome, exc.message))
+                break
+            results.append(CheckResult(check.name, "pass"))
+        return PolicyResult(policy.name, policy.mode, tuple(results))
+
+    def _unmatched(self, shown: str, ref: ImageRef, namespace: str) -> Verdict:
+        where = f'namespace "{namespace}"' if namespace else "cluster scope"
+        text = f"image {shown}: no policy governs {ref.repository} in {where}"
+        if self._no_match == "deny":
+            line = f"{text} (defaults.noMatch: deny)"
+            return Verdict(shown, ref, (), denials=(line,), no_match="deny")
+        if self._no_match == "warn":
+            line = f"{text} (defaults.noMatch: warn)"
+            return Verdict(shown, ref, (), warnings=(line,), no_match="warn")
+        return Verdict(shown, ref, (), no_match="allow")

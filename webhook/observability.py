@@ -1,0 +1,120 @@
+"""The decision log and Prometheus metrics.
+
+Loggers are children of ``trustgate``; only ``server.py`` and ``cli.py`` attach
+handlers. Metrics live in a registry owned by the app, never the process-global
+one, so tests can build as many apps as they like.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from typing import Any, TextIO
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+_ROOT = "trustgate"
+#: LogRecord attributes that are not structured fields.
+_STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
+    "message",
+    "asctime",
+    "taskName",
+}
+
+
+def get_logger(name: str) -> logging.Logger:
+    """The logger for module ``name`` (a child of ``trustgate``)."""
+    short = name.removeprefix("webhook.")
+    return logging.getLogger(f"{_ROOT}.{short}")
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, message and every ``extra`` field."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        """Render ``record`` as a JSON line."""
+        entry: dict[str, Any] = {
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+            + f".{int(record.msecs):03d}Z",
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        for key, value in record.__dict__.items():
+            if key not in _STANDARD and not key.startswith("_"):
+                entry[key] = value
+        if record.exc_info:
+            entry["exc"] = self.formatException(record.exc_info)
+        return json.dumps(entry, default=str, separators=(",", ":"))
+
+
+def configure_logging(fmt: str = "json", level: str = "info", stream: TextIO | None = None) -> None:
+    """Attach one handler to the ``trustgate`` logger (idempotent)."""
+    logger = logging.getLogger(_ROOT)
+    for handler in list(logger.handlers):
+        logger.removeHandler(handler)
+    handler = logging.StreamHandler(stream or sys.stderr)
+    if fmt == "json":
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+    logger.addHandler(handler)
+    logger.setLevel(level.upper())
+    logger.propagate = False
+
+
+class Metrics:
+    """The webhook's Prometheus metrics, in a registry of their own."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.requests = Counter(
+            "trustgate_admission_requests",
+            "Admission reviews answered, by decision (allowed, warned, denied, error, invalid).",
+            ["decision"],
+            registry=self.registry,
+        )
+        self.policy_decisions = Counter(
+            "trustgate_policy_decisions",
+            "Image x policy outcomes, by policy, mode and outcome (pass, deny, error).",
+            ["policy", "mode", "outcome"],
+            registry=self.registry,
+        )
+        self.no_match = Counter(
+            "trustgate_no_match_images",
+            "Images no policy governed, by the defaults.noMatch action taken.",
+            ["action"],
+            registry=self.registry,
+        )
+        self.duration = Histogram(
+            "trustgate_admission_duration_seconds",
+            "Time to answer one admission review.",
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+            registry=self.registry,
+        )
+        self.policies_loaded = Gauge(
+            "trustgate_policies_loaded",
+            "Policies in the active set.",
+            registry=self.registry,
+        )
+        self.reload_ok = Gauge(
+            "trustgate_policy_reload_success",
+            "1 if the last policy (re)load succeeded, 0 if it failed and an older set is active.",
+            registry=self.registry,
+        )
+        self.reload_failures = Counter(
+            "trustgate_policy_reload_failures",
+            "Policy reloads that failed and kept the last good set.",
+            registry=self.registry,
+        )
+        self.reload_timestamp = Gauge(
+            "trustgate_policy_last_reload_timestamp_seconds",
+            "When the active policy set was loaded.",
+            registry=self.registry,
+        )
+
+    def render(self) -> bytes:
+        """The metrics in Prometheus text format."""
+        return generate_latest(self.registry)

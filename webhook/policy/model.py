@@ -1,0 +1,125 @@
+"""The compiled, immutable form of policies.
+
+YAML spellings stop at the loader: everything past it works with these frozen
+dataclasses, which are safe to share between request threads and to swap
+atomically on reload.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from webhook.policy.globs import Glob, any_match
+from webhook.reference import ImageRef
+
+Mode = Literal["enforce", "audit"]
+NoMatch = Literal["deny", "warn", "allow"]
+OnUnknown = Literal["deny", "warn", "allow"]
+Grade = Literal["A", "B", "C", "D", "E", "F"]
+
+
+@dataclass(frozen=True, slots=True)
+class Match:
+    """Which requests and images a policy governs.
+
+    An empty ``kinds`` means every kind. Namespace and image globs must match;
+    an excluded namespace wins over an included one.
+    """
+
+    namespaces: tuple[Glob, ...] = (Glob("*"),)
+    exclude_namespaces: tuple[Glob, ...] = ()
+    kinds: frozenset[str] = frozenset()
+    images: tuple[Glob, ...] = (Glob("**"),)
+
+    def applies_to(self, namespace: str, kind: str) -> bool:
+        """Whether a request for ``kind`` in ``namespace`` falls under the policy."""
+        if self.kinds and kind not in self.kinds:
+            return False
+        if any_match(self.exclude_namespaces, namespace):
+            return False
+        return any_match(self.namespaces, namespace)
+
+    def governs(self, image: ImageRef) -> bool:
+        """Whether the policy governs ``image`` (matched on its repository)."""
+        return any_match(self.images, image.repository)
+
+
+@dataclass(frozen=True, slots=True)
+class KeyRef:
+    """A public key given inline (``pem``) or as a file path (``file``)."""
+
+    pem: str | None = None
+    file: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Keyless:
+    """A keyless (Fulcio certificate) identity."""
+
+    issuer: str | None = None
+    issuer_regexp: str | None = None
+    subject: str | None = None
+    subject_regexp: str | None = None
+    trusted_root: str = "production"
+
+
+@dataclass(frozen=True, slots=True)
+class Authority:
+    """One signer a policy trusts: a key or a keyless identity."""
+
+    name: str
+    key: KeyRef | None = None
+    keyless: Keyless | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Signatures:
+    """``spec.signatures``: at least ``threshold`` distinct authorities must verify."""
+
+    threshold: int
+    authorities: tuple[Authority, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Freshness:
+    """``spec.freshness``: the minimum Container Health Index grade."""
+
+    minimum_grade: Grade
+    sources: tuple[str, ...] = ("pyxis",)
+    on_unknown: OnUnknown = "deny"
+    max_report_age_days: int | None = None
+    warn_before_days: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    """One ImagePolicy document, compiled."""
+
+    name: str
+    mode: Mode
+    match: Match
+    registries: tuple[Glob, ...]
+    require_digest: bool = False
+    signatures: Signatures | None = None
+    freshness: Freshness | None = None
+    source: str = field(default="", compare=False)
+
+    def applies(self, namespace: str, kind: str, image: ImageRef) -> bool:
+        """Whether this policy governs ``image`` in a ``kind`` request in ``namespace``."""
+        return self.match.applies_to(namespace, kind) and self.match.governs(image)
+
+
+@dataclass(frozen=True, slots=True)
+class PolicySet:
+    """Every policy of one directory, in a stable order (by name)."""
+
+    policies: tuple[Policy, ...] = ()
+    fingerprint: str = ""
+
+    def matching(self, namespace: str, kind: str, image: ImageRef) -> tuple[Policy, ...]:
+        """The policies that govern ``image`` in this request; all of them must pass."""
+        return tuple(p for p in self.policies if p.applies(namespace, kind, image))
+
+    def __len__(self) -> int:
+        return len(self.policies)

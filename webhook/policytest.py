@@ -1,0 +1,152 @@
+"""Policy test cases kept beside the policies (``kind: ImagePolicyTest``).
+
+A case names an image (or a whole resource), a namespace and the expected
+decision; ``trustgate policy test DIR`` runs every case through the same
+``decide`` as the webhook, so a green run means the deployed webhook agrees.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import yaml
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import best_match
+
+from webhook.admission import decide
+from webhook.audit import pod_for_images, request_for
+from webhook.engine import Engine
+from webhook.errors import PolicyError
+from webhook.policy.loader import iter_documents
+
+_CASE = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["name", "expect"],
+    "properties": {
+        "name": {"type": "string", "minLength": 1},
+        "namespace": {"type": "string"},
+        "kind": {"type": "string", "minLength": 1},
+        "image": {"type": "string", "minLength": 1},
+        "images": {"type": "array", "items": {"type": "string"}, "minItems": 1},
+        "resource": {"type": "object", "required": ["kind"]},
+        "file": {"type": "string", "minLength": 1},
+        "expect": {"enum": ["allowed", "warned", "denied"]},
+        "reason": {"type": "string", "minLength": 1},
+    },
+    "oneOf": [
+        {"required": ["image"]},
+        {"required": ["images"]},
+        {"required": ["resource"]},
+        {"required": ["file"]},
+    ],
+}
+_SCHEMA = {
+    "type": "object",
+    "required": ["apiVersion", "kind", "metadata", "spec"],
+    "properties": {
+        "metadata": {"type": "object", "required": ["name"]},
+        "spec": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["cases"],
+            "properties": {"cases": {"type": "array", "minItems": 1, "items": _CASE}},
+        },
+    },
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Case:
+    """One test case, ready to run."""
+
+    suite: str
+    name: str
+    file: str
+    namespace: str
+    kind: str
+    object: Mapping[str, Any]
+    expect: str
+    reason: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class CaseResult:
+    """What one case expected and what the policies decided."""
+
+    case: Case
+    got: str
+    messages: tuple[str, ...]
+
+    @property
+    def passed(self) -> bool:
+        """The decision matches and, if given, the reason appears in a message."""
+        if self.got != self.case.expect:
+            return False
+        return self.case.reason is None or any(self.case.reason in m for m in self.messages)
+
+
+def _resource(case: Mapping[str, Any], file: Path, index: int, field: str) -> Mapping[str, Any]:
+    if "resource" in case:
+        return dict(case["resource"])
+    if "file" in case:
+        path = file.parent / case["file"]
+        try:
+            loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except (OSError, yaml.YAMLError) as exc:
+            message = f"cannot read resource file {path}: {exc}"
+            raise PolicyError(message, file=str(file), document=index, field=field) from exc
+        if not isinstance(loaded, dict) or "kind" not in loaded:
+            message = f"{path} must hold one Kubernetes object"
+            raise PolicyError(message, file=str(file), document=index, field=field)
+        return loaded
+    images = case.get("images") or [case["image"]]
+    return pod_for_images(images, namespace=case.get("namespace", "default"))
+
+
+def load_cases(directory: Path) -> list[Case]:
+    """Every ImagePolicyTest case in ``directory``.
+
+    Raises:
+        PolicyError: naming the file, document and field of an invalid case.
+    """
+    cases: list[Case] = []
+    validator = Draft202012Validator(_SCHEMA)
+    for file, index, document in iter_documents(directory):
+        if not isinstance(document, dict) or document.get("kind") != "ImagePolicyTest":
+            continue
+        error = best_match(validator.iter_errors(document))
+        if error is not None:
+            where = ".".join(str(p) for p in error.absolute_path)
+            raise PolicyError(error.message, file=str(file), document=index, field=where)
+        suite = str(document["metadata"]["name"])
+        for number, raw in enumerate(document["spec"]["cases"]):
+            obj = _resource(raw, file, index, f"spec.cases[{number}]")
+            cases.append(
+                Case(
+                    suite=suite,
+                    name=raw["name"],
+                    file=str(file),
+                    namespace=raw.get("namespace", "default"),
+                    kind=raw.get("kind", str(obj.get("kind", "Pod"))),
+                    object=obj,
+                    expect=raw["expect"],
+                    reason=raw.get("reason"),
+                )
+            )
+    return cases
+
+
+def run_case(engine: Engine, case: Case) -> CaseResult:
+    """Decide ``case`` exactly as the webhook would."""
+    request = request_for(case.object, namespace=case.namespace, uid=f"test-{case.name}")
+    if case.kind != request.kind:
+        request = replace(request, kind=case.kind)
+    decision = decide(engine, request)
+    messages = tuple(m for v in decision.verdicts for m in v.denials + v.warnings)
+    if not decision.verdicts and decision.message:
+        messages = (decision.message,)
+    return CaseResult(case, decision.label, messages)

@@ -1,0 +1,77 @@
+"""Audit and check results as a table, JSON or JUnit XML."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import asdict
+from xml.etree import ElementTree as ET
+
+from webhook.audit import Row
+
+FORMATS = ("table", "json", "junit")
+
+
+def _table(rows: Sequence[Row]) -> str:
+    if not rows:
+        return "no workload images found\n"
+    header = ("RESOURCE", "NAMESPACE", "IMAGE", "DECISION", "REASON")
+    lines = [
+        (r.resource, r.namespace or "-", r.image, r.decision.upper(), "; ".join(r.reasons) or "-")
+        for r in rows
+    ]
+    widths = [max(len(line[i]) for line in [header, *lines]) for i in range(4)]
+    out = []
+    for line in [header, *lines]:
+        cells = [line[i].ljust(widths[i]) for i in range(4)]
+        out.append("  ".join([*cells, line[4]]))
+    counts = {d: sum(1 for r in rows if r.decision == d) for d in ("allowed", "warned", "denied")}
+    out.append("")
+    out.append(
+        f"{len(rows)} images: {counts['allowed']} allowed, {counts['warned']} warned, "
+        f"{counts['denied']} denied"
+    )
+    return "\n".join(out) + "\n"
+
+
+def _json(rows: Sequence[Row]) -> str:
+    items = []
+    for row in rows:
+        item = asdict(row)
+        item["reasons"] = list(row.reasons)
+        items.append(item)
+    return json.dumps(items, indent=2) + "\n"
+
+
+def _junit(rows: Sequence[Row]) -> str:
+    suite = ET.Element(
+        "testsuite",
+        name="trustgate",
+        tests=str(len(rows)),
+        failures=str(sum(1 for r in rows if r.decision == "denied")),
+        errors="0",
+        skipped="0",
+    )
+    for row in rows:
+        case = ET.SubElement(
+            suite,
+            "testcase",
+            classname=f"{row.source}:{row.namespace or '-'}",
+            name=f"{row.resource} {row.image}",
+        )
+        if row.decision == "denied":
+            failure = ET.SubElement(case, "failure", message=row.reasons[0] if row.reasons else "")
+            failure.text = "\n".join(row.reasons)
+        elif row.reasons:
+            ET.SubElement(case, "system-out").text = "\n".join(row.reasons)
+    ET.indent(suite)
+    return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(suite, encoding="unicode") + "\n"
+
+
+def render(rows: Sequence[Row], fmt: str) -> str:
+    """``rows`` in format ``fmt`` (one of FORMATS)."""
+    if fmt == "json":
+        return _json(rows)
+    if fmt == "junit":
+        return _junit(rows)
+    return _table(rows)
