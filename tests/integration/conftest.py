@@ -1,0 +1,124 @@
+"""A real ``trustgate serve`` (gunicorn over TLS) on an ephemeral port, once per session."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import requests
+
+from tests.kube import policy_yaml
+from webhook import certs
+
+READY_DEADLINE = 30.0
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def trustgate_command() -> list[str]:
+    """The installed console script, or the module when running from a source tree."""
+    script = Path(sys.executable).with_name("trustgate")
+    return [str(script)] if script.exists() else [sys.executable, "-m", "webhook.cli"]
+
+
+@dataclass
+class Server:
+    """A running server and the files it was started with."""
+
+    url: str
+    ca: Path
+    policies: Path
+    log: Path
+    process: subprocess.Popen[bytes]
+
+    def post(self, body: bytes | str, timeout: float = 10.0) -> requests.Response:
+        return requests.post(
+            f"{self.url}/validate",
+            data=body,
+            headers={"Content-Type": "application/json"},
+            verify=str(self.ca),
+            timeout=timeout,
+        )
+
+    def get(self, path: str) -> requests.Response:
+        return requests.get(f"{self.url}{path}", verify=str(self.ca), timeout=10)
+
+    def log_text(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+def start_server(tmp: Path, policies: Path, config: str = "") -> Server:
+    """Start ``trustgate serve`` and wait until it answers /healthz, or fail with its log."""
+    paths = certs.generate(tmp / "certs", service="trustgate", namespace="trustgate",
+                           extra_sans=["localhost", "127.0.0.1"])
+    config_file = tmp / "trustgate.yaml"
+    config_file.write_text(config or "policies: {reloadIntervalSeconds: 0.2}\n")
+    port = free_port()
+    log = tmp / "server.log"
+    process = subprocess.Popen(
+        [
+            *trustgate_command(), "serve",
+            "--policies", str(policies),
+            "--config", str(config_file),
+            "--cert", str(paths.cert),
+            "--key", str(paths.key),
+            "--host", "127.0.0.1",
+            "--port", str(port),
+        ],
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    server = Server(f"https://localhost:{port}", paths.ca, policies, log, process)
+    deadline = time.monotonic() + READY_DEADLINE
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"trustgate serve exited with {process.returncode}:\n{server.log_text()}")
+        try:
+            if server.get("/healthz").status_code == 200:
+                return server
+        except requests.RequestException:
+            time.sleep(0.1)
+    stop_server(server)
+    pytest.fail(f"trustgate serve was not ready within {READY_DEADLINE}s:\n{server.log_text()}")
+
+
+def stop_server(server: Server) -> int:
+    server.process.send_signal(signal.SIGTERM)
+    try:
+        return server.process.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        server.process.kill()
+        return server.process.wait()
+
+
+E2E_POLICIES = {
+    "production.yaml": policy_yaml(),
+    "staging.yaml": policy_yaml("staging", mode="audit", namespaces='["staging"]'),
+}
+
+
+@pytest.fixture(scope="session")
+def webhook_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    tmp = tmp_path_factory.mktemp("trustgate")
+    policies = tmp / "policies"
+    policies.mkdir()
+    for name, text in E2E_POLICIES.items():
+        (policies / name).write_text(text)
+    server = start_server(tmp, policies)
+    yield server
+    stop_server(server)
+    shutil.rmtree(tmp / "certs", ignore_errors=True)

@@ -1,0 +1,176 @@
+"""End to end: AdmissionReviews as kube-apiserver sends them, to `trustgate serve` over TLS."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tests.integration.conftest import Server, start_server, stop_server
+from tests.kube import RESOURCES, pod_spec, policy_yaml, review, workload
+
+pytestmark = pytest.mark.e2e
+
+GOOD = "registry.redhat.io/ubi9/ubi-minimal:9.4"
+BAD = "docker.io/library/nginx:1.27"
+
+
+def answer(server: Server, body: dict) -> dict:
+    result = server.post(json.dumps(body))
+    assert result.status_code == 200, result.text
+    payload = result.json()
+    assert payload["apiVersion"] == "admission.k8s.io/v1"
+    assert payload["kind"] == "AdmissionReview"
+    assert payload["response"]["uid"] == body["request"]["uid"]
+    return payload["response"]
+
+
+@pytest.mark.parametrize("kind", sorted(RESOURCES))
+def test_every_workload_kind(webhook_server: Server, kind: str) -> None:
+    denied = answer(webhook_server, review(workload(kind, pod_spec(GOOD, init=(BAD,)))))
+    assert denied["allowed"] is False
+    assert denied["status"]["code"] == 403
+    assert denied["status"]["message"] == (
+        f'image {BAD} denied by policy "production": repository docker.io/library/nginx is not '
+        "in the registry allowlist (registry.redhat.io/**, quay.io/acme/**)"
+    )
+    allowed = answer(webhook_server, review(workload(kind, pod_spec(GOOD, init=(GOOD,)))))
+    assert allowed == {"uid": allowed["uid"], "allowed": True}
+
+
+def test_update_delete_and_ephemeral_containers(webhook_server: Server) -> None:
+    good, bad = workload("Pod", pod_spec(GOOD)), workload("Pod", pod_spec(BAD))
+    assert answer(webhook_server, review(bad, operation="UPDATE", old=good))["allowed"] is False
+    assert answer(webhook_server, review(good, operation="UPDATE", old=bad))["allowed"] is True
+    assert answer(webhook_server, review(bad, operation="DELETE"))["allowed"] is True
+    debug = workload("Pod", pod_spec(GOOD, ephemeral=("busybox:1.36",)))
+    body = review(debug, operation="UPDATE", sub_resource="ephemeralcontainers")
+    response = answer(webhook_server, body)
+    assert response["allowed"] is False
+    assert "image busybox:1.36 denied" in response["status"]["message"]
+
+
+def test_audit_namespace_admits_with_warnings(webhook_server: Server) -> None:
+    body = review(workload("Deployment", pod_spec(BAD), namespace="staging"), dry_run=True)
+    response = answer(webhook_server, body)
+    assert response["allowed"] is True
+    assert response["warnings"] == [
+        f'image {BAD} would be denied by policy "staging" (audit mode): repository '
+        "docker.io/library/nginx is not in the registry allowlist "
+        "(registry.redhat.io/**, quay.io/acme/**)"
+    ]
+    violations = json.loads(response["auditAnnotations"]["audit-violations"])
+    assert violations[0]["policy"] == "staging"
+
+
+def test_unmatched_namespace_is_denied_by_default(webhook_server: Server) -> None:
+    response = answer(webhook_server, review(workload("Pod", pod_spec(GOOD), namespace="dev")))
+    assert response["allowed"] is False
+    assert "no policy governs" in response["status"]["message"]
+
+
+def test_decision_log_records_the_review(webhook_server: Server) -> None:
+    body = review(workload("Job", pod_spec(BAD)), dry_run=True, uid="log-me-1234")
+    answer(webhook_server, body)
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        lines = [json.loads(x) for x in webhook_server.log_text().splitlines() if "log-me-1234" in x]
+        if lines:
+            break
+        time.sleep(0.05)
+    (entry,) = lines
+    assert entry["dryRun"] is True
+    assert entry["kind"] == "Job"
+    assert entry["allowed"] is False
+    assert entry["images"][0]["image"] == BAD
+
+
+@pytest.mark.parametrize(
+    ("data", "status"),
+    [
+        (b"not json", 400),
+        (b'{"apiVersion": "admission.k8s.io/v1beta1", "kind": "AdmissionReview"}', 400),
+        (b"{" + b" " * (4 * 1024 * 1024 + 10) + b"}", 413),
+    ],
+)
+def test_bad_bodies(webhook_server: Server, data: bytes, status: int) -> None:
+    result = webhook_server.post(data)
+    assert result.status_code == status
+    assert "error" in result.json()
+
+
+_valid = json.dumps(review(workload("Deployment", pod_spec(BAD, GOOD)))).encode()
+
+
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    data=st.integers(0, len(_valid)).map(lambda n: _valid[:n])
+    | st.binary(max_size=300)
+    | st.recursive(
+        st.none() | st.booleans() | st.integers() | st.text(max_size=12),
+        lambda c: st.lists(c, max_size=3) | st.dictionaries(st.text(max_size=8), c, max_size=3),
+        max_leaves=20,
+    ).map(lambda v: json.dumps({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+                                "request": v}).encode())
+)
+def test_random_and_truncated_bodies_never_break_the_server(
+    webhook_server: Server, data: bytes
+) -> None:
+    result = webhook_server.post(data)
+    assert result.status_code in (200, 400)
+
+
+def test_server_is_healthy_and_counts(webhook_server: Server) -> None:
+    assert webhook_server.get("/healthz").json() == {"status": "ok"}
+    assert webhook_server.get("/readyz").json()["policies"] == 2
+    metrics = webhook_server.get("/metrics").text
+    assert 'trustgate_admission_requests_total{decision="denied"}' in metrics
+    assert "trustgate_admission_duration_seconds_bucket" in metrics
+
+
+def wait_for(predicate, timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def test_policy_reload_including_configmap_swap(tmp_path: Path) -> None:
+    """A ConfigMap volume: files are links into ..data, swapped atomically on update."""
+    policies = tmp_path / "policies"
+    version1 = policies / "..2026_11_01_00_00_00.000000001"
+    version1.mkdir(parents=True)
+    (version1 / "prod.yaml").write_text(policy_yaml(registries='["quay.io/acme/**"]'))
+    (policies / "..data").symlink_to(version1.name)
+    (policies / "prod.yaml").symlink_to("..data/prod.yaml")
+    server = start_server(tmp_path, policies)
+    try:
+        body = review(workload("Pod", pod_spec(GOOD)))
+        assert answer(server, body)["allowed"] is False
+
+        version2 = policies / "..2026_11_01_00_05_00.000000002"
+        version2.mkdir()
+        (version2 / "prod.yaml").write_text(policy_yaml(registries='["registry.redhat.io/**"]'))
+        (policies / "..data_tmp").symlink_to(version2.name)
+        (policies / "..data_tmp").rename(policies / "..data")
+        assert wait_for(lambda: answer(server, review(workload("Pod", pod_spec(GOOD))))["allowed"])
+
+        version3 = policies / "..2026_11_01_00_10_00.000000003"
+        version3.mkdir()
+        (version3 / "prod.yaml").write_text("apiVersion: trustgate.dev/v1alpha1\nkind: Nope\n")
+        (policies / "..data_tmp").symlink_to(version3.name)
+        (policies / "..data_tmp").rename(policies / "..data")
+        assert wait_for(lambda: server.get("/readyz").json()["lastError"] is not None)
+        assert "prod.yaml" in server.get("/readyz").json()["lastError"]
+        assert answer(server, review(workload("Pod", pod_spec(GOOD))))["allowed"] is True
+        assert "trustgate_policy_reload_success 0.0" in server.get("/metrics").text
+    finally:
+        assert stop_server(server) == 0

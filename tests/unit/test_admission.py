@@ -1,0 +1,212 @@
+"""AdmissionReview parsing, the request-level decision and the response shape."""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+from typing import Any
+
+import pytest
+
+from tests.kube import RESOURCES, pod_spec, review, workload
+from tests.builders import engine, policy
+from webhook.admission import decide, parse_review, response
+from webhook.admission import review as run_review
+from webhook.errors import AdmissionReviewError
+
+GOOD = "registry.redhat.io/ubi9/ubi:9.4"
+BAD = "docker.io/library/nginx:1.27"
+
+
+@pytest.fixture
+def prod():
+    return engine(policy(), policy("audit-all", mode="audit", namespaces=("*",)))
+
+
+def decide_on(e, body: dict):
+    return decide(e, parse_review(body))
+
+
+@pytest.mark.parametrize("kind", sorted(RESOURCES))
+@pytest.mark.parametrize("where", ["containers", "init", "ephemeral"])
+def test_every_kind_and_container_list_is_judged(prod, kind: str, where: str) -> None:
+    images = {"containers": (BAD,), "init": (), "ephemeral": ()}
+    args = {"init": (BAD,)} if where == "init" else {"ephemeral": (BAD,)} if where == "ephemeral" else {}
+    spec = pod_spec(*(images["containers"] if where == "containers" else (GOOD,)), **args)
+    decision = decide_on(prod, review(workload(kind, spec)))
+    assert not decision.allowed
+    assert BAD in decision.message
+    assert decision.containers[BAD]
+
+
+@pytest.mark.parametrize("kind", sorted(RESOURCES))
+def test_clean_workloads_are_admitted(prod, kind: str) -> None:
+    decision = decide_on(prod, review(workload(kind, pod_spec(GOOD, init=(GOOD,)))))
+    assert decision.allowed
+    assert decision.warnings == ()
+
+
+def test_update_is_judged_on_the_new_object(prod) -> None:
+    new = workload("Deployment", pod_spec(BAD))
+    old = workload("Deployment", pod_spec(GOOD))
+    assert not decide_on(prod, review(new, operation="UPDATE", old=old)).allowed
+    assert decide_on(prod, review(old, operation="UPDATE", old=new)).allowed
+
+
+def test_ephemeral_container_subresource(prod) -> None:
+    pod = workload("Pod", pod_spec(GOOD, ephemeral=("busybox",)))
+    decision = decide_on(prod, review(pod, operation="UPDATE", sub_resource="ephemeralcontainers"))
+    assert not decision.allowed
+    assert "image busybox denied" in decision.message
+
+
+@pytest.mark.parametrize("operation", ["DELETE", "CONNECT"])
+def test_delete_and_connect_are_admitted(prod, operation: str) -> None:
+    body = review(workload("Pod", pod_spec(BAD)), operation=operation)
+    decision = decide_on(prod, body)
+    assert decision.allowed
+    assert decision.note == f"{operation} is not judged"
+
+
+def test_unknown_kind_without_pod_spec_is_admitted_and_noted(prod) -> None:
+    obj = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}, "data": {"a": "b"}}
+    decision = decide_on(prod, review(obj))
+    assert decision.allowed
+    assert "ConfigMap is not one trustgate knows" in decision.note
+
+
+def test_unknown_kind_with_a_pod_template_is_judged(prod) -> None:
+    obj = workload("Rollout", pod_spec(BAD))
+    assert not decide_on(prod, review(obj)).allowed
+
+
+def test_malformed_pod_spec_is_denied(prod) -> None:
+    obj = workload("Pod", pod_spec(GOOD))
+    obj["spec"]["containers"][0]["image"] = 42
+    decision = decide_on(prod, review(obj))
+    assert not decision.allowed
+    assert "cannot be judged" in decision.message
+
+
+def test_audit_policy_admits_with_warnings_and_annotations() -> None:
+    e = engine(policy(mode="audit"))
+    body = review(workload("Deployment", pod_spec(BAD, GOOD)))
+    answer = response(body["request"]["uid"], decide_on(e, body))["response"]
+    assert answer["allowed"] is True
+    assert "status" not in answer
+    assert answer["warnings"] == [
+        f'image {BAD} would be denied by policy "production" (audit mode): repository '
+        "docker.io/library/nginx is not in the registry allowlist "
+        "(registry.redhat.io/**, quay.io/acme/**)"
+    ]
+    (key,) = answer["auditAnnotations"]
+    assert key == "audit-violations"
+    assert "/" not in key
+    assert json.loads(answer["auditAnnotations"][key]) == [
+        {
+            "image": BAD,
+            "policy": "production",
+            "check": "allowlist",
+            "message": "repository docker.io/library/nginx is not in the registry allowlist "
+            "(registry.redhat.io/**, quay.io/acme/**)",
+        }
+    ]
+
+
+def test_enforce_denial_response_shape(prod) -> None:
+    body = review(workload("Pod", pod_spec(BAD, "ghcr.io/x/y:1", GOOD)), uid="abc-123")
+    answer = response("abc-123", decide_on(prod, body))
+    assert answer["apiVersion"] == "admission.k8s.io/v1"
+    assert answer["kind"] == "AdmissionReview"
+    resp = answer["response"]
+    assert resp["uid"] == "abc-123"
+    assert resp["allowed"] is False
+    assert resp["status"]["code"] == 403
+    lines = resp["status"]["message"].split("\n")
+    assert len(lines) == 2
+    assert lines[0].startswith(f'image {BAD} denied by policy "production": ')
+    assert lines[1].startswith('image ghcr.io/x/y:1 denied by policy "production": ')
+
+
+def test_warnings_are_bounded() -> None:
+    e = engine(policy(mode="audit"))
+    images = [f"ghcr.io/acme/{'x' * 200}-{i}:1" for i in range(30)]
+    body = review(workload("Pod", pod_spec(*images)))
+    warnings = response("u", decide_on(e, body))["response"]["warnings"]
+    assert len(warnings) == 13
+    assert all(len(w) <= 256 for w in warnings)
+    assert warnings[-1] == "... and 18 more trustgate warnings (see the decision log)"
+
+
+def test_decision_log_line(prod, caplog: pytest.LogCaptureFixture) -> None:
+    body = review(workload("Deployment", pod_spec(BAD)), dry_run=True)
+    with caplog.at_level(logging.INFO, logger="trustgate"):
+        run_review(prod, body)
+    (record,) = [r for r in caplog.records if r.name == "trustgate.admission"]
+    fields: dict[str, Any] = record.__dict__
+    assert fields["uid"] == body["request"]["uid"]
+    assert fields["dryRun"] is True
+    assert fields["operation"] == "CREATE"
+    assert fields["kind"] == "Deployment"
+    assert fields["namespace"] == "prod-web"
+    assert fields["name"] == "web"
+    assert fields["user"] == "kubernetes-admin"
+    assert fields["allowed"] is False
+    (image,) = fields["images"]
+    assert image["image"] == BAD
+    assert image["containers"] == ["app-0"]
+    assert {p["policy"]: p["outcome"] for p in image["policies"]} == {
+        "production": "deny",
+        "audit-all": "deny",
+    }
+    assert fields["durationMs"] >= 0
+
+
+def _broken(mutate) -> dict:
+    body = review(workload("Pod", pod_spec(GOOD)))
+    mutate(body)
+    return body
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ([], "must be a JSON object"),
+        ({}, "expected apiVersion admission.k8s.io/v1"),
+        (_broken(lambda b: b.update(apiVersion="admission.k8s.io/v1beta1")), "admissionReviewVersions"),
+        (_broken(lambda b: b.update(kind="Pod")), "kind AdmissionReview"),
+        (_broken(lambda b: b.pop("request")), "request is required"),
+        (_broken(lambda b: b.update(request="x")), "request must be a dict"),
+        (_broken(lambda b: b["request"].pop("uid")), "request.uid is required"),
+        (_broken(lambda b: b["request"].update(uid="")), "must not be empty"),
+        (_broken(lambda b: b["request"].update(uid=5)), "request.uid must be a str"),
+        (_broken(lambda b: b["request"].pop("kind")), "request.kind is required"),
+        (_broken(lambda b: b["request"]["kind"].pop("kind")), "request.kind.kind is required"),
+        (_broken(lambda b: b["request"].update(operation="PATCH")), "operation must be one of"),
+        (_broken(lambda b: b["request"].update(object=None)), "request.object is required"),
+        (_broken(lambda b: b["request"].update(object=[1])), "request.object must be a dict"),
+        (_broken(lambda b: b["request"].update(dryRun="yes")), "dryRun must be a boolean"),
+        (_broken(lambda b: b["request"].update(namespace=3)), "request.namespace must be a str"),
+    ],
+)
+def test_malformed_reviews_are_rejected(body: Any, message: str) -> None:
+    with pytest.raises(AdmissionReviewError, match=message):
+        parse_review(copy.deepcopy(body))
+
+
+def test_parse_keeps_what_the_decision_needs() -> None:
+    body = review(workload("Deployment", pod_spec(GOOD)), dry_run=True, uid="u-1")
+    request = parse_review(body)
+    assert (request.uid, request.kind, request.group, request.operation) == (
+        "u-1",
+        "Deployment",
+        "apps",
+        "CREATE",
+    )
+    assert (request.namespace, request.name, request.user, request.dry_run) == (
+        "prod-web",
+        "web",
+        "kubernetes-admin",
+        True,
+    )

@@ -1,0 +1,173 @@
+"""The Flask app through its test client: routes, limits, metrics, reload state."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tests.kube import pod_spec, policy_yaml, review, workload
+from webhook.app import Settings, create_app
+from webhook.config import Config
+
+BAD = "docker.io/library/nginx:1.27"
+GOOD = "quay.io/acme/api:1.0"
+
+
+@pytest.fixture
+def policy_dir(tmp_path: Path) -> Path:
+    (tmp_path / "prod.yaml").write_text(policy_yaml())
+    return tmp_path
+
+
+@pytest.fixture
+def app(policy_dir: Path) -> Iterator[Flask]:
+    config = Config(max_request_bytes=64 * 1024)
+    app = create_app(Settings(policies=policy_dir, config=config, reload=False))
+    yield app
+    app.extensions["trustgate"].store.stop()
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    return app.test_client()
+
+
+def post(client: FlaskClient, body: object) -> tuple[int, dict]:
+    result = client.post("/validate", data=json.dumps(body), content_type="application/json")
+    return result.status_code, result.get_json()
+
+
+def test_denial(client: FlaskClient) -> None:
+    body = review(workload("Deployment", pod_spec(BAD)), uid="u-1")
+    status, answer = post(client, body)
+    assert status == 200
+    assert answer["response"]["uid"] == "u-1"
+    assert answer["response"]["allowed"] is False
+    assert "docker.io/library/nginx is not in the registry allowlist" in (
+        answer["response"]["status"]["message"]
+    )
+
+
+def test_admission(client: FlaskClient) -> None:
+    status, answer = post(client, review(workload("Pod", pod_spec(GOOD))))
+    assert status == 200
+    assert answer["response"]["allowed"] is True
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (b"{not json", "not valid JSON"),
+        (b"", "not valid JSON"),
+        (b"[1,2]", "must be a JSON object"),
+        (b'{"apiVersion": "v1"}', "expected apiVersion admission.k8s.io/v1"),
+        (b"[" * 5000 + b"]" * 5000, "not valid JSON"),
+        ("\ud800".encode("utf-8", "surrogatepass"), "not valid JSON"),
+    ],
+)
+def test_bad_bodies_get_400(client: FlaskClient, data: bytes, message: str) -> None:
+    result = client.post("/validate", data=data, content_type="application/json")
+    assert result.status_code == 400
+    assert message in result.get_json()["error"]
+
+
+def test_oversized_body_gets_413(client: FlaskClient) -> None:
+    result = client.post("/validate", data=b" " * (65 * 1024), content_type="application/json")
+    assert result.status_code == 413
+    assert result.get_json() == {"error": "the body is larger than 65536 bytes"}
+
+
+def test_unknown_route_and_method_are_json(client: FlaskClient) -> None:
+    assert client.get("/nope").status_code == 404
+    result = client.get("/validate")
+    assert result.status_code == 405
+    assert "error" in result.get_json()
+
+
+def test_health_and_readiness(client: FlaskClient) -> None:
+    assert client.get("/healthz").get_json() == {"status": "ok"}
+    ready = client.get("/readyz").get_json()
+    assert ready["ready"] is True
+    assert ready["policies"] == 1
+    assert ready["lastError"] is None
+
+
+def test_metrics_count_decisions(client: FlaskClient) -> None:
+    post(client, review(workload("Pod", pod_spec(BAD))))
+    post(client, review(workload("Pod", pod_spec(GOOD))))
+    client.post("/validate", data=b"nope")
+    text = client.get("/metrics").get_data(as_text=True)
+    assert 'trustgate_admission_requests_total{decision="denied"} 1.0' in text
+    assert 'trustgate_admission_requests_total{decision="allowed"} 1.0' in text
+    assert 'trustgate_admission_requests_total{decision="invalid"} 1.0' in text
+    assert (
+        'trustgate_policy_decisions_total{mode="enforce",outcome="deny",policy="production"} 1.0'
+        in text
+    )
+    assert "trustgate_admission_duration_seconds_count 2.0" in text
+    assert "trustgate_policies_loaded 1.0" in text
+    assert "trustgate_policy_reload_success 1.0" in text
+
+
+def test_broken_reload_keeps_last_good_set(app: Flask, client: FlaskClient, policy_dir: Path) -> None:
+    (policy_dir / "prod.yaml").write_text(policy_yaml(registries='["docker.io/**"]') + "  bogus: 1\n")
+    store = app.extensions["trustgate"].store
+    assert store.check() is False
+    ready = client.get("/readyz").get_json()
+    assert "prod.yaml" in ready["lastError"]
+    text = client.get("/metrics").get_data(as_text=True)
+    assert "trustgate_policy_reload_success 0.0" in text
+    assert "trustgate_policy_reload_failures_total 1.0" in text
+    _, answer = post(client, review(workload("Pod", pod_spec(BAD))))
+    assert answer["response"]["allowed"] is False  # the old set still rules
+
+    (policy_dir / "prod.yaml").write_text(policy_yaml(registries='["docker.io/**"]'))
+    assert store.check() is True
+    assert client.get("/readyz").get_json()["lastError"] is None
+    _, answer = post(client, review(workload("Pod", pod_spec(BAD))))
+    assert answer["response"]["allowed"] is True
+
+
+def test_two_apps_do_not_share_state(policy_dir: Path) -> None:
+    settings = Settings(policies=policy_dir, reload=False)
+    first, second = create_app(settings), create_app(settings)
+    post(first.test_client(), review(workload("Pod", pod_spec(BAD))))
+    text = second.test_client().get("/metrics").get_data(as_text=True)
+    assert 'decision="denied"' not in text
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+    lambda children: st.lists(children, max_size=4)
+    | st.dictionaries(st.text(max_size=10), children, max_size=4),
+    max_leaves=30,
+)
+
+
+def _mutations() -> st.SearchStrategy[bytes]:
+    valid = json.dumps(review(workload("Deployment", pod_spec(BAD, GOOD)))).encode()
+    truncated = st.integers(0, len(valid)).map(lambda n: valid[:n])
+    random_json = json_values.map(lambda v: json.dumps(v).encode())
+    review_like = st.fixed_dictionaries(
+        {"apiVersion": st.just("admission.k8s.io/v1"), "kind": st.just("AdmissionReview")},
+        optional={"request": json_values},
+    ).map(lambda v: json.dumps(v).encode())
+    return truncated | random_json | review_like | st.binary(max_size=200)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=_mutations())
+def test_no_body_produces_a_server_error(client: FlaskClient, data: bytes) -> None:
+    result = client.post("/validate", data=data, content_type="application/json")
+    assert result.status_code in (200, 400)
+    answer = result.get_json()
+    if result.status_code == 200:
+        assert answer["kind"] == "AdmissionReview"
+        assert isinstance(answer["response"]["allowed"], bool)

@@ -1,0 +1,286 @@
+"""The trustgate command line, run in-process through ``main``."""
+
+from __future__ import annotations
+
+import io
+import json
+import sys
+from pathlib import Path
+from xml.etree import ElementTree as ET
+
+import pytest
+
+from tests.kube import pod_spec, policy_yaml, review, workload
+from webhook.cli import main
+
+REPO = Path(__file__).resolve().parents[2]
+BAD = "docker.io/library/nginx:1.27"
+GOOD = "quay.io/acme/api:1.0"
+
+
+@pytest.fixture
+def policies(tmp_path: Path) -> Path:
+    directory = tmp_path / "policies"
+    directory.mkdir()
+    (directory / "prod.yaml").write_text(policy_yaml())
+    (directory / "audit.yaml").write_text(
+        policy_yaml("staging", mode="audit", namespaces='["staging"]')
+    )
+    return directory
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_review_prints_the_response_and_exits_by_decision(
+    policies: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    denied = tmp_path / "denied.json"
+    denied.write_text(json.dumps(review(workload("Deployment", pod_spec(BAD)), uid="u-9")))
+    code, out, _ = run(capsys, "review", str(denied), "--policies", str(policies))
+    assert code == 1
+    answer = json.loads(out)
+    assert answer["response"]["uid"] == "u-9"
+    assert answer["response"]["allowed"] is False
+
+    allowed = tmp_path / "allowed.json"
+    allowed.write_text(json.dumps(review(workload("Pod", pod_spec(GOOD)))))
+    code, out, _ = run(capsys, "review", str(allowed), "--policies", str(policies))
+    assert code == 0
+    assert json.loads(out)["response"]["allowed"] is True
+
+
+def test_review_reads_stdin(
+    policies: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    body = json.dumps(review(workload("Pod", pod_spec(GOOD))))
+    monkeypatch.setattr(sys, "stdin", io.StringIO(body))
+    code, out, _ = run(capsys, "review", "-", "--policies", str(policies))
+    assert code == 0
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [("{oops", "is not valid JSON"), ('{"kind": "Pod"}', "not .*AdmissionReview|expected apiVersion")],
+)
+def test_review_rejects_bad_input(
+    policies: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], content: str, message: str
+) -> None:
+    path = tmp_path / "bad.json"
+    path.write_text(content)
+    code, _, err = run(capsys, "review", str(path), "--policies", str(policies))
+    assert code == 2
+    assert err.startswith("trustgate: ")
+    import re
+
+    assert re.search(message, err)
+
+
+def test_check_images(policies: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "check", GOOD, "--namespace", "prod-a", "--policies", str(policies))
+    assert code == 0
+    assert "ALLOWED" in out
+    code, out, _ = run(
+        capsys, "check", GOOD, BAD, "-n", "prod-a", "--policies", str(policies), "-o", "json"
+    )
+    assert code == 1
+    rows = json.loads(out)
+    assert [(r["image"], r["decision"]) for r in rows] == [(GOOD, "allowed"), (BAD, "denied")]
+
+
+def test_check_in_audit_namespace_warns(policies: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "check", BAD, "-n", "staging", "--policies", str(policies))
+    assert code == 0
+    assert "WARNED" in out
+
+
+MANIFESTS = f"""\
+apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: web, namespace: prod-web}}
+spec:
+  template:
+    spec:
+      containers: [{{name: web, image: "{GOOD}"}}]
+      initContainers: [{{name: init, image: "{BAD}"}}]
+---
+apiVersion: v1
+kind: List
+items:
+  - apiVersion: batch/v1
+    kind: CronJob
+    metadata: {{name: nightly, namespace: staging}}
+    spec:
+      schedule: "@daily"
+      jobTemplate:
+        spec:
+          template:
+            spec:
+              containers: [{{name: job, image: "{BAD}"}}]
+  - apiVersion: v1
+    kind: ConfigMap
+    metadata: {{name: settings}}
+    data: {{a: b}}
+"""
+
+
+@pytest.fixture
+def manifests(tmp_path: Path) -> Path:
+    directory = tmp_path / "deploy"
+    (directory / "nested").mkdir(parents=True)
+    (directory / "nested" / "app.yaml").write_text(MANIFESTS)
+    (directory / ".hidden.yaml").write_text("kind: Pod\nspec: {containers: [{image: x}]}\n")
+    (directory / "README.md").write_text("not a manifest")
+    return directory
+
+
+def test_audit_directory_table(
+    policies: Path, manifests: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, _ = run(capsys, "audit", str(manifests), "--policies", str(policies))
+    assert code == 1
+    assert "Deployment/web" in out
+    assert "CronJob/nightly" in out
+    assert "3 images: 1 allowed, 1 warned, 1 denied" in out
+
+
+def test_audit_json(policies: Path, manifests: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "audit", str(manifests), "--policies", str(policies), "-o", "json")
+    rows = json.loads(out)
+    assert [(r["kind"], r["namespace"], r["image"], r["decision"]) for r in rows] == [
+        ("Deployment", "prod-web", BAD, "denied"),
+        ("Deployment", "prod-web", GOOD, "allowed"),
+        ("CronJob", "staging", BAD, "warned"),
+    ]
+    assert rows[0]["reasons"][0].startswith(f'image {BAD} denied by policy "production"')
+
+
+def test_audit_junit(policies: Path, manifests: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "audit", str(manifests), "--policies", str(policies), "-o", "junit")
+    suite = ET.fromstring(out.split("\n", 1)[1])
+    assert suite.get("tests") == "3"
+    assert suite.get("failures") == "1"
+    assert len(suite.findall("testcase/failure")) == 1
+
+
+def test_audit_stdin_and_only_warnings_exit_0(
+    policies: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    text = json.dumps(workload("Pod", pod_spec(BAD), namespace="staging"))
+    monkeypatch.setattr(sys, "stdin", io.StringIO(text))
+    code, out, _ = run(capsys, "audit", "-", "--policies", str(policies))
+    assert code == 0
+    assert "WARNED" in out
+
+
+def test_audit_missing_path(policies: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run(capsys, "audit", "/no/such/dir", "--policies", str(policies))
+    assert code == 2
+    assert "/no/such/dir: no such file or directory" in err
+
+
+def test_audit_invalid_yaml(policies: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("kind: [unclosed\n")
+    code, _, err = run(capsys, "audit", str(bad), "--policies", str(policies))
+    assert code == 2
+    assert "bad.yaml: not valid YAML" in err
+
+
+def test_shipped_example_policies_pass_their_tests(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "policy", "test", str(REPO / "policies"))
+    assert code == 0, out
+    assert " 0 failed" in out
+    code, out, _ = run(capsys, "policy", "lint", str(REPO / "policies"))
+    assert code == 0
+
+
+def test_policy_test_reports_failures(policies: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (policies / "tests.yaml").write_text(
+        """\
+apiVersion: trustgate.dev/v1alpha1
+kind: ImagePolicyTest
+metadata: {name: mine}
+spec:
+  cases:
+    - {name: right, namespace: prod-a, image: nginx, expect: denied}
+    - {name: wrong, namespace: prod-a, image: nginx, expect: allowed}
+    - {name: wrong reason, namespace: prod-a, image: nginx, expect: denied, reason: nope}
+"""
+    )
+    code, out, _ = run(capsys, "policy", "test", "--policies", str(policies))
+    assert code == 1
+    assert "PASS  mine / right" in out
+    assert "FAIL  mine / wrong: expected allowed, got denied" in out
+    assert 'FAIL  mine / wrong reason: expected denied with "nope", got denied' in out
+    assert "1 passed, 2 failed" in out
+
+
+def test_policy_test_invalid_case(policies: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (policies / "tests.yaml").write_text(
+        "apiVersion: trustgate.dev/v1alpha1\nkind: ImagePolicyTest\nmetadata: {name: t}\n"
+        "spec:\n  cases:\n    - {name: x, image: nginx, expect: maybe}\n"
+    )
+    code, _, err = run(capsys, "policy", "test", str(policies))
+    assert code == 2
+    assert "tests.yaml, document 1, field spec.cases.0.expect" in err
+
+
+def test_policy_lint_reports_broken_policy(policies: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (policies / "broken.yaml").write_text(policy_yaml("broken", mode="dryrun"))
+    code, _, err = run(capsys, "policy", "lint", str(policies))
+    assert code == 2
+    assert "broken.yaml" in err
+    assert "spec.mode" in err
+
+
+def test_policy_schema(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "policy", "schema")
+    assert code == 0
+    schema = json.loads(out)
+    assert schema == json.loads((REPO / "docs" / "policy.schema.json").read_text()), (
+        "docs/policy.schema.json is stale: run `make schema`"
+    )
+
+
+def test_certs_generate(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out_dir = tmp_path / "certs"
+    code, out, _ = run(capsys, "certs", "generate", "--out", str(out_dir), "--san", "127.0.0.1")
+    assert code == 0
+    assert (out_dir / "tls.crt").exists()
+    code, _, err = run(capsys, "certs", "generate", "--out", str(out_dir))
+    assert code == 2
+    assert "--force" in err
+
+
+def test_bad_config_file(policies: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = tmp_path / "trustgate.yaml"
+    config.write_text("defaults: {noMatch: maybe}\n")
+    code, _, err = run(capsys, "check", GOOD, "--policies", str(policies), "--config", str(config))
+    assert code == 2
+    assert "field defaults.noMatch" in err
+
+
+def test_config_no_match_warn(policies: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = tmp_path / "trustgate.yaml"
+    config.write_text("defaults: {noMatch: warn}\n")
+    code, out, _ = run(
+        capsys, "check", BAD, "-n", "dev", "--policies", str(policies), "--config", str(config)
+    )
+    assert code == 0
+    assert "defaults.noMatch: warn" in out
+
+
+def test_serve_refuses_missing_tls(policies: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run(capsys, "serve", "--policies", str(policies))
+    assert code == 2
+    assert "--cert and --key are required" in err
+
+
+def test_serve_refuses_broken_policies(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run(capsys, "serve", "--policies", str(tmp_path), "--insecure-http")
+    assert code == 2
+    assert "no ImagePolicy documents" in err

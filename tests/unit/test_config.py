@@ -1,0 +1,61 @@
+"""The global configuration file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from webhook.config import Config, load_config, parse_config
+from webhook.errors import ConfigError
+
+
+def test_defaults_without_a_file() -> None:
+    config = load_config(None)
+    assert config == Config()
+    assert config.no_match == "deny"
+
+
+def test_full_file(tmp_path: Path) -> None:
+    path = tmp_path / "trustgate.yaml"
+    path.write_text(
+        "defaults: {noMatch: warn}\n"
+        "deadlineSeconds: 5\n"
+        "maxRequestBytes: 2048\n"
+        "policies: {reloadIntervalSeconds: 0}\n"
+        "log: {format: text, level: debug}\n"
+        "registries: {'localhost:5000': {insecure: true}}\n"
+        "freshness: {pyxis: {url: 'http://127.0.0.1:1'}}\n"
+    )
+    config = load_config(path)
+    assert (config.no_match, config.deadline_seconds, config.max_request_bytes) == ("warn", 5.0, 2048)
+    assert config.reload_interval_seconds == 0
+    assert (config.log_format, config.log_level) == ("text", "debug")
+    assert config.registries["localhost:5000"] == {"insecure": True}
+    with pytest.raises(TypeError):
+        config.registries["x"] = {}  # type: ignore[index]
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ([1], "must be a mapping"),
+        ({"defaults": {"noMatch": "maybe"}}, r"field defaults\.noMatch: 'maybe' is not one of"),
+        ({"deadlineSeconds": 31}, r"field deadlineSeconds: 31 is greater than the maximum of 29"),
+        ({"deadlineSeconds": 0}, "field deadlineSeconds"),
+        ({"defualts": {}}, r"field \(top level\): Additional properties are not allowed"),
+        ({"log": {"format": "xml"}}, r"field log\.format"),
+    ],
+)
+def test_invalid_configuration(data: object, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        parse_config(data, source="t.yaml")
+
+
+def test_unreadable_and_invalid_yaml(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read configuration file"):
+        load_config(tmp_path / "missing.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("a: [\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(bad)

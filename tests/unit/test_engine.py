@@ -1,0 +1,181 @@
+"""The engine: matching policies, checks in order, enforce vs audit, no-match defaults."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.builders import engine, policy
+from webhook.engine import Engine, display
+from webhook.policy.model import Authority, Freshness, KeyRef, PolicySet, Signatures
+
+
+def one(e: Engine, image: str, namespace: str = "prod-web", kind: str = "Pod"):
+    (verdict,) = e.evaluate([image], namespace=namespace, kind=kind)
+    return verdict
+
+
+def test_allowlisted_image_is_allowed() -> None:
+    verdict = one(engine(policy()), "quay.io/acme/api:1.2")
+    assert verdict.allowed
+    assert verdict.denials == verdict.warnings == ()
+    assert [r.passed for r in verdict.policies] == [True]
+
+
+def test_denial_names_image_policy_and_check() -> None:
+    verdict = one(engine(policy()), "nginx")
+    assert not verdict.allowed
+    assert verdict.denials == (
+        'image nginx denied by policy "production": repository docker.io/library/nginx '
+        "is not in the registry allowlist (registry.redhat.io/**, quay.io/acme/**)",
+    )
+    assert verdict.policies[0].failure is not None
+    assert verdict.policies[0].failure.check == "allowlist"
+
+
+@pytest.mark.parametrize(
+    "image",
+    [
+        "quay.io.evil.com/acme/api:1",
+        "evil.com/quay.io/acme/api:1",
+        "quay.io/acme-evil/api:1",
+        "quay.io/acmeapi:1",
+        "registry.redhat.io.evil.com/ubi9/ubi",
+        "quay.io:443@evil",
+    ],
+)
+def test_lookalike_references_are_denied(image: str) -> None:
+    assert not one(engine(policy()), image).allowed
+
+
+def test_uppercase_host_is_the_same_host() -> None:
+    assert one(engine(policy()), "QUAY.IO/acme/api:1").allowed
+
+
+def test_audit_mode_warns_instead_of_denying() -> None:
+    verdict = one(engine(policy(mode="audit")), "nginx")
+    assert verdict.allowed
+    assert verdict.denials == ()
+    (warning,) = verdict.warnings
+    assert warning.startswith('image nginx would be denied by policy "production" (audit mode): ')
+
+
+def test_every_matching_policy_must_pass() -> None:
+    strict = policy("strict", registries=("quay.io/acme/**",))
+    loose = policy("loose", registries=("**",))
+    verdict = one(engine(loose, strict), "registry.redhat.io/ubi9/ubi")
+    assert not verdict.allowed
+    assert [r.policy for r in verdict.policies] == ["loose", "strict"]
+    assert 'policy "strict"' in verdict.denials[0]
+
+
+def test_enforce_denial_and_audit_warning_together() -> None:
+    verdict = one(engine(policy("a"), policy("b", mode="audit")), "ghcr.io/x/y")
+    assert len(verdict.denials) == 1
+    assert len(verdict.warnings) == 1
+
+
+@pytest.mark.parametrize(
+    ("no_match", "allowed", "denials", "warnings"),
+    [("deny", False, 1, 0), ("warn", True, 0, 1), ("allow", True, 0, 0)],
+)
+def test_no_match_default(no_match: str, allowed: bool, denials: int, warnings: int) -> None:
+    verdict = one(engine(policy(), no_match=no_match), "nginx", namespace="dev")
+    assert verdict.allowed is allowed
+    assert len(verdict.denials) == denials
+    assert len(verdict.warnings) == warnings
+    assert verdict.no_match == no_match
+    for line in verdict.denials + verdict.warnings:
+        assert line == (
+            'image nginx: no policy governs docker.io/library/nginx in namespace "dev" '
+            f"(defaults.noMatch: {no_match})"
+        )
+
+
+def test_invalid_reference_is_denied_even_when_no_match_allows() -> None:
+    verdict = one(engine(policy(), no_match="allow"), "quay.io/Acme/x")
+    assert not verdict.allowed
+    assert verdict.reference is None
+    assert "invalid image reference" in verdict.denials[0]
+
+
+def test_exclude_namespaces_wins() -> None:
+    e = engine(policy(namespaces=("*",), exclude=("kube-*",)))
+    assert one(e, "nginx", namespace="kube-system").no_match == "deny"
+    assert one(e, "nginx", namespace="default").policies
+
+
+def test_kinds_filter() -> None:
+    e = engine(policy(kinds=("Deployment",)), no_match="allow")
+    assert not one(e, "nginx", kind="Deployment").allowed
+    assert one(e, "nginx", kind="Pod").allowed
+
+
+def test_image_globs_select_the_policy() -> None:
+    e = engine(policy(images=("quay.io/**",), registries=("quay.io/acme/**",)), no_match="allow")
+    assert one(e, "registry.redhat.io/ubi9/ubi").allowed
+    assert not one(e, "quay.io/other/x").allowed
+
+
+def test_require_digest() -> None:
+    e = engine(policy(require_digest=True))
+    pinned = "quay.io/acme/api@sha256:" + "a" * 64
+    assert one(e, pinned).allowed
+    verdict = one(e, "quay.io/acme/api:1.2")
+    assert "not pinned by digest" in verdict.denials[0]
+    assert verdict.policies[0].results[-1].check == "digest"
+
+
+def test_allowlist_runs_before_anything_else() -> None:
+    e = engine(policy(require_digest=True))
+    verdict = one(e, "nginx")
+    assert [r.check for r in verdict.policies[0].results] == ["allowlist"]
+
+
+@pytest.mark.parametrize(
+    ("extra", "check"),
+    [
+        ({"signatures": Signatures(1, (Authority("k", key=KeyRef(pem="x")),))}, "signatures"),
+        ({"freshness": Freshness(minimum_grade="B")}, "freshness"),
+    ],
+)
+def test_unavailable_checks_deny_never_skip(extra: dict, check: str) -> None:
+    verdict = one(engine(policy(**extra)), "quay.io/acme/api:1")
+    assert not verdict.allowed
+    failure = verdict.policies[0].failure
+    assert failure is not None
+    assert (failure.check, failure.outcome) == (check, "error")
+    assert f"requires {check} verification" in verdict.denials[0]
+
+
+def test_images_are_evaluated_once_each_in_order() -> None:
+    verdicts = engine(policy()).evaluate(
+        ["nginx", "quay.io/acme/a:1", "nginx"], namespace="prod-x", kind="Pod"
+    )
+    assert [v.image for v in verdicts] == ["nginx", "quay.io/acme/a:1"]
+
+
+def test_reloaded_policies_take_effect() -> None:
+    current = [PolicySet((policy(registries=("quay.io/acme/**",)),))]
+    e = Engine(lambda: current[0])
+    assert not one(e, "registry.redhat.io/ubi9/ubi").allowed
+    current[0] = PolicySet((policy(),))
+    assert one(e, "registry.redhat.io/ubi9/ubi").allowed
+
+
+@pytest.mark.parametrize(
+    ("text", "shown"),
+    [
+        ("nginx", "nginx"),
+        ("evil\nimage denied by policy", "'evil\\nimage denied by policy'"),
+        ("a" * 300, repr("a" * 200) + "..."),
+        ("quаy.io/x", "'quаy.io/x'"),
+    ],
+)
+def test_display_neutralises_hostile_text(text: str, shown: str) -> None:
+    assert display(text) == shown
+
+
+def test_verdicts_are_immutable() -> None:
+    verdict = one(engine(policy()), "nginx")
+    with pytest.raises(AttributeError):
+        verdict.image = "other"  # type: ignore[misc]
