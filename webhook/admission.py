@@ -246,18 +246,20 @@ def log_decision(request: AdmissionRequest, decision: Decision, seconds: float) 
     log.info(
         "admission review",
         extra={
-            "uid": request.uid,
-            "operation": request.operation,
-            "kind": request.kind,
-            "subResource": request.sub_resource,
-            "namespace": request.namespace,
-            "name": _object_name(request),
-            "user": request.user,
-            "dryRun": request.dry_run,
-            "allowed": decision.allowed,
-            "decision": decision.label,
-            "note": decision.note or None,
-            "images": images,
-            "durationMs": round(seconds * 1000, 3),
+            "fields": {
+                "uid": request.uid,
+                "operation": request.operation,
+                "kind": request.kind,
+                "subResource": request.sub_resource,
+                "namespace": request.namespace,
+                "name": _object_name(request),
+                "user": request.user,
+                "dryRun": request.dry_run,
+                "allowed": decision.allowed,
+                "decision": decision.label,
+                "note": decision.note or None,
+                "images": images,
+                "durationMs": round(seconds * 1000, 3),
+            }
         },
     )

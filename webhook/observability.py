@@ -31,7 +31,11 @@ def get_logger(name: str) -> logging.Logger:
 
 
 class JsonFormatter(logging.Formatter):
-    """One JSON object per line: time, level, logger, message and every ``extra`` field."""
+    """One JSON object per line: time, level, logger, message and every ``extra`` field.
+
+    ``extra={"fields": {...}}`` is merged into the top level, so a record may carry
+    keys such as ``name`` that would clash with LogRecord's own attributes.
+    """
 
     def format(self, record: logging.LogRecord) -> str:
         """Render ``record`` as a JSON line."""
@@ -43,7 +47,9 @@ class JsonFormatter(logging.Formatter):
             "msg": record.getMessage(),
         }
         for key, value in record.__dict__.items():
-            if key not in _STANDARD and not key.startswith("_"):
+            if key == "fields" and isinstance(value, dict):
+                entry.update(value)
+            elif key not in _STANDARD and not key.startswith("_"):
                 entry[key] = value
         if record.exc_info:
             entry["exc"] = self.formatException(record.exc_info)

@@ -144,7 +144,7 @@ def test_decision_log_line(prod, caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.INFO, logger="trustgate"):
         run_review(prod, body)
     (record,) = [r for r in caplog.records if r.name == "trustgate.admission"]
-    fields: dict[str, Any] = record.__dict__
+    fields: dict[str, Any] = record.__dict__["fields"]
     assert fields["uid"] == body["request"]["uid"]
     assert fields["dryRun"] is True
     assert fields["operation"] == "CREATE"

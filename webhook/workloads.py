@@ -1,0 +1,266 @@
+"""Every container image of a Kubernetes object, wherever its pod specs sit.
+
+A missed image is an image admitted unchecked, so the object is not read
+through per-kind paths alone: the whole object is walked, and any mapping
+whose ``containers``, ``initContainers`` or ``ephemeralContainers`` holds a
+list is a pod spec. That finds Pods, every workload template, CronJobs, and
+CRDs that embed pod templates (Knative, Argo Rollouts, ...) without a table
+that has to keep up with them. For the kinds trustgate knows, the pod spec at
+the kind's own path is a pod spec even when its container lists are missing
+or mistyped, so a malformed manifest is refused instead of passing as "no
+images".
+
+``metadata`` (ObjectMeta, which never holds a pod spec) is skipped at the top
+level and beside every nested ``spec``, and so is the top-level ``status``,
+which reports the images already running, not the ones requested. Strings are never parsed, so
+an image named in an annotation is not an image.
+
+The walk is iterative and bounded in depth and size: the object comes from
+whoever may create workloads, and YAML aliases can make a small document a
+large (or cyclic) tree.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Final, Literal, TypeAlias
+
+from webhook.errors import WorkloadError
+
+ContainerKind = Literal["container", "initContainer", "ephemeralContainer"]
+
+#: Deepest nesting walked; a CronJob's container fields sit about a dozen levels down.
+MAX_DEPTH: Final = 100
+#: Most values walked in one object; an API object is at most ~1.5 MB of JSON.
+MAX_NODES: Final = 200_000
+
+_CONTAINER_KEYS: Final[Mapping[str, ContainerKind]] = {
+    "containers": "container",
+    "initContainers": "initContainer",
+    "ephemeralContainers": "ephemeralContainer",
+}
+
+_CONTAINER_KEY_NAMES: Final = frozenset(_CONTAINER_KEYS)
+
+# kind -> keys from the object to its pod spec.
+_POD_SPEC_PATHS: Final[Mapping[str, tuple[str, ...]]] = {
+    "Pod": ("spec",),
+    "Deployment": ("spec", "template", "spec"),
+    "ReplicaSet": ("spec", "template", "spec"),
+    "StatefulSet": ("spec", "template", "spec"),
+    "DaemonSet": ("spec", "template", "spec"),
+    "Job": ("spec", "template", "spec"),
+    "CronJob": ("spec", "jobTemplate", "spec", "template", "spec"),
+    "ReplicationController": ("spec", "template", "spec"),
+    "PodTemplate": ("template", "spec"),
+    "DeploymentConfig": ("spec", "template", "spec"),  # OpenShift apps.openshift.io/v1
+}
+
+KNOWN_KINDS: Final[frozenset[str]] = frozenset(_POD_SPEC_PATHS)
+
+_TOP_LEVEL_SKIPPED: Final = frozenset({"metadata", "status"})
+_NESTED_SKIPPED: Final = frozenset({"metadata"})
+_NOTHING_SKIPPED: Final[frozenset[str]] = frozenset()
+_SCALARS: Final = frozenset({str, int, float, bool, type(None)})
+_PLAIN_KEY = re.compile(r"[A-Za-z0-9_-]+")
+
+
+@dataclass(frozen=True, slots=True)
+class ContainerImage:
+    """One image as the manifest writes it, and where.
+
+    ``image`` is not normalised: the policy engine parses it, and messages
+    show what the author wrote. ``path`` points at the container, e.g.
+    ``spec.template.spec.initContainers[0]``.
+    """
+
+    image: str
+    container: str
+    kind: ContainerKind
+    path: str
+
+
+# A node to visit: the value, its path, its depth, and its container kind when
+# it is an item of a pod spec's container list.
+_Node: TypeAlias = tuple[Any, str, int, ContainerKind | None]
+
+
+def is_understood(kind: str) -> bool:
+    """Whether ``kind`` is one whose pod spec trustgate knows where to find.
+
+    An object of another kind is still searched; this only lets the caller
+    say why an object without images was admitted.
+    """
+    return kind in KNOWN_KINDS
+
+
+def find_images(obj: Mapping[str, Any]) -> tuple[ContainerImage, ...]:
+    """Every image of every pod spec in ``obj``, in document order.
+
+    A container without an ``image`` (allowed in some templates) is skipped;
+    the same image in two containers is reported twice. Raises WorkloadError,
+    naming the path, when a pod spec is malformed where an image could hide
+    (a container list that is not a list, a container that is not a mapping,
+    an image that is not a non-empty string), when ``obj`` is not a mapping,
+    or when it is nested deeper than MAX_DEPTH or holds more than MAX_NODES
+    values.
+    """
+    if not _is_mapping(obj):
+        raise WorkloadError(f"the object must be a mapping, got {_type_name(obj)}")
+    anchor = _known_pod_spec(obj)
+    found: list[ContainerImage] = []
+    stack: list[_Node] = [(obj, "", 0, None)]
+    nodes = 0
+    while stack:
+        node, path, depth, container_kind = stack.pop()
+        if container_kind is not None:
+            image = _container_image(node, path, container_kind)
+            if image is not None:
+                found.append(image)
+        nodes += len(node)
+        if nodes > MAX_NODES:
+            raise WorkloadError(f"the object holds more than {MAX_NODES} values, too many to walk")
+        if _is_mapping(node):
+            children = _mapping_children(node, path, depth, pod_spec=node is anchor)
+        else:
+            children = _list_children(node, path, depth)
+        stack.extend(reversed(children))
+    return tuple(found)
+
+
+def _known_pod_spec(obj: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    """The mapping at the pod-spec path of ``obj``'s kind, if it has one."""
+    kind = obj.get("kind")
+    keys = _POD_SPEC_PATHS.get(kind) if isinstance(kind, str) else None
+    if keys is None:
+        return None
+    node = obj
+    for key in keys:
+        child = node.get(key)
+        if not isinstance(child, Mapping):
+            return None
+        node = child
+    return node
+
+
+def _mapping_children(
+    node: Mapping[Any, Any], path: str, depth: int, *, pod_spec: bool
+) -> list[_Node]:
+    """The containers (mappings and lists) directly under ``node``, in order.
+
+    When ``node`` is a pod spec, the items of its container lists come back
+    tagged with their kind, so that they are read as containers when visited.
+    """
+    if not pod_spec and not _CONTAINER_KEY_NAMES.isdisjoint(node.keys()):
+        pod_spec = (
+            _is_list(node.get("containers"))
+            or _is_list(node.get("initContainers"))
+            or _is_list(node.get("ephemeralContainers"))
+        )
+    if depth == 0:
+        skipped = _TOP_LEVEL_SKIPPED
+    elif "spec" in node:
+        skipped = _NESTED_SKIPPED
+    else:
+        skipped = _NOTHING_SKIPPED
+    children: list[_Node] = []
+    for key, value in node.items():
+        if key in skipped:
+            continue
+        kind = _CONTAINER_KEYS.get(key) if pod_spec else None
+        if kind is None and not _is_container(value):
+            continue
+        child = _join(path, key)
+        if kind is not None:
+            if value is None:
+                continue
+            if not _is_list(value):
+                raise WorkloadError(f"{child} must be a list, got {_type_name(value)}")
+            _check_depth(child, depth + 2)
+            for index, item in enumerate(value):
+                item_path = f"{child}[{index}]"
+                if not _is_mapping(item):
+                    raise WorkloadError(f"{item_path} must be a mapping, got {_type_name(item)}")
+                children.append((item, item_path, depth + 2, kind))
+        else:
+            _check_depth(child, depth + 1)
+            children.append((value, child, depth + 1, None))
+    return children
+
+
+def _list_children(node: Sequence[Any], path: str, depth: int) -> list[_Node]:
+    """The containers (mappings and lists) directly under list ``node``, in order."""
+    children: list[_Node] = []
+    for index, value in enumerate(node):
+        if _is_container(value):
+            child = f"{path}[{index}]"
+            _check_depth(child, depth + 1)
+            children.append((value, child, depth + 1, None))
+    return children
+
+
+def _container_image(
+    node: Mapping[Any, Any], path: str, kind: ContainerKind
+) -> ContainerImage | None:
+    """The image of one container, or None when it names none (a template default)."""
+    if "image" not in node:
+        return None
+    image = node["image"]
+    if not isinstance(image, str):
+        raise WorkloadError(f"{path}.image must be a string, got {_type_name(image)}")
+    if not image:
+        raise WorkloadError(f"{path}.image must not be empty")
+    name = node.get("name")
+    if name is None:
+        name = ""
+    elif not isinstance(name, str):
+        raise WorkloadError(f"{path}.name must be a string, got {_type_name(name)}")
+    return ContainerImage(image=image, container=name, kind=kind, path=path)
+
+
+def _check_depth(path: str, depth: int) -> None:
+    if depth > MAX_DEPTH:
+        raise WorkloadError(f"{path} is nested more than {MAX_DEPTH} levels deep")
+
+
+def _join(path: str, key: Any) -> str:
+    """``path.key``; keys that would read ambiguously are quoted: ``path["a.b"]``."""
+    if isinstance(key, str) and _PLAIN_KEY.fullmatch(key):
+        return f"{path}.{key}" if path else key
+    return f"{path}[{json.dumps(str(key))}]"
+
+
+def _is_container(value: object) -> bool:
+    """Whether ``value`` is a mapping or a list, i.e. could hold a pod spec."""
+    kind = type(value)
+    if kind is dict or kind is list:
+        return True
+    if kind in _SCALARS:
+        return False
+    return _is_mapping(value) or _is_list(value)
+
+
+def _is_mapping(value: object) -> bool:
+    kind = type(value)
+    if kind is dict:
+        return True
+    if kind is list or kind in _SCALARS:
+        return False
+    return isinstance(value, Mapping)
+
+
+def _is_list(value: object) -> bool:
+    """A JSON array: any sequence but text (a string is a sequence of strings)."""
+    kind = type(value)
+    if kind is list:
+        return True
+    if kind is dict or kind in _SCALARS:
+        return False
+    return isinstance(value, Sequence) and not isinstance(value, str | bytes | bytearray)
+
+
+def _type_name(value: object) -> str:
+    return "null" if value is None else type(value).__name__
