@@ -1,0 +1,419 @@
+"""Policies from a directory: read, check against the schema, compile.
+
+Every ``*.yaml``, ``*.yml`` and ``*.json`` file at the top of the directory is
+read, in name order. Hidden entries are skipped, which covers the ``..data`` and
+``..<timestamp>`` directories of a Kubernetes ConfigMap mount (its visible files
+are symlinks into ``..data/`` and are followed). A YAML file may hold several
+documents. Documents of kind ``ImagePolicyTest`` belong to the test-case runner
+and are skipped here once their apiVersion is checked.
+
+Mistakes are collected over the whole directory and raised together, so that
+``trustgate policy lint`` shows them all at once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import re
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, cast
+
+import yaml
+
+from webhook.errors import PolicyError
+from webhook.policy.globs import Glob
+from webhook.policy.model import (
+    Authority,
+    Freshness,
+    Grade,
+    Keyless,
+    KeyRef,
+    Match,
+    Mode,
+    OnUnknown,
+    Policy,
+    PolicySet,
+    Signatures,
+)
+from webhook.policy.schema import validate_document
+
+API_VERSION = "trustgate.dev/v1alpha1"
+POLICY_KIND = "ImagePolicy"
+TEST_KIND = "ImagePolicyTest"
+SUFFIXES = frozenset({".yaml", ".yml", ".json"})
+
+try:
+    from yaml import CSafeLoader as _SafeLoader
+except ImportError:  # PyYAML built without libyaml
+    from yaml import SafeLoader as _SafeLoader  # type: ignore[assignment]
+
+
+class _Loader(_SafeLoader):
+    """The safe loader, refusing a key given twice in one mapping.
+
+    Plain PyYAML keeps the last of two ``registries:`` keys without a word;
+    in a security policy a silently dropped line is a mistake worth stopping for.
+    """
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[tuple[str, str]] = set()
+        for key_node, _ in node.value:
+            if not isinstance(key_node, yaml.ScalarNode) or key_node.tag.endswith(":merge"):
+                continue
+            key = (key_node.tag, key_node.value)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    "while constructing a mapping",
+                    node.start_mark,
+                    f"found duplicate key {key_node.value!r}",
+                    key_node.start_mark,
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+class PolicyErrors(PolicyError):
+    """Every mistake found while loading policies, in file and document order.
+
+    With one mistake, ``str()``, ``file``, ``document`` and ``field`` are those
+    of that mistake; with several, ``str()`` lists them one per line.
+    """
+
+    def __init__(self, errors: Sequence[PolicyError]) -> None:
+        if not errors:
+            raise ValueError("PolicyErrors needs at least one error")
+        first = errors[0]
+        if len(errors) == 1:
+            super().__init__(
+                first.message,
+                file=first.file,
+                document=first.document,
+                field=first.field,
+                policy=first.policy,
+            )
+        else:
+            lines = "\n".join(f"  {error}" for error in errors)
+            super().__init__(f"{len(errors)} policy errors:\n{lines}")
+        self.errors: list[PolicyError] = list(errors)
+
+
+@dataclass(frozen=True, slots=True)
+class _Origin:
+    file: Path
+    document: int
+
+    def error(self, message: str, field: str | None = None) -> PolicyError:
+        return PolicyError(message, file=str(self.file), document=self.document, field=field)
+
+
+def iter_documents(path: Path) -> Iterator[tuple[Path, int, Any]]:
+    """Every non-empty document of the policy files in directory ``path``.
+
+    Yields ``(file, index, document)``, ``index`` counting from 1 within the file.
+
+    Raises:
+        PolicyError: when the directory or a file cannot be read or parsed.
+    """
+    for file in _policy_files(path):
+        for index, document in _parse(file, _read(file)):
+            yield file, index, document
+
+
+def load_file(path: Path) -> list[Policy]:
+    """The policies of one file, compiled.
+
+    Raises:
+        PolicyErrors: listing every mistake in the file.
+    """
+    errors: list[PolicyError] = []
+    try:
+        data = _read(path)
+    except PolicyError as exc:
+        raise PolicyErrors([exc]) from exc
+    found = _load(path, data, errors)
+    _check_unique(found, errors)
+    if errors:
+        raise PolicyErrors(_in_file_order(errors))
+    return [policy for policy, _ in found]
+
+
+def load_directory(path: Path) -> PolicySet:
+    """Every policy in directory ``path``, compiled into a ``PolicySet``.
+
+    The set's fingerprint is a SHA-256 over the name and content of every file
+    read, so equal fingerprints mean identical policy files.
+
+    Raises:
+        PolicyErrors: listing every mistake found, or saying that the directory
+            does not exist or holds no ImagePolicy document (an empty set would
+            send every image to the no-match default).
+    """
+    errors: list[PolicyError] = []
+    found: list[tuple[Policy, _Origin]] = []
+    digest = hashlib.sha256()
+    try:
+        files = _policy_files(path)
+    except PolicyError as exc:
+        raise PolicyErrors([exc]) from exc
+    for file in files:
+        try:
+            data = _read(file)
+        except PolicyError as exc:
+            errors.append(exc)
+            continue
+        name = file.name.encode()
+        digest.update(len(name).to_bytes(8, "big") + name)
+        digest.update(len(data).to_bytes(8, "big") + data)
+        found.extend(_load(file, data, errors))
+    _check_unique(found, errors)
+    if errors:
+        raise PolicyErrors(_in_file_order(errors))
+    if not found:
+        raise PolicyErrors([PolicyError(f"no ImagePolicy documents found in {path}")])
+    policies = sorted((policy for policy, _ in found), key=lambda p: p.name)
+    return PolicySet(policies=tuple(policies), fingerprint=digest.hexdigest())
+
+
+def _in_file_order(errors: list[PolicyError]) -> list[PolicyError]:
+    return sorted(errors, key=lambda error: (error.file or "", error.document or 0))
+
+
+def _policy_files(directory: Path) -> list[Path]:
+    try:
+        names = os.listdir(directory)
+    except FileNotFoundError as exc:
+        message = f"no ImagePolicy documents found in {directory}: the directory does not exist"
+        raise PolicyError(message) from exc
+    except NotADirectoryError as exc:
+        raise PolicyError(f"{directory} is not a directory") from exc
+    except OSError as exc:
+        raise PolicyError(f"cannot read policy directory {directory}: {exc.strerror}") from exc
+    files = []
+    for name in sorted(names):
+        file = directory / name
+        # is_file() follows symlinks; a dangling one is a file kubelet is removing.
+        if not name.startswith(".") and file.suffix in SUFFIXES and file.is_file():
+            files.append(file)
+    return files
+
+
+def _read(file: Path) -> bytes:
+    try:
+        return file.read_bytes()
+    except OSError as exc:
+        raise PolicyError(f"cannot read the file: {exc.strerror}", file=str(file)) from exc
+
+
+def _parse(file: Path, data: bytes) -> Iterator[tuple[int, Any]]:
+    """The non-empty documents of ``file``; raises PolicyError at a syntax error."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise PolicyError(f"not UTF-8 text (byte {exc.start})", file=str(file)) from exc
+    if file.suffix == ".json":
+        if not text.strip():
+            return
+        try:
+            document = json.loads(text, object_pairs_hook=_unique_keys)
+        except json.JSONDecodeError as exc:
+            message = f"not valid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}"
+            raise PolicyError(message, file=str(file), document=1) from exc
+        except _DuplicateKey as exc:
+            raise PolicyError(f"not valid JSON: {exc}", file=str(file), document=1) from exc
+        if document is not None:
+            yield 1, document
+        return
+    index = 0
+    try:
+        for document in yaml.load_all(text, Loader=_Loader):
+            index += 1
+            if document is not None:
+                yield index, document
+    except yaml.YAMLError as exc:
+        raise PolicyError(_yaml_message(exc), file=str(file), document=index + 1) from exc
+
+
+class _DuplicateKey(ValueError):
+    pass
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in result:
+            raise _DuplicateKey(f"found duplicate key {key!r}")
+        result[key] = value
+    return result
+
+
+def _yaml_message(exc: yaml.YAMLError) -> str:
+    if isinstance(exc, yaml.MarkedYAMLError) and exc.problem_mark is not None:
+        mark = exc.problem_mark
+        problem = exc.problem or "syntax error"
+        context = f" ({exc.context})" if exc.context else ""
+        return (
+            f"not valid YAML at line {mark.line + 1}, column {mark.column + 1}: {problem}{context}"
+        )
+    return f"not valid YAML: {exc}"
+
+
+def _load(file: Path, data: bytes, errors: list[PolicyError]) -> list[tuple[Policy, _Origin]]:
+    """The policies of one file's content; mistakes are appended to ``errors``."""
+    found = []
+    try:
+        for index, document in _parse(file, data):
+            origin = _Origin(file, index)
+            try:
+                policy = _document(document, origin)
+            except PolicyError as exc:
+                errors.append(exc)
+                continue
+            if policy is not None:
+                found.append((policy, origin))
+    except PolicyError as exc:
+        errors.append(exc)
+    return found
+
+
+def _check_unique(found: list[tuple[Policy, _Origin]], errors: list[PolicyError]) -> None:
+    first: dict[str, _Origin] = {}
+    for policy, origin in found:
+        earlier = first.setdefault(policy.name, origin)
+        if earlier is not origin:
+            message = (
+                f"policy name {policy.name!r} is already used in "
+                f"{earlier.file}, document {earlier.document}"
+            )
+            errors.append(origin.error(message, "metadata.name"))
+
+
+def _document(document: Any, origin: _Origin) -> Policy | None:
+    """``document`` compiled; None for an ImagePolicyTest."""
+    if not isinstance(document, dict):
+        raise origin.error(f"a document must be a mapping, not {type(document).__name__}")
+    api_version = document.get("apiVersion")
+    if api_version is None:
+        raise origin.error("is required", "apiVersion")
+    if api_version != API_VERSION:
+        raise origin.error(f"must be {API_VERSION} (got {api_version!r})", "apiVersion")
+    kind = document.get("kind")
+    if kind == TEST_KIND:
+        return None
+    if kind is None:
+        raise origin.error("is required", "kind")
+    if kind != POLICY_KIND:
+        raise origin.error(f"must be {POLICY_KIND} or {TEST_KIND} (got {kind!r})", "kind")
+    validate_document(document, file=str(origin.file), document=origin.document)
+    return _compile(document, origin)
+
+
+def _compile(document: Mapping[str, Any], origin: _Origin) -> Policy:
+    spec = document["spec"]
+    signatures = spec.get("signatures")
+    freshness = spec.get("freshness")
+    return Policy(
+        name=document["metadata"]["name"],
+        mode=cast(Mode, spec.get("mode", "enforce")),
+        match=_match(spec.get("match", {})),
+        registries=_globs(spec["registries"]),
+        require_digest=spec.get("requireDigest", False),
+        signatures=None if signatures is None else _signatures(signatures, origin),
+        freshness=None if freshness is None else _freshness(freshness),
+        source=str(origin.file),
+    )
+
+
+def _globs(patterns: Sequence[str]) -> tuple[Glob, ...]:
+    return tuple(Glob(pattern) for pattern in patterns)
+
+
+def _match(match: Mapping[str, Any]) -> Match:
+    return Match(
+        namespaces=_globs(match.get("namespaces", ["*"])),
+        exclude_namespaces=_globs(match.get("excludeNamespaces", [])),
+        kinds=frozenset(match.get("kinds", [])),
+        images=_globs(match.get("images", ["**"])),
+    )
+
+
+def _signatures(section: Mapping[str, Any], origin: _Origin) -> Signatures:
+    where = "spec.signatures"
+    authorities = []
+    names: dict[str, int] = {}
+    for number, raw in enumerate(section["authorities"]):
+        field = f"{where}.authorities[{number}]"
+        name = raw["name"]
+        if name in names:
+            message = f"authority name {name!r} is already used by authorities[{names[name]}]"
+            raise origin.error(message, f"{field}.name")
+        names[name] = number
+        key = raw.get("key")
+        keyless = raw.get("keyless")
+        authorities.append(
+            Authority(
+                name=name,
+                key=None if key is None else _key(key, origin, f"{field}.key"),
+                keyless=None if keyless is None else _keyless(keyless, origin, f"{field}.keyless"),
+            )
+        )
+    threshold = section.get("threshold", 1)
+    if threshold > len(authorities):
+        message = f"is {threshold}, more than the {len(authorities)} authorities listed"
+        raise origin.error(message, f"{where}.threshold")
+    return Signatures(threshold=threshold, authorities=tuple(authorities))
+
+
+def _key(key: Mapping[str, Any], origin: _Origin, field: str) -> KeyRef:
+    if "pem" in key:
+        return KeyRef(pem=key["pem"])
+    # Relative to the policy file as it is named, not to where its symlink
+    # points: a ConfigMap's timestamped directory vanishes at the next update.
+    path = Path(os.path.abspath(origin.file.parent / key["file"]))
+    try:
+        with path.open("rb"):
+            pass
+    except IsADirectoryError as exc:
+        raise origin.error(f"key file {path} is a directory", f"{field}.file") from exc
+    except OSError as exc:
+        message = f"cannot read key file {path}: {exc.strerror}"
+        raise origin.error(message, f"{field}.file") from exc
+    return KeyRef(file=str(path))
+
+
+def _keyless(keyless: Mapping[str, Any], origin: _Origin, field: str) -> Keyless:
+    for name in ("issuerRegExp", "subjectRegExp"):
+        if name in keyless:
+            try:
+                re.compile(keyless[name])
+            except re.error as exc:
+                message = f"is not a valid regular expression: {exc}"
+                raise origin.error(message, f"{field}.{name}") from exc
+    return Keyless(
+        issuer=keyless.get("issuer"),
+        issuer_regexp=keyless.get("issuerRegExp"),
+        subject=keyless.get("subject"),
+        subject_regexp=keyless.get("subjectRegExp"),
+        trusted_root=keyless.get("trustedRoot", "production"),
+    )
+
+
+def _freshness(section: Mapping[str, Any]) -> Freshness:
+    max_age = section.get("maxReportAge")
+    return Freshness(
+        minimum_grade=cast(Grade, section["minimumGrade"]),
+        sources=tuple(section.get("sources", ["pyxis"])),
+        on_unknown=cast(OnUnknown, section.get("onUnknown", "deny")),
+        max_report_age_days=None if max_age is None else _days(max_age),
+        warn_before_days=section.get("warnBeforeDays"),
+    )
+
+
+def _days(duration: str) -> int:
+    """``7d`` as 7 and ``36h`` as 2: hours round up to whole days."""
+    number, unit = int(duration[:-1]), duration[-1]
+    return number if unit == "d" else math.ceil(number / 24)
