@@ -11,7 +11,6 @@ import json
 from pathlib import Path
 
 from flask import Flask, Response, request
-
 from webhook.server import ServeOptions, serve
 
 

@@ -190,9 +190,7 @@ def main() -> None:
         try:
             wait_ready(url, paths.ca, process, log)
             wrk(url, script, 8, 2)  # warm-up: imports, TLS sessions, caches
-            results[name] = {
-                f"c{c}": wrk(url, script, c, args.seconds) for c in (4, 32)
-            }
+            results[name] = {f"c{c}": wrk(url, script, c, args.seconds) for c in (4, 32)}
         finally:
             process.send_signal(signal.SIGTERM)
             process.wait(timeout=30)

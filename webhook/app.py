@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +31,7 @@ class Settings:
     """What an app is built from; read once by the CLI from flags and files."""
 
     policies: Path
-    config: Config = Config()
+    config: Config = field(default_factory=Config)
     reload: bool = True
 
 

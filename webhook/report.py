@@ -65,7 +65,9 @@ def _junit(rows: Sequence[Row]) -> str:
         elif row.reasons:
             ET.SubElement(case, "system-out").text = "\n".join(row.reasons)
     ET.indent(suite)
-    return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(suite, encoding="unicode") + "\n"
+    return (
+        '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(suite, encoding="unicode") + "\n"
+    )
 
 
 def render(rows: Sequence[Row], fmt: str) -> str:

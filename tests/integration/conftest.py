@@ -62,21 +62,32 @@ class Server:
 
 def start_server(tmp: Path, policies: Path, config: str = "") -> Server:
     """Start ``trustgate serve`` and wait until it answers /healthz, or fail with its log."""
-    paths = certs.generate(tmp / "certs", service="trustgate", namespace="trustgate",
-                           extra_sans=["localhost", "127.0.0.1"])
+    paths = certs.generate(
+        tmp / "certs",
+        service="trustgate",
+        namespace="trustgate",
+        extra_sans=["localhost", "127.0.0.1"],
+    )
     config_file = tmp / "trustgate.yaml"
     config_file.write_text(config or "policies: {reloadIntervalSeconds: 0.2}\n")
     port = free_port()
     log = tmp / "server.log"
     process = subprocess.Popen(
         [
-            *trustgate_command(), "serve",
-            "--policies", str(policies),
-            "--config", str(config_file),
-            "--cert", str(paths.cert),
-            "--key", str(paths.key),
-            "--host", "127.0.0.1",
-            "--port", str(port),
+            *trustgate_command(),
+            "serve",
+            "--policies",
+            str(policies),
+            "--config",
+            str(config_file),
+            "--cert",
+            str(paths.cert),
+            "--key",
+            str(paths.key),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
         ],
         stdout=log.open("wb"),
         stderr=subprocess.STDOUT,

@@ -78,7 +78,9 @@ def test_decision_log_records_the_review(webhook_server: Server) -> None:
     answer(webhook_server, body)
     deadline = time.monotonic() + 5
     while time.monotonic() < deadline:
-        lines = [json.loads(x) for x in webhook_server.log_text().splitlines() if "log-me-1234" in x]
+        lines = [
+            json.loads(x) for x in webhook_server.log_text().splitlines() if "log-me-1234" in x
+        ]
         if lines:
             break
         time.sleep(0.05)
@@ -116,8 +118,11 @@ _valid = json.dumps(review(workload("Deployment", pod_spec(BAD, GOOD)))).encode(
         st.none() | st.booleans() | st.integers() | st.text(max_size=12),
         lambda c: st.lists(c, max_size=3) | st.dictionaries(st.text(max_size=8), c, max_size=3),
         max_leaves=20,
-    ).map(lambda v: json.dumps({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
-                                "request": v}).encode())
+    ).map(
+        lambda v: json.dumps(
+            {"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": v}
+        ).encode()
+    )
 )
 def test_random_and_truncated_bodies_never_break_the_server(
     webhook_server: Server, data: bytes

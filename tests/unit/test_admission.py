@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from tests.kube import RESOURCES, pod_spec, review, workload
 from tests.builders import engine, policy
+from tests.kube import RESOURCES, pod_spec, review, workload
 from webhook.admission import decide, parse_review, response
 from webhook.admission import review as run_review
 from webhook.errors import AdmissionReviewError
@@ -32,7 +32,13 @@ def decide_on(e, body: dict):
 @pytest.mark.parametrize("where", ["containers", "init", "ephemeral"])
 def test_every_kind_and_container_list_is_judged(prod, kind: str, where: str) -> None:
     images = {"containers": (BAD,), "init": (), "ephemeral": ()}
-    args = {"init": (BAD,)} if where == "init" else {"ephemeral": (BAD,)} if where == "ephemeral" else {}
+    args = (
+        {"init": (BAD,)}
+        if where == "init"
+        else {"ephemeral": (BAD,)}
+        if where == "ephemeral"
+        else {}
+    )
     spec = pod_spec(*(images["containers"] if where == "containers" else (GOOD,)), **args)
     decision = decide_on(prod, review(workload(kind, spec)))
     assert not decision.allowed
@@ -174,7 +180,10 @@ def _broken(mutate) -> dict:
     [
         ([], "must be a JSON object"),
         ({}, "expected apiVersion admission.k8s.io/v1"),
-        (_broken(lambda b: b.update(apiVersion="admission.k8s.io/v1beta1")), "admissionReviewVersions"),
+        (
+            _broken(lambda b: b.update(apiVersion="admission.k8s.io/v1beta1")),
+            "admissionReviewVersions",
+        ),
         (_broken(lambda b: b.update(kind="Pod")), "kind AdmissionReview"),
         (_broken(lambda b: b.pop("request")), "request is required"),
         (_broken(lambda b: b.update(request="x")), "request must be a dict"),

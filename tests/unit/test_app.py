@@ -50,8 +50,9 @@ def test_denial(client: FlaskClient) -> None:
     assert status == 200
     assert answer["response"]["uid"] == "u-1"
     assert answer["response"]["allowed"] is False
-    assert "docker.io/library/nginx is not in the registry allowlist" in (
-        answer["response"]["status"]["message"]
+    assert (
+        "docker.io/library/nginx is not in the registry allowlist"
+        in (answer["response"]["status"]["message"])
     )
 
 
@@ -116,8 +117,12 @@ def test_metrics_count_decisions(client: FlaskClient) -> None:
     assert "trustgate_policy_reload_success 1.0" in text
 
 
-def test_broken_reload_keeps_last_good_set(app: Flask, client: FlaskClient, policy_dir: Path) -> None:
-    (policy_dir / "prod.yaml").write_text(policy_yaml(registries='["docker.io/**"]') + "  bogus: 1\n")
+def test_broken_reload_keeps_last_good_set(
+    app: Flask, client: FlaskClient, policy_dir: Path
+) -> None:
+    (policy_dir / "prod.yaml").write_text(
+        policy_yaml(registries='["docker.io/**"]') + "  bogus: 1\n"
+    )
     store = app.extensions["trustgate"].store
     assert store.check() is False
     ready = client.get("/readyz").get_json()
@@ -145,8 +150,9 @@ def test_two_apps_do_not_share_state(policy_dir: Path) -> None:
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
-    lambda children: st.lists(children, max_size=4)
-    | st.dictionaries(st.text(max_size=10), children, max_size=4),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=10), children, max_size=4)
+    ),
     max_leaves=30,
 )
 
@@ -162,7 +168,9 @@ def _mutations() -> st.SearchStrategy[bytes]:
     return truncated | random_json | review_like | st.binary(max_size=200)
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(data=_mutations())
 def test_no_body_produces_a_server_error(client: FlaskClient, data: bytes) -> None:
     result = client.post("/validate", data=data, content_type="application/json")

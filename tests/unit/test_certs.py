@@ -6,7 +6,7 @@ import datetime
 import ipaddress
 import os
 import stat
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -34,10 +34,22 @@ def load(paths: certs.CertPaths) -> tuple[x509.Certificate, x509.Certificate]:
     )
 
 
-def generate(out: Path, **kwargs: object) -> certs.CertPaths:
-    options: dict[str, object] = {"service": "trustgate", "namespace": "trustgate-system"}
-    options.update(kwargs)
-    return certs.generate(out, **options)  # type: ignore[arg-type]
+def generate(
+    out: Path,
+    *,
+    service: str = "trustgate",
+    extra_sans: Sequence[str] = (),
+    days: int = 365,
+    overwrite: bool = False,
+) -> certs.CertPaths:
+    return certs.generate(
+        out,
+        service=service,
+        namespace="trustgate-system",
+        extra_sans=extra_sans,
+        days=days,
+        overwrite=overwrite,
+    )
 
 
 @pytest.fixture
@@ -159,8 +171,10 @@ def test_chain_does_not_verify_for_other_names(
 def test_chain_does_not_verify_against_another_ca(tmp_path: Path) -> None:
     _, cert = load(generate(tmp_path / "one"))
     other_ca, _ = load(generate(tmp_path / "two"))
-    verifier = PolicyBuilder().store(Store([other_ca])).build_server_verifier(
-        x509.DNSName("trustgate.trustgate-system.svc")
+    verifier = (
+        PolicyBuilder()
+        .store(Store([other_ca]))
+        .build_server_verifier(x509.DNSName("trustgate.trustgate-system.svc"))
     )
     with pytest.raises(VerificationError):
         verifier.verify(cert, [])

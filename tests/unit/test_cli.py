@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import sys
 from pathlib import Path
 from xml.etree import ElementTree as ET
@@ -60,11 +61,15 @@ def test_review_reads_stdin(
     monkeypatch.setattr(sys, "stdin", io.StringIO(body))
     code, out, _ = run(capsys, "review", "-", "--policies", str(policies))
     assert code == 0
+    assert json.loads(out)["response"]["allowed"] is True
 
 
 @pytest.mark.parametrize(
     ("content", "message"),
-    [("{oops", "is not valid JSON"), ('{"kind": "Pod"}', "not .*AdmissionReview|expected apiVersion")],
+    [
+        ("{oops", "is not valid JSON"),
+        ('{"kind": "Pod"}', "not .*AdmissionReview|expected apiVersion"),
+    ],
 )
 def test_review_rejects_bad_input(
     policies: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], content: str, message: str
@@ -74,8 +79,6 @@ def test_review_rejects_bad_input(
     code, _, err = run(capsys, "review", str(path), "--policies", str(policies))
     assert code == 2
     assert err.startswith("trustgate: ")
-    import re
-
     assert re.search(message, err)
 
 
@@ -148,18 +151,18 @@ def test_audit_directory_table(
 
 
 def test_audit_json(policies: Path, manifests: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, _ = run(capsys, "audit", str(manifests), "--policies", str(policies), "-o", "json")
+    _, out, _ = run(capsys, "audit", str(manifests), "--policies", str(policies), "-o", "json")
     rows = json.loads(out)
     assert [(r["kind"], r["namespace"], r["image"], r["decision"]) for r in rows] == [
-        ("Deployment", "prod-web", BAD, "denied"),
         ("Deployment", "prod-web", GOOD, "allowed"),
+        ("Deployment", "prod-web", BAD, "denied"),
         ("CronJob", "staging", BAD, "warned"),
     ]
-    assert rows[0]["reasons"][0].startswith(f'image {BAD} denied by policy "production"')
+    assert rows[1]["reasons"][0].startswith(f'image {BAD} denied by policy "production"')
 
 
 def test_audit_junit(policies: Path, manifests: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, _ = run(capsys, "audit", str(manifests), "--policies", str(policies), "-o", "junit")
+    _, out, _ = run(capsys, "audit", str(manifests), "--policies", str(policies), "-o", "junit")
     suite = ET.fromstring(out.split("\n", 1)[1])
     assert suite.get("tests") == "3"
     assert suite.get("failures") == "1"
@@ -182,7 +185,9 @@ def test_audit_missing_path(policies: Path, capsys: pytest.CaptureFixture[str]) 
     assert "/no/such/dir: no such file or directory" in err
 
 
-def test_audit_invalid_yaml(policies: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_audit_invalid_yaml(
+    policies: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text("kind: [unclosed\n")
     code, _, err = run(capsys, "audit", str(bad), "--policies", str(policies))
@@ -229,7 +234,9 @@ def test_policy_test_invalid_case(policies: Path, capsys: pytest.CaptureFixture[
     assert "tests.yaml, document 1, field spec.cases.0.expect" in err
 
 
-def test_policy_lint_reports_broken_policy(policies: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_policy_lint_reports_broken_policy(
+    policies: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     (policies / "broken.yaml").write_text(policy_yaml("broken", mode="dryrun"))
     code, _, err = run(capsys, "policy", "lint", str(policies))
     assert code == 2
@@ -248,7 +255,7 @@ def test_policy_schema(capsys: pytest.CaptureFixture[str]) -> None:
 
 def test_certs_generate(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out_dir = tmp_path / "certs"
-    code, out, _ = run(capsys, "certs", "generate", "--out", str(out_dir), "--san", "127.0.0.1")
+    code, _, _ = run(capsys, "certs", "generate", "--out", str(out_dir), "--san", "127.0.0.1")
     assert code == 0
     assert (out_dir / "tls.crt").exists()
     code, _, err = run(capsys, "certs", "generate", "--out", str(out_dir))
@@ -256,7 +263,9 @@ def test_certs_generate(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
     assert "--force" in err
 
 
-def test_bad_config_file(policies: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_bad_config_file(
+    policies: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     config = tmp_path / "trustgate.yaml"
     config.write_text("defaults: {noMatch: maybe}\n")
     code, _, err = run(capsys, "check", GOOD, "--policies", str(policies), "--config", str(config))
@@ -264,7 +273,9 @@ def test_bad_config_file(policies: Path, tmp_path: Path, capsys: pytest.CaptureF
     assert "field defaults.noMatch" in err
 
 
-def test_config_no_match_warn(policies: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_config_no_match_warn(
+    policies: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     config = tmp_path / "trustgate.yaml"
     config.write_text("defaults: {noMatch: warn}\n")
     code, out, _ = run(

@@ -28,7 +28,11 @@ def test_full_file(tmp_path: Path) -> None:
         "freshness: {pyxis: {url: 'http://127.0.0.1:1'}}\n"
     )
     config = load_config(path)
-    assert (config.no_match, config.deadline_seconds, config.max_request_bytes) == ("warn", 5.0, 2048)
+    assert (config.no_match, config.deadline_seconds, config.max_request_bytes) == (
+        "warn",
+        5.0,
+        2048,
+    )
     assert config.reload_interval_seconds == 0
     assert (config.log_format, config.log_level) == ("text", "debug")
     assert config.registries["localhost:5000"] == {"insecure": True}

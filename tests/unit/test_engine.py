@@ -168,7 +168,7 @@ def test_reloaded_policies_take_effect() -> None:
         ("nginx", "nginx"),
         ("evil\nimage denied by policy", "'evil\\nimage denied by policy'"),
         ("a" * 300, repr("a" * 200) + "..."),
-        ("quаy.io/x", "'quаy.io/x'"),
+        ("qu\u0430y.io/x", "'qu\u0430y.io/x'"),
     ],
 )
 def test_display_neutralises_hostile_text(text: str, shown: str) -> None:
