@@ -7,6 +7,7 @@ frozen dataclasses. It knows nothing of Kubernetes requests or HTTP.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Literal
@@ -106,6 +107,9 @@ class Engine:
         self._policies = policies
         self._no_match = no_match
         self._checks = checks if checks is not None else build_checks()
+        # Parsing is pure and the same few images come back on every deploy;
+        # a bounded memo keeps the grammar off the hot path.
+        self._parse = functools.lru_cache(maxsize=4096)(parse_reference)
 
     def evaluate(self, images: Iterable[str], *, namespace: str, kind: str) -> tuple[Verdict, ...]:
         """A Verdict for each distinct image of a request, in first-seen order."""
@@ -126,7 +130,7 @@ class Engine:
         """The Verdict for one image in a ``kind`` request in ``namespace``."""
         shown = display(image)
         try:
-            ref = parse_reference(image)
+            ref = self._parse(image)
         except TrustgateError as exc:
             # Never admitted, whatever the policies: what cannot be parsed
             # cannot be matched, and a parser differential is an attack surface.

@@ -61,6 +61,23 @@ _POD_SPEC_PATHS: Final[Mapping[str, tuple[str, ...]]] = {
 
 KNOWN_KINDS: Final[frozenset[str]] = frozenset(_POD_SPEC_PATHS)
 
+#: Built-in kinds reach the webhook decoded into their typed structs, which drop
+#: unknown fields, so their images can only be where the type puts them; reading
+#: just that pod spec keeps the request path short. The same kind name in any
+#: other API group (a CRD) gets the full walk.
+_TYPED_API_VERSIONS: Final[Mapping[str, frozenset[str]]] = {
+    "Pod": frozenset({"v1"}),
+    "ReplicationController": frozenset({"v1"}),
+    "PodTemplate": frozenset({"v1"}),
+    "Deployment": frozenset({"apps/v1"}),
+    "ReplicaSet": frozenset({"apps/v1"}),
+    "StatefulSet": frozenset({"apps/v1"}),
+    "DaemonSet": frozenset({"apps/v1"}),
+    "Job": frozenset({"batch/v1"}),
+    "CronJob": frozenset({"batch/v1"}),
+    "DeploymentConfig": frozenset({"apps.openshift.io/v1"}),
+}
+
 _TOP_LEVEL_SKIPPED: Final = frozenset({"metadata", "status"})
 _NESTED_SKIPPED: Final = frozenset({"metadata"})
 _NOTHING_SKIPPED: Final[frozenset[str]] = frozenset()
@@ -83,9 +100,12 @@ class ContainerImage:
     path: str
 
 
+# A path is built lazily as (parent, key-or-index) links and rendered only for
+# the images found and for errors: most of an object is walked and forgotten.
+_Path: TypeAlias = tuple[Any, Any] | None
 # A node to visit: the value, its path, its depth, and its container kind when
 # it is an item of a pod spec's container list.
-_Node: TypeAlias = tuple[Any, str, int, ContainerKind | None]
+_Node: TypeAlias = tuple[Any, _Path, int, ContainerKind | None]
 
 
 def is_understood(kind: str) -> bool:
@@ -110,9 +130,11 @@ def find_images(obj: Mapping[str, Any]) -> tuple[ContainerImage, ...]:
     """
     if not _is_mapping(obj):
         raise WorkloadError(f"the object must be a mapping, got {_type_name(obj)}")
-    anchor = _known_pod_spec(obj)
+    anchor, anchor_path = _known_pod_spec(obj)
+    if anchor is not None and obj.get("apiVersion") in _TYPED_API_VERSIONS[obj["kind"]]:
+        return _pod_spec_images(anchor, anchor_path)
     found: list[ContainerImage] = []
-    stack: list[_Node] = [(obj, "", 0, None)]
+    stack: list[_Node] = [(obj, None, 0, None)]
     nodes = 0
     while stack:
         node, path, depth, container_kind = stack.pop()
@@ -131,23 +153,45 @@ def find_images(obj: Mapping[str, Any]) -> tuple[ContainerImage, ...]:
     return tuple(found)
 
 
-def _known_pod_spec(obj: Mapping[str, Any]) -> Mapping[str, Any] | None:
-    """The mapping at the pod-spec path of ``obj``'s kind, if it has one."""
+def _known_pod_spec(obj: Mapping[str, Any]) -> tuple[Mapping[str, Any] | None, _Path]:
+    """The mapping at the pod-spec path of ``obj``'s kind, if it has one, and its path."""
     kind = obj.get("kind")
     keys = _POD_SPEC_PATHS.get(kind) if isinstance(kind, str) else None
     if keys is None:
-        return None
+        return None, None
     node = obj
+    path: _Path = None
     for key in keys:
         child = node.get(key)
         if not isinstance(child, Mapping):
-            return None
+            return None, None
         node = child
-    return node
+        path = (path, key)
+    return node, path
+
+
+def _pod_spec_images(spec: Mapping[str, Any], path: _Path) -> tuple[ContainerImage, ...]:
+    """The images of one typed pod spec, in document order."""
+    found: list[ContainerImage] = []
+    for key, value in spec.items():
+        kind = _CONTAINER_KEYS.get(key)
+        if kind is None or value is None:
+            continue
+        child = (path, key)
+        if not _is_list(value):
+            raise WorkloadError(f"{_render(child)} must be a list, got {_type_name(value)}")
+        for index, item in enumerate(value):
+            if not _is_mapping(item):
+                where = _render((child, index))
+                raise WorkloadError(f"{where} must be a mapping, got {_type_name(item)}")
+            image = _container_image(item, (child, index), kind)
+            if image is not None:
+                found.append(image)
+    return tuple(found)
 
 
 def _mapping_children(
-    node: Mapping[Any, Any], path: str, depth: int, *, pod_spec: bool
+    node: Mapping[Any, Any], path: _Path, depth: int, *, pod_spec: bool
 ) -> list[_Node]:
     """The containers (mappings and lists) directly under ``node``, in order.
 
@@ -173,17 +217,19 @@ def _mapping_children(
         kind = _CONTAINER_KEYS.get(key) if pod_spec else None
         if kind is None and not _is_container(value):
             continue
-        child = _join(path, key)
+        child = (path, key)
         if kind is not None:
             if value is None:
                 continue
             if not _is_list(value):
-                raise WorkloadError(f"{child} must be a list, got {_type_name(value)}")
+                raise WorkloadError(f"{_render(child)} must be a list, got {_type_name(value)}")
             _check_depth(child, depth + 2)
             for index, item in enumerate(value):
-                item_path = f"{child}[{index}]"
+                item_path = (child, index)
                 if not _is_mapping(item):
-                    raise WorkloadError(f"{item_path} must be a mapping, got {_type_name(item)}")
+                    raise WorkloadError(
+                        f"{_render(item_path)} must be a mapping, got {_type_name(item)}"
+                    )
                 children.append((item, item_path, depth + 2, kind))
         else:
             _check_depth(child, depth + 1)
@@ -191,23 +237,24 @@ def _mapping_children(
     return children
 
 
-def _list_children(node: Sequence[Any], path: str, depth: int) -> list[_Node]:
+def _list_children(node: Sequence[Any], path: _Path, depth: int) -> list[_Node]:
     """The containers (mappings and lists) directly under list ``node``, in order."""
     children: list[_Node] = []
     for index, value in enumerate(node):
         if _is_container(value):
-            child = f"{path}[{index}]"
+            child = (path, index)
             _check_depth(child, depth + 1)
             children.append((value, child, depth + 1, None))
     return children
 
 
 def _container_image(
-    node: Mapping[Any, Any], path: str, kind: ContainerKind
+    node: Mapping[Any, Any], where: _Path, kind: ContainerKind
 ) -> ContainerImage | None:
     """The image of one container, or None when it names none (a template default)."""
     if "image" not in node:
         return None
+    path = _render(where)
     image = node["image"]
     if not isinstance(image, str):
         raise WorkloadError(f"{path}.image must be a string, got {_type_name(image)}")
@@ -221,16 +268,26 @@ def _container_image(
     return ContainerImage(image=image, container=name, kind=kind, path=path)
 
 
-def _check_depth(path: str, depth: int) -> None:
+def _check_depth(path: _Path, depth: int) -> None:
     if depth > MAX_DEPTH:
-        raise WorkloadError(f"{path} is nested more than {MAX_DEPTH} levels deep")
+        raise WorkloadError(f"{_render(path)} is nested more than {MAX_DEPTH} levels deep")
 
 
-def _join(path: str, key: Any) -> str:
-    """``path.key``; keys that would read ambiguously are quoted: ``path["a.b"]``."""
-    if isinstance(key, str) and _PLAIN_KEY.fullmatch(key):
-        return f"{path}.{key}" if path else key
-    return f"{path}[{json.dumps(str(key))}]"
+def _render(path: _Path) -> str:
+    """``a.b[0].c``; keys that would read ambiguously are quoted: ``a["b.c"]``."""
+    parts: list[Any] = []
+    while path is not None:
+        path, step = path
+        parts.append(step)
+    text = ""
+    for step in reversed(parts):
+        if type(step) is int:
+            text += f"[{step}]"
+        elif isinstance(step, str) and _PLAIN_KEY.fullmatch(step):
+            text = f"{text}.{step}" if text else step
+        else:
+            text += f"[{json.dumps(str(step))}]"
+    return text
 
 
 def _is_container(value: object) -> bool:

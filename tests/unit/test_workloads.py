@@ -544,3 +544,35 @@ def test_any_json_value_yields_images_or_a_workload_error(value: Any) -> None:
         for image in images:
             assert isinstance(image, ContainerImage)
             assert image.image
+
+
+def test_a_builtin_kind_name_in_another_group_gets_the_full_walk() -> None:
+    """A CRD may reuse "Deployment"; only the built-in group's type is trusted."""
+    crd = {
+        "apiVersion": "evil.example.com/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "x"},
+        "spec": {
+            "template": {"spec": {"containers": [{"name": "a", "image": "quay.io/ok/a:1"}]}},
+            "sidecars": {"containers": [{"name": "b", "image": "evil.com/miner:1"}]},
+        },
+    }
+    assert [found.image for found in find_images(crd)] == ["quay.io/ok/a:1", "evil.com/miner:1"]
+
+
+def test_typed_kinds_read_their_pod_spec_in_document_order() -> None:
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "p"},
+        "spec": {
+            "initContainers": [{"name": "i", "image": "init:1"}],
+            "containers": [{"name": "c", "image": "app:1"}, {"name": "d"}],
+            "ephemeralContainers": [{"name": "e", "image": "debug:1"}],
+        },
+    }
+    assert [(f.image, f.kind, f.path) for f in find_images(pod)] == [
+        ("init:1", "initContainer", "spec.initContainers[0]"),
+        ("app:1", "container", "spec.containers[0]"),
+        ("debug:1", "ephemeralContainer", "spec.ephemeralContainers[0]"),
+    ]
