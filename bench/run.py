@@ -180,7 +180,10 @@ def main() -> None:
         ],
     }  # fmt: skip
     results: dict[str, dict[str, dict[str, float]]] = {}
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [os.environ.get("PYTHONPATH"), str(ROOT)])),
+    }
     for name, command in servers.items():
         port = free_port()
         log = tmp / f"{name}.log"

@@ -221,28 +221,41 @@ def review(engine: Engine, body: Any) -> tuple[dict[str, Any], Decision, Admissi
     return answer, decision, request
 
 
-def log_decision(request: AdmissionRequest, decision: Decision, seconds: float) -> None:
-    """Write the decision-log line of one review."""
-    images = [
+def _image_entry(verdict: Verdict, containers: tuple[str, ...]) -> dict[str, Any]:
+    entry: dict[str, Any] = {
+        "image": verdict.image,
+        "containers": list(containers),
+        "allowed": verdict.allowed,
+        "passed": [r.policy for r in verdict.policies if r.passed],
+    }
+    failed = [
         {
-            "image": v.image,
-            "containers": list(decision.containers.get(v.image, ())),
-            "allowed": v.allowed,
-            "noMatch": v.no_match,
-            "policies": [
-                {
-                    "policy": r.policy,
-                    "mode": r.mode,
-                    "outcome": "pass" if (f := r.failure) is None else f.outcome,
-                    "check": None if f is None else f.check,
-                    "reason": None if f is None else f.message,
-                }
-                for r in v.policies
-            ],
-            "reasons": list(v.denials + v.warnings),
+            "policy": r.policy,
+            "mode": r.mode,
+            "check": f.check,
+            "outcome": f.outcome,
+            "reason": f.message,
         }
-        for v in decision.verdicts
+        for r in verdict.policies
+        if (f := r.failure) is not None
     ]
+    if failed:
+        entry["failed"] = failed
+    if verdict.no_match is not None:
+        entry["noMatch"] = verdict.no_match
+    if verdict.reference is None:
+        entry["reasons"] = list(verdict.denials)
+    return entry
+
+
+def log_decision(request: AdmissionRequest, decision: Decision, seconds: float) -> None:
+    """Write the decision-log line of one review.
+
+    Per image: the policies it passed by name, and for each failure the policy,
+    its mode, the check and the reason; the line is written on every review, so
+    passing checks are not spelled out.
+    """
+    images = [_image_entry(v, decision.containers.get(v.image, ())) for v in decision.verdicts]
     log.info(
         "admission review",
         extra={

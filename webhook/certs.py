@@ -36,6 +36,7 @@ _DNS_LABEL = re.compile(_LABEL)
 _DNS_NAME = re.compile(rf"(\*\.)?{_LABEL}(\.{_LABEL})*")
 #: Certificates start this long before "now", for clocks that lag the generating machine's.
 _BACKDATE = datetime.timedelta(minutes=5)
+_MAX_COMMON_NAME = 64
 _CA_NAME = "ca.crt"
 _CERT_NAME = "tls.crt"
 _KEY_NAME = "tls.key"
@@ -90,6 +91,8 @@ def generate(
             written.
     """
     names = service_dns_names(service, namespace)
+    if isinstance(extra_sans, str):
+        raise ConfigError(f"extra_sans must be a list of names, not the string {extra_sans!r}")
     if days < 1:
         raise ConfigError(f"certificate lifetime must be at least 1 day, got {days}")
     sans = _subject_alt_names([*names, *extra_sans])
@@ -102,10 +105,13 @@ def generate(
     now = datetime.datetime.now(datetime.UTC)
     not_before, not_after = now - _BACKDATE, now + datetime.timedelta(days=days)
     ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_cert = _ca_certificate(ca_key, not_before, not_after)
+    ca_name = f"trustgate webhook CA {now:%Y-%m-%d %H:%M:%S}"
+    ca_cert = _ca_certificate(ca_key, ca_name, not_before, not_after)
     key = ec.generate_private_key(ec.SECP256R1())
+    # Clients match the SANs; the subject only has to fit X.509's 64-character limit.
+    common_name = next(name for name in reversed(names[:3]) if len(name) <= _MAX_COMMON_NAME)
     cert = _serving_certificate(
-        key.public_key(), sans, f"{service}.{namespace}.svc", ca_key, ca_cert, not_before, not_after
+        key.public_key(), sans, common_name, ca_key, ca_cert, not_before, not_after
     )
 
     try:
@@ -157,12 +163,15 @@ def _subject_alt_names(entries: Sequence[str]) -> list[x509.GeneralName]:
 
 
 def _ca_certificate(
-    key: ec.EllipticCurvePrivateKey, not_before: datetime.datetime, not_after: datetime.datetime
+    key: ec.EllipticCurvePrivateKey,
+    common_name: str,
+    not_before: datetime.datetime,
+    not_after: datetime.datetime,
 ) -> x509.Certificate:
     name = x509.Name(
         [
             x509.NameAttribute(NameOID.ORGANIZATION_NAME, "trustgate"),
-            x509.NameAttribute(NameOID.COMMON_NAME, "trustgate webhook CA"),
+            x509.NameAttribute(NameOID.COMMON_NAME, common_name),
         ]
     )
     public_key = key.public_key()

@@ -17,9 +17,15 @@ from webhook.reference import ImageRef
 
 
 class Check(Protocol):
-    """One check of one image against one policy."""
+    """One check of one image against one policy.
+
+    ``pure`` says that ``run`` depends on nothing but its arguments (no network,
+    no clock), so the engine may remember its outcome for as long as the policy
+    set stays the same.
+    """
 
     name: str
+    pure: bool
 
     def run(self, image: ImageRef, policy: Policy) -> None:
         """Return if ``image`` passes; raise a TrustgateError saying why not."""
@@ -34,6 +40,7 @@ class Allowlist:
     """
 
     name = "allowlist"
+    pure = True
 
     def run(self, image: ImageRef, policy: Policy) -> None:
         """Raise CheckFailed when no registry glob matches the repository."""
@@ -51,6 +58,7 @@ class Digest:
     """``requireDigest``: the reference must pin a digest, so what runs is what was checked."""
 
     name = "digest"
+    pure = True
 
     def run(self, image: ImageRef, policy: Policy) -> None:
         """Raise CheckFailed when the reference has no digest."""
@@ -64,6 +72,8 @@ class Digest:
 
 class Unavailable:
     """Stands in for a check this build cannot perform, and denies."""
+
+    pure = True
 
     def __init__(self, name: str) -> None:
         self.name = name

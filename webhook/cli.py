@@ -119,6 +119,8 @@ def _print_rows(rows: list[Any], fmt: str) -> int:
 
 
 def _serve(args: argparse.Namespace, config: Config) -> int:
+    from flask import Flask
+
     from webhook.app import Settings, create_app
     from webhook.server import ServeOptions, serve
 
@@ -134,7 +136,13 @@ def _serve(args: argparse.Namespace, config: Config) -> int:
         workers=args.workers,
         threads=args.threads,
     )
-    serve(lambda: create_app(settings), options)
+
+    def worker_app() -> Flask:
+        # Called in each worker after the fork: the log writer thread starts there.
+        configure_logging(config.log_format, config.log_level, background=True)
+        return create_app(settings)
+
+    serve(worker_app, options)
     return EXIT_OK
 
 

@@ -18,6 +18,10 @@ from webhook.policy.model import Mode, NoMatch, Policy, PolicySet
 from webhook.reference import ImageRef, parse_reference
 
 Outcome = Literal["pass", "deny", "error"]
+_Judge = Callable[[str, str, str], "Verdict"]
+
+#: Distinct images (and image x namespace x kind verdicts) remembered per engine.
+_MEMO_SIZE = 4096
 
 _MAX_SHOWN = 200
 
@@ -109,15 +113,33 @@ class Engine:
         self._checks = checks if checks is not None else build_checks()
         # Parsing is pure and the same few images come back on every deploy;
         # a bounded memo keeps the grammar off the hot path.
-        self._parse = functools.lru_cache(maxsize=4096)(parse_reference)
+        self._parse = functools.lru_cache(maxsize=_MEMO_SIZE)(parse_reference)
+        self._judges: tuple[PolicySet, _Judge] | None = None
 
     def evaluate(self, images: Iterable[str], *, namespace: str, kind: str) -> tuple[Verdict, ...]:
         """A Verdict for each distinct image of a request, in first-seen order."""
-        policy_set = self._policies()
-        return tuple(
-            self.evaluate_one(image, namespace=namespace, kind=kind, policy_set=policy_set)
-            for image in dict.fromkeys(images)
+        judge = self._judge_for(self._policies())
+        return tuple(judge(image, namespace, kind) for image in dict.fromkeys(images))
+
+    def _judge_for(self, policy_set: PolicySet) -> _Judge:
+        """The evaluation function for ``policy_set``, memoised when all its checks are pure.
+
+        A verdict then depends only on (image, namespace, kind) and the set, so
+        it is kept until the set is replaced; a reload starts a new memo.
+        """
+        current = self._judges
+        if current is not None and current[0] is policy_set:
+            return current[1]
+
+        def judge(image: str, namespace: str, kind: str) -> Verdict:
+            return self.evaluate_one(image, namespace=namespace, kind=kind, policy_set=policy_set)
+
+        pure = all(
+            check.pure for policy in policy_set for check in checks_for(policy, self._checks)
         )
+        chosen: _Judge = functools.lru_cache(maxsize=_MEMO_SIZE)(judge) if pure else judge
+        self._judges = (policy_set, chosen)
+        return chosen
 
     def evaluate_one(
         self,

@@ -7,8 +7,12 @@ one, so tests can build as many apps as they like.
 
 from __future__ import annotations
 
+import atexit
+import copy
 import json
 import logging
+import logging.handlers
+import queue
 import sys
 import time
 from typing import Any, TextIO
@@ -16,6 +20,8 @@ from typing import Any, TextIO
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 _ROOT = "trustgate"
+#: Records waiting for the writer thread; past this, new ones are dropped.
+_QUEUE_SIZE = 10_000
 #: LogRecord attributes that are not structured fields.
 _STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
     "message",
@@ -56,16 +62,75 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, default=str, separators=(",", ":"))
 
 
-def configure_logging(fmt: str = "json", level: str = "info", stream: TextIO | None = None) -> None:
-    """Attach one handler to the ``trustgate`` logger (idempotent)."""
+class _DroppingQueueHandler(logging.handlers.QueueHandler):
+    """Hands records to the writer thread; drops them rather than block when it lags.
+
+    A request thread must never wait on a slow log sink: the review's deadline
+    matters more than one log line. Drops are counted and reported.
+    """
+
+    def __init__(self, log_queue: queue.Queue[logging.LogRecord]) -> None:
+        super().__init__(log_queue)
+        self.dropped = 0
+
+    def prepare(self, record: logging.LogRecord) -> logging.LogRecord:
+        # The writer formats; here only the message is merged, as in the base class.
+        record = copy.copy(record)
+        record.msg = record.getMessage()
+        record.args = None
+        return record
+
+    def enqueue(self, record: logging.LogRecord) -> None:
+        try:
+            self.queue.put_nowait(record)
+        except queue.Full:
+            self.dropped += 1
+            if self.dropped % 1000 == 1:
+                sys.stderr.write(
+                    f"trustgate: the log writer is behind; {self.dropped} records dropped\n"
+                )
+
+
+_listener: logging.handlers.QueueListener | None = None
+
+
+def _stop_listener() -> None:
+    global _listener
+    if _listener is not None:
+        _listener.stop()
+        _listener = None
+
+
+def configure_logging(
+    fmt: str = "json",
+    level: str = "info",
+    stream: TextIO | None = None,
+    *,
+    background: bool = False,
+) -> None:
+    """Attach one handler to the ``trustgate`` logger, replacing any earlier one.
+
+    With ``background``, records are formatted and written by a thread of
+    their own, so request threads never contend for the stream (the decision
+    log writes a line per review). Call it in the process that logs: a thread
+    does not survive a fork, so a server calls it in each worker.
+    """
+    global _listener
     logger = logging.getLogger(_ROOT)
-    for handler in list(logger.handlers):
-        logger.removeHandler(handler)
-    handler = logging.StreamHandler(stream or sys.stderr)
+    for old in list(logger.handlers):
+        logger.removeHandler(old)
+    _stop_listener()
+    handler: logging.Handler = logging.StreamHandler(stream or sys.stderr)
     if fmt == "json":
         handler.setFormatter(JsonFormatter())
     else:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+    if background:
+        log_queue: queue.Queue[logging.LogRecord] = queue.Queue(maxsize=_QUEUE_SIZE)
+        _listener = logging.handlers.QueueListener(log_queue, handler)
+        _listener.start()
+        atexit.register(_stop_listener)
+        handler = _DroppingQueueHandler(log_queue)
     logger.addHandler(handler)
     logger.setLevel(level.upper())
     logger.propagate = False

@@ -25,7 +25,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final, Literal, TypeAlias
 
 from webhook.errors import WorkloadError
@@ -97,11 +97,16 @@ class ContainerImage:
     image: str
     container: str
     kind: ContainerKind
-    path: str
+    where: _Path = field(default=None, repr=False, compare=False)
+
+    @property
+    def path(self) -> str:
+        """Where the container is, rendered on demand (the request path never asks)."""
+        return _render(self.where)
 
 
-# A path is built lazily as (parent, key-or-index) links and rendered only for
-# the images found and for errors: most of an object is walked and forgotten.
+# A path is built lazily as (parent, key-or-index) links and rendered only when
+# shown: most of an object is walked and forgotten.
 _Path: TypeAlias = tuple[Any, Any] | None
 # A node to visit: the value, its path, its depth, and its container kind when
 # it is an item of a pod spec's container list.
@@ -254,18 +259,17 @@ def _container_image(
     """The image of one container, or None when it names none (a template default)."""
     if "image" not in node:
         return None
-    path = _render(where)
     image = node["image"]
     if not isinstance(image, str):
-        raise WorkloadError(f"{path}.image must be a string, got {_type_name(image)}")
+        raise WorkloadError(f"{_render(where)}.image must be a string, got {_type_name(image)}")
     if not image:
-        raise WorkloadError(f"{path}.image must not be empty")
+        raise WorkloadError(f"{_render(where)}.image must not be empty")
     name = node.get("name")
     if name is None:
         name = ""
     elif not isinstance(name, str):
-        raise WorkloadError(f"{path}.name must be a string, got {_type_name(name)}")
-    return ContainerImage(image=image, container=name, kind=kind, path=path)
+        raise WorkloadError(f"{_render(where)}.name must be a string, got {_type_name(name)}")
+    return ContainerImage(image=image, container=name, kind=kind, where=where)
 
 
 def _check_depth(path: _Path, depth: int) -> None:

@@ -162,10 +162,12 @@ def test_decision_log_line(prod, caplog: pytest.LogCaptureFixture) -> None:
     (image,) = fields["images"]
     assert image["image"] == BAD
     assert image["containers"] == ["app-0"]
-    assert {p["policy"]: p["outcome"] for p in image["policies"]} == {
-        "production": "deny",
-        "audit-all": "deny",
-    }
+    assert image["passed"] == []
+    assert [(f["policy"], f["mode"], f["check"], f["outcome"]) for f in image["failed"]] == [
+        ("production", "enforce", "allowlist", "deny"),
+        ("audit-all", "audit", "allowlist", "deny"),
+    ]
+    assert "not in the registry allowlist" in image["failed"][0]["reason"]
     assert fields["durationMs"] >= 0
 
 

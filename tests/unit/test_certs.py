@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime
 import ipaddress
 import os
+import re
 import stat
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -98,6 +99,11 @@ def test_duplicate_and_mixed_case_sans_are_listed_once(tmp_path: Path) -> None:
 def test_ca_certificate(generated: certs.CertPaths) -> None:
     ca, _ = load(generated)
     assert ca.issuer == ca.subject
+    # Dated, so that an operator can tell one generated CA from the next.
+    assert re.fullmatch(
+        r"CN=trustgate webhook CA \d{4}-\d\d-\d\d \d\d:\d\d:\d\d,O=trustgate",
+        ca.subject.rfc4514_string(),
+    )
     ca.verify_directly_issued_by(ca)
     constraints = ca.extensions.get_extension_for_class(x509.BasicConstraints)
     assert constraints.critical
@@ -250,8 +256,14 @@ def test_rejects_bad_namespaces(tmp_path: Path, name: str) -> None:
         certs.service_dns_names("trustgate", name)
 
 
-def test_accepts_longest_label() -> None:
-    assert certs.service_dns_names("a" * 63, "b")[0] == "a" * 63
+def test_longest_labels(tmp_path: Path) -> None:
+    service, namespace = "s" * 63, "n" * 63
+    ca, cert = load(certs.generate(tmp_path, service=service, namespace=namespace))
+    sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert sans.get_values_for_type(x509.DNSName) == certs.service_dns_names(service, namespace)
+    # svc.ns.svc would exceed the 64 characters a common name may have.
+    assert cert.subject.rfc4514_string() == f"CN={service}"
+    cert.verify_directly_issued_by(ca)
 
 
 @pytest.mark.parametrize("san", ["", "bad name", "bücher.example", "a..b", "-a.example", "a.*"])
@@ -259,6 +271,11 @@ def test_rejects_bad_extra_sans(tmp_path: Path, san: str) -> None:
     with pytest.raises(ConfigError, match="is neither an IP address nor a valid DNS name"):
         generate(tmp_path, extra_sans=[san])
     assert list(tmp_path.iterdir()) == []
+
+
+def test_rejects_a_string_for_extra_sans(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="must be a list of names, not the string 'localhost'"):
+        generate(tmp_path, extra_sans="localhost")
 
 
 def test_accepts_wildcard_san(tmp_path: Path) -> None:

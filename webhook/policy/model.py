@@ -7,6 +7,7 @@ atomically on reload.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -123,3 +124,6 @@ class PolicySet:
 
     def __len__(self) -> int:
         return len(self.policies)
+
+    def __iter__(self) -> Iterator[Policy]:
+        return iter(self.policies)

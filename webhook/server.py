@@ -1,0 +1,227 @@
+"""The gunicorn application behind ``trustgate serve``: TLS, workers and shutdown.
+
+gunicorn runs in-process: :func:`serve` hands it an app factory, which each
+worker calls after the fork (``preload_app`` stays off), so every worker owns its
+app, caches and threads. Workers are ``gthread``: a webhook spends its time
+waiting on registries, which threads overlap.
+
+TLS is configured here rather than by gunicorn's defaults. gunicorn's gthread
+worker asks the ``ssl_context`` hook for a context on every new connection;
+:class:`_ReloadingTLSContext` answers with a cached context and rebuilds it when
+the certificate or key file changes, so a renewed certificate (a rotated
+Kubernetes Secret, a new ``trustgate certs generate``) is served without a
+restart. Connections already open keep the certificate they started with.
+"""
+
+from __future__ import annotations
+
+import os
+import ssl
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from gunicorn.app.base import BaseApplication
+
+from webhook.errors import ConfigError
+from webhook.observability import get_logger
+
+if TYPE_CHECKING:
+    import flask
+
+__all__ = ["ServeOptions", "serve"]
+
+_log = get_logger(__name__)
+
+#: What identifies one version of a file: a rename changes the inode, a write the
+#: size, mtime or ctime (ctime even when ``cp -p`` or ``touch`` restores the mtime).
+_FileStamp = tuple[int, int, int, int, int]
+
+
+@dataclass(frozen=True, slots=True)
+class ServeOptions:
+    """How to serve: address, TLS files, worker model and timeouts (seconds).
+
+    ``certfile`` and ``keyfile`` go together; with neither the server speaks plain
+    HTTP, which kube-apiserver refuses, so that is for tests and benchmarks only.
+    ``max_body_bytes`` is not gunicorn's to enforce: the app limits request bodies.
+    """
+
+    host: str = "0.0.0.0"
+    port: int = 8443
+    certfile: Path | None = None
+    keyfile: Path | None = None
+    workers: int = 1
+    threads: int = 16
+    timeout: int = 30
+    graceful_timeout: int = 20
+    keepalive: int = 75
+    max_body_bytes: int | None = None
+    access_log: bool = False
+
+
+def serve(app_factory: Callable[[], flask.Flask], options: ServeOptions) -> None:
+    """Serve the app that ``app_factory`` builds until gunicorn is told to stop.
+
+    Call it from the main thread: gunicorn's master installs signal handlers.
+    On SIGTERM the master stops accepting connections and gives workers
+    ``graceful_timeout`` seconds to finish the requests in flight, then exits.
+
+    Raises:
+        ConfigError: the options are inconsistent, or the certificate or key
+            cannot be read or do not form a usable pair.
+        SystemExit: how gunicorn ends every process it runs, with status 0 after
+            SIGTERM; worker processes leave this function the same way.
+    """
+    _check(options)
+    tls: _ReloadingTLSContext | None = None
+    if options.certfile is not None and options.keyfile is not None:
+        tls = _ReloadingTLSContext(options.certfile, options.keyfile)
+    else:
+        _log.warning(
+            "serving plain HTTP on %s:%d without TLS; kube-apiserver requires HTTPS, "
+            "so use this only for tests and benchmarks",
+            options.host,
+            options.port,
+        )
+    _Application(app_factory, _gunicorn_settings(options, tls)).run()
+
+
+def _check(options: ServeOptions) -> None:
+    if (options.certfile is None) != (options.keyfile is None):
+        raise ConfigError("TLS needs both a certificate file and a key file, or neither")
+    if not 0 < options.port < 65536:
+        raise ConfigError(f"port must be between 1 and 65535, got {options.port}")
+    if options.workers < 1 or options.threads < 1:
+        raise ConfigError(
+            f"workers and threads must be at least 1, got {options.workers} and {options.threads}"
+        )
+    for path in (options.certfile, options.keyfile):
+        if path is None:
+            continue
+        try:
+            with path.open("rb"):
+                pass
+        except OSError as exc:
+            raise ConfigError(f"cannot read {path}: {exc.strerror}") from exc
+
+
+def _gunicorn_settings(options: ServeOptions, tls: _ReloadingTLSContext | None) -> dict[str, Any]:
+    host = f"[{options.host}]" if ":" in options.host else options.host
+    settings: dict[str, Any] = {
+        "bind": [f"{host}:{options.port}"],
+        "worker_class": "gthread",
+        "workers": options.workers,
+        "threads": options.threads,
+        "timeout": options.timeout,
+        "graceful_timeout": options.graceful_timeout,
+        "keepalive": options.keepalive,
+        "preload_app": False,
+        "accesslog": "-" if options.access_log else None,
+        "errorlog": "-",
+        "proc_name": "trustgate",
+        # gunicorn 25.1+ listens on ~/.gunicorn/gunicorn.ctl by default; a second
+        # server on the same machine would take it over. Nothing here uses it.
+        "control_socket_disable": True,
+    }
+    if tls is not None:
+        settings |= {
+            # gunicorn needs both to wrap connections; the hook decides what is served.
+            "certfile": str(tls.certfile),
+            "keyfile": str(tls.keyfile),
+            "ssl_context": tls,
+        }
+    return settings
+
+
+class _Application(BaseApplication):  # type: ignore[misc]
+    """gunicorn's view of trustgate: settings from a dict, the app from a factory."""
+
+    def __init__(self, app_factory: Callable[[], flask.Flask], settings: dict[str, Any]) -> None:
+        self._app_factory = app_factory
+        self._settings = settings
+        super().__init__()
+
+    def load_config(self) -> None:
+        for name, value in self._settings.items():
+            self.cfg.set(name, value)
+
+    def load(self) -> flask.Flask:
+        return self._app_factory()
+
+
+class _ReloadingTLSContext:
+    """gunicorn's ``ssl_context`` hook: TLS 1.2 or later with a certificate that follows its files.
+
+    The context is built once and reused while neither file changes (two ``stat``
+    calls per new connection). When one changes, the next connection rebuilds it;
+    if the files do not load (say the certificate was replaced before the key),
+    the previous context stays in use and the new files are tried again when they
+    change next.
+    """
+
+    def __init__(self, certfile: Path, keyfile: Path) -> None:
+        """Load the pair once, so that a bad pair fails before gunicorn starts.
+
+        Raises:
+            ConfigError: the files are not a PEM certificate and its private key.
+        """
+        self.certfile = certfile
+        self.keyfile = keyfile
+        self._lock = threading.Lock()
+        self._failed: tuple[_FileStamp, _FileStamp] | None = None
+        stamp = self._stamp()
+        try:
+            context = self._load()
+        except (OSError, ssl.SSLError) as exc:
+            raise ConfigError(
+                f"{certfile} and {keyfile} are not a PEM certificate and its private key: {exc}"
+            ) from exc
+        self._current = (stamp, context)
+
+    def __call__(self, config: object, default_factory: object) -> ssl.SSLContext:
+        """The context for a new connection (gunicorn passes its config and default factory)."""
+        try:
+            stamp = self._stamp()
+        except OSError:
+            # Mid-replacement, or gone: keep what works and look again next time.
+            return self._current[1]
+        current = self._current
+        if stamp == current[0] or stamp == self._failed:
+            return current[1]
+        with self._lock:
+            if stamp in (self._current[0], self._failed):
+                return self._current[1]
+            try:
+                context = self._load()
+            except (OSError, ssl.SSLError) as exc:
+                self._failed = stamp
+                _log.warning(
+                    "keeping the previous TLS certificate: %s and %s do not load: %s",
+                    self.certfile,
+                    self.keyfile,
+                    exc,
+                )
+                return self._current[1]
+            self._current = (stamp, context)
+            _log.info("serving the TLS certificate in %s (pid %d)", self.certfile, os.getpid())
+            return context
+
+    def _stamp(self) -> tuple[_FileStamp, _FileStamp]:
+        return _file_stamp(self.certfile), _file_stamp(self.keyfile)
+
+    def _load(self) -> ssl.SSLContext:
+        # No ALPN, so HTTP/1.1 only: gunicorn's default factory, bypassed here, is
+        # what would offer h2 if http_protocols asked for it.
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        context.options |= ssl.OP_NO_RENEGOTIATION
+        context.load_cert_chain(self.certfile, self.keyfile)
+        return context
+
+
+def _file_stamp(path: Path) -> _FileStamp:
+    st = os.stat(path)
+    return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns
