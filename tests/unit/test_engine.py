@@ -179,3 +179,26 @@ def test_verdicts_are_immutable() -> None:
     verdict = one(engine(policy()), "nginx")
     with pytest.raises(AttributeError):
         verdict.image = "other"  # type: ignore[misc]
+
+
+class CountingCheck:
+    """A check with side effects (like a registry call): never memoised."""
+
+    name = "allowlist"
+
+    def __init__(self, pure: bool) -> None:
+        self.pure = pure
+        self.calls = 0
+
+    def run(self, image: object, policy: object) -> None:
+        self.calls += 1
+
+
+@pytest.mark.parametrize(("pure", "calls"), [(True, 1), (False, 3)])
+def test_verdicts_are_memoised_only_for_pure_checks(pure: bool, calls: int) -> None:
+    check = CountingCheck(pure)
+    policy_set = PolicySet((policy(),))
+    e = Engine(lambda: policy_set, checks={"allowlist": check})
+    for _ in range(3):
+        e.evaluate(["quay.io/acme/a:1"], namespace="prod-x", kind="Pod")
+    assert check.calls == calls
