@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 
 from flask import Flask, Response, request
+
 from webhook.server import ServeOptions, serve
 
 
