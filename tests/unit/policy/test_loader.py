@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import textwrap
 from dataclasses import dataclass
 from pathlib import Path
@@ -631,11 +630,16 @@ def test_a_file_is_not_a_directory(tmp_path: Path) -> None:
         load_directory(file)
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root reads every file")
 def test_unreadable_file(tmp_path: Path) -> None:
-    write(tmp_path, {"p.yaml": policy()})
-    (tmp_path / "p.yaml").chmod(0)
-    with pytest.raises(PolicyError, match="cannot read the file: Permission denied"):
+    # A regular file whose read fails even for root: page 0 of a process's memory.
+    (tmp_path / "p.yaml").symlink_to("/proc/self/mem")
+    with pytest.raises(PolicyError, match=r"p\.yaml: cannot read the file: Input/output error"):
+        load_directory(tmp_path)
+
+
+def test_file_that_is_not_utf8(tmp_path: Path) -> None:
+    (tmp_path / "p.yaml").write_bytes(b"apiVersion: \xff\n")
+    with pytest.raises(PolicyError, match=r"p.yaml: not UTF-8 text \(byte 12\)"):
         load_directory(tmp_path)
 
 
