@@ -295,3 +295,17 @@ def test_serve_refuses_broken_policies(tmp_path: Path, capsys: pytest.CaptureFix
     code, _, err = run(capsys, "serve", "--policies", str(tmp_path), "--insecure-http")
     assert code == 2
     assert "no ImagePolicy documents" in err
+
+
+def test_readme_example_is_what_the_webhook_answers(capsys: pytest.CaptureFixture[str]) -> None:
+    readme = (REPO / "README.md").read_text()
+    shown = json.loads(readme.split("```json\n", 1)[1].split("\n```", 1)[0])
+    code, out, _ = run(
+        capsys,
+        "review",
+        str(REPO / "docs" / "examples" / "admission-review.json"),
+        "--policies",
+        str(REPO / "policies"),
+    )
+    assert code == 1
+    assert json.loads(out) == shown
