@@ -92,11 +92,13 @@ def build_parser(env: os._Environ[str] | dict[str, str] | None = None) -> argpar
     lint.add_argument("directory", nargs="?", type=Path)
     test = policy_commands.add_parser("test", parents=[common], help="run ImagePolicyTest cases")
     test.add_argument("directory", nargs="?", type=Path)
-    policy_commands.add_parser("schema", help="print the ImagePolicy JSON Schema")
+    policy_commands.add_parser("schema", parents=[common], help="print the ImagePolicy JSON Schema")
 
     certs_cmd = commands.add_parser("certs", help="certificates for the webhook")
     certs_commands = certs_cmd.add_subparsers(dest="certs_command", required=True)
-    generate = certs_commands.add_parser("generate", help="a CA and a serving certificate")
+    generate = certs_commands.add_parser(
+        "generate", parents=[common], help="a CA and a serving certificate"
+    )
     generate.add_argument("--out", type=Path, default=Path("certs"))
     generate.add_argument("--service", default="trustgate")
     generate.add_argument("--namespace", default="trustgate")
@@ -235,7 +237,10 @@ def _certs(args: argparse.Namespace, config: Config) -> int:
         days=args.days,
         overwrite=args.force,
     )
-    print(f"wrote {paths.ca}, {paths.cert} and {paths.key}")
+    if args.output == "json":
+        print(json.dumps({"ca": str(paths.ca), "cert": str(paths.cert), "key": str(paths.key)}))
+    else:
+        print(f"wrote {paths.ca}, {paths.cert} and {paths.key}")
     return EXIT_OK
 
 

@@ -261,6 +261,13 @@ def test_certs_generate(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
     code, _, err = run(capsys, "certs", "generate", "--out", str(out_dir))
     assert code == 2
     assert "--force" in err
+    code, out, _ = run(capsys, "certs", "generate", "--out", str(out_dir), "--force", "-o", "json")
+    assert code == 0
+    assert json.loads(out) == {
+        "ca": str(out_dir / "ca.crt"),
+        "cert": str(out_dir / "tls.crt"),
+        "key": str(out_dir / "tls.key"),
+    }
 
 
 def test_bad_config_file(
