@@ -52,10 +52,11 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "msg": record.getMessage(),
         }
-        for key, value in record.__dict__.items():
+        for key in record.__dict__.keys() - _STANDARD:
+            value = record.__dict__[key]
             if key == "fields" and isinstance(value, dict):
                 entry.update(value)
-            elif key not in _STANDARD and not key.startswith("_"):
+            elif not key.startswith("_"):
                 entry[key] = value
         if record.exc_info:
             entry["exc"] = self.formatException(record.exc_info)
@@ -131,6 +132,11 @@ def configure_logging(
         _listener.start()
         atexit.register(_stop_listener)
         handler = _DroppingQueueHandler(log_queue)
+        # Nothing here prints thread or process names; not collecting them saves
+        # work on every record of a log that writes a line per review.
+        logging.logThreads = False
+        logging.logProcesses = False
+        logging.logMultiprocessing = False
     logger.addHandler(handler)
     logger.setLevel(level.upper())
     logger.propagate = False
