@@ -8,6 +8,7 @@ a denial sees what failed where. ``outcome`` tells a refusal on the merits
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import ClassVar, Literal
 
 Outcome = Literal["deny", "error"]
@@ -93,6 +94,31 @@ class PolicyError(TrustgateError):
         if self.policy is not None:
             text = f'policy "{self.policy}": {text}'
         return text
+
+
+class PolicyErrors(PolicyError):
+    """Every mistake found while loading policies, in file and document order.
+
+    With one mistake, ``str()``, ``file``, ``document`` and ``field`` are those
+    of that mistake; with several, ``str()`` lists them one per line.
+    """
+
+    def __init__(self, errors: Sequence[PolicyError]) -> None:
+        if not errors:
+            raise ValueError("PolicyErrors needs at least one error")
+        first = errors[0]
+        if len(errors) == 1:
+            super().__init__(
+                first.message,
+                file=first.file,
+                document=first.document,
+                field=first.field,
+                policy=first.policy,
+            )
+        else:
+            lines = "\n".join(f"  {error}" for error in errors)
+            super().__init__(f"{len(errors)} policy errors:\n{lines}")
+        self.errors: list[PolicyError] = list(errors)
 
 
 class ImageReferenceError(TrustgateError):

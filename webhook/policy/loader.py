@@ -25,7 +25,7 @@ from typing import Any, cast
 
 import yaml
 
-from webhook.errors import PolicyError
+from webhook.errors import PolicyError, PolicyErrors
 from webhook.policy.globs import Glob
 from webhook.policy.model import (
     Authority,
@@ -75,31 +75,6 @@ class _Loader(_SafeLoader):
                 )
             seen.add(key)
         return super().construct_mapping(node, deep=deep)
-
-
-class PolicyErrors(PolicyError):
-    """Every mistake found while loading policies, in file and document order.
-
-    With one mistake, ``str()``, ``file``, ``document`` and ``field`` are those
-    of that mistake; with several, ``str()`` lists them one per line.
-    """
-
-    def __init__(self, errors: Sequence[PolicyError]) -> None:
-        if not errors:
-            raise ValueError("PolicyErrors needs at least one error")
-        first = errors[0]
-        if len(errors) == 1:
-            super().__init__(
-                first.message,
-                file=first.file,
-                document=first.document,
-                field=first.field,
-                policy=first.policy,
-            )
-        else:
-            lines = "\n".join(f"  {error}" for error in errors)
-            super().__init__(f"{len(errors)} policy errors:\n{lines}")
-        self.errors: list[PolicyError] = list(errors)
 
 
 @dataclass(frozen=True, slots=True)
