@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 HOST   ?= 127.0.0.1
 PORT   ?= 8443
 
-.PHONY: install run test lint typecheck unit bench schema clean
+.PHONY: install run test test-deps lint typecheck unit bench schema clean
 
 install: $(STAMP)
 
@@ -32,7 +32,10 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-test: $(STAMP) lint typecheck
+test-deps:
+	command -v docker-registry >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-registry; }
+
+test: $(STAMP) test-deps lint typecheck
 	$(BIN)/python -m pytest
 
 bench: $(STAMP)
