@@ -1,0 +1,516 @@
+"""An OCI distribution client: resolve tags, fetch manifests, blobs and referrers.
+
+Every answer is size-limited while it streams and hash-verified before it is
+returned; every request shares one ``Deadline``. Failures are UpstreamErrors
+that name the registry, and a missing manifest or blob is ``NotFound``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, urlencode, urljoin, urlsplit
+
+import requests
+import urllib3
+
+from webhook.errors import UpstreamError
+from webhook.reference import ImageRef
+from webhook.registry.auth import Authenticator, basic_authorization, bearer_challenge
+
+OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+OCI_INDEX = "application/vnd.oci.image.index.v1+json"
+DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
+DOCKER_MANIFEST_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
+MANIFEST_ACCEPT = ", ".join((OCI_MANIFEST, OCI_INDEX, DOCKER_MANIFEST, DOCKER_MANIFEST_LIST))
+
+_API_HOSTS = {"docker.io": "registry-1.docker.io"}
+_RETRYABLE = frozenset({429, 502, 503, 504})
+_REDIRECTS = frozenset({301, 302, 303, 307, 308})
+_MAX_REDIRECTS = 3
+_MAX_REFERRER_PAGES = 16
+_BACKOFF = 0.2
+_RETRY_AFTER_MAX = 2.0
+_CHUNK = 64 * 1024
+_DIGEST = re.compile(r"sha256:[0-9a-f]{64}|sha512:[0-9a-f]{128}")
+_TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
+
+
+class NotFound(UpstreamError):
+    """The registry answered 404: the manifest, blob or repository does not exist."""
+
+
+class _Transient(UpstreamError):
+    """A connection failure or timeout that a retry may cure."""
+
+
+@dataclass(frozen=True, slots=True)
+class RegistrySettings:
+    """How to reach one registry host (``host[:port]``, as in image references)."""
+
+    insecure: bool = False
+    ca: Path | None = None
+    username: str | None = None
+    password: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Manifest:
+    """A verified manifest: its digest, media type, exact bytes and parsed JSON."""
+
+    digest: str
+    media_type: str
+    body: bytes
+    data: dict[str, Any]
+
+
+class Deadline:
+    """A point in monotonic time after which no request may run."""
+
+    def __init__(self, seconds: float) -> None:
+        self._end = time.monotonic() + seconds
+
+    def remaining(self) -> float:
+        """Seconds left, never negative."""
+        return max(0.0, self._end - time.monotonic())
+
+    def check(self, what: str) -> float:
+        """Seconds left; raises UpstreamError("<what> timed out") when none are."""
+        remaining = self.remaining()
+        if remaining <= 0:
+            raise UpstreamError(f"{what} timed out")
+        return remaining
+
+
+@dataclass(frozen=True, slots=True)
+class _Target:
+    ref: ImageRef
+    settings: RegistrySettings
+    base: str
+
+    @property
+    def host(self) -> str:
+        return self.ref.domain
+
+    def error(self, message: str, kind: type[UpstreamError] = UpstreamError) -> UpstreamError:
+        return kind(message, image=str(self.ref))
+
+    def remaining(self, deadline: Deadline) -> float:
+        remaining = deadline.remaining()
+        if remaining <= 0:
+            raise self.error(f"{self.host} timed out")
+        return remaining
+
+
+class RegistryClient:
+    """A thread-safe client for OCI distribution registries.
+
+    ``settings`` maps a registry host (``host[:port]``) to how to reach it;
+    hosts without settings get HTTPS, system CAs and anonymous access.
+    """
+
+    def __init__(
+        self,
+        settings: Mapping[str, RegistrySettings] | None = None,
+        *,
+        timeout: float = 5.0,
+        max_manifest_bytes: int = 4 * 1024 * 1024,
+        max_blob_bytes: int = 1024 * 1024,
+        retries: int = 2,
+    ) -> None:
+        self._settings = dict(settings or {})
+        self._timeout = timeout
+        self._max_manifest_bytes = max_manifest_bytes
+        self._max_blob_bytes = max_blob_bytes
+        self._retries = retries
+        self._auth = Authenticator()
+        self._local = threading.local()
+
+    def resolve(self, ref: ImageRef, deadline: Deadline) -> str:
+        """The digest ``ref`` points to: its own digest, or its tag's.
+
+        Asks with HEAD and falls back to GET when HEAD gives no digest. Raises
+        NotFound when the tag does not exist and UpstreamError on any other
+        failure.
+        """
+        if ref.digest is not None:
+            return ref.digest
+        tag = ref.tag or "latest"
+        target = self._target(ref)
+        path = self._path(target, "manifests", _checked_reference(target, tag))
+        response = self._request(target, "HEAD", path, deadline, accept=MANIFEST_ACCEPT)
+        response.raw.drain_conn()
+        if response.status_code == 404:
+            raise target.error(f"tag {tag} not found in {target.host}/{ref.path}", NotFound)
+        digest = response.headers.get("Docker-Content-Digest", "")
+        if response.ok and _DIGEST.fullmatch(digest):
+            return digest
+        return self.manifest(ref, tag, deadline).digest
+
+    def manifest(self, ref: ImageRef, reference: str, deadline: Deadline) -> Manifest:
+        """The manifest (or index) at ``reference``, a tag or a digest.
+
+        Verifies the body against a digest reference, or against the
+        Docker-Content-Digest header for a tag. Raises NotFound on 404 and
+        UpstreamError when the body is too large, does not match, is not a
+        JSON object, or the registry fails.
+        """
+        target = self._target(ref)
+        path = self._path(target, "manifests", _checked_reference(target, reference))
+        response = self._request(target, "GET", path, deadline, accept=MANIFEST_ACCEPT)
+        self._expect_ok(target, response, f"manifest {reference}")
+        expected = reference if _DIGEST.fullmatch(reference) else None
+        header = response.headers.get("Docker-Content-Digest")
+        if expected is None and header is not None:
+            if not _DIGEST.fullmatch(header):
+                response.close()
+                raise target.error(f"{target.host} sent a malformed digest header {header[:80]!r}")
+            expected = header
+        content_type = response.headers.get("Content-Type", "").split(";")[0].strip()
+        body = self._read(target, response, self._max_manifest_bytes, deadline, "manifest")
+        digest = _verified(target, body, expected, "manifest")
+        data = _json_object(target, body, "manifest")
+        media_type = data.get("mediaType")
+        return Manifest(
+            digest, media_type if isinstance(media_type, str) else content_type, body, data
+        )
+
+    def blob(
+        self, ref: ImageRef, digest: str, deadline: Deadline, *, max_bytes: int | None = None
+    ) -> bytes:
+        """The blob ``digest`` of ``ref``'s repository, verified against the digest.
+
+        Raises NotFound on 404 and UpstreamError when the digest is not a
+        sha256/sha512 digest, the blob is larger than ``max_bytes`` (default:
+        the client's limit), does not match, or the registry fails.
+        """
+        target = self._target(ref)
+        path = self._path(target, "blobs", _checked_digest(target, digest))
+        response = self._request(target, "GET", path, deadline, accept="*/*")
+        self._expect_ok(target, response, f"blob {digest}")
+        limit = self._max_blob_bytes if max_bytes is None else max_bytes
+        body = self._read(target, response, limit, deadline, "blob")
+        _verified(target, body, digest, "blob")
+        return body
+
+    def referrers(
+        self, ref: ImageRef, digest: str, deadline: Deadline, *, artifact_type: str | None = None
+    ) -> list[dict[str, Any]]:
+        """The descriptors of manifests whose subject is ``digest``.
+
+        Uses the referrers API, following pagination, and falls back to the
+        ``<alg>-<hex>`` tag schema when the registry answers 404; [] when
+        neither exists. Only descriptors of ``artifact_type`` are kept when it
+        is given. Raises UpstreamError on any other failure.
+        """
+        target = self._target(ref)
+        path = self._path(target, "referrers", _checked_digest(target, digest))
+        if artifact_type is not None:
+            path += "?" + urlencode({"artifactType": artifact_type})
+        found: list[dict[str, Any]] = []
+        for page in range(_MAX_REFERRER_PAGES):
+            response = self._request(target, "GET", path, deadline, accept=OCI_INDEX)
+            if response.status_code == 404 and page == 0:
+                response.close()
+                return self._referrers_tag(ref, digest, deadline, artifact_type)
+            self._expect_ok(target, response, f"referrers of {digest}")
+            next_url = response.links.get("next", {}).get("url")
+            body = self._read(target, response, self._max_manifest_bytes, deadline, "referrers")
+            found += _descriptors(target, _json_object(target, body, "referrers index"))
+            if not next_url:
+                break
+            parts = urlsplit(urljoin(target.base + path, next_url))
+            if f"{parts.scheme}://{parts.netloc}" != target.base:
+                raise target.error(f"{target.host} paginated referrers to another host")
+            path = parts.path + (f"?{parts.query}" if parts.query else "")
+        return _of_type(found, artifact_type)
+
+    def _referrers_tag(
+        self, ref: ImageRef, digest: str, deadline: Deadline, artifact_type: str | None
+    ) -> list[dict[str, Any]]:
+        algorithm, _, encoded = digest.partition(":")
+        try:
+            index = self.manifest(ref, f"{algorithm[:32]}-{encoded[:64]}", deadline)
+        except NotFound:
+            return []
+        return _of_type(_descriptors(self._target(ref), index.data), artifact_type)
+
+    def _target(self, ref: ImageRef) -> _Target:
+        settings = self._settings.get(ref.domain, RegistrySettings())
+        scheme = "http" if settings.insecure else "https"
+        return _Target(ref, settings, f"{scheme}://{_API_HOSTS.get(ref.domain, ref.domain)}")
+
+    @staticmethod
+    def _path(target: _Target, kind: str, reference: str) -> str:
+        return f"/v2/{target.ref.path}/{kind}/{quote(reference, safe=':')}"
+
+    def _session(self) -> requests.Session:
+        session: requests.Session | None = getattr(self._local, "session", None)
+        if session is None:
+            session = requests.Session()
+            self._local.session = session
+        return session
+
+    def _request(
+        self, target: _Target, method: str, path: str, deadline: Deadline, *, accept: str
+    ) -> requests.Response:
+        """Send with auth, retries and redirects; the body is left unread.
+
+        Returns any answer but 401/403/429/5xx, which raise UpstreamError.
+        """
+        settings = target.settings
+        authorization = self._auth.header(
+            target.host, target.ref.path, settings.username, settings.password
+        )
+        authenticated = False
+        attempt = 0
+        while True:
+            headers = {"Accept": accept}
+            if authorization:
+                headers["Authorization"] = authorization
+            try:
+                response = self._send(target, method, target.base + path, headers, deadline)
+            except _Transient as exc:
+                if attempt < self._retries and _pause(deadline, None, attempt):
+                    attempt += 1
+                    continue
+                raise target.error(exc.message) from None
+            status = response.status_code
+            if status == 401 and not authenticated:
+                response.close()
+                self._auth.forget(target.host, target.ref.path)
+                challenge = response.headers.get("WWW-Authenticate", "")
+                authorization = self._token(target, challenge, deadline)
+                authenticated = True
+                continue
+            if status in _RETRYABLE and attempt < self._retries:
+                response.close()
+                if _pause(deadline, response.headers.get("Retry-After"), attempt):
+                    attempt += 1
+                    continue
+            if status == 429:
+                response.close()
+                raise target.error(f"rate limited by {target.host}")
+            if status >= 500:
+                response.close()
+                raise target.error(f"{target.host} answered {status} {response.reason}")
+            if status in (401, 403):
+                response.close()
+                raise target.error(
+                    f"{target.host} denied access to {target.ref.path} ({status} {response.reason})"
+                )
+            return response
+
+    def _token(self, target: _Target, header: str, deadline: Deadline) -> str:
+        """Answer a 401 challenge with a Bearer token; raises UpstreamError."""
+        settings = target.settings
+        try:
+            challenge = bearer_challenge(header)
+        except UpstreamError as exc:
+            raise target.error(f"{target.host}: {exc.message}") from None
+        if challenge is None:
+            if settings.username is not None:
+                raise target.error(f"{target.host} refused the credentials of {settings.username}")
+            raise target.error(f"{target.host} requires credentials, and none are configured")
+        realm = urlsplit(challenge.realm)
+        if realm.scheme not in ("http", "https") or not realm.netloc:
+            raise target.error(f"{target.host} named an unusable token realm {challenge.realm!r}")
+        private = realm.scheme == "https" or settings.insecure
+        credentials = basic_authorization(settings.username, settings.password) if private else None
+
+        def fetch(url: str, query: Mapping[str, str], headers: Mapping[str, str]) -> bytes:
+            full = url + ("&" if "?" in url else "?") + urlencode(query)
+            sent = {"Accept": "application/json", **headers}
+            try:
+                response = self._send(target, "GET", full, sent, deadline)
+            except _Transient as exc:
+                raise target.error(f"token endpoint {realm.netloc}: {exc.message}") from None
+            if not response.ok:
+                response.close()
+                raise target.error(
+                    f"token endpoint {realm.netloc} answered {response.status_code} "
+                    f"{response.reason} for {target.host}"
+                )
+            return self._read(target, response, self._max_manifest_bytes, deadline, "token")
+
+        try:
+            return self._auth.fetch_token(
+                target.host, target.ref.path, challenge, fetch, credentials=credentials
+            )
+        except UpstreamError as exc:
+            raise target.error(f"{target.host}: {exc.message}") from None
+
+    def _send(
+        self,
+        target: _Target,
+        method: str,
+        url: str,
+        headers: dict[str, str],
+        deadline: Deadline,
+    ) -> requests.Response:
+        """One request, following up to three redirects by hand.
+
+        Authorization is dropped on a redirect to another host, plain HTTP is
+        refused unless the registry is insecure, and the registry's CA applies
+        only to the first host. Raises _Transient for connection failures and
+        timeouts, UpstreamError for TLS failures and bad redirects.
+        """
+        origin = urlsplit(url).netloc.lower()
+        headers = {**headers, "Accept-Encoding": "identity"}
+        for _ in range(_MAX_REDIRECTS + 1):
+            remaining = target.remaining(deadline)
+            limit = min(self._timeout, remaining)
+            netloc = urlsplit(url).netloc.lower()
+            ca = target.settings.ca
+            verify: bool | str = str(ca) if ca is not None and netloc == origin else True
+            try:
+                response = self._session().request(
+                    method,
+                    url,
+                    headers=headers,
+                    allow_redirects=False,
+                    stream=True,
+                    timeout=(limit, limit),
+                    verify=verify,
+                )
+            except requests.exceptions.SSLError as exc:
+                raise target.error(f"TLS with {netloc} failed: {exc}") from None
+            except requests.exceptions.Timeout:
+                raise _Transient(f"{netloc} timed out") from None
+            except requests.exceptions.RequestException as exc:
+                raise _Transient(f"cannot reach {netloc}: {exc}") from None
+            if response.status_code not in _REDIRECTS:
+                return response
+            response.close()
+            location = response.headers.get("Location")
+            if not location:
+                raise target.error(f"{netloc} answered {response.status_code} without a Location")
+            url = urljoin(url, location)
+            parts = urlsplit(url)
+            if parts.scheme != "https" and not (
+                parts.scheme == "http" and target.settings.insecure
+            ):
+                raise target.error(
+                    f"{netloc} redirected to a {parts.scheme} URL; HTTPS is required"
+                )
+            if parts.netloc.lower() != netloc:
+                headers.pop("Authorization", None)
+            if response.status_code == 303 and method != "HEAD":
+                method = "GET"
+        raise target.error(f"{target.host} redirected more than {_MAX_REDIRECTS} times")
+
+    def _expect_ok(self, target: _Target, response: requests.Response, what: str) -> None:
+        if response.ok:
+            return
+        response.close()
+        if response.status_code == 404:
+            raise target.error(f"{what} not found in {target.host}/{target.ref.path}", NotFound)
+        raise target.error(f"{target.host} answered {response.status_code} for {what}")
+
+    def _read(
+        self,
+        target: _Target,
+        response: requests.Response,
+        limit: int,
+        deadline: Deadline,
+        what: str,
+    ) -> bytes:
+        """The body, at most ``limit`` bytes, read before the deadline; raises UpstreamError."""
+        too_large = f"{what} from {target.host} is larger than {limit} bytes"
+        chunks: list[bytes] = []
+        total = 0
+        raw: urllib3.HTTPResponse = response.raw
+        try:
+            length = response.headers.get("Content-Length", "")
+            if length.isdigit() and int(length) > limit:
+                raise target.error(too_large)
+            while True:
+                remaining = target.remaining(deadline)
+                sock = getattr(raw.connection, "sock", None)
+                if sock is not None:
+                    sock.settimeout(min(self._timeout, remaining))
+                chunk = raw.read1(_CHUNK, decode_content=False)
+                if not chunk:
+                    break
+                total += len(chunk)
+                if total > limit:
+                    raise target.error(too_large)
+                chunks.append(chunk)
+            raw.drain_conn()
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            if deadline.remaining() <= 0 or isinstance(
+                exc, TimeoutError | urllib3.exceptions.TimeoutError
+            ):
+                raise target.error(f"{target.host} timed out sending the {what}") from None
+            raise target.error(f"reading the {what} from {target.host} failed: {exc}") from None
+        finally:
+            if raw.connection is not None:
+                response.close()
+        return b"".join(chunks)
+
+
+def _pause(deadline: Deadline, retry_after: str | None, attempt: int) -> bool:
+    """Sleep before a retry; False when the wait would not fit the deadline or is asked too long."""
+    delay = _BACKOFF * 2**attempt
+    if retry_after is not None and retry_after.strip().isdigit():
+        delay = float(retry_after.strip())
+        if delay > _RETRY_AFTER_MAX:
+            return False
+    if delay >= deadline.remaining():
+        return False
+    time.sleep(delay)
+    return True
+
+
+def _checked_reference(target: _Target, reference: str) -> str:
+    if _DIGEST.fullmatch(reference) or _TAG.fullmatch(reference):
+        return reference
+    raise target.error(f"{reference[:80]!r} is neither a tag nor a sha256/sha512 digest")
+
+
+def _checked_digest(target: _Target, digest: str) -> str:
+    if _DIGEST.fullmatch(digest):
+        return digest
+    raise target.error(f"{digest[:80]!r} is not a sha256/sha512 digest")
+
+
+def _verified(target: _Target, body: bytes, expected: str | None, what: str) -> str:
+    """The digest of ``body``, which must equal ``expected`` when given."""
+    algorithm = expected.partition(":")[0] if expected else "sha256"
+    actual = f"{algorithm}:{hashlib.new(algorithm, body).hexdigest()}"
+    if expected is not None and actual != expected:
+        raise target.error(
+            f"{what} from {target.host} does not match its digest {expected}: "
+            f"the content hashes to {actual}"
+        )
+    return actual
+
+
+def _json_object(target: _Target, body: bytes, what: str) -> dict[str, Any]:
+    try:
+        data = json.loads(body)
+    except ValueError:
+        raise target.error(f"{what} from {target.host} is not JSON") from None
+    if not isinstance(data, dict):
+        raise target.error(f"{what} from {target.host} is not a JSON object")
+    return data
+
+
+def _descriptors(target: _Target, index: Mapping[str, Any]) -> list[dict[str, Any]]:
+    manifests = index.get("manifests", [])
+    if not isinstance(manifests, list) or not all(isinstance(m, dict) for m in manifests):
+        raise target.error(f"referrers index from {target.host} has malformed manifests")
+    return manifests
+
+
+def _of_type(descriptors: list[dict[str, Any]], artifact_type: str | None) -> list[dict[str, Any]]:
+    if artifact_type is None:
+        return descriptors
+    return [d for d in descriptors if d.get("artifactType") == artifact_type]
