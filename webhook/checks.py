@@ -9,11 +9,26 @@ engine, and a policy section with no working backend fails closed.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Protocol
 
 from webhook.errors import CheckFailed, CheckUnavailable
 from webhook.policy.model import Policy
 from webhook.reference import ImageRef
+from webhook.registry import Deadline
+
+
+@dataclass(slots=True)
+class CheckContext:
+    """What the checks of one image share during one review.
+
+    ``resolve`` returns the digest the reference points at, asking the registry
+    at most once per image and review, and only when a check needs it: the
+    allowlist runs first, so an image outside it never leads to a request.
+    """
+
+    deadline: Deadline
+    resolve: Callable[[], str]
 
 
 class Check(Protocol):
@@ -27,7 +42,7 @@ class Check(Protocol):
     name: str
     pure: bool
 
-    def run(self, image: ImageRef, policy: Policy) -> None:
+    def run(self, image: ImageRef, policy: Policy, context: CheckContext) -> None:
         """Return if ``image`` passes; raise a TrustgateError saying why not."""
         ...
 
@@ -42,7 +57,7 @@ class Allowlist:
     name = "allowlist"
     pure = True
 
-    def run(self, image: ImageRef, policy: Policy) -> None:
+    def run(self, image: ImageRef, policy: Policy, context: CheckContext) -> None:
         """Raise CheckFailed when no registry glob matches the repository."""
         for glob in policy.registries:
             if glob.matches(image.repository):
@@ -60,7 +75,7 @@ class Digest:
     name = "digest"
     pure = True
 
-    def run(self, image: ImageRef, policy: Policy) -> None:
+    def run(self, image: ImageRef, policy: Policy, context: CheckContext) -> None:
         """Raise CheckFailed when the reference has no digest."""
         if image.digest is None:
             raise CheckFailed(
@@ -78,7 +93,7 @@ class Unavailable:
     def __init__(self, name: str) -> None:
         self.name = name
 
-    def run(self, image: ImageRef, policy: Policy) -> None:
+    def run(self, image: ImageRef, policy: Policy, context: CheckContext) -> None:
         """Always raise CheckUnavailable."""
         raise CheckUnavailable(
             f"the policy requires {self.name} verification, which this version of "

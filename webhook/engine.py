@@ -8,17 +8,23 @@ frozen dataclasses. It knows nothing of Kubernetes requests or HTTP.
 from __future__ import annotations
 
 import functools
+import threading
 from collections.abc import Callable, Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from typing import Literal
 
-from webhook.checks import Check, build_checks, checks_for
-from webhook.errors import TrustgateError
+from webhook.checks import Check, CheckContext, build_checks, checks_for
+from webhook.errors import CheckUnavailable, TrustgateError
 from webhook.policy.model import Mode, NoMatch, Policy, PolicySet
 from webhook.reference import ImageRef, parse_reference
+from webhook.registry import Deadline
 
 Outcome = Literal["pass", "deny", "error"]
 _Judge = Callable[[str, str, str], "Verdict"]
+#: Tag -> digest, asked of the registry (through its cache) within the deadline.
+Resolver = Callable[[ImageRef, Deadline], str]
 
 #: Distinct images (and image x namespace x kind verdicts) remembered per engine.
 _MEMO_SIZE = 4096
@@ -107,39 +113,101 @@ class Engine:
         *,
         no_match: NoMatch = "deny",
         checks: dict[str, Check] | None = None,
+        resolver: Resolver | None = None,
+        deadline_seconds: float = 8.0,
+        max_workers: int = 8,
     ) -> None:
         self._policies = policies
         self._no_match = no_match
         self._checks = checks if checks is not None else build_checks()
+        self._resolver = resolver
+        self._deadline_seconds = deadline_seconds
+        self._max_workers = max_workers
+        self._pool: ThreadPoolExecutor | None = None
+        self._pool_lock = threading.Lock()
         # Parsing is pure and the same few images come back on every deploy;
         # a bounded memo keeps the grammar off the hot path.
         self._parse = functools.lru_cache(maxsize=_MEMO_SIZE)(parse_reference)
-        self._judges: tuple[PolicySet, _Judge] | None = None
+        self._memo: tuple[PolicySet, _Judge | None] | None = None
 
-    def evaluate(self, images: Iterable[str], *, namespace: str, kind: str) -> tuple[Verdict, ...]:
-        """A Verdict for each distinct image of a request, in first-seen order."""
-        judge = self._judge_for(self._policies())
-        return tuple(judge(image, namespace, kind) for image in dict.fromkeys(images))
+    def evaluate(
+        self,
+        images: Iterable[str],
+        *,
+        namespace: str,
+        kind: str,
+        deadline: Deadline | None = None,
+    ) -> tuple[Verdict, ...]:
+        """A Verdict for each distinct image of a request, in first-seen order.
 
-    def _judge_for(self, policy_set: PolicySet) -> _Judge:
-        """The evaluation function for ``policy_set``, memoised when all its checks are pure.
+        Images whose policies need the network are checked concurrently, each
+        registry call within what is left of ``deadline``; an image whose checks
+        have not finished when it passes is denied, never admitted.
+        """
+        policy_set = self._policies()
+        distinct = list(dict.fromkeys(images))
+        memo = self._memo_for(policy_set)
+        if memo is not None:
+            return tuple(memo(image, namespace, kind) for image in distinct)
+        deadline = deadline or Deadline(self._deadline_seconds)
+
+        def judge(image: str) -> Verdict:
+            return self.evaluate_one(
+                image, namespace=namespace, kind=kind, policy_set=policy_set, deadline=deadline
+            )
+
+        if len(distinct) == 1:
+            return (judge(distinct[0]),)
+        futures = [self._executor().submit(judge, image) for image in distinct]
+        return tuple(
+            self._collect(image, f, deadline) for image, f in zip(distinct, futures, strict=True)
+        )
+
+    def _collect(self, image: str, future: Future[Verdict], deadline: Deadline) -> Verdict:
+        # A little grace past the deadline: each registry call already stops at it.
+        try:
+            return future.result(timeout=deadline.remaining() + 1.0)
+        except FutureTimeout:
+            shown = display(image)
+            line = f"image {shown} denied: its checks did not finish within the review's deadline"
+            return Verdict(shown, None, (), denials=(line,))
+
+    def _executor(self) -> ThreadPoolExecutor:
+        with self._pool_lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(self._max_workers, thread_name_prefix="trustgate")
+            return self._pool
+
+    def close(self) -> None:
+        """Stop the worker threads (they are daemon threads; this is for tidiness)."""
+        with self._pool_lock:
+            if self._pool is not None:
+                self._pool.shutdown(wait=False, cancel_futures=True)
+                self._pool = None
+
+    def _memo_for(self, policy_set: PolicySet) -> _Judge | None:
+        """A memoised evaluation for ``policy_set`` when all its checks are pure, else None.
 
         A verdict then depends only on (image, namespace, kind) and the set, so
         it is kept until the set is replaced; a reload starts a new memo.
         """
-        current = self._judges
+        current = self._memo
         if current is not None and current[0] is policy_set:
             return current[1]
-
-        def judge(image: str, namespace: str, kind: str) -> Verdict:
-            return self.evaluate_one(image, namespace=namespace, kind=kind, policy_set=policy_set)
-
         pure = all(
             check.pure for policy in policy_set for check in checks_for(policy, self._checks)
         )
-        chosen: _Judge = functools.lru_cache(maxsize=_MEMO_SIZE)(judge) if pure else judge
-        self._judges = (policy_set, chosen)
-        return chosen
+        memo: _Judge | None = None
+        if pure:
+
+            def judge(image: str, namespace: str, kind: str) -> Verdict:
+                return self.evaluate_one(
+                    image, namespace=namespace, kind=kind, policy_set=policy_set
+                )
+
+            memo = functools.lru_cache(maxsize=_MEMO_SIZE)(judge)
+        self._memo = (policy_set, memo)
+        return memo
 
     def evaluate_one(
         self,
@@ -148,6 +216,7 @@ class Engine:
         namespace: str,
         kind: str,
         policy_set: PolicySet | None = None,
+        deadline: Deadline | None = None,
     ) -> Verdict:
         """The Verdict for one image in a ``kind`` request in ``namespace``."""
         shown = display(image)
@@ -166,7 +235,8 @@ class Engine:
         matching = policy_set.matching(namespace, kind, ref)
         if not matching:
             return self._unmatched(shown, ref, namespace)
-        results = tuple(self._run_policy(ref, policy) for policy in matching)
+        context = self._context(ref, deadline or Deadline(self._deadline_seconds))
+        results = tuple(self._run_policy(ref, policy, context) for policy in matching)
         denials: list[str] = []
         warnings: list[str] = []
         for result in results:
@@ -177,11 +247,26 @@ class Engine:
             (denials if result.mode == "enforce" else warnings).append(line)
         return Verdict(shown, ref, results, tuple(denials), tuple(warnings))
 
-    def _run_policy(self, ref: ImageRef, policy: Policy) -> PolicyResult:
+    def _context(self, ref: ImageRef, deadline: Deadline) -> CheckContext:
+        resolved: list[str] = []
+
+        def resolve() -> str:
+            if not resolved:
+                if ref.digest is not None:
+                    resolved.append(ref.digest)
+                elif self._resolver is None:
+                    raise CheckUnavailable("no registry client is configured to resolve tags")
+                else:
+                    resolved.append(self._resolver(ref, deadline))
+            return resolved[0]
+
+        return CheckContext(deadline=deadline, resolve=resolve)
+
+    def _run_policy(self, ref: ImageRef, policy: Policy, context: CheckContext) -> PolicyResult:
         results: list[CheckResult] = []
         for check in checks_for(policy, self._checks):
             try:
-                check.run(ref, policy)
+                check.run(ref, policy, context)
             except TrustgateError as exc:
                 results.append(CheckResult(check.name, exc.outcome, exc.message))
                 break

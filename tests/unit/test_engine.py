@@ -190,7 +190,7 @@ class CountingCheck:
         self.pure = pure
         self.calls = 0
 
-    def run(self, image: object, policy: object) -> None:
+    def run(self, image: object, policy: object, context: object) -> None:
         self.calls += 1
 
 
