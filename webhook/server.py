@@ -57,7 +57,9 @@ class ServeOptions:
     threads: int = 16
     timeout: int = 30
     graceful_timeout: int = 20
-    keepalive: int = 75
+    #: Above the 90 s idle timeout of Go HTTP clients such as kube-apiserver, so the
+    #: client, not the server, closes an idle connection and no POST races a close.
+    keepalive: int = 120
     max_body_bytes: int | None = None
     access_log: bool = False
 

@@ -1,0 +1,34 @@
+"""Tag -> digest through the client, remembered briefly.
+
+A tag can move, so its digest is kept for a short TTL only; everything that is
+verified afterwards is keyed by the digest, never by the tag.
+"""
+
+from __future__ import annotations
+
+from webhook.cache import Cache
+from webhook.reference import ImageRef
+from webhook.registry.client import Deadline, RegistryClient
+
+
+class CachedResolver:
+    """Resolves references to digests, one registry call per tag per TTL."""
+
+    def __init__(self, client: RegistryClient, cache: Cache[str]) -> None:
+        self._client = client
+        self._cache = cache
+
+    def __call__(self, ref: ImageRef, deadline: Deadline) -> str:
+        """The digest ``ref`` points at.
+
+        Raises:
+            UpstreamError: the registry failed, timed out or does not know the tag.
+        """
+        if ref.digest is not None:
+            return ref.digest
+        key = (ref.repository, ref.tag)
+        digest = self._cache.get(key)
+        if digest is None:
+            digest = self._client.resolve(ref, deadline)
+            self._cache.put(key, digest)
+        return digest
