@@ -22,6 +22,7 @@ from webhook.engine import Engine
 from webhook.errors import AdmissionReviewError
 from webhook.observability import Metrics, get_logger
 from webhook.policy.store import PolicyStore, ReloadStatus
+from webhook.services import build_engine
 
 log = get_logger(__name__)
 
@@ -70,7 +71,7 @@ def create_app(settings: Settings) -> Flask:
     interval = settings.config.reload_interval_seconds if settings.reload else 0.0
     store = PolicyStore(settings.policies, interval=interval or 2.0, on_reload=on_reload)
     on_reload(store.status)
-    engine = Engine(lambda: store.current, no_match=settings.config.no_match)
+    engine = build_engine(lambda: store.current, settings.config, metrics.observe_cache)
     runtime = Runtime(store, engine, metrics)
     if interval > 0:
         store.start()

@@ -12,10 +12,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
+from webhook.cache import Caches
 from webhook.errors import CheckFailed, CheckUnavailable
 from webhook.policy.model import Policy
 from webhook.reference import ImageRef
-from webhook.registry import Deadline
+from webhook.registry import Deadline, RegistryClient
 
 
 @dataclass(slots=True)
@@ -102,12 +103,29 @@ class Unavailable:
         )
 
 
-#: Name -> factory. ``signatures`` and ``freshness`` deny until their backends exist.
-FACTORIES: dict[str, Callable[[], Check]] = {
-    "allowlist": Allowlist,
-    "digest": Digest,
-    "signatures": lambda: Unavailable("signatures"),
-    "freshness": lambda: Unavailable("freshness"),
+def _signatures(services: Services | None) -> Check:
+    if services is None:
+        return Unavailable("signatures")
+    from webhook.signatures.check import SignatureCheck
+
+    return SignatureCheck(services.client, services.caches)
+
+
+@dataclass(frozen=True, slots=True)
+class Services:
+    """What checks that need the network share: the registry client and the caches."""
+
+    client: RegistryClient
+    caches: Caches
+
+
+#: Name -> factory. A check whose backend is missing (``freshness`` for now, or
+#: any network check when no services are given) denies.
+FACTORIES: dict[str, Callable[[Services | None], Check]] = {
+    "allowlist": lambda _: Allowlist(),
+    "digest": lambda _: Digest(),
+    "signatures": _signatures,
+    "freshness": lambda _: Unavailable("freshness"),
 }
 
 
@@ -127,6 +145,6 @@ def checks_for(policy: Policy, checks: dict[str, Check]) -> tuple[Check, ...]:
     return tuple(checks.get(name) or Unavailable(name) for name in names)
 
 
-def build_checks() -> dict[str, Check]:
+def build_checks(services: Services | None = None) -> dict[str, Check]:
     """Instantiate every registered check once."""
-    return {name: factory() for name, factory in FACTORIES.items()}
+    return {name: factory(services) for name, factory in FACTORIES.items()}

@@ -26,6 +26,7 @@ from webhook.observability import configure_logging
 from webhook.policy.loader import load_directory
 from webhook.policy.schema import policy_schema
 from webhook.policytest import load_cases, run_case
+from webhook.services import build_engine
 
 EXIT_OK, EXIT_DENIED, EXIT_USAGE = 0, 1, 2
 
@@ -110,9 +111,9 @@ def build_parser(env: os._Environ[str] | dict[str, str] | None = None) -> argpar
     return parser
 
 
-def _engine(args: argparse.Namespace, config: Config) -> Engine:
-    policy_set = load_directory(args.policies)
-    return Engine(lambda: policy_set, no_match=config.no_match)
+def _engine(args: argparse.Namespace, config: Config, directory: Path | None = None) -> Engine:
+    policy_set = load_directory(directory or args.policies)
+    return build_engine(lambda: policy_set, config)
 
 
 def _print_rows(rows: list[Any], fmt: str) -> int:
@@ -191,8 +192,7 @@ def _lint(args: argparse.Namespace, config: Config) -> int:
 
 def _test(args: argparse.Namespace, config: Config) -> int:
     directory = args.directory or args.policies
-    policy_set = load_directory(directory)
-    engine = Engine(lambda: policy_set, no_match=config.no_match)
+    engine = _engine(args, config, directory)
     results = [run_case(engine, case) for case in load_cases(directory)]
     failed = [r for r in results if not r.passed]
     if args.output == "json":

@@ -165,6 +165,12 @@ class Metrics:
             ["action"],
             registry=self.registry,
         )
+        self.cache = Counter(
+            "trustgate_cache_lookups",
+            "Cache lookups, by cache (digest, verified, failure) and result (hit, miss).",
+            ["cache", "result"],
+            registry=self.registry,
+        )
         self.duration = Histogram(
             "trustgate_admission_duration_seconds",
             "Time to answer one admission review.",
@@ -191,6 +197,10 @@ class Metrics:
             "When the active policy set was loaded.",
             registry=self.registry,
         )
+
+    def observe_cache(self, cache: str, result: str) -> None:
+        """Count one cache lookup (``result`` is hit or miss)."""
+        self.cache.labels(cache, result).inc()
 
     def render(self) -> bytes:
         """The metrics in Prometheus text format."""

@@ -41,6 +41,7 @@ from webhook.policy.model import (
     Signatures,
 )
 from webhook.policy.schema import validate_document
+from webhook.signatures.keys import load_public_key
 
 API_VERSION = "trustgate.dev/v1alpha1"
 POLICY_KIND = "ImagePolicy"
@@ -344,20 +345,31 @@ def _signatures(section: Mapping[str, Any], origin: _Origin) -> Signatures:
 
 
 def _key(key: Mapping[str, Any], origin: _Origin, field: str) -> KeyRef:
+    """The key, read and checked now: the request path opens no files."""
     if "pem" in key:
+        _check_key(key["pem"], "inline key", origin, f"{field}.pem")
         return KeyRef(pem=key["pem"])
     # Relative to the policy file as it is named, not to where its symlink
     # points: a ConfigMap's timestamped directory vanishes at the next update.
     path = Path(os.path.abspath(origin.file.parent / key["file"]))
     try:
-        with path.open("rb"):
-            pass
+        text = path.read_text(encoding="ascii")
     except IsADirectoryError as exc:
         raise origin.error(f"key file {path} is a directory", f"{field}.file") from exc
     except OSError as exc:
         message = f"cannot read key file {path}: {exc.strerror}"
         raise origin.error(message, f"{field}.file") from exc
-    return KeyRef(file=str(path))
+    except UnicodeDecodeError as exc:
+        raise origin.error(f"key file {path} is not a PEM file", f"{field}.file") from exc
+    _check_key(text, f"key file {path}", origin, f"{field}.file")
+    return KeyRef(pem=text, file=str(path))
+
+
+def _check_key(pem: str, source: str, origin: _Origin, field: str) -> None:
+    try:
+        load_public_key(pem, source=source)
+    except PolicyError as exc:
+        raise origin.error(exc.message, field) from exc
 
 
 def _keyless(keyless: Mapping[str, Any], origin: _Origin, field: str) -> Keyless:

@@ -33,7 +33,12 @@ from webhook.policy.schema import policy_schema, validate_document
 
 REPO = Path(__file__).resolve().parents[3]
 API = "trustgate.dev/v1alpha1"
-PEM = "-----BEGIN PUBLIC KEY-----\nMFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAE\n-----END PUBLIC KEY-----\n"
+PEM = (
+    "-----BEGIN PUBLIC KEY-----\n"
+    "MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEKc1QuK6Ok4LREdWOI3NGOYstRQB3\n"
+    "U7Vn90rYlOKmJsgRat42nQWs1za20dYzZHYL1RvH2DJHHNjl5zJuYpzFRg==\n"
+    "-----END PUBLIC KEY-----\n"
+)
 
 
 def policy(name: str = "p", spec: str = "registries: [quay.io/acme/**]", *, head: str = "") -> str:
@@ -70,7 +75,8 @@ signatures:
       key:
         pem: |
           -----BEGIN PUBLIC KEY-----
-          MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAE
+          MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEKc1QuK6Ok4LREdWOI3NGOYstRQB3
+          U7Vn90rYlOKmJsgRat42nQWs1za20dYzZHYL1RvH2DJHHNjl5zJuYpzFRg==
           -----END PUBLIC KEY-----
     - name: ci
       keyless:
@@ -127,7 +133,7 @@ def test_full_policy_compiles_every_field(tmp_path: Path) -> None:
         signatures=Signatures(
             threshold=2,
             authorities=(
-                Authority("release-key", key=KeyRef(file=str(tmp_path / "keys/release.pub"))),
+                Authority("release-key", key=KeyRef(pem=PEM, file=str(tmp_path / "keys/release.pub"))),
                 Authority("inline", key=KeyRef(pem=PEM)),
                 Authority(
                     "ci",
@@ -219,7 +225,7 @@ def test_configmap_layout_follows_symlinks_and_skips_hidden_dirs(tmp_path: Path)
     assert compiled.signatures is not None
     # The key path goes through the stable names, not the timestamped directory,
     # which kubelet deletes at the next update.
-    assert compiled.signatures.authorities[0].key == KeyRef(file=str(tmp_path / "keys/release.pub"))
+    assert compiled.signatures.authorities[0].key == KeyRef(pem=PEM, file=str(tmp_path / "keys/release.pub"))
     assert [f.name for f, _, _ in iter_documents(tmp_path)] == ["prod.yaml"]
 
 
@@ -695,3 +701,17 @@ def test_validate_document_without_a_file() -> None:
         validate_document(document, file=None, document=None)
     assert raised.value.location == "field spec.registries[0]"
     validate_document(yaml.safe_load(policy()), file=None, document=None)
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("not a key\n", "key file .*release.pub"),
+        ("-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n", "not a valid public key"),
+    ],
+)
+def test_key_files_are_read_and_checked_at_load(tmp_path: Path, content: str, message: str) -> None:
+    write(tmp_path, {"prod.yaml": policy("production", FULL_SPEC), "keys/release.pub": content})
+    with pytest.raises(PolicyError, match=message) as info:
+        load_directory(tmp_path)
+    assert info.value.field == "spec.signatures.authorities[0].key.file"
