@@ -133,7 +133,9 @@ def test_full_policy_compiles_every_field(tmp_path: Path) -> None:
         signatures=Signatures(
             threshold=2,
             authorities=(
-                Authority("release-key", key=KeyRef(pem=PEM, file=str(tmp_path / "keys/release.pub"))),
+                Authority(
+                    "release-key", key=KeyRef(pem=PEM, file=str(tmp_path / "keys/release.pub"))
+                ),
                 Authority("inline", key=KeyRef(pem=PEM)),
                 Authority(
                     "ci",
@@ -225,7 +227,9 @@ def test_configmap_layout_follows_symlinks_and_skips_hidden_dirs(tmp_path: Path)
     assert compiled.signatures is not None
     # The key path goes through the stable names, not the timestamped directory,
     # which kubelet deletes at the next update.
-    assert compiled.signatures.authorities[0].key == KeyRef(pem=PEM, file=str(tmp_path / "keys/release.pub"))
+    assert compiled.signatures.authorities[0].key == KeyRef(
+        pem=PEM, file=str(tmp_path / "keys/release.pub")
+    )
     assert [f.name for f, _, _ in iter_documents(tmp_path)] == ["prod.yaml"]
 
 
