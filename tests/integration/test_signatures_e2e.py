@@ -1,0 +1,248 @@
+"""Key-based cosign signatures, end to end: a real registry, real signatures, `trustgate serve`."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.cosign import (
+    generate_key,
+    public_pem,
+    sign_b64,
+    signature_manifest,
+    simple_signing_payload,
+)
+from tests.integration.conftest import Server, start_server, stop_server
+from tests.kube import pod_spec, review, workload
+from tests.registry import (
+    OCI_MANIFEST,
+    Registry,
+    default_layer,
+    push_blob,
+    push_image,
+    push_manifest,
+)
+from webhook.signatures.cosign import signature_tag
+
+pytestmark = pytest.mark.e2e
+
+RELEASE = generate_key("ecdsa-p256")
+OTHER = generate_key("ed25519")
+DEADLINE = 3.0
+
+
+def sign(
+    registry: Registry, repository: str, digest: str, *keys, signed_digest: str | None = None
+) -> None:
+    """Push cosign's .sig manifest for ``digest`` with one layer per key."""
+    name = f"{registry.host}/{repository}"
+    payload = simple_signing_payload(name, signed_digest or digest)
+    manifest, blobs = signature_manifest([(payload, sign_b64(key, payload)) for key in keys])
+    for blob in blobs.values():
+        push_blob(registry, repository, blob)
+    body = json.dumps(manifest).encode()
+    push_manifest(registry, repository, signature_tag(digest), body, OCI_MANIFEST)
+
+
+def policy(
+    name: str,
+    registry_host: str,
+    *,
+    mode: str = "enforce",
+    threshold: int = 1,
+    namespaces: str = '["prod-*"]',
+    keys: tuple[str, ...] = ("release",),
+) -> str:
+    authorities = "\n".join(f"      - name: {k}\n        key: {{file: keys/{k}.pub}}" for k in keys)
+    return (
+        "apiVersion: trustgate.dev/v1alpha1\nkind: ImagePolicy\n"
+        f"metadata: {{name: {name}}}\nspec:\n  mode: {mode}\n"
+        f"  match: {{namespaces: {namespaces}}}\n"
+        f'  registries: ["{registry_host}/**"]\n'
+        f"  signatures:\n    threshold: {threshold}\n    authorities:\n{authorities}\n"
+    )  # fmt: skip
+
+
+class Hanging:
+    """A TCP server that accepts connections and never answers: a registry that hangs."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.host = f"127.0.0.1:{self.sock.getsockname()[1]}"
+        self.held: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.held.append(conn)
+
+    def close(self) -> None:
+        self.sock.close()
+        for conn in self.held:
+            conn.close()
+
+
+@pytest.fixture(scope="module")
+def hanging() -> Iterator[Hanging]:
+    server = Hanging()
+    yield server
+    server.close()
+
+
+@pytest.fixture(scope="module")
+def signed_server(
+    registry: Registry, hanging: Hanging, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Server]:
+    tmp = tmp_path_factory.mktemp("signed")
+    policies = tmp / "policies"
+    (policies / "keys").mkdir(parents=True)
+    (policies / "keys" / "release.pub").write_text(public_pem(RELEASE))
+    (policies / "keys" / "other.pub").write_text(public_pem(OTHER))
+    two = policy("two-keys", registry.host, threshold=2, namespaces='["two-*"]',
+                 keys=("release", "other"))  # fmt: skip
+    documents = [
+        policy("signed", registry.host),
+        two,
+        policy("audit-signed", registry.host, mode="audit", namespaces='["staging"]'),
+        policy("hanging", hanging.host, namespaces='["hang-*"]'),
+    ]
+    (policies / "signed.yaml").write_text("---\n".join(documents))
+    config = (
+        f"deadlineSeconds: {DEADLINE}\n"
+        "policies: {reloadIntervalSeconds: 0}\n"
+        f'registries: {{"{registry.host}": {{insecure: true}},\n'
+        f'             "{hanging.host}": {{insecure: true}}}}\n'
+    )
+    server = start_server(tmp, policies, config)
+    yield server
+    assert stop_server(server) == 0
+
+
+def image(registry: Registry, repository: str, content: bytes) -> tuple[str, str]:
+    digest = push_image(registry, repository, tag="v1", layers=[default_layer(content=content)])
+    return f"{registry.host}/{repository}:v1", digest
+
+
+def decide(server: Server, *images: str, namespace: str = "prod-web") -> dict:
+    body = review(workload("Deployment", pod_spec(*images), namespace=namespace))
+    result = server.post(json.dumps(body), timeout=30)
+    assert result.status_code == 200, result.text
+    return result.json()["response"]
+
+
+def test_signed_image_is_admitted(registry: Registry, signed_server: Server) -> None:
+    ref, digest = image(registry, "acme/signed", b"signed")
+    sign(registry, "acme/signed", digest, RELEASE)
+    assert decide(signed_server, ref)["allowed"] is True
+    assert decide(signed_server, f"{registry.host}/acme/signed@{digest}")["allowed"] is True
+
+
+@pytest.mark.parametrize(
+    ("case", "reason"),
+    [
+        ("unsigned", "release: no signature found (sha256-"),
+        ("wrong-key", "release: "),
+        ("other-digest", "release: "),
+        ("copied-sig", "release: "),
+        ("tag-moved", "release: no signature found"),
+    ],
+)
+def test_bad_signatures_are_denied(
+    registry: Registry, signed_server: Server, case: str, reason: str
+) -> None:
+    repo = f"acme/{case}"
+    ref, digest = image(registry, repo, case.encode())
+    if case == "wrong-key":
+        sign(registry, repo, digest, OTHER)
+    elif case == "other-digest":
+        sign(registry, repo, digest, RELEASE, signed_digest="sha256:" + "0" * 64)
+    elif case == "copied-sig":
+        _, other = image(registry, "acme/donor", b"donor")
+        sign(registry, "acme/donor", other, RELEASE)
+        donor_sig = registry.request(
+            "GET", f"/v2/acme/donor/manifests/{signature_tag(other)}",
+            headers={"Accept": OCI_MANIFEST},
+        ).content  # fmt: skip
+        for layer in json.loads(donor_sig)["layers"] + [json.loads(donor_sig)["config"]]:
+            blob = registry.request("GET", f"/v2/acme/donor/blobs/{layer['digest']}").content
+            push_blob(registry, repo, blob)
+        push_manifest(registry, repo, signature_tag(digest), donor_sig, OCI_MANIFEST)
+    elif case == "tag-moved":
+        sign(registry, repo, digest, RELEASE)
+        image(registry, repo, b"moved")  # same tag, new content, never signed
+    response = decide(signed_server, ref)
+    assert response["allowed"] is False
+    message = response["status"]["message"]
+    assert message.startswith(f'image {ref} denied by policy "signed": signature check failed: ')
+    assert "0 of the 1 required authorities verified" in message
+    assert reason in message
+    if case in ("other-digest", "copied-sig"):
+        assert "sha256:" in message.split("release: ", 1)[1]
+
+
+def test_threshold_needs_distinct_authorities(registry: Registry, signed_server: Server) -> None:
+    ref, digest = image(registry, "acme/threshold", b"threshold")
+    sign(registry, "acme/threshold", digest, RELEASE)
+    response = decide(signed_server, ref, namespace="two-a")
+    assert response["allowed"] is False
+    assert "1 of the 2 required authorities verified" in response["status"]["message"]
+    sign(registry, "acme/threshold", digest, RELEASE, OTHER)
+    # The failure is cached briefly; a new digest shows the new signature at once.
+    ref2, digest2 = image(registry, "acme/threshold2", b"threshold2")
+    sign(registry, "acme/threshold2", digest2, RELEASE, OTHER)
+    assert decide(signed_server, ref2, namespace="two-a")["allowed"] is True
+
+
+def test_audit_mode_admits_unsigned_with_a_warning(
+    registry: Registry, signed_server: Server
+) -> None:
+    ref, _ = image(registry, "acme/audited", b"audited")
+    response = decide(signed_server, ref, namespace="staging")
+    assert response["allowed"] is True
+    assert "(audit mode): signature check failed" in response["warnings"][0]
+
+
+def test_registry_hanging_is_denied_within_the_deadline(
+    hanging: Hanging, signed_server: Server
+) -> None:
+    started = time.monotonic()
+    response = decide(signed_server, f"{hanging.host}/acme/app:1", namespace="hang-a")
+    elapsed = time.monotonic() - started
+    assert response["allowed"] is False
+    assert "timed out" in response["status"]["message"]
+    assert elapsed < DEADLINE + 2
+    assert signed_server.get("/healthz").status_code == 200
+
+
+def test_registry_down_is_a_plain_denial(signed_server: Server, tmp_path: Path) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    # Nothing listens on that port; the policy's allowlist does not admit it either.
+    response = decide(signed_server, f"127.0.0.1:{port}/acme/app:1")
+    assert response["allowed"] is False
+    assert "not in the registry allowlist" in response["status"]["message"]
+
+
+def test_many_images_are_checked_concurrently(registry: Registry, signed_server: Server) -> None:
+    refs = []
+    for i in range(8):
+        ref, digest = image(registry, f"acme/many{i}", f"many{i}".encode())
+        sign(registry, f"acme/many{i}", digest, RELEASE)
+        refs.append(ref)
+    response = decide(signed_server, *refs)
+    assert response["allowed"] is True
+    metrics = signed_server.get("/metrics").text
+    assert 'trustgate_cache_lookups_total{cache="digest",result="miss"}' in metrics
