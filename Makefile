@@ -38,9 +38,10 @@ test-deps:
 test: $(STAMP) test-deps lint typecheck
 	$(BIN)/python -m pytest
 
-bench: $(STAMP)
+bench: $(STAMP) test-deps
 	command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
 	$(BIN)/python bench/run.py
+	$(BIN)/python bench/signatures.py
 
 schema: $(STAMP)
 	$(BIN)/trustgate policy schema > docs/policy.schema.json

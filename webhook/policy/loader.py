@@ -28,6 +28,7 @@ import yaml
 from webhook.errors import PolicyError, PolicyErrors
 from webhook.policy.globs import Glob
 from webhook.policy.model import (
+    Attestation,
     Authority,
     Freshness,
     Grade,
@@ -300,6 +301,10 @@ def _compile(document: Mapping[str, Any], origin: _Origin) -> Policy:
         require_digest=spec.get("requireDigest", False),
         signatures=None if signatures is None else _signatures(signatures, origin),
         freshness=None if freshness is None else _freshness(freshness),
+        attestations=tuple(
+            _attestation(entry, origin, f"spec.attestations[{number}]")
+            for number, entry in enumerate(spec.get("attestations", []))
+        ),
         source=str(origin.file),
     )
 
@@ -319,9 +324,32 @@ def _match(match: Mapping[str, Any]) -> Match:
 
 def _signatures(section: Mapping[str, Any], origin: _Origin) -> Signatures:
     where = "spec.signatures"
+    authorities = _authorities(section["authorities"], origin, where)
+    threshold = _threshold(section, len(authorities), origin, where)
+    return Signatures(
+        threshold=threshold,
+        authorities=authorities,
+        annotations=tuple(sorted(section.get("annotations", {}).items())),
+        match_reference=section.get("matchReference", False),
+        per_platform=section.get("perPlatform", False),
+    )
+
+
+def _attestation(entry: Mapping[str, Any], origin: _Origin, where: str) -> Attestation:
+    authorities = _authorities(entry["authorities"], origin, where)
+    return Attestation(
+        predicate_type=entry["predicateType"],
+        authorities=authorities,
+        threshold=_threshold(entry, len(authorities), origin, where),
+    )
+
+
+def _authorities(
+    entries: Sequence[Mapping[str, Any]], origin: _Origin, where: str
+) -> tuple[Authority, ...]:
     authorities = []
     names: dict[str, int] = {}
-    for number, raw in enumerate(section["authorities"]):
+    for number, raw in enumerate(entries):
         field = f"{where}.authorities[{number}]"
         name = raw["name"]
         if name in names:
@@ -337,11 +365,15 @@ def _signatures(section: Mapping[str, Any], origin: _Origin) -> Signatures:
                 keyless=None if keyless is None else _keyless(keyless, origin, f"{field}.keyless"),
             )
         )
-    threshold = section.get("threshold", 1)
-    if threshold > len(authorities):
-        message = f"is {threshold}, more than the {len(authorities)} authorities listed"
+    return tuple(authorities)
+
+
+def _threshold(section: Mapping[str, Any], count: int, origin: _Origin, where: str) -> int:
+    threshold: int = section.get("threshold", 1)
+    if threshold > count:
+        message = f"is {threshold}, more than the {count} authorities listed"
         raise origin.error(message, f"{where}.threshold")
-    return Signatures(threshold=threshold, authorities=tuple(authorities))
+    return threshold
 
 
 def _key(key: Mapping[str, Any], origin: _Origin, field: str) -> KeyRef:

@@ -76,10 +76,27 @@ class Authority:
 
 @dataclass(frozen=True, slots=True)
 class Signatures:
-    """``spec.signatures``: at least ``threshold`` distinct authorities must verify."""
+    """``spec.signatures``: at least ``threshold`` distinct authorities must verify.
+
+    A signature counts only if its payload carries every ``annotations`` pair
+    (name, value) and, with ``match_reference``, names the image's repository.
+    With ``per_platform``, each platform image of an index must be signed too.
+    """
 
     threshold: int
     authorities: tuple[Authority, ...]
+    annotations: tuple[tuple[str, str], ...] = ()
+    match_reference: bool = False
+    per_platform: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Attestation:
+    """One ``spec.attestations`` entry: ``threshold`` authorities attested ``predicate_type``."""
+
+    predicate_type: str
+    authorities: tuple[Authority, ...]
+    threshold: int = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +121,7 @@ class Policy:
     require_digest: bool = False
     signatures: Signatures | None = None
     freshness: Freshness | None = None
+    attestations: tuple[Attestation, ...] = ()
     source: str = field(default="", compare=False)
 
     def applies(self, namespace: str, kind: str, image: ImageRef) -> bool:

@@ -5,13 +5,19 @@ allowlist), reads cosign's ``sha256-<hex>.sig`` manifest from the image's own
 repository and asks each authority in turn. Outcomes are cached by digest and
 by the exact authorities, so a moved tag, a new key or another policy never
 reuses an answer that was not about them.
+
+With ``perPlatform``, an image index must be signed itself and so must every
+platform image it lists: a signed index of unsigned images is not enough.
 """
 
 from __future__ import annotations
 
 import functools
 import hashlib
+import re
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from webhook.cache import Caches
 from webhook.checks import CheckContext
@@ -19,6 +25,7 @@ from webhook.errors import CheckFailed, TrustgateError
 from webhook.policy.model import Authority, Policy, Signatures
 from webhook.reference import ImageRef
 from webhook.registry import Deadline, Manifest, NotFound, RegistryClient
+from webhook.registry.client import DOCKER_MANIFEST_LIST, OCI_INDEX
 from webhook.signatures.cosign import signature_tag, verify_with_key
 from webhook.signatures.keys import PublicKey, load_public_key
 
@@ -36,13 +43,75 @@ class SignatureOutcome:
         """Whether enough distinct authorities verified."""
         return len(self.verified) >= self.threshold
 
-    def reason(self) -> str:
-        """One line: how many verified, and why each other authority did not."""
+    def reason(self, platform: str | None = None) -> str:
+        """One line: how many verified, and why each other authority did not.
+
+        ``platform`` names the platform image of an index the outcome is about.
+        """
         tried = "; ".join(f"{name}: {why}" for name, why in self.failures)
+        where = "" if platform is None else f" for platform {platform}"
         return (
-            f"signature check failed: {len(self.verified)} of the {self.threshold} required "
-            f"authorities verified ({tried})"
+            f"signature check failed{where}: {len(self.verified)} of the {self.threshold} "
+            f"required authorities verified ({tried})"
         )
+
+
+#: At most this many platform images of one index are checked with perPlatform;
+#: a larger index is denied rather than partly checked.
+MAX_PLATFORMS = 16
+
+_INDEX_TYPES = frozenset({OCI_INDEX, DOCKER_MANIFEST_LIST})
+_DIGEST = re.compile(r"(sha256:[0-9a-f]{64}|sha512:[0-9a-f]{128})")
+# buildx puts provenance and SBOM manifests into an index as pseudo-platforms.
+_REFERENCE_TYPE = "vnd.docker.reference.type"
+
+
+def index_platforms(manifest: Manifest) -> tuple[tuple[str, str], ...]:
+    """``(platform, digest)`` of each image an index lists; empty for a single image.
+
+    The platform reads ``os/architecture[/variant]``. Entries that buildx adds
+    for its attestation manifests are skipped; every other entry counts.
+
+    Raises:
+        CheckFailed: an entry has no valid digest, or the index lists more than
+            MAX_PLATFORMS images.
+    """
+    entries = manifest.data.get("manifests")
+    if manifest.media_type not in _INDEX_TYPES and not isinstance(entries, list):
+        return ()
+    if not isinstance(entries, list):
+        raise CheckFailed("signature check failed: the image index has no manifests list")
+    found: list[tuple[str, str]] = []
+    for number, entry in enumerate(entries):
+        if not isinstance(entry, dict) or _is_attestation_entry(entry):
+            continue
+        digest = entry.get("digest")
+        if not isinstance(digest, str) or not _DIGEST.fullmatch(digest):
+            message = f"signature check failed: image index entry {number} has no valid digest"
+            raise CheckFailed(message)
+        found.append((_platform(entry.get("platform"), number), digest))
+    if len(found) > MAX_PLATFORMS:
+        raise CheckFailed(
+            f"signature check failed: the image index lists {len(found)} platform images; "
+            f"perPlatform checks at most {MAX_PLATFORMS}"
+        )
+    return tuple(found)
+
+
+def _is_attestation_entry(entry: Mapping[str, Any]) -> bool:
+    annotations = entry.get("annotations")
+    return isinstance(annotations, dict) and annotations.get(_REFERENCE_TYPE) is not None
+
+
+def _platform(platform: object, number: int) -> str:
+    if not isinstance(platform, dict):
+        return f"(index entry {number}, no platform)"
+    parts = [platform.get("os"), platform.get("architecture"), platform.get("variant")]
+    shown = [p for p in parts if isinstance(p, str) and p]
+    text = "/".join(shown)
+    if not shown or not text.isascii() or not text.isprintable() or len(text) > 64:
+        return f"(index entry {number}, platform {text[:64]!r})"
+    return text
 
 
 def _fingerprint(signatures: Signatures) -> str:
@@ -78,13 +147,41 @@ class SignatureCheck:
         if signatures is None:
             return
         digest = context.resolve()
-        key = (image.repository, digest, _fingerprint(signatures))
-        outcome = self._caches.verified.get(key) or self._caches.failures.get(key)
-        if outcome is None:
-            outcome = self._verify(image, digest, signatures, context.deadline)
-            (self._caches.verified if outcome.passed else self._caches.failures).put(key, outcome)
+        outcome = self._outcome(image, digest, signatures, context.deadline)
         if not outcome.passed:
             raise CheckFailed(outcome.reason(), check=self.name)
+        if not signatures.per_platform:
+            return
+        for platform, child in self._platforms(image, digest, context.deadline):
+            outcome = self._outcome(image, child, signatures, context.deadline)
+            if not outcome.passed:
+                raise CheckFailed(outcome.reason(f"{platform} ({child})"), check=self.name)
+
+    def _outcome(
+        self, image: ImageRef, digest: str, signatures: Signatures, deadline: Deadline
+    ) -> SignatureOutcome:
+        key = (image.repository, digest, _fingerprint(signatures))
+        outcome: SignatureOutcome | None = self._caches.verified.get(key)
+        if outcome is None:
+            outcome = self._caches.failures.get(key)
+        if outcome is None:
+            outcome = self._verify(image, digest, signatures, deadline)
+            (self._caches.verified if outcome.passed else self._caches.failures).put(key, outcome)
+        return outcome
+
+    def _platforms(
+        self, image: ImageRef, digest: str, deadline: Deadline
+    ) -> tuple[tuple[str, str], ...]:
+        """The platform images of ``digest`` if it is an index; cached, as digests never change."""
+        key = ("platforms", image.repository, digest)
+        cached: tuple[tuple[str, str], ...] | None = self._caches.verified.get(key)
+        if cached is None:
+            try:
+                cached = index_platforms(self._client.manifest(image, digest, deadline))
+            except CheckFailed as exc:
+                raise CheckFailed(exc.message, check=self.name) from None
+            self._caches.verified.put(key, cached)
+        return cached
 
     def _verify(
         self, image: ImageRef, digest: str, signatures: Signatures, deadline: Deadline
@@ -98,7 +195,7 @@ class SignatureCheck:
         verified: list[str] = []
         failures: list[tuple[str, str]] = []
         for authority in signatures.authorities:
-            reason = self._authority(image, digest, authority, manifest, deadline)
+            reason = self._authority(image, digest, signatures, authority, manifest, deadline)
             if reason is None:
                 verified.append(authority.name)
             else:
@@ -109,6 +206,7 @@ class SignatureCheck:
         self,
         image: ImageRef,
         digest: str,
+        signatures: Signatures,
         authority: Authority,
         manifest: Manifest | None,
         deadline: Deadline,
@@ -133,5 +231,7 @@ class SignatureCheck:
             repository=image.repository,
             key=public_key,
             key_name=authority.name,
+            required_annotations=dict(signatures.annotations),
+            check_reference=signatures.match_reference,
         )
         return None if result.ok else result.reason
