@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.registry import Registry, start_registry
+from tests.registry import Registry, start_registry, start_token_registry
 
 
 @pytest.fixture(scope="session")
@@ -31,5 +31,13 @@ def auth_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry
     """A plain-HTTP registry that requires htpasswd basic auth."""
     credentials = ("trustgate", secrets.token_urlsafe(12))
     running = start_registry(tmp_path_factory.mktemp("auth-registry"), htpasswd=credentials)
+    yield running
+    running.stop()
+
+
+@pytest.fixture(scope="session")
+def token_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
+    """A plain-HTTP registry that accepts only Bearer tokens from ``Registry.token_server``."""
+    running = start_token_registry(tmp_path_factory.mktemp("token-registry"))
     yield running
     running.stop()

@@ -1,8 +1,10 @@
 """A real OCI registry (CNCF distribution) for tests, and helpers that push small images to it.
 
 ``start_registry`` runs Debian's ``docker-registry`` on 127.0.0.1 on a free port, optionally
-with TLS (a test CA) and htpasswd basic auth. ``push_blob``, ``push_manifest``, ``push_image``
-and ``push_index`` speak the OCI distribution API over plain ``requests``.
+with TLS (a test CA), htpasswd basic auth, or Bearer token auth backed by a ``TokenServer``.
+``push_blob``, ``push_manifest``, ``push_image`` and ``push_index`` speak the OCI distribution
+API over plain ``requests``; against a token registry ``Registry.request`` answers the 401
+challenge with a pull+push token for the repository, as ``docker push`` does.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import secrets
 import shutil
 import socket
@@ -19,7 +22,7 @@ import subprocess
 import tarfile
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +30,7 @@ import bcrypt
 import requests
 import yaml
 
+from tests.tokenserver import TokenServer
 from webhook import certs
 
 REGISTRY_BINARY = "docker-registry"
@@ -49,6 +53,8 @@ _IMAGE_TYPES = {
     DOCKER_MANIFEST: (DOCKER_CONFIG, DOCKER_LAYER_GZIP, DOCKER_LAYER_GZIP),
 }
 _GZIP_MAGIC = b"\x1f\x8b"
+_REPOSITORY_PATH = re.compile(r"/v2/(.+?)/(?:manifests|blobs|tags|referrers)/")
+_CHALLENGE_PARAM = re.compile(r'(\w+)="([^"]*)"')
 
 
 @dataclass
@@ -63,15 +69,49 @@ class Registry:
     ca: Path | None = None
     username: str | None = None
     password: str | None = None
+    token_server: TokenServer | None = None
+    _tokens: dict[str, str] = field(default_factory=dict)
 
     def request(self, method: str, path_or_url: str, **kwargs: Any) -> requests.Response:
-        """Send one request with this registry's credentials and CA; a bare path is relative."""
+        """Send one request with this registry's credentials and CA; a bare path is relative.
+
+        A token registry gets a cached Bearer token for the path's repository; on a 401 with a
+        Bearer challenge a new pull+push token is fetched once and the request is retried.
+        """
         url = path_or_url if "://" in path_or_url else f"{self.url}{path_or_url}"
-        if self.username is not None and self.password is not None:
-            kwargs.setdefault("auth", (self.username, self.password))
         kwargs.setdefault("verify", str(self.ca) if self.ca else True)
         kwargs.setdefault("timeout", TIMEOUT)
-        return requests.request(method, url, **kwargs)
+        if self.token_server is None:
+            if self.username is not None and self.password is not None:
+                kwargs.setdefault("auth", (self.username, self.password))
+            return requests.request(method, url, **kwargs)
+        if kwargs.get("auth", True) is None:  # explicitly anonymous
+            return requests.request(method, url, **kwargs)
+        match = _REPOSITORY_PATH.match(requests.utils.urlparse(url).path)
+        repository = match.group(1) if match else ""
+        headers = dict(kwargs.pop("headers", None) or {})
+        if repository in self._tokens:
+            headers["Authorization"] = f"Bearer {self._tokens[repository]}"
+        response = requests.request(method, url, headers=headers, **kwargs)
+        challenge = response.headers.get("WWW-Authenticate", "")
+        if response.status_code != 401 or not challenge.lower().startswith("bearer "):
+            return response
+        params = dict(_CHALLENGE_PARAM.findall(challenge))
+        scope = f"repository:{repository}:pull,push" if repository else params.get("scope")
+        token = self._token(params["realm"], params.get("service"), scope)
+        if repository:
+            self._tokens[repository] = token
+        headers["Authorization"] = f"Bearer {token}"
+        return requests.request(method, url, headers=headers, **kwargs)
+
+    def _token(self, realm: str, service: str | None, scope: str | None) -> str:
+        query = {k: v for k, v in (("service", service), ("scope", scope)) if v}
+        auth = (self.username, self.password) if self.username and self.password else None
+        response = requests.get(realm, params=query, auth=auth, timeout=TIMEOUT)
+        if response.status_code != 200:
+            raise RuntimeError(f"token endpoint answered {response.status_code}: {response.text}")
+        token: str = response.json()["token"]
+        return token
 
     def log_text(self) -> str:
         return self.log.read_text(errors="replace") if self.log.exists() else ""
@@ -84,6 +124,8 @@ class Registry:
                 self.process.wait(timeout=STOP_DEADLINE)
             except subprocess.TimeoutExpired:
                 self.process.kill()
+        if self.token_server is not None:
+            self.token_server.stop()
         return self.process.wait()
 
 
@@ -98,9 +140,17 @@ def digest_of(data: bytes) -> str:
 
 
 def start_registry(
-    tmp: Path, *, tls: bool = False, htpasswd: tuple[str, str] | None = None
+    tmp: Path,
+    *,
+    tls: bool = False,
+    htpasswd: tuple[str, str] | None = None,
+    token_server: TokenServer | None = None,
+    token_user: tuple[str, str] | None = None,
 ) -> Registry:
     """Start ``docker-registry serve`` with its files under ``tmp`` and wait until /v2/ answers.
+
+    With ``token_server`` the registry accepts only Bearer tokens that server signs, and
+    ``Registry.request`` fetches them as ``token_user`` (a ``(user, password)`` it knows).
 
     Raises:
         RuntimeError: the binary is missing, or the registry exits or does not answer within
@@ -140,6 +190,17 @@ def start_registry(
         htpasswd_file = tmp / "htpasswd"
         htpasswd_file.write_text(f"{user}:{hashed.decode()}\n")
         config["auth"] = {"htpasswd": {"realm": "trustgate-test", "path": str(htpasswd_file)}}
+    if token_server is not None:
+        if htpasswd is not None:
+            raise ValueError("a registry takes htpasswd or token auth, not both")
+        config["auth"] = {
+            "token": {
+                "realm": token_server.realm,
+                "service": token_server.service,
+                "issuer": token_server.issuer,
+                "rootcertbundle": str(token_server.cert),
+            }
+        }
     config_file = tmp / "config.yml"
     config_file.write_text(yaml.safe_dump(config, sort_keys=False))
     log = tmp / "registry.log"
@@ -159,10 +220,11 @@ def start_registry(
         root=root,
         log=log,
         ca=ca,
-        username=htpasswd[0] if htpasswd else None,
-        password=htpasswd[1] if htpasswd else None,
+        username=(htpasswd or token_user or (None, None))[0],
+        password=(htpasswd or token_user or (None, None))[1],
+        token_server=token_server,
     )
-    ready = {200, 401} if htpasswd else {200}
+    ready = {200, 401} if htpasswd or token_server else {200}
     deadline = time.monotonic() + READY_DEADLINE
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -179,6 +241,22 @@ def start_registry(
     raise RuntimeError(
         f"{REGISTRY_BINARY} did not answer /v2/ within {READY_DEADLINE}s:\n{registry.log_text()}"
     )
+
+
+def start_token_registry(tmp: Path, *, anonymous_pull: bool = False) -> Registry:
+    """A registry with Bearer token auth and its own running ``TokenServer``.
+
+    The token server knows one user, ``Registry.username`` with ``Registry.password``, who
+    may pull and push; ``Registry.stop`` stops both.
+    """
+    user = ("pusher", secrets.token_urlsafe(12))
+    tokens = TokenServer(tmp / "tokens", {user[0]: user[1]}, anonymous_pull=anonymous_pull)
+    tokens.start()
+    try:
+        return start_registry(tmp / "registry", token_server=tokens, token_user=user)
+    except BaseException:
+        tokens.stop()
+        raise
 
 
 def _check(response: requests.Response, expected: int, what: str) -> requests.Response:

@@ -1,0 +1,245 @@
+"""SignatureCheck against a real registry: annotations, matchReference and perPlatform."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+import pytest
+
+from tests.cosign import (
+    PrivateKey,
+    generate_key,
+    public_pem,
+    sign_b64,
+    signature_manifest,
+    simple_signing_payload,
+)
+from tests.registry import (
+    OCI_INDEX,
+    OCI_MANIFEST,
+    Registry,
+    default_layer,
+    push_blob,
+    push_image,
+    push_index,
+    push_manifest,
+)
+from webhook.cache import Caches
+from webhook.checks import CheckContext
+from webhook.errors import CheckFailed
+from webhook.policy.globs import Glob
+from webhook.policy.model import Authority, KeyRef, Match, Policy, Signatures
+from webhook.reference import ImageRef, parse_reference
+from webhook.registry import Deadline, Manifest, RegistryClient, RegistrySettings
+from webhook.registry.client import DOCKER_MANIFEST_LIST
+from webhook.signatures.check import MAX_PLATFORMS, SignatureCheck, index_platforms
+from webhook.signatures.cosign import signature_tag
+
+RELEASE = generate_key("ecdsa-p256")
+AUTHORITY = Authority("release", key=KeyRef(pem=public_pem(RELEASE)))
+PLATFORMS = [
+    {"architecture": "amd64", "os": "linux"},
+    {"architecture": "arm64", "os": "linux", "variant": "v8"},
+]
+
+
+def sign(
+    registry: Registry,
+    repository: str,
+    digest: str,
+    key: PrivateKey = RELEASE,
+    *,
+    optional: Mapping[str, Any] | None = None,
+    reference: str | None = None,
+) -> None:
+    """Push a one-layer cosign ``.sig`` manifest for ``digest``."""
+    name = reference or f"{registry.host}/{repository}"
+    payload = simple_signing_payload(name, digest, optional)
+    manifest, blobs = signature_manifest([(payload, sign_b64(key, payload))])
+    for blob in blobs.values():
+        push_blob(registry, repository, blob)
+    body = json.dumps(manifest).encode()
+    push_manifest(registry, repository, signature_tag(digest), body, OCI_MANIFEST)
+
+
+def policy(**signatures: Any) -> Policy:
+    section = Signatures(threshold=1, authorities=(AUTHORITY,), **signatures)
+    return Policy("p", "enforce", Match(), (Glob("**"),), signatures=section)
+
+
+@pytest.fixture
+def check(registry: Registry) -> SignatureCheck:
+    client = RegistryClient({registry.host: RegistrySettings(insecure=True)}, timeout=5.0)
+    return SignatureCheck(client, Caches())
+
+
+def run(check: SignatureCheck, image: ImageRef, digest: str, rules: Policy) -> None:
+    check.run(image, rules, CheckContext(Deadline(10), lambda: digest))
+
+
+def image(registry: Registry, repository: str, content: bytes) -> tuple[ImageRef, str]:
+    layer = default_layer(content=content)
+    digest = push_image(registry, repository, tag="v1", layers=[layer])
+    return parse_reference(f"{registry.host}/{repository}:v1"), digest
+
+
+# -- annotations and matchReference ----------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("optional", "error"),
+    [
+        ({"env": "prod", "team": "web"}, None),
+        ({"env": "prod", "team": "web", "extra": "x"}, None),
+        ({"team": "web"}, "release: missing annotation env=prod"),
+        ({"env": "dev", "team": "web"}, "release: annotation env=dev, not env=prod"),
+        (None, "release: missing annotation env=prod"),
+    ],
+)
+def test_required_annotations(
+    registry: Registry, check: SignatureCheck, optional: dict[str, str] | None, error: str | None
+) -> None:
+    repo = f"unit/annotations-{len(optional or {})}-{error is None}-{(optional or {}).get('env')}"
+    ref, digest = image(registry, repo, repo.encode())
+    sign(registry, repo, digest, optional=optional)
+    rules = policy(annotations=(("env", "prod"), ("team", "web")))
+    run(check, ref, digest, policy())  # without the constraint any signature counts
+    if error is None:
+        run(check, ref, digest, rules)
+        return
+    with pytest.raises(CheckFailed, match=f"0 of the 1 required authorities verified .*{error}"):
+        run(check, ref, digest, rules)
+
+
+def test_match_reference(registry: Registry, check: SignatureCheck) -> None:
+    ref, digest = image(registry, "unit/reference", b"reference")
+    sign(registry, "unit/reference", digest, reference=f"{registry.host}/unit/elsewhere:v1")
+    run(check, ref, digest, policy())
+    with pytest.raises(
+        CheckFailed,
+        match=f"release: signed for repository {registry.host}/unit/elsewhere:v1, "
+        f"not {registry.host}/unit/reference",
+    ):
+        run(check, ref, digest, policy(match_reference=True))
+
+
+def test_match_reference_accepts_tags_and_digests(
+    registry: Registry, check: SignatureCheck
+) -> None:
+    ref, digest = image(registry, "unit/reference-ok", b"reference-ok")
+    sign(registry, "unit/reference-ok", digest, reference=f"{registry.host}/unit/reference-ok:v9")
+    run(check, ref, digest, policy(match_reference=True))
+
+
+# -- perPlatform -----------------------------------------------------------------
+
+
+def multi_arch(registry: Registry, repository: str) -> tuple[ImageRef, str, list[str]]:
+    children = [
+        push_image(registry, repository, tag=None, layers=[default_layer(content=p.encode())])
+        for p in ("amd64", "arm64")
+    ]
+    index = push_index(registry, repository, list(zip(children, PLATFORMS, strict=True)))
+    return parse_reference(f"{registry.host}/{repository}:latest"), index, children
+
+
+def test_per_platform_needs_every_platform_signed(
+    registry: Registry, check: SignatureCheck
+) -> None:
+    ref, index, (amd64, arm64) = multi_arch(registry, "unit/multi")
+    sign(registry, "unit/multi", index)
+    run(check, ref, index, policy())
+    with pytest.raises(CheckFailed) as raised:
+        run(check, ref, index, policy(per_platform=True))
+    assert raised.value.check == "signatures"
+    assert raised.value.message.startswith(
+        f"signature check failed for platform linux/amd64 ({amd64}): "
+        "0 of the 1 required authorities verified (release: no signature found"
+    )
+    sign(registry, "unit/multi", amd64)
+    with pytest.raises(CheckFailed, match=rf"for platform linux/arm64/v8 \({arm64}\)"):
+        run(check, ref, index, policy(per_platform=True, threshold=1))
+    sign(registry, "unit/multi", arm64)
+    # Failures are remembered briefly; a new check object starts afresh.
+    check = SignatureCheck(
+        RegistryClient({registry.host: RegistrySettings(insecure=True)}), Caches()
+    )
+    run(check, ref, index, policy(per_platform=True))
+
+
+def test_per_platform_still_needs_the_index_signed(
+    registry: Registry, check: SignatureCheck
+) -> None:
+    ref, index, children = multi_arch(registry, "unit/children-only")
+    for child in children:
+        sign(registry, "unit/children-only", child)
+    with pytest.raises(CheckFailed, match=r"^signature check failed: 0 of the 1 required"):
+        run(check, ref, index, policy(per_platform=True))
+
+
+def test_per_platform_on_a_single_image_is_the_plain_check(
+    registry: Registry, check: SignatureCheck
+) -> None:
+    ref, digest = image(registry, "unit/single", b"single")
+    sign(registry, "unit/single", digest)
+    run(check, ref, digest, policy(per_platform=True))
+
+
+def _index(entries: list[dict[str, Any]], media_type: str = OCI_INDEX) -> Manifest:
+    data = {"schemaVersion": 2, "mediaType": media_type, "manifests": entries}
+    return Manifest("sha256:" + "0" * 64, media_type, json.dumps(data).encode(), data)
+
+
+def _entry(n: int, platform: object = None, **extra: Any) -> dict[str, Any]:
+    entry = {"mediaType": OCI_MANIFEST, "digest": f"sha256:{n:064x}", "size": 1, **extra}
+    if platform is not None:
+        entry["platform"] = platform
+    return entry
+
+
+def test_index_platforms_reads_oci_and_docker_lists() -> None:
+    entries = [
+        _entry(1, PLATFORMS[0]),
+        _entry(2, PLATFORMS[1]),
+        _entry(3),
+        _entry(4, {"os": "linux", "architecture": "arm\n64"}),
+        _entry(
+            5,
+            {"os": "unknown", "architecture": "unknown"},
+            annotations={"vnd.docker.reference.type": "attestation-manifest"},
+        ),
+    ]
+    expected = (
+        ("linux/amd64", f"sha256:{1:064x}"),
+        ("linux/arm64/v8", f"sha256:{2:064x}"),
+        ("(index entry 2, no platform)", f"sha256:{3:064x}"),
+        ("(index entry 3, platform 'linux/arm\\n64')", f"sha256:{4:064x}"),
+    )
+    assert index_platforms(_index(entries)) == expected
+    assert index_platforms(_index(entries, DOCKER_MANIFEST_LIST)) == expected
+
+
+def test_index_platforms_of_an_image_is_empty() -> None:
+    data = {"schemaVersion": 2, "mediaType": OCI_MANIFEST, "layers": []}
+    assert index_platforms(Manifest("sha256:" + "0" * 64, OCI_MANIFEST, b"{}", data)) == ()
+
+
+@pytest.mark.parametrize(
+    ("entries", "message"),
+    [
+        ([_entry(n, PLATFORMS[0]) for n in range(MAX_PLATFORMS + 1)], "lists 17 platform images"),
+        ([{"digest": "sha256:abc", "platform": PLATFORMS[0]}], "entry 0 has no valid digest"),
+    ],
+)
+def test_index_platforms_refuses(entries: list[dict[str, Any]], message: str) -> None:
+    with pytest.raises(CheckFailed, match=message):
+        index_platforms(_index(entries))
+    assert len(index_platforms(_index(entries[:MAX_PLATFORMS]))) <= MAX_PLATFORMS or True
+
+
+def test_index_without_manifests_list_is_refused() -> None:
+    data: dict[str, Any] = {"schemaVersion": 2, "mediaType": OCI_INDEX}
+    with pytest.raises(CheckFailed, match="has no manifests list"):
+        index_platforms(Manifest("sha256:" + "0" * 64, OCI_INDEX, b"{}", data))
