@@ -38,11 +38,9 @@ from tests.cosign import (  # noqa: E402
 )
 from tests.kube import pod_spec, review, workload  # noqa: E402
 from tests.registry import (  # noqa: E402
-    OCI_MANIFEST,
     default_layer,
-    push_blob,
+    push_artifact,
     push_image,
-    push_manifest,
     start_registry,
 )
 from webhook.admission import review as answer  # noqa: E402
@@ -85,10 +83,7 @@ def main() -> None:
             digest = push_image(registry, repository, tag="v1", layers=[layer])
             payload = simple_signing_payload(f"{registry.host}/{repository}", digest)
             manifest, blobs = signature_manifest([(payload, sign_b64(key, payload))])
-            for blob in blobs.values():
-                push_blob(registry, repository, blob)
-            body = json.dumps(manifest).encode()
-            push_manifest(registry, repository, signature_tag(digest), body, OCI_MANIFEST)
+            push_artifact(registry, repository, signature_tag(digest), manifest, blobs)
             images.append(f"{registry.host}/{repository}:v1")
 
         signed_dir, plain_dir = tmp / "signed", tmp / "plain"

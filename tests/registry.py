@@ -25,6 +25,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import bcrypt
 import requests
@@ -87,7 +88,7 @@ class Registry:
             return requests.request(method, url, **kwargs)
         if kwargs.get("auth", True) is None:  # explicitly anonymous
             return requests.request(method, url, **kwargs)
-        match = _REPOSITORY_PATH.match(requests.utils.urlparse(url).path)
+        match = _REPOSITORY_PATH.match(urlsplit(url).path)
         repository = match.group(1) if match else ""
         headers = dict(kwargs.pop("headers", None) or {})
         if repository in self._tokens:
@@ -313,6 +314,23 @@ def push_manifest(
     if reported != digest:
         raise RuntimeError(f"registry reported digest {reported} for a manifest of {digest}")
     return digest
+
+
+def push_artifact(
+    registry: Registry,
+    repository: str,
+    tag: str,
+    manifest: Mapping[str, Any],
+    blobs: Mapping[str, bytes],
+) -> str:
+    """Push ``blobs``, then ``manifest`` under ``tag`` (a cosign ``.sig`` or ``.att`` tag, say).
+
+    Returns the manifest's digest.
+    """
+    for blob in blobs.values():
+        push_blob(registry, repository, blob)
+    body = json.dumps(manifest).encode()
+    return push_manifest(registry, repository, tag, body, manifest.get("mediaType", OCI_MANIFEST))
 
 
 def default_layer(name: str = "hello.txt", content: bytes = b"hello from trustgate\n") -> bytes:

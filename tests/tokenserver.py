@@ -123,9 +123,11 @@ class TokenServer:
         return self
 
     def stop(self) -> None:
-        self._httpd.shutdown()
+        """Stop serving; safe on a server that was never started (shutdown() would wait forever)."""
+        if self._thread.is_alive():
+            self._httpd.shutdown()
+            self._thread.join(timeout=5)
         self._httpd.server_close()
-        self._thread.join(timeout=5)
 
     def token(self, subject: str, access: list[dict[str, Any]], audience: str) -> str:
         """A signed JWT for ``subject`` granting ``access`` to ``audience``."""
@@ -154,7 +156,7 @@ class TokenServer:
         r, s = decode_dss_signature(der)
         return signing_input + "." + _b64url(r.to_bytes(32, "big") + s.to_bytes(32, "big"))
 
-    def _authenticate(self, header: str | None) -> str | None | bool:
+    def _authenticate(self, header: str | None) -> str | bool | None:
         """The user name, None when anonymous, False when the credentials are wrong."""
         if not header:
             return None
@@ -186,7 +188,7 @@ class TokenServer:
         server = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+            def do_GET(self) -> None:
                 url = urlsplit(self.path)
                 if url.path != "/token":
                     self._answer(404, {"error": "not found"})
@@ -222,7 +224,7 @@ class TokenServer:
                 self.end_headers()
                 self.wfile.write(data)
 
-            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+            def log_message(self, format: str, *args: Any) -> None:
                 pass
 
         return Handler

@@ -111,6 +111,14 @@ def _signatures(services: Services | None) -> Check:
     return SignatureCheck(services.client, services.caches)
 
 
+def _attestations(services: Services | None) -> Check:
+    if services is None:
+        return Unavailable("attestations")
+    from webhook.signatures.attestations import AttestationCheck
+
+    return AttestationCheck(services.client, services.caches)
+
+
 @dataclass(frozen=True, slots=True)
 class Services:
     """What checks that need the network share: the registry client and the caches."""
@@ -125,6 +133,7 @@ FACTORIES: dict[str, Callable[[Services | None], Check]] = {
     "allowlist": lambda _: Allowlist(),
     "digest": lambda _: Digest(),
     "signatures": _signatures,
+    "attestations": _attestations,
     "freshness": lambda _: Unavailable("freshness"),
 }
 
@@ -140,6 +149,8 @@ def checks_for(policy: Policy, checks: dict[str, Check]) -> tuple[Check, ...]:
         names.append("digest")
     if policy.signatures is not None:
         names.append("signatures")
+    if policy.attestations:
+        names.append("attestations")
     if policy.freshness is not None:
         names.append("freshness")
     return tuple(checks.get(name) or Unavailable(name) for name in names)

@@ -7,9 +7,13 @@ calls and all.
 
 from __future__ import annotations
 
+import base64
+import binascii
+import json
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from webhook.cache import Caches, CacheSettings, Observer
 from webhook.checks import Services, build_checks
@@ -20,7 +24,67 @@ from webhook.policy.model import PolicySet
 from webhook.registry import RegistryClient, RegistrySettings
 from webhook.registry.resolver import CachedResolver
 
-_REGISTRY_KEYS = frozenset({"insecure", "ca", "username", "password"})
+_REGISTRY_KEYS = frozenset({"insecure", "ca", "username", "password", "credentials"})
+# Docker Hub's credentials are stored under its legacy index address.
+_HOST_ALIASES = {"docker.io": ("index.docker.io", "registry-1.docker.io")}
+
+
+def _auth_key_host(key: str) -> str:
+    """``host[:port]`` of a config.json ``auths`` key: ``host``, ``https://host/v1/`` and so on."""
+    key = key.strip().lower()
+    if "://" not in key:
+        key = "//" + key
+    return urlsplit(key).netloc
+
+
+def docker_credentials(path: Path, host: str) -> tuple[str, str]:
+    """``(username, password)`` for ``host`` from a Docker ``config.json``.
+
+    The file may also be the content of a ``kubernetes.io/dockerconfigjson`` Secret
+    (the same JSON). An entry holds ``auth`` (base64 of ``user:password``, which wins) or
+    ``username`` and ``password``; its key may be ``host``, ``https://host`` or a URL such
+    as ``https://host/v1/``.
+
+    Raises:
+        ConfigError: the file is missing or unreadable, is not such JSON, has no entry for
+            ``host``, or the entry's ``auth`` is not base64 of ``user:password``.
+    """
+    where = f"registries.{host}.credentials: {path}"
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{where} does not exist") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{where} cannot be read: {exc}") from None
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        raise ConfigError(f"{where} is not valid JSON: {exc}") from None
+    auths = data.get("auths") if isinstance(data, dict) else None
+    if not isinstance(auths, dict):
+        raise ConfigError(f'{where} has no "auths" object (expected a Docker config.json)')
+    wanted = {host.lower(), *_HOST_ALIASES.get(host.lower(), ())}
+    entry = next((v for k, v in auths.items() if _auth_key_host(k) in wanted), None)
+    if entry is None:
+        raise ConfigError(f"{where} has no entry for {host} (it has: {', '.join(auths) or 'none'})")
+    if not isinstance(entry, dict):
+        raise ConfigError(f"{where}: the entry for {host} is not an object")
+    encoded = entry.get("auth")
+    if encoded:
+        if not isinstance(encoded, str):
+            raise ConfigError(f"{where}: the auth of {host} is not a string")
+        try:
+            decoded = base64.b64decode(encoded, validate=True).decode("utf-8")
+        except (binascii.Error, UnicodeDecodeError):
+            raise ConfigError(f"{where}: the auth of {host} is not valid base64") from None
+        username, colon, password = decoded.partition(":")
+        if not colon or not username:
+            raise ConfigError(f"{where}: the auth of {host} does not decode to username:password")
+        return username, password
+    user, secret = entry.get("username"), entry.get("password")
+    if not isinstance(user, str) or not user or not isinstance(secret, str):
+        raise ConfigError(f"{where}: the entry for {host} has neither auth nor username/password")
+    return user, secret
 
 
 def registry_settings(raw: Mapping[str, Any]) -> dict[str, RegistrySettings]:
@@ -44,11 +108,21 @@ def registry_settings(raw: Mapping[str, Any]) -> dict[str, RegistrySettings]:
         ca = entry.get("ca")
         if ca is not None and not Path(ca).is_file():
             raise ConfigError(f"registries.{host}.ca: {ca} is not a readable file")
+        username, password = entry.get("username"), entry.get("password")
+        credentials = entry.get("credentials")
+        if credentials is not None:
+            if username is not None or password is not None:
+                raise ConfigError(
+                    f"registries.{host}: give either credentials or username/password, not both"
+                )
+            if not isinstance(credentials, str) or not credentials:
+                raise ConfigError(f"registries.{host}.credentials must be a file path")
+            username, password = docker_credentials(Path(credentials), host)
         settings[host.lower()] = RegistrySettings(
             insecure=entry.get("insecure", False),
             ca=Path(ca) if ca is not None else None,
-            username=entry.get("username"),
-            password=entry.get("password"),
+            username=username,
+            password=password,
         )
     return settings
 

@@ -24,8 +24,10 @@ from tests.registry import (
     OCI_MANIFEST,
     Registry,
     default_layer,
+    push_artifact,
     push_blob,
     push_image,
+    push_index,
     push_manifest,
 )
 from webhook.signatures.cosign import signature_tag
@@ -38,16 +40,19 @@ DEADLINE = 3.0
 
 
 def sign(
-    registry: Registry, repository: str, digest: str, *keys, signed_digest: str | None = None
+    registry: Registry,
+    repository: str,
+    digest: str,
+    *keys,
+    signed_digest: str | None = None,
+    annotations: dict[str, str] | None = None,
+    reference: str | None = None,
 ) -> None:
     """Push cosign's .sig manifest for ``digest`` with one layer per key."""
-    name = f"{registry.host}/{repository}"
-    payload = simple_signing_payload(name, signed_digest or digest)
+    name = reference or f"{registry.host}/{repository}"
+    payload = simple_signing_payload(name, signed_digest or digest, annotations)
     manifest, blobs = signature_manifest([(payload, sign_b64(key, payload)) for key in keys])
-    for blob in blobs.values():
-        push_blob(registry, repository, blob)
-    body = json.dumps(manifest).encode()
-    push_manifest(registry, repository, signature_tag(digest), body, OCI_MANIFEST)
+    push_artifact(registry, repository, signature_tag(digest), manifest, blobs)
 
 
 def policy(
@@ -58,6 +63,7 @@ def policy(
     threshold: int = 1,
     namespaces: str = '["prod-*"]',
     keys: tuple[str, ...] = ("release",),
+    extra: str = "",
 ) -> str:
     authorities = "\n".join(f"      - name: {k}\n        key: {{file: keys/{k}.pub}}" for k in keys)
     return (
@@ -66,6 +72,7 @@ def policy(
         f"  match: {{namespaces: {namespaces}}}\n"
         f'  registries: ["{registry_host}/**"]\n'
         f"  signatures:\n    threshold: {threshold}\n    authorities:\n{authorities}\n"
+        + "".join(f"    {line}\n" for line in extra.splitlines())
     )  # fmt: skip
 
 
@@ -117,6 +124,13 @@ def signed_server(
         two,
         policy("audit-signed", registry.host, mode="audit", namespaces='["staging"]'),
         policy("hanging", hanging.host, namespaces='["hang-*"]'),
+        policy(
+            "constrained",
+            registry.host,
+            namespaces='["constrained-*"]',
+            extra="annotations: {env: prod}\nmatchReference: true",
+        ),
+        policy("per-platform", registry.host, namespaces='["multi-*"]', extra="perPlatform: true"),
     ]
     (policies / "signed.yaml").write_text("---\n".join(documents))
     config = (
@@ -246,3 +260,75 @@ def test_many_images_are_checked_concurrently(registry: Registry, signed_server:
     assert response["allowed"] is True
     metrics = signed_server.get("/metrics").text
     assert 'trustgate_cache_lookups_total{cache="digest",result="miss"}' in metrics
+
+
+@pytest.mark.parametrize(
+    ("case", "reason"),
+    [
+        ("ok", None),
+        ("no-annotation", "release: missing annotation env=prod"),
+        ("wrong-annotation", "release: annotation env=dev, not env=prod"),
+        ("wrong-reference", "release: signed for repository {host}/acme/elsewhere:v1, not "),
+    ],
+)
+def test_signature_constraints(
+    registry: Registry, signed_server: Server, case: str, reason: str | None
+) -> None:
+    repo = f"acme/constrained-{case}"
+    ref, digest = image(registry, repo, case.encode())
+    annotations = {"env": "dev" if case == "wrong-annotation" else "prod", "team": "web"}
+    if case == "no-annotation":
+        del annotations["env"]
+    where = f"{registry.host}/acme/elsewhere:v1" if case == "wrong-reference" else None
+    sign(registry, repo, digest, RELEASE, annotations=annotations, reference=where)
+    # The plain policy accepts every one of these signatures.
+    assert decide(signed_server, ref)["allowed"] is True
+    response = decide(signed_server, ref, namespace="constrained-a")
+    if reason is None:
+        assert response["allowed"] is True
+        return
+    assert response["allowed"] is False
+    message = response["status"]["message"]
+    assert message.startswith(
+        f'image {ref} denied by policy "constrained": signature check failed: '
+        "0 of the 1 required authorities verified ("
+    )
+    assert reason.format(host=registry.host) in message
+
+
+PLATFORMS = [
+    {"architecture": "amd64", "os": "linux"},
+    {"architecture": "arm64", "os": "linux", "variant": "v8"},
+]
+
+
+def multi_arch(registry: Registry, repository: str) -> tuple[str, str, list[str]]:
+    children = [
+        push_image(registry, repository, tag=None, layers=[default_layer(content=p.encode())])
+        for p in (repository + "-amd64", repository + "-arm64")
+    ]
+    index = push_index(registry, repository, list(zip(children, PLATFORMS, strict=True)))
+    return f"{registry.host}/{repository}:latest", index, children
+
+
+def test_per_platform_signatures(registry: Registry, signed_server: Server) -> None:
+    ref, index, (amd64, arm64) = multi_arch(registry, "acme/multi")
+    sign(registry, "acme/multi", index, RELEASE)
+    sign(registry, "acme/multi", amd64, RELEASE)
+    assert decide(signed_server, ref)["allowed"] is True
+    response = decide(signed_server, ref, namespace="multi-a")
+    assert response["allowed"] is False
+    message = response["status"]["message"]
+    assert message.startswith(
+        f'image {ref} denied by policy "per-platform": signature check failed for platform '
+        f"linux/arm64/v8 ({arm64}): 0 of the 1 required authorities verified "
+        "(release: no signature found"
+    )
+
+
+def test_per_platform_all_signed_is_admitted(registry: Registry, signed_server: Server) -> None:
+    ref, index, children = multi_arch(registry, "acme/multi-signed")
+    for digest in (index, *children):
+        sign(registry, "acme/multi-signed", digest, RELEASE)
+    assert decide(signed_server, ref, namespace="multi-a")["allowed"] is True
+    assert decide(signed_server, f"{ref.rsplit(':', 1)[0]}@{index}", namespace="multi-a")["allowed"]

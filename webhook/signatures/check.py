@@ -121,7 +121,8 @@ def _fingerprint(signatures: Signatures) -> str:
 
 
 @functools.lru_cache(maxsize=256)
-def _key(pem: str, source: str) -> PublicKey:
+def load_key(pem: str, source: str) -> PublicKey:
+    """The public key of ``pem``, parsed once; raises PolicyError when it is not one."""
     return load_public_key(pem, source=source)
 
 
@@ -217,7 +218,7 @@ class SignatureCheck:
         if manifest is None:
             return f"no signature found ({signature_tag(digest)} does not exist)"
         try:
-            public_key = _key(authority.key.pem, authority.key.file or authority.name)
+            public_key = load_key(authority.key.pem, authority.key.file or authority.name)
         except TrustgateError as exc:
             return exc.message
 

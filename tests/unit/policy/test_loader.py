@@ -21,6 +21,7 @@ from webhook.policy.loader import (
     load_file,
 )
 from webhook.policy.model import (
+    Attestation,
     Authority,
     Freshness,
     Keyless,
@@ -179,6 +180,72 @@ def test_section_defaults(tmp_path: Path, section: str, expected: object) -> Non
     (compiled,) = load_directory(tmp_path).policies
     got = {Signatures: compiled.signatures, Freshness: compiled.freshness, Match: compiled.match}
     assert got[type(expected)] == expected
+
+
+@pytest.mark.parametrize(
+    ("section", "expected"),
+    [
+        (
+            "{authorities: [{name: a, key: {pem: '%s'}}]}",
+            Signatures(1, (Authority("a", key=KeyRef(pem=PEM)),)),
+        ),
+        (
+            "{authorities: [{name: a, key: {pem: '%s'}}], annotations: {team: web, env: prod},"
+            " matchReference: true, perPlatform: true}",
+            Signatures(
+                1,
+                (Authority("a", key=KeyRef(pem=PEM)),),
+                annotations=(("env", "prod"), ("team", "web")),
+                match_reference=True,
+                per_platform=True,
+            ),
+        ),
+        (
+            "{authorities: [{name: a, key: {pem: '%s'}}], annotations: {}, matchReference: false}",
+            Signatures(1, (Authority("a", key=KeyRef(pem=PEM)),)),
+        ),
+    ],
+    ids=["defaults", "every constraint", "explicit defaults"],
+)
+def test_signature_constraints(tmp_path: Path, section: str, expected: Signatures) -> None:
+    pem = PEM.replace("\n", "\\n")
+    text = policy("p", "registries: ['**']\nsignatures: " + section.replace("%s", pem))
+    write(tmp_path, {"p.yaml": text.replace("'", '"')})
+    (compiled,) = load_directory(tmp_path).policies
+    assert compiled.signatures == expected
+
+
+def test_attestations_compile(tmp_path: Path) -> None:
+    spec = """
+    registries: ['**']
+    attestations:
+      - predicateType: https://slsa.dev/provenance/v1
+        authorities:
+          - name: release
+            key: {file: keys/release.pub}
+      - predicateType: https://cosign.sigstore.dev/attestation/vuln/v1
+        threshold: 2
+        authorities:
+          - name: scanner
+            key: {file: keys/release.pub}
+          - name: ci
+            keyless: {issuer: i, subject: s}
+    """
+    write(tmp_path, {"p.yaml": policy("p", spec), "keys/release.pub": PEM})
+    (compiled,) = load_directory(tmp_path).policies
+    key = KeyRef(pem=PEM, file=str(tmp_path / "keys/release.pub"))
+    assert compiled.attestations == (
+        Attestation("https://slsa.dev/provenance/v1", (Authority("release", key=key),), 1),
+        Attestation(
+            "https://cosign.sigstore.dev/attestation/vuln/v1",
+            (
+                Authority("scanner", key=key),
+                Authority("ci", keyless=Keyless(issuer="i", subject="s")),
+            ),
+            2,
+        ),
+    )
+    assert compiled.signatures is None
 
 
 def test_multi_document_files_tests_and_empty_documents(tmp_path: Path) -> None:
@@ -540,6 +607,70 @@ BROKEN = [
         {"p.json": '{"apiVersion": "trustgate.dev/v1alpha1",\n "kind": }'},
         "not valid JSON at line 2, column 10",
         "p.json",
+    ),
+    Broken(
+        "annotation value not a string",
+        _spec(
+            "registries: ['**']\nsignatures: {authorities: "
+            f"[{{name: a, {_KEYLESS}}}], annotations: {{env: 1}}}}"
+        ),
+        "must be a string",
+        "p.yaml",
+        field="spec.signatures.annotations.env",
+    ),
+    Broken(
+        "matchReference not a boolean",
+        _spec(
+            "registries: ['**']\nsignatures: {authorities: "
+            f"[{{name: a, {_KEYLESS}}}], matchReference: yes-please}}"
+        ),
+        "true or false",
+        "p.yaml",
+        field="spec.signatures.matchReference",
+    ),
+    Broken(
+        "attestation threshold above its authorities",
+        _spec(
+            "registries: ['**']\nattestations: [{predicateType: 'https://x.dev/p', "
+            f"threshold: 2, authorities: [{{name: a, {_KEYLESS}}}]}}]"
+        ),
+        "is 2, more than the 1 authorities listed",
+        "p.yaml",
+        field="spec.attestations[0].threshold",
+    ),
+    Broken(
+        "attestation authority named twice",
+        _spec(
+            "registries: ['**']\nattestations: [{predicateType: 'https://x.dev/p', "
+            f"authorities: [{{name: a, {_KEYLESS}}}, {{name: a, {_KEYLESS}}}]}}]"
+        ),
+        "authority name 'a' is already used by authorities\\[0\\]",
+        "p.yaml",
+        field="spec.attestations[0].authorities[1].name",
+    ),
+    Broken(
+        "attestation predicate type not a URI",
+        _spec(
+            "registries: ['**']\nattestations: [{predicateType: slsa provenance, "
+            f"authorities: [{{name: a, {_KEYLESS}}}]}}]"
+        ),
+        "must be a URI",
+        "p.yaml",
+        field="spec.attestations[0].predicateType",
+    ),
+    Broken(
+        "attestation without authorities",
+        _spec("registries: ['**']\nattestations: [{predicateType: 'https://x.dev/p'}]"),
+        "is required",
+        "p.yaml",
+        field="spec.attestations[0].authorities",
+    ),
+    Broken(
+        "attestations empty",
+        _spec("registries: ['**']\nattestations: []"),
+        "must not be empty",
+        "p.yaml",
+        field="spec.attestations",
     ),
     Broken(
         "non-mapping document",

@@ -1,0 +1,326 @@
+"""``spec.attestations``: signed in-toto statements about the image, from cosign's ``.att`` tag.
+
+``cosign attest`` stores attestations of ``sha256:<hex>`` in the image's own
+repository, as the layers of the manifest at tag ``sha256-<hex>.att``: each
+layer of media type ``application/vnd.dsse.envelope.v1+json`` is a DSSE
+envelope whose payload is an in-toto Statement. An attestation counts for an
+authority when the envelope verifies with the authority's key, its payload is
+a Statement naming the image digest as a subject, and its ``predicateType`` is
+the one the policy requires.
+
+Outcomes are cached by digest, predicate type and the exact authorities, like
+signature outcomes; the predicates that verified stay available to later
+checks through ``AttestationCheck.verified_predicates``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from webhook.cache import Caches
+from webhook.checks import CheckContext
+from webhook.errors import CheckFailed, TrustgateError
+from webhook.policy.model import Attestation, Authority, Policy
+from webhook.reference import ImageRef
+from webhook.registry import Deadline, NotFound, RegistryClient
+from webhook.signatures.check import load_key
+from webhook.signatures.cosign import (
+    DSSE_MEDIA_TYPE,
+    IN_TOTO_PAYLOAD_TYPE,
+    attestation_tag,
+    statement_subject_matches,
+    verify_dsse,
+)
+from webhook.signatures.keys import PublicKey
+
+#: The in-toto Statement versions accepted.
+STATEMENT_TYPES = frozenset(
+    {"https://in-toto.io/Statement/v0.1", "https://in-toto.io/Statement/v1"}
+)
+#: Declared envelope sizes above this are refused before anything is fetched.
+MAX_ENVELOPE_SIZE = 1024 * 1024
+#: At most this many envelope layers of one ``.att`` manifest are looked at.
+MAX_ATTESTATION_LAYERS = 32
+
+_SHOWN_MAX = 128
+# How telling a failure is, from a malformed layer up to a statement of the
+# right predicate type about another image.
+_MALFORMED, _UNVERIFIED, _BAD_STATEMENT, _WRONG_TYPE, _WRONG_SUBJECT = range(5)
+
+#: A fetched envelope (a JSON object), or why the layer is unusable.
+Envelope = Mapping[str, Any] | str
+
+
+@dataclass(frozen=True, slots=True)
+class AttestationOutcome:
+    """What one requirement concluded for one digest; cached like signature outcomes.
+
+    ``predicates`` holds the JSON text of each predicate that verified, so the
+    cached outcome stays immutable and every reader gets fresh objects.
+    """
+
+    predicate_type: str
+    verified: tuple[str, ...]
+    failures: tuple[tuple[str, str], ...]  # (authority, reason)
+    threshold: int
+    predicates: tuple[str, ...] = ()
+
+    @property
+    def passed(self) -> bool:
+        """Whether enough distinct authorities attested."""
+        return len(self.verified) >= self.threshold
+
+    def reason(self) -> str:
+        """One line: the predicate type, how many verified, and why each other did not."""
+        tried = "; ".join(f"{name}: {why}" for name, why in self.failures)
+        return (
+            f"attestation check failed for predicate type {self.predicate_type}: "
+            f"{len(self.verified)} of the {self.threshold} required authorities verified "
+            f"({tried})"
+        )
+
+
+def attestation_envelopes(
+    manifest: Mapping[str, Any], fetch_blob: Callable[[str, int], bytes]
+) -> list[Envelope]:
+    """The DSSE envelopes of an ``.att`` manifest, or per layer why it is unusable.
+
+    Only the first MAX_ATTESTATION_LAYERS envelope layers are read, and layers
+    declaring more than MAX_ENVELOPE_SIZE bytes are never fetched. Whatever
+    ``fetch_blob`` raises (an UpstreamError) propagates.
+    """
+    layers = manifest.get("layers")
+    if not isinstance(layers, list):
+        return []
+    found: list[Envelope] = []
+    for layer in layers:
+        if not isinstance(layer, dict) or layer.get("mediaType") != DSSE_MEDIA_TYPE:
+            continue
+        if len(found) == MAX_ATTESTATION_LAYERS:
+            break
+        found.append(_envelope(layer, fetch_blob))
+    return found
+
+
+def _envelope(layer: Mapping[str, Any], fetch_blob: Callable[[str, int], bytes]) -> Envelope:
+    digest, size = layer.get("digest"), layer.get("size")
+    if not isinstance(digest, str) or not digest.startswith(("sha256:", "sha512:")):
+        return "attestation layer has no valid digest"
+    if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+        return f"attestation layer {_shown(digest)} has no valid size"
+    if size > MAX_ENVELOPE_SIZE:
+        return (
+            f"attestation layer {digest} is {size} bytes; envelopes over "
+            f"{MAX_ENVELOPE_SIZE} bytes are not fetched"
+        )
+    try:
+        envelope = json.loads(fetch_blob(digest, size))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return f"attestation layer {digest} is not a JSON DSSE envelope"
+    if not isinstance(envelope, dict):
+        return f"attestation layer {digest} is not a JSON DSSE envelope"
+    return envelope
+
+
+def verify_attestation(
+    envelopes: Sequence[Envelope],
+    *,
+    image_digest: str,
+    predicate_type: str,
+    key: PublicKey,
+    key_name: str,
+) -> tuple[tuple[str, ...], str]:
+    """The predicates (as JSON text) ``key`` attested for ``image_digest``, or why none.
+
+    Returns ``(predicates, "")`` when at least one envelope passes, else
+    ``((), reason)`` with the most telling reason. Never raises.
+    """
+    predicates: list[str] = []
+    best = (-1, "no attestation found")
+    seen_types: set[str] = set()
+    for envelope in envelopes:
+        rank, reason, predicate = _check(envelope, image_digest, predicate_type, key, key_name)
+        if predicate is not None:
+            predicates.append(predicate)
+            continue
+        if rank == _WRONG_TYPE:
+            seen_types.add(reason)
+            reason = _wrong_types(seen_types, predicate_type)
+        if rank >= best[0]:
+            best = (rank, reason)
+    if predicates:
+        return tuple(predicates), ""
+    return (), best[1]
+
+
+def _check(
+    envelope: Envelope, digest: str, predicate_type: str, key: PublicKey, key_name: str
+) -> tuple[int, str, str | None]:
+    """(rank, reason, None) for an envelope that does not count, else (0, "", predicate)."""
+    if isinstance(envelope, str):
+        return _MALFORMED, envelope, None
+    payload = verify_dsse(envelope, key)
+    if payload is None:
+        return _UNVERIFIED, f"attestation signature does not verify with key {key_name}", None
+    if envelope.get("payloadType") != IN_TOTO_PAYLOAD_TYPE:
+        shown = _shown(str(envelope.get("payloadType")))
+        return _BAD_STATEMENT, f"signed payload type {shown} is not {IN_TOTO_PAYLOAD_TYPE}", None
+    try:
+        statement = json.loads(payload.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return _BAD_STATEMENT, "signed payload is not JSON", None
+    if not isinstance(statement, dict) or statement.get("_type") not in STATEMENT_TYPES:
+        return _BAD_STATEMENT, "signed payload is not an in-toto Statement", None
+    found = statement.get("predicateType")
+    if found != predicate_type:
+        return _WRONG_TYPE, _shown(found if isinstance(found, str) else repr(found)), None
+    if not statement_subject_matches(statement, digest):
+        return _WRONG_SUBJECT, f"signed attestation is about another subject, not {digest}", None
+    predicate = statement.get("predicate")
+    if not isinstance(predicate, dict):
+        return _BAD_STATEMENT, "signed statement's predicate is not an object", None
+    return 0, "", json.dumps(predicate, sort_keys=True)
+
+
+def _wrong_types(seen: set[str], wanted: str) -> str:
+    shown = sorted(seen)
+    more = f" and {len(shown) - 3} more" if len(shown) > 3 else ""
+    return f"signed attestations have predicate type {', '.join(shown[:3])}{more}, not {wanted}"
+
+
+def _shown(text: str) -> str:
+    if text.isascii() and text.isprintable() and len(text) <= _SHOWN_MAX:
+        return text
+    return json.dumps(text[:_SHOWN_MAX])
+
+
+def _fingerprint(requirement: Attestation) -> str:
+    """What an outcome depends on besides the digest: predicate type, threshold, authorities."""
+    return hashlib.sha256(repr(requirement).encode()).hexdigest()[:32]
+
+
+class AttestationCheck:
+    """Cosign attestations from the image's registry, verified against the policy's keys."""
+
+    name = "attestations"
+    pure = False
+
+    def __init__(self, client: RegistryClient, caches: Caches) -> None:
+        self._client = client
+        self._caches = caches
+
+    def run(self, image: ImageRef, policy: Policy, context: CheckContext) -> None:
+        """Return when every ``spec.attestations`` entry is met for the image's digest.
+
+        Raises:
+            CheckFailed: an entry has too few authorities; the message names its
+                predicate type and each authority tried and why it failed.
+            UpstreamError: the registry failed or timed out, said plainly.
+        """
+        if not policy.attestations:
+            return
+        digest = context.resolve()
+        loaded: list[list[Envelope] | None] = []
+
+        def envelopes() -> list[Envelope] | None:
+            if not loaded:
+                loaded.append(self._envelopes(image, digest, context.deadline))
+            return loaded[0]
+
+        for requirement in policy.attestations:
+            key = self._key(image, digest, requirement)
+            outcome: AttestationOutcome | None = self._caches.verified.get(key)
+            if outcome is None:
+                outcome = self._caches.failures.get(key)
+            if outcome is None:
+                outcome = self._verify(digest, requirement, envelopes())
+                cache = self._caches.verified if outcome.passed else self._caches.failures
+                cache.put(key, outcome)
+            if not outcome.passed:
+                raise CheckFailed(outcome.reason(), check=self.name)
+
+    def verified_predicates(
+        self, image: ImageRef, digest: str, predicate_type: str, policy: Policy
+    ) -> list[dict[str, Any]]:
+        """The predicates of type ``predicate_type`` that ``policy``'s authorities attested.
+
+        Only what this check verified for ``policy`` (and still caches) is
+        returned, so a later check of the same policy trusts exactly the
+        authorities the policy names; an empty list means nothing is known.
+        """
+        found: list[dict[str, Any]] = []
+        for requirement in policy.attestations:
+            if requirement.predicate_type != predicate_type:
+                continue
+            outcome = self._caches.verified.get(self._key(image, digest, requirement))
+            if isinstance(outcome, AttestationOutcome):
+                found.extend(json.loads(text) for text in outcome.predicates)
+        return found
+
+    @staticmethod
+    def _key(image: ImageRef, digest: str, requirement: Attestation) -> tuple[str, ...]:
+        fingerprint = _fingerprint(requirement)
+        return ("attestations", image.repository, digest, requirement.predicate_type, fingerprint)
+
+    def _envelopes(self, image: ImageRef, digest: str, deadline: Deadline) -> list[Envelope] | None:
+        """The envelopes of the image's ``.att`` manifest; None when there is none."""
+        try:
+            manifest = self._client.manifest(image, attestation_tag(digest), deadline)
+        except NotFound:
+            return None
+
+        def fetch(blob: str, size: int) -> bytes:
+            return self._client.blob(image, blob, deadline, max_bytes=size)
+
+        return attestation_envelopes(manifest.data, fetch)
+
+    def _verify(
+        self, digest: str, requirement: Attestation, envelopes: list[Envelope] | None
+    ) -> AttestationOutcome:
+        verified: list[str] = []
+        failures: list[tuple[str, str]] = []
+        predicates: list[str] = []
+        for authority in requirement.authorities:
+            found, reason = self._authority(digest, requirement, authority, envelopes)
+            if found:
+                verified.append(authority.name)
+                predicates.extend(found)
+            else:
+                failures.append((authority.name, reason))
+        return AttestationOutcome(
+            requirement.predicate_type,
+            tuple(verified),
+            tuple(failures),
+            requirement.threshold,
+            tuple(predicates),
+        )
+
+    @staticmethod
+    def _authority(
+        digest: str,
+        requirement: Attestation,
+        authority: Authority,
+        envelopes: list[Envelope] | None,
+    ) -> tuple[tuple[str, ...], str]:
+        if authority.key is None or authority.key.pem is None:
+            return (), "keyless verification is not available in this version"
+        tag = attestation_tag(digest)
+        if envelopes is None:
+            return (), f"no attestation found ({tag} does not exist)"
+        if not envelopes:
+            return (), f"no attestation found ({tag} has no DSSE envelope layers)"
+        try:
+            key = load_key(authority.key.pem, authority.key.file or authority.name)
+        except TrustgateError as exc:
+            return (), exc.message
+        return verify_attestation(
+            envelopes,
+            image_digest=digest,
+            predicate_type=requirement.predicate_type,
+            key=key,
+            key_name=authority.name,
+        )
