@@ -171,6 +171,7 @@ def test_signed_image_is_admitted(registry: Registry, signed_server: Server) -> 
         ("other-digest", "release: "),
         ("copied-sig", "release: "),
         ("tag-moved", "release: no signature found"),
+        ("tampered", "release: signature does not verify with key release"),
     ],
 )
 def test_bad_signatures_are_denied(
@@ -193,6 +194,12 @@ def test_bad_signatures_are_denied(
             blob = registry.request("GET", f"/v2/acme/donor/blobs/{layer['digest']}").content
             push_blob(registry, repo, blob)
         push_manifest(registry, repo, signature_tag(digest), donor_sig, OCI_MANIFEST)
+    elif case == "tampered":
+        signed = simple_signing_payload(f"{registry.host}/{repo}", digest)
+        stored = signed.replace(b'"optional":null', b'"optional":{"env":"prod"}')
+        assert stored != signed
+        manifest, blobs = signature_manifest([(stored, sign_b64(RELEASE, signed))])
+        push_artifact(registry, repo, signature_tag(digest), manifest, blobs)
     elif case == "tag-moved":
         sign(registry, repo, digest, RELEASE)
         image(registry, repo, b"moved")  # same tag, new content, never signed
@@ -240,7 +247,9 @@ def test_registry_hanging_is_denied_within_the_deadline(
     assert signed_server.get("/healthz").status_code == 200
 
 
-def test_registry_down_is_a_plain_denial(signed_server: Server, tmp_path: Path) -> None:
+def test_registry_outside_the_allowlist_is_never_contacted(
+    signed_server: Server, tmp_path: Path
+) -> None:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
