@@ -37,7 +37,12 @@ class Manifest:
 
 @dataclass(frozen=True, slots=True)
 class Row:
-    """One image of one workload, judged."""
+    """One image of one workload, judged.
+
+    ``reasons`` are the denials and warnings; ``notes`` say how the image passed
+    the checks that report it (which authorities signed); ``digest`` is what the
+    reference resolved to, when a check needed it.
+    """
 
     source: str
     kind: str
@@ -46,6 +51,8 @@ class Row:
     image: str
     decision: DecisionLabel
     reasons: tuple[str, ...] = ()
+    digest: str | None = None
+    notes: tuple[str, ...] = ()
 
     @property
     def resource(self) -> str:
@@ -132,7 +139,8 @@ def rows_for(source: str, request: AdmissionRequest, decision: Decision) -> list
             label = "denied"
         elif verdict.warnings:
             label = "warned"
-        rows.append(Row(*base, verdict.image, label, verdict.denials + verdict.warnings))
+        reasons = verdict.denials + verdict.warnings
+        rows.append(Row(*base, verdict.image, label, reasons, verdict.digest, verdict.notes))
     return rows
 
 

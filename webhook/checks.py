@@ -23,13 +23,21 @@ from webhook.registry import Deadline, RegistryClient
 class CheckContext:
     """What the checks of one image share during one review.
 
-    ``resolve`` returns the digest the reference points at, asking the registry
-    at most once per image and review, and only when a check needs it: the
-    allowlist runs first, so an image outside it never leads to a request.
+    ``resolve()`` returns the digest the reference points at, asking ``resolver``
+    (the registry) at most once per image and review, and only when a check
+    needs it: the allowlist runs first, so an image outside it never leads to a
+    request. ``digest`` is what was resolved so far, for reports.
     """
 
     deadline: Deadline
-    resolve: Callable[[], str]
+    resolver: Callable[[], str]
+    digest: str | None = None
+
+    def resolve(self) -> str:
+        """The image's digest, resolved once."""
+        if self.digest is None:
+            self.digest = self.resolver()
+        return self.digest
 
 
 class Check(Protocol):
@@ -43,8 +51,12 @@ class Check(Protocol):
     name: str
     pure: bool
 
-    def run(self, image: ImageRef, policy: Policy, context: CheckContext) -> None:
-        """Return if ``image`` passes; raise a TrustgateError saying why not."""
+    def run(self, image: ImageRef, policy: Policy, context: CheckContext) -> str | None:
+        """Return if ``image`` passes; raise a TrustgateError saying why not.
+
+        What it returns is an optional short note on how the image passed
+        (``signed by release``), shown by ``trustgate check`` and audit reports.
+        """
         ...
 
 
@@ -58,11 +70,11 @@ class Allowlist:
     name = "allowlist"
     pure = True
 
-    def run(self, image: ImageRef, policy: Policy, context: CheckContext) -> None:
+    def run(self, image: ImageRef, policy: Policy, context: CheckContext) -> str | None:
         """Raise CheckFailed when no registry glob matches the repository."""
         for glob in policy.registries:
             if glob.matches(image.repository):
-                return
+                return None
         allowed = ", ".join(str(g) for g in policy.registries)
         raise CheckFailed(
             f"repository {image.repository} is not in the registry allowlist ({allowed})",
@@ -76,7 +88,7 @@ class Digest:
     name = "digest"
     pure = True
 
-    def run(self, image: ImageRef, policy: Policy, context: CheckContext) -> None:
+    def run(self, image: ImageRef, policy: Policy, context: CheckContext) -> str | None:
         """Raise CheckFailed when the reference has no digest."""
         if image.digest is None:
             raise CheckFailed(
@@ -84,6 +96,7 @@ class Digest:
                 f"{image.repository}@sha256:<digest> (the policy sets requireDigest)",
                 check=self.name,
             )
+        return None
 
 
 class Unavailable:
@@ -94,7 +107,7 @@ class Unavailable:
     def __init__(self, name: str) -> None:
         self.name = name
 
-    def run(self, image: ImageRef, policy: Policy, context: CheckContext) -> None:
+    def run(self, image: ImageRef, policy: Policy, context: CheckContext) -> str | None:
         """Always raise CheckUnavailable."""
         raise CheckUnavailable(
             f"the policy requires {self.name} verification, which this version of "

@@ -46,7 +46,7 @@ def display(text: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class CheckResult:
-    """The outcome of one check."""
+    """The outcome of one check: why it failed, or a note on how it passed."""
 
     check: str
     outcome: Outcome
@@ -78,7 +78,8 @@ class Verdict:
 
     ``denials`` are enforce failures (the workload is refused); ``warnings`` are
     audit failures and no-match warnings (the workload is admitted). Each entry
-    is one line naming the image, the policy and the failed check.
+    is one line naming the image, the policy and the failed check. ``digest`` is
+    what the reference resolved to, when a check needed it.
     """
 
     image: str
@@ -87,6 +88,17 @@ class Verdict:
     denials: tuple[str, ...] = ()
     warnings: tuple[str, ...] = ()
     no_match: NoMatch | None = None
+    digest: str | None = None
+
+    @property
+    def notes(self) -> tuple[str, ...]:
+        """How the image passed each check that says so: ``policy "p": signed by release``."""
+        return tuple(
+            f'policy "{policy.policy}": {result.message}'
+            for policy in self.policies
+            for result in policy.results
+            if result.outcome == "pass" and result.message
+        )
 
     @property
     def allowed(self) -> bool:
@@ -245,32 +257,27 @@ class Engine:
                 continue
             line = _line(shown, result.policy, result.mode, failure)
             (denials if result.mode == "enforce" else warnings).append(line)
-        return Verdict(shown, ref, results, tuple(denials), tuple(warnings))
+        return Verdict(shown, ref, results, tuple(denials), tuple(warnings), digest=context.digest)
 
     def _context(self, ref: ImageRef, deadline: Deadline) -> CheckContext:
-        resolved: list[str] = []
+        resolver = self._resolver
 
         def resolve() -> str:
-            if not resolved:
-                if ref.digest is not None:
-                    resolved.append(ref.digest)
-                elif self._resolver is None:
-                    raise CheckUnavailable("no registry client is configured to resolve tags")
-                else:
-                    resolved.append(self._resolver(ref, deadline))
-            return resolved[0]
+            if resolver is None:
+                raise CheckUnavailable("no registry client is configured to resolve tags")
+            return resolver(ref, deadline)
 
-        return CheckContext(deadline=deadline, resolve=resolve)
+        return CheckContext(deadline, resolve, ref.digest)
 
     def _run_policy(self, ref: ImageRef, policy: Policy, context: CheckContext) -> PolicyResult:
         results: list[CheckResult] = []
         for check in checks_for(policy, self._checks):
             try:
-                check.run(ref, policy, context)
+                note = check.run(ref, policy, context)
             except TrustgateError as exc:
                 results.append(CheckResult(check.name, exc.outcome, exc.message))
                 break
-            results.append(CheckResult(check.name, "pass"))
+            results.append(CheckResult(check.name, "pass", note or ""))
         return PolicyResult(policy.name, policy.mode, tuple(results))
 
     def _unmatched(self, shown: str, ref: ImageRef, namespace: str) -> Verdict:

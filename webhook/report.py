@@ -12,19 +12,26 @@ from webhook.audit import Row
 FORMATS = ("table", "json", "junit")
 
 
+_SHORT_DIGEST = len("sha256:") + 12
+
+
 def _table(rows: Sequence[Row]) -> str:
     if not rows:
         return "no workload images found\n"
-    header = ("RESOURCE", "NAMESPACE", "IMAGE", "DECISION", "REASON")
-    lines = [
-        (r.resource, r.namespace or "-", r.image, r.decision.upper(), "; ".join(r.reasons) or "-")
-        for r in rows
-    ]
-    widths = [max(len(line[i]) for line in [header, *lines]) for i in range(4)]
+    digests = any(r.digest for r in rows)
+    header = ["RESOURCE", "NAMESPACE", "IMAGE", *(["DIGEST"] if digests else []), "DECISION"]
+    lines = []
+    for r in rows:
+        cells = [r.resource, r.namespace or "-", r.image]
+        if digests:
+            cells.append(r.digest[:_SHORT_DIGEST] if r.digest else "-")
+        cells.append(r.decision.upper())
+        lines.append((cells, "; ".join(r.reasons + r.notes) or "-"))
+    widths = [max(len(c[i]) for c in [header] + [cells for cells, _ in lines])
+              for i in range(len(header))]  # fmt: skip
     out = []
-    for line in [header, *lines]:
-        cells = [line[i].ljust(widths[i]) for i in range(4)]
-        out.append("  ".join([*cells, line[4]]))
+    for cells, reason in [(header, "REASON"), *lines]:
+        out.append("  ".join([*(c.ljust(w) for c, w in zip(cells, widths, strict=True)), reason]))
     counts = {d: sum(1 for r in rows if r.decision == d) for d in ("allowed", "warned", "denied")}
     out.append("")
     out.append(
@@ -39,6 +46,7 @@ def _json(rows: Sequence[Row]) -> str:
     for row in rows:
         item = asdict(row)
         item["reasons"] = list(row.reasons)
+        item["notes"] = list(row.notes)
         items.append(item)
     return json.dumps(items, indent=2) + "\n"
 
@@ -62,8 +70,8 @@ def _junit(rows: Sequence[Row]) -> str:
         if row.decision == "denied":
             failure = ET.SubElement(case, "failure", message=row.reasons[0] if row.reasons else "")
             failure.text = "\n".join(row.reasons)
-        elif row.reasons:
-            ET.SubElement(case, "system-out").text = "\n".join(row.reasons)
+        elif row.reasons or row.notes:
+            ET.SubElement(case, "system-out").text = "\n".join(row.reasons + row.notes)
     ET.indent(suite)
     return (
         '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(suite, encoding="unicode") + "\n"

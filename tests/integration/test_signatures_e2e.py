@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import socket
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -18,7 +19,7 @@ from tests.cosign import (
     signature_manifest,
     simple_signing_payload,
 )
-from tests.integration.conftest import Server, start_server, stop_server
+from tests.integration.conftest import Server, start_server, stop_server, trustgate_command
 from tests.kube import pod_spec, review, workload
 from tests.registry import (
     OCI_MANIFEST,
@@ -341,3 +342,37 @@ def test_per_platform_all_signed_is_admitted(registry: Registry, signed_server: 
         sign(registry, "acme/multi-signed", digest, RELEASE)
     assert decide(signed_server, ref, namespace="multi-a")["allowed"] is True
     assert decide(signed_server, f"{ref.rsplit(':', 1)[0]}@{index}", namespace="multi-a")["allowed"]
+
+
+def test_check_command_shows_digest_and_authorities(
+    registry: Registry, signed_server: Server
+) -> None:
+    """`trustgate check` against the real registry: digest, who signed, and why others did not."""
+    good, good_digest = image(registry, "acme/check-good", b"check-good")
+    sign(registry, "acme/check-good", good_digest, RELEASE)
+    half, half_digest = image(registry, "acme/check-half", b"check-half")
+    sign(registry, "acme/check-half", half_digest, RELEASE)
+    config = signed_server.policies.parent / "trustgate.yaml"
+
+    def check(*argv: str) -> subprocess.CompletedProcess[str]:
+        files = ["--policies", str(signed_server.policies), "--config", str(config)]
+        command = [*trustgate_command(), "check", *argv, *files]
+        return subprocess.run(command, capture_output=True, text=True, timeout=60)
+
+    done = check(good, half, "--namespace", "two-a", "--output", "json")
+    assert done.returncode == 1, done.stderr
+    rows = {row["image"]: row for row in json.loads(done.stdout)}
+    assert rows[good]["digest"] == good_digest
+    assert rows[half]["digest"] == half_digest
+    # The two-keys policy wants release and other; only release signed either image.
+    for row in rows.values():
+        assert row["decision"] == "denied"
+        assert "1 of the 2 required authorities verified" in row["reasons"][0]
+        assert "other: signature does not verify with key other" in row["reasons"][0]
+    sign(registry, "acme/check-good", good_digest, RELEASE, OTHER)
+    table = check(good, "--namespace", "two-b")
+    assert table.returncode == 0, table.stdout + table.stderr
+    header, line = table.stdout.splitlines()[:2]
+    assert header.split()[:5] == ["RESOURCE", "NAMESPACE", "IMAGE", "DIGEST", "DECISION"]
+    assert good_digest[:19] in line
+    assert 'policy "two-keys": signed by release, other' in line

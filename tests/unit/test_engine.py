@@ -5,8 +5,11 @@ from __future__ import annotations
 import pytest
 
 from tests.builders import engine, policy
+from webhook.checks import CheckContext
 from webhook.engine import Engine, display
 from webhook.policy.model import Authority, Freshness, KeyRef, PolicySet, Signatures
+from webhook.reference import ImageRef
+from webhook.registry import Deadline
 
 
 def one(e: Engine, image: str, namespace: str = "prod-web", kind: str = "Pod"):
@@ -202,3 +205,40 @@ def test_verdicts_are_memoised_only_for_pure_checks(pure: bool, calls: int) -> N
     for _ in range(3):
         e.evaluate(["quay.io/acme/a:1"], namespace="prod-x", kind="Pod")
     assert check.calls == calls
+
+
+class ResolvingCheck:
+    """A network check that needs the digest and says how the image passed."""
+
+    name = "allowlist"
+    pure = False
+
+    def run(self, image: object, policy: object, context: CheckContext) -> str | None:
+        return f"checked {context.resolve()}"
+
+
+def test_verdict_carries_the_resolved_digest_and_pass_notes() -> None:
+    digest = "sha256:" + "1" * 64
+    asked: list[str] = []
+
+    def resolver(ref: ImageRef, deadline: Deadline) -> str:
+        asked.append(ref.repository)
+        return digest
+
+    policy_set = PolicySet((policy(), policy("second")))
+    e = Engine(lambda: policy_set, checks={"allowlist": ResolvingCheck()}, resolver=resolver)
+    verdict = one(e, "quay.io/acme/api:1.2")
+    assert verdict.digest == digest
+    assert verdict.notes == (
+        f'policy "production": checked {digest}',
+        f'policy "second": checked {digest}',
+    )
+    assert asked == ["quay.io/acme/api"]  # resolved once for both policies
+
+
+def test_verdict_digest_is_the_pinned_one_and_none_when_never_needed() -> None:
+    pinned = "sha256:" + "2" * 64
+    assert one(engine(policy()), f"quay.io/acme/api@{pinned}").digest == pinned
+    verdict = one(engine(policy()), "quay.io/acme/api:1.2")
+    assert verdict.digest is None
+    assert verdict.notes == ()

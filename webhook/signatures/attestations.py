@@ -213,8 +213,8 @@ class AttestationCheck:
         self._client = client
         self._caches = caches
 
-    def run(self, image: ImageRef, policy: Policy, context: CheckContext) -> None:
-        """Return when every ``spec.attestations`` entry is met for the image's digest.
+    def run(self, image: ImageRef, policy: Policy, context: CheckContext) -> str | None:
+        """Return who attested what, when every ``spec.attestations`` entry is met.
 
         Raises:
             CheckFailed: an entry has too few authorities; the message names its
@@ -222,7 +222,7 @@ class AttestationCheck:
             UpstreamError: the registry failed or timed out, said plainly.
         """
         if not policy.attestations:
-            return
+            return None
         digest = context.resolve()
         loaded: list[list[Envelope] | None] = []
 
@@ -231,6 +231,7 @@ class AttestationCheck:
                 loaded.append(self._envelopes(image, digest, context.deadline))
             return loaded[0]
 
+        notes: list[str] = []
         for requirement in policy.attestations:
             key = self._key(image, digest, requirement)
             outcome: AttestationOutcome | None = self._caches.verified.get(key)
@@ -242,6 +243,8 @@ class AttestationCheck:
                 cache.put(key, outcome)
             if not outcome.passed:
                 raise CheckFailed(outcome.reason(), check=self.name)
+            notes.append(f"{outcome.predicate_type} attested by {', '.join(outcome.verified)}")
+        return "; ".join(notes)
 
     def verified_predicates(
         self, image: ImageRef, digest: str, predicate_type: str, policy: Policy

@@ -136,8 +136,8 @@ class SignatureCheck:
         self._client = client
         self._caches = caches
 
-    def run(self, image: ImageRef, policy: Policy, context: CheckContext) -> None:
-        """Return when ``threshold`` authorities verify the image's digest.
+    def run(self, image: ImageRef, policy: Policy, context: CheckContext) -> str | None:
+        """Return which authorities signed, when ``threshold`` of them verify the digest.
 
         Raises:
             CheckFailed: too few authorities verified; the message names each one tried
@@ -146,17 +146,20 @@ class SignatureCheck:
         """
         signatures = policy.signatures
         if signatures is None:
-            return
+            return None
         digest = context.resolve()
         outcome = self._outcome(image, digest, signatures, context.deadline)
         if not outcome.passed:
             raise CheckFailed(outcome.reason(), check=self.name)
+        note = f"signed by {', '.join(outcome.verified)}"
         if not signatures.per_platform:
-            return
-        for platform, child in self._platforms(image, digest, context.deadline):
-            outcome = self._outcome(image, child, signatures, context.deadline)
-            if not outcome.passed:
-                raise CheckFailed(outcome.reason(f"{platform} ({child})"), check=self.name)
+            return note
+        platforms = self._platforms(image, digest, context.deadline)
+        for platform, child in platforms:
+            child_outcome = self._outcome(image, child, signatures, context.deadline)
+            if not child_outcome.passed:
+                raise CheckFailed(child_outcome.reason(f"{platform} ({child})"), check=self.name)
+        return f"{note}, and each of its {len(platforms)} platform images" if platforms else note
 
     def _outcome(
         self, image: ImageRef, digest: str, signatures: Signatures, deadline: Deadline
