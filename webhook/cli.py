@@ -80,12 +80,18 @@ def build_parser(env: os._Environ[str] | dict[str, str] | None = None) -> argpar
     check.add_argument("--kind", default="Pod", help="the object kind policies see (default Pod)")
 
     audit_cmd = commands.add_parser(
-        "audit", parents=[common], help="dry-run: judge manifests (files, directories, -)"
+        "audit",
+        parents=[common],
+        help="dry-run: judge manifests (files, directories, -) or a live cluster (--cluster)",
     )
-    audit_cmd.add_argument("paths", nargs="+", metavar="PATH")
+    audit_cmd.add_argument("paths", nargs="*", metavar="PATH")
     audit_cmd.add_argument(
-        "--namespace", "-n", default="default", help="namespace of objects that name none"
+        "--namespace",
+        "-n",
+        help="manifests: namespace of objects that name none (default: default); "
+        "--cluster: audit only this namespace",
     )
+    _add_cluster_flags(audit_cmd)
 
     policy = commands.add_parser("policy", help="lint, test or describe policies")
     policy_commands = policy.add_subparsers(dest="policy_command", required=True)
@@ -109,6 +115,26 @@ def build_parser(env: os._Environ[str] | dict[str, str] | None = None) -> argpar
     generate.add_argument("--days", type=int, default=365)
     generate.add_argument("--force", action="store_true", help="overwrite existing files")
     return parser
+
+
+def _add_cluster_flags(audit_cmd: argparse.ArgumentParser) -> None:
+    cluster = audit_cmd.add_argument_group("live cluster")
+    cluster.add_argument(
+        "--cluster", action="store_true", help="list workloads through the Kubernetes API"
+    )
+    cluster.add_argument(
+        "--kubeconfig",
+        type=Path,
+        help="kubeconfig file (default: $KUBECONFIG, then in-cluster, then ~/.kube/config)",
+    )
+    cluster.add_argument("--context", help="kubeconfig context (default: current-context)")
+    cluster.add_argument(
+        "--exclude-namespace",
+        action="append",
+        default=[],
+        metavar="NS",
+        help="skip a namespace, as the webhook's namespaceSelector does (repeatable)",
+    )
 
 
 def _engine(args: argparse.Namespace, config: Config, directory: Path | None = None) -> Engine:
@@ -173,8 +199,24 @@ def _check(args: argparse.Namespace, config: Config) -> int:
 
 
 def _audit(args: argparse.Namespace, config: Config) -> int:
+    if args.cluster == bool(args.paths):
+        raise TrustgateError("give manifest paths or --cluster, not both or neither")
     engine = _engine(args, config)
-    rows = audit(engine, read_manifests(args.paths), namespace=args.namespace)
+    if not args.cluster:
+        rows = audit(engine, read_manifests(args.paths), namespace=args.namespace or "default")
+        return _print_rows(rows, args.output)
+    from webhook.kube import KubeClient, cluster_manifests, load_credentials
+
+    credentials = load_credentials(args.kubeconfig, args.context, os.environ)
+    print(f"trustgate: auditing {credentials.server} ({credentials.source})", file=sys.stderr)
+    with KubeClient(credentials) as client:
+        manifests = cluster_manifests(
+            client,
+            namespace=args.namespace,
+            exclude_namespaces=frozenset(args.exclude_namespace),
+            progress=lambda line: print(f"trustgate: {line}", file=sys.stderr, flush=True),
+        )
+        rows = audit(engine, manifests, namespace=args.namespace or "default")
     return _print_rows(rows, args.output)
 
 

@@ -156,3 +156,10 @@ class CheckUnavailable(TrustgateError):
 
 class ManifestError(TrustgateError):
     """A manifest file given to ``trustgate audit`` cannot be read or parsed."""
+
+
+class KubeError(TrustgateError):
+    """The Kubernetes API cannot be reached, refuses a request, or is not configured.
+
+    Raised by ``trustgate audit --cluster``; never on the admission path.
+    """

@@ -43,6 +43,7 @@ from webhook.policy.model import (
 )
 from webhook.policy.schema import validate_document
 from webhook.signatures.keys import load_public_key
+from webhook.signatures.trustroot import PRODUCTION, load_trusted_root
 
 API_VERSION = "trustgate.dev/v1alpha1"
 POLICY_KIND = "ImagePolicy"
@@ -405,6 +406,7 @@ def _check_key(pem: str, source: str, origin: _Origin, field: str) -> None:
 
 
 def _keyless(keyless: Mapping[str, Any], origin: _Origin, field: str) -> Keyless:
+    """The identity, with its regexes compiled and its trusted root loaded now."""
     for name in ("issuerRegExp", "subjectRegExp"):
         if name in keyless:
             try:
@@ -412,12 +414,19 @@ def _keyless(keyless: Mapping[str, Any], origin: _Origin, field: str) -> Keyless
             except re.error as exc:
                 message = f"is not a valid regular expression: {exc}"
                 raise origin.error(message, f"{field}.{name}") from exc
+    try:
+        root = load_trusted_root(keyless.get("trustedRoot", PRODUCTION), origin.file.parent)
+    except PolicyError as exc:
+        raise origin.error(exc.message, f"{field}.trustedRoot") from exc
     return Keyless(
         issuer=keyless.get("issuer"),
         issuer_regexp=keyless.get("issuerRegExp"),
         subject=keyless.get("subject"),
         subject_regexp=keyless.get("subjectRegExp"),
-        trusted_root=keyless.get("trustedRoot", "production"),
+        trusted_root=root.name,
+        extensions=tuple(sorted(keyless.get("extensions", {}).items())),
+        root_digest=root.digest,
+        root=root,
     )
 
 

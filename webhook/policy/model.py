@@ -9,10 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from webhook.policy.globs import Glob, any_match
 from webhook.reference import ImageRef
+
+if TYPE_CHECKING:
+    from webhook.signatures.trustroot import TrustRoot
 
 Mode = Literal["enforce", "audit"]
 NoMatch = Literal["deny", "warn", "allow"]
@@ -56,13 +59,25 @@ class KeyRef:
 
 @dataclass(frozen=True, slots=True)
 class Keyless:
-    """A keyless (Fulcio certificate) identity."""
+    """A keyless (Fulcio certificate) identity, pinned to one Sigstore trusted root.
+
+    Issuer and subject match exactly, or by a regular expression that must
+    match the whole value (``re.fullmatch``): ``acme`` never matches
+    ``acme-evil``. ``extensions`` pins certificate extensions by their policy
+    name (``githubWorkflowRepository``, ...) to exact values. ``root`` is the
+    trusted root loaded when the policy loaded (never at admission);
+    ``trusted_root`` names it and ``root_digest`` fingerprints its content, so
+    a changed root never reuses a cached outcome.
+    """
 
     issuer: str | None = None
     issuer_regexp: str | None = None
     subject: str | None = None
     subject_regexp: str | None = None
     trusted_root: str = "production"
+    extensions: tuple[tuple[str, str], ...] = ()
+    root_digest: str = field(default="", compare=False)
+    root: TrustRoot | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)

@@ -36,6 +36,7 @@ from webhook.signatures.cosign import (
     verify_dsse,
 )
 from webhook.signatures.keys import PublicKey
+from webhook.signatures.material import KeylessMaterial
 
 #: The in-toto Statement versions accepted.
 STATEMENT_TYPES = frozenset(
@@ -231,6 +232,14 @@ class AttestationCheck:
                 loaded.append(self._envelopes(image, digest, context.deadline))
             return loaded[0]
 
+        found: list[KeylessMaterial] = []
+
+        def bundles() -> KeylessMaterial:
+            # Sigstore bundles (keyless attestations) come from the referrers, read once.
+            if not found:
+                found.append(KeylessMaterial(self._client, image, digest, None, context.deadline))
+            return found[0]
+
         notes: list[str] = []
         for requirement in policy.attestations:
             key = self._key(image, digest, requirement)
@@ -238,7 +247,7 @@ class AttestationCheck:
             if outcome is None:
                 outcome = self._caches.failures.get(key)
             if outcome is None:
-                outcome = self._verify(digest, requirement, envelopes())
+                outcome = self._verify(digest, requirement, envelopes(), bundles)
                 cache = self._caches.verified if outcome.passed else self._caches.failures
                 cache.put(key, outcome)
             if not outcome.passed:
@@ -282,13 +291,20 @@ class AttestationCheck:
         return attestation_envelopes(manifest.data, fetch)
 
     def _verify(
-        self, digest: str, requirement: Attestation, envelopes: list[Envelope] | None
+        self,
+        digest: str,
+        requirement: Attestation,
+        envelopes: list[Envelope] | None,
+        material: Callable[[], KeylessMaterial],
     ) -> AttestationOutcome:
         verified: list[str] = []
         failures: list[tuple[str, str]] = []
         predicates: list[str] = []
         for authority in requirement.authorities:
-            found, reason = self._authority(digest, requirement, authority, envelopes)
+            if authority.keyless is not None:
+                found, reason = material().verify_attestation(authority, requirement.predicate_type)
+            else:
+                found, reason = self._authority(digest, requirement, authority, envelopes)
             if found:
                 verified.append(authority.name)
                 predicates.extend(found)
@@ -310,7 +326,7 @@ class AttestationCheck:
         envelopes: list[Envelope] | None,
     ) -> tuple[tuple[str, ...], str]:
         if authority.key is None or authority.key.pem is None:
-            return (), "keyless verification is not available in this version"
+            return (), "authority has no public key"
         tag = attestation_tag(digest)
         if envelopes is None:
             return (), f"no attestation found ({tag} does not exist)"

@@ -28,6 +28,7 @@ from webhook.registry import Deadline, Manifest, NotFound, RegistryClient
 from webhook.registry.client import DOCKER_MANIFEST_LIST, OCI_INDEX
 from webhook.signatures.cosign import signature_tag, verify_with_key
 from webhook.signatures.keys import PublicKey, load_public_key
+from webhook.signatures.material import KeylessMaterial
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,8 +199,12 @@ class SignatureCheck:
             manifest = None
         verified: list[str] = []
         failures: list[tuple[str, str]] = []
+        material = KeylessMaterial(self._client, image, digest, manifest, deadline)
         for authority in signatures.authorities:
-            reason = self._authority(image, digest, signatures, authority, manifest, deadline)
+            if authority.keyless is not None:
+                reason = material.verify_signature(signatures, authority)
+            else:
+                reason = self._authority(image, digest, signatures, authority, manifest, deadline)
             if reason is None:
                 verified.append(authority.name)
             else:
@@ -215,9 +220,9 @@ class SignatureCheck:
         manifest: Manifest | None,
         deadline: Deadline,
     ) -> str | None:
-        """None when ``authority`` verifies, else why not."""
+        """None when key ``authority`` verifies, else why not."""
         if authority.key is None or authority.key.pem is None:
-            return "keyless verification is not available in this version"
+            return "authority has no public key"
         if manifest is None:
             return f"no signature found ({signature_tag(digest)} does not exist)"
         try:

@@ -1,0 +1,187 @@
+{{/* Name of the chart, or nameOverride. */}}
+{{- define "trustgate.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Full name: release-chart unless the release name already contains the chart name. */}}
+{{- define "trustgate.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "trustgate.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "trustgate.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "trustgate.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{- define "trustgate.labels" -}}
+helm.sh/chart: {{ include "trustgate.chart" . }}
+{{ include "trustgate.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end }}
+
+{{- define "trustgate.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "trustgate.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{/* The webhook image reference: repository, tag (default appVersion), optional digest. */}}
+{{- define "trustgate.image" -}}
+{{- $tag := default .Chart.AppVersion .Values.image.tag }}
+{{- if .Values.image.digest }}
+{{- printf "%s:%s@%s" .Values.image.repository $tag .Values.image.digest }}
+{{- else }}
+{{- printf "%s:%s" .Values.image.repository $tag }}
+{{- end }}
+{{- end }}
+
+{{/* The Secret holding tls.crt and tls.key that the server serves. */}}
+{{- define "trustgate.tlsSecretName" -}}
+{{- if eq .Values.tls.mode "secret" }}
+{{- required "tls.secret.name is required when tls.mode is secret" .Values.tls.secret.name }}
+{{- else }}
+{{- printf "%s-tls" (include "trustgate.fullname" .) }}
+{{- end }}
+{{- end }}
+
+{{/* DNS names the API server uses to reach the Service. */}}
+{{- define "trustgate.dnsNames" -}}
+{{- $svc := include "trustgate.fullname" . }}
+{{- $ns := .Release.Namespace }}
+{{- list $svc (printf "%s.%s" $svc $ns) (printf "%s.%s.svc" $svc $ns) (printf "%s.%s.svc.%s" $svc $ns .Values.tls.clusterDomain) | toJson }}
+{{- end }}
+
+{{/* The ConfigMap of policies mounted into the server. */}}
+{{- define "trustgate.policiesConfigMap" -}}
+{{- default (printf "%s-policies" (include "trustgate.fullname" .)) .Values.policies.existingConfigMap }}
+{{- end }}
+
+{{/* The policy directory as the server sees it. */}}
+{{- define "trustgate.policyDir" -}}
+{{- if .Values.gitSync.enabled }}
+{{- printf "/git/current/%s" .Values.gitSync.path | trimSuffix "/" }}
+{{- else }}
+{{- print "/etc/trustgate/policies" }}
+{{- end }}
+{{- end }}
+
+{{/* trustgate.yaml: the config values, with deadlineSeconds below the webhook timeout. */}}
+{{- define "trustgate.configFile" -}}
+{{- $config := deepCopy .Values.config }}
+{{- if not (hasKey $config "deadlineSeconds") }}
+{{- $_ := set $config "deadlineSeconds" (sub (int .Values.webhook.timeoutSeconds) 2 | max 1) }}
+{{- end }}
+{{- toYaml $config }}
+{{- end }}
+
+{{/* Volumes and mounts shared by the server and the audit job: config and policies. */}}
+{{- define "trustgate.policyVolumes" -}}
+- name: config
+  configMap:
+    name: {{ include "trustgate.fullname" . }}-config
+{{- if not .Values.gitSync.enabled }}
+- name: policies
+  configMap:
+    name: {{ include "trustgate.policiesConfigMap" . }}
+{{- else }}
+- name: git
+  emptyDir: {}
+{{- if .Values.gitSync.credentialsSecret }}
+- name: git-credentials
+  secret:
+    secretName: {{ .Values.gitSync.credentialsSecret }}
+    defaultMode: 0440
+{{- end }}
+{{- end }}
+{{- range .Values.registryCredentials.secrets }}
+- name: registry-{{ . }}
+  secret:
+    secretName: {{ . }}
+{{- end }}
+{{- end }}
+
+{{- define "trustgate.policyMounts" -}}
+- name: config
+  mountPath: /etc/trustgate/config
+  readOnly: true
+{{- if not .Values.gitSync.enabled }}
+- name: policies
+  mountPath: /etc/trustgate/policies
+  readOnly: true
+{{- else }}
+- name: git
+  mountPath: /git
+  readOnly: true
+{{- end }}
+{{- range .Values.registryCredentials.secrets }}
+- name: registry-{{ . }}
+  mountPath: /etc/trustgate/registry/{{ . }}
+  readOnly: true
+{{- end }}
+{{- end }}
+
+{{/* A git-sync container; "init" clones once before the server starts. */}}
+{{- define "trustgate.gitSyncContainer" -}}
+{{- $root := .root }}
+{{- $g := $root.Values.gitSync }}
+- name: {{ if .init }}git-sync-init{{ else }}git-sync{{ end }}
+  image: "{{ $g.image.repository }}:{{ $g.image.tag }}"
+  imagePullPolicy: {{ $g.image.pullPolicy }}
+  args:
+    - --repo={{ required "gitSync.repo is required when gitSync.enabled" $g.repo }}
+    - --ref={{ $g.ref }}
+    - --root=/git
+    - --link=current
+    - --depth=1
+    - --period={{ $g.period }}s
+    {{- if .init }}
+    - --one-time
+    {{- end }}
+  {{- if $g.credentialsSecret }}
+  env:
+    {{- if eq $g.auth "ssh" }}
+    - name: GITSYNC_SSH_KEY_FILE
+      value: /etc/git-secret/ssh
+    - name: GITSYNC_SSH_KNOWN_HOSTS_FILE
+      value: /etc/git-secret/known_hosts
+    {{- else }}
+    - name: GITSYNC_USERNAME
+      valueFrom:
+        secretKeyRef:
+          name: {{ $g.credentialsSecret }}
+          key: username
+    - name: GITSYNC_PASSWORD_FILE
+      value: /etc/git-secret/password
+    {{- end }}
+  {{- end }}
+  securityContext:
+    {{- toYaml $root.Values.securityContext | nindent 4 }}
+  resources:
+    {{- toYaml $g.resources | nindent 4 }}
+  volumeMounts:
+    - name: git
+      mountPath: /git
+    {{- if $g.credentialsSecret }}
+    - name: git-credentials
+      mountPath: /etc/git-secret
+      readOnly: true
+    {{- end }}
+    - name: tmp
+      mountPath: /tmp
+{{- end }}

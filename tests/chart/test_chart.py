@@ -1,0 +1,525 @@
+"""charts/trustgate rendered and linted by a real Helm, checked against Kubernetes schemas.
+
+Helm runs in-process through the ``helm-python-sdk`` wheel (Helm 4's Go SDK behind a C
+ABI); ``kubernetes-validate`` ships the OpenAPI schemas of every Kubernetes release, so
+all of this works offline.
+"""
+
+from __future__ import annotations
+
+import base64
+import ipaddress
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import helm_python as helm
+import kubernetes_validate
+import pytest
+import yaml
+from cryptography import x509
+
+from webhook.cli import build_parser
+from webhook.policy.loader import load_directory
+
+REPO = Path(__file__).resolve().parents[2]
+CHART = REPO / "charts" / "trustgate"
+RELEASE = "trustgate"
+NAMESPACE = "trustgate-system"
+KUBERNETES = ("1.30.0", kubernetes_validate.latest_version())
+#: Kinds whose schema is a CRD's, not Kubernetes'; checked field by field below.
+CRDS = {"Certificate", "Issuer", "ServiceMonitor"}
+WORKLOAD_RULES = {
+    ("", "pods"),
+    ("", "pods/ephemeralcontainers"),
+    ("", "replicationcontrollers"),
+    ("apps", "deployments"),
+    ("apps", "replicasets"),
+    ("apps", "statefulsets"),
+    ("apps", "daemonsets"),
+    ("batch", "jobs"),
+    ("batch", "cronjobs"),
+}
+
+CASES: dict[str, dict[str, Any]] = {
+    "default": {},
+    "cert-manager": {"tls": {"mode": "certManager"}},
+    "cert-manager-issuer": {
+        "tls": {
+            "mode": "certManager",
+            "certManager": {"issuerRef": {"name": "corp-ca", "kind": "ClusterIssuer"}},
+        }
+    },
+    "existing-secret": {"tls": {"mode": "secret", "secret": {"name": "webhook-tls"}}},
+    "hpa-networkpolicy-servicemonitor": {
+        "autoscaling": {"enabled": True},
+        "networkPolicy": {
+            "enabled": True,
+            "ingressFrom": [{"ipBlock": {"cidr": "10.0.0.0/8"}}],
+            "egress": [{"ports": [{"port": 443, "protocol": "TCP"}]}],
+        },
+        "metrics": {"serviceMonitor": {"enabled": True, "labels": {"release": "prom"}}},
+        "priorityClassName": "system-cluster-critical",
+    },
+    "git-sync": {
+        "gitSync": {
+            "enabled": True,
+            "repo": "https://git.example.com/platform/policies.git",
+            "ref": "release",
+            "credentialsSecret": "policies-git",
+        }
+    },
+    "git-sync-ssh": {
+        "gitSync": {
+            "enabled": True,
+            "repo": "git@git.example.com:platform/policies.git",
+            "credentialsSecret": "policies-ssh",
+            "auth": "ssh",
+            "path": "",
+        }
+    },
+    "audit-job": {"auditJob": {"enabled": True}, "registryCredentials": {"secrets": ["quay"]}},
+    "audit-job-namespace": {
+        "auditJob": {"enabled": True, "namespace": "prod-web", "output": "junit"},
+        "gitSync": {"enabled": True, "repo": "https://git.example.com/p.git"},
+    },
+}
+
+
+@pytest.fixture(scope="module")
+def ca_pem(tmp_path_factory: pytest.TempPathFactory) -> str:
+    from webhook import certs
+
+    paths = certs.generate(tmp_path_factory.mktemp("ca"), service="x", namespace="y")
+    return paths.ca.read_text()
+
+
+def values_for(case: str, ca_pem: str) -> dict[str, Any]:
+    values = yaml.safe_load(yaml.safe_dump(CASES[case]))  # a deep copy
+    if case == "existing-secret":
+        values["tls"]["secret"]["caBundle"] = ca_pem
+    return values
+
+
+def render(values: dict[str, Any] | None = None, namespace: str = NAMESPACE) -> list[dict]:
+    """Every object the chart renders, as Helm would install it."""
+    chart = helm.Chart.load(CHART)
+    manifests = chart.render(values, name=RELEASE, namespace=namespace, is_install=True)
+    objects = []
+    for path, text in sorted(manifests.items()):
+        if path.endswith("NOTES.txt"):
+            continue
+        objects.extend(doc for doc in yaml.safe_load_all(text) if doc)
+    return objects
+
+
+def one(objects: list[dict], kind: str, name: str | None = None) -> dict:
+    found = [o for o in objects if o["kind"] == kind and name in (None, o["metadata"]["name"])]
+    assert len(found) == 1, f"{len(found)} {kind} objects named {name}"
+    return found[0]
+
+
+def kinds(objects: list[dict]) -> set[str]:
+    return {o["kind"] for o in objects}
+
+
+def containers(pod_spec: dict) -> Iterator[dict]:
+    yield from pod_spec.get("initContainers", [])
+    yield from pod_spec["containers"]
+
+
+@pytest.fixture(scope="module", params=sorted(CASES))
+def case(request: pytest.FixtureRequest, ca_pem: str) -> tuple[str, dict, list[dict]]:
+    values = values_for(request.param, ca_pem)
+    return request.param, values, render(values)
+
+
+# --- lint and schemas --------------------------------------------------------------
+
+
+def test_lint_strict_is_clean(case: tuple[str, dict, list[dict]]) -> None:
+    _, values, _ = case
+    report = helm.lint(CHART, values, strict=True, namespace=NAMESPACE, kube_version="v1.30.0")
+    assert report["errors"] == []
+    assert report["messages"] == []
+
+
+@pytest.mark.parametrize("version", KUBERNETES)
+def test_every_object_validates_against_kubernetes(
+    case: tuple[str, dict, list[dict]], version: str
+) -> None:
+    _, _, objects = case
+    for obj in objects:
+        if obj["kind"] in CRDS:
+            continue
+        kubernetes_validate.validate(obj, version, strict=True)
+
+
+def test_custom_resources_are_well_formed(case: tuple[str, dict, list[dict]]) -> None:
+    _, _, objects = case
+    for obj in objects:
+        if obj["kind"] in {"Certificate", "Issuer"}:
+            assert obj["apiVersion"] == "cert-manager.io/v1"
+        elif obj["kind"] == "ServiceMonitor":
+            assert obj["apiVersion"] == "monitoring.coreos.com/v1"
+            (endpoint,) = obj["spec"]["endpoints"]
+            assert (endpoint["port"], endpoint["path"], endpoint["scheme"]) == (
+                "https",
+                "/metrics",
+                "https",
+            )
+        else:
+            continue
+        assert obj["metadata"]["namespace"] == NAMESPACE
+
+
+def test_default_values_satisfy_the_schema() -> None:
+    helm.Chart.load(CHART).validate_schema(None)
+
+
+# --- the webhook configuration -----------------------------------------------------
+
+
+def test_webhook_configuration_invariants(case: tuple[str, dict, list[dict]]) -> None:
+    _, _, objects = case
+    config = one(objects, "ValidatingWebhookConfiguration")
+    (hook,) = config["webhooks"]
+    assert hook["name"] == "validate.trustgate.dev"
+    assert hook["admissionReviewVersions"] == ["v1"]
+    assert hook["sideEffects"] == "None"
+    assert hook["failurePolicy"] == "Fail"
+    assert hook["matchPolicy"] == "Equivalent"
+    assert hook["timeoutSeconds"] == 10
+    service = hook["clientConfig"]["service"]
+    assert service == {"name": RELEASE, "namespace": NAMESPACE, "path": "/validate", "port": 443}
+    one(objects, "Service", service["name"])
+
+    covered = set()
+    for rule in hook["rules"]:
+        assert sorted(rule["operations"]) == ["CREATE", "UPDATE"]
+        assert rule["apiVersions"] == ["v1"]
+        covered |= {(group, r) for group in rule["apiGroups"] for r in rule["resources"]}
+    assert covered == WORKLOAD_RULES
+
+    expressions = hook["namespaceSelector"]["matchExpressions"]
+    assert {
+        "key": "kubernetes.io/metadata.name",
+        "operator": "NotIn",
+        "values": [NAMESPACE, "kube-system"],
+    } in expressions
+    assert {"key": "trustgate.dev/ignore", "operator": "NotIn", "values": ["true"]} in expressions
+
+
+def test_own_namespace_is_excluded_wherever_the_release_goes(ca_pem: str) -> None:
+    objects = render({"webhook": {"excludeNamespaces": ["kube-system", "monitoring"]}}, "sec")
+    (hook,) = one(objects, "ValidatingWebhookConfiguration")["webhooks"]
+    first = hook["namespaceSelector"]["matchExpressions"][0]
+    assert first["values"] == ["sec", "kube-system", "monitoring"]
+    assert hook["clientConfig"]["service"]["namespace"] == "sec"
+
+
+def test_the_api_server_trusts_the_serving_certificate(
+    case: tuple[str, dict, list[dict]], ca_pem: str
+) -> None:
+    """caBundle (or cert-manager's injection) is there for every TLS option."""
+    name, values, objects = case
+    config = one(objects, "ValidatingWebhookConfiguration")
+    (hook,) = config["webhooks"]
+    mode = values.get("tls", {}).get("mode", "generate")
+    deployment = one(objects, "Deployment")
+    secret_name = next(
+        v["secret"]["secretName"] for v in deployment["spec"]["template"]["spec"]["volumes"]
+        if v["name"] == "tls"
+    )  # fmt: skip
+    if mode == "certManager":
+        assert "caBundle" not in hook["clientConfig"]
+        source = config["metadata"]["annotations"]["cert-manager.io/inject-ca-from"]
+        certificate = one(objects, "Certificate", RELEASE)
+        assert source == f"{NAMESPACE}/{certificate['metadata']['name']}"
+        assert certificate["spec"]["secretName"] == secret_name
+        assert f"{RELEASE}.{NAMESPACE}.svc" in certificate["spec"]["dnsNames"]
+        issuer = certificate["spec"]["issuerRef"]
+        if name == "cert-manager-issuer":
+            assert issuer == {"name": "corp-ca", "kind": "ClusterIssuer"}
+            assert "Issuer" not in kinds(objects)
+        else:
+            ca_issuer = one(objects, "Issuer", issuer["name"])
+            ca_certificate = one(objects, "Certificate", f"{RELEASE}-ca")
+            assert ca_issuer["spec"]["ca"]["secretName"] == ca_certificate["spec"]["secretName"]
+            assert ca_certificate["spec"]["isCA"] is True
+        return
+    bundle = base64.b64decode(hook["clientConfig"]["caBundle"])
+    ca = x509.load_pem_x509_certificate(bundle)
+    if mode == "secret":
+        assert bundle.decode() == ca_pem
+        assert secret_name == "webhook-tls"
+        assert not [o for o in objects if o["kind"] == "Secret"]
+        return
+    secret = one(objects, "Secret", secret_name)
+    assert secret["type"] == "kubernetes.io/tls"
+    assert base64.b64decode(secret["data"]["ca.crt"]) == bundle
+    served = x509.load_pem_x509_certificate(base64.b64decode(secret["data"]["tls.crt"]))
+    served.verify_directly_issued_by(ca)
+    names = served.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert f"{RELEASE}.{NAMESPACE}.svc" in names.get_values_for_type(x509.DNSName)
+    assert not names.get_values_for_type(x509.IPAddress) or all(
+        isinstance(ip, ipaddress.IPv4Address) for ip in names.get_values_for_type(x509.IPAddress)
+    )
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"webhook": {"timeoutSeconds": 31}}, "maximum: got 31, want 30"),
+        ({"webhook": {"failurePolicy": "Maybe"}}, "failurePolicy"),
+        ({"tls": {"mode": "secret", "secret": {"name": "x"}}}, "caBundle"),
+        ({"tls": {"mode": "selfsigned"}}, "/tls/mode"),
+        ({"securityContext": {"runAsNonRoot": False}}, "runAsNonRoot"),
+        ({"gitSync": {"enabled": True}}, "/gitSync/repo"),
+        ({"replicas": 3}, "replicas"),
+    ],
+)
+def test_schema_refuses(values: dict[str, Any], message: str) -> None:
+    with pytest.raises(helm.HelmValuesError, match=message):
+        render(values)
+
+
+# --- the Deployment ----------------------------------------------------------------
+
+
+def mounts_cover(container: dict, path: str) -> bool:
+    return any(
+        path == m["mountPath"] or path.startswith(m["mountPath"].rstrip("/") + "/")
+        for m in container.get("volumeMounts", [])
+    )
+
+
+def test_deployment_runs_trustgate_serve_with_its_real_flags(
+    case: tuple[str, dict, list[dict]],
+) -> None:
+    _, values, objects = case
+    deployment = one(objects, "Deployment")
+    spec = deployment["spec"]["template"]["spec"]
+    server = next(c for c in spec["containers"] if c["name"] == "trustgate")
+    assert server["args"][0] == "serve"
+    # argparse exits on an unknown flag, so this fails if the chart drifts from the CLI.
+    args = build_parser({}).parse_args(server["args"])
+    assert args.command == "serve"
+    assert not args.insecure_http
+    for path in (args.cert, args.key, args.config, args.policies):
+        assert mounts_cover(server, str(path)), f"{path} is not on a mounted volume"
+    port = next(p for p in server["ports"] if p["name"] == "https")
+    assert port["containerPort"] == args.port == 8443
+    for probe, path in (("livenessProbe", "/healthz"), ("readinessProbe", "/readyz")):
+        get = server[probe]["httpGet"]
+        assert (get["path"], get["port"], get["scheme"]) == (path, "https", "HTTPS")
+    service = one(objects, "Service")
+    assert service["spec"]["ports"][0]["targetPort"] == "https"
+    assert service["spec"]["selector"] == deployment["spec"]["selector"]["matchLabels"]
+    if values.get("gitSync", {}).get("enabled"):
+        path = values["gitSync"].get("path", "policies")
+        assert str(args.policies) == f"/git/current/{path}".rstrip("/")
+
+
+def test_deployment_is_highly_available_and_hardened(case: tuple[str, dict, list[dict]]) -> None:
+    _, values, objects = case
+    deployment = one(objects, "Deployment")
+    spec = deployment["spec"]["template"]["spec"]
+    if values.get("autoscaling", {}).get("enabled"):
+        assert "replicas" not in deployment["spec"]
+        hpa = one(objects, "HorizontalPodAutoscaler")
+        assert hpa["spec"]["scaleTargetRef"]["name"] == deployment["metadata"]["name"]
+        assert hpa["spec"]["minReplicas"] >= 2
+    else:
+        assert deployment["spec"]["replicas"] == 2
+    anti = spec["affinity"]["podAntiAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"]
+    term = anti[0]["podAffinityTerm"]
+    assert term["topologyKey"] == "kubernetes.io/hostname"
+    assert term["labelSelector"]["matchLabels"] == deployment["spec"]["selector"]["matchLabels"]
+    assert deployment["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
+    pdb = one(objects, "PodDisruptionBudget")
+    assert pdb["spec"]["minAvailable"] == 1
+    assert pdb["spec"]["selector"] == deployment["spec"]["selector"]
+
+    assert spec["securityContext"]["runAsNonRoot"] is True
+    assert spec["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert spec["automountServiceAccountToken"] is False
+    for container in containers(spec):
+        context = container["securityContext"]
+        assert context["runAsNonRoot"] is True
+        assert context["readOnlyRootFilesystem"] is True
+        assert context["allowPrivilegeEscalation"] is False
+        assert context["capabilities"] == {"drop": ["ALL"]}
+        assert context["seccompProfile"] == {"type": "RuntimeDefault"}
+        assert "resources" in container
+        assert mounts_cover(container, "/tmp")
+    assert spec.get("priorityClassName") == values.get("priorityClassName")
+
+
+def test_hard_anti_affinity() -> None:
+    objects = render({"podAntiAffinity": "hard"})
+    spec = one(objects, "Deployment")["spec"]["template"]["spec"]
+    required = spec["affinity"]["podAntiAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+    assert required[0]["topologyKey"] == "kubernetes.io/hostname"
+
+
+def test_optional_objects_only_when_asked(case: tuple[str, dict, list[dict]]) -> None:
+    name, _, objects = case
+    optional = {"HorizontalPodAutoscaler", "NetworkPolicy", "ServiceMonitor", "CronJob"}
+    expected = {
+        "hpa-networkpolicy-servicemonitor": {
+            "HorizontalPodAutoscaler",
+            "NetworkPolicy",
+            "ServiceMonitor",
+        },
+        "audit-job": {"CronJob"},
+        "audit-job-namespace": {"CronJob"},
+    }.get(name, set())
+    assert kinds(objects) & optional == expected
+
+
+def test_network_policy_admits_only_the_webhook_port() -> None:
+    objects = render(CASES["hpa-networkpolicy-servicemonitor"])
+    policy = one(objects, "NetworkPolicy")
+    (rule,) = policy["spec"]["ingress"]
+    assert rule["ports"] == [{"port": "https", "protocol": "TCP"}]
+    assert rule["from"] == [{"ipBlock": {"cidr": "10.0.0.0/8"}}]
+    assert policy["spec"]["policyTypes"] == ["Ingress", "Egress"]
+
+
+# --- policies ----------------------------------------------------------------------
+
+
+def write_config_map(config_map: dict, directory: Path) -> Path:
+    directory.mkdir(parents=True)
+    for key, content in config_map["data"].items():
+        (directory / key).write_text(content)
+    return directory
+
+
+def test_default_policies_load_and_config_is_valid(tmp_path: Path) -> None:
+    from webhook.config import parse_config
+
+    objects = render()
+    policies = one(objects, "ConfigMap", f"{RELEASE}-policies")
+    policy_set = load_directory(write_config_map(policies, tmp_path / "policies"))
+    assert [p.name for p in policy_set.policies] == ["audit-all"]
+    assert policy_set.policies[0].mode == "audit"
+    config_map = one(objects, "ConfigMap", f"{RELEASE}-config")
+    config = parse_config(yaml.safe_load(config_map["data"]["trustgate.yaml"]))
+    assert config.deadline_seconds == 8  # below timeoutSeconds 10
+    deployment = one(objects, "Deployment")
+    volumes = {v["name"]: v for v in deployment["spec"]["template"]["spec"]["volumes"]}
+    assert volumes["policies"]["configMap"]["name"] == policies["metadata"]["name"]
+    assert "subPath" not in str(deployment)  # kubelet only updates whole-volume mounts
+
+
+def test_deadline_follows_the_webhook_timeout() -> None:
+    config_map = one(render({"webhook": {"timeoutSeconds": 25}}), "ConfigMap", f"{RELEASE}-config")
+    assert yaml.safe_load(config_map["data"]["trustgate.yaml"])["deadlineSeconds"] == 23
+
+
+def test_policies_from_set_file(tmp_path: Path) -> None:
+    """``helm install --set-file 'policies.files.prod\\.yaml=policies/production.yaml'``."""
+    source = REPO / "policies" / "production.yaml"
+    values = helm.parse_set_file(rf"policies.files.prod\.yaml={source}")
+    values["policies"]["files"]["staging"] = {
+        "apiVersion": "trustgate.dev/v1alpha1",
+        "kind": "ImagePolicy",
+        "metadata": {"name": "staging"},
+        "spec": {"mode": "audit", "match": {"namespaces": ["staging"]}, "registries": ["**"]},
+    }
+    objects = render(values)
+    policies = one(objects, "ConfigMap", f"{RELEASE}-policies")
+    assert policies["data"]["prod.yaml"].strip() == source.read_text().strip()
+    assert set(policies["data"]) == {"audit-all.yaml", "prod.yaml", "staging.yaml"}
+    policy_set = load_directory(write_config_map(policies, tmp_path / "policies"))
+    assert {p.name for p in policy_set.policies} == {"audit-all", "production", "staging"}
+
+
+def test_existing_policy_config_map() -> None:
+    objects = render({"policies": {"existingConfigMap": "platform-policies"}})
+    assert [o["metadata"]["name"] for o in objects if o["kind"] == "ConfigMap"] == [
+        f"{RELEASE}-config"
+    ]
+    volumes = one(objects, "Deployment")["spec"]["template"]["spec"]["volumes"]
+    assert {"name": "policies", "configMap": {"name": "platform-policies"}} in volumes
+
+
+def test_git_sync_clones_before_the_server_starts_and_follows_the_branch() -> None:
+    objects = render(CASES["git-sync"])
+    spec = one(objects, "Deployment")["spec"]["template"]["spec"]
+    (init,) = spec["initContainers"]
+    sidecar = next(c for c in spec["containers"] if c["name"] == "git-sync")
+    for container in (init, sidecar):
+        args = container["args"]
+        assert "--repo=https://git.example.com/platform/policies.git" in args
+        assert "--ref=release" in args
+        assert "--root=/git" in args
+        assert "--link=current" in args
+        env = {e["name"]: e for e in container["env"]}
+        assert env["GITSYNC_USERNAME"]["valueFrom"]["secretKeyRef"]["name"] == "policies-git"
+        assert env["GITSYNC_PASSWORD_FILE"]["value"] == "/etc/git-secret/password"
+    assert "--one-time" in init["args"]
+    assert "--one-time" not in sidecar["args"]
+    assert f"{RELEASE}-policies" not in {
+        o["metadata"]["name"] for o in objects if o["kind"] == "ConfigMap"
+    }
+    server = next(c for c in spec["containers"] if c["name"] == "trustgate")
+    git = next(m for m in server["volumeMounts"] if m["name"] == "git")
+    assert git["readOnly"] is True
+
+
+# --- identities ---------------------------------------------------------------------
+
+
+def test_least_privilege(case: tuple[str, dict, list[dict]]) -> None:
+    _, values, objects = case
+    roles = [o for o in objects if o["kind"] in {"Role", "ClusterRole"}]
+    bindings = [o for o in objects if o["kind"] in {"RoleBinding", "ClusterRoleBinding"}]
+    deployment = one(objects, "Deployment")
+    webhook_account = deployment["spec"]["template"]["spec"]["serviceAccountName"]
+    account = one(objects, "ServiceAccount", webhook_account)
+    assert account["automountServiceAccountToken"] is False
+    for binding in bindings:
+        assert webhook_account not in {s["name"] for s in binding["subjects"]}
+    if not values.get("auditJob", {}).get("enabled"):
+        assert roles == [] and bindings == []
+        return
+    (role,) = roles
+    (binding,) = bindings
+    audit_namespace = values["auditJob"].get("namespace")
+    assert role["kind"] == ("Role" if audit_namespace else "ClusterRole")
+    assert binding["roleRef"]["name"] == role["metadata"]["name"]
+    granted = set()
+    for rule in role["rules"]:
+        assert rule["verbs"] == ["list"]
+        granted |= {(group, r) for group in rule["apiGroups"] for r in rule["resources"]}
+    assert granted == WORKLOAD_RULES - {("", "pods/ephemeralcontainers")}
+    cron = one(objects, "CronJob")
+    pod = cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    assert pod["serviceAccountName"] == binding["subjects"][0]["name"]
+    (audit,) = pod["containers"]
+    args = build_parser({}).parse_args(audit["args"])
+    assert args.command == "audit"
+    assert args.cluster is True
+    assert args.namespace == (audit_namespace or args.namespace)
+    if not audit_namespace:
+        assert "--namespace" not in " ".join(audit["args"])
+    for path in (args.config, args.policies):
+        assert mounts_cover(audit, str(path))
+
+
+def test_registry_credentials_are_mounted_not_read_from_the_api() -> None:
+    objects = render(CASES["audit-job"])
+    spec = one(objects, "Deployment")["spec"]["template"]["spec"]
+    server = next(c for c in spec["containers"] if c["name"] == "trustgate")
+    assert {"name": "registry-quay", "secret": {"secretName": "quay"}} in spec["volumes"]
+    assert mounts_cover(server, "/etc/trustgate/registry/quay/.dockerconfigjson")
+
+
+def test_image_reference_from_values() -> None:
+    digest = "sha256:" + "a" * 64
+    objects = render({"image": {"repository": "registry.example/t/trustgate", "digest": digest}})
+    (server,) = one(objects, "Deployment")["spec"]["template"]["spec"]["containers"]
+    assert server["image"] == f"registry.example/t/trustgate:0.1.0@{digest}"

@@ -1,0 +1,303 @@
+"""A stand-in Kubernetes API server for ``trustgate audit --cluster`` tests.
+
+It answers the list endpoints of the workload resources over HTTPS, the way
+kube-apiserver does: ``GET /api/v1/pods``, ``/apis/apps/v1/namespaces/NS/deployments``
+and so on, paginated with ``limit`` and an opaque ``continue`` token, items without
+``kind``/``apiVersion``, and ``Status`` objects for 401/403/410. A request is
+authenticated by a bearer token or by a client certificate signed by ``client_ca``.
+
+Objects are shaped as a real API server returns them (uid, resourceVersion,
+managedFields, ownerReferences, status), built from ``tests.kube``.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime
+import json
+import re
+import ssl
+import threading
+import uuid
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from tests.kube import RESOURCES, pod_spec
+from webhook import certs
+
+_PATH = re.compile(
+    r"^/(?:api/v1|apis/(?P<group>[a-z.]+)/v1)(?:/namespaces/(?P<namespace>[^/]+))?/(?P<plural>[a-z]+)$"
+)
+_KIND_OF = {plural: kind for kind, (_, _, plural) in RESOURCES.items()}
+
+
+def _status(code: int, reason: str, message: str) -> dict[str, Any]:
+    return {
+        "kind": "Status",
+        "apiVersion": "v1",
+        "metadata": {},
+        "status": "Failure",
+        "message": message,
+        "reason": reason,
+        "code": code,
+    }
+
+
+def stored(
+    kind: str,
+    name: str,
+    namespace: str,
+    *images: str,
+    owner: tuple[str, str] | None = None,
+) -> dict[str, Any]:
+    """An object as a list returns it: no kind/apiVersion, server-set metadata."""
+    spec = pod_spec(*images)
+    metadata: dict[str, Any] = {
+        "name": name,
+        "namespace": namespace,
+        "uid": str(uuid.uuid4()),
+        "resourceVersion": "48213",
+        "generation": 1,
+        "creationTimestamp": "2026-10-02T08:14:03Z",
+        "labels": {"app": name},
+        "managedFields": [
+            {
+                "manager": "kubectl-client-side-apply",
+                "operation": "Update",
+                "apiVersion": "apps/v1",
+                "time": "2026-10-02T08:14:03Z",
+                "fieldsType": "FieldsV1",
+                "fieldsV1": {"f:metadata": {"f:labels": {".": {}, "f:app": {}}}},
+            }
+        ],
+    }
+    if owner is not None:
+        metadata["ownerReferences"] = [
+            {
+                "apiVersion": "apps/v1",
+                "kind": owner[0],
+                "name": owner[1],
+                "uid": str(uuid.uuid4()),
+                "controller": True,
+                "blockOwnerDeletion": True,
+            }
+        ]
+    template = {"metadata": {"labels": {"app": name}}, "spec": spec}
+    body: dict[str, Any]
+    if kind == "Pod":
+        body = {"spec": spec, "status": {"phase": "Running", "qosClass": "Burstable"}}
+    elif kind == "CronJob":
+        body = {
+            "spec": {"schedule": "0 * * * *", "jobTemplate": {"spec": {"template": template}}},
+            "status": {},
+        }
+    elif kind == "Job":
+        body = {"spec": {"template": template, "backoffLimit": 6}, "status": {"succeeded": 1}}
+    else:
+        body = {
+            "spec": {
+                "replicas": 2,
+                "selector": {"matchLabels": {"app": name}},
+                "template": template,
+            },
+            "status": {"replicas": 2, "readyReplicas": 2, "observedGeneration": 1},
+        }
+    return {"metadata": metadata, **body}
+
+
+@dataclass
+class Request:
+    path: str
+    query: dict[str, str]
+    authorization: str | None
+    client_cert: bool
+
+
+@dataclass
+class ApiServer:
+    """A running stand-in; ``objects`` maps a plural (``deployments``) to stored objects."""
+
+    url: str
+    ca: Path
+    client_ca_cert: Path
+    client_ca_key: ec.EllipticCurvePrivateKey
+    token: str
+    objects: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    forbidden: set[str] = field(default_factory=set)
+    requests: list[Request] = field(default_factory=list)
+    expire_continue: bool = False
+    server: ThreadingHTTPServer | None = None
+
+    def client_certificate(self, directory: Path, user: str = "alice") -> tuple[Path, Path]:
+        """A client certificate for ``user`` signed by the client CA: (cert, key) files."""
+        key = ec.generate_private_key(ec.SECP256R1())
+        issuer = x509.load_pem_x509_certificate(self.client_ca_cert.read_bytes())
+        now = datetime.datetime.now(datetime.UTC)
+        cert = (
+            x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, user)]))
+            .issuer_name(issuer.subject)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(hours=1))
+            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), False)
+            .sign(self.client_ca_key, hashes.SHA256())
+        )
+        cert_path, key_path = directory / f"{user}.crt", directory / f"{user}.key"
+        cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        key_path.write_bytes(
+            key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            )
+        )
+        return cert_path, key_path
+
+    def stop(self) -> None:
+        if self.server is not None:
+            self.server.shutdown()
+            self.server.server_close()
+
+
+def _client_ca(directory: Path) -> tuple[Path, ec.EllipticCurvePrivateKey]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "kubernetes client ca")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    path = directory / "client-ca.crt"
+    path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    return path, key
+
+
+def start_api_server(tmp: Path, token: str = "sa-token-1") -> ApiServer:
+    """Start the stand-in on 127.0.0.1 on a free port, TLS with a fresh CA."""
+    paths = certs.generate(
+        tmp / "serving", service="kubernetes", namespace="default", extra_sans=["127.0.0.1"]
+    )
+    client_ca, client_key = _client_ca(tmp)
+    api = ApiServer("", paths.ca, client_ca, client_key, token)
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+        def _send(self, code: int, body: dict[str, Any]) -> None:
+            data = json.dumps(body).encode()
+            self.send_response(code)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def do_GET(self) -> None:
+            url = urlsplit(self.path)
+            query = {k: v[0] for k, v in parse_qs(url.query).items()}
+            authorization = self.headers.get("Authorization")
+            has_cert = bool(self.connection.getpeercert())  # type: ignore[attr-defined]
+            api.requests.append(Request(url.path, query, authorization, has_cert))
+            if authorization != f"Bearer {api.token}" and not has_cert:
+                self._send(401, _status(401, "Unauthorized", "Unauthorized"))
+                return
+            match = _PATH.match(url.path)
+            if match is None or match["plural"] not in _KIND_OF:
+                self._send(404, _status(404, "NotFound", "the server could not find it"))
+                return
+            plural, namespace = match["plural"], match["namespace"]
+            if plural in api.forbidden:
+                message = (
+                    f'{plural} is forbidden: User "system:serviceaccount:trustgate:audit" '
+                    f'cannot list resource "{plural}" at the cluster scope'
+                )
+                self._send(403, _status(403, "Forbidden", message))
+                return
+            items = [
+                o
+                for o in api.objects.get(plural, [])
+                if namespace is None or o["metadata"]["namespace"] == namespace
+            ]
+            start = 0
+            if "continue" in query:
+                if api.expire_continue:
+                    message = "The provided continue parameter is too old"
+                    self._send(410, _status(410, "Expired", message))
+                    return
+                start = int(base64.b64decode(query["continue"]).decode())
+            limit = int(query.get("limit", "0")) or len(items) or 1
+            page = items[start : start + limit]
+            metadata: dict[str, Any] = {"resourceVersion": "48999"}
+            if start + limit < len(items):
+                metadata["continue"] = base64.b64encode(str(start + limit).encode()).decode()
+                metadata["remainingItemCount"] = len(items) - start - limit
+            kind = _KIND_OF[plural]
+            group = RESOURCES[kind][0]
+            api_version = f"{group}/v1" if group else "v1"
+            self._send(
+                200,
+                {"kind": f"{kind}List", "apiVersion": api_version, "metadata": metadata,
+                 "items": page},
+            )  # fmt: skip
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(paths.cert, paths.key)
+    context.load_verify_locations(client_ca)
+    context.verify_mode = ssl.CERT_OPTIONAL
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    api.server = server
+    api.url = f"https://127.0.0.1:{server.server_address[1]}"
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return api
+
+
+def kubeconfig(
+    path: Path,
+    api: ApiServer,
+    *,
+    token: str | None = None,
+    client: tuple[Path, Path] | None = None,
+    inline_ca: bool = True,
+    context: str = "audit",
+) -> Path:
+    """A kubeconfig for ``api`` as kubectl writes it."""
+    cluster: dict[str, Any] = {"server": api.url}
+    if inline_ca:
+        cluster["certificate-authority-data"] = base64.b64encode(api.ca.read_bytes()).decode()
+    else:
+        cluster["certificate-authority"] = str(api.ca)
+    user: dict[str, Any] = {}
+    if token is not None:
+        user["token"] = token
+    if client is not None:
+        user["client-certificate"] = client[0].name
+        user["client-key"] = client[1].name
+    document = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "test", "cluster": cluster}],
+        "users": [{"name": "auditor", "user": user}],
+        "contexts": [{"name": context, "context": {"cluster": "test", "user": "auditor"}}],
+        "current-context": context,
+        "preferences": {},
+    }
+    path.write_text(json.dumps(document))
+    return path

@@ -1,0 +1,234 @@
+"""What keyless verification reads from a registry, fetched once per image digest.
+
+``KeylessMaterial`` gathers, lazily and at most once however many keyless
+authorities a policy lists: the payloads of cosign's legacy ``.sig`` layers
+that carry a certificate, and the Sigstore bundles attached to the digest as
+OCI referrers (the referrers API, or its ``sha256-<hex>`` tag fallback).
+``verify_signature`` and ``verify_attestation`` then ask one authority.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from sigstore.models import Bundle
+
+from webhook.policy.model import Authority, Signatures
+from webhook.reference import ImageRef
+from webhook.registry import Deadline, Manifest, NotFound, RegistryClient
+from webhook.signatures.cosign import (
+    MAX_PAYLOAD_SIZE,
+    MAX_SIGNATURE_LAYERS,
+    SIGNATURE_ANNOTATION,
+    SIMPLESIGNING_MEDIA_TYPE,
+    SignatureInvalid,
+    _payload_problem,
+    parse_payload,
+    signature_tag,
+)
+from webhook.signatures.keyless import (
+    BUNDLE_MEDIA_TYPES,
+    CERTIFICATE_ANNOTATION,
+    parse_bundle,
+    verify_bundle,
+    verify_legacy,
+)
+
+#: At most this many bundle referrers of one digest are fetched.
+MAX_BUNDLES = 16
+#: Bundles declared larger than this are never fetched; real ones are a few KiB.
+MAX_BUNDLE_SIZE = 256 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class _Layer:
+    annotations: Mapping[str, Any]
+    payload: bytes | str  # the payload, or why it is unusable
+
+
+class KeylessMaterial:
+    """The legacy keyless layers and the bundles of one digest, fetched on first use."""
+
+    def __init__(
+        self,
+        client: RegistryClient,
+        image: ImageRef,
+        digest: str,
+        manifest: Manifest | None,
+        deadline: Deadline,
+    ) -> None:
+        self._client = client
+        self._image = image
+        self._digest = digest
+        self._manifest = manifest
+        self._deadline = deadline
+        self._layers: list[_Layer] | None = None
+        self._bundles: tuple[list[Bundle | str], str] | None = None
+
+    def layers(self) -> list[_Layer]:
+        """The ``.sig`` layers carrying a Fulcio certificate, with their payloads."""
+        if self._layers is None:
+            self._layers = self._read_layers()
+        return self._layers
+
+    def _read_layers(self) -> list[_Layer]:
+        if self._manifest is None:
+            return []
+        layers = self._manifest.data.get("layers")
+        found: list[_Layer] = []
+        for layer in layers if isinstance(layers, list) else []:
+            if len(found) == MAX_SIGNATURE_LAYERS:
+                break
+            if not isinstance(layer, dict) or layer.get("mediaType") != SIMPLESIGNING_MEDIA_TYPE:
+                continue
+            annotations = layer.get("annotations")
+            if not isinstance(annotations, dict) or CERTIFICATE_ANNOTATION not in annotations:
+                continue
+            digest, size = layer.get("digest"), layer.get("size")
+            if not isinstance(digest, str) or not isinstance(size, int) or size < 0:
+                found.append(_Layer(annotations, "signature layer has no valid digest or size"))
+            elif size > MAX_PAYLOAD_SIZE:
+                found.append(_Layer(annotations, f"signature layer {digest} is {size} bytes"))
+            else:
+                payload = self._client.blob(self._image, digest, self._deadline, max_bytes=size)
+                found.append(_Layer(annotations, payload))
+        return found
+
+    def bundles(self) -> tuple[list[Bundle | str], str]:
+        """The bundles referring to the digest (or why each is unusable), and a note
+        describing referrers of other artifact types when there is no bundle."""
+        if self._bundles is None:
+            self._bundles = self._read_bundles()
+        return self._bundles
+
+    def _read_bundles(self) -> tuple[list[Bundle | str], str]:
+        referrers = self._client.referrers(self._image, self._digest, self._deadline)
+        wanted = [r for r in referrers if r.get("artifactType") in BUNDLE_MEDIA_TYPES]
+        if not wanted:
+            kinds = sorted({str(r.get("artifactType") or r.get("mediaType")) for r in referrers})
+            other = f"; referrers of other types: {', '.join(kinds[:4])}" if kinds else ""
+            return [], f"no Sigstore bundle refers to {self._digest}{other}"
+        found: list[Bundle | str] = []
+        for referrer in wanted[:MAX_BUNDLES]:
+            found.append(self._bundle(referrer))
+        return found, ""
+
+    def _bundle(self, referrer: Mapping[str, Any]) -> Bundle | str:
+        digest = referrer.get("digest")
+        if not isinstance(digest, str):
+            return "bundle referrer has no digest"
+        try:
+            manifest = self._client.manifest(self._image, digest, self._deadline)
+        except NotFound:
+            return f"bundle referrer {digest} does not exist"
+        layers = manifest.data.get("layers")
+        for layer in layers if isinstance(layers, list) else []:
+            if isinstance(layer, dict) and layer.get("mediaType") in BUNDLE_MEDIA_TYPES:
+                blob, size = layer.get("digest"), layer.get("size")
+                if not isinstance(blob, str) or not isinstance(size, int) or size < 0:
+                    return f"bundle referrer {digest} has a layer without digest or size"
+                if size > MAX_BUNDLE_SIZE:
+                    return f"bundle of referrer {digest} is {size} bytes; over {MAX_BUNDLE_SIZE}"
+                raw = self._client.blob(self._image, blob, self._deadline, max_bytes=size)
+                return parse_bundle(raw)
+        return f"bundle referrer {digest} has no bundle layer"
+
+    def verify_signature(self, signatures: Signatures, authority: Authority) -> str | None:
+        """None when ``authority`` (keyless) signed the digest, else the most telling reason."""
+        keyless = authority.keyless
+        if keyless is None or keyless.root is None:
+            return "keyless authority has no trusted root loaded"
+        reasons: list[str] = []
+        for layer in self.layers():
+            if isinstance(layer.payload, str):
+                reasons.append(layer.payload)
+                continue
+            result = verify_legacy(
+                keyless.root,
+                keyless,
+                annotations=layer.annotations,
+                signature_b64=layer.annotations.get(SIGNATURE_ANNOTATION),
+                payload=layer.payload,
+            )
+            if not result.ok:
+                reasons.append(result.reason)
+                continue
+            problem = _signed_problem(layer.payload, self._digest, self._image, signatures)
+            if problem is None:
+                return None
+            reasons.append(problem)
+        bundles, note = self.bundles()
+        for bundle in bundles:
+            if isinstance(bundle, str):
+                reasons.append(bundle)
+                continue
+            outcome = verify_bundle(keyless.root, keyless, bundle, image_digest=self._digest)
+            if outcome.ok:
+                return None
+            reasons.append(outcome.reason)
+        if reasons:
+            return _summary(reasons)
+        legacy = (
+            "" if self._manifest is not None else f" ({signature_tag(self._digest)} does not exist)"
+        )
+        return f"no keyless signature found{legacy}; {note}"
+
+    def verify_attestation(
+        self, authority: Authority, predicate_type: str
+    ) -> tuple[tuple[str, ...], str]:
+        """The predicates (JSON text) ``authority`` attested in bundles, or why none."""
+        keyless = authority.keyless
+        if keyless is None or keyless.root is None:
+            return (), "keyless authority has no trusted root loaded"
+        bundles, note = self.bundles()
+        predicates: list[str] = []
+        reasons: list[str] = []
+        for bundle in bundles:
+            if isinstance(bundle, str):
+                reasons.append(bundle)
+                continue
+            outcome = verify_bundle(
+                keyless.root,
+                keyless,
+                bundle,
+                image_digest=self._digest,
+                predicate_type=predicate_type,
+            )
+            if not outcome.ok:
+                reasons.append(outcome.reason)
+                continue
+            statement = json.loads(outcome.payload)
+            predicate = statement.get("predicate")
+            if isinstance(predicate, dict):
+                predicates.append(json.dumps(predicate, sort_keys=True))
+            else:
+                reasons.append("signed statement's predicate is not an object")
+        if predicates:
+            return tuple(predicates), ""
+        return (), _summary(reasons) if reasons else f"no keyless attestation found; {note}"
+
+
+def _signed_problem(
+    payload: bytes, digest: str, image: ImageRef, signatures: Signatures
+) -> str | None:
+    try:
+        signed = parse_payload(payload)
+    except SignatureInvalid as exc:
+        return f"signed {exc.message}"
+    return _payload_problem(
+        signed,
+        image_digest=digest,
+        repository=image.repository,
+        required_annotations=dict(signatures.annotations),
+        check_reference=signatures.match_reference,
+    )
+
+
+def _summary(reasons: list[str]) -> str:
+    """The first reason, and how many other signatures failed too."""
+    unique = list(dict.fromkeys(reasons))
+    more = f" (and {len(unique) - 1} other signatures failed)" if len(unique) > 1 else ""
+    return unique[0] + more
