@@ -31,6 +31,8 @@ class CacheSettings:
     verified_size: int = 4096
     failure_ttl: float = 30.0
     failure_size: int = 1024
+    grade_ttl: float = 3600.0
+    grade_size: int = 4096
 
     @classmethod
     def from_config(cls, data: Mapping[str, Any]) -> CacheSettings:
@@ -42,6 +44,8 @@ class CacheSettings:
             "verifiedSize": "verified_size",
             "failureTTL": "failure_ttl",
             "failureSize": "failure_size",
+            "gradeTTL": "grade_ttl",
+            "gradeSize": "grade_size",
         }
         return cls(**{names[k]: v for k, v in data.items() if k in names})
 
@@ -79,10 +83,12 @@ class Cache(Generic[V]):
 
 
 class Caches:
-    """The caches one app uses: tag -> digest, verification outcomes, recent failures."""
+    """The caches one app uses: tag -> digest, verification outcomes, recent failures, grades."""
 
     def __init__(self, settings: CacheSettings | None = None, observer: Observer | None = None):
         s = settings or CacheSettings()
         self.digests: Cache[str] = Cache("digest", s.digest_size, s.digest_ttl, observer)
         self.verified: Cache[Any] = Cache("verified", s.verified_size, s.verified_ttl, observer)
         self.failures: Cache[Any] = Cache("failure", s.failure_size, s.failure_ttl, observer)
+        # Freshness answers by digest; under a day, so a new advisory shows the next day.
+        self.grades: Cache[Any] = Cache("grade", s.grade_size, s.grade_ttl, observer)

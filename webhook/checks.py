@@ -10,13 +10,16 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from webhook.cache import Caches
 from webhook.errors import CheckFailed, CheckUnavailable
 from webhook.policy.model import Policy
 from webhook.reference import ImageRef
 from webhook.registry import Deadline, RegistryClient
+
+if TYPE_CHECKING:
+    from webhook.freshness.sources import FreshnessSources
 
 
 @dataclass(slots=True)
@@ -40,6 +43,18 @@ class CheckContext:
         return self.digest
 
 
+@dataclass(frozen=True, slots=True)
+class Caution:
+    """What a check returns when the image passes but the workload should carry a warning.
+
+    ``message`` becomes a warning on the admitted workload (``kubectl`` shows
+    it), in enforce and audit mode alike: e.g. a freshness grade that will
+    fall below the minimum within ``warnBeforeDays``.
+    """
+
+    message: str
+
+
 class Check(Protocol):
     """One check of one image against one policy.
 
@@ -51,11 +66,12 @@ class Check(Protocol):
     name: str
     pure: bool
 
-    def run(self, image: ImageRef, policy: Policy, context: CheckContext) -> str | None:
+    def run(self, image: ImageRef, policy: Policy, context: CheckContext) -> str | Caution | None:
         """Return if ``image`` passes; raise a TrustgateError saying why not.
 
         What it returns is an optional short note on how the image passed
-        (``signed by release``), shown by ``trustgate check`` and audit reports.
+        (``signed by release``), shown by ``trustgate check`` and audit reports,
+        or a Caution: the image passes and the workload gets a warning.
         """
         ...
 
@@ -132,22 +148,34 @@ def _attestations(services: Services | None) -> Check:
     return AttestationCheck(services.client, services.caches)
 
 
+def _freshness(services: Services | None) -> Check:
+    if services is None or services.freshness is None:
+        return Unavailable("freshness")
+    from webhook.freshness.check import FreshnessCheck
+    from webhook.signatures.attestations import AttestationCheck
+
+    attestations = AttestationCheck(services.client, services.caches)
+    return FreshnessCheck(services.freshness, services.caches, attestations)
+
+
 @dataclass(frozen=True, slots=True)
 class Services:
-    """What checks that need the network share: the registry client and the caches."""
+    """What checks that need the network share: the registry client, the caches,
+    and the freshness grade sources (Pyxis client, grades file)."""
 
     client: RegistryClient
     caches: Caches
+    freshness: FreshnessSources | None = None
 
 
-#: Name -> factory. A check whose backend is missing (``freshness`` for now, or
-#: any network check when no services are given) denies.
+#: Name -> factory. A check whose backend is missing (any network check when
+#: no services are given) denies.
 FACTORIES: dict[str, Callable[[Services | None], Check]] = {
     "allowlist": lambda _: Allowlist(),
     "digest": lambda _: Digest(),
     "signatures": _signatures,
     "attestations": _attestations,
-    "freshness": lambda _: Unavailable("freshness"),
+    "freshness": _freshness,
 }
 
 

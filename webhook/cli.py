@@ -101,6 +101,19 @@ def build_parser(env: os._Environ[str] | dict[str, str] | None = None) -> argpar
     test.add_argument("directory", nargs="?", type=Path)
     policy_commands.add_parser("schema", parents=[common], help="print the ImagePolicy JSON Schema")
 
+    grade = commands.add_parser(
+        "grade", parents=[common], help="freshness grade, its fixes and schedule, per image"
+    )
+    grade.add_argument("images", nargs="+", metavar="IMAGE")
+    grade.add_argument("--namespace", "-n", default="default", help="namespace policies see")
+    grade.add_argument("--kind", default="Pod", help="the object kind policies see (default Pod)")
+    grade.add_argument(
+        "--sources",
+        type=lambda text: tuple(s for s in text.split(",") if s),
+        default=(),
+        help="grade sources in order, e.g. pyxis,static (default: the governing policy's)",
+    )
+
     certs_cmd = commands.add_parser("certs", help="certificates for the webhook")
     certs_commands = certs_cmd.add_subparsers(dest="certs_command", required=True)
     generate = certs_commands.add_parser(
@@ -286,6 +299,32 @@ def _certs(args: argparse.Namespace, config: Config) -> int:
     return EXIT_OK
 
 
+def _grade(args: argparse.Namespace, config: Config) -> int:
+    from datetime import UTC, datetime
+
+    from webhook.services import build_grader
+
+    policy_set = load_directory(args.policies)
+    grader = build_grader(config)
+    now = datetime.now(UTC)
+    results = [
+        grader.grade(
+            image,
+            policy_set,
+            namespace=args.namespace,
+            kind=args.kind,
+            sources=args.sources,
+            now=now,
+        )
+        for image in args.images
+    ]
+    if args.output == "json":
+        print(json.dumps([r.as_json() for r in results], indent=2))
+    else:
+        print("\n".join(line for r in results for line in r.lines()))
+    return EXIT_OK if all(r.passes for r in results) else EXIT_DENIED
+
+
 def _schema(args: argparse.Namespace, config: Config) -> int:
     print(json.dumps(policy_schema(), indent=2))
     return EXIT_OK
@@ -303,6 +342,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "test": _test,
         "schema": _schema,
         "generate": _certs,
+        "grade": _grade,
     }
     name = getattr(args, "policy_command", None) or getattr(args, "certs_command", None)
     handler = handlers[name or args.command]

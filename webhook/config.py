@@ -72,7 +72,39 @@ _SCHEMA: dict[str, Any] = {
             },
         },
         "registries": {"type": "object", "description": "Per-registry settings."},
-        "freshness": {"type": "object", "description": "Freshness grade sources."},
+        "freshness": {
+            "type": "object",
+            "description": "Freshness grade sources: Pyxis and the grades file.",
+            "additionalProperties": False,
+            "properties": {
+                "pyxis": {
+                    "type": "object",
+                    "additionalProperties": False,
+                    "properties": {
+                        "url": {
+                            "type": "string",
+                            "pattern": "^https?://",
+                            "description": "Pyxis API base URL (a mirror, or a test server).",
+                        },
+                        "apiKey": {"type": "string", "minLength": 1},
+                        "apiKeyFile": {"type": "string", "minLength": 1},
+                        "timeoutSeconds": {
+                            "type": "number",
+                            "exclusiveMinimum": 0,
+                            "maximum": MAX_DEADLINE_SECONDS,
+                            "description": "Longest wait for one Pyxis answer (the review's "
+                            "deadline still applies).",
+                        },
+                    },
+                    "not": {"required": ["apiKey", "apiKeyFile"]},
+                },
+                "static": {
+                    "type": "object",
+                    "additionalProperties": False,
+                    "properties": {"file": {"type": "string", "minLength": 1}},
+                },
+            },
+        },
         "cache": {"type": "object", "description": "Cache sizes and lifetimes."},
     },
 }

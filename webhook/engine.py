@@ -15,13 +15,14 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from typing import Literal
 
-from webhook.checks import Check, CheckContext, build_checks, checks_for
+from webhook.checks import Caution, Check, CheckContext, build_checks, checks_for
 from webhook.errors import CheckUnavailable, TrustgateError
 from webhook.policy.model import Mode, NoMatch, Policy, PolicySet
 from webhook.reference import ImageRef, parse_reference
 from webhook.registry import Deadline
 
-Outcome = Literal["pass", "deny", "error"]
+#: "warn": the check passed, and the workload gets a warning (a Caution).
+Outcome = Literal["pass", "warn", "deny", "error"]
 _Judge = Callable[[str, str, str], "Verdict"]
 #: Tag -> digest, asked of the registry (through its cache) within the deadline.
 Resolver = Callable[[ImageRef, Deadline], str]
@@ -63,13 +64,18 @@ class PolicyResult:
 
     @property
     def passed(self) -> bool:
-        """Whether every check passed."""
-        return all(r.outcome == "pass" for r in self.results)
+        """Whether every check passed (some perhaps with a warning)."""
+        return all(r.outcome in ("pass", "warn") for r in self.results)
 
     @property
     def failure(self) -> CheckResult | None:
         """The failed check, if any."""
-        return next((r for r in self.results if r.outcome != "pass"), None)
+        return next((r for r in self.results if r.outcome in ("deny", "error")), None)
+
+    @property
+    def cautions(self) -> tuple[CheckResult, ...]:
+        """Checks that passed with a warning for the workload."""
+        return tuple(r for r in self.results if r.outcome == "warn")
 
 
 @dataclass(frozen=True, slots=True)
@@ -252,6 +258,10 @@ class Engine:
         denials: list[str] = []
         warnings: list[str] = []
         for result in results:
+            warnings.extend(
+                f'image {shown}: policy "{result.policy}": {caution.message}'
+                for caution in result.cautions
+            )
             failure = result.failure
             if failure is None:
                 continue
@@ -277,7 +287,10 @@ class Engine:
             except TrustgateError as exc:
                 results.append(CheckResult(check.name, exc.outcome, exc.message))
                 break
-            results.append(CheckResult(check.name, "pass", note or ""))
+            if isinstance(note, Caution):
+                results.append(CheckResult(check.name, "warn", note.message))
+            else:
+                results.append(CheckResult(check.name, "pass", note or ""))
         return PolicyResult(policy.name, policy.mode, tuple(results))
 
     def _unmatched(self, shown: str, ref: ImageRef, namespace: str) -> Verdict:

@@ -20,10 +20,13 @@ from webhook.checks import Services, build_checks
 from webhook.config import Config
 from webhook.engine import Engine
 from webhook.errors import ConfigError
+from webhook.freshness.grader import Grader
+from webhook.freshness.sources import FreshnessSettings, FreshnessSources
 from webhook.policy.model import PolicySet
 from webhook.registry import RegistryClient, RegistrySettings
 from webhook.registry.resolver import CachedResolver
 
+_DAY = 86400.0
 _REGISTRY_KEYS = frozenset({"insecure", "ca", "username", "password", "credentials"})
 # Docker Hub's credentials are stored under its legacy index address.
 _HOST_ALIASES = {"docker.io": ("index.docker.io", "registry-1.docker.io")}
@@ -133,14 +136,36 @@ def build_engine(
     """The engine for ``config``, with network checks backed by a registry client.
 
     Raises:
-        ConfigError: the registries section is invalid.
+        ConfigError: the registries section is invalid, the grades file cannot be
+            read, or cache.gradeTTL is a day or more.
     """
-    caches = Caches(CacheSettings.from_config(config.cache), observer)
+    cache_settings = CacheSettings.from_config(config.cache)
+    if not 0 < cache_settings.grade_ttl < _DAY:
+        # Pyxis recomputes grades daily; an older answer could miss a new advisory.
+        raise ConfigError(f"cache.gradeTTL must be between 0 and {_DAY} seconds (under a day)")
+    caches = Caches(cache_settings, observer)
     client = RegistryClient(registry_settings(config.registries))
+    freshness = FreshnessSources(FreshnessSettings.from_config(config.freshness))
     return Engine(
         policies,
         no_match=config.no_match,
-        checks=build_checks(Services(client, caches)),
+        checks=build_checks(Services(client, caches, freshness)),
         resolver=CachedResolver(client, caches.digests),
         deadline_seconds=config.deadline_seconds,
     )
+
+
+def build_grader(config: Config) -> Grader:
+    """What ``trustgate grade`` uses: the freshness check and tag resolution of ``build_engine``.
+
+    Raises:
+        ConfigError: as build_engine.
+    """
+    from webhook.freshness.check import FreshnessCheck
+    from webhook.signatures.attestations import AttestationCheck
+
+    caches = Caches(CacheSettings.from_config(config.cache))
+    client = RegistryClient(registry_settings(config.registries))
+    sources = FreshnessSources(FreshnessSettings.from_config(config.freshness))
+    check = FreshnessCheck(sources, caches, AttestationCheck(client, caches))
+    return Grader(check, CachedResolver(client, caches.digests), config.deadline_seconds)

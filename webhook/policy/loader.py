@@ -301,7 +301,7 @@ def _compile(document: Mapping[str, Any], origin: _Origin) -> Policy:
         registries=_globs(spec["registries"]),
         require_digest=spec.get("requireDigest", False),
         signatures=None if signatures is None else _signatures(signatures, origin),
-        freshness=None if freshness is None else _freshness(freshness),
+        freshness=None if freshness is None else _freshness(freshness, spec, origin),
         attestations=tuple(
             _attestation(entry, origin, f"spec.attestations[{number}]")
             for number, entry in enumerate(spec.get("attestations", []))
@@ -430,14 +430,45 @@ def _keyless(keyless: Mapping[str, Any], origin: _Origin, field: str) -> Keyless
     )
 
 
-def _freshness(section: Mapping[str, Any]) -> Freshness:
+#: The vulnerability report predicate type the attestation source reads by default.
+_REPORT_TYPES = ("https://cosign.sigstore.dev/attestation/vuln/v1",)
+
+
+def _freshness(section: Mapping[str, Any], spec: Mapping[str, Any], origin: _Origin) -> Freshness:
+    """``spec.freshness``; a source is a name or ``{attestation: {authorities: [...]}}``."""
     max_age = section.get("maxReportAge")
+    names: list[str] = []
+    authorities: tuple[Authority, ...] = ()
+    types: tuple[str, ...] = _REPORT_TYPES
+    explicit: tuple[str, ...] = ()
+    for number, source in enumerate(section.get("sources", ["pyxis"])):
+        where = f"spec.freshness.sources[{number}]"
+        name = source if isinstance(source, str) else next(iter(source))
+        if name in names:
+            raise origin.error(f"source {name} is listed twice", where)
+        names.append(name)
+        if isinstance(source, Mapping):
+            entry = source["attestation"]
+            authorities = _authorities(entry["authorities"], origin, f"{where}.attestation")
+            types = tuple(entry.get("predicateTypes", _REPORT_TYPES))
+            explicit = tuple(entry.get("predicateTypes", ()))
+        elif name == "attestation":
+            attested = {a["predicateType"] for a in spec.get("attestations", [])}
+            if not attested & set(types):
+                raise origin.error(
+                    "the attestation source needs authorities: write "
+                    "{attestation: {authorities: [...]}}, or require a vulnerability report "
+                    f"({types[0]}) in spec.attestations",
+                    where,
+                )
     return Freshness(
         minimum_grade=cast(Grade, section["minimumGrade"]),
-        sources=tuple(section.get("sources", ["pyxis"])),
+        sources=tuple(names),
         on_unknown=cast(OnUnknown, section.get("onUnknown", "deny")),
         max_report_age_days=None if max_age is None else _days(max_age),
         warn_before_days=section.get("warnBeforeDays"),
+        report_authorities=authorities,
+        report_types=explicit,
     )
 
 

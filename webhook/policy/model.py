@@ -116,13 +116,21 @@ class Attestation:
 
 @dataclass(frozen=True, slots=True)
 class Freshness:
-    """``spec.freshness``: the minimum Container Health Index grade."""
+    """``spec.freshness``: the minimum Container Health Index grade.
+
+    ``sources`` are tried in order (pyxis, attestation, static). The
+    attestation source trusts vulnerability reports of ``report_types`` signed
+    by ``report_authorities`` (its own ``{attestation: {authorities}}`` entry)
+    or, when it names none, those the policy's ``spec.attestations`` verified.
+    """
 
     minimum_grade: Grade
     sources: tuple[str, ...] = ("pyxis",)
     on_unknown: OnUnknown = "deny"
     max_report_age_days: int | None = None
     warn_before_days: int | None = None
+    report_authorities: tuple[Authority, ...] = ()
+    report_types: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

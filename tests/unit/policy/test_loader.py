@@ -86,7 +86,7 @@ signatures:
         trustedRoot: staging
 freshness:
   minimumGrade: B
-  sources: [attestation, pyxis]
+  sources: [{attestation: {authorities: [{name: scanner, key: {file: keys/release.pub}}]}}, pyxis]
   onUnknown: warn
   maxReportAge: 36h
   warnBeforeDays: 14
@@ -155,6 +155,11 @@ def test_full_policy_compiles_every_field(tmp_path: Path) -> None:
             on_unknown="warn",
             max_report_age_days=2,
             warn_before_days=14,
+            report_authorities=(
+                Authority(
+                    "scanner", key=KeyRef(pem=PEM, file=str(tmp_path / "keys/release.pub"))
+                ),
+            ),
         ),
     )
 

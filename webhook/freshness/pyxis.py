@@ -1,0 +1,204 @@
+"""A client for Red Hat's container catalog API (Pyxis): grades of an image by digest.
+
+An image is looked up by its manifest digest: ``repositories.manifest_list_digest``
+for a multi-architecture index (Pyxis then lists one image per architecture),
+``repositories.manifest_schema2_digest`` or ``image_id`` for a single manifest.
+Each image carries ``freshness_grades``: windows of ``grade``, ``start_date``
+and ``end_date`` (the last has none). Every request runs within the review's
+deadline; failures are UpstreamErrors naming Pyxis, never crashes.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import requests
+
+from webhook.errors import UpstreamError
+from webhook.freshness.grades import GRADES, Grade, Window
+from webhook.registry import Deadline
+
+DEFAULT_URL = "https://catalog.redhat.com/api/containers/v1"
+DEFAULT_TIMEOUT = 3.0
+#: Pyxis answers for one digest are small; anything larger is not what was asked.
+MAX_RESPONSE_BYTES = 4 * 1024 * 1024
+_PAGE_SIZE = 100
+_DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
+_INCLUDE = ",".join(
+    (
+        "total",
+        "data.architecture",
+        "data.image_id",
+        "data.freshness_grades",
+        "data.repositories.manifest_list_digest",
+        "data.repositories.manifest_schema2_digest",
+    )
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ArchitectureGrades:
+    """The grade windows Pyxis publishes for one architecture of an image."""
+
+    architecture: str
+    image_id: str
+    windows: tuple[Window, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class PyxisSettings:
+    """``freshness.pyxis`` of trustgate.yaml."""
+
+    url: str = DEFAULT_URL
+    api_key: str | None = None
+    timeout: float = DEFAULT_TIMEOUT
+
+
+class PyxisClient:
+    """Looks images up in Pyxis; one HTTP session per thread, created lazily."""
+
+    def __init__(self, settings: PyxisSettings) -> None:
+        self._settings = settings
+        self._base = settings.url.rstrip("/")
+        self._local = threading.local()
+
+    @property
+    def url(self) -> str:
+        """The API base URL, for messages."""
+        return self._base
+
+    def _session(self) -> requests.Session:
+        session: requests.Session | None = getattr(self._local, "session", None)
+        if session is None:
+            session = requests.Session()
+            session.headers["Accept"] = "application/json"
+            if self._settings.api_key:
+                session.headers["X-API-KEY"] = self._settings.api_key
+            self._local.session = session
+        return session
+
+    def grades(self, digest: str, deadline: Deadline) -> tuple[ArchitectureGrades, ...]:
+        """Every architecture Pyxis knows under ``digest``; empty when it knows none.
+
+        Raises:
+            UpstreamError: Pyxis failed, timed out or answered something that is
+                not the catalog's JSON; the message says which.
+        """
+        if not _DIGEST.fullmatch(digest):
+            raise UpstreamError(f"Pyxis is asked only about sha256 digests, not {digest[:80]!r}")
+        query = (
+            f"repositories.manifest_list_digest=={digest} or "
+            f"repositories.manifest_schema2_digest=={digest} or image_id=={digest}"
+        )
+        params = {"filter": query, "page_size": str(_PAGE_SIZE), "page": "0", "include": _INCLUDE}
+        data = self._get("/images", params, deadline)
+        if data is None:
+            return ()
+        images = data.get("data")
+        if not isinstance(images, list):
+            raise UpstreamError(f"Pyxis at {self._base} answered without a data list")
+        return tuple(_architecture(image, self._base) for image in images)
+
+    def _get(
+        self, path: str, params: Mapping[str, str], deadline: Deadline
+    ) -> dict[str, Any] | None:
+        """The JSON object at ``path``; None for 404."""
+        remaining = deadline.check(f"Pyxis at {self._base}")
+        timeout = min(self._settings.timeout, remaining)
+        try:
+            with self._session().get(
+                self._base + path, params=params, timeout=timeout, stream=True
+            ) as response:
+                if response.status_code == 404:
+                    return None
+                if response.status_code != 200:
+                    raise UpstreamError(
+                        f"Pyxis at {self._base} answered HTTP {response.status_code}"
+                    )
+                body = _read(response, self._base)
+        except requests.Timeout:
+            raise UpstreamError(
+                f"Pyxis at {self._base} did not answer within {timeout:.1f} s"
+            ) from None
+        except requests.RequestException as exc:
+            raise UpstreamError(f"Pyxis at {self._base} cannot be reached: {_short(exc)}") from None
+        try:
+            data = json.loads(body)
+        except ValueError:
+            raise UpstreamError(
+                f"Pyxis at {self._base} answered something that is not JSON"
+            ) from None
+        if not isinstance(data, dict):
+            raise UpstreamError(f"Pyxis at {self._base} answered JSON that is not an object")
+        return data
+
+
+def _read(response: requests.Response, base: str) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    for chunk in response.iter_content(64 * 1024):
+        size += len(chunk)
+        if size > MAX_RESPONSE_BYTES:
+            raise UpstreamError(f"Pyxis at {base} answered more than {MAX_RESPONSE_BYTES} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _short(exc: Exception) -> str:
+    text = str(exc)
+    return text if len(text) <= 200 else text[:200] + "..."
+
+
+def _architecture(image: Any, base: str) -> ArchitectureGrades:
+    if not isinstance(image, dict):
+        raise UpstreamError(f"Pyxis at {base} listed an image that is not an object")
+    # Pyxis leaves architecture unset for the default x86-64 build.
+    architecture = image.get("architecture") or "amd64"
+    raw = image.get("freshness_grades") or []
+    if not isinstance(raw, list):
+        raise UpstreamError(f"Pyxis at {base}: freshness_grades of {architecture} is not a list")
+    windows = tuple(sorted((_window(entry, base) for entry in raw), key=_start))
+    return ArchitectureGrades(str(architecture), str(image.get("image_id") or ""), windows)
+
+
+def _start(window: Window) -> datetime:
+    return window.start or datetime.min.replace(tzinfo=UTC)
+
+
+def _window(entry: Any, base: str) -> Window:
+    if not isinstance(entry, dict) or entry.get("grade") not in GRADES:
+        raise UpstreamError(f"Pyxis at {base} published a freshness grade that is not A to F")
+    grade: Grade = entry["grade"]
+    start = parse_date(entry.get("start_date"))
+    end = entry.get("end_date")
+    if start is None:
+        raise UpstreamError(f"Pyxis at {base} published grade {grade} without a valid start_date")
+    end_date = None if end is None else parse_date(end)
+    if end is not None and end_date is None:
+        raise UpstreamError(f"Pyxis at {base} published grade {grade} with an invalid end_date")
+    return Window(grade, start, end_date)
+
+
+def parse_date(value: Any) -> datetime | None:
+    """An ISO 8601 date or date-time as an aware UTC datetime; None if it is not one.
+
+    A value without a zone is taken as UTC, as Pyxis and scanners mean it.
+    """
+    if not isinstance(value, str) or not value:
+        return None
+    text = value.strip()
+    if text.endswith(("Z", "z")):
+        text = text[:-1] + "+00:00"
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC)
