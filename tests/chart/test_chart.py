@@ -506,6 +506,7 @@ def test_least_privilege(case: tuple[str, dict, list[dict]]) -> None:
     assert args.namespace == (audit_namespace or args.namespace)
     if not audit_namespace:
         assert "--namespace" not in " ".join(audit["args"])
+        assert args.exclude_namespace == [NAMESPACE, "kube-system"]
     for path in (args.config, args.policies):
         assert mounts_cover(audit, str(path))
 
@@ -523,3 +524,24 @@ def test_image_reference_from_values() -> None:
     objects = render({"image": {"repository": "registry.example/t/trustgate", "digest": digest}})
     (server,) = one(objects, "Deployment")["spec"]["template"]["spec"]["containers"]
     assert server["image"] == f"registry.example/t/trustgate:0.1.0@{digest}"
+
+
+# --- the image ------------------------------------------------------------------------
+
+
+def test_containerfile_matches_the_chart() -> None:
+    """The chart runs ``<entrypoint> serve ...`` as a numeric non-root user."""
+    lines = [
+        line.strip()
+        for line in (REPO / "Containerfile").read_text().splitlines()
+        if line.strip() and not line.lstrip().startswith("#")
+    ]
+    bases = [line.split()[1] for line in lines if line.startswith("FROM ")]
+    assert bases and all(b.startswith("registry.access.redhat.com/ubi9/python-") for b in bases)
+    assert 'ENTRYPOINT ["trustgate"]' in lines
+    user = [line.split()[1] for line in lines if line.startswith("USER ")][-1]
+    # kubelet can only check runAsNonRoot against a numeric USER.
+    assert user.isdigit() and int(user) != 0
+    defaults = yaml.safe_load((CHART / "values.yaml").read_text())
+    assert defaults["podSecurityContext"]["runAsUser"] == int(user)
+    assert f"EXPOSE {defaults['server']['port']}" in lines
