@@ -1,0 +1,407 @@
+"""Keyless signatures end to end: a real registry, the test Sigstore, `trustgate serve`.
+
+Images are signed keylessly in both of cosign's storage formats:
+
+- the legacy ``sha256-<hex>.sig`` manifest, its layer annotated with the
+  Fulcio certificate, the chain and the Rekor entry with its signed entry
+  timestamp;
+- a Sigstore bundle pushed as an OCI 1.1 referrer (a manifest with
+  ``subject`` and ``artifactType``). Debian's docker-registry (distribution
+  2.8) does not serve the referrers API (it answers 404), so the pusher also
+  maintains the ``sha256-<hex>`` referrers tag index, as cosign and oras do,
+  and trustgate finds the bundle through that fallback.
+
+The policies name a ``trusted_root.json`` written from the test instance.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from tests.cosign import sha256, signature_manifest, simple_signing_payload
+from tests.integration.conftest import Server, start_server, stop_server
+from tests.kube import pod_spec, review, workload
+from tests.registry import (
+    OCI_INDEX,
+    OCI_MANIFEST,
+    Registry,
+    default_layer,
+    push_artifact,
+    push_image,
+    push_manifest,
+)
+from tests.sigstore_instance import (
+    BUNDLE_V03,
+    Identity,
+    SigstoreInstance,
+    bundle,
+    cosign_annotations,
+)
+from webhook.signatures.cosign import signature_tag
+from webhook.signatures.keyless import COSIGN_SIGN_PREDICATE
+
+pytestmark = pytest.mark.e2e
+
+ISSUER = "https://token.actions.githubusercontent.com"
+SUBJECT = "https://github.com/acme/api/.github/workflows/release.yml@refs/tags/v1.0"
+RIGHT = Identity(SUBJECT, ISSUER, {"githubWorkflowRepository": "acme/api"})
+SLSA = "https://slsa.dev/provenance/v1"
+EMPTY_CONFIG = "application/vnd.oci.empty.v1+json"
+SBOM = "application/spdx+json"
+
+SIGSTORE = SigstoreInstance()
+OTHER_CA = SigstoreInstance("another-ca")
+
+POLICIES = """\
+apiVersion: trustgate.dev/v1alpha1
+kind: ImagePolicy
+metadata: {{name: keyless}}
+spec:
+  match: {{namespaces: ["prod-*"]}}
+  registries: ["{host}/**"]
+  signatures:
+    authorities:
+      - name: ci
+        keyless:
+          issuer: {issuer}
+          subject: {subject}
+          trustedRoot: roots/trusted_root.json
+          extensions: {{githubWorkflowRepository: acme/api}}
+---
+apiVersion: trustgate.dev/v1alpha1
+kind: ImagePolicy
+metadata: {{name: keyless-pattern}}
+spec:
+  match: {{namespaces: ["pattern-*"]}}
+  registries: ["{host}/**"]
+  signatures:
+    authorities:
+      - name: ci
+        keyless:
+          issuerRegExp: 'https://token\\.actions\\.githubusercontent\\.com'
+          subjectRegExp: 'https://github\\.com/acme/api'
+          trustedRoot: roots/trusted_root.json
+---
+apiVersion: trustgate.dev/v1alpha1
+kind: ImagePolicy
+metadata: {{name: keyless-provenance}}
+spec:
+  match: {{namespaces: ["attested-*"]}}
+  registries: ["{host}/**"]
+  attestations:
+    - predicateType: {slsa}
+      authorities:
+        - name: builder
+          keyless:
+            issuer: {issuer}
+            subject: {subject}
+            trustedRoot: roots/trusted_root.json
+---
+apiVersion: trustgate.dev/v1alpha1
+kind: ImagePolicy
+metadata: {{name: keyless-audit}}
+spec:
+  mode: audit
+  match: {{namespaces: ["audit-*"]}}
+  registries: ["{host}/**"]
+  signatures:
+    authorities:
+      - name: ci
+        keyless:
+          issuer: {issuer}
+          subject: {subject}
+          trustedRoot: roots/trusted_root.json
+"""
+
+
+@pytest.fixture(scope="module")
+def server(registry: Registry, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    tmp = tmp_path_factory.mktemp("keyless")
+    policies = tmp / "policies"
+    # Not at the top of the directory: every *.json there is read as a policy.
+    (policies / "roots").mkdir(parents=True)
+    (policies / "roots" / "trusted_root.json").write_text(SIGSTORE.trusted_root_json())
+    text = POLICIES.format(host=registry.host, issuer=ISSUER, subject=SUBJECT, slsa=SLSA)
+    (policies / "keyless.yaml").write_text(text)
+    config = (
+        "deadlineSeconds: 5\n"
+        "policies: {reloadIntervalSeconds: 0}\n"
+        f'registries: {{"{registry.host}": {{insecure: true}}}}\n'
+    )
+    running = start_server(tmp, policies, config)
+    yield running
+    assert stop_server(running) == 0
+
+
+# Signing in cosign's two storage formats ----------------------------------------------
+
+
+def image(registry: Registry, repository: str) -> tuple[str, str]:
+    layer = default_layer(content=repository.encode())
+    digest = push_image(registry, repository, tag="v1", layers=[layer])
+    return f"{registry.host}/{repository}:v1", digest
+
+
+def sign_legacy(
+    registry: Registry,
+    repository: str,
+    digest: str,
+    identity: Identity = RIGHT,
+    instance: SigstoreInstance = SIGSTORE,
+) -> None:
+    """Push the ``.sig`` manifest ``cosign sign`` writes for a keyless signature."""
+    payload = simple_signing_payload(f"{registry.host}/{repository}", digest)
+    cert, signature, entry = SIGSTORE.sign_blob(identity, payload, cert=instance.ca.issue(identity))
+    annotations = cosign_annotations(instance, cert, signature, entry)
+    manifest, blobs = signature_manifest([(payload, annotations[_SIGNATURE])])
+    manifest["layers"][0]["annotations"] = annotations
+    push_artifact(registry, repository, signature_tag(digest), manifest, blobs)
+
+
+_SIGNATURE = "dev.cosignproject.cosign/signature"
+
+
+def _subject(registry: Registry, repository: str, digest: str) -> dict[str, Any]:
+    head = registry.request(
+        "HEAD", f"/v2/{repository}/manifests/{digest}", headers={"Accept": OCI_MANIFEST}
+    )
+    assert head.status_code == 200, head.text
+    return {
+        "mediaType": head.headers["Content-Type"],
+        "digest": digest,
+        "size": int(head.headers["Content-Length"]),
+    }
+
+
+def push_referrer(
+    registry: Registry,
+    repository: str,
+    digest: str,
+    document: dict[str, Any],
+    *,
+    artifact_type: str = BUNDLE_V03,
+) -> str:
+    """Push ``document`` as a referrer of ``digest`` and list it in the referrers tag index.
+
+    The manifest is what ``cosign sign --new-bundle-format`` pushes: the empty
+    config, one bundle layer, ``artifactType`` and ``subject``. The registry has
+    no referrers API, so the ``sha256-<hex>`` index is updated as the OCI 1.1
+    distribution spec tells clients to.
+    """
+    blob = json.dumps(document).encode()
+    empty = b"{}"
+    manifest: dict[str, Any] = {
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "artifactType": artifact_type,
+        "config": {"mediaType": EMPTY_CONFIG, "digest": sha256(empty), "size": 2},
+        "layers": [{"mediaType": artifact_type, "digest": sha256(blob), "size": len(blob)}],
+        "subject": _subject(registry, repository, digest),
+        "annotations": {"dev.sigstore.bundle.predicateType": COSIGN_SIGN_PREDICATE},
+    }
+    blobs = {sha256(blob): blob, sha256(empty): empty}
+    body = json.dumps(manifest).encode()
+    referrer = push_artifact(registry, repository, sha256(body), manifest, blobs)
+    tag = digest.replace(":", "-")
+    existing = registry.request(
+        "GET", f"/v2/{repository}/manifests/{tag}", headers={"Accept": OCI_INDEX}
+    )
+    entries = existing.json()["manifests"] if existing.status_code == 200 else []
+    entries.append(
+        {
+            "mediaType": OCI_MANIFEST,
+            "digest": referrer,
+            "size": len(body),
+            "artifactType": artifact_type,
+            "annotations": manifest["annotations"],
+        }
+    )
+    index = {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": entries}
+    push_manifest(registry, repository, tag, json.dumps(index).encode(), OCI_INDEX)
+    return referrer
+
+
+def message_bundle(
+    digest: str, identity: Identity = RIGHT, *, signed: str | None = None
+) -> dict[str, Any]:
+    """A v0.3 bundle whose message signature is over ``signed`` (default: ``digest``)."""
+    hex_digest = (signed or digest).partition(":")[2]
+    cert, signature, entry = SIGSTORE.sign_digest(identity, hex_digest)
+    return bundle(cert, entry, signature=signature, digest_hex=hex_digest)
+
+
+def dsse_bundle(
+    registry: Registry,
+    repository: str,
+    digest: str,
+    predicate_type: str,
+    identity: Identity = RIGHT,
+) -> dict[str, Any]:
+    """A v0.3 bundle of a DSSE envelope holding an in-toto statement about the image."""
+    statement = {
+        "_type": "https://in-toto.io/Statement/v1",
+        "subject": [{"name": f"{registry.host}/{repository}", "digest": {"sha256": digest[7:]}}],
+        "predicateType": predicate_type,
+        "predicate": {"builder": {"id": "https://github.com/acme/api"}},
+    }
+    cert, envelope, entry = SIGSTORE.sign_dsse(identity, statement)
+    return bundle(cert, entry, envelope=envelope)
+
+
+def decide(server: Server, ref: str, namespace: str = "prod-web") -> dict[str, Any]:
+    body = review(workload("Deployment", pod_spec(ref), namespace=namespace))
+    result = server.post(json.dumps(body), timeout=30)
+    assert result.status_code == 200, result.text
+    response: dict[str, Any] = result.json()["response"]
+    return response
+
+
+def denial(server: Server, ref: str, namespace: str = "prod-web") -> str:
+    response = decide(server, ref, namespace)
+    assert response["allowed"] is False, response
+    message: str = response["status"]["message"]
+    return message
+
+
+# Admitted ------------------------------------------------------------------------------
+
+
+def test_legacy_sig_layer_keyless_signature_is_admitted(registry: Registry, server: Server) -> None:
+    ref, digest = image(registry, "keyless/legacy")
+    sign_legacy(registry, "keyless/legacy", digest)
+    assert decide(server, ref)["allowed"] is True
+
+
+def test_bundle_referrer_found_through_the_tag_fallback_is_admitted(
+    registry: Registry, server: Server
+) -> None:
+    ref, digest = image(registry, "keyless/bundle")
+    # distribution 2.8 has no referrers API: the fallback is what finds the bundle.
+    api = registry.request("GET", f"/v2/keyless/bundle/referrers/{digest}")
+    assert api.status_code == 404
+    push_referrer(registry, "keyless/bundle", digest, message_bundle(digest))
+    assert decide(server, ref)["allowed"] is True
+
+
+def test_dsse_signature_bundle_is_admitted(registry: Registry, server: Server) -> None:
+    repository = "keyless/dsse"
+    ref, digest = image(registry, repository)
+    document = dsse_bundle(registry, repository, digest, COSIGN_SIGN_PREDICATE)
+    push_referrer(registry, repository, digest, document)
+    assert decide(server, ref)["allowed"] is True
+
+
+# Denied, each with its reason -------------------------------------------------------------
+
+PREFIX = "signature check failed: 0 of the 1 required authorities verified (ci: "
+
+
+@pytest.mark.parametrize("storage", ["legacy", "bundle"])
+def test_wrong_subject_is_denied(registry: Registry, server: Server, storage: str) -> None:
+    repository = f"keyless/wrong-subject-{storage}"
+    ref, digest = image(registry, repository)
+    other = "https://github.com/acme/evil/.github/workflows/release.yml@refs/tags/v1.0"
+    identity = Identity(other, ISSUER, {"githubWorkflowRepository": "acme/api"})
+    if storage == "legacy":
+        sign_legacy(registry, repository, digest, identity)
+    else:
+        push_referrer(registry, repository, digest, message_bundle(digest, identity))
+    message = denial(server, ref)
+    assert message.startswith(f'image {ref} denied by policy "keyless": {PREFIX}')
+    assert f"subject {other!r} does not match {SUBJECT!r}" in message
+
+
+@pytest.mark.parametrize("storage", ["legacy", "bundle"])
+def test_wrong_issuer_is_denied(registry: Registry, server: Server, storage: str) -> None:
+    repository = f"keyless/wrong-issuer-{storage}"
+    ref, digest = image(registry, repository)
+    identity = Identity(SUBJECT, "https://gitlab.com", {"githubWorkflowRepository": "acme/api"})
+    if storage == "legacy":
+        sign_legacy(registry, repository, digest, identity)
+    else:
+        push_referrer(registry, repository, digest, message_bundle(digest, identity))
+    message = denial(server, ref)
+    assert f"{PREFIX}issuer 'https://gitlab.com' is not {ISSUER!r}" in message
+
+
+def test_pattern_matching_only_part_of_the_subject_is_denied(
+    registry: Registry, server: Server
+) -> None:
+    ref, digest = image(registry, "keyless/partial")
+    sign_legacy(registry, "keyless/partial", digest)
+    message = denial(server, ref, namespace="pattern-a")
+    assert message.startswith(f'image {ref} denied by policy "keyless-pattern": {PREFIX}')
+    expected = f"subject {SUBJECT!r} does not match the whole of /https://github\\.com/acme/api/"
+    assert expected in message
+
+
+def test_certificate_from_another_ca_is_denied(registry: Registry, server: Server) -> None:
+    ref, digest = image(registry, "keyless/other-ca")
+    sign_legacy(registry, "keyless/other-ca", digest, instance=OTHER_CA)
+    message = denial(server, ref)
+    assert f"{PREFIX}the certificate does not chain to a Fulcio CA of the trusted root" in message
+
+
+def test_bundle_for_another_images_digest_is_denied(registry: Registry, server: Server) -> None:
+    _, other_digest = image(registry, "keyless/other-image")
+    ref, digest = image(registry, "keyless/stolen-bundle")
+    # A valid bundle, by the right identity, copied from another image onto this one.
+    document = message_bundle(digest, signed=other_digest)
+    push_referrer(registry, "keyless/stolen-bundle", digest, document)
+    message = denial(server, ref)
+    assert f"{PREFIX}the bundle signs another artifact, not {digest}" in message
+
+
+def test_referrer_of_the_wrong_artifact_type_is_not_a_signature(
+    registry: Registry, server: Server
+) -> None:
+    ref, digest = image(registry, "keyless/sbom-only")
+    # Even a valid bundle is ignored when the referrer does not declare itself one.
+    push_referrer(registry, "keyless/sbom-only", digest, message_bundle(digest), artifact_type=SBOM)
+    message = denial(server, ref)
+    tag = signature_tag(digest)
+    assert (
+        f"{PREFIX}no keyless signature found ({tag} does not exist); no Sigstore bundle "
+        f"refers to {digest}; referrers of other types: {SBOM})"
+    ) in message
+
+
+# Attestations and audit mode ---------------------------------------------------------------
+
+
+def test_keyless_attestation_from_a_bundle_is_admitted(registry: Registry, server: Server) -> None:
+    repository = "keyless/attested"
+    ref, digest = image(registry, repository)
+    push_referrer(registry, repository, digest, dsse_bundle(registry, repository, digest, SLSA))
+    assert decide(server, ref, namespace="attested-a")["allowed"] is True
+
+
+def test_keyless_attestation_of_another_type_is_denied(registry: Registry, server: Server) -> None:
+    repository = "keyless/attested-wrong-type"
+    ref, digest = image(registry, repository)
+    document = dsse_bundle(registry, repository, digest, COSIGN_SIGN_PREDICATE)
+    push_referrer(registry, repository, digest, document)
+    message = denial(server, ref, namespace="attested-a")
+    assert message.startswith(
+        f'image {ref} denied by policy "keyless-provenance": attestation check failed for '
+        f"predicate type {SLSA}: 0 of the 1 required authorities verified (builder: "
+    )
+    assert f"signed statement has predicate type {COSIGN_SIGN_PREDICATE!r}, not {SLSA}" in message
+
+
+def test_audit_mode_admits_a_wrong_identity_with_a_warning(
+    registry: Registry, server: Server
+) -> None:
+    repository = "keyless/audited"
+    ref, digest = image(registry, repository)
+    identity = Identity("someone@example.test", "https://accounts.google.com")
+    push_referrer(registry, repository, digest, message_bundle(digest, identity))
+    response = decide(server, ref, namespace="audit-a")
+    assert response["allowed"] is True
+    warning = response["warnings"][0]
+    assert "(audit mode): signature check failed" in warning
+    assert "issuer 'https://accounts.google.com' is not" in warning
