@@ -196,8 +196,9 @@ def test_a_huge_manifest_is_not_read_to_the_end(
     time.sleep(0.5)  # let the streaming thread notice the hang-up
     with misbehaving.lock:
         sent = misbehaving.sent.get("huge", 0)
-    # What the socket buffers hold on top of the 4 MiB limit, far from 50 MiB.
-    assert 0 < sent < 16 * 1024 * 1024
+    # The 4 MiB limit plus what loopback socket buffers absorb (autotuned up to
+    # several MiB each way under load), still far from the 50 MiB offered.
+    assert 0 < sent < 32 * 1024 * 1024
 
 
 def test_rate_limited_registry_is_retried_a_bounded_number_of_times(
