@@ -36,6 +36,22 @@ from webhook import certs
 _PATH = re.compile(
     r"^/(?:api/v1|apis/(?P<group>[a-z.]+)/v1)(?:/namespaces/(?P<namespace>[^/]+))?/(?P<plural>[a-z]+)$"
 )
+_SECRET = re.compile(r"^/api/v1/namespaces/(?P<namespace>[^/]+)/secrets/(?P<name>[^/]+)$")
+#: Discovery of the core group, as much of it as Helm's ``lookup`` asks for.
+_CORE_RESOURCES = {
+    "kind": "APIResourceList",
+    "groupVersion": "v1",
+    "resources": [
+        {
+            "name": plural,
+            "singularName": plural[:-1],
+            "namespaced": True,
+            "kind": kind,
+            "verbs": ["get", "list"],
+        }
+        for kind, plural in (("Pod", "pods"), ("Secret", "secrets"))
+    ],
+}
 _KIND_OF = {plural: kind for kind, (_, _, plural) in RESOURCES.items()}
 
 
@@ -134,6 +150,8 @@ class ApiServer:
     forbidden: set[str] = field(default_factory=set)
     requests: list[Request] = field(default_factory=list)
     expire_continue: bool = False
+    #: Secrets answered by ``GET /api/v1/namespaces/NS/secrets/NAME`` (Helm's ``lookup``).
+    secrets: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
     server: ThreadingHTTPServer | None = None
 
     def client_certificate(self, directory: Path, user: str = "alice") -> tuple[Path, Path]:
@@ -217,6 +235,18 @@ def start_api_server(tmp: Path, token: str = "sa-token-1") -> ApiServer:
             api.requests.append(Request(url.path, query, authorization, has_cert))
             if authorization != f"Bearer {api.token}" and not has_cert:
                 self._send(401, _status(401, "Unauthorized", "Unauthorized"))
+                return
+            if url.path == "/api/v1":
+                self._send(200, _CORE_RESOURCES)
+                return
+            secret = _SECRET.match(url.path)
+            if secret is not None:
+                found = api.secrets.get((secret["namespace"], secret["name"]))
+                if found is None:
+                    message = f'secrets "{secret["name"]}" not found'
+                    self._send(404, _status(404, "NotFound", message))
+                else:
+                    self._send(200, {"kind": "Secret", "apiVersion": "v1", **found})
                 return
             match = _PATH.match(url.path)
             if match is None or match["plural"] not in _KIND_OF:

@@ -545,3 +545,44 @@ def test_containerfile_matches_the_chart() -> None:
     defaults = yaml.safe_load((CHART / "values.yaml").read_text())
     assert defaults["podSecurityContext"]["runAsUser"] == int(user)
     assert f"EXPOSE {defaults['server']['port']}" in lines
+
+
+def test_generated_certificate_is_kept_across_upgrades(tmp_path: Path) -> None:
+    """``helm upgrade`` looks up the installed Secret and reuses its CA and certificate.
+
+    Helm renders against a stand-in API server that holds what the install created.
+    """
+    from tests.kubeapi import start_api_server
+
+    installed = render()
+    secret = one(installed, "Secret", f"{RELEASE}-tls")
+    api = start_api_server(tmp_path)
+    try:
+        api.secrets[(NAMESPACE, secret["metadata"]["name"])] = secret
+        config = helm.Config(
+            kube_apiserver=api.url,
+            kube_token=api.token,
+            kube_ca_file=str(api.ca),
+            namespace=NAMESPACE,
+        )
+        manifests = config.render(
+            helm.Chart.load(CHART), None, name=RELEASE, namespace=NAMESPACE, is_upgrade=True
+        )
+    finally:
+        api.stop()
+    upgraded = [
+        doc
+        for path, text in manifests.items()
+        if not path.endswith("NOTES.txt")
+        for doc in yaml.safe_load_all(text)
+        if doc
+    ]
+    assert one(upgraded, "Secret", f"{RELEASE}-tls")["data"] == secret["data"]
+    (hook,) = one(upgraded, "ValidatingWebhookConfiguration")["webhooks"]
+    assert hook["clientConfig"]["caBundle"] == secret["data"]["ca.crt"]
+    assert any(
+        r.path == f"/api/v1/namespaces/{NAMESPACE}/secrets/{RELEASE}-tls" for r in api.requests
+    )
+    # Without the Secret (a first install), a new CA is generated.
+    (fresh,) = one(render(), "ValidatingWebhookConfiguration")["webhooks"]
+    assert fresh["clientConfig"]["caBundle"] != secret["data"]["ca.crt"]
