@@ -369,3 +369,49 @@ def test_audit_cluster_in_a_pod(
     assert code == 1
     assert "in-cluster service account" in err
     assert "Deployment/legacy" in out
+
+
+def test_audit_cluster_reports_a_grade_that_has_dropped(
+    api: ApiServer,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Admitted when deployed, denied today: the fix it lacks has aged its grade to F."""
+    digest = "sha256:" + "4f" * 32
+    fresh, stale = f"quay.io/acme/api@{digest}", f"quay.io/acme/legacy@{digest}"
+    api.objects = {
+        "deployments": [
+            stored("Deployment", "api", "prod-web", fresh),
+            stored("Deployment", "legacy", "prod-web", stale),
+        ]
+    }
+    policies = tmp_path / "policies"
+    policies.mkdir()
+    (policies / "prod.yaml").write_text(
+        "apiVersion: trustgate.dev/v1alpha1\nkind: ImagePolicy\nmetadata: {name: production}\n"
+        "spec:\n  mode: enforce\n  match: {namespaces: ['prod-*']}\n"
+        "  registries: ['quay.io/acme/**']\n"
+        "  freshness: {minimumGrade: B, sources: [static]}\n"
+    )
+    grades = tmp_path / "grades.yaml"
+    grades.write_text(
+        "grades:\n"
+        "  - image: quay.io/acme/legacy\n"
+        "    fixes: [{id: RHSA-2024:1234, severity: Critical, released: '2024-05-01'}]\n"
+        "  - image: quay.io/acme/**\n    grade: A\n"
+    )
+    config = tmp_path / "trustgate.yaml"
+    config.write_text(f"freshness: {{static: {{file: {grades}}}}}\n")
+    kc = kubeconfig(tmp_path / "kc", api, token=api.token)
+    argv = [
+        "audit", "--cluster", "--kubeconfig", str(kc),
+        "--policies", str(policies), "--config", str(config), "--output", "json",
+    ]  # fmt: skip
+    code, out, _ = run(argv, capsys, monkeypatch, {})
+    assert code == 1
+    rows = {r["name"]: r for r in json.loads(out)}
+    assert rows["api"]["decision"] == "allowed"
+    assert rows["legacy"]["decision"] == "denied"
+    assert "freshness grade F is below the minimum B" in rows["legacy"]["reasons"][0]
+    assert "RHSA-2024:1234" in rows["legacy"]["reasons"][0]
