@@ -42,6 +42,7 @@ bench: $(STAMP) test-deps
 	command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
 	$(BIN)/python bench/run.py
 	$(BIN)/python bench/signatures.py
+	$(BIN)/python bench/keyless.py
 	$(BIN)/python bench/freshness.py
 
 schema: $(STAMP)
