@@ -156,9 +156,7 @@ def test_full_policy_compiles_every_field(tmp_path: Path) -> None:
             max_report_age_days=2,
             warn_before_days=14,
             report_authorities=(
-                Authority(
-                    "scanner", key=KeyRef(pem=PEM, file=str(tmp_path / "keys/release.pub"))
-                ),
+                Authority("scanner", key=KeyRef(pem=PEM, file=str(tmp_path / "keys/release.pub"))),
             ),
         ),
     )
