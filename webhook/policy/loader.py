@@ -13,6 +13,7 @@ Mistakes are collected over the whole directory and raised together, so that
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import math
@@ -43,7 +44,7 @@ from webhook.policy.model import (
 )
 from webhook.policy.schema import validate_document
 from webhook.signatures.keys import load_public_key
-from webhook.signatures.trustroot import PRODUCTION, load_trusted_root
+from webhook.signatures.trustroot import EMBEDDED_ROOTS, PRODUCTION, load_trusted_root
 
 API_VERSION = "trustgate.dev/v1alpha1"
 POLICY_KIND = "ImagePolicy"
@@ -124,7 +125,8 @@ def load_directory(path: Path) -> PolicySet:
     """Every policy in directory ``path``, compiled into a ``PolicySet``.
 
     The set's fingerprint is a SHA-256 over the name and content of every file
-    read, so equal fingerprints mean identical policy files.
+    read, key files and trusted roots included, so equal fingerprints mean
+    identical policies.
 
     Raises:
         PolicyErrors: listing every mistake found, or saying that the directory
@@ -154,7 +156,35 @@ def load_directory(path: Path) -> PolicySet:
     if not found:
         raise PolicyErrors([PolicyError(f"no ImagePolicy documents found in {path}")])
     policies = sorted((policy for policy, _ in found), key=lambda p: p.name)
-    return PolicySet(policies=tuple(policies), fingerprint=digest.hexdigest())
+    references = sorted({ref for policy in policies for ref in _references(policy)})
+    for referenced, content in references:
+        digest.update(f"{len(referenced)}:{referenced}:{content}".encode())
+    return PolicySet(
+        policies=tuple(policies),
+        fingerprint=digest.hexdigest(),
+        files=tuple(dict.fromkeys(referenced for referenced, _ in references)),
+    )
+
+
+def _references(value: object) -> Iterator[tuple[str, str]]:
+    """``(path, content)`` of every file a compiled policy read besides itself.
+
+    Key files and trusted roots count: editing one must reload the policies
+    (keys rotate), so the store watches these paths and the set's fingerprint
+    covers their content (the PEM text, the root's digest).
+    """
+    if isinstance(value, KeyRef):
+        if value.file is not None:
+            yield value.file, value.pem or ""
+    elif isinstance(value, Keyless):
+        if value.trusted_root not in EMBEDDED_ROOTS:
+            yield value.trusted_root, value.root_digest
+    elif isinstance(value, tuple):
+        for item in value:
+            yield from _references(item)
+    elif dataclasses.is_dataclass(value) and not isinstance(value, type):
+        for item in dataclasses.fields(value):
+            yield from _references(getattr(value, item.name))
 
 
 def _in_file_order(errors: list[PolicyError]) -> list[PolicyError]:

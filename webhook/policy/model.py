@@ -154,10 +154,15 @@ class Policy:
 
 @dataclass(frozen=True, slots=True)
 class PolicySet:
-    """Every policy of one directory, in a stable order (by name)."""
+    """Every policy of one directory, in a stable order (by name).
+
+    ``files`` are the other files the policies read (key files, trusted roots),
+    which the store watches along with the directory.
+    """
 
     policies: tuple[Policy, ...] = ()
     fingerprint: str = ""
+    files: tuple[str, ...] = ()
 
     def matching(self, namespace: str, kind: str, image: ImageRef) -> tuple[Policy, ...]:
         """The policies that govern ``image`` in this request; all of them must pass."""

@@ -5,9 +5,10 @@ replaces in one attribute assignment, so the request path needs no lock. A
 reload that fails keeps the last good set in place and records the error.
 
 Change detection is two-staged. A cheap stamp (``os.stat`` of every visible
-entry after resolving symlinks, plus the target of a ConfigMap's ``..data``
-link) is compared on every check; only when it differs is the directory re-read,
-and a new set is installed only when the content fingerprint differs too. The
+entry and of the key files and trusted roots the policies read, after resolving
+symlinks, plus the target of a ConfigMap's ``..data`` link) is compared on every
+check; only when it differs is the directory re-read, and a new set is
+installed only when the content fingerprint differs too. The
 resolved paths matter for ConfigMap mounts: kubelet swaps ``..data`` to a new
 timestamped directory in one rename, and the files it points to may carry
 the same size and modification time as the old ones.
@@ -19,7 +20,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -78,8 +79,8 @@ class PolicyStore:
         self._thread_lock = threading.Lock()
         self._stop_event = threading.Event()
         self._thread: threading.Thread | None = None
-        self._stamp = _stamp(directory)
         self._set = load_directory(directory)
+        self._stamp = _stamp(directory, self._set.files)
         self._status = ReloadStatus(
             loaded_at=time.time(), policies=len(self._set), fingerprint=self._set.fingerprint
         )
@@ -116,7 +117,7 @@ class PolicyStore:
         return installed
 
     def _check(self) -> tuple[bool, ReloadStatus | None]:
-        stamp = _stamp(self._directory)
+        stamp = _stamp(self._directory, self._set.files)
         if stamp == self._stamp:
             return False, None
         # Recorded before reading: a change made while we read shows at the next check.
@@ -148,6 +149,8 @@ class PolicyStore:
                 extra={"directory": str(self._directory), "outcome": "ok"},
             )
             return False, self._status
+        if policy_set.files != self._set.files:
+            self._stamp = _stamp(self._directory, policy_set.files)
         self._set = policy_set
         self._status = ReloadStatus(
             loaded_at=time.time(),
@@ -200,8 +203,9 @@ class PolicyStore:
                 log.exception("policy reload check failed", extra={"outcome": "error"})
 
 
-def _stamp(directory: Path) -> _Stamp:
-    """A cheap summary of the directory that changes whenever its files may have."""
+def _stamp(directory: Path, files: Sequence[str] = ()) -> _Stamp:
+    """A cheap summary of the directory and of ``files`` (keys, trusted roots the
+    policies read) that changes whenever their content may have."""
     try:
         names = sorted(os.listdir(directory))
     except OSError as exc:
@@ -210,17 +214,15 @@ def _stamp(directory: Path) -> _Stamp:
         data_target: str | None = os.readlink(directory / "..data")
     except OSError:
         data_target = None
-    entries: list[tuple[object, ...]] = []
-    for name in names:
-        if name.startswith("."):
-            continue
-        real = os.path.realpath(directory / name)
-        try:
-            st = os.stat(real)
-        except OSError as exc:
-            entries.append((name, real, exc.errno))
-            continue
-        entries.append(
-            (name, real, st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
-        )
+    entries = [_entry(name, directory / name) for name in names if not name.startswith(".")]
+    entries.extend(_entry(file, Path(file)) for file in files)
     return (data_target, tuple(entries))
+
+
+def _entry(name: str, path: Path) -> tuple[object, ...]:
+    real = os.path.realpath(path)
+    try:
+        st = os.stat(real)
+    except OSError as exc:
+        return (name, real, exc.errno)
+    return (name, real, st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)

@@ -41,6 +41,8 @@ _EMBEDDED = {
     PRODUCTION: "https%3A%2F%2Ftuf-repo-cdn.sigstore.dev",
     STAGING: "https%3A%2F%2Ftuf-repo-cdn.sigstage.dev",
 }
+#: The root names that mean a root shipped with sigstore-python rather than a file.
+EMBEDDED_ROOTS = frozenset(_EMBEDDED)
 #: Trusted roots larger than this are refused; real ones are a few KiB.
 MAX_ROOT_BYTES = 1024 * 1024
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.cosign import generate_key, public_pem
 from webhook.errors import PolicyError
 from webhook.policy.globs import Glob
 from webhook.policy.store import PolicyStore, ReloadStatus
@@ -318,3 +319,55 @@ def test_poller_survives_a_failing_callback(
     finally:
         store.stop()
     assert any("metrics exploded" in str(r.exc_info) for r in records if r.exc_info)
+
+
+def later(path: Path, *, seconds: int) -> None:
+    """Move ``path``'s modification time forward, as a later edit would have it."""
+    mtime = path.stat().st_mtime_ns + seconds * 1_000_000_000
+    os.utime(path, ns=(mtime, mtime))
+
+
+def signed_policy(key_file: str) -> str:
+    return policy(
+        extra=(
+            "  signatures:\n    authorities:\n"
+            f"      - {{name: release, key: {{file: {key_file}}}}}\n"
+        )
+    )
+
+
+def test_key_file_edited_in_place_reloads(tmp_path: Path, statuses: list[ReloadStatus]) -> None:
+    """Keys rotate: a new key in the same file, in a subdirectory the stamp does not list."""
+    keys = tmp_path / "keys"
+    keys.mkdir()
+    key = keys / "release.pub"
+    key.write_text(public_pem(generate_key("ecdsa-p256")))
+    (tmp_path / "prod.yaml").write_text(signed_policy("keys/release.pub"))
+    store = make_store(tmp_path, statuses)
+    first = store.current
+    assert first.files == (str(key),)
+    assert store.check() is False
+
+    rotated = public_pem(generate_key("ecdsa-p256"))
+    key.write_text(rotated)
+    later(key, seconds=1)  # same size; make the edit visible past the clock's granularity
+    assert store.check() is True
+    (authority,) = store.current.policies[0].signatures.authorities  # type: ignore[union-attr]
+    assert authority.key is not None and authority.key.pem == rotated
+    assert store.current.fingerprint != first.fingerprint
+
+    key.write_text("not a key\n")
+    later(key, seconds=2)
+    assert store.check() is False
+    assert store.current.policies[0].signatures.authorities[0].key.pem == rotated  # type: ignore[union-attr]
+    assert store.status.last_error is not None and "release.pub" in store.status.last_error
+
+
+def test_same_policy_text_with_another_key_file_content_is_another_set(tmp_path: Path) -> None:
+    from webhook.policy.loader import load_directory
+
+    (tmp_path / "release.pub").write_text(public_pem(generate_key("ecdsa-p256")))
+    (tmp_path / "prod.yaml").write_text(signed_policy("release.pub"))
+    before = load_directory(tmp_path).fingerprint
+    (tmp_path / "release.pub").write_text(public_pem(generate_key("ecdsa-p256")))
+    assert load_directory(tmp_path).fingerprint != before
