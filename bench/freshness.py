@@ -19,16 +19,15 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import statistics
 import sys
 import tempfile
-import time
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from timing import percentiles, timed  # noqa: E402  (bench/, the script's own directory)
 
 from tests.kube import pod_spec, review, workload  # noqa: E402
 from tests.pyxis import grades, image_record, running_pyxis  # noqa: E402
@@ -39,22 +38,6 @@ from webhook.policy.loader import load_directory  # noqa: E402
 from webhook.services import build_engine  # noqa: E402
 
 IMAGES = 10
-
-
-def percentiles(samples: list[float]) -> dict[str, float]:
-    """p50 and p99 in milliseconds."""
-    ordered = sorted(samples)
-    p99 = ordered[min(len(ordered) - 1, round(0.99 * (len(ordered) - 1)))]
-    return {"p50_ms": round(statistics.median(ordered) * 1000, 3), "p99_ms": round(p99 * 1000, 3)}
-
-
-def timed(rounds: int, run: Callable[[], object]) -> list[float]:
-    samples = []
-    for _ in range(rounds):
-        started = time.perf_counter()
-        run()
-        samples.append(time.perf_counter() - started)
-    return samples
 
 
 def main() -> None:

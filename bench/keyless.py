@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from signatures import percentiles, timed  # noqa: E402
+from timing import percentiles, timed  # noqa: E402
 
 from tests.integration.test_keyless_e2e import (  # noqa: E402
     ISSUER,
