@@ -366,6 +366,11 @@ def _cert_pem(cert: x509.Certificate) -> bytes:
 
 def hashedrekord_body(cert: x509.Certificate, signature: bytes, digest_hex: str) -> dict[str, Any]:
     """The hashedrekord v0.0.1 entry Rekor stores for a signature over a SHA-256 digest."""
+    return hashedrekord_key_body(_cert_pem(cert), signature, digest_hex)
+
+
+def hashedrekord_key_body(pem: bytes, signature: bytes, digest_hex: str) -> dict[str, Any]:
+    """A hashedrekord v0.0.1 entry whose verifier is ``pem``: a certificate or a PUBLIC KEY."""
     return {
         "apiVersion": "0.0.1",
         "kind": "hashedrekord",
@@ -373,7 +378,7 @@ def hashedrekord_body(cert: x509.Certificate, signature: bytes, digest_hex: str)
             "data": {"hash": {"algorithm": "sha256", "value": digest_hex}},
             "signature": {
                 "content": _b64(signature),
-                "publicKey": {"content": _b64(_cert_pem(cert))},
+                "publicKey": {"content": _b64(pem)},
             },
         },
     }
@@ -476,6 +481,21 @@ class SigstoreInstance:
         entry = self.tlog.append(hashedrekord_body(certificate, signature, digest), when)
         return certificate, signature, entry
 
+    def log_key_signature(
+        self,
+        public_pem: bytes,
+        signature: bytes,
+        payload: bytes,
+        *,
+        logged_digest: str | None = None,
+    ) -> LogEntry:
+        """Log a key signature over ``payload`` as ``cosign sign --key`` uploads it.
+
+        ``logged_digest`` (hex) logs another artifact's digest instead.
+        """
+        digest = logged_digest or hashlib.sha256(payload).hexdigest()
+        return self.tlog.append(hashedrekord_key_body(public_pem, signature, digest))
+
     def sign_digest(
         self, identity: Identity, digest_hex: str, **issue: Any
     ) -> tuple[x509.Certificate, bytes, LogEntry]:
@@ -512,7 +532,17 @@ def cosign_annotations(
 ) -> dict[str, str]:
     """The annotations of a legacy keyless ``.sig`` layer, as cosign writes them."""
     chain = _cert_pem(instance.ca.intermediate) + _cert_pem(instance.ca.root)
-    rekor_bundle = {
+    return {
+        "dev.cosignproject.cosign/signature": _b64(signature),
+        "dev.sigstore.cosign/certificate": _cert_pem(cert).decode(),
+        "dev.sigstore.cosign/chain": chain.decode(),
+        "dev.sigstore.cosign/bundle": rekor_bundle(entry),
+    }
+
+
+def rekor_bundle(entry: LogEntry) -> str:
+    """The ``dev.sigstore.cosign/bundle`` annotation cosign writes for a logged signature."""
+    document = {
         "SignedEntryTimestamp": _b64(entry.set_signature),
         "Payload": {
             "body": _b64(entry.body),
@@ -521,12 +551,7 @@ def cosign_annotations(
             "logID": entry.log_id.hex(),
         },
     }
-    return {
-        "dev.cosignproject.cosign/signature": _b64(signature),
-        "dev.sigstore.cosign/certificate": _cert_pem(cert).decode(),
-        "dev.sigstore.cosign/chain": chain.decode(),
-        "dev.sigstore.cosign/bundle": json.dumps(rekor_bundle, separators=(",", ":")),
-    }
+    return json.dumps(document, separators=(",", ":"))
 
 
 def _tlog_entry(entry: LogEntry, *, promise: bool = True) -> dict[str, Any]:

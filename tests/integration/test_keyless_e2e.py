@@ -16,13 +16,21 @@ The policies name a ``trusted_root.json`` written from the test instance.
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from tests.cosign import sha256, signature_manifest, simple_signing_payload
+from tests.cosign import (
+    generate_key,
+    public_pem,
+    sha256,
+    sign_b64,
+    signature_manifest,
+    simple_signing_payload,
+)
 from tests.integration.conftest import Server, start_server, stop_server
 from tests.kube import pod_spec, review, workload
 from tests.registry import (
@@ -40,6 +48,7 @@ from tests.sigstore_instance import (
     SigstoreInstance,
     bundle,
     cosign_annotations,
+    rekor_bundle,
 )
 from webhook.signatures.cosign import signature_tag
 from webhook.signatures.keyless import COSIGN_SIGN_PREDICATE
@@ -55,6 +64,7 @@ SBOM = "application/spdx+json"
 
 SIGSTORE = SigstoreInstance()
 OTHER_CA = SigstoreInstance("another-ca")
+RELEASE = generate_key("ecdsa-p256")
 
 POLICIES = """\
 apiVersion: trustgate.dev/v1alpha1
@@ -103,6 +113,17 @@ spec:
 ---
 apiVersion: trustgate.dev/v1alpha1
 kind: ImagePolicy
+metadata: {{name: key-tlog}}
+spec:
+  match: {{namespaces: ["tlog-*"]}}
+  registries: ["{host}/**"]
+  signatures:
+    authorities:
+      - name: release
+        key: {{file: roots/release.pub, tlog: required, trustedRoot: roots/trusted_root.json}}
+---
+apiVersion: trustgate.dev/v1alpha1
+kind: ImagePolicy
 metadata: {{name: keyless-audit}}
 spec:
   mode: audit
@@ -125,6 +146,7 @@ def server(registry: Registry, tmp_path_factory: pytest.TempPathFactory) -> Iter
     # Not at the top of the directory: every *.json there is read as a policy.
     (policies / "roots").mkdir(parents=True)
     (policies / "roots" / "trusted_root.json").write_text(SIGSTORE.trusted_root_json())
+    (policies / "roots" / "release.pub").write_text(public_pem(RELEASE))
     text = POLICIES.format(host=registry.host, issuer=ISSUER, subject=SUBJECT, slsa=SLSA)
     (policies / "keyless.yaml").write_text(text)
     config = (
@@ -405,3 +427,32 @@ def test_audit_mode_admits_a_wrong_identity_with_a_warning(
     warning = response["warnings"][0]
     assert "(audit mode): signature check failed" in warning
     assert "issuer 'https://accounts.google.com' is not" in warning
+
+
+# Key signatures with tlog: required ------------------------------------------------------
+
+
+def sign_with_key(registry: Registry, repository: str, digest: str, *, logged: bool) -> None:
+    """Push the ``.sig`` manifest of ``cosign sign --key``, with its Rekor entry when ``logged``."""
+    payload = simple_signing_payload(f"{registry.host}/{repository}", digest)
+    signature = sign_b64(RELEASE, payload)
+    manifest, blobs = signature_manifest([(payload, signature)])
+    if logged:
+        entry = SIGSTORE.log_key_signature(
+            public_pem(RELEASE).encode(), base64.b64decode(signature), payload
+        )
+        manifest["layers"][0]["annotations"]["dev.sigstore.cosign/bundle"] = rekor_bundle(entry)
+    push_artifact(registry, repository, signature_tag(digest), manifest, blobs)
+
+
+def test_logged_key_signature_is_admitted(registry: Registry, server: Server) -> None:
+    ref, digest = image(registry, "keyed/logged")
+    sign_with_key(registry, "keyed/logged", digest, logged=True)
+    assert decide(server, ref, "tlog-web")["allowed"] is True
+
+
+def test_key_signature_without_a_log_entry_is_denied(registry: Registry, server: Server) -> None:
+    ref, digest = image(registry, "keyed/unlogged")
+    sign_with_key(registry, "keyed/unlogged", digest, logged=False)
+    message = denial(server, ref, "tlog-web")
+    assert "release: signature verifies with key release, but no transparency-log entry" in message

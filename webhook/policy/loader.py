@@ -20,7 +20,7 @@ import math
 import os
 import re
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, cast
 
@@ -176,6 +176,8 @@ def _references(value: object) -> Iterator[tuple[str, str]]:
     if isinstance(value, KeyRef):
         if value.file is not None:
             yield value.file, value.pem or ""
+        if value.tlog_required and value.trusted_root not in EMBEDDED_ROOTS:
+            yield value.trusted_root, value.root_digest
     elif isinstance(value, Keyless):
         if value.trusted_root not in EMBEDDED_ROOTS:
             yield value.trusted_root, value.root_digest
@@ -355,7 +357,7 @@ def _match(match: Mapping[str, Any]) -> Match:
 
 def _signatures(section: Mapping[str, Any], origin: _Origin) -> Signatures:
     where = "spec.signatures"
-    authorities = _authorities(section["authorities"], origin, where)
+    authorities = _authorities(section["authorities"], origin, where, tlog=True)
     threshold = _threshold(section, len(authorities), origin, where)
     return Signatures(
         threshold=threshold,
@@ -376,8 +378,9 @@ def _attestation(entry: Mapping[str, Any], origin: _Origin, where: str) -> Attes
 
 
 def _authorities(
-    entries: Sequence[Mapping[str, Any]], origin: _Origin, where: str
+    entries: Sequence[Mapping[str, Any]], origin: _Origin, where: str, *, tlog: bool = False
 ) -> tuple[Authority, ...]:
+    """The authorities of ``where``; ``tlog``: whether keys may require a log entry."""
     authorities = []
     names: dict[str, int] = {}
     for number, raw in enumerate(entries):
@@ -389,6 +392,9 @@ def _authorities(
         names[name] = number
         key = raw.get("key")
         keyless = raw.get("keyless")
+        if key is not None and "tlog" in key and not tlog:
+            message = "tlog is supported for spec.signatures authorities only"
+            raise origin.error(message, f"{field}.key.tlog")
         authorities.append(
             Authority(
                 name=name,
@@ -408,10 +414,10 @@ def _threshold(section: Mapping[str, Any], count: int, origin: _Origin, where: s
 
 
 def _key(key: Mapping[str, Any], origin: _Origin, field: str) -> KeyRef:
-    """The key, read and checked now: the request path opens no files."""
+    """The key, read and checked now, with its log's root: the request path opens no files."""
     if "pem" in key:
         _check_key(key["pem"], "inline key", origin, f"{field}.pem")
-        return KeyRef(pem=key["pem"])
+        return _logged(KeyRef(pem=key["pem"]), key, origin, field)
     # Relative to the policy file as it is named, not to where its symlink
     # points: a ConfigMap's timestamped directory vanishes at the next update.
     path = Path(os.path.abspath(origin.file.parent / key["file"]))
@@ -425,7 +431,23 @@ def _key(key: Mapping[str, Any], origin: _Origin, field: str) -> KeyRef:
     except UnicodeDecodeError as exc:
         raise origin.error(f"key file {path} is not a PEM file", f"{field}.file") from exc
     _check_key(text, f"key file {path}", origin, f"{field}.file")
-    return KeyRef(pem=text, file=str(path))
+    return _logged(KeyRef(pem=text, file=str(path)), key, origin, field)
+
+
+def _logged(ref: KeyRef, key: Mapping[str, Any], origin: _Origin, field: str) -> KeyRef:
+    """``ref`` with ``tlog: required`` and its trusted root, loaded now, when asked for."""
+    if key.get("tlog") != "required":
+        if "trustedRoot" in key:
+            message = "only applies with tlog: required (it is the root that verifies log entries)"
+            raise origin.error(message, f"{field}.trustedRoot")
+        return ref
+    try:
+        root = load_trusted_root(key.get("trustedRoot", PRODUCTION), origin.file.parent)
+    except PolicyError as exc:
+        raise origin.error(exc.message, f"{field}.trustedRoot") from exc
+    return replace(
+        ref, tlog_required=True, trusted_root=root.name, root_digest=root.digest, root=root
+    )
 
 
 def _check_key(pem: str, source: str, origin: _Origin, field: str) -> None:

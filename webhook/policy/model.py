@@ -51,10 +51,19 @@ class Match:
 
 @dataclass(frozen=True, slots=True)
 class KeyRef:
-    """A public key given inline (``pem``) or as a file path (``file``)."""
+    """A public key given inline (``pem``) or as a file path (``file``).
+
+    With ``tlog_required`` a signature counts only with a transparency-log
+    entry of ``root`` (loaded when the policy loaded, named by
+    ``trusted_root`` and fingerprinted by ``root_digest``, as for Keyless).
+    """
 
     pem: str | None = None
     file: str | None = None
+    tlog_required: bool = False
+    trusted_root: str = ""
+    root_digest: str = field(default="", compare=False)
+    root: TrustRoot | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)

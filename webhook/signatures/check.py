@@ -223,6 +223,8 @@ class SignatureCheck:
         """None when key ``authority`` verifies, else why not."""
         if authority.key is None or authority.key.pem is None:
             return "authority has no public key"
+        if authority.key.tlog_required and authority.key.root is None:
+            return "tlog: required, but no trusted root is loaded"
         if manifest is None:
             return f"no signature found ({signature_tag(digest)} does not exist)"
         try:
@@ -242,5 +244,6 @@ class SignatureCheck:
             key_name=authority.name,
             required_annotations=dict(signatures.annotations),
             check_reference=signatures.match_reference,
+            tlog_root=authority.key.root if authority.key.tlog_required else None,
         )
         return None if result.ok else result.reason

@@ -24,6 +24,8 @@ from typing import Any, NoReturn
 from webhook.errors import CheckFailed, ImageReferenceError
 from webhook.reference import parse_reference
 from webhook.signatures.keys import PublicKey, verify
+from webhook.signatures.tlog import BUNDLE_ANNOTATION, verify_key_entry
+from webhook.signatures.trustroot import TrustRoot
 
 SIMPLESIGNING_MEDIA_TYPE = "application/vnd.dev.cosign.simplesigning.v1+json"
 SIGNATURE_ANNOTATION = "dev.cosignproject.cosign/signature"
@@ -43,8 +45,9 @@ _SHOWN_MAX = 128
 _URLSAFE_B64 = re.compile(r"[A-Za-z0-9_-]*={0,2}")
 
 # How informative a layer's failure is: a layer whose signature verified says
-# more about what went wrong than one that did not verify at all.
-_MALFORMED, _UNVERIFIED, _VERIFIED = 0, 1, 2
+# more about what went wrong than one that did not verify at all, and one
+# signed for this image but missing its log entry says the most.
+_MALFORMED, _UNVERIFIED, _VERIFIED, _UNLOGGED = 0, 1, 2, 3
 
 
 class SignatureInvalid(CheckFailed):
@@ -196,6 +199,7 @@ def verify_with_key(
     required_annotations: Mapping[str, str] = MappingProxyType({}),
     check_reference: bool = False,
     max_payload_size: int = MAX_PAYLOAD_SIZE,
+    tlog_root: TrustRoot | None = None,
 ) -> KeyVerification:
     """Whether a layer of the ``.sig`` ``manifest`` is ``key``'s signature for ``image_digest``.
 
@@ -207,7 +211,10 @@ def verify_with_key(
     that of the most telling failure, preferring what a verified payload got
     wrong over signatures that did not verify. Only the first
     MAX_SIGNATURE_LAYERS signature layers are looked at, and layers
-    declaring more than ``max_payload_size`` bytes are never fetched.
+    declaring more than ``max_payload_size`` bytes are never fetched. With
+    ``tlog_root``, a layer passes only when its transparency-log entry
+    (``dev.sigstore.cosign/bundle``) is from a log of that trusted root and
+    records this signature, this key and this payload (``tlog.verify_key_entry``).
 
     Returns a KeyVerification; a bad manifest or signature never raises.
     Whatever ``fetch_blob`` raises (an UpstreamError) propagates.
@@ -230,6 +237,7 @@ def verify_with_key(
             required_annotations=required_annotations,
             check_reference=check_reference,
             max_payload_size=max_payload_size,
+            tlog_root=tlog_root,
         )
         if isinstance(outcome, SimpleSigning):
             return KeyVerification(True, f"signed with key {key_name}", outcome)
@@ -262,6 +270,7 @@ def _check_layer(
     required_annotations: Mapping[str, str],
     check_reference: bool,
     max_payload_size: int,
+    tlog_root: TrustRoot | None,
 ) -> SimpleSigning | _LayerFailure:
     digest, size = layer.get("digest"), layer.get("size")
     if not isinstance(digest, str) or not _DIGEST.fullmatch(digest):
@@ -299,6 +308,17 @@ def _check_layer(
     )
     if problem is not None:
         return _LayerFailure(_VERIFIED, problem)
+    if tlog_root is not None:
+        unlogged = verify_key_entry(
+            tlog_root,
+            layer["annotations"].get(BUNDLE_ANNOTATION),
+            signature=signature,
+            key=key,
+            payload=payload,
+        )
+        if unlogged is not None:
+            reason = f"signature verifies with key {key_name}, but {unlogged}"
+            return _LayerFailure(_UNLOGGED, reason)
     return signed
 
 

@@ -43,7 +43,7 @@ from pydantic import ValidationError
 from sigstore.errors import Error as SigstoreError
 from sigstore.errors import VerificationError
 from sigstore.hashes import Hashed
-from sigstore.models import Bundle, InvalidBundle, TransparencyLogEntry
+from sigstore.models import Bundle, InvalidBundle
 from sigstore.verify import policy as sigstore_policy
 from sigstore.verify.policy import VerificationPolicy
 from sigstore_models.bundle import v1 as bundle_v1
@@ -51,11 +51,11 @@ from sigstore_models.common import v1 as common_v1
 from sigstore_models.rekor import v1 as rekor_v1
 
 from webhook.policy.model import Keyless
+from webhook.signatures.tlog import BUNDLE_ANNOTATION, PromiseEntry, parse_cosign_entry
 from webhook.signatures.trustroot import TrustRoot
 
 CERTIFICATE_ANNOTATION = "dev.sigstore.cosign/certificate"
 CHAIN_ANNOTATION = "dev.sigstore.cosign/chain"
-BUNDLE_ANNOTATION = "dev.sigstore.cosign/bundle"
 #: The predicate type cosign gives the in-toto statement of a DSSE image signature.
 COSIGN_SIGN_PREDICATE = "https://sigstore.dev/cosign/sign/v1"
 IN_TOTO_PAYLOAD_TYPE = "application/vnd.in-toto+json"
@@ -248,7 +248,7 @@ def verify_legacy(
     try:
         cert = x509.load_pem_x509_certificate(pem.encode())
         signature = base64.b64decode(str(signature_b64), validate=True)
-        entry = _promise_entry(entry_text)
+        entry = parse_cosign_entry(entry_text)
         bundle = _bundle(cert, signature, entry)
     except (ValueError, TypeError, binascii.Error, SigstoreError) as exc:
         return _failed(f"malformed keyless signature: {_reason(exc)}")
@@ -259,68 +259,15 @@ def verify_legacy(
     return KeylessResult(True, payload=payload)
 
 
-class _PromiseEntry(TransparencyLogEntry):
-    """A Rekor entry known by its signed entry timestamp only (cosign's legacy layout).
-
-    sigstore-python requires an inclusion proof; the legacy layout has none, so
-    the signed entry timestamp, verified against the trusted root's log keys,
-    is the proof of inclusion here.
-    """
-
-    def _validate(self) -> None:
-        if self._inner.inclusion_promise is None:
-            raise InvalidBundle("log entry has no signed entry timestamp")
-
-    def _verify(self, keyring: Any) -> None:
-        self._verify_set(keyring)
-
-
 class _LegacyBundle(Bundle):
-    """A bundle assembled from cosign annotations, its log entry a _PromiseEntry."""
+    """A bundle assembled from cosign annotations, its log entry a PromiseEntry."""
 
     def _verify(self) -> None:
         material = self._inner.verification_material
         if material.certificate is None or len(material.tlog_entries) != 1:
             raise InvalidBundle("expected one certificate and one log entry")
         self._signing_certificate = x509.load_der_x509_certificate(material.certificate.raw_bytes)
-        self._log_entry = _PromiseEntry(material.tlog_entries[0])
-
-
-def _promise_entry(text: str) -> rekor_v1.TransparencyLogEntry:
-    """cosign's ``{"SignedEntryTimestamp", "Payload": {body, integratedTime, logIndex, logID}}``."""
-    document = json.loads(text)
-    if not isinstance(document, dict) or not isinstance(document.get("Payload"), dict):
-        raise ValueError("transparency log entry is not a JSON object with a Payload")
-    entry = document["Payload"]
-    body = entry.get("body")
-    if not isinstance(body, str):
-        raise ValueError("transparency log entry has no body")
-    kind = json.loads(base64.b64decode(body, validate=True))
-    if not isinstance(kind, dict):
-        raise ValueError("transparency log entry body is not a JSON object")
-    index = int(entry["logIndex"])
-    validated = rekor_v1.TransparencyLogEntry(
-        log_index=str(index),  # type: ignore[arg-type]
-        log_id=common_v1.LogId(key_id=base64.b64encode(bytes.fromhex(str(entry["logID"])))),
-        kind_version=rekor_v1.KindVersion(
-            kind=str(kind.get("kind")), version=str(kind.get("apiVersion"))
-        ),
-        integrated_time=str(int(entry["integratedTime"])),  # type: ignore[arg-type]
-        inclusion_promise=rekor_v1.InclusionPromise(
-            signed_entry_timestamp=str(document.get("SignedEntryTimestamp"))  # type: ignore[arg-type]
-        ),
-        # The model requires a proof; this placeholder is dropped below and
-        # never verified (_PromiseEntry checks the signed entry timestamp).
-        inclusion_proof=rekor_v1.InclusionProof(
-            log_index=str(index),  # type: ignore[arg-type]
-            root_hash=b"",
-            tree_size=str(index + 1),  # type: ignore[arg-type]
-            hashes=[],
-            checkpoint=rekor_v1.Checkpoint(envelope=""),
-        ),
-        canonicalized_body=body,  # type: ignore[arg-type]
-    )
-    return validated.model_copy(update={"inclusion_proof": None})
+        self._log_entry = PromiseEntry(material.tlog_entries[0])
 
 
 def _bundle(

@@ -26,7 +26,7 @@ from importlib import resources
 from pathlib import Path
 
 from pydantic import ValidationError
-from sigstore._internal.trust import KeyringPurpose
+from sigstore._internal.trust import KeyringPurpose, RekorKeyring
 from sigstore.errors import Error as SigstoreError
 from sigstore.models import TrustedRoot
 from sigstore.verify import Verifier
@@ -54,12 +54,16 @@ class TrustRoot:
     ``name`` is ``production`` or the file's absolute path; ``digest`` is the
     SHA-256 of the JSON read, so a changed file is a different root (and
     different cache keys). The Verifier keeps no per-call state and is shared
-    by every request thread.
+    by every request thread. ``rekor`` holds the transparency logs' keys and
+    ``log_ids`` their IDs (SHA-256 of each key), for the log entries of
+    key-signed signatures.
     """
 
     name: str
     digest: str
     verifier: Verifier = field(compare=False, repr=False)
+    rekor: RekorKeyring = field(compare=False, repr=False)
+    log_ids: frozenset[bytes] = field(compare=False, repr=False)
 
 
 def load_trusted_root(spec: str, base: Path) -> TrustRoot:
@@ -96,16 +100,23 @@ def _parse(name: str, raw: bytes) -> TrustRoot:
     """Parse and check one root; cached so policies sharing a root share one Verifier."""
     what = f"the {name} trusted root" if name in _EMBEDDED else f"trusted root {name}"
     try:
-        root = TrustedRoot(trustroot_v1.TrustedRoot.from_json(raw))
+        inner = trustroot_v1.TrustedRoot.from_json(raw)
+        root = TrustedRoot(inner)
         # Each call raises when the root lacks what keyless verification needs.
         root.get_fulcio_certs()
-        root.rekor_keyring(KeyringPurpose.VERIFY)
+        rekor = root.rekor_keyring(KeyringPurpose.VERIFY)
         root.ct_keyring(KeyringPurpose.VERIFY)
         verifier = Verifier(trusted_root=root)
     except (SigstoreError, ValueError, TypeError, KeyError) as exc:
         message = f"{what} is not a usable Sigstore trusted root: {_first_line(exc)}"
         raise PolicyError(message) from None
-    return TrustRoot(name=name, digest=hashlib.sha256(raw).hexdigest(), verifier=verifier)
+    return TrustRoot(
+        name=name,
+        digest=hashlib.sha256(raw).hexdigest(),
+        verifier=verifier,
+        rekor=rekor,
+        log_ids=frozenset(bytes(log.log_id.key_id) for log in inner.tlogs),
+    )
 
 
 def _first_line(exc: BaseException) -> str:

@@ -12,6 +12,7 @@ import pytest
 import yaml
 from jsonschema import Draft202012Validator
 
+from tests.sigstore_instance import SigstoreInstance
 from webhook.errors import PolicyError
 from webhook.policy.globs import Glob
 from webhook.policy.loader import (
@@ -40,6 +41,9 @@ PEM = (
     "U7Vn90rYlOKmJsgRat42nQWs1za20dYzZHYL1RvH2DJHHNjl5zJuYpzFRg==\n"
     "-----END PUBLIC KEY-----\n"
 )
+
+
+PEM_FLOW = PEM.replace("\n", "\\n")
 
 
 def policy(name: str = "p", spec: str = "registries: [quay.io/acme/**]", *, head: str = "") -> str:
@@ -216,6 +220,38 @@ def test_signature_constraints(tmp_path: Path, section: str, expected: Signature
     write(tmp_path, {"p.yaml": text.replace("'", '"')})
     (compiled,) = load_directory(tmp_path).policies
     assert compiled.signatures == expected
+
+
+def test_key_with_tlog_required_loads_its_trusted_root(tmp_path: Path) -> None:
+    authorities = (
+        f'[{{name: logged, key: {{pem: "{PEM_FLOW}", tlog: required}}}}, '
+        f'{{name: plain, key: {{pem: "{PEM_FLOW}", tlog: optional}}}}]'
+    )
+    write(
+        tmp_path,
+        {"p.yaml": policy("p", f"registries: ['**']\nsignatures: {{authorities: {authorities}}}")},
+    )
+    signatures = load_directory(tmp_path).policies[0].signatures
+    assert signatures is not None
+    logged, plain = (authority.key for authority in signatures.authorities)
+    assert logged is not None and plain is not None
+    assert (logged.tlog_required, logged.trusted_root) == (True, "production")
+    assert logged.root is not None and logged.root.log_ids
+    assert logged.root_digest == logged.root.digest
+    assert plain == KeyRef(pem=PEM) and plain.root is None
+
+
+def test_key_tlog_root_file_is_watched_and_fingerprinted(tmp_path: Path) -> None:
+    root = tmp_path / "roots" / "trusted_root.json"
+    root.parent.mkdir()
+    root.write_text(SigstoreInstance().trusted_root_json())
+    key = f'{{pem: "{PEM_FLOW}", tlog: required, trustedRoot: roots/trusted_root.json}}'
+    spec = f"registries: ['**']\nsignatures: {{authorities: [{{name: a, key: {key}}}]}}"
+    write(tmp_path, {"p.yaml": policy("p", spec)})
+    before = load_directory(tmp_path)
+    assert before.files == (str(root),)
+    root.write_text(SigstoreInstance().trusted_root_json())
+    assert load_directory(tmp_path).fingerprint != before.fingerprint
 
 
 def test_attestations_compile(tmp_path: Path) -> None:
@@ -562,6 +598,35 @@ BROKEN = [
         "authority name 'a' is already used by authorities\\[0\\]",
         "p.yaml",
         field="spec.signatures.authorities[1].name",
+    ),
+    Broken(
+        "key trustedRoot without tlog: required",
+        _signed(f'{{name: a, key: {{pem: "{PEM_FLOW}", trustedRoot: staging}}}}'),
+        "only applies with tlog: required",
+        "p.yaml",
+        field="spec.signatures.authorities[0].key.trustedRoot",
+    ),
+    Broken(
+        "key tlog in an attestation authority",
+        _spec(
+            "registries: ['**']\nattestations: [{predicateType: https://slsa.dev/provenance/v1, "
+            "authorities: "
+            "[{name: a, key: {pem: '-----BEGIN PUBLIC KEY-----', tlog: required}}]}]"
+        ),
+        "tlog is supported for spec.signatures authorities only",
+        "p.yaml",
+        field="spec.attestations[0].authorities[0].key.tlog",
+    ),
+    Broken(
+        "key tlog with a missing trusted root",
+        {
+            **_signed(
+                f'{{name: a, key: {{pem: "{PEM_FLOW}", tlog: required, trustedRoot: r.json}}}}'
+            )
+        },
+        "cannot read trusted root .*r.json",
+        "p.yaml",
+        field="spec.signatures.authorities[0].key.trustedRoot",
     ),
     Broken(
         "missing key file",

@@ -1,0 +1,179 @@
+"""Transparency-log (Rekor) entries as cosign keeps them on a ``.sig`` layer.
+
+When ``cosign sign`` uploads a signature to Rekor, it stores the answer in
+the layer's ``dev.sigstore.cosign/bundle`` annotation:
+``{"SignedEntryTimestamp", "Payload": {body, integratedTime, logIndex, logID}}``.
+The signed entry timestamp (SET) is the log's signature over that payload;
+verified with a transparency-log key of the trusted root, it proves that the
+log integrated the entry. This layout never carries a Merkle inclusion
+proof, so the SET is the proof, as in ``cosign verify`` offline.
+
+Both kinds of signature read the annotation with ``parse_cosign_entry``:
+
+- keyless layers wrap the entry in a ``PromiseEntry`` and hand it to
+  sigstore-python, which checks the SET and that the body names this
+  certificate, signature and payload;
+- key-signed layers of an authority with ``tlog: required`` are checked by
+  ``verify_key_entry``: the log is one of the trusted root's, the SET
+  verifies with its key, and the hashedrekord body holds this signature,
+  this public key and this payload's SHA-256.
+
+Sans-I/O: nothing here opens a socket; failures are returned as reasons.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+from typing import Any
+
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives import serialization
+from sigstore.errors import Error as SigstoreError
+from sigstore.models import InvalidBundle, TransparencyLogEntry
+from sigstore_models.common import v1 as common_v1
+from sigstore_models.rekor import v1 as rekor_v1
+
+from webhook.signatures.keys import PublicKey
+from webhook.signatures.trustroot import TrustRoot
+
+BUNDLE_ANNOTATION = "dev.sigstore.cosign/bundle"
+_SPKI = (serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+
+
+class PromiseEntry(TransparencyLogEntry):
+    """A Rekor entry known by its signed entry timestamp only (cosign's legacy layout).
+
+    sigstore-python requires an inclusion proof; the legacy layout has none, so
+    the signed entry timestamp, verified against the trusted root's log keys,
+    is the proof of inclusion here.
+    """
+
+    def _validate(self) -> None:
+        if self._inner.inclusion_promise is None:
+            raise InvalidBundle("log entry has no signed entry timestamp")
+
+    def _verify(self, keyring: Any) -> None:
+        self._verify_set(keyring)
+
+
+def parse_cosign_entry(text: str) -> rekor_v1.TransparencyLogEntry:
+    """The entry of a ``dev.sigstore.cosign/bundle`` annotation, as sigstore-python models it.
+
+    Raises:
+        ValueError: the text is not such an entry (pydantic's ValidationError,
+            binascii.Error and JSONDecodeError are ValueErrors too).
+    """
+    document = json.loads(text)
+    if not isinstance(document, dict) or not isinstance(document.get("Payload"), dict):
+        raise ValueError("transparency log entry is not a JSON object with a Payload")
+    entry = document["Payload"]
+    body = entry.get("body")
+    if not isinstance(body, str):
+        raise ValueError("transparency log entry has no body")
+    kind = json.loads(base64.b64decode(body, validate=True))
+    if not isinstance(kind, dict):
+        raise ValueError("transparency log entry body is not a JSON object")
+    missing = [name for name in ("logIndex", "logID", "integratedTime") if name not in entry]
+    if missing:
+        raise ValueError(f"transparency log entry has no {', '.join(missing)}")
+    try:
+        index = int(entry["logIndex"])
+        integrated = int(entry["integratedTime"])
+    except TypeError as exc:
+        raise ValueError(f"transparency log entry has a non-integer index or time: {exc}") from None
+    validated = rekor_v1.TransparencyLogEntry(
+        log_index=str(index),  # type: ignore[arg-type]
+        log_id=common_v1.LogId(key_id=base64.b64encode(bytes.fromhex(str(entry["logID"])))),
+        kind_version=rekor_v1.KindVersion(
+            kind=str(kind.get("kind")), version=str(kind.get("apiVersion"))
+        ),
+        integrated_time=str(integrated),  # type: ignore[arg-type]
+        inclusion_promise=rekor_v1.InclusionPromise(
+            signed_entry_timestamp=str(document.get("SignedEntryTimestamp"))  # type: ignore[arg-type]
+        ),
+        # The model requires a proof; this placeholder is dropped below and
+        # never verified (PromiseEntry checks the signed entry timestamp).
+        inclusion_proof=rekor_v1.InclusionProof(
+            log_index=str(index),  # type: ignore[arg-type]
+            root_hash=b"",
+            tree_size=str(index + 1),  # type: ignore[arg-type]
+            hashes=[],
+            checkpoint=rekor_v1.Checkpoint(envelope=""),
+        ),
+        canonicalized_body=body,  # type: ignore[arg-type]
+    )
+    return validated.model_copy(update={"inclusion_proof": None})
+
+
+def verify_key_entry(
+    root: TrustRoot, text: object, *, signature: bytes, key: PublicKey, payload: bytes
+) -> str | None:
+    """None when ``text`` proves that ``root``'s log recorded this key signature, else why not.
+
+    ``text`` is the layer's ``dev.sigstore.cosign/bundle`` annotation (None
+    when absent), ``signature`` the layer's signature that ``key`` verified
+    over ``payload``. The entry must come from a log of ``root`` (its log ID
+    names one of the root's logs), its SET must verify with that log's key,
+    and its hashedrekord body must name exactly this signature, this key and
+    the SHA-256 of this payload.
+    """
+    if not isinstance(text, str):
+        return f"no transparency-log entry ({BUNDLE_ANNOTATION} annotation)"
+    try:
+        entry = parse_cosign_entry(text)
+        promise = PromiseEntry(entry)
+    except (ValueError, SigstoreError) as exc:
+        return f"malformed transparency-log entry: {_first_line(exc)}"
+    log_id = bytes(entry.log_id.key_id)
+    if log_id not in root.log_ids:
+        return (
+            f"log entry signed by an unknown log (log ID {log_id.hex()[:16]}... is not a "
+            f"transparency log of trusted root {root.name})"
+        )
+    try:
+        promise._verify_set(root.rekor)
+    except (SigstoreError, ValueError):
+        return "log entry's signed entry timestamp does not verify with its log's key"
+    return _body_problem(bytes(entry.canonicalized_body), signature, key, payload)
+
+
+def _body_problem(body: bytes, signature: bytes, key: PublicKey, payload: bytes) -> str | None:
+    """Why a hashedrekord ``body`` is not the record of this signature, or None."""
+    try:
+        document = json.loads(body)
+        kind = document.get("kind")
+        if kind != "hashedrekord":
+            return f"log entry is a {str(kind)[:40]!r} entry, not a hashedrekord of a signature"
+        spec = document["spec"]
+        logged_signature = base64.b64decode(spec["signature"]["content"], validate=True)
+        logged_key = base64.b64decode(spec["signature"]["publicKey"]["content"], validate=True)
+        algorithm = spec["data"]["hash"]["algorithm"]
+        logged_hash = spec["data"]["hash"]["value"]
+    except (ValueError, TypeError, KeyError, AttributeError):
+        return "log entry's body is not a valid hashedrekord entry"
+    if logged_signature != signature:
+        return "log entry is for another signature"
+    if not _same_key(logged_key, key):
+        return "log entry is for another key"
+    expected = hashlib.sha256(payload).hexdigest()
+    if algorithm != "sha256" or logged_hash != expected:
+        shown = f"{str(algorithm)[:16]}:{str(logged_hash)[:64]}"
+        return f"log entry is for another artifact ({shown}, not the payload's sha256:{expected})"
+    return None
+
+
+def _same_key(pem: bytes, key: PublicKey) -> bool:
+    """Whether ``pem`` is a PUBLIC KEY block of exactly ``key``."""
+    try:
+        logged = serialization.load_pem_public_key(pem)
+    except (ValueError, UnsupportedAlgorithm, binascii.Error):
+        return False
+    return logged.public_bytes(*_SPKI) == key.public_bytes(*_SPKI)
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return (lines[0] if lines else type(exc).__name__)[:300]
