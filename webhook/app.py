@@ -23,6 +23,8 @@ from webhook.errors import AdmissionReviewError
 from webhook.observability import Metrics, get_logger
 from webhook.policy.store import PolicyStore, ReloadStatus
 from webhook.services import build_engine
+from webhook.signatures.refresher import RootRefresher
+from webhook.signatures.trustroot import TrustRoots
 
 log = get_logger(__name__)
 
@@ -69,8 +71,19 @@ def create_app(settings: Settings) -> Flask:
             metrics.reload_timestamp.set(status.loaded_at)
 
     interval = settings.config.reload_interval_seconds if settings.reload else 0.0
-    store = PolicyStore(settings.policies, interval=interval or 2.0, on_reload=on_reload)
+    roots = TrustRoots()
+    store = PolicyStore(
+        settings.policies, interval=interval or 2.0, on_reload=on_reload, roots=roots
+    )
     on_reload(store.status)
+    sigstore = settings.config.sigstore
+    if sigstore.refresh_trusted_root:
+        RootRefresher(
+            roots,
+            url=sigstore.tuf_url,
+            timeout=sigstore.refresh_timeout_seconds,
+            on_refresh=store.reload,
+        ).start()
     engine = build_engine(lambda: store.current, settings.config, metrics.observe_cache)
     runtime = Runtime(store, engine, metrics)
     if interval > 0:

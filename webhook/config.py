@@ -106,8 +106,43 @@ _SCHEMA: dict[str, Any] = {
             },
         },
         "cache": {"type": "object", "description": "Cache sizes and lifetimes."},
+        "sigstore": {
+            "type": "object",
+            "description": "The production Sigstore trusted root, optionally refreshed at start.",
+            "additionalProperties": False,
+            "properties": {
+                "refreshTrustedRoot": {
+                    "type": "boolean",
+                    "description": "Fetch the current production root from Sigstore's TUF "
+                    "repository in the background at start-up; on failure keep the shipped one.",
+                },
+                "refreshTimeoutSeconds": {
+                    "type": "number",
+                    "exclusiveMinimum": 0,
+                    "maximum": 300,
+                    "description": "How long the refresh may take before it is given up.",
+                },
+                "tufUrl": {
+                    "type": "string",
+                    "pattern": "^https?://",
+                    "description": "The TUF repository (a mirror of Sigstore's production one).",
+                },
+            },
+        },
     },
 }
+
+#: Sigstore's production TUF repository, where a refresh fetches trusted_root.json.
+DEFAULT_TUF_URL = "https://tuf-repo-cdn.sigstore.dev"
+
+
+@dataclass(frozen=True, slots=True)
+class SigstoreConfig:
+    """``sigstore``: whether, where from and how long to refresh the production root."""
+
+    refresh_trusted_root: bool = False
+    refresh_timeout_seconds: float = 10.0
+    tuf_url: str = DEFAULT_TUF_URL
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,6 +158,7 @@ class Config:
     registries: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
     freshness: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
     cache: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    sigstore: SigstoreConfig = field(default_factory=SigstoreConfig)
 
 
 def parse_config(data: Any, *, source: str = "<config>") -> Config:
@@ -142,6 +178,7 @@ def parse_config(data: Any, *, source: str = "<config>") -> Config:
     defaults = data.get("defaults", {})
     policies = data.get("policies", {})
     log = data.get("log", {})
+    sigstore = data.get("sigstore", {})
     return Config(
         no_match=cast(NoMatch, defaults.get("noMatch", "deny")),
         deadline_seconds=float(data.get("deadlineSeconds", DEFAULT_DEADLINE_SECONDS)),
@@ -152,6 +189,11 @@ def parse_config(data: Any, *, source: str = "<config>") -> Config:
         registries=MappingProxyType(dict(data.get("registries", {}))),
         freshness=MappingProxyType(dict(data.get("freshness", {}))),
         cache=MappingProxyType(dict(data.get("cache", {}))),
+        sigstore=SigstoreConfig(
+            refresh_trusted_root=bool(sigstore.get("refreshTrustedRoot", False)),
+            refresh_timeout_seconds=float(sigstore.get("refreshTimeoutSeconds", 10.0)),
+            tuf_url=str(sigstore.get("tufUrl", DEFAULT_TUF_URL)),
+        ),
     )
 
 

@@ -44,7 +44,13 @@ from webhook.policy.model import (
 )
 from webhook.policy.schema import validate_document
 from webhook.signatures.keys import load_public_key
-from webhook.signatures.trustroot import EMBEDDED_ROOTS, PRODUCTION, load_trusted_root
+from webhook.signatures.trustroot import (
+    EMBEDDED_ROOTS,
+    PRODUCTION,
+    TrustRoot,
+    TrustRoots,
+    load_trusted_root,
+)
 
 API_VERSION = "trustgate.dev/v1alpha1"
 POLICY_KIND = "ImagePolicy"
@@ -85,6 +91,13 @@ class _Loader(_SafeLoader):
 class _Origin:
     file: Path
     document: int
+    roots: TrustRoots | None = None
+
+    def root(self, spec: str) -> TrustRoot:
+        """The trusted root ``spec`` names, relative to this file; raises PolicyError."""
+        if self.roots is None:
+            return load_trusted_root(spec, self.file.parent)
+        return self.roots.load(spec, self.file.parent)
 
     def error(self, message: str, field: str | None = None) -> PolicyError:
         return PolicyError(message, file=str(self.file), document=self.document, field=field)
@@ -121,8 +134,11 @@ def load_file(path: Path) -> list[Policy]:
     return [policy for policy, _ in found]
 
 
-def load_directory(path: Path) -> PolicySet:
+def load_directory(path: Path, roots: TrustRoots | None = None) -> PolicySet:
     """Every policy in directory ``path``, compiled into a ``PolicySet``.
+
+    Trusted roots come from ``roots`` when given (a refreshed production root
+    then counts in the fingerprint), else from ``load_trusted_root``.
 
     The set's fingerprint is a SHA-256 over the name and content of every file
     read, key files and trusted roots included, so equal fingerprints mean
@@ -149,7 +165,7 @@ def load_directory(path: Path) -> PolicySet:
         name = file.name.encode()
         digest.update(len(name).to_bytes(8, "big") + name)
         digest.update(len(data).to_bytes(8, "big") + data)
-        found.extend(_load(file, data, errors))
+        found.extend(_load(file, data, errors, roots))
     _check_unique(found, errors)
     if errors:
         raise PolicyErrors(_in_file_order(errors))
@@ -159,6 +175,8 @@ def load_directory(path: Path) -> PolicySet:
     references = sorted({ref for policy in policies for ref in _references(policy)})
     for referenced, content in references:
         digest.update(f"{len(referenced)}:{referenced}:{content}".encode())
+    if roots is not None and roots.fingerprint:
+        digest.update(f"refreshed {PRODUCTION} root:{roots.fingerprint}".encode())
     return PolicySet(
         policies=tuple(policies),
         fingerprint=digest.hexdigest(),
@@ -272,12 +290,14 @@ def _yaml_message(exc: yaml.YAMLError) -> str:
     return f"not valid YAML: {exc}"
 
 
-def _load(file: Path, data: bytes, errors: list[PolicyError]) -> list[tuple[Policy, _Origin]]:
+def _load(
+    file: Path, data: bytes, errors: list[PolicyError], roots: TrustRoots | None = None
+) -> list[tuple[Policy, _Origin]]:
     """The policies of one file's content; mistakes are appended to ``errors``."""
     found = []
     try:
         for index, document in _parse(file, data):
-            origin = _Origin(file, index)
+            origin = _Origin(file, index, roots)
             try:
                 policy = _document(document, origin)
             except PolicyError as exc:
@@ -442,7 +462,7 @@ def _logged(ref: KeyRef, key: Mapping[str, Any], origin: _Origin, field: str) ->
             raise origin.error(message, f"{field}.trustedRoot")
         return ref
     try:
-        root = load_trusted_root(key.get("trustedRoot", PRODUCTION), origin.file.parent)
+        root = origin.root(key.get("trustedRoot", PRODUCTION))
     except PolicyError as exc:
         raise origin.error(exc.message, f"{field}.trustedRoot") from exc
     return replace(
@@ -467,7 +487,7 @@ def _keyless(keyless: Mapping[str, Any], origin: _Origin, field: str) -> Keyless
                 message = f"is not a valid regular expression: {exc}"
                 raise origin.error(message, f"{field}.{name}") from exc
     try:
-        root = load_trusted_root(keyless.get("trustedRoot", PRODUCTION), origin.file.parent)
+        root = origin.root(keyless.get("trustedRoot", PRODUCTION))
     except PolicyError as exc:
         raise origin.error(exc.message, f"{field}.trustedRoot") from exc
     return Keyless(

@@ -27,6 +27,7 @@ from pathlib import Path
 from webhook.errors import PolicyError
 from webhook.policy.loader import load_directory
 from webhook.policy.model import PolicySet
+from webhook.signatures.trustroot import TrustRoots
 
 log = logging.getLogger("trustgate.policy")
 
@@ -63,8 +64,9 @@ class PolicyStore:
         *,
         interval: float = 2.0,
         on_reload: Callable[[ReloadStatus], None] | None = None,
+        roots: TrustRoots | None = None,
     ) -> None:
-        """Load ``directory`` now.
+        """Load ``directory`` now, its trusted roots from ``roots`` when given.
 
         Raises:
             PolicyError: when the first load fails; there is no good set to keep.
@@ -79,7 +81,8 @@ class PolicyStore:
         self._thread_lock = threading.Lock()
         self._stop_event = threading.Event()
         self._thread: threading.Thread | None = None
-        self._set = load_directory(directory)
+        self._roots = roots
+        self._set = load_directory(directory, roots)
         self._stamp = _stamp(directory, self._set.files)
         self._status = ReloadStatus(
             loaded_at=time.time(), policies=len(self._set), fingerprint=self._set.fingerprint
@@ -116,15 +119,27 @@ class PolicyStore:
             self._on_reload(status)
         return installed
 
-    def _check(self) -> tuple[bool, ReloadStatus | None]:
+    def reload(self) -> bool:
+        """Re-read the directory now, changed or not (a trusted root was refreshed).
+
+        Returns:
+            True if a new policy set was installed (its fingerprint differs).
+        """
+        with self._check_lock:
+            installed, status = self._check(force=True)
+        if status is not None and self._on_reload is not None:
+            self._on_reload(status)
+        return installed
+
+    def _check(self, *, force: bool = False) -> tuple[bool, ReloadStatus | None]:
         stamp = _stamp(self._directory, self._set.files)
-        if stamp == self._stamp:
+        if stamp == self._stamp and not force:
             return False, None
         # Recorded before reading: a change made while we read shows at the next check.
         self._stamp = stamp
         previous = self._status
         try:
-            policy_set = load_directory(self._directory)
+            policy_set = load_directory(self._directory, self._roots)
         except PolicyError as exc:
             self._status = replace(
                 previous,

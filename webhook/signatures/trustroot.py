@@ -14,6 +14,10 @@ with it. Upgrading sigstore-python updates it.
 
 A root that cannot be read, parsed or used raises PolicyError here, at
 policy load, so a broken root never turns into denials at admission time.
+
+``TrustRoots`` is what policy loading asks for roots: the same as
+``load_trusted_root``, except that a production root fetched by a refresh
+(``refresher.py``) replaces the shipped one once installed.
 """
 
 from __future__ import annotations
@@ -64,6 +68,53 @@ class TrustRoot:
     verifier: Verifier = field(compare=False, repr=False)
     rekor: RekorKeyring = field(compare=False, repr=False)
     log_ids: frozenset[bytes] = field(compare=False, repr=False)
+
+
+class TrustRoots:
+    """The roots policies load, the ``production`` one replaceable by a fresher copy.
+
+    Owned by the app (``create_app``); installing swaps one attribute, so
+    loads on other threads see the old root or the new one, never a mix.
+    """
+
+    def __init__(self) -> None:
+        self._production: bytes | None = None
+
+    @property
+    def fingerprint(self) -> str:
+        """SHA-256 of the installed production root; empty while the shipped one is in use."""
+        raw = self._production
+        return "" if raw is None else hashlib.sha256(raw).hexdigest()
+
+    def install_production(self, raw: bytes) -> TrustRoot:
+        """Use ``raw`` (a trusted_root.json) as the production root from now on.
+
+        Raises:
+            PolicyError: ``raw`` is not a usable trusted root; the current one stays.
+        """
+        root = _parse(PRODUCTION, raw)
+        self._production = raw
+        return root
+
+    def load(self, spec: str, base: Path) -> TrustRoot:
+        """As ``load_trusted_root``, with the installed production root if there is one.
+
+        Raises:
+            PolicyError: as ``load_trusted_root``.
+        """
+        raw = self._production
+        if spec == PRODUCTION and raw is not None:
+            return _parse(PRODUCTION, raw)
+        return load_trusted_root(spec, base)
+
+
+def embedded_tuf_root() -> bytes:
+    """The TUF ``root.json`` of Sigstore's production repository shipped with sigstore-python.
+
+    Raises:
+        OSError: a broken installation.
+    """
+    return (resources.files("sigstore._store") / _EMBEDDED[PRODUCTION] / "root.json").read_bytes()
 
 
 def load_trusted_root(spec: str, base: Path) -> TrustRoot:
