@@ -53,6 +53,8 @@ from webhook.signatures.trustroot import (
 )
 
 API_VERSION = "trustgate.dev/v1alpha1"
+#: Files of this media type in the policy directory are trusted roots, not policies.
+TRUSTED_ROOT_MEDIA_TYPE = "application/vnd.dev.sigstore.trustedroot"
 POLICY_KIND = "ImagePolicy"
 TEST_KIND = "ImagePolicyTest"
 SUFFIXES = frozenset({".yaml", ".yml", ".json"})
@@ -322,11 +324,20 @@ def _check_unique(found: list[tuple[Policy, _Origin]], errors: list[PolicyError]
             errors.append(origin.error(message, "metadata.name"))
 
 
+def _is_trusted_root(document: Mapping[str, Any]) -> bool:
+    media_type = document.get("mediaType")
+    return isinstance(media_type, str) and media_type.startswith(TRUSTED_ROOT_MEDIA_TYPE)
+
+
 def _document(document: Any, origin: _Origin) -> Policy | None:
-    """``document`` compiled; None for an ImagePolicyTest."""
+    """``document`` compiled; None for an ImagePolicyTest or a Sigstore trusted root."""
     if not isinstance(document, dict):
         raise origin.error(f"a document must be a mapping, not {type(document).__name__}")
     api_version = document.get("apiVersion")
+    if api_version is None and _is_trusted_root(document):
+        # A Sigstore trusted root kept beside the policies (a ConfigMap has no
+        # subdirectories); it is read, and checked, by the policies naming it.
+        return None
     if api_version is None:
         raise origin.error("is required", "apiVersion")
     if api_version != API_VERSION:

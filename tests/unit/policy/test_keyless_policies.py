@@ -86,3 +86,18 @@ def test_mistakes_fail_policy_loading(tmp_path: Path, keyless: str, message: str
     (tmp_path / "broken.json").write_text(json.dumps(root))
     with pytest.raises(PolicyErrors, match=message):
         load_directory(write(tmp_path, keyless))
+
+
+def test_trusted_root_beside_the_policies_is_not_read_as_a_policy(tmp_path: Path) -> None:
+    """A ConfigMap has no subdirectories: the root may sit next to the policy files."""
+    (tmp_path / "trusted_root.json").write_text(SigstoreInstance().trusted_root_json())
+    write(tmp_path, "{issuer: https://issuer.example, subject: a@example.com, "
+                    "trustedRoot: trusted_root.json}")  # fmt: skip
+    (policy,) = load_directory(tmp_path).policies
+    assert policy.signatures is not None
+    keyless = policy.signatures.authorities[0].keyless
+    assert keyless is not None and keyless.trusted_root == str(tmp_path / "trusted_root.json")
+    # Any other JSON without an apiVersion is still a mistake, said plainly.
+    (tmp_path / "other.json").write_text(json.dumps({"mediaType": "application/json"}))
+    with pytest.raises(PolicyErrors, match=r"other\.json.*apiVersion"):
+        load_directory(tmp_path)
