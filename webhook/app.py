@@ -156,7 +156,10 @@ def _record(metrics: Metrics, decision: Decision) -> None:
             metrics.no_match.labels(verdict.no_match).inc()
         for result in verdict.policies:
             failure = result.failure
-            outcome = "pass" if failure is None else failure.outcome
+            if failure is not None:
+                outcome = failure.outcome
+            else:
+                outcome = "warn" if result.cautions else "pass"
             metrics.policy_decisions.labels(result.policy, result.mode, outcome).inc()
 
 

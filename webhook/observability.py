@@ -155,7 +155,7 @@ class Metrics:
         )
         self.policy_decisions = Counter(
             "trustgate_policy_decisions",
-            "Image x policy outcomes, by policy, mode and outcome (pass, deny, error).",
+            "Image x policy outcomes, by policy, mode and outcome (pass, warn, deny, error).",
             ["policy", "mode", "outcome"],
             registry=self.registry,
         )
@@ -167,7 +167,7 @@ class Metrics:
         )
         self.cache = Counter(
             "trustgate_cache_lookups",
-            "Cache lookups, by cache (digest, verified, failure) and result (hit, miss).",
+            "Cache lookups, by cache (digest, verified, failure, grade) and result (hit, miss).",
             ["cache", "result"],
             registry=self.registry,
         )

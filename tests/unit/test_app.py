@@ -179,3 +179,36 @@ def test_no_body_produces_a_server_error(client: FlaskClient, data: bytes) -> No
     if result.status_code == 200:
         assert answer["kind"] == "AdmissionReview"
         assert isinstance(answer["response"]["allowed"], bool)
+
+
+def test_metrics_count_a_pass_with_a_warning_as_warn(tmp_path: Path) -> None:
+    """A grade about to drop (warnBeforeDays) admits with a warning, counted as "warn"."""
+    from datetime import UTC, datetime, timedelta
+
+    from webhook.config import parse_config
+
+    released = (datetime.now(UTC) - timedelta(days=3)).date().isoformat()
+    grades = tmp_path / "grades.yaml"
+    grades.write_text(
+        "grades:\n  - image: quay.io/acme/**\n    fixes:\n"
+        f'      - {{id: RHSA-1, severity: Critical, released: "{released}"}}\n'
+    )
+    policies = tmp_path / "policies"
+    policies.mkdir()
+    freshness = "  freshness: {minimumGrade: B, sources: [static], warnBeforeDays: 30}\n"
+    (policies / "prod.yaml").write_text(policy_yaml() + freshness)
+    config = parse_config({"freshness": {"static": {"file": str(grades)}}})
+    app = create_app(Settings(policies=policies, config=config, reload=False))
+    try:
+        client = app.test_client()
+        image = f"{GOOD.split(':')[0]}@sha256:{'7' * 64}"
+        status, answer = post(client, review(workload("Pod", pod_spec(image))))
+        assert status == 200
+        response = answer["response"]
+        assert response["allowed"] is True
+        assert "warnBeforeDays" in response["warnings"][0]
+        text = client.get("/metrics").get_data(as_text=True)
+        labels = 'mode="enforce",outcome="warn",policy="production"'
+        assert f"trustgate_policy_decisions_total{{{labels}}} 1.0" in text
+    finally:
+        app.extensions["trustgate"].store.stop()
