@@ -402,6 +402,29 @@ def dsse_body(cert: x509.Certificate, envelope: dict[str, Any]) -> dict[str, Any
     }
 
 
+def intoto_body(cert: x509.Certificate, envelope: bytes) -> dict[str, Any]:
+    """The intoto v0.0.2 entry Rekor stores for ``envelope`` (the JSON text cosign uploads)."""
+    document = json.loads(envelope)
+    payload_hex = hashlib.sha256(base64.b64decode(document["payload"])).hexdigest()
+    return {
+        "apiVersion": "0.0.2",
+        "kind": "intoto",
+        "spec": {
+            "content": {
+                "envelope": {
+                    "payloadType": document["payloadType"],
+                    "signatures": [
+                        {"publicKey": _b64(_cert_pem(cert)), "sig": _b64(s["sig"].encode())}
+                        for s in document["signatures"]
+                    ],
+                },
+                "hash": {"algorithm": "sha256", "value": hashlib.sha256(envelope).hexdigest()},
+                "payloadHash": {"algorithm": "sha256", "value": payload_hex},
+            }
+        },
+    }
+
+
 def pae(payload_type: str, payload: bytes) -> bytes:
     """DSSE v1 pre-authentication encoding."""
     kind = payload_type.encode()
@@ -522,6 +545,50 @@ class SigstoreInstance:
         }
         entry = self.tlog.append(dsse_body(certificate, envelope))
         return certificate, envelope, entry
+
+    def attest_legacy(
+        self,
+        identity: Identity,
+        statement: dict[str, Any],
+        *,
+        kind: str = "intoto",
+        logged_statement: dict[str, Any] | None = None,
+        **issue: Any,
+    ) -> tuple[bytes, dict[str, str]]:
+        """A keyless ``.att`` layer as ``cosign attest`` writes it: (envelope text, annotations).
+
+        The envelope is logged as an ``intoto`` 0.0.2 entry (or ``kind="dsse"``,
+        0.0.1). ``logged_statement`` logs an envelope of that statement, signed
+        with the same key, instead of this one (negative tests).
+        """
+        certificate, key = self.ca.issue(identity, **issue)
+
+        def envelope_of(about: dict[str, Any]) -> bytes:
+            payload_type = "application/vnd.in-toto+json"
+            payload = json.dumps(about, separators=(",", ":")).encode()
+            signature = key.sign(pae(payload_type, payload), ec.ECDSA(hashes.SHA256()))
+            document = {
+                "payloadType": payload_type,
+                "payload": _b64(payload),
+                "signatures": [{"keyid": "", "sig": _b64(signature)}],
+            }
+            return json.dumps(document, separators=(",", ":")).encode()
+
+        envelope = envelope_of(statement)
+        logged = envelope if logged_statement is None else envelope_of(logged_statement)
+        if kind == "intoto":
+            body = intoto_body(certificate, logged)
+        else:
+            body = dsse_body(certificate, json.loads(logged))
+        entry = self.tlog.append(body)
+        chain = _cert_pem(self.ca.intermediate) + _cert_pem(self.ca.root)
+        annotations = {
+            "dev.sigstore.cosign/certificate": _cert_pem(certificate).decode(),
+            "dev.sigstore.cosign/chain": chain.decode(),
+            "dev.sigstore.cosign/bundle": rekor_bundle(entry),
+            "predicateType": str(statement.get("predicateType")),
+        }
+        return envelope, annotations
 
 
 # Storage formats -------------------------------------------------------------

@@ -11,6 +11,10 @@ Images are signed keylessly in both of cosign's storage formats:
   maintains the ``sha256-<hex>`` referrers tag index, as cosign and oras do,
   and trustgate finds the bundle through that fallback.
 
+Attestations come as bundle referrers too, or in cosign's legacy
+``sha256-<hex>.att`` manifest: DSSE envelope layers annotated like ``.sig``
+layers, their Rekor entry an ``intoto`` 0.0.2 record of the envelope.
+
 The policies name a ``trusted_root.json`` written from the test instance.
 """
 
@@ -50,7 +54,7 @@ from tests.sigstore_instance import (
     cosign_annotations,
     rekor_bundle,
 )
-from webhook.signatures.cosign import signature_tag
+from webhook.signatures.cosign import DSSE_MEDIA_TYPE, attestation_tag, signature_tag
 from webhook.signatures.keyless import COSIGN_SIGN_PREDICATE
 
 pytestmark = pytest.mark.e2e
@@ -274,6 +278,41 @@ def dsse_bundle(
     return bundle(cert, entry, envelope=envelope)
 
 
+def attest_legacy(
+    registry: Registry,
+    repository: str,
+    digest: str,
+    *,
+    logged_statement: dict[str, Any] | None = None,
+) -> None:
+    """Push the ``.att`` manifest ``cosign attest`` writes for a keyless SLSA attestation."""
+    statement = {
+        "_type": "https://in-toto.io/Statement/v1",
+        "subject": [{"name": f"{registry.host}/{repository}", "digest": {"sha256": digest[7:]}}],
+        "predicateType": SLSA,
+        "predicate": {"builder": {"id": "https://github.com/acme/api"}},
+    }
+    envelope, annotations = SIGSTORE.attest_legacy(
+        RIGHT, statement, logged_statement=logged_statement
+    )
+    empty = b"{}"
+    manifest = {
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "config": {"mediaType": EMPTY_CONFIG, "digest": sha256(empty), "size": 2},
+        "layers": [
+            {
+                "mediaType": DSSE_MEDIA_TYPE,
+                "digest": sha256(envelope),
+                "size": len(envelope),
+                "annotations": annotations,
+            }
+        ],
+    }
+    blobs = {sha256(envelope): envelope, sha256(empty): empty}
+    push_artifact(registry, repository, attestation_tag(digest), manifest, blobs)
+
+
 def decide(server: Server, ref: str, namespace: str = "prod-web") -> dict[str, Any]:
     body = review(workload("Deployment", pod_spec(ref), namespace=namespace))
     result = server.post(json.dumps(body), timeout=30)
@@ -413,6 +452,29 @@ def test_keyless_attestation_of_another_type_is_denied(registry: Registry, serve
         f"predicate type {SLSA}: 0 of the 1 required authorities verified (builder: "
     )
     assert f"signed statement has predicate type {COSIGN_SIGN_PREDICATE!r}, not {SLSA}" in message
+
+
+def test_keyless_attestation_in_the_legacy_att_layout_is_admitted(
+    registry: Registry, server: Server
+) -> None:
+    repository = "keyless/attested-legacy"
+    ref, digest = image(registry, repository)
+    attest_legacy(registry, repository, digest)
+    assert decide(server, ref, namespace="attested-a")["allowed"] is True
+
+
+def test_legacy_att_layer_whose_log_entry_records_another_envelope_is_denied(
+    registry: Registry, server: Server
+) -> None:
+    repository = "keyless/attested-legacy-swapped"
+    ref, digest = image(registry, repository)
+    attest_legacy(registry, repository, digest, logged_statement={"predicateType": SLSA})
+    message = denial(server, ref, namespace="attested-a")
+    assert message.startswith(
+        f'image {ref} denied by policy "keyless-provenance": attestation check failed for '
+        f"predicate type {SLSA}: 0 of the 1 required authorities verified (builder: "
+        "log entry is for another envelope (sha256:"
+    )
 
 
 def test_audit_mode_admits_a_wrong_identity_with_a_warning(

@@ -6,7 +6,10 @@ layer of media type ``application/vnd.dsse.envelope.v1+json`` is a DSSE
 envelope whose payload is an in-toto Statement. An attestation counts for an
 authority when the envelope verifies with the authority's key, its payload is
 a Statement naming the image digest as a subject, and its ``predicateType`` is
-the one the policy requires.
+the one the policy requires. Layers signed keylessly carry cosign's
+certificate, chain and Rekor entry annotations, and are verified for keyless
+authorities (``keyless.verify_legacy_attestation``), like Sigstore bundles
+found as referrers.
 
 Outcomes are cached by digest, predicate type and the exact authorities, like
 signature outcomes; the predicates that verified stay available to later
@@ -18,7 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from webhook.cache import Caches
@@ -35,6 +38,7 @@ from webhook.signatures.cosign import (
     statement_subject_matches,
     verify_dsse,
 )
+from webhook.signatures.keyless import CERTIFICATE_ANNOTATION
 from webhook.signatures.keys import PublicKey
 from webhook.signatures.material import KeylessMaterial
 
@@ -54,6 +58,16 @@ _MALFORMED, _UNVERIFIED, _BAD_STATEMENT, _WRONG_TYPE, _WRONG_SUBJECT = range(5)
 
 #: A fetched envelope (a JSON object), or why the layer is unusable.
 Envelope = Mapping[str, Any] | str
+
+
+@dataclass(frozen=True, slots=True)
+class AttestationLayer:
+    """One envelope layer of an ``.att`` manifest: the envelope (or why it is unusable),
+    its text as stored, and the layer's annotations."""
+
+    envelope: Envelope
+    raw: bytes = b""
+    annotations: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +104,16 @@ def attestation_envelopes(
 ) -> list[Envelope]:
     """The DSSE envelopes of an ``.att`` manifest, or per layer why it is unusable.
 
+    As ``attestation_layers``, without the layers' text and annotations.
+    """
+    return [layer.envelope for layer in attestation_layers(manifest, fetch_blob)]
+
+
+def attestation_layers(
+    manifest: Mapping[str, Any], fetch_blob: Callable[[str, int], bytes]
+) -> list[AttestationLayer]:
+    """The envelope layers of an ``.att`` manifest, each parsed or with why it is unusable.
+
     Only the first MAX_ATTESTATION_LAYERS envelope layers are read, and layers
     declaring more than MAX_ENVELOPE_SIZE bytes are never fetched. Whatever
     ``fetch_blob`` raises (an UpstreamError) propagates.
@@ -97,34 +121,41 @@ def attestation_envelopes(
     layers = manifest.get("layers")
     if not isinstance(layers, list):
         return []
-    found: list[Envelope] = []
+    found: list[AttestationLayer] = []
     for layer in layers:
         if not isinstance(layer, dict) or layer.get("mediaType") != DSSE_MEDIA_TYPE:
             continue
         if len(found) == MAX_ATTESTATION_LAYERS:
             break
-        found.append(_envelope(layer, fetch_blob))
+        annotations = layer.get("annotations")
+        envelope, raw = _envelope(layer, fetch_blob)
+        found.append(
+            AttestationLayer(envelope, raw, annotations if isinstance(annotations, dict) else {})
+        )
     return found
 
 
-def _envelope(layer: Mapping[str, Any], fetch_blob: Callable[[str, int], bytes]) -> Envelope:
+def _envelope(
+    layer: Mapping[str, Any], fetch_blob: Callable[[str, int], bytes]
+) -> tuple[Envelope, bytes]:
     digest, size = layer.get("digest"), layer.get("size")
     if not isinstance(digest, str) or not digest.startswith(("sha256:", "sha512:")):
-        return "attestation layer has no valid digest"
+        return "attestation layer has no valid digest", b""
     if not isinstance(size, int) or isinstance(size, bool) or size < 0:
-        return f"attestation layer {_shown(digest)} has no valid size"
+        return f"attestation layer {_shown(digest)} has no valid size", b""
     if size > MAX_ENVELOPE_SIZE:
         return (
             f"attestation layer {digest} is {size} bytes; envelopes over "
             f"{MAX_ENVELOPE_SIZE} bytes are not fetched"
-        )
+        ), b""
+    raw = fetch_blob(digest, size)
     try:
-        envelope = json.loads(fetch_blob(digest, size))
+        envelope = json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError):
-        return f"attestation layer {digest} is not a JSON DSSE envelope"
+        return f"attestation layer {digest} is not a JSON DSSE envelope", raw
     if not isinstance(envelope, dict):
-        return f"attestation layer {digest} is not a JSON DSSE envelope"
-    return envelope
+        return f"attestation layer {digest} is not a JSON DSSE envelope", raw
+    return envelope, raw
 
 
 def verify_attestation(
@@ -225,11 +256,11 @@ class AttestationCheck:
         if not policy.attestations:
             return None
         digest = context.resolve()
-        loaded: list[list[Envelope] | None] = []
+        loaded: list[list[AttestationLayer] | None] = []
 
-        def envelopes() -> list[Envelope] | None:
+        def layers() -> list[AttestationLayer] | None:
             if not loaded:
-                loaded.append(self._envelopes(image, digest, context.deadline))
+                loaded.append(self._layers(image, digest, context.deadline))
             return loaded[0]
 
         found: list[KeylessMaterial] = []
@@ -247,7 +278,7 @@ class AttestationCheck:
             if outcome is None:
                 outcome = self._caches.failures.get(key)
             if outcome is None:
-                outcome = self._verify(digest, requirement, envelopes(), bundles)
+                outcome = self._verify(digest, requirement, layers, bundles)
                 cache = self._caches.verified if outcome.passed else self._caches.failures
                 cache.put(key, outcome)
             if not outcome.passed:
@@ -278,8 +309,10 @@ class AttestationCheck:
         fingerprint = _fingerprint(requirement)
         return ("attestations", image.repository, digest, requirement.predicate_type, fingerprint)
 
-    def _envelopes(self, image: ImageRef, digest: str, deadline: Deadline) -> list[Envelope] | None:
-        """The envelopes of the image's ``.att`` manifest; None when there is none."""
+    def _layers(
+        self, image: ImageRef, digest: str, deadline: Deadline
+    ) -> list[AttestationLayer] | None:
+        """The envelope layers of the image's ``.att`` manifest; None when there is none."""
         try:
             manifest = self._client.manifest(image, attestation_tag(digest), deadline)
         except NotFound:
@@ -288,13 +321,13 @@ class AttestationCheck:
         def fetch(blob: str, size: int) -> bytes:
             return self._client.blob(image, blob, deadline, max_bytes=size)
 
-        return attestation_envelopes(manifest.data, fetch)
+        return attestation_layers(manifest.data, fetch)
 
     def _verify(
         self,
         digest: str,
         requirement: Attestation,
-        envelopes: list[Envelope] | None,
+        layers: Callable[[], list[AttestationLayer] | None],
         material: Callable[[], KeylessMaterial],
     ) -> AttestationOutcome:
         verified: list[str] = []
@@ -302,9 +335,14 @@ class AttestationCheck:
         predicates: list[str] = []
         for authority in requirement.authorities:
             if authority.keyless is not None:
-                found, reason = material().verify_attestation(authority, requirement.predicate_type)
+                legacy = [
+                    layer for layer in layers() or [] if CERTIFICATE_ANNOTATION in layer.annotations
+                ]
+                found, reason = material().verify_attestation(
+                    authority, requirement.predicate_type, legacy
+                )
             else:
-                found, reason = self._authority(digest, requirement, authority, envelopes)
+                found, reason = self._authority(digest, requirement, authority, layers())
             if found:
                 verified.append(authority.name)
                 predicates.extend(found)
@@ -323,21 +361,21 @@ class AttestationCheck:
         digest: str,
         requirement: Attestation,
         authority: Authority,
-        envelopes: list[Envelope] | None,
+        layers: list[AttestationLayer] | None,
     ) -> tuple[tuple[str, ...], str]:
         if authority.key is None or authority.key.pem is None:
             return (), "authority has no public key"
         tag = attestation_tag(digest)
-        if envelopes is None:
+        if layers is None:
             return (), f"no attestation found ({tag} does not exist)"
-        if not envelopes:
+        if not layers:
             return (), f"no attestation found ({tag} has no DSSE envelope layers)"
         try:
             key = load_key(authority.key.pem, authority.key.file or authority.name)
         except TrustgateError as exc:
             return (), exc.message
         return verify_attestation(
-            envelopes,
+            [layer.envelope for layer in layers],
             image_digest=digest,
             predicate_type=requirement.predicate_type,
             key=key,

@@ -10,16 +10,18 @@ Two storage formats reach the same verifier:
   as in ``cosign verify`` offline; everything else (chain to a Fulcio CA of the
   trusted root at the log's time, embedded SCT, certificate profile, identity,
   signature, the log entry naming this signature and payload) is
-  sigstore-python's ``Verifier.verify_artifact``.
+  sigstore-python's ``Verifier.verify_artifact``. Attestations in cosign's
+  legacy ``sha256-<hex>.att`` layers (DSSE envelopes with the same annotations,
+  logged as ``intoto`` 0.0.2 or ``dsse`` 0.0.1 entries) are verified the same
+  way with ``verify_legacy_attestation``.
 - Sigstore bundles (v0.1 to v0.3) attached as OCI referrers. A message
   signature must be over the image manifest digest; a DSSE envelope must hold
   an in-toto statement whose subject is the image (predicate type
   ``https://sigstore.dev/cosign/sign/v1`` for signatures, the policy's for
   attestations).
 
-The certificate identity is checked by sigstore-python policy objects
-(``AllOf`` of issuer, subject and extension policies). Issuer and subject
-regexes match the whole value (``re.fullmatch``), never a part of it.
+The certificate identity is checked by the policy objects of
+``signatures/identity.py``.
 
 Sans-I/O: callers hand over bytes they fetched; nothing here opens a socket.
 Every failure is returned as a reason, never raised.
@@ -29,29 +31,34 @@ from __future__ import annotations
 
 import base64
 import binascii
-import functools
 import json
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from cryptography import x509
-from cryptography.hazmat import asn1
-from cryptography.x509.oid import ObjectIdentifier
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.serialization import Encoding
 from pydantic import ValidationError
+from sigstore import dsse
 from sigstore.errors import Error as SigstoreError
 from sigstore.errors import VerificationError
 from sigstore.hashes import Hashed
 from sigstore.models import Bundle, InvalidBundle
-from sigstore.verify import policy as sigstore_policy
 from sigstore.verify.policy import VerificationPolicy
+from sigstore_models import intoto as intoto_v1
 from sigstore_models.bundle import v1 as bundle_v1
 from sigstore_models.common import v1 as common_v1
 from sigstore_models.rekor import v1 as rekor_v1
 
 from webhook.policy.model import Keyless
-from webhook.signatures.tlog import BUNDLE_ANNOTATION, PromiseEntry, parse_cosign_entry
+from webhook.signatures.identity import identity_policy
+from webhook.signatures.tlog import (
+    BUNDLE_ANNOTATION,
+    PromiseEntry,
+    intoto_body_problem,
+    parse_cosign_entry,
+)
 from webhook.signatures.trustroot import TrustRoot
 
 CERTIFICATE_ANNOTATION = "dev.sigstore.cosign/certificate"
@@ -69,123 +76,14 @@ BUNDLE_MEDIA_TYPES = frozenset(
     }
 )
 
-_ISSUER_V1 = ObjectIdentifier("1.3.6.1.4.1.57264.1.1")
-_ISSUER_V2 = ObjectIdentifier("1.3.6.1.4.1.57264.1.8")
-_OTHERNAME = ObjectIdentifier("1.3.6.1.4.1.57264.1.7")
-_SHOWN_MAX = 160
 
-#: Policy spelling of each extension -> the sigstore-python policy that checks it.
-EXTENSION_POLICIES: Mapping[str, type[Any]] = {
-    "githubWorkflowTrigger": sigstore_policy.GitHubWorkflowTrigger,
-    "githubWorkflowSha": sigstore_policy.GitHubWorkflowSHA,
-    "githubWorkflowName": sigstore_policy.GitHubWorkflowName,
-    "githubWorkflowRepository": sigstore_policy.GitHubWorkflowRepository,
-    "githubWorkflowRef": sigstore_policy.GitHubWorkflowRef,
-    "buildSignerURI": sigstore_policy.OIDCBuildSignerURI,
-    "runnerEnvironment": sigstore_policy.OIDCRunnerEnvironment,
-    "sourceRepositoryURI": sigstore_policy.OIDCSourceRepositoryURI,
-    "sourceRepositoryDigest": sigstore_policy.OIDCSourceRepositoryDigest,
-    "sourceRepositoryRef": sigstore_policy.OIDCSourceRepositoryRef,
-}
+_SHOWN_MAX = 160
 
 
 def _shown(text: str) -> str:
     if text.isascii() and text.isprintable() and len(text) <= _SHOWN_MAX:
         return repr(text)
     return json.dumps(text[:_SHOWN_MAX])
-
-
-class IssuerPolicy:
-    """The certificate's OIDC issuer equals ``exact`` or fully matches ``pattern``.
-
-    Fulcio writes the issuer twice: as a DER UTF8String (OID ...57264.1.8) and,
-    for older clients, as raw bytes (...57264.1.1). The DER one is read when
-    present, as cosign does; otherwise the legacy one.
-    """
-
-    def __init__(self, *, exact: str | None = None, pattern: str | None = None) -> None:
-        self._exact = exact
-        self._pattern = None if pattern is None else re.compile(pattern)
-
-    def verify(self, cert: x509.Certificate) -> None:
-        """Raise VerificationError unless the issuer matches."""
-        issuer = certificate_issuer(cert)
-        if issuer is None:
-            raise VerificationError("certificate names no OIDC issuer")
-        if self._pattern is not None:
-            if self._pattern.fullmatch(issuer) is None:
-                expected = f"the whole of /{self._pattern.pattern}/"
-                raise VerificationError(f"issuer {_shown(issuer)} does not match {expected}")
-        elif issuer != self._exact:
-            raise VerificationError(f"issuer {_shown(issuer)} is not {self._exact!r}")
-
-
-class SubjectPolicy:
-    """One subject alternative name equals ``exact`` or fully matches ``pattern``."""
-
-    def __init__(self, *, exact: str | None = None, pattern: str | None = None) -> None:
-        self._exact = exact
-        self._pattern = None if pattern is None else re.compile(pattern)
-
-    def verify(self, cert: x509.Certificate) -> None:
-        """Raise VerificationError unless a SAN (e-mail, URI, Sigstore other name) matches."""
-        names = certificate_identities(cert)
-        if self._pattern is not None:
-            if any(self._pattern.fullmatch(name) for name in names):
-                return
-            expected = f"the whole of /{self._pattern.pattern}/"
-        elif self._exact in names:
-            return
-        else:
-            expected = repr(self._exact)
-        got = ", ".join(_shown(name) for name in names[:4]) or "no identity"
-        raise VerificationError(f"subject {got} does not match {expected}")
-
-
-def certificate_issuer(cert: x509.Certificate) -> str | None:
-    """The OIDC issuer Fulcio recorded in ``cert``, or None."""
-    extensions = cert.extensions
-    try:
-        value = extensions.get_extension_for_oid(_ISSUER_V2).value
-        return str(asn1.decode_der(str, value.value))  # type: ignore[attr-defined]
-    except x509.ExtensionNotFound:
-        pass
-    except ValueError:
-        return None
-    try:
-        raw = extensions.get_extension_for_oid(_ISSUER_V1).value
-        return bytes(raw.value).decode("utf-8")  # type: ignore[attr-defined]
-    except (x509.ExtensionNotFound, UnicodeDecodeError):
-        return None
-
-
-def certificate_identities(cert: x509.Certificate) -> list[str]:
-    """The identities of ``cert``'s SAN: e-mail addresses, URIs and Sigstore other names."""
-    try:
-        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-    except x509.ExtensionNotFound:
-        return []
-    names: list[str] = list(san.get_values_for_type(x509.RFC822Name))
-    names += san.get_values_for_type(x509.UniformResourceIdentifier)
-    for other in san.get_values_for_type(x509.OtherName):
-        if other.type_id == _OTHERNAME:
-            try:
-                names.append(str(asn1.decode_der(str, other.value)))
-            except ValueError:
-                continue
-    return names
-
-
-@functools.lru_cache(maxsize=256)
-def identity_policy(keyless: Keyless) -> VerificationPolicy:
-    """The sigstore-python policy for ``keyless``: issuer, subject and each extension (AllOf)."""
-    children: list[VerificationPolicy] = [
-        IssuerPolicy(exact=keyless.issuer, pattern=keyless.issuer_regexp),
-        SubjectPolicy(exact=keyless.subject, pattern=keyless.subject_regexp),
-    ]
-    for name, value in keyless.extensions:
-        children.append(EXTENSION_POLICIES[name](value))
-    return sigstore_policy.AllOf(children)
 
 
 @dataclass(frozen=True, slots=True)
@@ -239,17 +137,13 @@ def verify_legacy(
     ``payload`` is the layer's simple signing payload; the caller checks what
     it says (digest, annotations) once this returns ``ok``.
     """
-    pem = annotations.get(CERTIFICATE_ANNOTATION)
-    if not isinstance(pem, str):
-        return _failed(f"signature has no certificate ({CERTIFICATE_ANNOTATION})")
-    entry_text = annotations.get(BUNDLE_ANNOTATION)
-    if not isinstance(entry_text, str):
-        return _failed(f"signature has no transparency log entry ({BUNDLE_ANNOTATION})")
+    parts = _legacy_parts(annotations, "signature")
+    if isinstance(parts, str):
+        return _failed(parts)
+    cert, entry = parts
     try:
-        cert = x509.load_pem_x509_certificate(pem.encode())
         signature = base64.b64decode(str(signature_b64), validate=True)
-        entry = parse_cosign_entry(entry_text)
-        bundle = _bundle(cert, signature, entry)
+        bundle = _bundle(cert, entry, signature=signature)
     except (ValueError, TypeError, binascii.Error, SigstoreError) as exc:
         return _failed(f"malformed keyless signature: {_reason(exc)}")
     try:
@@ -257,6 +151,106 @@ def verify_legacy(
     except (SigstoreError, ValueError) as exc:
         return _failed(_reason(exc))
     return KeylessResult(True, payload=payload)
+
+
+def verify_legacy_attestation(
+    root: TrustRoot,
+    keyless: Keyless,
+    *,
+    annotations: Mapping[str, Any],
+    envelope: bytes,
+    image_digest: str,
+    predicate_type: str,
+) -> KeylessResult:
+    """Verify one cosign ``.att`` layer (``cosign attest`` with a Fulcio certificate).
+
+    ``envelope`` is the layer: DSSE envelope JSON whose Rekor entry (``intoto``
+    0.0.2, or ``dsse`` 0.0.1) is in the layer's annotations. Certificate chain,
+    SCT, identity, signed entry timestamp and DSSE signature are checked by
+    sigstore-python, the entry body against this envelope, and the statement
+    as for bundles (``predicate_type``, subject ``image_digest``).
+    """
+    parts = _legacy_parts(annotations, "attestation")
+    if isinstance(parts, str):
+        return _failed(parts)
+    cert, entry = parts
+    try:
+        dsse_envelope = intoto_v1.Envelope.model_validate_json(envelope)
+        bundle = _bundle(cert, entry, envelope=dsse_envelope)
+    except (ValueError, TypeError, binascii.Error, SigstoreError) as exc:
+        return _failed(f"malformed keyless attestation: {_reason(exc)}")
+    policy = identity_policy(keyless)
+    kind = (entry.kind_version.kind, entry.kind_version.version)
+    try:
+        if kind == ("intoto", "0.0.2"):
+            payload_type, payload = _verify_intoto(root, bundle, policy)
+            problem = intoto_body_problem(
+                bytes(entry.canonicalized_body),
+                envelope=envelope,
+                payload=payload,
+                signature=bytes(dsse_envelope.signatures[0].sig),
+                cert=cert,
+            )
+            if problem is not None:
+                return _failed(problem)
+        else:
+            payload_type, payload = root.verifier.verify_dsse(bundle, policy)
+    except (SigstoreError, ValueError) as exc:
+        return _failed(_reason(exc))
+    return _statement(payload_type, payload, image_digest, predicate_type)
+
+
+def _verify_intoto(
+    root: TrustRoot, bundle: Bundle, policy: VerificationPolicy
+) -> tuple[str, bytes]:
+    """sigstore-python's checks of a DSSE bundle whose log entry is cosign's ``intoto`` 0.0.2.
+
+    sigstore-python takes the signing time from the log only for ``dsse`` and
+    ``hashedrekord`` 0.0.1 entries, and matches only those bodies. The signing
+    time of an intoto entry is bound by its signed entry timestamp just the
+    same, and the label is covered by nothing the checks read, so the
+    certificate, SCT, identity and SET checks run on the entry labelled
+    ``dsse`` 0.0.1; the DSSE signature is checked with the certificate's key,
+    and the intoto body by the caller (``tlog.intoto_body_problem``).
+    """
+    inner = bundle._inner
+    material = inner.verification_material
+    entry = material.tlog_entries[0]
+    relabelled = entry.model_copy(
+        update={"kind_version": rekor_v1.KindVersion(kind="dsse", version="0.0.1")}
+    )
+    timed = _LegacyBundle(
+        inner.model_copy(
+            update={
+                "verification_material": material.model_copy(update={"tlog_entries": [relabelled]})
+            }
+        )
+    )
+    root.verifier._verify_common_signing_cert(timed, policy)
+    envelope = timed._dsse_envelope
+    if envelope is None:
+        raise VerificationError("attestation has no DSSE envelope")
+    key = timed.signing_certificate.public_key()
+    if not isinstance(key, ec.EllipticCurvePublicKey):
+        raise VerificationError("the signing certificate's key is not an ECDSA key")
+    payload = dsse._verify(key, envelope)
+    return envelope._inner.payload_type, payload
+
+
+def _legacy_parts(
+    annotations: Mapping[str, Any], what: str
+) -> tuple[x509.Certificate, rekor_v1.TransparencyLogEntry] | str:
+    """The certificate and log entry of a legacy keyless layer, or why it has none."""
+    pem = annotations.get(CERTIFICATE_ANNOTATION)
+    if not isinstance(pem, str):
+        return f"{what} has no certificate ({CERTIFICATE_ANNOTATION})"
+    entry_text = annotations.get(BUNDLE_ANNOTATION)
+    if not isinstance(entry_text, str):
+        return f"{what} has no transparency log entry ({BUNDLE_ANNOTATION})"
+    try:
+        return x509.load_pem_x509_certificate(pem.encode()), parse_cosign_entry(entry_text)
+    except (ValueError, TypeError, binascii.Error, SigstoreError) as exc:
+        return f"malformed keyless {what}: {_reason(exc)}"
 
 
 class _LegacyBundle(Bundle):
@@ -271,10 +265,13 @@ class _LegacyBundle(Bundle):
 
 
 def _bundle(
-    cert: x509.Certificate, signature: bytes, entry: rekor_v1.TransparencyLogEntry
+    cert: x509.Certificate,
+    entry: rekor_v1.TransparencyLogEntry,
+    *,
+    signature: bytes | None = None,
+    envelope: intoto_v1.Envelope | None = None,
 ) -> Bundle:
-    from cryptography.hazmat.primitives.serialization import Encoding
-
+    """A bundle of ``cert``, ``entry`` and a message ``signature`` or a DSSE ``envelope``."""
     inner = bundle_v1.Bundle(
         media_type=Bundle.BundleType.BUNDLE_0_3.value,
         verification_material=bundle_v1.VerificationMaterial(
@@ -283,7 +280,10 @@ def _bundle(
             ),
             tlog_entries=[entry],
         ),
-        message_signature=common_v1.MessageSignature(signature=base64.b64encode(signature)),
+        message_signature=None
+        if signature is None
+        else common_v1.MessageSignature(signature=base64.b64encode(signature)),
+        dsse_envelope=envelope,
     )
     return _LegacyBundle(inner)
 
@@ -327,6 +327,14 @@ def verify_bundle(
         if "message digest mismatch" in reason or "Signature is invalid for input" in reason:
             reason = f"the bundle signs another artifact, not {image_digest} ({reason})"
         return _failed(reason)
+    return _statement(payload_type, payload, image_digest, predicate_type)
+
+
+def _statement(
+    payload_type: str, payload: bytes, image_digest: str, predicate_type: str
+) -> KeylessResult:
+    """Accept a verified DSSE payload: an in-toto statement of ``predicate_type`` on the image."""
+    algorithm, _, hex_digest = image_digest.partition(":")
     if payload_type != IN_TOTO_PAYLOAD_TYPE:
         return _failed(f"signed payload type {_shown(payload_type)} is not {IN_TOTO_PAYLOAD_TYPE}")
     try:

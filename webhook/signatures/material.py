@@ -4,15 +4,17 @@
 authorities a policy lists: the payloads of cosign's legacy ``.sig`` layers
 that carry a certificate, and the Sigstore bundles attached to the digest as
 OCI referrers (the referrers API, or its ``sha256-<hex>`` tag fallback).
-``verify_signature`` and ``verify_attestation`` then ask one authority.
+``verify_signature`` and ``verify_attestation`` then ask one authority;
+attestations also come from cosign's legacy ``.att`` layers, which the
+attestation check reads and hands over.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sigstore.models import Bundle
 
@@ -32,10 +34,15 @@ from webhook.signatures.cosign import (
 from webhook.signatures.keyless import (
     BUNDLE_MEDIA_TYPES,
     CERTIFICATE_ANNOTATION,
+    KeylessResult,
     parse_bundle,
     verify_bundle,
     verify_legacy,
+    verify_legacy_attestation,
 )
+
+if TYPE_CHECKING:
+    from webhook.signatures.attestations import AttestationLayer
 
 #: At most this many bundle referrers of one digest are fetched.
 MAX_BUNDLES = 16
@@ -177,31 +184,55 @@ class KeylessMaterial:
         return f"no keyless signature found{legacy}; {note}"
 
     def verify_attestation(
-        self, authority: Authority, predicate_type: str
+        self,
+        authority: Authority,
+        predicate_type: str,
+        legacy: Sequence[AttestationLayer] = (),
     ) -> tuple[tuple[str, ...], str]:
-        """The predicates (JSON text) ``authority`` attested in bundles, or why none."""
+        """The predicates (JSON text) ``authority`` attested, or why none.
+
+        ``legacy`` holds the ``.att`` layers carrying a certificate; they are
+        tried first, then the Sigstore bundles referring to the digest.
+        """
         keyless = authority.keyless
         if keyless is None or keyless.root is None:
             return (), "keyless authority has no trusted root loaded"
+        outcomes: list[KeylessResult | str] = []
+        for layer in legacy:
+            if isinstance(layer.envelope, str):
+                outcomes.append(layer.envelope)
+                continue
+            outcomes.append(
+                verify_legacy_attestation(
+                    keyless.root,
+                    keyless,
+                    annotations=layer.annotations,
+                    envelope=layer.raw,
+                    image_digest=self._digest,
+                    predicate_type=predicate_type,
+                )
+            )
         bundles, note = self.bundles()
-        predicates: list[str] = []
-        reasons: list[str] = []
         for bundle in bundles:
             if isinstance(bundle, str):
-                reasons.append(bundle)
+                outcomes.append(bundle)
                 continue
-            outcome = verify_bundle(
-                keyless.root,
-                keyless,
-                bundle,
-                image_digest=self._digest,
-                predicate_type=predicate_type,
+            outcomes.append(
+                verify_bundle(
+                    keyless.root,
+                    keyless,
+                    bundle,
+                    image_digest=self._digest,
+                    predicate_type=predicate_type,
+                )
             )
-            if not outcome.ok:
-                reasons.append(outcome.reason)
+        predicates: list[str] = []
+        reasons: list[str] = []
+        for outcome in outcomes:
+            if isinstance(outcome, str) or not outcome.ok:
+                reasons.append(outcome if isinstance(outcome, str) else outcome.reason)
                 continue
-            statement = json.loads(outcome.payload)
-            predicate = statement.get("predicate")
+            predicate = json.loads(outcome.payload).get("predicate")
             if isinstance(predicate, dict):
                 predicates.append(json.dumps(predicate, sort_keys=True))
             else:

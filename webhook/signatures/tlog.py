@@ -16,7 +16,10 @@ Both kinds of signature read the annotation with ``parse_cosign_entry``:
 - key-signed layers of an authority with ``tlog: required`` are checked by
   ``verify_key_entry``: the log is one of the trusted root's, the SET
   verifies with its key, and the hashedrekord body holds this signature,
-  this public key and this payload's SHA-256.
+  this public key and this payload's SHA-256;
+- keyless attestations (``.att`` layers) logged as ``intoto`` v0.0.2 entries
+  are matched to their envelope by ``intoto_body_problem``; sigstore-python
+  checks ``dsse`` v0.0.1 entries itself.
 
 Sans-I/O: nothing here opens a socket; failures are returned as reasons.
 """
@@ -29,6 +32,7 @@ import hashlib
 import json
 from typing import Any
 
+from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from sigstore.errors import Error as SigstoreError
@@ -162,6 +166,50 @@ def _body_problem(body: bytes, signature: bytes, key: PublicKey, payload: bytes)
     if algorithm != "sha256" or logged_hash != expected:
         shown = f"{str(algorithm)[:16]}:{str(logged_hash)[:64]}"
         return f"log entry is for another artifact ({shown}, not the payload's sha256:{expected})"
+    return None
+
+
+def intoto_body_problem(
+    body: bytes, *, envelope: bytes, payload: bytes, signature: bytes, cert: x509.Certificate
+) -> str | None:
+    """Why an ``intoto`` v0.0.2 ``body`` is not Rekor's record of this DSSE envelope, or None.
+
+    ``envelope`` is the envelope JSON exactly as stored (and uploaded by
+    cosign), ``payload`` its decoded payload and ``signature`` its one
+    signature. Rekor records the SHA-256 of the envelope text, of the payload,
+    and each signature twice base64-encoded next to the signer's PEM
+    certificate, itself base64-encoded.
+    """
+    try:
+        document = json.loads(body)
+        if (document.get("kind"), document.get("apiVersion")) != ("intoto", "0.0.2"):
+            shown = f"{str(document.get('kind'))[:40]}/{str(document.get('apiVersion'))[:16]}"
+            return f"log entry is a {shown!r} entry, not an intoto 0.0.2 record of an attestation"
+        content = document["spec"]["content"]
+        envelope_hash = (content["hash"]["algorithm"], content["hash"]["value"])
+        payload_hash = (content["payloadHash"]["algorithm"], content["payloadHash"]["value"])
+        signatures = content["envelope"]["signatures"]
+        if not isinstance(signatures, list) or len(signatures) != 1:
+            return "log entry does not record exactly one envelope signature"
+        text = base64.b64decode(signatures[0]["sig"], validate=True)
+        logged = base64.b64decode(text, validate=True)
+        logged_pem = base64.b64decode(signatures[0]["publicKey"], validate=True)
+    except (ValueError, TypeError, KeyError, AttributeError, binascii.Error):
+        return "log entry's body is not a valid intoto 0.0.2 entry"
+    expected = hashlib.sha256(envelope).hexdigest()
+    if envelope_hash != ("sha256", expected):
+        shown = f"{str(envelope_hash[0])[:16]}:{str(envelope_hash[1])[:64]}"
+        return f"log entry is for another envelope ({shown}, not this envelope's sha256:{expected})"
+    if payload_hash != ("sha256", hashlib.sha256(payload).hexdigest()):
+        return "log entry is for another payload (its payload hash differs from this envelope's)"
+    if logged != signature:
+        return "log entry is for another signature"
+    try:
+        logged_cert = x509.load_pem_x509_certificate(logged_pem)
+    except ValueError:
+        return "log entry's signer is not a PEM certificate"
+    if logged_cert != cert:
+        return "log entry names another signing certificate"
     return None
 
 

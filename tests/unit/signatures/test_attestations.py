@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -22,6 +23,7 @@ from tests.cosign import (
 )
 from tests.registry import OCI_MANIFEST, Registry, default_layer, push_blob, push_image
 from tests.registry import push_manifest as push_manifest_body
+from tests.sigstore_instance import Identity, SigstoreInstance
 from webhook.cache import Caches
 from webhook.checks import CheckContext, Unavailable, build_checks, checks_for
 from webhook.errors import CheckFailed, UpstreamError
@@ -38,6 +40,7 @@ from webhook.signatures.attestations import (
 )
 from webhook.signatures.check import load_key
 from webhook.signatures.cosign import DSSE_MEDIA_TYPE, attestation_tag, pae
+from webhook.signatures.trustroot import load_trusted_root
 
 SLSA = "https://slsa.dev/provenance/v1"
 VULN = "https://cosign.sigstore.dev/attestation/vuln/v1"
@@ -46,6 +49,7 @@ SCANNER = generate_key("ed25519")
 DIGEST = "sha256:" + "a" * 64
 OTHER = "sha256:" + "b" * 64
 NAME = "quay.io/acme/app"
+ISSUER = "https://token.actions.githubusercontent.com"
 
 
 def envelope(
@@ -204,20 +208,27 @@ def push_attestations(
     registry: Registry, repository: str, digest: str, envelopes: list[dict[str, Any]]
 ) -> None:
     """Push the ``.att`` manifest cosign attest writes: one DSSE layer per envelope."""
-    layers = []
+    blobs = []
     for item in envelopes:
-        blob = go_json(item)
-        push_blob(registry, repository, blob)
         predicate_type = json.loads(base64.b64decode(item["payload"]))["predicateType"]
+        notes = {"dev.cosignproject.cosign/signature": "", "predicateType": predicate_type}
+        blobs.append((go_json(item), notes))
+    push_attestation_layers(registry, repository, digest, blobs)
+
+
+def push_attestation_layers(
+    registry: Registry, repository: str, digest: str, blobs: list[tuple[bytes, dict[str, str]]]
+) -> None:
+    """Push an ``.att`` manifest of these (envelope text, annotations) layers."""
+    layers = []
+    for blob, notes in blobs:
+        push_blob(registry, repository, blob)
         layers.append(
             {
                 "mediaType": DSSE_MEDIA_TYPE,
                 "size": len(blob),
                 "digest": sha256(blob),
-                "annotations": {
-                    "dev.cosignproject.cosign/signature": "",
-                    "predicateType": predicate_type,
-                },
+                "annotations": notes,
             }
         )
     config = go_json({"architecture": "", "os": "", "config": {}, "rootfs": {"type": "layers"}})
@@ -341,3 +352,55 @@ def test_attestations_are_registered_after_signatures() -> None:
     assert names == ["allowlist", "attestations"]
     assert isinstance(build_checks()["attestations"], Unavailable)
     assert [c.name for c in checks_for(policy(), build_checks())] == ["allowlist"]
+
+
+# -- keyless authorities and cosign's legacy .att layers -----------------------------
+
+BUILDER = Identity(
+    "https://github.com/acme/app/.github/workflows/build.yml@refs/heads/main", ISSUER
+)
+
+
+@pytest.fixture(scope="module")
+def sigstore() -> SigstoreInstance:
+    return SigstoreInstance()
+
+
+def builder(sigstore: SigstoreInstance, tmp: Path) -> Authority:
+    (tmp / "trusted_root.json").write_text(sigstore.trusted_root_json())
+    root = load_trusted_root("trusted_root.json", tmp)
+    return Authority("builder", keyless=Keyless(issuer=ISSUER, subject=BUILDER.subject, root=root))
+
+
+def test_keyless_attestation_in_the_legacy_layout_passes(
+    registry: Registry, sigstore: SigstoreInstance, tmp_path: Path
+) -> None:
+    ref, digest = image(registry, "att/keyless-legacy")
+    statement = in_toto_statement(digest, NAME, SLSA, {"builder": {"id": "ci"}})
+    layer = sigstore.attest_legacy(BUILDER, statement)
+    push_attestation_layers(registry, "att/keyless-legacy", digest, [layer])
+    check = fresh(registry)
+    rules = policy(Attestation(SLSA, (builder(sigstore, tmp_path),)))
+    run(check, ref, digest, rules)
+    assert check.verified_predicates(ref, digest, SLSA, rules) == [{"builder": {"id": "ci"}}]
+    # The key authority of another policy does not accept the certificate-signed envelope.
+    with pytest.raises(CheckFailed, match="release: attestation signature does not verify"):
+        run(check, ref, digest, policy(SLSA_BY_RELEASE))
+
+
+def test_keyless_legacy_attestation_of_another_identity_is_refused(
+    registry: Registry, sigstore: SigstoreInstance, tmp_path: Path
+) -> None:
+    ref, digest = image(registry, "att/keyless-legacy-other")
+    statement = in_toto_statement(digest, NAME, SLSA, {})
+    stranger = Identity("mallory@evil.test", "https://accounts.google.com")
+    layer = sigstore.attest_legacy(stranger, statement)
+    push_attestation_layers(registry, "att/keyless-legacy-other", digest, [layer])
+    rules = policy(Attestation(SLSA, (builder(sigstore, tmp_path),)))
+    with pytest.raises(CheckFailed) as raised:
+        run(fresh(registry), ref, digest, rules)
+    assert raised.value.message == (
+        f"attestation check failed for predicate type {SLSA}: 0 of the 1 required "
+        "authorities verified (builder: issuer 'https://accounts.google.com' is not "
+        f"{ISSUER!r})"
+    )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import hashlib
 import json
@@ -27,6 +28,7 @@ from webhook.signatures.keyless import (
     parse_bundle,
     verify_bundle,
     verify_legacy,
+    verify_legacy_attestation,
 )
 from webhook.signatures.trustroot import TrustRoot, load_trusted_root
 
@@ -365,3 +367,109 @@ def test_root_without_ct_logs_is_refused(tmp_path: Path, instance: SigstoreInsta
     (tmp_path / "root.json").write_text(json.dumps(document))
     with pytest.raises(PolicyError, match="CTFE keys not found"):
         load_trusted_root("root.json", tmp_path)
+
+
+# Legacy ``.att`` layers (cosign attest, keyless) ---------------------------------------
+
+SLSA = "https://slsa.dev/provenance/v1"
+
+
+def provenance(digest_hex: str = IMAGE, predicate_type: str = SLSA) -> dict[str, object]:
+    return {
+        "_type": "https://in-toto.io/Statement/v1",
+        "subject": [{"name": "registry.test/acme/api", "digest": {"sha256": digest_hex}}],
+        "predicateType": predicate_type,
+        "predicate": {"builder": {"id": "https://github.com/acme/api"}},
+    }
+
+
+def legacy_attestation(
+    root: TrustRoot,
+    envelope: bytes,
+    annotations: dict[str, str],
+    policy: Keyless | None = None,
+) -> KeylessResult:
+    return verify_legacy_attestation(
+        root,
+        policy or keyless(),
+        annotations=annotations,
+        envelope=envelope,
+        image_digest=f"sha256:{IMAGE}",
+        predicate_type=SLSA,
+    )
+
+
+@pytest.mark.parametrize("kind", ["intoto", "dsse"])
+def test_legacy_attestation_verifies(
+    root: TrustRoot, instance: SigstoreInstance, kind: str
+) -> None:
+    envelope, annotations = instance.attest_legacy(IDENTITY, provenance(), kind=kind)
+    result = legacy_attestation(root, envelope, annotations)
+    assert result.ok, result.reason
+    assert json.loads(result.payload)["predicate"] == {
+        "builder": {"id": "https://github.com/acme/api"}
+    }
+
+
+def test_legacy_attestation_of_another_identity_is_denied(
+    root: TrustRoot, instance: SigstoreInstance
+) -> None:
+    other = Identity("https://github.com/evil/api/.github/workflows/x.yml@refs/heads/main", ISSUER)
+    envelope, annotations = instance.attest_legacy(other, provenance())
+    result = legacy_attestation(root, envelope, annotations)
+    assert not result.ok
+    assert result.reason.startswith("subject 'https://github.com/evil/api/")
+    assert f"does not match {SUBJECT!r}" in result.reason
+
+
+@pytest.mark.parametrize("kind", ["intoto", "dsse"])
+def test_tampered_legacy_attestation_is_denied(
+    root: TrustRoot, instance: SigstoreInstance, kind: str
+) -> None:
+    envelope, annotations = instance.attest_legacy(IDENTITY, provenance(), kind=kind)
+    document = json.loads(envelope)
+    forged = json.dumps(provenance(hashlib.sha256(b"another image").hexdigest()))
+    document["payload"] = base64.b64encode(forged.encode()).decode()
+    result = legacy_attestation(root, json.dumps(document).encode(), annotations)
+    assert result == KeylessResult(False, "DSSE: invalid signature")
+
+
+@pytest.mark.parametrize(
+    ("kind", "reason"),
+    [
+        ("intoto", "log entry is for another envelope (sha256:"),
+        ("dsse", "log entry payload hash does not match bundle"),
+    ],
+)
+def test_legacy_attestation_whose_entry_records_another_envelope_is_denied(
+    root: TrustRoot, instance: SigstoreInstance, kind: str, reason: str
+) -> None:
+    other = provenance(predicate_type="https://example.com/other")
+    envelope, annotations = instance.attest_legacy(
+        IDENTITY, provenance(), kind=kind, logged_statement=other
+    )
+    result = legacy_attestation(root, envelope, annotations)
+    assert not result.ok
+    assert result.reason.startswith(reason)
+
+
+def test_legacy_attestation_about_another_digest_is_denied(
+    root: TrustRoot, instance: SigstoreInstance
+) -> None:
+    about = provenance(hashlib.sha256(b"another image").hexdigest())
+    envelope, annotations = instance.attest_legacy(IDENTITY, about)
+    result = legacy_attestation(root, envelope, annotations)
+    assert result == KeylessResult(
+        False, f"signed statement is about another subject, not sha256:{IMAGE}"
+    )
+
+
+def test_legacy_attestation_without_a_log_entry_is_a_reason(
+    root: TrustRoot, instance: SigstoreInstance
+) -> None:
+    envelope, annotations = instance.attest_legacy(IDENTITY, provenance())
+    del annotations["dev.sigstore.cosign/bundle"]
+    result = legacy_attestation(root, envelope, annotations)
+    assert result == KeylessResult(
+        False, "attestation has no transparency log entry (dev.sigstore.cosign/bundle)"
+    )

@@ -1,4 +1,5 @@
-"""Transparency-log entries of key-signed ``.sig`` layers (``tlog: required``).
+"""Transparency-log entries of key-signed ``.sig`` layers (``tlog: required``), and the
+``intoto`` entries of keyless ``.att`` layers.
 
 The entries come from the test Sigstore's log (tests/sigstore_instance.py),
 as ``cosign sign --key`` stores Rekor's answer on the layer.
@@ -19,10 +20,10 @@ from tests.cosign import (
     signature_manifest,
     simple_signing_payload,
 )
-from tests.sigstore_instance import SigstoreInstance, rekor_bundle
+from tests.sigstore_instance import Identity, SigstoreInstance, intoto_body, rekor_bundle
 from webhook.signatures.cosign import KeyVerification, verify_with_key
 from webhook.signatures.keys import load_public_key
-from webhook.signatures.tlog import BUNDLE_ANNOTATION, parse_cosign_entry
+from webhook.signatures.tlog import BUNDLE_ANNOTATION, intoto_body_problem, parse_cosign_entry
 from webhook.signatures.trustroot import TrustRoot, load_trusted_root
 
 REPO = "quay.io/acme/app"
@@ -176,3 +177,64 @@ def test_one_logged_layer_among_unlogged_ones_passes(
     )
     manifest["layers"][1]["annotations"][BUNDLE_ANNOTATION] = annotation
     assert check(manifest, blobs, root).ok
+
+
+# -- intoto 0.0.2 entries of keyless attestations ----------------------------------
+
+
+def _intoto_case(instance: SigstoreInstance) -> tuple[bytes, Any, bytes, bytes, Any]:
+    """(body, certificate, envelope, signature, payload) of one logged keyless attestation."""
+    identity = Identity("dev@acme.test", "https://accounts.google.com")
+    cert, _ = instance.ca.issue(identity)
+    payload = b'{"_type":"https://in-toto.io/Statement/v1"}'
+    signature = b"a signature"
+    envelope = json.dumps(
+        {
+            "payloadType": "application/vnd.in-toto+json",
+            "payload": base64.b64encode(payload).decode(),
+            "signatures": [{"keyid": "", "sig": base64.b64encode(signature).decode()}],
+        }
+    ).encode()
+    body = json.dumps(intoto_body(cert, envelope)).encode()
+    return body, cert, envelope, signature, payload
+
+
+def test_intoto_body_of_this_envelope_matches(instance: SigstoreInstance) -> None:
+    body, cert, envelope, signature, payload = _intoto_case(instance)
+    problem = intoto_body_problem(
+        body, envelope=envelope, payload=payload, signature=signature, cert=cert
+    )
+    assert problem is None
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        ({"envelope": b"{}"}, "log entry is for another envelope (sha256:"),
+        ({"payload": b"other"}, "log entry is for another payload"),
+        ({"signature": b"other"}, "log entry is for another signature"),
+        ({"cert": "other"}, "log entry names another signing certificate"),
+        ({"body": b'{"kind": "dsse", "apiVersion": "0.0.1"}'}, "log entry is a 'dsse/0.0.1'"),
+        (
+            {"body": b'{"kind": "intoto", "apiVersion": "0.0.2"}'},
+            "log entry's body is not a valid intoto 0.0.2 entry",
+        ),
+    ],
+)
+def test_intoto_body_of_something_else_is_refused(
+    instance: SigstoreInstance, change: dict[str, Any], reason: str
+) -> None:
+    body, cert, envelope, signature, payload = _intoto_case(instance)
+    values: dict[str, Any] = {
+        "envelope": envelope,
+        "payload": payload,
+        "signature": signature,
+        "cert": cert,
+    }
+    values.update(change)
+    logged = values.pop("body", body)
+    if values["cert"] == "other":
+        values["cert"] = _intoto_case(instance)[1]
+    problem = intoto_body_problem(logged, **values)
+    assert problem is not None
+    assert problem.startswith(reason)
