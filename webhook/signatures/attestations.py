@@ -34,6 +34,7 @@ from webhook.signatures.check import load_key
 from webhook.signatures.cosign import (
     DSSE_MEDIA_TYPE,
     IN_TOTO_PAYLOAD_TYPE,
+    STATEMENT_TYPES,
     attestation_tag,
     statement_subject_matches,
     verify_dsse,
@@ -42,10 +43,6 @@ from webhook.signatures.keyless import CERTIFICATE_ANNOTATION
 from webhook.signatures.keys import PublicKey
 from webhook.signatures.material import KeylessMaterial
 
-#: The in-toto Statement versions accepted.
-STATEMENT_TYPES = frozenset(
-    {"https://in-toto.io/Statement/v0.1", "https://in-toto.io/Statement/v1"}
-)
 #: Declared envelope sizes above this are refused before anything is fetched.
 MAX_ENVELOPE_SIZE = 1024 * 1024
 #: At most this many envelope layers of one ``.att`` manifest are looked at.

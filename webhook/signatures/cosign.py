@@ -31,6 +31,10 @@ SIMPLESIGNING_MEDIA_TYPE = "application/vnd.dev.cosign.simplesigning.v1+json"
 SIGNATURE_ANNOTATION = "dev.cosignproject.cosign/signature"
 DSSE_MEDIA_TYPE = "application/vnd.dsse.envelope.v1+json"
 IN_TOTO_PAYLOAD_TYPE = "application/vnd.in-toto+json"
+#: The in-toto Statement versions accepted.
+STATEMENT_TYPES = frozenset(
+    {"https://in-toto.io/Statement/v0.1", "https://in-toto.io/Statement/v1"}
+)
 COSIGN_SIGNATURE_TYPE = "cosign container image signature"
 
 #: At most this many signature layers of one manifest are looked at.

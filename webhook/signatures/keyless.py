@@ -52,6 +52,11 @@ from sigstore_models.common import v1 as common_v1
 from sigstore_models.rekor import v1 as rekor_v1
 
 from webhook.policy.model import Keyless
+from webhook.signatures.cosign import (
+    IN_TOTO_PAYLOAD_TYPE,
+    STATEMENT_TYPES,
+    statement_subject_matches,
+)
 from webhook.signatures.identity import identity_policy
 from webhook.signatures.tlog import (
     BUNDLE_ANNOTATION,
@@ -65,7 +70,6 @@ CERTIFICATE_ANNOTATION = "dev.sigstore.cosign/certificate"
 CHAIN_ANNOTATION = "dev.sigstore.cosign/chain"
 #: The predicate type cosign gives the in-toto statement of a DSSE image signature.
 COSIGN_SIGN_PREDICATE = "https://sigstore.dev/cosign/sign/v1"
-IN_TOTO_PAYLOAD_TYPE = "application/vnd.in-toto+json"
 #: Media types (and referrer artifact types) of Sigstore bundles.
 BUNDLE_MEDIA_TYPES = frozenset(
     {
@@ -334,30 +338,18 @@ def _statement(
     payload_type: str, payload: bytes, image_digest: str, predicate_type: str
 ) -> KeylessResult:
     """Accept a verified DSSE payload: an in-toto statement of ``predicate_type`` on the image."""
-    algorithm, _, hex_digest = image_digest.partition(":")
     if payload_type != IN_TOTO_PAYLOAD_TYPE:
         return _failed(f"signed payload type {_shown(payload_type)} is not {IN_TOTO_PAYLOAD_TYPE}")
     try:
         statement = json.loads(payload)
     except (UnicodeDecodeError, json.JSONDecodeError):
         return _failed("signed payload is not JSON")
-    if not isinstance(statement, dict):
+    if not isinstance(statement, dict) or statement.get("_type") not in STATEMENT_TYPES:
         return _failed("signed payload is not an in-toto statement")
     found = statement.get("predicateType")
     if found != predicate_type:
         shown = _shown(found) if isinstance(found, str) else "none"
         return _failed(f"signed statement has predicate type {shown}, not {predicate_type}")
-    if not _names_subject(statement, algorithm, hex_digest):
+    if not statement_subject_matches(statement, image_digest):
         return _failed(f"signed statement is about another subject, not {image_digest}")
     return KeylessResult(True, payload=payload, payload_type=payload_type)
-
-
-def _names_subject(statement: Mapping[str, Any], algorithm: str, hex_digest: str) -> bool:
-    subjects = statement.get("subject")
-    if not isinstance(subjects, list):
-        return False
-    for subject in subjects:
-        digests = subject.get("digest") if isinstance(subject, dict) else None
-        if isinstance(digests, dict) and digests.get(algorithm) == hex_digest:
-            return True
-    return False

@@ -473,3 +473,18 @@ def test_legacy_attestation_without_a_log_entry_is_a_reason(
     assert result == KeylessResult(
         False, "attestation has no transparency log entry (dev.sigstore.cosign/bundle)"
     )
+
+
+@pytest.mark.parametrize("statement_type", [None, "https://example.com/NotAStatement/v1"])
+def test_legacy_attestation_that_is_not_an_in_toto_statement_is_denied(
+    root: TrustRoot, instance: SigstoreInstance, statement_type: str | None
+) -> None:
+    """Signed and logged, of the right predicate type, but not an in-toto Statement."""
+    statement = provenance()
+    if statement_type is None:
+        del statement["_type"]
+    else:
+        statement["_type"] = statement_type
+    envelope, annotations = instance.attest_legacy(IDENTITY, statement)
+    result = legacy_attestation(root, envelope, annotations)
+    assert result == KeylessResult(False, "signed payload is not an in-toto statement")
