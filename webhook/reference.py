@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
-import json
 import re
 import unicodedata
 from dataclasses import dataclass
 
 from webhook.errors import ImageReferenceError
+from webhook.untrusted import quoted, shown
 
 _DOCKER_HUB = "docker.io"
 _DOCKER_HUB_ALIASES = frozenset({"docker.io", "index.docker.io", "registry-1.docker.io"})
@@ -96,7 +96,9 @@ def parse_reference(text: str) -> ImageRef:
     try:
         return _parse(text)
     except ImageReferenceError as exc:
-        raise ImageReferenceError(exc.message, image=_shown(text)) from None
+        raise ImageReferenceError(
+            exc.message, image=shown(text, _SHOWN_MAX, verbatim=_NAME_MAX)
+        ) from None
 
 
 def _parse(text: str) -> ImageRef:
@@ -268,13 +270,4 @@ def _check_digest(digest: str) -> None:
 
 
 def _quote(text: str) -> str:
-    """``text`` double-quoted and escaped, shortened past _SHOWN_MAX characters."""
-    if len(text) <= _SHOWN_MAX:
-        return json.dumps(text)
-    return json.dumps(text[:_SHOWN_MAX])[:-1] + '..."'
-
-
-def _shown(text: str) -> str:
-    """The input as an error's ``image``: verbatim when short and safe to print."""
-    safe = text.isascii() and text.isprintable() and len(text) <= _NAME_MAX
-    return text if safe else _quote(text)
+    return quoted(text, _SHOWN_MAX)

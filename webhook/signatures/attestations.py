@@ -42,13 +42,13 @@ from webhook.signatures.cosign import (
 from webhook.signatures.keyless import CERTIFICATE_ANNOTATION
 from webhook.signatures.keys import PublicKey
 from webhook.signatures.material import KeylessMaterial
+from webhook.untrusted import shown
 
 #: Declared envelope sizes above this are refused before anything is fetched.
 MAX_ENVELOPE_SIZE = 1024 * 1024
 #: At most this many envelope layers of one ``.att`` manifest are looked at.
 MAX_ATTESTATION_LAYERS = 32
 
-_SHOWN_MAX = 128
 # How telling a failure is, from a malformed layer up to a statement of the
 # right predicate type about another image.
 _MALFORMED, _UNVERIFIED, _BAD_STATEMENT, _WRONG_TYPE, _WRONG_SUBJECT = range(5)
@@ -139,7 +139,7 @@ def _envelope(
     if not isinstance(digest, str) or not digest.startswith(("sha256:", "sha512:")):
         return "attestation layer has no valid digest", b""
     if not isinstance(size, int) or isinstance(size, bool) or size < 0:
-        return f"attestation layer {_shown(digest)} has no valid size", b""
+        return f"attestation layer {shown(digest)} has no valid size", b""
     if size > MAX_ENVELOPE_SIZE:
         return (
             f"attestation layer {digest} is {size} bytes; envelopes over "
@@ -196,8 +196,12 @@ def _check(
     if payload is None:
         return _UNVERIFIED, f"attestation signature does not verify with key {key_name}", None
     if envelope.get("payloadType") != IN_TOTO_PAYLOAD_TYPE:
-        shown = _shown(str(envelope.get("payloadType")))
-        return _BAD_STATEMENT, f"signed payload type {shown} is not {IN_TOTO_PAYLOAD_TYPE}", None
+        found_type = shown(str(envelope.get("payloadType")))
+        return (
+            _BAD_STATEMENT,
+            f"signed payload type {found_type} is not {IN_TOTO_PAYLOAD_TYPE}",
+            None,
+        )
     try:
         statement = json.loads(payload.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError):
@@ -206,7 +210,7 @@ def _check(
         return _BAD_STATEMENT, "signed payload is not an in-toto Statement", None
     found = statement.get("predicateType")
     if found != predicate_type:
-        return _WRONG_TYPE, _shown(found if isinstance(found, str) else repr(found)), None
+        return _WRONG_TYPE, shown(found if isinstance(found, str) else repr(found)), None
     if not statement_subject_matches(statement, digest):
         return _WRONG_SUBJECT, f"signed attestation is about another subject, not {digest}", None
     predicate = statement.get("predicate")
@@ -219,12 +223,6 @@ def _wrong_types(seen: set[str], wanted: str) -> str:
     shown = sorted(seen)
     more = f" and {len(shown) - 3} more" if len(shown) > 3 else ""
     return f"signed attestations have predicate type {', '.join(shown[:3])}{more}, not {wanted}"
-
-
-def _shown(text: str) -> str:
-    if text.isascii() and text.isprintable() and len(text) <= _SHOWN_MAX:
-        return text
-    return json.dumps(text[:_SHOWN_MAX])
 
 
 def _fingerprint(requirement: Attestation) -> str:

@@ -26,6 +26,7 @@ from webhook.reference import parse_reference
 from webhook.signatures.keys import PublicKey, verify
 from webhook.signatures.tlog import BUNDLE_ANNOTATION, verify_key_entry
 from webhook.signatures.trustroot import TrustRoot
+from webhook.untrusted import quoted, shown
 
 SIMPLESIGNING_MEDIA_TYPE = "application/vnd.dev.cosign.simplesigning.v1+json"
 SIGNATURE_ANNOTATION = "dev.cosignproject.cosign/signature"
@@ -45,7 +46,6 @@ MAX_PAYLOAD_SIZE = 64 * 1024
 MAX_DSSE_SIGNATURES = 16
 
 _DIGEST = re.compile(r"(sha256:[0-9a-f]{64}|sha512:[0-9a-f]{128})")
-_SHOWN_MAX = 128
 _URLSAFE_B64 = re.compile(r"[A-Za-z0-9_-]*={0,2}")
 
 # How informative a layer's failure is: a layer whose signature verified says
@@ -160,16 +160,16 @@ def _json_kind(value: object) -> str:
 def _object(parent: dict[str, Any], key: str, path: str) -> dict[str, Any]:
     value = parent.get(key)
     if not isinstance(value, dict):
-        shown = "missing" if value is None else f"a {_json_kind(value)}"
-        raise SignatureInvalid(f'payload field "{path}" must be an object, not {shown}')
+        kind = "missing" if value is None else f"a {_json_kind(value)}"
+        raise SignatureInvalid(f'payload field "{path}" must be an object, not {kind}')
     return value
 
 
 def _string(parent: dict[str, Any], key: str, path: str) -> str:
     value = parent.get(key)
     if not isinstance(value, str):
-        shown = "missing" if value is None else f"a {_json_kind(value)}"
-        raise SignatureInvalid(f'payload field "{path}" must be a string, not {shown}')
+        kind = "missing" if value is None else f"a {_json_kind(value)}"
+        raise SignatureInvalid(f'payload field "{path}" must be a string, not {kind}')
     return value
 
 
@@ -335,33 +335,20 @@ def _payload_problem(
     check_reference: bool,
 ) -> str | None:
     if signed.type != COSIGN_SIGNATURE_TYPE:
-        return f"payload type {_quoted(signed.type)} is not {_quoted(COSIGN_SIGNATURE_TYPE)}"
+        return f"payload type {quoted(signed.type)} is not {quoted(COSIGN_SIGNATURE_TYPE)}"
     if signed.docker_manifest_digest != image_digest:
-        shown = _shown(signed.docker_manifest_digest)
-        return f"signed payload is for digest {shown} not {image_digest}"
+        digest = shown(signed.docker_manifest_digest)
+        return f"signed payload is for digest {digest} not {image_digest}"
     for name, wanted in required_annotations.items():
         found = signed.optional.get(name)
         if found is None:
             return f"missing annotation {name}={wanted}"
         if found != wanted:
-            return f"annotation {name}={_shown(found)}, not {name}={wanted}"
+            return f"annotation {name}={shown(found)}, not {name}={wanted}"
     if check_reference and not _same_repository(signed.docker_reference, repository):
-        shown = _shown(signed.docker_reference) if signed.docker_reference else "no repository"
-        return f"signed for repository {shown}, not {repository}"
+        signed_for = shown(signed.docker_reference) if signed.docker_reference else "no repository"
+        return f"signed for repository {signed_for}, not {repository}"
     return None
-
-
-def _quoted(text: str) -> str:
-    """``text`` JSON-quoted, shortened past _SHOWN_MAX characters."""
-    if len(text) <= _SHOWN_MAX:
-        return json.dumps(text)
-    return json.dumps(text[:_SHOWN_MAX])[:-1] + '..."'
-
-
-def _shown(text: str) -> str:
-    """Signed text as it goes into a reason: verbatim when short and printable."""
-    plain = text.isascii() and text.isprintable() and len(text) <= _SHOWN_MAX
-    return text if plain else _quoted(text)
 
 
 def _b64_strict(value: object) -> bytes | None:

@@ -10,7 +10,6 @@ Actions workflow, source repository and so on).
 from __future__ import annotations
 
 import functools
-import json
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -23,11 +22,11 @@ from sigstore.verify import policy as sigstore_policy
 from sigstore.verify.policy import VerificationPolicy
 
 from webhook.policy.model import Keyless
+from webhook.untrusted import literal
 
 _ISSUER_V1 = ObjectIdentifier("1.3.6.1.4.1.57264.1.1")
 _ISSUER_V2 = ObjectIdentifier("1.3.6.1.4.1.57264.1.8")
 _OTHERNAME = ObjectIdentifier("1.3.6.1.4.1.57264.1.7")
-_SHOWN_MAX = 160
 
 #: Policy spelling of each extension -> the sigstore-python policy that checks it.
 EXTENSION_POLICIES: Mapping[str, type[Any]] = {
@@ -42,12 +41,6 @@ EXTENSION_POLICIES: Mapping[str, type[Any]] = {
     "sourceRepositoryDigest": sigstore_policy.OIDCSourceRepositoryDigest,
     "sourceRepositoryRef": sigstore_policy.OIDCSourceRepositoryRef,
 }
-
-
-def _shown(text: str) -> str:
-    if text.isascii() and text.isprintable() and len(text) <= _SHOWN_MAX:
-        return repr(text)
-    return json.dumps(text[:_SHOWN_MAX])
 
 
 class IssuerPolicy:
@@ -70,9 +63,9 @@ class IssuerPolicy:
         if self._pattern is not None:
             if self._pattern.fullmatch(issuer) is None:
                 expected = f"the whole of /{self._pattern.pattern}/"
-                raise VerificationError(f"issuer {_shown(issuer)} does not match {expected}")
+                raise VerificationError(f"issuer {literal(issuer)} does not match {expected}")
         elif issuer != self._exact:
-            raise VerificationError(f"issuer {_shown(issuer)} is not {self._exact!r}")
+            raise VerificationError(f"issuer {literal(issuer)} is not {self._exact!r}")
 
 
 class SubjectPolicy:
@@ -93,7 +86,7 @@ class SubjectPolicy:
             return
         else:
             expected = repr(self._exact)
-        got = ", ".join(_shown(name) for name in names[:4]) or "no identity"
+        got = ", ".join(literal(name) for name in names[:4]) or "no identity"
         raise VerificationError(f"subject {got} does not match {expected}")
 
 

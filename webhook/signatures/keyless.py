@@ -65,6 +65,7 @@ from webhook.signatures.tlog import (
     parse_cosign_entry,
 )
 from webhook.signatures.trustroot import TrustRoot
+from webhook.untrusted import literal
 
 CERTIFICATE_ANNOTATION = "dev.sigstore.cosign/certificate"
 CHAIN_ANNOTATION = "dev.sigstore.cosign/chain"
@@ -79,15 +80,6 @@ BUNDLE_MEDIA_TYPES = frozenset(
         "application/vnd.dev.sigstore.bundle+json;version=0.1",
     }
 )
-
-
-_SHOWN_MAX = 160
-
-
-def _shown(text: str) -> str:
-    if text.isascii() and text.isprintable() and len(text) <= _SHOWN_MAX:
-        return repr(text)
-    return json.dumps(text[:_SHOWN_MAX])
 
 
 @dataclass(frozen=True, slots=True)
@@ -339,7 +331,7 @@ def _statement(
 ) -> KeylessResult:
     """Accept a verified DSSE payload: an in-toto statement of ``predicate_type`` on the image."""
     if payload_type != IN_TOTO_PAYLOAD_TYPE:
-        return _failed(f"signed payload type {_shown(payload_type)} is not {IN_TOTO_PAYLOAD_TYPE}")
+        return _failed(f"signed payload type {literal(payload_type)} is not {IN_TOTO_PAYLOAD_TYPE}")
     try:
         statement = json.loads(payload)
     except (UnicodeDecodeError, json.JSONDecodeError):
@@ -348,7 +340,7 @@ def _statement(
         return _failed("signed payload is not an in-toto statement")
     found = statement.get("predicateType")
     if found != predicate_type:
-        shown = _shown(found) if isinstance(found, str) else "none"
+        shown = literal(found) if isinstance(found, str) else "none"
         return _failed(f"signed statement has predicate type {shown}, not {predicate_type}")
     if not statement_subject_matches(statement, image_digest):
         return _failed(f"signed statement is about another subject, not {image_digest}")
