@@ -23,17 +23,15 @@ allowlist-only review).
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
-from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from timing import percentiles, timed  # noqa: E402
+from timing import report, review_timings  # noqa: E402
 
 from tests.integration.test_keyless_e2e import (  # noqa: E402
     ISSUER,
@@ -46,10 +44,8 @@ from tests.integration.test_keyless_e2e import (  # noqa: E402
 )
 from tests.kube import pod_spec, review, workload  # noqa: E402
 from tests.registry import start_registry  # noqa: E402
-from webhook.admission import review as answer  # noqa: E402
 from webhook.config import parse_config  # noqa: E402
 from webhook.policy.loader import load_directory  # noqa: E402
-from webhook.services import build_engine  # noqa: E402
 
 COLD_TARGET_MS = 80
 WARM_ADDED_TARGET_MS = 5
@@ -95,30 +91,14 @@ def main() -> None:
             return review(workload("Pod", pod_spec(*refs), namespace="prod-bench"))
 
         legacy, bundled, twenty = body(images[0]), body(images[1]), body(*images)
-
-        def cold(request: dict[str, object]) -> Callable[[], object]:
-            def run() -> object:
-                engine = build_engine(lambda: signed, config)
-                result = answer(engine, request)
-                assert result[1].allowed, result[1].message
-                return result
-
-            return run
-
-        warm_engine = build_engine(lambda: signed, config)
-        plain_engine = build_engine(lambda: plain, config)
-        assert answer(warm_engine, legacy)[1].allowed
-        answer(plain_engine, legacy)
-
-        results = {
-            "cold_1_legacy": percentiles(timed(args.rounds, cold(legacy))),
-            "cold_1_bundle": percentiles(timed(args.rounds, cold(bundled))),
-            "warm_1": percentiles(timed(args.rounds * 10, lambda: answer(warm_engine, legacy))),
-            "allowlist_only_1": percentiles(
-                timed(args.rounds * 10, lambda: answer(plain_engine, legacy))
-            ),
-            "cold_20": percentiles(timed(args.rounds, cold(twenty))),
-        }
+        results = review_timings(
+            signed,
+            plain,
+            config,
+            cold={"cold_1_legacy": legacy, "cold_1_bundle": bundled, "cold_20": twenty},
+            warm=("1", legacy),
+            rounds=args.rounds,
+        )
     finally:
         registry.stop()
 
@@ -136,15 +116,12 @@ def main() -> None:
         },
         "met": cold_worst < COLD_TARGET_MS and added < WARM_ADDED_TARGET_MS,
     }
-    for name, figures in results.items():
-        print(f"{name:18s} p50 {figures['p50_ms']:8.2f} ms   p99 {figures['p99_ms']:8.2f} ms")
+    report(results, summary, args.out)
     print(
         f"warm review adds {added:.2f} ms over the allowlist-only review "
         f"(x{ratio:.2f}; target < {WARM_ADDED_TARGET_MS} ms); "
         f"cold single image p50 {cold_worst:.2f} ms (target < {COLD_TARGET_MS} ms)"
     )
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(summary, indent=2) + "\n")
     print(f"wrote {args.out}")
 
 

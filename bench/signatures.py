@@ -18,16 +18,14 @@ review; 20 images cold under 300 ms.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
-from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from timing import percentiles, timed  # noqa: E402  (bench/, the script's own directory)
+from timing import report, review_timings  # noqa: E402  (bench/, the script's own directory)
 
 from tests.cosign import (  # noqa: E402
     generate_key,
@@ -43,10 +41,8 @@ from tests.registry import (  # noqa: E402
     push_image,
     start_registry,
 )
-from webhook.admission import review as answer  # noqa: E402
 from webhook.config import parse_config  # noqa: E402
 from webhook.policy.loader import load_directory  # noqa: E402
-from webhook.services import build_engine  # noqa: E402
 from webhook.signatures.cosign import signature_tag  # noqa: E402
 
 
@@ -90,29 +86,14 @@ def main() -> None:
             return review(workload("Pod", pod_spec(*refs), namespace="prod-bench"))
 
         one, twenty = body(images[0]), body(*images)
-
-        def cold(request: dict[str, object]) -> Callable[[], object]:
-            def run() -> object:
-                engine = build_engine(lambda: signed, config)
-                result = answer(engine, request)
-                assert result[1].allowed, result[1].message
-                return result
-
-            return run
-
-        warm_engine = build_engine(lambda: signed, config)
-        plain_engine = build_engine(lambda: plain, config)
-        assert answer(warm_engine, one)[1].allowed
-        answer(plain_engine, one)
-
-        results = {
-            "cold_1": percentiles(timed(args.rounds, cold(one))),
-            "warm_1": percentiles(timed(args.rounds * 10, lambda: answer(warm_engine, one))),
-            "allowlist_only_1": percentiles(
-                timed(args.rounds * 10, lambda: answer(plain_engine, one))
-            ),
-            "cold_20": percentiles(timed(args.rounds, cold(twenty))),
-        }
+        results = review_timings(
+            signed,
+            plain,
+            config,
+            cold={"cold_1": one, "cold_20": twenty},
+            warm=("1", one),
+            rounds=args.rounds,
+        )
     finally:
         registry.stop()
 
@@ -125,11 +106,8 @@ def main() -> None:
         and added < 5
         and results["cold_20"]["p50_ms"] < 300,
     }
-    for name, figures in results.items():
-        print(f"{name:18s} p50 {figures['p50_ms']:8.2f} ms   p99 {figures['p99_ms']:8.2f} ms")
+    report(results, summary, args.out)
     print(f"warm review adds {added:.2f} ms over the allowlist-only review (target < 5 ms)")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(summary, indent=2) + "\n")
     print(f"wrote {args.out}")
 
 
