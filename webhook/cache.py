@@ -8,6 +8,7 @@ a moved tag, a changed policy or a rotated key never meets a stale answer.
 
 from __future__ import annotations
 
+import hashlib
 import threading
 from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass
@@ -16,6 +17,17 @@ from typing import Any, Generic, TypeVar
 from cachetools import TTLCache
 
 V = TypeVar("V")
+
+
+def fingerprint(basis: object) -> str:
+    """A short, stable key part for what a cached answer depends on (a policy section).
+
+    The frozen policy dataclasses' ``repr`` names every field that matters (key
+    PEMs, trusted-root digests, thresholds), so two bases with one fingerprint
+    ask the same question.
+    """
+    return hashlib.sha256(repr(basis).encode()).hexdigest()[:32]
+
 
 #: Called with (cache name, "hit" | "miss") on every lookup, for metrics.
 Observer = Callable[[str, str], None]

@@ -11,13 +11,12 @@ cached schedule at every review, so it drops on time.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
-from webhook.cache import Caches
+from webhook.cache import Caches, fingerprint
 from webhook.checks import Caution, CheckContext
 from webhook.errors import CheckFailed, TrustgateError, UpstreamError
 from webhook.freshness.grades import (
@@ -130,7 +129,7 @@ class FreshnessCheck:
         assert freshness is not None
         key: tuple[str, ...] = ("grade", source, digest)
         if source == "attestation":
-            key += (image.repository, _fingerprint(policy, freshness))
+            key += (image.repository, _reports_basis(policy, freshness))
         elif source == "static":
             key += (image.repository,)
         failed = self._caches.failures.get(key)
@@ -288,13 +287,13 @@ def _recent_enough(
     return found
 
 
-def _fingerprint(policy: Policy, freshness: Freshness) -> str:
+def _reports_basis(policy: Policy, freshness: Freshness) -> str:
     """What a report answer depends on: the authorities (own or spec.attestations) and types."""
     trusted = (freshness.report_authorities, freshness.report_types)
     basis = (
         trusted if freshness.report_authorities else (policy.attestations, freshness.report_types)
     )
-    return hashlib.sha256(repr(basis).encode()).hexdigest()[:32]
+    return fingerprint(basis)
 
 
 def windows_text(windows: tuple[Window, ...]) -> list[dict[str, str | None]]:

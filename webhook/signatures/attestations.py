@@ -18,13 +18,12 @@ checks through ``AttestationCheck.verified_predicates``.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from webhook.cache import Caches
+from webhook.cache import Caches, fingerprint
 from webhook.checks import CheckContext
 from webhook.errors import CheckFailed, TrustgateError
 from webhook.policy.model import Attestation, Authority, Policy
@@ -225,11 +224,6 @@ def _wrong_types(seen: set[str], wanted: str) -> str:
     return f"signed attestations have predicate type {', '.join(shown[:3])}{more}, not {wanted}"
 
 
-def _fingerprint(requirement: Attestation) -> str:
-    """What an outcome depends on besides the digest: predicate type, threshold, authorities."""
-    return hashlib.sha256(repr(requirement).encode()).hexdigest()[:32]
-
-
 class AttestationCheck:
     """Cosign attestations from the image's registry, verified against the policy's keys."""
 
@@ -301,8 +295,8 @@ class AttestationCheck:
 
     @staticmethod
     def _key(image: ImageRef, digest: str, requirement: Attestation) -> tuple[str, ...]:
-        fingerprint = _fingerprint(requirement)
-        return ("attestations", image.repository, digest, requirement.predicate_type, fingerprint)
+        key_part = fingerprint(requirement)
+        return ("attestations", image.repository, digest, requirement.predicate_type, key_part)
 
     def _layers(
         self, image: ImageRef, digest: str, deadline: Deadline

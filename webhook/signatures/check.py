@@ -13,13 +13,12 @@ platform image it lists: a signed index of unsigned images is not enough.
 from __future__ import annotations
 
 import functools
-import hashlib
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from webhook.cache import Caches
+from webhook.cache import Caches, fingerprint
 from webhook.checks import CheckContext
 from webhook.errors import CheckFailed, TrustgateError
 from webhook.policy.model import Authority, Policy, Signatures
@@ -115,12 +114,6 @@ def _platform(platform: object, number: int) -> str:
     return text
 
 
-def _fingerprint(signatures: Signatures) -> str:
-    """What an outcome depends on besides the digest: threshold and each authority."""
-    digest = hashlib.sha256(repr(signatures).encode()).hexdigest()
-    return digest[:32]
-
-
 @functools.lru_cache(maxsize=256)
 def load_key(pem: str, source: str) -> PublicKey:
     """The public key of ``pem``, parsed once; raises PolicyError when it is not one."""
@@ -165,7 +158,7 @@ class SignatureCheck:
     def _outcome(
         self, image: ImageRef, digest: str, signatures: Signatures, deadline: Deadline
     ) -> SignatureOutcome:
-        key = (image.repository, digest, _fingerprint(signatures))
+        key = (image.repository, digest, fingerprint(signatures))
         outcome: SignatureOutcome | None = self._caches.verified.get(key)
         if outcome is None:
             outcome = self._caches.failures.get(key)
