@@ -6,6 +6,7 @@ import os
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -15,6 +16,8 @@ from pathlib import Path
 
 import pytest
 import requests
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 
 from tests.kube import policy_yaml
 from webhook import certs
@@ -60,9 +63,14 @@ class Server:
         return self.log.read_text(errors="replace")
 
 
-def start_server(tmp: Path, policies: Path, config: str = "") -> Server:
-    """Start ``trustgate serve`` and wait until it answers /healthz, or fail with its log."""
-    paths = certs.generate(
+def start_server(
+    tmp: Path, policies: Path, config: str = "", *, tls: certs.CertPaths | None = None
+) -> Server:
+    """Start ``trustgate serve`` and wait until it answers /healthz, or fail with its log.
+
+    ``tls`` names the certificate files to serve (default: new ones under ``tmp``).
+    """
+    paths = tls or certs.generate(
         tmp / "certs",
         service="trustgate",
         namespace="trustgate",
@@ -105,6 +113,26 @@ def start_server(tmp: Path, policies: Path, config: str = "") -> Server:
             time.sleep(0.1)
     stop_server(server)
     pytest.fail(f"trustgate serve was not ready within {READY_DEADLINE}s:\n{server.log_text()}")
+
+
+def served_certificate(port: int) -> bytes:
+    """The DER certificate a new TLS connection to ``port`` is offered, unverified."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    with (
+        socket.create_connection(("127.0.0.1", port), timeout=5) as sock,
+        context.wrap_socket(sock, server_hostname="localhost") as tls,
+    ):
+        der = tls.getpeercert(binary_form=True)
+    assert der is not None
+    return der
+
+
+def der(path: Path) -> bytes:
+    """The DER form of the PEM certificate at ``path``."""
+    certificate = x509.load_pem_x509_certificate(path.read_bytes())
+    return certificate.public_bytes(serialization.Encoding.DER)
 
 
 def stop_server(server: Server) -> int:

@@ -7,22 +7,21 @@ what cert-manager's renewals and the chart's mounted TLS Secret look like to the
 
 from __future__ import annotations
 
-import os
-import socket
-import ssl
-import subprocess
 import time
 from pathlib import Path
 
 import pytest
 import requests
-from cryptography import x509
-from cryptography.hazmat.primitives import serialization
 
-from tests.integration.conftest import E2E_POLICIES, free_port, trustgate_command
+from tests.integration.conftest import (
+    E2E_POLICIES,
+    der,
+    served_certificate,
+    start_server,
+    stop_server,
+)
 from webhook import certs
 
-READY_DEADLINE = 30.0
 SWAP_DEADLINE = 10.0
 
 
@@ -39,24 +38,6 @@ def secret_volume(root: Path, version: str, source: certs.CertPaths) -> None:
             (root / name).symlink_to(f"..data/{name}")
 
 
-def served_certificate(port: int) -> bytes:
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE
-    with (
-        socket.create_connection(("127.0.0.1", port), timeout=5) as sock,
-        context.wrap_socket(sock, server_hostname="localhost") as tls,
-    ):
-        der = tls.getpeercert(binary_form=True)
-    assert der is not None
-    return der
-
-
-def der(path: Path) -> bytes:
-    certificate = x509.load_pem_x509_certificate(path.read_bytes())
-    return certificate.public_bytes(serialization.Encoding.DER)
-
-
 @pytest.mark.e2e
 def test_rotated_secret_volume_is_served_without_restart(tmp_path: Path) -> None:
     sans = ["localhost", "127.0.0.1"]
@@ -70,28 +51,10 @@ def test_rotated_secret_volume_is_served_without_restart(tmp_path: Path) -> None
     policies.mkdir()
     for name, text in E2E_POLICIES.items():
         (policies / name).write_text(text)
-    port = free_port()
-    log = tmp_path / "server.log"
-    argv = [
-        *trustgate_command(), "serve", "--policies", str(policies),
-        "--cert", str(tls / "tls.crt"), "--key", str(tls / "tls.key"),
-        "--host", "127.0.0.1", "--port", str(port),
-    ]  # fmt: skip
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            argv, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"}
-        )
-    url = f"https://localhost:{port}"
+    served = certs.CertPaths(ca=first.ca, cert=tls / "tls.crt", key=tls / "tls.key")
+    server = start_server(tmp_path, policies, tls=served)
+    port = int(server.url.rpartition(":")[2])
     try:
-        deadline = time.monotonic() + READY_DEADLINE
-        while True:
-            assert process.poll() is None, log.read_text()
-            try:
-                if requests.get(f"{url}/healthz", verify=str(first.ca), timeout=5).ok:
-                    break
-            except requests.RequestException:
-                assert time.monotonic() < deadline, log.read_text()
-                time.sleep(0.1)
         assert served_certificate(port) == der(first.cert)
 
         secret_volume(tls, "2026_11_01_01_00_00.000000002", renewed)
@@ -99,11 +62,11 @@ def test_rotated_secret_volume_is_served_without_restart(tmp_path: Path) -> None
         while served_certificate(port) != der(renewed.cert):
             assert time.monotonic() < deadline, "the renewed certificate was not served"
             time.sleep(0.1)
-        assert process.poll() is None
+        assert server.process.poll() is None
+        url = server.url
         assert requests.get(f"{url}/readyz", verify=str(renewed.ca), timeout=5).ok
         with pytest.raises(requests.exceptions.SSLError):
             requests.get(f"{url}/healthz", verify=str(first.ca), timeout=5)
-        assert "serving the TLS certificate in" in log.read_text()
+        assert "serving the TLS certificate in" in server.log_text()
     finally:
-        process.terminate()
-        assert process.wait(timeout=20) == 0
+        assert stop_server(server) == 0

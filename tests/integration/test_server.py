@@ -16,10 +16,8 @@ from pathlib import Path
 
 import pytest
 import requests
-from cryptography import x509
-from cryptography.hazmat.primitives import serialization
 
-from tests.integration.conftest import free_port
+from tests.integration.conftest import der, free_port, served_certificate
 from webhook import certs
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -112,26 +110,6 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     yield running
     if running.process.poll() is None:
         stop(running)
-
-
-def served_certificate(port: int) -> bytes:
-    """The DER certificate a new connection is offered, unverified."""
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE
-    with (
-        socket.create_connection(("127.0.0.1", port), timeout=5) as sock,
-        context.wrap_socket(sock, server_hostname="localhost") as tls,
-    ):
-        der = tls.getpeercert(binary_form=True)
-    assert der is not None
-    return der
-
-
-def der(path: Path) -> bytes:
-    return x509.load_pem_x509_certificate(path.read_bytes()).public_bytes(
-        serialization.Encoding.DER
-    )
 
 
 def weak_client(ca: Path, maximum: ssl.TLSVersion) -> ssl.SSLContext:
