@@ -16,8 +16,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
-from typing import Literal
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
 
 Grade = Literal["A", "B", "C", "D", "E", "F"]
 Severity = Literal["Critical", "Important", "Moderate", "Low"]
@@ -212,3 +212,22 @@ def _covering(
         if window.contains(start):
             return window
     return None
+
+
+def parse_date(value: Any) -> datetime | None:
+    """An ISO 8601 date or date-time as an aware UTC datetime; None if it is not one.
+
+    A value without a zone is taken as UTC, as Pyxis and scanners mean it.
+    """
+    if not isinstance(value, str) or not value:
+        return None
+    text = value.strip()
+    if text.endswith(("Z", "z")):
+        text = text[:-1] + "+00:00"
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC)

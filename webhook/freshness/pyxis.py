@@ -21,7 +21,7 @@ from typing import Any
 import requests
 
 from webhook.errors import UpstreamError
-from webhook.freshness.grades import GRADES, Grade, Window
+from webhook.freshness.grades import GRADES, Grade, Window, parse_date
 from webhook.registry import Deadline
 
 DEFAULT_URL = "https://catalog.redhat.com/api/containers/v1"
@@ -183,22 +183,3 @@ def _window(entry: Any, base: str) -> Window:
     if end is not None and end_date is None:
         raise UpstreamError(f"Pyxis at {base} published grade {grade} with an invalid end_date")
     return Window(grade, start, end_date)
-
-
-def parse_date(value: Any) -> datetime | None:
-    """An ISO 8601 date or date-time as an aware UTC datetime; None if it is not one.
-
-    A value without a zone is taken as UTC, as Pyxis and scanners mean it.
-    """
-    if not isinstance(value, str) or not value:
-        return None
-    text = value.strip()
-    if text.endswith(("Z", "z")):
-        text = text[:-1] + "+00:00"
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        return None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC)

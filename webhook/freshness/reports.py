@@ -16,8 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from webhook.freshness.grades import Fix, Severity
-from webhook.freshness.pyxis import parse_date
+from webhook.freshness.grades import Fix, Severity, parse_date
 
 #: cosign attest --type vuln
 COSIGN_VULN = "https://cosign.sigstore.dev/attestation/vuln/v1"

@@ -9,8 +9,8 @@ import pytest
 
 from tests.pyxis import Pyxis, grades, image_record, running_pyxis
 from webhook.errors import UpstreamError
-from webhook.freshness.grades import Window
-from webhook.freshness.pyxis import PyxisClient, PyxisSettings, parse_date
+from webhook.freshness.grades import Window, parse_date
+from webhook.freshness.pyxis import PyxisClient, PyxisSettings
 from webhook.freshness.sources import FreshnessSettings, FreshnessSources, GradeReport, Unknown
 from webhook.registry import Deadline
 
