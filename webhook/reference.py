@@ -21,7 +21,8 @@ from webhook.errors import ImageReferenceError
 from webhook.untrusted import quoted, shown
 
 _DOCKER_HUB = "docker.io"
-_DOCKER_HUB_ALIASES = frozenset({"docker.io", "index.docker.io", "registry-1.docker.io"})
+#: Host names that all mean Docker Hub (docker.io in normalised references).
+DOCKER_HUB_ALIASES = frozenset({"docker.io", "index.docker.io", "registry-1.docker.io"})
 _NAME_MAX = 255
 _TAG_MAX = 128
 _SHOWN_MAX = 64
@@ -122,7 +123,7 @@ def _parse(text: str) -> ImageRef:
     domain, path = _split_domain(name)
     domain = _check_domain(domain)
     _check_path(path)
-    if domain in _DOCKER_HUB_ALIASES:
+    if domain in DOCKER_HUB_ALIASES:
         domain = _DOCKER_HUB
         if "/" not in path:
             path = f"library/{path}"

@@ -23,13 +23,12 @@ from webhook.errors import ConfigError
 from webhook.freshness.grader import Grader
 from webhook.freshness.sources import FreshnessSettings, FreshnessSources
 from webhook.policy.model import PolicySet
+from webhook.reference import DOCKER_HUB_ALIASES
 from webhook.registry import RegistryClient, RegistrySettings
 from webhook.registry.resolver import CachedResolver
 
 _DAY = 86400.0
 _REGISTRY_KEYS = frozenset({"insecure", "ca", "username", "password", "credentials"})
-# Docker Hub's credentials are stored under its legacy index address.
-_HOST_ALIASES = {"docker.io": ("index.docker.io", "registry-1.docker.io")}
 
 
 def _auth_key_host(key: str) -> str:
@@ -66,7 +65,8 @@ def docker_credentials(path: Path, host: str) -> tuple[str, str]:
     auths = data.get("auths") if isinstance(data, dict) else None
     if not isinstance(auths, dict):
         raise ConfigError(f'{where} has no "auths" object (expected a Docker config.json)')
-    wanted = {host.lower(), *_HOST_ALIASES.get(host.lower(), ())}
+    # Docker Hub's credentials are stored under its legacy index address.
+    wanted = DOCKER_HUB_ALIASES if host.lower() in DOCKER_HUB_ALIASES else {host.lower()}
     entry = next((v for k, v in auths.items() if _auth_key_host(k) in wanted), None)
     if entry is None:
         raise ConfigError(f"{where} has no entry for {host} (it has: {', '.join(auths) or 'none'})")
