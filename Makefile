@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 HOST   ?= 127.0.0.1
 PORT   ?= 8443
 
-.PHONY: install run test test-deps lint typecheck unit bench schema clean
+.PHONY: install run test test-deps lint typecheck unit bench soak schema clean
 
 install: $(STAMP)
 
@@ -44,6 +44,9 @@ bench: $(STAMP) test-deps
 	$(BIN)/python bench/signatures.py
 	$(BIN)/python bench/keyless.py
 	$(BIN)/python bench/freshness.py
+
+soak: $(STAMP) test-deps
+	$(BIN)/python bench/soak.py
 
 schema: $(STAMP)
 	$(BIN)/trustgate policy schema > docs/policy.schema.json

@@ -19,17 +19,15 @@ import os
 import re
 import shutil
 import signal
-import socket
-import ssl
 import subprocess
 import sys
 import tempfile
-import time
-import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from serving import free_port, wait_ready  # noqa: E402  (bench/, the script's own directory)
 
 from webhook import certs  # noqa: E402
 
@@ -106,26 +104,6 @@ def deployment_review() -> dict:
             "options": {"apiVersion": "meta.k8s.io/v1", "kind": "CreateOptions"},
         },
     }
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_ready(url: str, ca: Path, process: subprocess.Popen[bytes], log: Path) -> None:
-    context = ssl.create_default_context(cafile=str(ca))
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise SystemExit(f"server exited early:\n{log.read_text()}")
-        try:
-            with urllib.request.urlopen(f"{url}/healthz", context=context, timeout=2):
-                return
-        except OSError:
-            time.sleep(0.1)
-    raise SystemExit(f"server not ready within 30 s:\n{log.read_text()}")
 
 
 def wrk(url: str, script: Path, connections: int, seconds: int) -> dict[str, float]:
