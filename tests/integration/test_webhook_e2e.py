@@ -50,7 +50,7 @@ def test_update_delete_and_ephemeral_containers(webhook_server: Server) -> None:
     assert answer(webhook_server, review(good, operation="UPDATE", old=bad))["allowed"] is True
     assert answer(webhook_server, review(bad, operation="DELETE"))["allowed"] is True
     debug = workload("Pod", pod_spec(GOOD, ephemeral=("busybox:1.36",)))
-    body = review(debug, operation="UPDATE", sub_resource="ephemeralcontainers")
+    body = review(debug, operation="UPDATE", old=good, sub_resource="ephemeralcontainers")
     response = answer(webhook_server, body)
     assert response["allowed"] is False
     assert "image busybox:1.36 denied" in response["status"]["message"]

@@ -62,7 +62,9 @@ def test_update_is_judged_on_the_new_object(prod) -> None:
 
 def test_ephemeral_container_subresource(prod) -> None:
     pod = workload("Pod", pod_spec(GOOD, ephemeral=("busybox",)))
-    decision = decide_on(prod, review(pod, operation="UPDATE", sub_resource="ephemeralcontainers"))
+    before = workload("Pod", pod_spec(GOOD))
+    body = review(pod, operation="UPDATE", old=before, sub_resource="ephemeralcontainers")
+    decision = decide_on(prod, body)
     assert not decision.allowed
     assert "image busybox denied" in decision.message
 
@@ -188,22 +190,98 @@ def _broken(mutate) -> dict:
         ),
         (_broken(lambda b: b.update(kind="Pod")), "kind AdmissionReview"),
         (_broken(lambda b: b.pop("request")), "request is required"),
-        (_broken(lambda b: b.update(request="x")), "request must be a dict"),
+        (_broken(lambda b: b.update(request="x")), "request must be an object, got string"),
         (_broken(lambda b: b["request"].pop("uid")), "request.uid is required"),
         (_broken(lambda b: b["request"].update(uid="")), "must not be empty"),
-        (_broken(lambda b: b["request"].update(uid=5)), "request.uid must be a str"),
+        (_broken(lambda b: b["request"].update(uid=5)), "request.uid must be a string, got number"),
         (_broken(lambda b: b["request"].pop("kind")), "request.kind is required"),
         (_broken(lambda b: b["request"]["kind"].pop("kind")), "request.kind.kind is required"),
         (_broken(lambda b: b["request"].update(operation="PATCH")), "operation must be one of"),
         (_broken(lambda b: b["request"].update(object=None)), "request.object is required"),
-        (_broken(lambda b: b["request"].update(object=[1])), "request.object must be a dict"),
+        (
+            _broken(lambda b: b["request"].update(object=[1])),
+            "request.object must be an object, got array",
+        ),
         (_broken(lambda b: b["request"].update(dryRun="yes")), "dryRun must be a boolean"),
-        (_broken(lambda b: b["request"].update(namespace=3)), "request.namespace must be a str"),
+        (
+            _broken(lambda b: b["request"].update(namespace=3)),
+            "request.namespace must be a string, got number",
+        ),
     ],
 )
 def test_malformed_reviews_are_rejected(body: Any, message: str) -> None:
     with pytest.raises(AdmissionReviewError, match=message):
         parse_review(copy.deepcopy(body))
+
+
+#: Every field of an AdmissionReview request, and a value of the wrong type for it.
+WRONG_TYPES: list[tuple[tuple[str | int, ...], Any, str]] = [
+    (("apiVersion",), ["admission.k8s.io/v1"], "expected apiVersion"),
+    (("kind",), {"kind": "AdmissionReview"}, "expected apiVersion"),
+    (("request", "uid"), ["u"], "request.uid must be a string, got array"),
+    (("request", "kind"), "Pod", "request.kind must be an object, got string"),
+    (("request", "kind", "group"), 1, "request.kind.group must be a string, got number"),
+    (("request", "kind", "version"), [], "request.kind.version must be a string"),
+    (("request", "kind", "kind"), {"a": 1}, "request.kind.kind must be a string, got object"),
+    (("request", "resource"), [], "request.resource must be an object, got array"),
+    (("request", "resource", "resource"), 1, "request.resource.resource must be a string"),
+    (("request", "requestKind"), True, "request.requestKind must be an object, got boolean"),
+    (("request", "requestKind", "kind"), 2, "request.requestKind.kind must be a string"),
+    (("request", "requestResource"), "x", "request.requestResource must be an object"),
+    (("request", "subResource"), [], "request.subResource must be a string, got array"),
+    (("request", "requestSubResource"), {}, "request.requestSubResource must be a string"),
+    (("request", "name"), 1.5, "request.name must be a string, got number"),
+    (("request", "namespace"), ["prod"], "request.namespace must be a string, got array"),
+    (("request", "operation"), ["CREATE"], "request.operation must be a string, got array"),
+    (("request", "userInfo"), "admin", "request.userInfo must be an object, got string"),
+    (("request", "userInfo", "username"), {}, "request.userInfo.username must be a string"),
+    (("request", "userInfo", "uid"), 7, "request.userInfo.uid must be a string"),
+    (("request", "userInfo", "groups"), "g", "request.userInfo.groups must be an array"),
+    (("request", "userInfo", "groups", 0), None, r"request.userInfo.groups\[0\] must be a string"),
+    (("request", "userInfo", "extra"), [], "request.userInfo.extra must be an object"),
+    (("request", "object"), "{}", "request.object must be an object, got string"),
+    (("request", "oldObject"), [], "request.oldObject must be an object, got array"),
+    (("request", "dryRun"), 0, "request.dryRun must be a boolean, got number"),
+    (("request", "options"), "x", "request.options must be an object, got string"),
+]
+
+
+def _set(body: dict, path: tuple[str | int, ...], value: Any) -> dict:
+    body = json.loads(json.dumps(body))  # kube.review shares the GVK between kind fields
+    node: Any = body
+    for step in path[:-1]:
+        node = node[step]
+    node[path[-1]] = value
+    return body
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "message"),
+    WRONG_TYPES,
+    ids=[".".join(map(str, p)) for p, _, _ in WRONG_TYPES],
+)
+def test_every_request_field_is_type_checked(path: tuple, value: Any, message: str) -> None:
+    old = workload("Pod", pod_spec(GOOD))
+    body = review(workload("Pod", pod_spec(BAD)), operation="UPDATE", old=old)
+    body["request"]["userInfo"]["uid"] = "1"
+    body["request"]["userInfo"]["extra"] = {"scopes": ["a"]}
+    with pytest.raises(AdmissionReviewError, match=message):
+        parse_review(_set(body, path, value))
+
+
+def test_user_extra_values_must_be_arrays_of_strings() -> None:
+    body = review(workload("Pod", pod_spec(GOOD)))
+    body["request"]["userInfo"]["extra"] = {"scopes": ["a", 1]}
+    with pytest.raises(AdmissionReviewError, match=r'request.userInfo.extra\["scopes"\]'):
+        parse_review(body)
+
+
+def test_optional_fields_may_be_null() -> None:
+    body = review(workload("Pod", pod_spec(GOOD)))
+    for key in ("name", "namespace", "subResource", "options", "oldObject", "dryRun", "userInfo"):
+        body["request"][key] = None
+    request = parse_review(body)
+    assert (request.name, request.namespace, request.user, request.dry_run) == ("", "", "", False)
 
 
 def test_parse_keeps_what_the_decision_needs() -> None:
