@@ -299,3 +299,109 @@ def test_parse_keeps_what_the_decision_needs() -> None:
         "kubernetes-admin",
         True,
     )
+
+
+MODELS = "ghcr.io/acme/models:7"
+
+
+@pytest.mark.parametrize("kind", sorted(RESOURCES))
+def test_image_volumes_are_judged_and_named(prod, kind: str) -> None:
+    body = review(workload(kind, pod_spec(GOOD, volumes=(GOOD, MODELS))))
+    decision = decide_on(prod, body)
+    assert not decision.allowed
+    assert decision.message == (
+        f'image {MODELS} denied by policy "production": repository ghcr.io/acme/models is not '
+        'in the registry allowlist (registry.redhat.io/**, quay.io/acme/**) (image volume "data-1")'
+    )
+    assert decision.volumes == {GOOD: ("data-0",), MODELS: ("data-1",)}
+    assert decision.containers == {GOOD: ("app-0",)}
+
+
+def test_image_volume_in_the_decision_log(prod, caplog: pytest.LogCaptureFixture) -> None:
+    body = review(workload("Pod", pod_spec(GOOD, volumes=(MODELS, MODELS))))
+    with caplog.at_level(logging.INFO, logger="trustgate"):
+        answer, _, _ = run_review(prod, body)
+    assert '(image volumes "data-0", "data-1")' in answer["response"]["status"]["message"]
+    (record,) = [r for r in caplog.records if r.name == "trustgate.admission"]
+    fields: dict[str, Any] = record.__dict__["fields"]
+    by_image = {entry["image"]: entry for entry in fields["images"]}
+    assert by_image[MODELS]["volumes"] == ["data-0", "data-1"]
+    assert by_image[MODELS]["containers"] == []
+    assert by_image[MODELS]["failed"][0]["check"] == "allowlist"
+    assert "volumes" not in by_image[GOOD]
+
+
+def _finalizer_removed(obj: dict) -> dict:
+    new = copy.deepcopy(obj)
+    new["metadata"]["finalizers"] = []
+    return new
+
+
+def test_an_update_that_changes_no_image_is_not_rechecked(
+    prod, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A Pod from before the policy can still lose its finalizer."""
+    old = workload("Pod", pod_spec(BAD, volumes=(MODELS,)))
+    old["metadata"]["finalizers"] = ["example.com/cleanup"]
+    body = review(_finalizer_removed(old), operation="UPDATE", old=old)
+    with caplog.at_level(logging.INFO, logger="trustgate"):
+        answer, decision, _ = run_review(prod, body)
+    assert answer["response"] == {
+        "uid": body["request"]["uid"],
+        "allowed": True,
+        "auditAnnotations": {"not-rechecked": "no image changed"},
+    }
+    assert decision.verdicts == ()
+    (record,) = [r for r in caplog.records if r.name == "trustgate.admission"]
+    fields: dict[str, Any] = record.__dict__["fields"]
+    assert fields["note"] == "UPDATE admitted without a re-check: no image changed"
+    assert fields["notRechecked"] == [BAD, MODELS]
+    assert fields["images"] == []
+
+
+def test_an_update_of_an_object_being_deleted_is_not_rechecked(prod) -> None:
+    old = workload("Deployment", pod_spec(BAD))
+    old["metadata"].update(deletionTimestamp="2026-11-28T23:00:00Z", finalizers=["x/y"])
+    decision = decide_on(prod, review(_finalizer_removed(old), operation="UPDATE", old=old))
+    assert decision.allowed
+    assert decision.audit_annotations == {"not-rechecked": "the object is being deleted"}
+
+
+@pytest.mark.parametrize(
+    "new_images",
+    [
+        {"images": (BAD, GOOD)},
+        {"images": (GOOD,), "volumes": (BAD,)},
+        {"images": (BAD,), "init": (BAD,)},
+    ],
+    ids=["container added", "image moved to a volume", "init container added"],
+)
+def test_an_update_that_changes_an_image_is_judged_in_full(prod, new_images: dict) -> None:
+    old = workload("Pod", pod_spec(BAD))
+    images = new_images.pop("images")
+    new = workload("Pod", pod_spec(*images, **new_images))
+    decision = decide_on(prod, review(new, operation="UPDATE", old=old))
+    assert not decision.allowed
+    assert f"image {BAD} denied" in decision.message
+    assert "not-rechecked" not in decision.audit_annotations
+
+
+def test_recheck_unchanged_images_judges_every_update(prod) -> None:
+    old = workload("Pod", pod_spec(BAD))
+    old["metadata"]["deletionTimestamp"] = "2026-11-28T23:00:00Z"
+    request = parse_review(review(_finalizer_removed(old), operation="UPDATE", old=old))
+    assert decide(prod, request).allowed
+    decision = decide(prod, request, recheck_unchanged_images=True)
+    assert not decision.allowed
+    assert f"image {BAD} denied" in decision.message
+
+
+def test_a_malformed_update_of_an_unchanged_object_is_still_refused(prod) -> None:
+    old = workload("Pod", pod_spec(GOOD))
+    new = copy.deepcopy(old)
+    new["spec"]["volumes"] = [{"name": "m", "image": "not-a-source"}]
+    decision = decide_on(prod, review(new, operation="UPDATE", old=old))
+    assert not decision.allowed
+    assert decision.message == (
+        "the Pod cannot be judged: spec.volumes[0].image must be a mapping, got str"
+    )

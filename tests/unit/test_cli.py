@@ -404,3 +404,54 @@ def test_readme_example_is_what_the_webhook_answers(capsys: pytest.CaptureFixtur
     )
     assert code == 1
     assert json.loads(out) == shown
+
+
+MODELS = "ghcr.io/acme/models:7"
+
+
+def test_audit_lists_image_volumes(
+    policies: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    spec = pod_spec(GOOD, volumes=(MODELS, GOOD))
+    (tmp_path / "m.yaml").write_text(
+        yaml.safe_dump(workload("StatefulSet", spec))
+        + "---\n"
+        + yaml.safe_dump(workload("Pod", pod_spec(GOOD)))
+    )
+    code, out, _ = run(capsys, "audit", str(tmp_path), "--policies", str(policies), "-o", "json")
+    assert code == 1
+    rows = json.loads(out)
+    assert [
+        (r["kind"], r["image"], r["containers"], r["volumes"], r["decision"]) for r in rows
+    ] == [
+        ("StatefulSet", GOOD, ["app-0"], ["data-1"], "allowed"),
+        ("StatefulSet", MODELS, [], ["data-0"], "denied"),
+        ("Pod", GOOD, ["app-0"], [], "allowed"),
+    ]
+    assert "ghcr.io/acme/models is not in the registry allowlist" in rows[1]["reasons"][0]
+
+    _, out, _ = run(capsys, "audit", str(tmp_path), "--policies", str(policies))
+    header, first, second, third = out.splitlines()[:4]
+    assert first.split()[:5] == ["StatefulSet/web", "prod-web", GOOD, "data-1", "ALLOWED"]
+    assert header.split()[:5] == ["RESOURCE", "NAMESPACE", "IMAGE", "VOLUME", "DECISION"]
+    assert second.split()[:5] == ["StatefulSet/web", "prod-web", MODELS, "data-0", "DENIED"]
+    assert third.split()[:5] == ["Pod/web", "prod-web", GOOD, "-", "ALLOWED"]
+
+    _, out, _ = run(capsys, "audit", str(tmp_path), "--policies", str(policies), "-o", "junit")
+    suite = ET.fromstring(out.split("\n", 1)[1])
+    (failed,) = [c for c in suite.findall("testcase") if c.find("failure") is not None]
+    assert failed.get("name") == f"StatefulSet/web {MODELS} (image volume data-0)"
+
+
+def test_check_judges_image_volumes(policies: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["check", GOOD, "--volume", MODELS, "-n", "prod-a", "--policies", str(policies)]
+    code, out, _ = run(capsys, *argv, "-o", "json")
+    assert code == 1
+    rows = json.loads(out)
+    assert [(r["image"], r["volumes"], r["decision"]) for r in rows] == [
+        (GOOD, [], "allowed"),
+        (MODELS, ["v0"], "denied"),
+    ]
+    code, _, err = run(capsys, "check", "--policies", str(policies))
+    assert code == 2
+    assert "give at least one IMAGE or --volume IMAGE" in err
