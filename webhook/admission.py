@@ -232,7 +232,7 @@ def decide(
         found = find_images(request.object)
     except TrustgateError as exc:
         problem = exc
-    if request.operation == "UPDATE" and not recheck_unchanged_images:
+    if request.operation == "UPDATE" and not recheck_unchanged_images and found != ():
         reason = not_new(request.old_object, found)
         if reason is not None:
             return _not_rechecked(reason, found or ())
