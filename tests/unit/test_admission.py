@@ -405,3 +405,11 @@ def test_a_malformed_update_of_an_unchanged_object_is_still_refused(prod) -> Non
     assert decision.message == (
         "the Pod cannot be judged: spec.volumes[0].image must be a mapping, got str"
     )
+
+
+def test_an_update_of_an_object_without_images_is_admitted_as_before(prod) -> None:
+    scale = {"apiVersion": "autoscaling/v1", "kind": "Scale", "metadata": {"name": "web"}}
+    decision = decide_on(prod, review(scale, operation="UPDATE", old=scale))
+    assert decision.allowed
+    assert decision.audit_annotations == {}
+    assert decision.note == "kind Scale is not one trustgate knows and has no pod spec"

@@ -455,3 +455,16 @@ def test_check_judges_image_volumes(policies: Path, capsys: pytest.CaptureFixtur
     code, _, err = run(capsys, "check", "--policies", str(policies))
     assert code == 2
     assert "give at least one IMAGE or --volume IMAGE" in err
+
+
+def test_audit_reports_an_unreadable_file_and_goes_on(
+    policies: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "a.yaml").write_bytes(b"kind: Pod\nmetadata: {name: \xff\xfe}\n")
+    (tmp_path / "b.yaml").write_text(yaml.safe_dump(workload("Pod", pod_spec(BAD))))
+    code, out, _ = run(capsys, "audit", str(tmp_path), "--policies", str(policies), "-o", "json")
+    assert code == 2
+    first, second = json.loads(out)
+    assert first["decision"] == "error"
+    assert first["reasons"][0].startswith(f"{tmp_path / 'a.yaml'}: cannot read: ")
+    assert (second["image"], second["decision"]) == (BAD, "denied")
