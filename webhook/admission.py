@@ -79,13 +79,9 @@ class Decision:
         return "warned" if self.warnings else "allowed"
 
 
+#: JSON's names for the decoded types, as messages about a JSON body use them.
 _JSON_NAMES: dict[type, str] = {dict: "object", list: "array", str: "string"}
-_JSON_TYPES: dict[type, str] = {
-    dict: "an object",
-    list: "an array",
-    str: "a string",
-    bool: "a boolean",
-}
+_JSON_TYPES: dict[type, str] = {dict: "an object", list: "an array", str: "a string"}
 
 
 def _json_type(value: object) -> str:
@@ -114,8 +110,9 @@ def _field(
     return value
 
 
-#: The request's fields of each type that trustgate does not otherwise read;
-#: checked so that a body the API server could not have sent is refused whole.
+#: The request's plain string and object fields, and its group/version/kind and
+#: resource fields: all checked, read or not, so that a body the API server
+#: could not have sent is refused whole instead of half-read.
 _STRINGS = ("subResource", "requestSubResource", "name", "namespace")
 _OBJECTS = ("options",)
 _GVK = ("group", "version", "kind")
