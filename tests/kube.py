@@ -21,8 +21,13 @@ RESOURCES: dict[str, tuple[str, str, str]] = {
 }
 
 
-def pod_spec(*images: str, init: tuple[str, ...] = (), ephemeral: tuple[str, ...] = ()) -> dict:
-    """A pod spec running ``images`` (and init / ephemeral containers)."""
+def pod_spec(
+    *images: str,
+    init: tuple[str, ...] = (),
+    ephemeral: tuple[str, ...] = (),
+    volumes: tuple[str, ...] = (),
+) -> dict:
+    """A pod spec running ``images`` (and init / ephemeral containers, image volumes)."""
     spec: dict[str, Any] = {
         "containers": [
             {
@@ -48,6 +53,12 @@ def pod_spec(*images: str, init: tuple[str, ...] = (), ephemeral: tuple[str, ...
         spec["ephemeralContainers"] = [
             {"name": f"debug-{i}", "image": image, "targetContainerName": "app-0"}
             for i, image in enumerate(ephemeral)
+        ]
+    if volumes:
+        spec["volumes"] = [{"name": "config", "configMap": {"name": "web", "defaultMode": 420}}]
+        spec["volumes"] += [
+            {"name": f"data-{i}", "image": {"reference": image, "pullPolicy": "IfNotPresent"}}
+            for i, image in enumerate(volumes)
         ]
     return spec
 

@@ -1,9 +1,13 @@
 """AdmissionReview v1 in, AdmissionResponse out.
 
-The request is validated once, here, into a frozen ``AdmissionRequest``; the
-decision combines the engine's verdicts into what Kubernetes expects: a denial
-with one line per denied image, or an admission with warnings and audit
-annotations for what audit policies would have denied.
+The request is validated once, here, into a frozen ``AdmissionRequest``: every
+field of the envelope is type-checked, and a body that is not an AdmissionReview
+gets one line naming the field (HTTP 400). The objects inside are read by
+``workloads``, whose refusals are denials. The decision combines the engine's
+verdicts into what Kubernetes expects: a denial with one line per denied image,
+or an admission with warnings and audit annotations for what audit policies
+would have denied. An UPDATE that admits no new image is not judged again
+(see ``updates``) unless the configuration asks for it.
 """
 
 from __future__ import annotations
@@ -17,7 +21,8 @@ from typing import Any
 from webhook.engine import Engine, Verdict, display
 from webhook.errors import AdmissionReviewError, TrustgateError
 from webhook.observability import get_logger
-from webhook.workloads import find_images, is_understood
+from webhook.updates import not_new
+from webhook.workloads import ContainerImage, find_images, is_understood
 
 API_VERSION = "admission.k8s.io/v1"
 _OPERATIONS = frozenset({"CREATE", "UPDATE", "DELETE", "CONNECT"})
@@ -44,11 +49,17 @@ class AdmissionRequest:
     user: str = ""
     dry_run: bool = False
     object: Mapping[str, Any] | None = None
+    old_object: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class Decision:
-    """The answer to one request, with what it was based on."""
+    """The answer to one request, with what it was based on.
+
+    ``containers`` and ``volumes`` name, per image (as shown), the containers
+    and image volumes that use it; ``unchecked`` are the images of an UPDATE
+    admitted without a re-check, and ``note`` says why.
+    """
 
     allowed: bool
     message: str = ""
@@ -57,6 +68,8 @@ class Decision:
     verdicts: tuple[Verdict, ...] = ()
     containers: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     note: str = ""
+    volumes: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    unchecked: tuple[str, ...] = ()
 
     @property
     def label(self) -> str:
@@ -66,56 +79,127 @@ class Decision:
         return "warned" if self.warnings else "allowed"
 
 
-def _field(data: Mapping[str, Any], key: str, kind: type, where: str, required: bool = True) -> Any:
+#: JSON's names for the decoded types, as messages about a JSON body use them.
+_JSON_NAMES: dict[type, str] = {dict: "object", list: "array", str: "string"}
+_JSON_TYPES: dict[type, str] = {dict: "an object", list: "an array", str: "a string"}
+
+
+def _json_type(value: object) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int | float):
+        return "number"
+    return _JSON_NAMES.get(type(value), type(value).__name__)
+
+
+def _field(
+    data: Mapping[str, Any], key: str, kind: type, where: str, *, required: bool = False
+) -> Any:
+    """``data[key]`` when it has type ``kind``; None when absent or null and not required."""
     value = data.get(key)
     if value is None:
         if required:
             raise AdmissionReviewError(f"{where}.{key} is required")
         return None
-    if not isinstance(value, kind):
-        raise AdmissionReviewError(f"{where}.{key} must be a {kind.__name__}")
+    if type(value) is not kind:
+        raise AdmissionReviewError(
+            f"{where}.{key} must be {_JSON_TYPES[kind]}, got {_json_type(value)}"
+        )
     return value
+
+
+#: The request's plain string and object fields, and its group/version/kind and
+#: resource fields: all checked, read or not, so that a body the API server
+#: could not have sent is refused whole instead of half-read.
+_STRINGS = ("subResource", "requestSubResource", "name", "namespace")
+_OBJECTS = ("options",)
+_GVK = ("group", "version", "kind")
+_GVR = ("group", "version", "resource")
+_GROUP_KINDS = {"kind": _GVK, "requestKind": _GVK, "resource": _GVR, "requestResource": _GVR}
+
+
+def _strings(data: Mapping[str, Any], keys: tuple[str, ...], where: str) -> None:
+    for key in keys:
+        _field(data, key, str, where)
+
+
+def _user_info(request: Mapping[str, Any]) -> str:
+    """The username, after checking every field of ``request.userInfo``."""
+    info = _field(request, "userInfo", dict, "request") or {}
+    _strings(info, ("username", "uid"), "request.userInfo")
+    groups = _field(info, "groups", list, "request.userInfo") or []
+    for index, group in enumerate(groups):
+        if type(group) is not str:
+            raise AdmissionReviewError(
+                f"request.userInfo.groups[{index}] must be a string, got {_json_type(group)}"
+            )
+    extra = _field(info, "extra", dict, "request.userInfo") or {}
+    for key, values in extra.items():
+        if type(values) is not list or any(type(v) is not str for v in values):
+            raise AdmissionReviewError(
+                f"request.userInfo.extra[{json.dumps(key)}] must be an array of strings"
+            )
+    return str(info.get("username") or "")
 
 
 def parse_review(body: Any) -> AdmissionRequest:
     """Validate a decoded AdmissionReview and extract its request.
 
+    Every field the API server sends is type-checked, whether or not the
+    decision reads it; the objects themselves are checked by ``workloads``
+    when they are judged.
+
     Raises:
         AdmissionReviewError: the body is not an admission.k8s.io/v1 AdmissionReview
             with a request trustgate can answer; the message names the field.
     """
-    if not isinstance(body, dict):
-        raise AdmissionReviewError("the body must be a JSON object (an AdmissionReview)")
+    if type(body) is not dict:
+        raise AdmissionReviewError(
+            f"the body must be a JSON object (an AdmissionReview), got {_json_type(body)}"
+        )
     if body.get("apiVersion") != API_VERSION or body.get("kind") != "AdmissionReview":
         raise AdmissionReviewError(
             f"expected apiVersion {API_VERSION} and kind AdmissionReview "
             "(set admissionReviewVersions: [v1] in the webhook configuration)"
         )
-    request = _field(body, "request", dict, "AdmissionReview")
-    uid = _field(request, "uid", str, "request")
+    request = _field(body, "request", dict, "AdmissionReview", required=True)
+    uid = _field(request, "uid", str, "request", required=True)
     if not uid:
         raise AdmissionReviewError("request.uid must not be empty")
-    gvk = _field(request, "kind", dict, "request")
-    kind = _field(gvk, "kind", str, "request.kind")
-    operation = _field(request, "operation", str, "request")
+    for key, fields in _GROUP_KINDS.items():
+        value = _field(request, key, dict, "request", required=key == "kind")
+        if value is not None:
+            _strings(value, fields, f"request.{key}")
+    gvk = request["kind"]
+    kind = _field(gvk, "kind", str, "request.kind", required=True)
+    operation = _field(request, "operation", str, "request", required=True)
     if operation not in _OPERATIONS:
         raise AdmissionReviewError(f"request.operation must be one of {sorted(_OPERATIONS)}")
+    _strings(request, _STRINGS, "request")
+    for key in _OBJECTS:
+        _field(request, key, dict, "request")
     obj = _field(request, "object", dict, "request", required=operation in _JUDGED)
-    user_info = _field(request, "userInfo", dict, "request", required=False) or {}
+    old = _field(request, "oldObject", dict, "request")
+    user = _user_info(request)
     dry_run = request.get("dryRun", False)
-    if not isinstance(dry_run, bool):
-        raise AdmissionReviewError("request.dryRun must be a boolean")
+    if dry_run is None:
+        dry_run = False
+    if type(dry_run) is not bool:
+        raise AdmissionReviewError(f"request.dryRun must be a boolean, got {_json_type(dry_run)}")
     return AdmissionRequest(
         uid=uid,
         kind=kind,
         operation=operation,
-        namespace=_field(request, "namespace", str, "request", required=False) or "",
-        name=_field(request, "name", str, "request", required=False) or "",
-        group=_field(gvk, "group", str, "request.kind", required=False) or "",
-        sub_resource=_field(request, "subResource", str, "request", required=False) or "",
-        user=str(user_info.get("username", "")),
+        namespace=request.get("namespace") or "",
+        name=request.get("name") or "",
+        group=gvk.get("group") or "",
+        sub_resource=request.get("subResource") or "",
+        user=user,
         dry_run=dry_run,
         object=obj,
+        old_object=old,
     )
 
 
@@ -129,26 +213,45 @@ def _object_name(request: AdmissionRequest) -> str:
     return ""
 
 
-def decide(engine: Engine, request: AdmissionRequest) -> Decision:
-    """Judge every image of the request's object (the new object on UPDATE)."""
+def decide(
+    engine: Engine, request: AdmissionRequest, *, recheck_unchanged_images: bool = False
+) -> Decision:
+    """Judge every image of the request's object (the new object on UPDATE).
+
+    An UPDATE that admits no new image (``updates.not_new``) is admitted
+    without a re-check unless ``recheck_unchanged_images``.
+    """
     if request.operation not in _JUDGED or request.object is None:
         return Decision(allowed=True, note=f"{request.operation} is not judged")
+    found: tuple[ContainerImage, ...] | None = None
+    problem: TrustgateError | None = None
     try:
         found = find_images(request.object)
     except TrustgateError as exc:
-        return Decision(allowed=False, message=f"the {request.kind} cannot be judged: {exc}")
+        problem = exc
+    if request.operation == "UPDATE" and not recheck_unchanged_images and found != ():
+        reason = not_new(request.old_object, found)
+        if reason is not None:
+            return _not_rechecked(reason, found or ())
+    if found is None:
+        return Decision(allowed=False, message=f"the {request.kind} cannot be judged: {problem}")
     if not found:
         note = "no pod spec found"
         if not is_understood(request.kind):
             note = f"kind {request.kind} is not one trustgate knows and has no pod spec"
         return Decision(allowed=True, note=note)
+    images: dict[str, None] = {}
     containers: dict[str, list[str]] = {}
+    volumes: dict[str, list[str]] = {}
     for item in found:
-        containers.setdefault(item.image, []).append(item.container)
+        images.setdefault(item.image)
+        used_by = volumes if item.kind == "imageVolume" else containers
+        used_by.setdefault(item.image, []).append(item.container)
     namespace = request.namespace or _namespace_of(request.object)
-    verdicts = engine.evaluate(containers, namespace=namespace, kind=request.kind)
-    denials = [line for v in verdicts for line in v.denials]
-    warnings = [line for v in verdicts for line in v.warnings]
+    verdicts = engine.evaluate(images, namespace=namespace, kind=request.kind)
+    shown_volumes = {display(k): tuple(v) for k, v in volumes.items()}
+    denials = [line + _volume_note(v, shown_volumes) for v in verdicts for line in v.denials]
+    warnings = [line + _volume_note(v, shown_volumes) for v in verdicts for line in v.warnings]
     return Decision(
         allowed=not denials,
         message=_bounded("\n".join(denials), _MAX_MESSAGE),
@@ -156,6 +259,27 @@ def decide(engine: Engine, request: AdmissionRequest) -> Decision:
         audit_annotations=_annotations(verdicts),
         verdicts=verdicts,
         containers={display(k): tuple(v) for k, v in containers.items()},
+        volumes=shown_volumes,
+    )
+
+
+def _volume_note(verdict: Verdict, volumes: Mapping[str, tuple[str, ...]]) -> str:
+    """`` (image volume "models")`` for a line about an image that volumes mount."""
+    names = volumes.get(verdict.image)
+    if not names:
+        return ""
+    quoted = ", ".join(json.dumps(name) for name in names)
+    return f" (image volume {quoted})" if len(names) == 1 else f" (image volumes {quoted})"
+
+
+def _not_rechecked(reason: str, found: tuple[ContainerImage, ...]) -> Decision:
+    """The admission of an UPDATE that is no new admission, saying why."""
+    unchecked = tuple(dict.fromkeys(display(item.image) for item in found))
+    return Decision(
+        allowed=True,
+        audit_annotations={"not-rechecked": reason},
+        note=f"UPDATE admitted without a re-check: {reason}",
+        unchecked=unchecked,
     )
 
 
@@ -207,7 +331,9 @@ def response(uid: str, decision: Decision) -> dict[str, Any]:
     return {"apiVersion": API_VERSION, "kind": "AdmissionReview", "response": answer}
 
 
-def review(engine: Engine, body: Any) -> tuple[dict[str, Any], Decision, AdmissionRequest]:
+def review(
+    engine: Engine, body: Any, *, recheck_unchanged_images: bool = False
+) -> tuple[dict[str, Any], Decision, AdmissionRequest]:
     """Parse, decide, answer and log one AdmissionReview.
 
     Raises:
@@ -215,19 +341,22 @@ def review(engine: Engine, body: Any) -> tuple[dict[str, Any], Decision, Admissi
     """
     started = time.perf_counter()
     request = parse_review(body)
-    decision = decide(engine, request)
+    decision = decide(engine, request, recheck_unchanged_images=recheck_unchanged_images)
     answer = response(request.uid, decision)
     log_decision(request, decision, time.perf_counter() - started)
     return answer, decision, request
 
 
-def _image_entry(verdict: Verdict, containers: tuple[str, ...]) -> dict[str, Any]:
+def _image_entry(verdict: Verdict, decision: Decision) -> dict[str, Any]:
     entry: dict[str, Any] = {
         "image": verdict.image,
-        "containers": list(containers),
+        "containers": list(decision.containers.get(verdict.image, ())),
         "allowed": verdict.allowed,
         "passed": [r.policy for r in verdict.policies if r.passed],
     }
+    volumes = decision.volumes.get(verdict.image)
+    if volumes:
+        entry["volumes"] = list(volumes)
     failed = [
         {
             "policy": r.policy,
@@ -251,11 +380,13 @@ def _image_entry(verdict: Verdict, containers: tuple[str, ...]) -> dict[str, Any
 def log_decision(request: AdmissionRequest, decision: Decision, seconds: float) -> None:
     """Write the decision-log line of one review.
 
-    Per image: the policies it passed by name, and for each failure the policy,
-    its mode, the check and the reason; the line is written on every review, so
-    passing checks are not spelled out.
+    Per image: the containers and image volumes that use it, the policies it
+    passed by name, and for each failure the policy, its mode, the check and
+    the reason; the line is written on every review, so passing checks are not
+    spelled out. An UPDATE admitted without a re-check lists its images under
+    ``notRechecked`` and says why in ``note``.
     """
-    images = [_image_entry(v, decision.containers.get(v.image, ())) for v in decision.verdicts]
+    images = [_image_entry(v, decision) for v in decision.verdicts]
     log.info(
         "admission review",
         extra={
@@ -272,6 +403,7 @@ def log_decision(request: AdmissionRequest, decision: Decision, seconds: float) 
                 "decision": decision.label,
                 "note": decision.note or None,
                 "images": images,
+                "notRechecked": list(decision.unchecked) or None,
                 "durationMs": round(seconds * 1000, 3),
             }
         },

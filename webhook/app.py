@@ -89,6 +89,7 @@ def create_app(settings: Settings) -> Flask:
     if interval > 0:
         store.start()
 
+    recheck = settings.config.recheck_unchanged_images
     app = Flask("trustgate")
     app.config["MAX_CONTENT_LENGTH"] = settings.config.max_request_bytes
     app.extensions["trustgate"] = runtime
@@ -102,7 +103,7 @@ def create_app(settings: Settings) -> Flask:
             metrics.requests.labels("invalid").inc()
             return _json({"error": "the body is not valid JSON"}, 400)
         try:
-            answer, decision, _ = review(engine, body)
+            answer, decision, _ = review(engine, body, recheck_unchanged_images=recheck)
         except AdmissionReviewError as exc:
             metrics.requests.labels("invalid").inc()
             return _json({"error": f"not an AdmissionReview trustgate can answer: {exc}"}, 400)

@@ -3,6 +3,10 @@
 Each object becomes the AdmissionRequest the API server would send for its
 creation, and goes through the same ``decide`` as ``POST /validate``; a
 repository audited in Git and a cluster reviewed live therefore agree.
+
+A document that cannot be read (not YAML, not an object, a ``kind`` that is not
+a string) becomes an ``error`` row naming the file and the document, and the
+audit goes on with the next one.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from webhook.admission import AdmissionRequest, Decision, decide
 from webhook.engine import Engine
 from webhook.errors import ManifestError
 
-DecisionLabel = Literal["allowed", "warned", "denied"]
+DecisionLabel = Literal["allowed", "warned", "denied", "error"]
 _SUFFIXES = frozenset({".yaml", ".yml", ".json"})
 #: trustgate's own documents live beside manifests in Git; they are not workloads.
 _OWN_KINDS = frozenset({"ImagePolicy", "ImagePolicyTest"})
@@ -28,11 +32,16 @@ _Loader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 @dataclass(frozen=True, slots=True)
 class Manifest:
-    """One Kubernetes object read from a file (``-`` for standard input)."""
+    """One Kubernetes object read from a file (``-`` for standard input).
+
+    ``error`` says why document ``document`` of ``source`` could not be read
+    as an object; ``object`` is then empty.
+    """
 
     source: str
     document: int
     object: Mapping[str, Any]
+    error: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,7 +50,9 @@ class Row:
 
     ``reasons`` are the denials and warnings; ``notes`` say how the image passed
     the checks that report it (which authorities signed); ``digest`` is what the
-    reference resolved to, when a check needed it.
+    reference resolved to, when a check needed it. ``containers`` and
+    ``volumes`` name what uses the image: containers of any kind, and image
+    volumes. An ``error`` row stands for a document that could not be read.
     """
 
     source: str
@@ -53,6 +64,8 @@ class Row:
     reasons: tuple[str, ...] = ()
     digest: str | None = None
     notes: tuple[str, ...] = ()
+    containers: tuple[str, ...] = ()
+    volumes: tuple[str, ...] = ()
 
     @property
     def resource(self) -> str:
@@ -72,32 +85,62 @@ def _files(path: Path) -> Iterator[Path]:
         raise ManifestError(f"{path}: no such file or directory")
 
 
-def _objects(value: Any) -> Iterator[Mapping[str, Any]]:
+_TYPE_NAMES: dict[type, str] = {dict: "a mapping", list: "a list", str: "a string"}
+
+
+def _type(value: object) -> str:
+    return _TYPE_NAMES.get(type(value), "a scalar")
+
+
+def _objects(value: Any, source: str, index: int) -> Iterator[Manifest]:
     """The objects of one document, unpacking ``List`` kinds (kubectl get -o yaml)."""
-    if not isinstance(value, dict):
+    if value is None:
         return
-    if str(value.get("kind", "")).endswith("List") and isinstance(value.get("items"), list):
+    if not isinstance(value, dict):
+        yield _error(source, index, f"not a Kubernetes object: {_type(value)}")
+        return
+    kind = value.get("kind")
+    if kind is None:
+        return  # a values file, a kustomization patch: not a workload
+    if not isinstance(kind, str):
+        yield _error(source, index, f"kind must be a string, got {_type(kind)}")
+    elif kind.endswith("List") and isinstance(value.get("items"), list):
         for item in value["items"]:
-            yield from _objects(item)
-    elif value.get("kind") not in _OWN_KINDS and "kind" in value:
-        yield value
+            yield from _objects(item, source, index)
+    elif kind not in _OWN_KINDS:
+        yield Manifest(source, index, value)
+
+
+def _error(source: str, index: int, message: str) -> Manifest:
+    return Manifest(source, index, {}, error=f"{source}: document {index}: {message}")
 
 
 def _parse(text: str, source: str) -> Iterator[Manifest]:
-    try:
-        documents = list(yaml.load_all(text, Loader=_Loader))
-    except yaml.YAMLError as exc:
-        raise ManifestError(f"{source}: not valid YAML or JSON: {exc}") from exc
-    for index, document in enumerate(documents, start=1):
-        for obj in _objects(document):
-            yield Manifest(source, index, obj)
+    index = 0
+    documents = yaml.load_all(text, Loader=_Loader)
+    while True:
+        index += 1
+        try:
+            document = next(documents)
+        except StopIteration:
+            return
+        except yaml.YAMLError as exc:
+            yield _error(source, index, f"not valid YAML or JSON: {exc}")
+            return
+        except RecursionError:
+            yield _error(source, index, "nested too deeply to read")
+            return
+        yield from _objects(document, source, index)
 
 
 def read_manifests(paths: Iterable[str]) -> Iterator[Manifest]:
     """Every Kubernetes object in ``paths`` (files, directories, ``-``).
 
+    A file that cannot be read or parsed, and a document that is not an
+    object, yield a Manifest carrying the error.
+
     Raises:
-        ManifestError: a path is missing, unreadable, or not YAML/JSON.
+        ManifestError: a path is missing.
     """
     for name in paths:
         if name == "-":
@@ -107,20 +150,28 @@ def read_manifests(paths: Iterable[str]) -> Iterator[Manifest]:
             try:
                 text = file.read_text(encoding="utf-8")
             except (OSError, UnicodeDecodeError) as exc:
-                raise ManifestError(f"{file}: cannot read: {exc}") from exc
+                yield Manifest(str(file), 0, {}, error=f"{file}: cannot read: {exc}")
+                continue
             yield from _parse(text, str(file))
 
 
 def request_for(obj: Mapping[str, Any], *, namespace: str, uid: str) -> AdmissionRequest:
-    """The CREATE request the API server would send for ``obj``."""
-    metadata = obj.get("metadata") if isinstance(obj.get("metadata"), dict) else {}
-    assert isinstance(metadata, dict)
+    """The CREATE request the API server would send for ``obj``.
+
+    Fields of the wrong type are left out here; ``decide`` refuses the object.
+    """
+    raw = obj.get("metadata")
+    metadata: Mapping[str, Any] = raw if isinstance(raw, Mapping) else {}
+
+    def text(value: Any) -> str:
+        return value if isinstance(value, str) else ""
+
     return AdmissionRequest(
         uid=uid,
-        kind=str(obj.get("kind", "")),
+        kind=text(obj.get("kind")),
         operation="CREATE",
-        namespace=str(metadata.get("namespace") or namespace),
-        name=str(metadata.get("name") or metadata.get("generateName") or ""),
+        namespace=text(metadata.get("namespace")) or namespace,
+        name=text(metadata.get("name")) or text(metadata.get("generateName")),
         object=obj,
     )
 
@@ -140,25 +191,43 @@ def rows_for(source: str, request: AdmissionRequest, decision: Decision) -> list
         elif verdict.warnings:
             label = "warned"
         reasons = verdict.denials + verdict.warnings
-        rows.append(Row(*base, verdict.image, label, reasons, verdict.digest, verdict.notes))
+        used_by = (
+            decision.containers.get(verdict.image, ()),
+            decision.volumes.get(verdict.image, ()),
+        )
+        rows.append(
+            Row(*base, verdict.image, label, reasons, verdict.digest, verdict.notes, *used_by)
+        )
     return rows
 
 
 def audit(engine: Engine, manifests: Iterable[Manifest], *, namespace: str) -> list[Row]:
-    """Judge every manifest; objects without images produce no rows."""
+    """Judge every manifest; objects without images produce no rows.
+
+    A manifest that could not be read produces one ``error`` row.
+    """
     rows: list[Row] = []
     for number, manifest in enumerate(manifests, start=1):
+        if manifest.error:
+            rows.append(Row(manifest.source, "-", "", "-", "-", "error", (manifest.error,)))
+            continue
         request = request_for(manifest.object, namespace=namespace, uid=f"audit-{number}")
         rows.extend(rows_for(manifest.source, request, decide(engine, request)))
     return rows
 
 
-def pod_for_images(images: Iterable[str], *, namespace: str) -> dict[str, Any]:
-    """A Pod running ``images``, for ``trustgate check``."""
+def pod_for_images(
+    images: Iterable[str], *, namespace: str, volumes: Iterable[str] = ()
+) -> dict[str, Any]:
+    """A Pod running ``images`` and mounting image volumes ``volumes``, for ``trustgate check``."""
     containers = [{"name": f"c{i}", "image": image} for i, image in enumerate(images)]
+    spec: dict[str, Any] = {"containers": containers}
+    mounted = [{"name": f"v{i}", "image": {"reference": ref}} for i, ref in enumerate(volumes)]
+    if mounted:
+        spec["volumes"] = mounted
     return {
         "apiVersion": "v1",
         "kind": "Pod",
         "metadata": {"name": "trustgate-check", "namespace": namespace},
-        "spec": {"containers": containers},
+        "spec": spec,
     }

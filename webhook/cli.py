@@ -75,7 +75,14 @@ def build_parser(env: os._Environ[str] | dict[str, str] | None = None) -> argpar
     review.add_argument("file", help="AdmissionReview JSON file, or - for standard input")
 
     check = commands.add_parser("check", parents=[common], help="judge images as a Pod would be")
-    check.add_argument("images", nargs="+", metavar="IMAGE")
+    check.add_argument("images", nargs="*", metavar="IMAGE")
+    check.add_argument(
+        "--volume",
+        action="append",
+        default=[],
+        metavar="IMAGE",
+        help="also judge IMAGE mounted as an image volume (repeatable)",
+    )
     check.add_argument("--namespace", "-n", default="default")
     check.add_argument("--kind", default="Pod", help="the object kind policies see (default Pod)")
 
@@ -156,7 +163,10 @@ def _engine(args: argparse.Namespace, config: Config, directory: Path | None = N
 
 
 def _print_rows(rows: list[Any], fmt: str) -> int:
+    """Print ``rows``; exit 2 when a document could not be read, 1 when one is denied."""
     sys.stdout.write(report.render(rows, fmt))
+    if any(r.decision == "error" for r in rows):
+        return EXIT_USAGE
     return EXIT_DENIED if any(r.decision == "denied" for r in rows) else EXIT_OK
 
 
@@ -197,14 +207,18 @@ def _review(args: argparse.Namespace, config: Config) -> int:
         raise TrustgateError(f"cannot read {args.file}: {exc.strerror}") from exc
     except ValueError as exc:
         raise TrustgateError(f"{args.file} is not valid JSON: {exc}") from exc
-    answer, decision, _ = review_body(engine, body)
+    answer, decision, _ = review_body(
+        engine, body, recheck_unchanged_images=config.recheck_unchanged_images
+    )
     print(json.dumps(answer, indent=2))
     return EXIT_OK if decision.allowed else EXIT_DENIED
 
 
 def _check(args: argparse.Namespace, config: Config) -> int:
+    if not args.images and not args.volume:
+        raise TrustgateError("give at least one IMAGE or --volume IMAGE")
     engine = _engine(args, config)
-    pod = pod_for_images(args.images, namespace=args.namespace)
+    pod = pod_for_images(args.images, namespace=args.namespace, volumes=args.volume)
     request = request_for(pod, namespace=args.namespace, uid="check")
     if args.kind != "Pod":
         request = replace(request, kind=args.kind)

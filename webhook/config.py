@@ -47,6 +47,18 @@ _SCHEMA: dict[str, Any] = {
             "maximum": MAX_DEADLINE_SECONDS,
             "description": "Time budget of one review; keep it below the webhook's timeoutSeconds.",
         },
+        "admission": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                "recheckUnchangedImages": {
+                    "type": "boolean",
+                    "description": "Judge again an UPDATE whose images are all unchanged from "
+                    "the stored object, and any update of an object being deleted (default "
+                    "false: such updates admit nothing new).",
+                },
+            },
+        },
         "maxRequestBytes": {
             "type": "integer",
             "minimum": 1024,
@@ -159,6 +171,7 @@ class Config:
     freshness: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
     cache: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
     sigstore: SigstoreConfig = field(default_factory=SigstoreConfig)
+    recheck_unchanged_images: bool = False
 
 
 def parse_config(data: Any, *, source: str = "<config>") -> Config:
@@ -189,6 +202,9 @@ def parse_config(data: Any, *, source: str = "<config>") -> Config:
         registries=MappingProxyType(dict(data.get("registries", {}))),
         freshness=MappingProxyType(dict(data.get("freshness", {}))),
         cache=MappingProxyType(dict(data.get("cache", {}))),
+        recheck_unchanged_images=bool(
+            data.get("admission", {}).get("recheckUnchangedImages", False)
+        ),
         sigstore=SigstoreConfig(
             refresh_trusted_root=bool(sigstore.get("refreshTrustedRoot", False)),
             refresh_timeout_seconds=float(sigstore.get("refreshTimeoutSeconds", 10.0)),

@@ -1,4 +1,9 @@
-"""Audit and check results as a table, JSON or JUnit XML."""
+"""Audit and check results as a table, JSON or JUnit XML.
+
+Rows whose image an image volume mounts name the volume (a ``VOLUME`` column
+in the table, ``volumes`` in JSON, the test name in JUnit); ``error`` rows,
+documents that could not be read, count apart from images.
+"""
 
 from __future__ import annotations
 
@@ -13,16 +18,27 @@ FORMATS = ("table", "json", "junit")
 
 
 _SHORT_DIGEST = len("sha256:") + 12
+_LABELS = ("allowed", "warned", "denied", "error")
 
 
 def _table(rows: Sequence[Row]) -> str:
     if not rows:
         return "no workload images found\n"
     digests = any(r.digest for r in rows)
-    header = ["RESOURCE", "NAMESPACE", "IMAGE", *(["DIGEST"] if digests else []), "DECISION"]
+    volumes = any(r.volumes for r in rows)
+    header = [
+        "RESOURCE",
+        "NAMESPACE",
+        "IMAGE",
+        *(["VOLUME"] if volumes else []),
+        *(["DIGEST"] if digests else []),
+        "DECISION",
+    ]
     lines = []
     for r in rows:
         cells = [r.resource, r.namespace or "-", r.image]
+        if volumes:
+            cells.append(",".join(r.volumes) or "-")
         if digests:
             cells.append(r.digest[:_SHORT_DIGEST] if r.digest else "-")
         cells.append(r.decision.upper())
@@ -32,12 +48,15 @@ def _table(rows: Sequence[Row]) -> str:
     out = []
     for cells, reason in [(header, "REASON"), *lines]:
         out.append("  ".join([*(c.ljust(w) for c, w in zip(cells, widths, strict=True)), reason]))
-    counts = {d: sum(1 for r in rows if r.decision == d) for d in ("allowed", "warned", "denied")}
+    counts = {d: sum(1 for r in rows if r.decision == d) for d in _LABELS}
     out.append("")
-    out.append(
-        f"{len(rows)} images: {counts['allowed']} allowed, {counts['warned']} warned, "
-        f"{counts['denied']} denied"
+    summary = (
+        f"{len(rows) - counts['error']} images: {counts['allowed']} allowed, "
+        f"{counts['warned']} warned, {counts['denied']} denied"
     )
+    if counts["error"]:
+        summary += f"; {counts['error']} unreadable documents"
+    out.append(summary)
     return "\n".join(out) + "\n"
 
 
@@ -47,6 +66,8 @@ def _json(rows: Sequence[Row]) -> str:
         item = asdict(row)
         item["reasons"] = list(row.reasons)
         item["notes"] = list(row.notes)
+        item["containers"] = list(row.containers)
+        item["volumes"] = list(row.volumes)
         items.append(item)
     return json.dumps(items, indent=2) + "\n"
 
@@ -57,18 +78,19 @@ def _junit(rows: Sequence[Row]) -> str:
         name="trustgate",
         tests=str(len(rows)),
         failures=str(sum(1 for r in rows if r.decision == "denied")),
-        errors="0",
+        errors=str(sum(1 for r in rows if r.decision == "error")),
         skipped="0",
     )
     for row in rows:
+        name = f"{row.resource} {row.image}"
+        if row.volumes:
+            name += f" (image volume {','.join(row.volumes)})"
         case = ET.SubElement(
-            suite,
-            "testcase",
-            classname=f"{row.source}:{row.namespace or '-'}",
-            name=f"{row.resource} {row.image}",
+            suite, "testcase", classname=f"{row.source}:{row.namespace or '-'}", name=name
         )
-        if row.decision == "denied":
-            failure = ET.SubElement(case, "failure", message=row.reasons[0] if row.reasons else "")
+        if row.decision in ("denied", "error"):
+            tag = "failure" if row.decision == "denied" else "error"
+            failure = ET.SubElement(case, tag, message=row.reasons[0] if row.reasons else "")
             failure.text = "\n".join(row.reasons)
         elif row.reasons or row.notes:
             ET.SubElement(case, "system-out").text = "\n".join(row.reasons + row.notes)

@@ -1,14 +1,21 @@
-"""Every container image of a Kubernetes object, wherever its pod specs sit.
+"""Every image of a Kubernetes object, wherever its pod specs sit.
+
+An image is what a container runs (``containers``, ``initContainers``,
+``ephemeralContainers``) and what an image volume mounts
+(``volumes[].image.reference``, Kubernetes 1.31+): the kubelet pulls both.
 
 A missed image is an image admitted unchecked, so the object is not read
 through per-kind paths alone: the whole object is walked, and any mapping
 whose ``containers``, ``initContainers`` or ``ephemeralContainers`` holds a
 list is a pod spec. That finds Pods, every workload template, CronJobs, and
 CRDs that embed pod templates (Knative, Argo Rollouts, ...) without a table
-that has to keep up with them. For the kinds trustgate knows, the pod spec at
-the kind's own path is a pod spec even when its container lists are missing
-or mistyped, so a malformed manifest is refused instead of passing as "no
-images".
+that has to keep up with them. An image volume source (an ``image`` mapping
+naming a ``reference``) in any ``volumes`` list is an image too, pod spec or
+not. For the kinds trustgate knows, the pod spec at the kind's own path is a
+pod spec even when its container lists are missing or mistyped, and every
+mapping on the way to it must be a mapping, so a malformed manifest is
+refused instead of passing as "no images". So is an object whose
+``apiVersion``, ``kind`` or ``metadata`` has the wrong type.
 
 ``metadata`` (ObjectMeta, which never holds a pod spec) is skipped at the top
 level and beside every nested ``spec``, and so is the top-level ``status``,
@@ -30,7 +37,7 @@ from typing import Any, Final, Literal, TypeAlias
 
 from webhook.errors import WorkloadError
 
-ContainerKind = Literal["container", "initContainer", "ephemeralContainer"]
+ContainerKind = Literal["container", "initContainer", "ephemeralContainer", "imageVolume"]
 
 #: Deepest nesting walked; a CronJob's container fields sit about a dozen levels down.
 MAX_DEPTH: Final = 100
@@ -44,6 +51,11 @@ _CONTAINER_KEYS: Final[Mapping[str, ContainerKind]] = {
 }
 
 _CONTAINER_KEY_NAMES: Final = frozenset(_CONTAINER_KEYS)
+_VOLUMES: Final = "volumes"
+#: What the list items of each key of a pod spec are read as.
+_POD_SPEC_KEYS: Final[Mapping[str, ContainerKind]] = {**_CONTAINER_KEYS, _VOLUMES: "imageVolume"}
+#: ObjectMeta fields read for the decision (names, namespace, deletion).
+_METADATA_STRINGS: Final = ("name", "generateName", "namespace", "deletionTimestamp")
 
 # kind -> keys from the object to its pod spec.
 _POD_SPEC_PATHS: Final[Mapping[str, tuple[str, ...]]] = {
@@ -90,8 +102,9 @@ class ContainerImage:
     """One image as the manifest writes it, and where.
 
     ``image`` is not normalised: the policy engine parses it, and messages
-    show what the author wrote. ``path`` points at the container, e.g.
-    ``spec.template.spec.initContainers[0]``.
+    show what the author wrote. ``path`` points at the container or volume,
+    e.g. ``spec.template.spec.initContainers[0]``; ``container`` is its name
+    (the volume's name for an ``imageVolume``).
     """
 
     image: str
@@ -103,6 +116,12 @@ class ContainerImage:
     def path(self) -> str:
         """Where the container is, rendered on demand (the request path never asks)."""
         return _render(self.where)
+
+    @property
+    def location(self) -> str:
+        """``container app``, ``image volume models``: where it is, for people."""
+        label = "image volume" if self.kind == "imageVolume" else self.kind
+        return f"{label} {self.container}" if self.container else label
 
 
 # A path is built lazily as (parent, key-or-index) links and rendered only when
@@ -128,13 +147,14 @@ def find_images(obj: Mapping[str, Any]) -> tuple[ContainerImage, ...]:
     A container without an ``image`` (allowed in some templates) is skipped;
     the same image in two containers is reported twice. Raises WorkloadError,
     naming the path, when a pod spec is malformed where an image could hide
-    (a container list that is not a list, a container that is not a mapping,
-    an image that is not a non-empty string), when ``obj`` is not a mapping,
-    or when it is nested deeper than MAX_DEPTH or holds more than MAX_NODES
-    values.
+    (a container or volume list that is not a list, a container or volume
+    that is not a mapping, an image that is not a non-empty string), when
+    ``obj`` is not a mapping or its ``apiVersion``, ``kind`` or ``metadata``
+    has the wrong type, when a mapping on a known kind's way to its pod spec
+    is not one, or when it is nested deeper than MAX_DEPTH or holds more than
+    MAX_NODES values.
     """
-    if not _is_mapping(obj):
-        raise WorkloadError(f"the object must be a mapping, got {_type_name(obj)}")
+    check_object(obj)
     anchor, anchor_path = _known_pod_spec(obj)
     if anchor is not None and obj.get("apiVersion") in _TYPED_API_VERSIONS[obj["kind"]]:
         return _pod_spec_images(anchor, anchor_path)
@@ -144,7 +164,7 @@ def find_images(obj: Mapping[str, Any]) -> tuple[ContainerImage, ...]:
     while stack:
         node, path, depth, container_kind = stack.pop()
         if container_kind is not None:
-            image = _container_image(node, path, container_kind)
+            image = _image_of(node, path, container_kind)
             if image is not None:
                 found.append(image)
         nodes += len(node)
@@ -158,8 +178,41 @@ def find_images(obj: Mapping[str, Any]) -> tuple[ContainerImage, ...]:
     return tuple(found)
 
 
+def check_object(obj: object) -> None:
+    """Refuse an object whose envelope has the wrong types.
+
+    The fields every object has (``apiVersion``, ``kind``, ``metadata`` and
+    the ObjectMeta fields a decision reads) are strings and a mapping; any
+    other type means a forged or broken object, which is refused rather than
+    read with a guess.
+
+    Raises:
+        WorkloadError: naming the field and the type found.
+    """
+    if not _is_mapping(obj):
+        raise WorkloadError(f"the object must be a mapping, got {_type_name(obj)}")
+    assert isinstance(obj, Mapping)
+    for key in ("apiVersion", "kind"):
+        value = obj.get(key)
+        if value is not None and not isinstance(value, str):
+            raise WorkloadError(f"{key} must be a string, got {_type_name(value)}")
+    metadata = obj.get("metadata")
+    if metadata is None:
+        return
+    if not _is_mapping(metadata):
+        raise WorkloadError(f"metadata must be a mapping, got {_type_name(metadata)}")
+    for key in _METADATA_STRINGS:
+        value = metadata.get(key)
+        if value is not None and not isinstance(value, str):
+            raise WorkloadError(f"metadata.{key} must be a string, got {_type_name(value)}")
+
+
 def _known_pod_spec(obj: Mapping[str, Any]) -> tuple[Mapping[str, Any] | None, _Path]:
-    """The mapping at the pod-spec path of ``obj``'s kind, if it has one, and its path."""
+    """The mapping at the pod-spec path of ``obj``'s kind, if it has one, and its path.
+
+    A step that is missing (a partial manifest) means no pod spec; a step of
+    another type is refused, since the walk would not look inside it.
+    """
     kind = obj.get("kind")
     keys = _POD_SPEC_PATHS.get(kind) if isinstance(kind, str) else None
     if keys is None:
@@ -168,10 +221,12 @@ def _known_pod_spec(obj: Mapping[str, Any]) -> tuple[Mapping[str, Any] | None, _
     path: _Path = None
     for key in keys:
         child = node.get(key)
-        if not isinstance(child, Mapping):
-            return None, None
-        node = child
         path = (path, key)
+        if child is None:
+            return None, None
+        if not _is_mapping(child):
+            raise WorkloadError(f"{_render(path)} must be a mapping, got {_type_name(child)}")
+        node = child
     return node, path
 
 
@@ -179,7 +234,7 @@ def _pod_spec_images(spec: Mapping[str, Any], path: _Path) -> tuple[ContainerIma
     """The images of one typed pod spec, in document order."""
     found: list[ContainerImage] = []
     for key, value in spec.items():
-        kind = _CONTAINER_KEYS.get(key)
+        kind = _POD_SPEC_KEYS.get(key)
         if kind is None or value is None:
             continue
         child = (path, key)
@@ -189,7 +244,7 @@ def _pod_spec_images(spec: Mapping[str, Any], path: _Path) -> tuple[ContainerIma
             if not _is_mapping(item):
                 where = _render((child, index))
                 raise WorkloadError(f"{where} must be a mapping, got {_type_name(item)}")
-            image = _container_image(item, (child, index), kind)
+            image = _image_of(item, (child, index), kind)
             if image is not None:
                 found.append(image)
     return tuple(found)
@@ -200,8 +255,11 @@ def _mapping_children(
 ) -> list[_Node]:
     """The containers (mappings and lists) directly under ``node``, in order.
 
-    When ``node`` is a pod spec, the items of its container lists come back
-    tagged with their kind, so that they are read as containers when visited.
+    When ``node`` is a pod spec, the items of its container and volume lists
+    come back tagged with their kind, so that they are read as containers and
+    volumes when visited. Items of any other ``volumes`` list whose ``image``
+    is a mapping come back tagged too: an image volume source there is an
+    image (elsewhere a CRD's own ``image`` field may mean something else).
     """
     if not pod_spec and not _CONTAINER_KEY_NAMES.isdisjoint(node.keys()):
         pod_spec = (
@@ -219,7 +277,7 @@ def _mapping_children(
     for key, value in node.items():
         if key in skipped:
             continue
-        kind = _CONTAINER_KEYS.get(key) if pod_spec else None
+        kind = _POD_SPEC_KEYS.get(key) if pod_spec else None
         if kind is None and not _is_container(value):
             continue
         child = (path, key)
@@ -236,6 +294,13 @@ def _mapping_children(
                         f"{_render(item_path)} must be a mapping, got {_type_name(item)}"
                     )
                 children.append((item, item_path, depth + 2, kind))
+        elif key == _VOLUMES and _is_list(value):
+            _check_depth(child, depth + 2)
+            for index, item in enumerate(value):
+                source = _is_mapping(item) and _is_mapping(item.get("image"))
+                tag: ContainerKind | None = "imageVolume" if source else None
+                if tag is not None or _is_container(item):
+                    children.append((item, (child, index), depth + 2, tag))
         else:
             _check_depth(child, depth + 1)
             children.append((value, child, depth + 1, None))
@@ -253,17 +318,31 @@ def _list_children(node: Sequence[Any], path: _Path, depth: int) -> list[_Node]:
     return children
 
 
-def _container_image(
-    node: Mapping[Any, Any], where: _Path, kind: ContainerKind
-) -> ContainerImage | None:
-    """The image of one container, or None when it names none (a template default)."""
-    if "image" not in node:
+def _image_of(node: Mapping[Any, Any], where: _Path, kind: ContainerKind) -> ContainerImage | None:
+    """The image of one container or volume, or None when it names none.
+
+    A container without ``image`` is a template default; a volume without an
+    ``image`` source is another kind of volume; an image source without a
+    ``reference`` leaves it to config management, as a container may.
+    """
+    holder: Any = node
+    field = "image"
+    if kind == "imageVolume":
+        holder, field = node.get("image"), "image.reference"
+        if holder is None:
+            return None
+        if not _is_mapping(holder):
+            raise WorkloadError(
+                f"{_render(where)}.image must be a mapping, got {_type_name(holder)}"
+            )
+    key = field.rpartition(".")[2]
+    if key not in holder:
         return None
-    image = node["image"]
+    image = holder[key]
     if not isinstance(image, str):
-        raise WorkloadError(f"{_render(where)}.image must be a string, got {_type_name(image)}")
+        raise WorkloadError(f"{_render(where)}.{field} must be a string, got {_type_name(image)}")
     if not image:
-        raise WorkloadError(f"{_render(where)}.image must not be empty")
+        raise WorkloadError(f"{_render(where)}.{field} must not be empty")
     name = node.get("name")
     if name is None:
         name = ""

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from tests.integration.conftest import Server, start_server, stop_server
 from tests.kube import RESOURCES, pod_spec, policy_yaml, review, workload
+from tests.mutations import admitted_by_accident, mutated_reviews
 
 pytestmark = pytest.mark.e2e
 
@@ -50,7 +51,7 @@ def test_update_delete_and_ephemeral_containers(webhook_server: Server) -> None:
     assert answer(webhook_server, review(good, operation="UPDATE", old=bad))["allowed"] is True
     assert answer(webhook_server, review(bad, operation="DELETE"))["allowed"] is True
     debug = workload("Pod", pod_spec(GOOD, ephemeral=("busybox:1.36",)))
-    body = review(debug, operation="UPDATE", sub_resource="ephemeralcontainers")
+    body = review(debug, operation="UPDATE", old=good, sub_resource="ephemeralcontainers")
     response = answer(webhook_server, body)
     assert response["allowed"] is False
     assert "image busybox:1.36 denied" in response["status"]["message"]
@@ -149,11 +150,153 @@ def test_random_and_truncated_bodies_never_break_the_server(
     assert result.status_code in (200, 400)
 
 
+MODELS = "ghcr.io/acme/models:7"
+
+
+@pytest.mark.parametrize("kind", sorted(RESOURCES))
+def test_an_image_volume_outside_the_allowlist_is_denied(webhook_server: Server, kind: str) -> None:
+    spec = pod_spec(GOOD, init=(GOOD,), volumes=(MODELS,))
+    denied = answer(webhook_server, review(workload(kind, spec)))
+    assert denied["allowed"] is False
+    assert denied["status"]["message"] == (
+        f'image {MODELS} denied by policy "production": repository ghcr.io/acme/models is not '
+        'in the registry allowlist (registry.redhat.io/**, quay.io/acme/**) (image volume "data-0")'
+    )
+    allowed = answer(webhook_server, review(workload(kind, pod_spec(GOOD, volumes=(GOOD,)))))
+    assert allowed["allowed"] is True
+
+
+def _logged(server: Server, uid: str) -> dict:
+    lines: list[dict] = []
+    deadline = time.monotonic() + 5
+    while not lines and time.monotonic() < deadline:
+        lines = [json.loads(x) for x in server.log_text().splitlines() if uid in x]
+        time.sleep(0.05)
+    (entry,) = lines
+    return entry
+
+
+def test_the_decision_log_names_the_image_volume(webhook_server: Server) -> None:
+    body = review(workload("CronJob", pod_spec(GOOD, volumes=(MODELS,))), uid="volume-log-1")
+    answer(webhook_server, body)
+    entry = _logged(webhook_server, "volume-log-1")
+    (image,) = [i for i in entry["images"] if i["image"] == MODELS]
+    assert image["volumes"] == ["data-0"]
+    assert image["containers"] == []
+    assert image["failed"][0]["check"] == "allowlist"
+
+
+def _finalizer_removed(obj: dict) -> dict:
+    new = json.loads(json.dumps(obj))
+    new["metadata"]["finalizers"] = []
+    return new
+
+
+def test_an_update_that_changes_no_image_is_admitted_without_a_recheck(
+    webhook_server: Server,
+) -> None:
+    """A Pod admitted before the policy denied its image can still lose its finalizer."""
+    old = workload("Pod", pod_spec(BAD, volumes=(MODELS,)))
+    old["metadata"]["finalizers"] = ["example.com/cleanup"]
+    body = review(_finalizer_removed(old), operation="UPDATE", old=old, uid="unchanged-1")
+    response = answer(webhook_server, body)
+    assert response["allowed"] is True
+    assert response["auditAnnotations"] == {"not-rechecked": "no image changed"}
+    entry = _logged(webhook_server, "unchanged-1")
+    assert entry["note"] == "UPDATE admitted without a re-check: no image changed"
+    assert entry["notRechecked"] == [BAD, MODELS]
+
+    deleting = workload("Deployment", pod_spec(BAD))
+    deleting["metadata"].update(deletionTimestamp="2026-11-28T23:00:00Z", finalizers=["x/y"])
+    body = review(_finalizer_removed(deleting), operation="UPDATE", old=deleting)
+    response = answer(webhook_server, body)
+    assert response["allowed"] is True
+    assert response["auditAnnotations"] == {"not-rechecked": "the object is being deleted"}
+
+
+@pytest.mark.parametrize(
+    ("old_spec", "new_spec"),
+    [
+        (pod_spec(GOOD), pod_spec(BAD)),
+        (pod_spec(GOOD, volumes=(GOOD,)), pod_spec(GOOD, volumes=(MODELS,))),
+        (pod_spec(BAD), pod_spec(BAD, GOOD)),
+        (pod_spec(GOOD, BAD), pod_spec(BAD, GOOD)),
+    ],
+    ids=["image swapped", "volume image swapped", "container added", "images moved"],
+)
+def test_an_update_that_changes_an_image_is_still_checked(
+    webhook_server: Server, old_spec: dict, new_spec: dict
+) -> None:
+    old, new = workload("Deployment", old_spec), workload("Deployment", new_spec)
+    old["metadata"]["finalizers"] = ["example.com/cleanup"]  # a metadata change rides along
+    response = answer(webhook_server, review(new, operation="UPDATE", old=old))
+    assert response["allowed"] is False
+    assert "denied by policy" in response["status"]["message"]
+    assert "auditAnnotations" not in response
+
+
+def test_recheck_unchanged_images_setting_judges_every_update(tmp_path: Path) -> None:
+    policies = tmp_path / "policies"
+    policies.mkdir()
+    (policies / "production.yaml").write_text(policy_yaml())
+    server = start_server(tmp_path, policies, "admission: {recheckUnchangedImages: true}\n")
+    try:
+        old = workload("Pod", pod_spec(BAD))
+        old["metadata"].update(deletionTimestamp="2026-11-28T23:00:00Z", finalizers=["x/y"])
+        body = review(_finalizer_removed(old), operation="UPDATE", old=old)
+        response = answer(server, body)
+        assert response["allowed"] is False
+        assert f"image {BAD} denied" in response["status"]["message"]
+    finally:
+        assert stop_server(server) == 0
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("apiVersion", ["apps/v1"], "apiVersion must be a string, got list"),
+        ("apiVersion", {"group": "apps"}, "apiVersion must be a string, got dict"),
+        ("kind", ["Deployment"], "kind must be a string, got list"),
+        ("metadata", ["web"], "metadata must be a mapping, got list"),
+    ],
+)
+def test_a_mistyped_object_is_denied_not_a_server_error(
+    webhook_server: Server, field: str, value: object, message: str
+) -> None:
+    body = review(workload("Deployment", pod_spec(GOOD)))
+    body["request"]["object"][field] = value
+    response = answer(webhook_server, body)
+    assert response["allowed"] is False
+    assert response["status"] == {
+        "code": 403,
+        "reason": "Forbidden",
+        "message": f"the Deployment cannot be judged: {message}",
+    }
+    assert "Traceback" not in webhook_server.log_text()
+
+
+@settings(
+    max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(body=mutated_reviews(GOOD))
+def test_a_field_of_the_wrong_type_anywhere_never_breaks_the_server(
+    webhook_server: Server, body: dict
+) -> None:
+    result = webhook_server.post(json.dumps(body))
+    assert "Traceback" not in result.text
+    assert result.status_code in (200, 400), result.text
+    if result.status_code == 200:
+        payload = result.json()
+        assert payload["response"].get("status", {}).get("code", 403) == 403
+        assert not admitted_by_accident(body, payload)
+
+
 def test_server_is_healthy_and_counts(webhook_server: Server) -> None:
     assert webhook_server.get("/healthz").json() == {"status": "ok"}
     assert webhook_server.get("/readyz").json()["policies"] == 2
     metrics = webhook_server.get("/metrics").text
     assert 'trustgate_admission_requests_total{decision="denied"}' in metrics
+    assert 'trustgate_admission_requests_total{decision="error"}' not in metrics
     assert "trustgate_admission_duration_seconds_bucket" in metrics
 
 

@@ -62,7 +62,9 @@ def test_update_is_judged_on_the_new_object(prod) -> None:
 
 def test_ephemeral_container_subresource(prod) -> None:
     pod = workload("Pod", pod_spec(GOOD, ephemeral=("busybox",)))
-    decision = decide_on(prod, review(pod, operation="UPDATE", sub_resource="ephemeralcontainers"))
+    before = workload("Pod", pod_spec(GOOD))
+    body = review(pod, operation="UPDATE", old=before, sub_resource="ephemeralcontainers")
+    decision = decide_on(prod, body)
     assert not decision.allowed
     assert "image busybox denied" in decision.message
 
@@ -188,22 +190,98 @@ def _broken(mutate) -> dict:
         ),
         (_broken(lambda b: b.update(kind="Pod")), "kind AdmissionReview"),
         (_broken(lambda b: b.pop("request")), "request is required"),
-        (_broken(lambda b: b.update(request="x")), "request must be a dict"),
+        (_broken(lambda b: b.update(request="x")), "request must be an object, got string"),
         (_broken(lambda b: b["request"].pop("uid")), "request.uid is required"),
         (_broken(lambda b: b["request"].update(uid="")), "must not be empty"),
-        (_broken(lambda b: b["request"].update(uid=5)), "request.uid must be a str"),
+        (_broken(lambda b: b["request"].update(uid=5)), "request.uid must be a string, got number"),
         (_broken(lambda b: b["request"].pop("kind")), "request.kind is required"),
         (_broken(lambda b: b["request"]["kind"].pop("kind")), "request.kind.kind is required"),
         (_broken(lambda b: b["request"].update(operation="PATCH")), "operation must be one of"),
         (_broken(lambda b: b["request"].update(object=None)), "request.object is required"),
-        (_broken(lambda b: b["request"].update(object=[1])), "request.object must be a dict"),
+        (
+            _broken(lambda b: b["request"].update(object=[1])),
+            "request.object must be an object, got array",
+        ),
         (_broken(lambda b: b["request"].update(dryRun="yes")), "dryRun must be a boolean"),
-        (_broken(lambda b: b["request"].update(namespace=3)), "request.namespace must be a str"),
+        (
+            _broken(lambda b: b["request"].update(namespace=3)),
+            "request.namespace must be a string, got number",
+        ),
     ],
 )
 def test_malformed_reviews_are_rejected(body: Any, message: str) -> None:
     with pytest.raises(AdmissionReviewError, match=message):
         parse_review(copy.deepcopy(body))
+
+
+#: Every field of an AdmissionReview request, and a value of the wrong type for it.
+WRONG_TYPES: list[tuple[tuple[str | int, ...], Any, str]] = [
+    (("apiVersion",), ["admission.k8s.io/v1"], "expected apiVersion"),
+    (("kind",), {"kind": "AdmissionReview"}, "expected apiVersion"),
+    (("request", "uid"), ["u"], "request.uid must be a string, got array"),
+    (("request", "kind"), "Pod", "request.kind must be an object, got string"),
+    (("request", "kind", "group"), 1, "request.kind.group must be a string, got number"),
+    (("request", "kind", "version"), [], "request.kind.version must be a string"),
+    (("request", "kind", "kind"), {"a": 1}, "request.kind.kind must be a string, got object"),
+    (("request", "resource"), [], "request.resource must be an object, got array"),
+    (("request", "resource", "resource"), 1, "request.resource.resource must be a string"),
+    (("request", "requestKind"), True, "request.requestKind must be an object, got boolean"),
+    (("request", "requestKind", "kind"), 2, "request.requestKind.kind must be a string"),
+    (("request", "requestResource"), "x", "request.requestResource must be an object"),
+    (("request", "subResource"), [], "request.subResource must be a string, got array"),
+    (("request", "requestSubResource"), {}, "request.requestSubResource must be a string"),
+    (("request", "name"), 1.5, "request.name must be a string, got number"),
+    (("request", "namespace"), ["prod"], "request.namespace must be a string, got array"),
+    (("request", "operation"), ["CREATE"], "request.operation must be a string, got array"),
+    (("request", "userInfo"), "admin", "request.userInfo must be an object, got string"),
+    (("request", "userInfo", "username"), {}, "request.userInfo.username must be a string"),
+    (("request", "userInfo", "uid"), 7, "request.userInfo.uid must be a string"),
+    (("request", "userInfo", "groups"), "g", "request.userInfo.groups must be an array"),
+    (("request", "userInfo", "groups", 0), None, r"request.userInfo.groups\[0\] must be a string"),
+    (("request", "userInfo", "extra"), [], "request.userInfo.extra must be an object"),
+    (("request", "object"), "{}", "request.object must be an object, got string"),
+    (("request", "oldObject"), [], "request.oldObject must be an object, got array"),
+    (("request", "dryRun"), 0, "request.dryRun must be a boolean, got number"),
+    (("request", "options"), "x", "request.options must be an object, got string"),
+]
+
+
+def _set(body: dict, path: tuple[str | int, ...], value: Any) -> dict:
+    body = json.loads(json.dumps(body))  # kube.review shares the GVK between kind fields
+    node: Any = body
+    for step in path[:-1]:
+        node = node[step]
+    node[path[-1]] = value
+    return body
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "message"),
+    WRONG_TYPES,
+    ids=[".".join(map(str, p)) for p, _, _ in WRONG_TYPES],
+)
+def test_every_request_field_is_type_checked(path: tuple, value: Any, message: str) -> None:
+    old = workload("Pod", pod_spec(GOOD))
+    body = review(workload("Pod", pod_spec(BAD)), operation="UPDATE", old=old)
+    body["request"]["userInfo"]["uid"] = "1"
+    body["request"]["userInfo"]["extra"] = {"scopes": ["a"]}
+    with pytest.raises(AdmissionReviewError, match=message):
+        parse_review(_set(body, path, value))
+
+
+def test_user_extra_values_must_be_arrays_of_strings() -> None:
+    body = review(workload("Pod", pod_spec(GOOD)))
+    body["request"]["userInfo"]["extra"] = {"scopes": ["a", 1]}
+    with pytest.raises(AdmissionReviewError, match=r'request.userInfo.extra\["scopes"\]'):
+        parse_review(body)
+
+
+def test_optional_fields_may_be_null() -> None:
+    body = review(workload("Pod", pod_spec(GOOD)))
+    for key in ("name", "namespace", "subResource", "options", "oldObject", "dryRun", "userInfo"):
+        body["request"][key] = None
+    request = parse_review(body)
+    assert (request.name, request.namespace, request.user, request.dry_run) == ("", "", "", False)
 
 
 def test_parse_keeps_what_the_decision_needs() -> None:
@@ -221,3 +299,117 @@ def test_parse_keeps_what_the_decision_needs() -> None:
         "kubernetes-admin",
         True,
     )
+
+
+MODELS = "ghcr.io/acme/models:7"
+
+
+@pytest.mark.parametrize("kind", sorted(RESOURCES))
+def test_image_volumes_are_judged_and_named(prod, kind: str) -> None:
+    body = review(workload(kind, pod_spec(GOOD, volumes=(GOOD, MODELS))))
+    decision = decide_on(prod, body)
+    assert not decision.allowed
+    assert decision.message == (
+        f'image {MODELS} denied by policy "production": repository ghcr.io/acme/models is not '
+        'in the registry allowlist (registry.redhat.io/**, quay.io/acme/**) (image volume "data-1")'
+    )
+    assert decision.volumes == {GOOD: ("data-0",), MODELS: ("data-1",)}
+    assert decision.containers == {GOOD: ("app-0",)}
+
+
+def test_image_volume_in_the_decision_log(prod, caplog: pytest.LogCaptureFixture) -> None:
+    body = review(workload("Pod", pod_spec(GOOD, volumes=(MODELS, MODELS))))
+    with caplog.at_level(logging.INFO, logger="trustgate"):
+        answer, _, _ = run_review(prod, body)
+    assert '(image volumes "data-0", "data-1")' in answer["response"]["status"]["message"]
+    (record,) = [r for r in caplog.records if r.name == "trustgate.admission"]
+    fields: dict[str, Any] = record.__dict__["fields"]
+    by_image = {entry["image"]: entry for entry in fields["images"]}
+    assert by_image[MODELS]["volumes"] == ["data-0", "data-1"]
+    assert by_image[MODELS]["containers"] == []
+    assert by_image[MODELS]["failed"][0]["check"] == "allowlist"
+    assert "volumes" not in by_image[GOOD]
+
+
+def _finalizer_removed(obj: dict) -> dict:
+    new = copy.deepcopy(obj)
+    new["metadata"]["finalizers"] = []
+    return new
+
+
+def test_an_update_that_changes_no_image_is_not_rechecked(
+    prod, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A Pod from before the policy can still lose its finalizer."""
+    old = workload("Pod", pod_spec(BAD, volumes=(MODELS,)))
+    old["metadata"]["finalizers"] = ["example.com/cleanup"]
+    body = review(_finalizer_removed(old), operation="UPDATE", old=old)
+    with caplog.at_level(logging.INFO, logger="trustgate"):
+        answer, decision, _ = run_review(prod, body)
+    assert answer["response"] == {
+        "uid": body["request"]["uid"],
+        "allowed": True,
+        "auditAnnotations": {"not-rechecked": "no image changed"},
+    }
+    assert decision.verdicts == ()
+    (record,) = [r for r in caplog.records if r.name == "trustgate.admission"]
+    fields: dict[str, Any] = record.__dict__["fields"]
+    assert fields["note"] == "UPDATE admitted without a re-check: no image changed"
+    assert fields["notRechecked"] == [BAD, MODELS]
+    assert fields["images"] == []
+
+
+def test_an_update_of_an_object_being_deleted_is_not_rechecked(prod) -> None:
+    old = workload("Deployment", pod_spec(BAD))
+    old["metadata"].update(deletionTimestamp="2026-11-28T23:00:00Z", finalizers=["x/y"])
+    decision = decide_on(prod, review(_finalizer_removed(old), operation="UPDATE", old=old))
+    assert decision.allowed
+    assert decision.audit_annotations == {"not-rechecked": "the object is being deleted"}
+
+
+@pytest.mark.parametrize(
+    "new_images",
+    [
+        {"images": (BAD, GOOD)},
+        {"images": (GOOD,), "volumes": (BAD,)},
+        {"images": (BAD,), "init": (BAD,)},
+    ],
+    ids=["container added", "image moved to a volume", "init container added"],
+)
+def test_an_update_that_changes_an_image_is_judged_in_full(prod, new_images: dict) -> None:
+    old = workload("Pod", pod_spec(BAD))
+    images = new_images.pop("images")
+    new = workload("Pod", pod_spec(*images, **new_images))
+    decision = decide_on(prod, review(new, operation="UPDATE", old=old))
+    assert not decision.allowed
+    assert f"image {BAD} denied" in decision.message
+    assert "not-rechecked" not in decision.audit_annotations
+
+
+def test_recheck_unchanged_images_judges_every_update(prod) -> None:
+    old = workload("Pod", pod_spec(BAD))
+    old["metadata"]["deletionTimestamp"] = "2026-11-28T23:00:00Z"
+    request = parse_review(review(_finalizer_removed(old), operation="UPDATE", old=old))
+    assert decide(prod, request).allowed
+    decision = decide(prod, request, recheck_unchanged_images=True)
+    assert not decision.allowed
+    assert f"image {BAD} denied" in decision.message
+
+
+def test_a_malformed_update_of_an_unchanged_object_is_still_refused(prod) -> None:
+    old = workload("Pod", pod_spec(GOOD))
+    new = copy.deepcopy(old)
+    new["spec"]["volumes"] = [{"name": "m", "image": "not-a-source"}]
+    decision = decide_on(prod, review(new, operation="UPDATE", old=old))
+    assert not decision.allowed
+    assert decision.message == (
+        "the Pod cannot be judged: spec.volumes[0].image must be a mapping, got str"
+    )
+
+
+def test_an_update_of_an_object_without_images_is_admitted_as_before(prod) -> None:
+    scale = {"apiVersion": "autoscaling/v1", "kind": "Scale", "metadata": {"name": "web"}}
+    decision = decide_on(prod, review(scale, operation="UPDATE", old=scale))
+    assert decision.allowed
+    assert decision.audit_annotations == {}
+    assert decision.note == "kind Scale is not one trustgate knows and has no pod spec"

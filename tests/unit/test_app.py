@@ -13,6 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.kube import pod_spec, policy_yaml, review, workload
+from tests.mutations import admitted_by_accident, base_reviews, mutated_reviews
 from webhook.app import Settings, create_app
 from webhook.config import Config
 
@@ -212,3 +213,35 @@ def test_metrics_count_a_pass_with_a_warning_as_warn(tmp_path: Path) -> None:
         assert f"trustgate_policy_decisions_total{{{labels}}} 1.0" in text
     finally:
         app.extensions["trustgate"].store.stop()
+
+
+@settings(
+    max_examples=400, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(body=mutated_reviews())
+def test_a_field_of_the_wrong_type_anywhere_is_a_400_or_a_denial(
+    client: FlaskClient, body: dict
+) -> None:
+    """Never a 500, a traceback or an internal-error denial; never an image admitted unchecked."""
+    result = client.post("/validate", data=json.dumps(body), content_type="application/json")
+    text = result.get_data(as_text=True)
+    assert "Traceback" not in text
+    answer = result.get_json()
+    if result.status_code == 400:
+        assert answer["error"].startswith("not an AdmissionReview trustgate can answer: ")
+        return
+    assert result.status_code == 200, text
+    response = answer["response"]
+    assert isinstance(response["allowed"], bool)
+    assert response.get("status", {}).get("code", 403) == 403, response
+    assert not admitted_by_accident(body, answer), (body, answer)
+
+
+def test_every_base_review_is_denied_unmutated(client: FlaskClient) -> None:
+    """The property above means something only if each base review is denied as it is."""
+    for body in base_reviews():
+        _, answer = post(client, body)
+        assert answer["response"]["allowed"] is False
+        assert BAD in answer["response"]["status"]["message"]
+    text = client.get("/metrics").get_data(as_text=True)
+    assert 'trustgate_admission_requests_total{decision="error"}' not in text

@@ -10,6 +10,7 @@ from pathlib import Path
 from xml.etree import ElementTree as ET
 
 import pytest
+import yaml
 
 from tests.kube import pod_spec, policy_yaml, review, workload
 from webhook.cli import main
@@ -185,14 +186,101 @@ def test_audit_missing_path(policies: Path, capsys: pytest.CaptureFixture[str]) 
     assert "/no/such/dir: no such file or directory" in err
 
 
-def test_audit_invalid_yaml(
+def test_audit_invalid_yaml_is_an_error_row_and_the_audit_goes_on(
     policies: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    bad = tmp_path / "bad.yaml"
-    bad.write_text("kind: [unclosed\n")
-    code, _, err = run(capsys, "audit", str(bad), "--policies", str(policies))
+    good = yaml.safe_dump(workload("Pod", pod_spec(GOOD)))
+    (tmp_path / "a-bad.yaml").write_text(f"{good}---\nkind: [unclosed\n")
+    (tmp_path / "b-good.yaml").write_text(good)
+    paths = [str(tmp_path / "a-bad.yaml"), str(tmp_path / "b-good.yaml")]
+    code, out, err = run(capsys, "audit", *paths, "--policies", str(policies), "-o", "json")
     assert code == 2
-    assert "bad.yaml: not valid YAML" in err
+    assert err == ""
+    rows = json.loads(out)
+    assert [(r["source"], r["decision"]) for r in rows] == [
+        (str(tmp_path / "a-bad.yaml"), "allowed"),
+        (str(tmp_path / "a-bad.yaml"), "error"),
+        (str(tmp_path / "b-good.yaml"), "allowed"),
+    ]
+    assert rows[1]["reasons"][0].startswith(
+        f"{tmp_path / 'a-bad.yaml'}: document 2: not valid YAML"
+    )
+
+
+#: Documents whose fields have the wrong type where an object's are read.
+BAD_DOCUMENTS = [
+    ("- 1\n- 2\n", "error", "document 1: not a Kubernetes object: a list"),
+    ("just text\n", "error", "document 1: not a Kubernetes object: a string"),
+    ("kind: [Pod]\n", "error", "document 1: kind must be a string, got a list"),
+    ("kind: {a: 1}\n", "error", "document 1: kind must be a string, got a mapping"),
+    ("kind: List\nitems: [1]\n", "error", "document 1: not a Kubernetes object: a scalar"),
+    (
+        "apiVersion: [v1]\nkind: Pod\nspec: {containers: [{image: nginx}]}\n",
+        "denied",
+        "the Pod cannot be judged: apiVersion must be a string, got list",
+    ),
+    (
+        "apiVersion: {v: 1}\nkind: Deployment\nspec: {template: {spec: {containers: []}}}\n",
+        "denied",
+        "the Deployment cannot be judged: apiVersion must be a string, got dict",
+    ),
+    (
+        "apiVersion: v1\nkind: Pod\nmetadata: [x]\nspec: {containers: [{image: nginx}]}\n",
+        "denied",
+        "the Pod cannot be judged: metadata must be a mapping, got list",
+    ),
+    (
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: [x]}\nspec: {containers: []}\n",
+        "denied",
+        "the Pod cannot be judged: metadata.name must be a string, got list",
+    ),
+    (
+        "apiVersion: apps/v1\nkind: Deployment\nspec: {template: [x]}\n",
+        "denied",
+        "the Deployment cannot be judged: spec.template must be a mapping, got list",
+    ),
+    (
+        "apiVersion: v1\nkind: Pod\nspec: {containers: [], volumes: [{name: m, image: x}]}\n",
+        "denied",
+        "the Pod cannot be judged: spec.volumes[0].image must be a mapping, got str",
+    ),
+]
+
+
+@pytest.mark.parametrize(("text", "decision", "reason"), BAD_DOCUMENTS)
+def test_audit_reports_a_bad_document_and_goes_on(
+    policies: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    text: str,
+    decision: str,
+    reason: str,
+) -> None:
+    after = yaml.safe_dump(workload("Pod", pod_spec(BAD)))
+    (tmp_path / "m.yaml").write_text(f"{text}---\n{after}")
+    code, out, err = run(capsys, "audit", str(tmp_path / "m.yaml"), "--policies", str(policies),
+                         "-o", "json")  # fmt: skip
+    assert err == ""
+    first, second = json.loads(out)
+    assert first["decision"] == decision
+    assert reason in first["reasons"][0]
+    assert second["image"] == BAD
+    assert second["decision"] == "denied"
+    assert code == (2 if decision == "error" else 1)
+
+
+def test_audit_table_counts_unreadable_documents(
+    policies: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "m.yaml").write_text(f"[1]\n---\n{yaml.safe_dump(workload('Pod', pod_spec(GOOD)))}")
+    code, out, _ = run(capsys, "audit", str(tmp_path), "--policies", str(policies))
+    assert code == 2
+    assert "ERROR" in out
+    assert "1 images: 1 allowed, 0 warned, 0 denied; 1 unreadable documents" in out
+    _, out, _ = run(capsys, "audit", str(tmp_path), "--policies", str(policies), "-o", "junit")
+    suite = ET.fromstring(out.split("\n", 1)[1])
+    assert suite.get("errors") == "1"
+    assert "not a Kubernetes object" in suite.findall("testcase/error")[0].get("message")
 
 
 def test_shipped_example_policies_pass_their_tests(capsys: pytest.CaptureFixture[str]) -> None:
@@ -316,3 +404,67 @@ def test_readme_example_is_what_the_webhook_answers(capsys: pytest.CaptureFixtur
     )
     assert code == 1
     assert json.loads(out) == shown
+
+
+MODELS = "ghcr.io/acme/models:7"
+
+
+def test_audit_lists_image_volumes(
+    policies: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    spec = pod_spec(GOOD, volumes=(MODELS, GOOD))
+    (tmp_path / "m.yaml").write_text(
+        yaml.safe_dump(workload("StatefulSet", spec))
+        + "---\n"
+        + yaml.safe_dump(workload("Pod", pod_spec(GOOD)))
+    )
+    code, out, _ = run(capsys, "audit", str(tmp_path), "--policies", str(policies), "-o", "json")
+    assert code == 1
+    rows = json.loads(out)
+    assert [
+        (r["kind"], r["image"], r["containers"], r["volumes"], r["decision"]) for r in rows
+    ] == [
+        ("StatefulSet", GOOD, ["app-0"], ["data-1"], "allowed"),
+        ("StatefulSet", MODELS, [], ["data-0"], "denied"),
+        ("Pod", GOOD, ["app-0"], [], "allowed"),
+    ]
+    assert "ghcr.io/acme/models is not in the registry allowlist" in rows[1]["reasons"][0]
+
+    _, out, _ = run(capsys, "audit", str(tmp_path), "--policies", str(policies))
+    header, first, second, third = out.splitlines()[:4]
+    assert first.split()[:5] == ["StatefulSet/web", "prod-web", GOOD, "data-1", "ALLOWED"]
+    assert header.split()[:5] == ["RESOURCE", "NAMESPACE", "IMAGE", "VOLUME", "DECISION"]
+    assert second.split()[:5] == ["StatefulSet/web", "prod-web", MODELS, "data-0", "DENIED"]
+    assert third.split()[:5] == ["Pod/web", "prod-web", GOOD, "-", "ALLOWED"]
+
+    _, out, _ = run(capsys, "audit", str(tmp_path), "--policies", str(policies), "-o", "junit")
+    suite = ET.fromstring(out.split("\n", 1)[1])
+    (failed,) = [c for c in suite.findall("testcase") if c.find("failure") is not None]
+    assert failed.get("name") == f"StatefulSet/web {MODELS} (image volume data-0)"
+
+
+def test_check_judges_image_volumes(policies: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["check", GOOD, "--volume", MODELS, "-n", "prod-a", "--policies", str(policies)]
+    code, out, _ = run(capsys, *argv, "-o", "json")
+    assert code == 1
+    rows = json.loads(out)
+    assert [(r["image"], r["volumes"], r["decision"]) for r in rows] == [
+        (GOOD, [], "allowed"),
+        (MODELS, ["v0"], "denied"),
+    ]
+    code, _, err = run(capsys, "check", "--policies", str(policies))
+    assert code == 2
+    assert "give at least one IMAGE or --volume IMAGE" in err
+
+
+def test_audit_reports_an_unreadable_file_and_goes_on(
+    policies: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "a.yaml").write_bytes(b"kind: Pod\nmetadata: {name: \xff\xfe}\n")
+    (tmp_path / "b.yaml").write_text(yaml.safe_dump(workload("Pod", pod_spec(BAD))))
+    code, out, _ = run(capsys, "audit", str(tmp_path), "--policies", str(policies), "-o", "json")
+    assert code == 2
+    first, second = json.loads(out)
+    assert first["decision"] == "error"
+    assert first["reasons"][0].startswith(f"{tmp_path / 'a.yaml'}: cannot read: ")
+    assert (second["image"], second["decision"]) == (BAD, "denied")

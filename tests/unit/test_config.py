@@ -63,3 +63,13 @@ def test_unreadable_and_invalid_yaml(tmp_path: Path) -> None:
     bad.write_text("a: [\n")
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_config(bad)
+
+
+def test_recheck_unchanged_images_is_off_by_default_and_schema_checked() -> None:
+    assert Config().recheck_unchanged_images is False
+    assert parse_config({"admission": {}}).recheck_unchanged_images is False
+    assert parse_config({"admission": {"recheckUnchangedImages": True}}).recheck_unchanged_images
+    with pytest.raises(ConfigError, match=r"field admission\.recheckUnchangedImages: 'yes'"):
+        parse_config({"admission": {"recheckUnchangedImages": "yes"}})
+    with pytest.raises(ConfigError, match="field admission: Additional properties"):
+        parse_config({"admission": {"recheck": True}})

@@ -522,7 +522,8 @@ def test_container_images_are_frozen_values() -> None:
 
 _KEYS = st.one_of(
     st.sampled_from(["containers", "initContainers", "ephemeralContainers", "image", "name"]),
-    st.sampled_from(["spec", "template", "metadata", "status", "kind"]),
+    st.sampled_from(["spec", "template", "metadata", "status", "kind", "apiVersion"]),
+    st.sampled_from(["volumes", "reference", "deletionTimestamp", "jobTemplate"]),
     st.text(max_size=8),
 )
 _JSON = st.recursive(
@@ -576,3 +577,154 @@ def test_typed_kinds_read_their_pod_spec_in_document_order() -> None:
         ("app:1", "container", "spec.containers[0]"),
         ("debug:1", "ephemeralContainer", "spec.ephemeralContainers[0]"),
     ]
+
+
+MODELS = "ghcr.io/acme/models:7"
+
+
+def _with_image_volume(obj: dict[str, Any], spec_path: tuple[str, ...]) -> dict[str, Any]:
+    spec = obj
+    for key in spec_path:
+        spec = spec[key]
+    spec["volumes"] = [
+        {"name": "scratch", "emptyDir": {}},
+        {"name": "models", "image": {"reference": MODELS, "pullPolicy": "IfNotPresent"}},
+        {"name": "config", "configMap": {"name": "c"}},
+    ]
+    return obj
+
+
+IMAGE_VOLUME_CASES = [
+    ("Pod", "v1", POD, ("spec",)),
+    ("Deployment", "apps/v1", _controller("Deployment", "apps/v1", "  replicas: 3"),
+     ("spec", "template", "spec")),
+    ("CronJob", "batch/v1", CRON_JOB, ("spec", "jobTemplate", "spec", "template", "spec")),
+    ("PodTemplate", "v1", POD_TEMPLATE, ("template", "spec")),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("walk", ["typed", "full"])
+@pytest.mark.parametrize(
+    ("kind", "api_version", "text", "spec_path"),
+    IMAGE_VOLUME_CASES,
+    ids=[c[0] for c in IMAGE_VOLUME_CASES],
+)
+def test_image_volumes_are_images(
+    kind: str, api_version: str, text: str, spec_path: tuple[str, ...], walk: str
+) -> None:
+    """Typed kinds and the same shapes in a CRD group both report the volume's image."""
+    obj = _with_image_volume(load(text), spec_path)
+    if walk == "full":
+        obj["apiVersion"] = "example.com/v1"
+    (volume,) = [f for f in find_images(obj) if f.kind == "imageVolume"]
+    assert (volume.image, volume.container, volume.path) == (
+        MODELS,
+        "models",
+        ".".join(spec_path) + ".volumes[1]",
+    )
+    assert volume.location == "image volume models"
+    containers = [f for f in find_images(obj) if f.kind != "imageVolume"]
+    assert containers and all(f.image != MODELS for f in containers)
+
+
+def test_image_volume_source_outside_a_pod_spec_is_an_image() -> None:
+    """A mapping with only volumes (no container list) still mounts what it names."""
+    crd = {"kind": "Notebook", "spec": {"volumes": [{"name": "m", "image": {"reference": MODELS}}]}}
+    assert found(crd) == [(MODELS, "m", "imageVolume", "spec.volumes[0]")]
+
+
+def test_other_meanings_of_volumes_image_are_walked_not_refused() -> None:
+    """Outside a pod spec, a CRD's ``volumes[].image`` string is its own field."""
+    crd = {"kind": "Backup", "spec": {"volumes": [{"name": "v", "image": "snapshot-1"}, "x"]}}
+    assert find_images(crd) == ()
+
+
+def test_volumes_without_an_image_source_or_reference_are_skipped() -> None:
+    pod = _pod({"name": "a", "image": APP})
+    pod["spec"]["volumes"] = [
+        {"name": "x", "emptyDir": {}},
+        {"name": "y", "image": None},
+        {"name": "z", "image": {"pullPolicy": "Always"}},
+    ]
+    assert found(pod) == [(APP, "a", "container", "spec.containers[0]")]
+
+
+MALFORMED_VOLUMES: list[tuple[str, Any, str]] = [
+    ("volumes a mapping", {"name": "m"}, r"^spec\.volumes must be a list, got dict$"),
+    ("volume a string", ["m"], r"^spec\.volumes\[0\] must be a mapping, got str$"),
+    (
+        "image source a string",
+        [{"name": "m", "image": MODELS}],
+        r"^spec\.volumes\[0\]\.image must be a mapping, got str$",
+    ),
+    (
+        "reference a list",
+        [{"name": "m", "image": {"reference": [MODELS]}}],
+        r"^spec\.volumes\[0\]\.image\.reference must be a string, got list$",
+    ),
+    (
+        "reference null",
+        [{"name": "m", "image": {"reference": None}}],
+        r"^spec\.volumes\[0\]\.image\.reference must be a string, got null$",
+    ),
+    (
+        "reference empty",
+        [{"name": "m", "image": {"reference": ""}}],
+        r"^spec\.volumes\[0\]\.image\.reference must not be empty$",
+    ),
+    (
+        "volume name a number",
+        [{"name": 1, "image": {"reference": MODELS}}],
+        r"^spec\.volumes\[0\]\.name must be a string, got int$",
+    ),
+]
+
+
+@pytest.mark.parametrize("walk", ["typed", "full"])
+@pytest.mark.parametrize(
+    ("volumes", "message"),
+    [(v, m) for _, v, m in MALFORMED_VOLUMES],
+    ids=[i for i, _, _ in MALFORMED_VOLUMES],
+)
+def test_malformed_image_volumes_are_refused(volumes: Any, message: str, walk: str) -> None:
+    pod = _pod({"name": "a", "image": APP})
+    pod["spec"]["volumes"] = volumes
+    if walk == "full":
+        pod["apiVersion"] = "example.com/v1"
+    with pytest.raises(WorkloadError, match=message):
+        find_images(pod)
+
+
+MALFORMED_OBJECTS: list[tuple[Any, str]] = [
+    ({"apiVersion": ["v1"], "kind": "Pod"}, r"^apiVersion must be a string, got list$"),
+    ({"apiVersion": {"a": 1}, "kind": "Pod"}, r"^apiVersion must be a string, got dict$"),
+    ({"apiVersion": "v1", "kind": ["Pod"]}, r"^kind must be a string, got list$"),
+    ({"kind": "Pod", "metadata": "x"}, r"^metadata must be a mapping, got str$"),
+    ({"kind": "Pod", "metadata": {"namespace": 3}}, r"^metadata\.namespace must be a string"),
+    ({"kind": "Pod", "metadata": {"deletionTimestamp": {}}}, r"^metadata\.deletionTimestamp"),
+    ({"apiVersion": "v1", "kind": "Pod", "spec": [1]}, r"^spec must be a mapping, got list$"),
+    (
+        {"apiVersion": "batch/v1", "kind": "CronJob", "spec": {"jobTemplate": "x"}},
+        r"^spec\.jobTemplate must be a mapping, got str$",
+    ),
+    (
+        {"apiVersion": "example.com/v1", "kind": "Deployment", "spec": {"template": 1}},
+        r"^spec\.template must be a mapping, got int$",
+    ),
+]
+
+
+@pytest.mark.parametrize(("obj", "message"), MALFORMED_OBJECTS)
+def test_objects_with_mistyped_envelopes_or_template_paths_are_refused(
+    obj: Any, message: str
+) -> None:
+    with pytest.raises(WorkloadError, match=message):
+        find_images(obj)
+
+
+def test_a_known_kind_missing_its_template_has_no_images() -> None:
+    """A partial manifest (a kustomize patch) is not malformed: it holds no pod spec."""
+    assert (
+        find_images({"apiVersion": "apps/v1", "kind": "Deployment", "spec": {"replicas": 3}}) == ()
+    )
+    assert find_images({"apiVersion": "v1", "kind": "Pod", "spec": None}) == ()
