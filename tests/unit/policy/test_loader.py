@@ -43,7 +43,15 @@ PEM = (
 )
 
 
+#: Another P-256 key: authorities of one list must hold distinct keys.
+OTHER_PEM = (
+    "-----BEGIN PUBLIC KEY-----\n"
+    "MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEBQHWGcMhM6i8H9uQC7CsuLrS4fOT\n"
+    "kEhh5/1MCJYIRxPxsXq4MdardzhSemcJ08waY0J4DV+y/lJmyEgWCxMc9g==\n"
+    "-----END PUBLIC KEY-----\n"
+)
 PEM_FLOW = PEM.replace("\n", "\\n")
+OTHER_PEM_FLOW = OTHER_PEM.replace("\n", "\\n")
 
 
 def policy(name: str = "p", spec: str = "registries: [quay.io/acme/**]", *, head: str = "") -> str:
@@ -80,8 +88,8 @@ signatures:
       key:
         pem: |
           -----BEGIN PUBLIC KEY-----
-          MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEKc1QuK6Ok4LREdWOI3NGOYstRQB3
-          U7Vn90rYlOKmJsgRat42nQWs1za20dYzZHYL1RvH2DJHHNjl5zJuYpzFRg==
+          MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEBQHWGcMhM6i8H9uQC7CsuLrS4fOT
+          kEhh5/1MCJYIRxPxsXq4MdardzhSemcJ08waY0J4DV+y/lJmyEgWCxMc9g==
           -----END PUBLIC KEY-----
     - name: ci
       keyless:
@@ -141,7 +149,7 @@ def test_full_policy_compiles_every_field(tmp_path: Path) -> None:
                 Authority(
                     "release-key", key=KeyRef(pem=PEM, file=str(tmp_path / "keys/release.pub"))
                 ),
-                Authority("inline", key=KeyRef(pem=PEM)),
+                Authority("inline", key=KeyRef(pem=OTHER_PEM)),
                 Authority(
                     "ci",
                     keyless=Keyless(
@@ -225,7 +233,7 @@ def test_signature_constraints(tmp_path: Path, section: str, expected: Signature
 def test_key_with_tlog_required_loads_its_trusted_root(tmp_path: Path) -> None:
     authorities = (
         f'[{{name: logged, key: {{pem: "{PEM_FLOW}", tlog: required}}}}, '
-        f'{{name: plain, key: {{pem: "{PEM_FLOW}", tlog: optional}}}}]'
+        f'{{name: plain, key: {{pem: "{OTHER_PEM_FLOW}", tlog: optional}}}}]'
     )
     write(
         tmp_path,
@@ -238,7 +246,7 @@ def test_key_with_tlog_required_loads_its_trusted_root(tmp_path: Path) -> None:
     assert (logged.tlog_required, logged.trusted_root) == (True, "production")
     assert logged.root is not None and logged.root.log_ids
     assert logged.root_digest == logged.root.digest
-    assert plain == KeyRef(pem=PEM) and plain.root is None
+    assert plain == KeyRef(pem=OTHER_PEM) and plain.root is None
 
 
 def test_key_tlog_root_file_is_watched_and_fingerprinted(tmp_path: Path) -> None:
