@@ -52,8 +52,9 @@ def reference_problem(signed: str, repository: str) -> str | None:
     """
     if same_repository(signed, repository):
         return None
-    signed_for = shown(signed) if signed else "no repository"
-    return f"signed for repository {signed_for}, not {repository}"
+    if not signed:
+        return f"signed for no repository, not {repository}"
+    return f"signed for repository {shown(signed)}, not {repository}"
 
 
 def same_repository(signed: str, expected: str) -> bool:
