@@ -150,9 +150,11 @@ class KeylessMaterial:
     ) -> tuple[tuple[Signer, ...], str]:
         """Who signed the digest for ``authority`` (keyless), meeting every rule, or why none.
 
-        Every signature is tried, not only up to the first that verifies: a
-        threshold counts distinct signers (``signers.count_distinct``), and one
-        authority's pattern may match several identities.
+        With a threshold above 1 every signature is tried, not only up to the
+        first that verifies: the threshold counts distinct signers
+        (``signers.count_distinct``), and one authority's pattern may match
+        several identities. With threshold 1 the first signer is enough, and a
+        legacy signature spares the referrers round trips.
         """
         keyless = authority.keyless
         if keyless is None or keyless.root is None:
@@ -176,6 +178,8 @@ class KeylessMaterial:
                 else _signed_problem(layer.payload, self._digest, self._image, signatures)
             )
             _collect(result, problem, found, reasons)
+            if found and signatures.threshold == 1:
+                return tuple(found), ""
         bundles, note = self.bundles()
         for bundle in bundles:
             if isinstance(bundle, str):
@@ -188,6 +192,8 @@ class KeylessMaterial:
                 else _bundle_problem(outcome, self._digest, self._image, signatures)
             )
             _collect(outcome, problem, found, reasons)
+            if found and signatures.threshold == 1:
+                break
         if found:
             return tuple(dict.fromkeys(found)), ""
         if reasons:
