@@ -343,7 +343,7 @@ class AttestationCheck:
         return AttestationOutcome(
             requirement.predicate_type,
             count.counted,
-            (*count.uncounted, *failures),
+            count.failures([authority.name for authority in requirement.authorities], failures),
             requirement.threshold,
             tuple(text for texts in predicates.values() for text in texts),
         )

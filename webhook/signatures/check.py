@@ -230,7 +230,10 @@ class SignatureCheck:
             else:
                 failures.append((authority.name, reason))
         count = count_distinct(found)
-        return SignatureOutcome(count.counted, (*count.uncounted, *failures), signatures.threshold)
+        names = [authority.name for authority in signatures.authorities]
+        return SignatureOutcome(
+            count.counted, count.failures(names, failures), signatures.threshold
+        )
 
     def _authority(
         self,

@@ -77,6 +77,13 @@ class Count:
     counted: tuple[str, ...]
     uncounted: tuple[tuple[str, str], ...]  # (authority, reason)
 
+    def failures(
+        self, names: Sequence[str], failed: Sequence[tuple[str, str]]
+    ) -> tuple[tuple[str, str], ...]:
+        """Every authority that does not count, uncounted or ``failed``, in ``names`` order."""
+        reasons = dict(self.uncounted) | dict(failed)
+        return tuple((name, reasons[name]) for name in names if name in reasons)
+
 
 def count_distinct(found: Sequence[tuple[str, Sequence[Signer]]]) -> Count:
     """The largest set of authorities that distinct signers satisfy.

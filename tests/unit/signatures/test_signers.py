@@ -63,6 +63,12 @@ def test_uncounted_reason_names_the_signer_and_the_authority_it_counted_for() ->
     )
 
 
+def test_failures_keep_the_policy_order() -> None:
+    count = count_distinct([("b", [A]), ("d", [A])])
+    failed = [("a", "no signature found"), ("c", "does not verify")]
+    assert [name for name, _ in count.failures(["a", "b", "c", "d"], failed)] == ["a", "c", "d"]
+
+
 def test_key_signer_compares_keys_not_their_text() -> None:
     key = generate_key("ecdsa-p256")
     pem = public_pem(key)
