@@ -26,6 +26,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from tests.cosign import (
     generate_key,
@@ -69,6 +70,9 @@ SBOM = "application/spdx+json"
 SIGSTORE = SigstoreInstance()
 OTHER_CA = SigstoreInstance("another-ca")
 RELEASE = generate_key("ecdsa-p256")
+#: A key a certificate is issued for, also listed as a key authority.
+CERTIFICATE_KEY = ec.generate_private_key(ec.SECP256R1())
+DEPLOY = Identity(SUBJECT.replace("release.yml", "deploy.yml"), ISSUER)
 
 POLICIES = """\
 apiVersion: trustgate.dev/v1alpha1
@@ -128,6 +132,80 @@ spec:
 ---
 apiVersion: trustgate.dev/v1alpha1
 kind: ImagePolicy
+metadata: {{name: keyless-strict}}
+spec:
+  match: {{namespaces: ["strict-*"]}}
+  registries: ["{host}/**"]
+  signatures:
+    annotations: {{env: prod}}
+    matchReference: true
+    authorities:
+      - name: ci
+        keyless: {{issuer: {issuer}, subject: {subject}, trustedRoot: roots/trusted_root.json}}
+---
+apiVersion: trustgate.dev/v1alpha1
+kind: ImagePolicy
+metadata: {{name: keyless-reference}}
+spec:
+  match: {{namespaces: ["reference-*"]}}
+  registries: ["{host}/**"]
+  signatures:
+    matchReference: true
+    authorities:
+      - name: ci
+        keyless: {{issuer: {issuer}, subject: {subject}, trustedRoot: roots/trusted_root.json}}
+---
+apiVersion: trustgate.dev/v1alpha1
+kind: ImagePolicy
+metadata: {{name: keyless-two}}
+spec:
+  match: {{namespaces: ["two-*"]}}
+  registries: ["{host}/**"]
+  signatures:
+    threshold: 2
+    authorities:
+      - name: ci
+        keyless: {{issuer: {issuer}, subject: {subject}, trustedRoot: roots/trusted_root.json}}
+      - name: ci-any
+        keyless:
+          issuer: {issuer}
+          subjectRegExp: 'https://github\\.com/acme/api/.*'
+          trustedRoot: roots/trusted_root.json
+---
+apiVersion: trustgate.dev/v1alpha1
+kind: ImagePolicy
+metadata: {{name: key-and-identity}}
+spec:
+  match: {{namespaces: ["pair-*"]}}
+  registries: ["{host}/**"]
+  signatures:
+    threshold: 2
+    authorities:
+      - name: ci
+        keyless: {{issuer: {issuer}, subject: {subject}, trustedRoot: roots/trusted_root.json}}
+      - name: release
+        key: {{file: roots/certificate-key.pub}}
+---
+apiVersion: trustgate.dev/v1alpha1
+kind: ImagePolicy
+metadata: {{name: keyless-attested-two}}
+spec:
+  match: {{namespaces: ["attested-two-*"]}}
+  registries: ["{host}/**"]
+  attestations:
+    - predicateType: {slsa}
+      threshold: 2
+      authorities:
+        - name: builder
+          keyless: {{issuer: {issuer}, subject: {subject}, trustedRoot: roots/trusted_root.json}}
+        - name: builder-any
+          keyless:
+            issuer: {issuer}
+            subjectRegExp: 'https://github\\.com/acme/api/.*'
+            trustedRoot: roots/trusted_root.json
+---
+apiVersion: trustgate.dev/v1alpha1
+kind: ImagePolicy
 metadata: {{name: keyless-audit}}
 spec:
   mode: audit
@@ -151,6 +229,7 @@ def server(registry: Registry, tmp_path_factory: pytest.TempPathFactory) -> Iter
     (policies / "roots").mkdir(parents=True)
     (policies / "roots" / "trusted_root.json").write_text(SIGSTORE.trusted_root_json())
     (policies / "roots" / "release.pub").write_text(public_pem(RELEASE))
+    (policies / "roots" / "certificate-key.pub").write_text(public_pem(CERTIFICATE_KEY))
     text = POLICIES.format(host=registry.host, issuer=ISSUER, subject=SUBJECT, slsa=SLSA)
     (policies / "keyless.yaml").write_text(text)
     config = (
@@ -178,10 +257,17 @@ def sign_legacy(
     digest: str,
     identity: Identity = RIGHT,
     instance: SigstoreInstance = SIGSTORE,
+    *,
+    optional: dict[str, str] | None = None,
+    key: ec.EllipticCurvePrivateKey | None = None,
 ) -> None:
-    """Push the ``.sig`` manifest ``cosign sign`` writes for a keyless signature."""
-    payload = simple_signing_payload(f"{registry.host}/{repository}", digest)
-    cert, signature, entry = SIGSTORE.sign_blob(identity, payload, cert=instance.ca.issue(identity))
+    """Push the ``.sig`` manifest ``cosign sign`` writes for a keyless signature.
+
+    ``optional`` holds ``cosign sign -a`` annotations; ``key`` is the certificate's key.
+    """
+    payload = simple_signing_payload(f"{registry.host}/{repository}", digest, optional)
+    issued = instance.ca.issue(identity, key=key)
+    cert, signature, entry = SIGSTORE.sign_blob(identity, payload, cert=issued)
     annotations = cosign_annotations(instance, cert, signature, entry)
     manifest, blobs = signature_manifest([(payload, annotations[_SIGNATURE])])
     manifest["layers"][0]["annotations"] = annotations
@@ -518,3 +604,177 @@ def test_key_signature_without_a_log_entry_is_denied(registry: Registry, server:
     sign_with_key(registry, "keyed/unlogged", digest, logged=False)
     message = denial(server, ref, "tlog-web")
     assert "release: signature verifies with key release, but no transparency-log entry" in message
+
+
+# Every signature form meets every rule of the policy ---------------------------------
+
+
+def signed_statement(
+    subjects: list[dict[str, Any]], identity: Identity = RIGHT, predicate_type: str = ""
+) -> dict[str, Any]:
+    """A DSSE bundle of an in-toto statement about ``subjects``, as cosign 3 signs images."""
+    statement = {
+        "_type": "https://in-toto.io/Statement/v1",
+        "subject": subjects,
+        "predicateType": predicate_type or COSIGN_SIGN_PREDICATE,
+        "predicate": {},
+    }
+    cert, envelope, entry = SIGSTORE.sign_dsse(identity, statement)
+    return bundle(cert, entry, envelope=envelope)
+
+
+def about(name: str | None, digest: str, annotations: dict[str, str] | None) -> dict[str, Any]:
+    """One statement subject: ``cosign sign -a`` puts annotations on it."""
+    subject: dict[str, Any] = {"digest": {"sha256": digest[7:]}}
+    if name is not None:
+        subject["name"] = name
+    if annotations is not None:
+        subject["annotations"] = annotations
+    return subject
+
+
+PROD = {"env": "prod"}
+
+
+@pytest.mark.parametrize(
+    ("case", "reason"),
+    [
+        ("message", "a message-signature bundle carries no annotations, and the policy requires "
+                    "env=prod"),
+        ("dsse-elsewhere", "signed statement names repository {host}/keyless/elsewhere, not "
+                           "{host}/keyless/strict-dsse-elsewhere"),
+        ("dsse-no-name", "signed statement names repository none, not "
+                         "{host}/keyless/strict-dsse-no-name"),
+        ("dsse-unannotated", "signed statement missing annotation env=prod"),
+        ("dsse-wrong-annotation", "signed statement annotation env=dev, not env=prod"),
+        # The name of one subject and the digest of another are no signature of the image.
+        ("dsse-borrowed", "signed statement names repository {host}/keyless/elsewhere, not "),
+        ("legacy-unannotated", "missing annotation env=prod"),
+    ],
+)  # fmt: skip
+def test_bundles_meet_annotations_and_match_reference(
+    registry: Registry, server: Server, case: str, reason: str
+) -> None:
+    repository = f"keyless/strict-{case}"
+    ref, digest = image(registry, repository)
+    name = f"{registry.host}/{repository}"
+    elsewhere = f"{registry.host}/keyless/elsewhere"
+    subjects = {
+        "dsse-elsewhere": [about(elsewhere, digest, PROD)],
+        "dsse-no-name": [about(None, digest, PROD)],
+        "dsse-unannotated": [about(name, digest, None)],
+        "dsse-wrong-annotation": [about(name, digest, {"env": "dev"})],
+        "dsse-borrowed": [about(elsewhere, digest, PROD), about(name, "sha256:" + "0" * 64, PROD)],
+    }
+    if case == "message":
+        push_referrer(registry, repository, digest, message_bundle(digest))
+    elif case == "legacy-unannotated":
+        sign_legacy(registry, repository, digest, optional={"team": "web"})
+    else:
+        push_referrer(registry, repository, digest, signed_statement(subjects[case]))
+    # A policy without the rules admits every one of these signatures.
+    assert decide(server, ref)["allowed"] is True
+    message = denial(server, ref, namespace="strict-a")
+    expected = reason.format(host=registry.host)
+    assert message.startswith(f'image {ref} denied by policy "keyless-strict": {PREFIX}{expected}')
+
+
+@pytest.mark.parametrize("storage", ["legacy", "dsse"])
+def test_signatures_meeting_every_rule_are_admitted(
+    registry: Registry, server: Server, storage: str
+) -> None:
+    repository = f"keyless/strict-ok-{storage}"
+    ref, digest = image(registry, repository)
+    if storage == "legacy":
+        sign_legacy(registry, repository, digest, optional={"env": "prod", "team": "web"})
+    else:
+        subject = about(f"{registry.host}/{repository}:v1", digest, {"env": "prod", "team": "web"})
+        push_referrer(registry, repository, digest, signed_statement([subject]))
+    assert decide(server, ref, namespace="strict-a")["allowed"] is True
+
+
+def test_message_bundle_does_not_count_under_match_reference(
+    registry: Registry, server: Server
+) -> None:
+    repository = "keyless/reference-message"
+    ref, digest = image(registry, repository)
+    push_referrer(registry, repository, digest, message_bundle(digest))
+    message = denial(server, ref, namespace="reference-a")
+    assert message == (
+        f'image {ref} denied by policy "keyless-reference": {PREFIX}a message-signature bundle '
+        "names no repository, and the policy sets matchReference)"
+    )
+
+
+def test_message_bundle_is_no_attestation(registry: Registry, server: Server) -> None:
+    repository = "keyless/attested-message"
+    ref, digest = image(registry, repository)
+    push_referrer(registry, repository, digest, message_bundle(digest))
+    message = denial(server, ref, namespace="attested-a")
+    assert message.startswith(
+        f'image {ref} denied by policy "keyless-provenance": attestation check failed for '
+        f"predicate type {SLSA}: 0 of the 1 required authorities verified (builder: "
+        "a message-signature bundle signs the bare digest; it is no attestation of predicate "
+        f"type {SLSA}"
+    )
+
+
+# Thresholds count distinct signers ---------------------------------------------------
+
+
+def test_one_keyless_signature_meets_no_threshold_of_two(
+    registry: Registry, server: Server
+) -> None:
+    """Both identities of the policy match one certificate: it counts once."""
+    repository = "keyless/two-one-signature"
+    ref, digest = image(registry, repository)
+    sign_legacy(registry, repository, digest)
+    message = denial(server, ref, namespace="two-a")
+    assert message == (
+        f'image {ref} denied by policy "keyless-two": signature check failed: 1 of the 2 '
+        f"required authorities verified (ci-any: verified, but by identity {SUBJECT!r}, "
+        "already counted for ci)"
+    )
+
+
+def test_two_identities_meet_a_threshold_of_two(registry: Registry, server: Server) -> None:
+    """The pattern authority counts the second identity, the exact one the first."""
+    repository = "keyless/two-identities"
+    ref, digest = image(registry, repository)
+    sign_legacy(registry, repository, digest)
+    push_referrer(registry, repository, digest, message_bundle(digest, DEPLOY))
+    assert decide(server, ref, namespace="two-a")["allowed"] is True
+
+
+def test_certificate_key_held_as_a_key_authority_counts_once(
+    registry: Registry, server: Server
+) -> None:
+    """One signature verifies for the identity and for its key: one signer."""
+    repository = "keyless/pair-one-signature"
+    ref, digest = image(registry, repository)
+    sign_legacy(registry, repository, digest, key=CERTIFICATE_KEY)
+    message = denial(server, ref, namespace="pair-a")
+    assert message == (
+        f'image {ref} denied by policy "key-and-identity": signature check failed: 1 of the 2 '
+        f"required authorities verified (release: verified, but by identity {SUBJECT!r}, "
+        "already counted for ci)"
+    )
+
+
+def test_one_keyless_attestation_meets_no_threshold_of_two(
+    registry: Registry, server: Server
+) -> None:
+    repository = "keyless/attested-two"
+    ref, digest = image(registry, repository)
+    push_referrer(registry, repository, digest, dsse_bundle(registry, repository, digest, SLSA))
+    message = denial(server, ref, namespace="attested-two-a")
+    assert message == (
+        f'image {ref} denied by policy "keyless-attested-two": attestation check failed for '
+        f"predicate type {SLSA}: 1 of the 2 required authorities verified (builder-any: "
+        f"verified, but by identity {SUBJECT!r}, already counted for builder)"
+    )
+    other_ref, other_digest = image(registry, "keyless/attested-two-signers")
+    for identity in (RIGHT, DEPLOY):
+        statement = signed_statement([about(None, other_digest, None)], identity, SLSA)
+        push_referrer(registry, "keyless/attested-two-signers", other_digest, statement)
+    assert decide(server, other_ref, namespace="attested-two-a")["allowed"] is True

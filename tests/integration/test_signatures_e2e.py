@@ -22,6 +22,7 @@ from tests.cosign import (
 from tests.integration.conftest import Server, start_server, stop_server, trustgate_command
 from tests.kube import pod_spec, review, workload
 from tests.registry import (
+    OCI_INDEX,
     OCI_MANIFEST,
     Registry,
     default_layer,
@@ -376,3 +377,104 @@ def test_check_command_shows_digest_and_authorities(
     assert header.split()[:5] == ["RESOURCE", "NAMESPACE", "IMAGE", "DIGEST", "DECISION"]
     assert good_digest[:19] in line
     assert 'policy "two-keys": signed by release, other' in line
+
+
+# perPlatform: every entry a runtime could pull is judged ------------------------------
+
+BUILDX_ATTESTATION = {"vnd.docker.reference.type": "attestation-manifest"}
+
+
+def push_index_of(
+    registry: Registry, repository: str, entries: list[tuple[str, dict, dict | None]]
+) -> str:
+    """Push an index of ``(digest, platform, annotations)`` entries, tagged ``latest``."""
+    manifests = []
+    for digest, platform, notes in entries:
+        head = registry.request(
+            "HEAD", f"/v2/{repository}/manifests/{digest}", headers={"Accept": OCI_MANIFEST}
+        )
+        assert head.status_code == 200, head.text
+        entry = {
+            "mediaType": head.headers["Content-Type"],
+            "digest": digest,
+            "size": int(head.headers["Content-Length"]),
+            "platform": platform,
+        }
+        if notes is not None:
+            entry["annotations"] = notes
+        manifests.append(entry)
+    body = json.dumps({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": manifests})
+    return push_manifest(registry, repository, "latest", body.encode(), OCI_INDEX)
+
+
+def child(registry: Registry, repository: str, content: str) -> str:
+    return push_image(
+        registry, repository, tag=None, layers=[default_layer(content=content.encode())]
+    )
+
+
+def test_per_platform_judges_a_runnable_entry_whatever_its_annotations(
+    registry: Registry, signed_server: Server
+) -> None:
+    """An unsigned linux/amd64 image annotated as a buildx attestation is still an image."""
+    repository = "acme/multi-disguised"
+    signed, hidden = child(registry, repository, "signed"), child(registry, repository, "hidden")
+    index = push_index_of(
+        registry,
+        repository,
+        [(hidden, PLATFORMS[0], {**BUILDX_ATTESTATION, "vnd.docker.reference.digest": signed}),
+         (signed, PLATFORMS[0], None)],
+    )  # fmt: skip
+    for digest in (index, signed):
+        sign(registry, repository, digest, RELEASE)
+    ref = f"{registry.host}/{repository}:latest"
+    response = decide(signed_server, ref, namespace="multi-a")
+    assert response["allowed"] is False
+    assert response["status"]["message"].startswith(
+        f'image {ref} denied by policy "per-platform": signature check failed for platform '
+        f"linux/amd64 ({hidden}): 0 of the 1 required authorities verified "
+        "(release: no signature found"
+    )
+
+
+def test_per_platform_skips_buildx_attestation_manifests(
+    registry: Registry, signed_server: Server
+) -> None:
+    """The legitimate buildx shape: attestation manifests on unknown/unknown are never run."""
+    repository = "acme/multi-buildx"
+    amd64, arm64 = child(registry, repository, "amd64"), child(registry, repository, "arm64")
+    provenance = child(registry, repository, "provenance")
+    unknown = {"architecture": "unknown", "os": "unknown"}
+    annotations = {**BUILDX_ATTESTATION, "vnd.docker.reference.digest": amd64}
+    index = push_index_of(
+        registry,
+        repository,
+        [(amd64, PLATFORMS[0], None), (arm64, PLATFORMS[1], None),
+         (provenance, unknown, annotations)],
+    )  # fmt: skip
+    for digest in (index, amd64, arm64):
+        sign(registry, repository, digest, RELEASE)
+    ref = f"{registry.host}/{repository}:latest"
+    assert decide(signed_server, ref, namespace="multi-a")["allowed"] is True
+
+
+# Thresholds count keys, not names ----------------------------------------------------
+
+
+def test_policy_lint_refuses_two_authorities_holding_one_key(tmp_path: Path) -> None:
+    """Two key files with the same key would meet threshold 2 with one signature."""
+    keys = tmp_path / "policies" / "keys"
+    keys.mkdir(parents=True)
+    (keys / "release.pub").write_text(public_pem(RELEASE))
+    # The same key, written out again (CRLF line ends): compared as a key, not as text.
+    (keys / "release-copy.pub").write_text(public_pem(RELEASE).replace("\n", "\r\n"))
+    document = policy("two-names", "registry.test", threshold=2, keys=("release", "release-copy"))
+    (tmp_path / "policies" / "p.yaml").write_text(document)
+    command = [*trustgate_command(), "policy", "lint", str(tmp_path / "policies")]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert (
+        "field spec.signatures.authorities[1].key: authority 'release-copy' holds the same key"
+        in (done.stderr)
+    )
+    assert "as authority 'release' (authorities[0])" in done.stderr

@@ -44,6 +44,7 @@ from webhook.policy.model import (
 )
 from webhook.policy.schema import validate_document
 from webhook.signatures.keys import load_public_key
+from webhook.signatures.signers import key_fingerprint
 from webhook.signatures.trustroot import (
     EMBEDDED_ROOTS,
     PRODUCTION,
@@ -433,7 +434,43 @@ def _authorities(
                 keyless=None if keyless is None else _keyless(keyless, origin, f"{field}.keyless"),
             )
         )
+    _check_distinct(authorities, origin, where)
     return tuple(authorities)
+
+
+def _check_distinct(authorities: Sequence[Authority], origin: _Origin, where: str) -> None:
+    """Refuse two authorities of one list that are one signer: the same key or identity.
+
+    A threshold counts distinct signers, so a second name for a key adds
+    nothing; it is a copy-paste mistake or an attempt to meet a threshold with
+    one signature. Keys are compared as keys (their SubjectPublicKeyInfo), not
+    as text, and keyless identities by issuer, subject and extensions, whatever
+    the trusted root.
+    """
+    seen: dict[object, tuple[int, str]] = {}
+    for number, authority in enumerate(authorities):
+        if authority.key is not None and authority.key.pem is not None:
+            key = load_public_key(authority.key.pem, source=authority.name)
+            fingerprint = key_fingerprint(key)
+            same: object = ("key", fingerprint)
+            what = f"the same key ({fingerprint[:19]}...)"
+            part = "key"
+        elif authority.keyless is not None:
+            k = authority.keyless
+            same = ("keyless", k.issuer, k.issuer_regexp, k.subject, k.subject_regexp, k.extensions)
+            what = "the same keyless identity"
+            part = "keyless"
+        else:
+            continue
+        if same in seen:
+            first, name = seen[same]
+            message = (
+                f"authority {authority.name!r} holds {what} as authority {name!r} "
+                f"(authorities[{first}]); one signer counts once toward a threshold, so "
+                "list each key or identity once"
+            )
+            raise origin.error(message, f"{where}.authorities[{number}].{part}")
+        seen[same] = (number, authority.name)
 
 
 def _threshold(section: Mapping[str, Any], count: int, origin: _Origin, where: str) -> int:

@@ -41,6 +41,7 @@ from webhook.signatures.cosign import (
 from webhook.signatures.keyless import CERTIFICATE_ANNOTATION
 from webhook.signatures.keys import PublicKey
 from webhook.signatures.material import KeylessMaterial
+from webhook.signatures.signers import Signer, count_distinct, key_signer
 from webhook.untrusted import shown
 
 #: Declared envelope sizes above this are refused before anything is fetched.
@@ -82,7 +83,7 @@ class AttestationOutcome:
 
     @property
     def passed(self) -> bool:
-        """Whether enough distinct authorities attested."""
+        """Whether enough authorities attested, with distinct keys and identities."""
         return len(self.verified) >= self.threshold
 
     def reason(self) -> str:
@@ -319,30 +320,32 @@ class AttestationCheck:
         layers: Callable[[], list[AttestationLayer] | None],
         material: Callable[[], KeylessMaterial],
     ) -> AttestationOutcome:
-        verified: list[str] = []
+        found: list[tuple[str, tuple[Signer, ...]]] = []
         failures: list[tuple[str, str]] = []
-        predicates: list[str] = []
+        predicates: dict[str, list[str]] = {}
         for authority in requirement.authorities:
+            attested: tuple[tuple[str, Signer], ...]
             if authority.keyless is not None:
                 legacy = [
                     layer for layer in layers() or [] if CERTIFICATE_ANNOTATION in layer.annotations
                 ]
-                found, reason = material().verify_attestation(
+                attested, reason = material().verify_attestation(
                     authority, requirement.predicate_type, legacy
                 )
             else:
-                found, reason = self._authority(digest, requirement, authority, layers())
-            if found:
-                verified.append(authority.name)
-                predicates.extend(found)
+                attested, reason = self._authority(digest, requirement, authority, layers())
+            if attested:
+                found.append((authority.name, tuple(dict.fromkeys(s for _, s in attested))))
+                predicates[authority.name] = [predicate for predicate, _ in attested]
             else:
                 failures.append((authority.name, reason))
+        count = count_distinct(found)
         return AttestationOutcome(
             requirement.predicate_type,
-            tuple(verified),
-            tuple(failures),
+            count.counted,
+            count.failures([authority.name for authority in requirement.authorities], failures),
             requirement.threshold,
-            tuple(predicates),
+            tuple(text for texts in predicates.values() for text in texts),
         )
 
     @staticmethod
@@ -351,7 +354,8 @@ class AttestationCheck:
         requirement: Attestation,
         authority: Authority,
         layers: list[AttestationLayer] | None,
-    ) -> tuple[tuple[str, ...], str]:
+    ) -> tuple[tuple[tuple[str, Signer], ...], str]:
+        """The predicates key ``authority`` attested, each with its signer (the key), or why not."""
         if authority.key is None or authority.key.pem is None:
             return (), "authority has no public key"
         tag = attestation_tag(digest)
@@ -363,10 +367,12 @@ class AttestationCheck:
             key = load_key(authority.key.pem, authority.key.file or authority.name)
         except TrustgateError as exc:
             return (), exc.message
-        return verify_attestation(
+        predicates, reason = verify_attestation(
             [layer.envelope for layer in layers],
             image_digest=digest,
             predicate_type=requirement.predicate_type,
             key=key,
             key_name=authority.name,
         )
+        signer = key_signer(key)
+        return tuple((predicate, signer) for predicate in predicates), reason

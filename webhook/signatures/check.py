@@ -6,6 +6,10 @@ repository and asks each authority in turn. Outcomes are cached by digest and
 by the exact authorities, so a moved tag, a new key or another policy never
 reuses an answer that was not about them.
 
+A threshold counts distinct signers (``signers.count_distinct``): two
+authorities holding one key, or two identities one certificate matches, count
+once. Every signature form meets every rule of the policy (``rules.py``).
+
 With ``perPlatform``, an image index must be signed itself and so must every
 platform image it lists: a signed index of unsigned images is not enough.
 """
@@ -28,19 +32,20 @@ from webhook.registry.client import DOCKER_MANIFEST_LIST, OCI_INDEX
 from webhook.signatures.cosign import signature_tag, verify_with_key
 from webhook.signatures.keys import PublicKey, load_public_key
 from webhook.signatures.material import KeylessMaterial
+from webhook.signatures.signers import Signer, count_distinct, key_signer
 
 
 @dataclass(frozen=True, slots=True)
 class SignatureOutcome:
     """What one verification concluded; cached by digest and authorities."""
 
-    verified: tuple[str, ...]
+    verified: tuple[str, ...]  # authorities counted, each for a distinct signer
     failures: tuple[tuple[str, str], ...]  # (authority, reason)
     threshold: int
 
     @property
     def passed(self) -> bool:
-        """Whether enough distinct authorities verified."""
+        """Whether enough authorities verified, with distinct keys and identities."""
         return len(self.verified) >= self.threshold
 
     def reason(self, platform: str | None = None) -> str:
@@ -64,17 +69,23 @@ _INDEX_TYPES = frozenset({OCI_INDEX, DOCKER_MANIFEST_LIST})
 _DIGEST = re.compile(r"(sha256:[0-9a-f]{64}|sha512:[0-9a-f]{128})")
 # buildx puts provenance and SBOM manifests into an index as pseudo-platforms.
 _REFERENCE_TYPE = "vnd.docker.reference.type"
+_ATTESTATION_MANIFEST = "attestation-manifest"
 
 
 def index_platforms(manifest: Manifest) -> tuple[tuple[str, str], ...]:
     """``(platform, digest)`` of each image an index lists; empty for a single image.
 
-    The platform reads ``os/architecture[/variant]``. Entries that buildx adds
-    for its attestation manifests are skipped; every other entry counts.
+    The platform reads ``os/architecture[/variant]``. Only the entries buildx
+    adds for its attestation manifests are skipped: annotated
+    ``vnd.docker.reference.type: attestation-manifest`` *and* of platform
+    ``unknown/unknown``, which no runtime pulls. Every other entry counts,
+    whatever its annotations say: an entry declaring ``linux/amd64`` is an
+    image a node may run.
 
     Raises:
-        CheckFailed: an entry has no valid digest, or the index lists more than
-            MAX_PLATFORMS images.
+        CheckFailed: an entry has no valid digest or is itself an index (nested
+            indexes are not checked, so they are refused), or the index lists
+            more than MAX_PLATFORMS images.
     """
     entries = manifest.data.get("manifests")
     if manifest.media_type not in _INDEX_TYPES and not isinstance(entries, list):
@@ -89,7 +100,13 @@ def index_platforms(manifest: Manifest) -> tuple[tuple[str, str], ...]:
         if not isinstance(digest, str) or not _DIGEST.fullmatch(digest):
             message = f"signature check failed: image index entry {number} has no valid digest"
             raise CheckFailed(message)
-        found.append((_platform(entry.get("platform"), number), digest))
+        platform = _platform(entry.get("platform"), number)
+        if entry.get("mediaType") in _INDEX_TYPES:
+            raise CheckFailed(
+                f"signature check failed: image index entry {number} ({platform}) is itself an "
+                "image index; perPlatform does not check nested indexes"
+            )
+        found.append((platform, digest))
     if len(found) > MAX_PLATFORMS:
         raise CheckFailed(
             f"signature check failed: the image index lists {len(found)} platform images; "
@@ -99,8 +116,16 @@ def index_platforms(manifest: Manifest) -> tuple[tuple[str, str], ...]:
 
 
 def _is_attestation_entry(entry: Mapping[str, Any]) -> bool:
+    """Whether ``entry`` is a buildx attestation manifest, which no runtime pulls."""
     annotations = entry.get("annotations")
-    return isinstance(annotations, dict) and annotations.get(_REFERENCE_TYPE) is not None
+    platform = entry.get("platform")
+    return (
+        isinstance(annotations, dict)
+        and annotations.get(_REFERENCE_TYPE) == _ATTESTATION_MANIFEST
+        and isinstance(platform, dict)
+        and platform.get("os") == "unknown"
+        and platform.get("architecture") == "unknown"
+    )
 
 
 def _platform(platform: object, number: int) -> str:
@@ -190,19 +215,25 @@ class SignatureCheck:
             )
         except NotFound:
             manifest = None
-        verified: list[str] = []
+        found: list[tuple[str, tuple[Signer, ...]]] = []
         failures: list[tuple[str, str]] = []
         material = KeylessMaterial(self._client, image, digest, manifest, deadline)
         for authority in signatures.authorities:
             if authority.keyless is not None:
-                reason = material.verify_signature(signatures, authority)
+                signers, reason = material.verify_signature(signatures, authority)
             else:
-                reason = self._authority(image, digest, signatures, authority, manifest, deadline)
-            if reason is None:
-                verified.append(authority.name)
+                signers, reason = self._authority(
+                    image, digest, signatures, authority, manifest, deadline
+                )
+            if signers:
+                found.append((authority.name, signers))
             else:
                 failures.append((authority.name, reason))
-        return SignatureOutcome(tuple(verified), tuple(failures), signatures.threshold)
+        count = count_distinct(found)
+        names = [authority.name for authority in signatures.authorities]
+        return SignatureOutcome(
+            count.counted, count.failures(names, failures), signatures.threshold
+        )
 
     def _authority(
         self,
@@ -212,18 +243,18 @@ class SignatureCheck:
         authority: Authority,
         manifest: Manifest | None,
         deadline: Deadline,
-    ) -> str | None:
-        """None when key ``authority`` verifies, else why not."""
+    ) -> tuple[tuple[Signer, ...], str]:
+        """The signer (its key) when key ``authority`` verifies, else why not."""
         if authority.key is None or authority.key.pem is None:
-            return "authority has no public key"
+            return (), "authority has no public key"
         if authority.key.tlog_required and authority.key.root is None:
-            return "tlog: required, but no trusted root is loaded"
+            return (), "tlog: required, but no trusted root is loaded"
         if manifest is None:
-            return f"no signature found ({signature_tag(digest)} does not exist)"
+            return (), f"no signature found ({signature_tag(digest)} does not exist)"
         try:
             public_key = load_key(authority.key.pem, authority.key.file or authority.name)
         except TrustgateError as exc:
-            return exc.message
+            return (), exc.message
 
         def fetch(blob: str, size: int) -> bytes:
             return self._client.blob(image, blob, deadline, max_bytes=size)
@@ -239,4 +270,4 @@ class SignatureCheck:
             check_reference=signatures.match_reference,
             tlog_root=authority.key.root if authority.key.tlog_required else None,
         )
-        return None if result.ok else result.reason
+        return ((key_signer(public_key),), "") if result.ok else ((), result.reason)

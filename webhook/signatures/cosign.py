@@ -22,8 +22,9 @@ from types import MappingProxyType
 from typing import Any, NoReturn
 
 from webhook.errors import CheckFailed, ImageReferenceError
-from webhook.reference import parse_reference
 from webhook.signatures.keys import PublicKey, verify
+from webhook.signatures.rules import annotations_problem, reference_problem
+from webhook.signatures.rules import statement_subject_matches as statement_subject_matches
 from webhook.signatures.tlog import BUNDLE_ANNOTATION, verify_key_entry
 from webhook.signatures.trustroot import TrustRoot
 from webhook.untrusted import quoted, shown
@@ -303,7 +304,7 @@ def _check_layer(
         signed = parse_payload(payload)
     except SignatureInvalid as exc:
         return _LayerFailure(_VERIFIED, f"signed {exc.message}")
-    problem = _payload_problem(
+    problem = payload_problem(
         signed,
         image_digest=image_digest,
         repository=repository,
@@ -326,7 +327,7 @@ def _check_layer(
     return signed
 
 
-def _payload_problem(
+def payload_problem(
     signed: SimpleSigning,
     *,
     image_digest: str,
@@ -334,21 +335,20 @@ def _payload_problem(
     required_annotations: Mapping[str, str],
     check_reference: bool,
 ) -> str | None:
+    """Why a verified simple signing payload does not count for the image, or None.
+
+    It must be cosign's signature type, name ``image_digest``, and meet the
+    policy's rules (``rules.annotations_problem``, ``rules.reference_problem``).
+    """
     if signed.type != COSIGN_SIGNATURE_TYPE:
         return f"payload type {quoted(signed.type)} is not {quoted(COSIGN_SIGNATURE_TYPE)}"
     if signed.docker_manifest_digest != image_digest:
         digest = shown(signed.docker_manifest_digest)
         return f"signed payload is for digest {digest} not {image_digest}"
-    for name, wanted in required_annotations.items():
-        found = signed.optional.get(name)
-        if found is None:
-            return f"missing annotation {name}={wanted}"
-        if found != wanted:
-            return f"annotation {name}={shown(found)}, not {name}={wanted}"
-    if check_reference and not _same_repository(signed.docker_reference, repository):
-        signed_for = shown(signed.docker_reference) if signed.docker_reference else "no repository"
-        return f"signed for repository {signed_for}, not {repository}"
-    return None
+    problem = annotations_problem(signed.optional, required_annotations)
+    if problem is None and check_reference:
+        problem = reference_problem(signed.docker_reference, repository)
+    return problem
 
 
 def _b64_strict(value: object) -> bytes | None:
@@ -359,14 +359,6 @@ def _b64_strict(value: object) -> bytes | None:
         return base64.b64decode(value, validate=True)
     except binascii.Error:
         return None
-
-
-def _same_repository(signed: str, expected: str) -> bool:
-    """Whether two references name one repository, ignoring tags and digests."""
-    try:
-        return parse_reference(signed).repository == parse_reference(expected).repository
-    except ImageReferenceError:
-        return False
 
 
 def pae(payload_type: str, payload: bytes) -> bytes:
@@ -412,18 +404,3 @@ def _b64_either(value: object) -> bytes | None:
         return base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
     except binascii.Error:
         return None
-
-
-def statement_subject_matches(statement: Mapping[str, Any], digest: str) -> bool:
-    """Whether an in-toto statement names ``digest`` (``alg:hex``) among its subjects."""
-    algorithm, _, expected = digest.partition(":")
-    subjects = statement.get("subject")
-    if not expected or not isinstance(subjects, list):
-        return False
-    for subject in subjects:
-        if not isinstance(subject, dict):
-            continue
-        digests = subject.get("digest")
-        if isinstance(digests, dict) and digests.get(algorithm) == expected:
-            return True
-    return False

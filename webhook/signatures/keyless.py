@@ -33,7 +33,7 @@ import base64
 import binascii
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from cryptography import x509
@@ -84,12 +84,18 @@ BUNDLE_MEDIA_TYPES = frozenset(
 
 @dataclass(frozen=True, slots=True)
 class KeylessResult:
-    """What one keyless verification concluded: ``payload`` when ``ok``, else ``reason``."""
+    """What one keyless verification concluded: ``payload`` when ``ok``, else ``reason``.
+
+    ``certificate`` is the signing certificate of a signature that verified:
+    who signed (``signers.certificate_signer``). A message-signature bundle
+    has no payload (it signs the bare digest) and an empty ``payload_type``.
+    """
 
     ok: bool
     reason: str = ""
     payload: bytes = b""
     payload_type: str = ""
+    certificate: x509.Certificate | None = field(default=None, compare=False)
 
 
 def _failed(reason: str) -> KeylessResult:
@@ -146,7 +152,7 @@ def verify_legacy(
         root.verifier.verify_artifact(payload, bundle, identity_policy(keyless))
     except (SigstoreError, ValueError) as exc:
         return _failed(_reason(exc))
-    return KeylessResult(True, payload=payload)
+    return KeylessResult(True, payload=payload, certificate=cert)
 
 
 def verify_legacy_attestation(
@@ -193,7 +199,7 @@ def verify_legacy_attestation(
             payload_type, payload = root.verifier.verify_dsse(bundle, policy)
     except (SigstoreError, ValueError) as exc:
         return _failed(_reason(exc))
-    return _statement(payload_type, payload, image_digest, predicate_type)
+    return _statement(payload_type, payload, image_digest, predicate_type, cert)
 
 
 def _verify_intoto(
@@ -304,30 +310,42 @@ def verify_bundle(
 
     A message-signature bundle must sign the manifest digest itself. A DSSE
     bundle must hold an in-toto statement of ``predicate_type`` naming the
-    digest as a subject; its payload is returned for the caller.
+    digest as a subject; its payload is returned for the caller, who applies
+    the policy's other rules to what was signed (``rules.py``).
     """
     policy = identity_policy(keyless)
     algorithm, _, hex_digest = image_digest.partition(":")
     try:
         if bundle._inner.dsse_envelope is None:
+            if predicate_type != COSIGN_SIGN_PREDICATE:
+                return _failed(
+                    "a message-signature bundle signs the bare digest; it is no attestation "
+                    f"of predicate type {predicate_type}"
+                )
             if algorithm != "sha256":
                 return _failed(f"message-signature bundles sign sha256 digests, not {algorithm}")
             hashed = Hashed(
                 algorithm=common_v1.HashAlgorithm.SHA2_256, digest=bytes.fromhex(hex_digest)
             )
             root.verifier.verify_artifact(hashed, bundle, policy)
-            return KeylessResult(True)
+            return KeylessResult(True, certificate=bundle.signing_certificate)
         payload_type, payload = root.verifier.verify_dsse(bundle, policy)
     except (SigstoreError, ValueError) as exc:
         reason = _reason(exc)
         if "message digest mismatch" in reason or "Signature is invalid for input" in reason:
             reason = f"the bundle signs another artifact, not {image_digest} ({reason})"
         return _failed(reason)
-    return _statement(payload_type, payload, image_digest, predicate_type)
+    return _statement(
+        payload_type, payload, image_digest, predicate_type, bundle.signing_certificate
+    )
 
 
 def _statement(
-    payload_type: str, payload: bytes, image_digest: str, predicate_type: str
+    payload_type: str,
+    payload: bytes,
+    image_digest: str,
+    predicate_type: str,
+    certificate: x509.Certificate,
 ) -> KeylessResult:
     """Accept a verified DSSE payload: an in-toto statement of ``predicate_type`` on the image."""
     if payload_type != IN_TOTO_PAYLOAD_TYPE:
@@ -344,4 +362,4 @@ def _statement(
         return _failed(f"signed statement has predicate type {shown}, not {predicate_type}")
     if not statement_subject_matches(statement, image_digest):
         return _failed(f"signed statement is about another subject, not {image_digest}")
-    return KeylessResult(True, payload=payload, payload_type=payload_type)
+    return KeylessResult(True, payload=payload, payload_type=payload_type, certificate=certificate)

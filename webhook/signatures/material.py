@@ -27,8 +27,8 @@ from webhook.signatures.cosign import (
     SIGNATURE_ANNOTATION,
     SIMPLESIGNING_MEDIA_TYPE,
     SignatureInvalid,
-    _payload_problem,
     parse_payload,
+    payload_problem,
     signature_tag,
 )
 from webhook.signatures.keyless import (
@@ -40,6 +40,8 @@ from webhook.signatures.keyless import (
     verify_legacy,
     verify_legacy_attestation,
 )
+from webhook.signatures.rules import message_signature_problem, statement_problem
+from webhook.signatures.signers import Signer, certificate_signer
 
 if TYPE_CHECKING:
     from webhook.signatures.attestations import AttestationLayer
@@ -143,12 +145,22 @@ class KeylessMaterial:
                 return parse_bundle(raw)
         return f"bundle referrer {digest} has no bundle layer"
 
-    def verify_signature(self, signatures: Signatures, authority: Authority) -> str | None:
-        """None when ``authority`` (keyless) signed the digest, else the most telling reason."""
+    def verify_signature(
+        self, signatures: Signatures, authority: Authority
+    ) -> tuple[tuple[Signer, ...], str]:
+        """Who signed the digest for ``authority`` (keyless), meeting every rule, or why none.
+
+        With a threshold above 1 every signature is tried, not only up to the
+        first that verifies: the threshold counts distinct signers
+        (``signers.count_distinct``), and one authority's pattern may match
+        several identities. With threshold 1 the first signer is enough, and a
+        legacy signature spares the referrers round trips.
+        """
         keyless = authority.keyless
         if keyless is None or keyless.root is None:
-            return "keyless authority has no trusted root loaded"
+            return (), "keyless authority has no trusted root loaded"
         reasons: list[str] = []
+        found: list[Signer] = []
         for layer in self.layers():
             if isinstance(layer.payload, str):
                 reasons.append(layer.payload)
@@ -160,36 +172,44 @@ class KeylessMaterial:
                 signature_b64=layer.annotations.get(SIGNATURE_ANNOTATION),
                 payload=layer.payload,
             )
-            if not result.ok:
-                reasons.append(result.reason)
-                continue
-            problem = _signed_problem(layer.payload, self._digest, self._image, signatures)
-            if problem is None:
-                return None
-            reasons.append(problem)
+            problem = (
+                result.reason
+                if not result.ok
+                else _signed_problem(layer.payload, self._digest, self._image, signatures)
+            )
+            _collect(result, problem, found, reasons)
+            if found and signatures.threshold == 1:
+                return tuple(found), ""
         bundles, note = self.bundles()
         for bundle in bundles:
             if isinstance(bundle, str):
                 reasons.append(bundle)
                 continue
             outcome = verify_bundle(keyless.root, keyless, bundle, image_digest=self._digest)
-            if outcome.ok:
-                return None
-            reasons.append(outcome.reason)
+            problem = (
+                outcome.reason
+                if not outcome.ok
+                else _bundle_problem(outcome, self._digest, self._image, signatures)
+            )
+            _collect(outcome, problem, found, reasons)
+            if found and signatures.threshold == 1:
+                break
+        if found:
+            return tuple(dict.fromkeys(found)), ""
         if reasons:
-            return _summary(reasons)
+            return (), _summary(reasons)
         legacy = (
             "" if self._manifest is not None else f" ({signature_tag(self._digest)} does not exist)"
         )
-        return f"no keyless signature found{legacy}; {note}"
+        return (), f"no keyless signature found{legacy}; {note}"
 
     def verify_attestation(
         self,
         authority: Authority,
         predicate_type: str,
         legacy: Sequence[AttestationLayer] = (),
-    ) -> tuple[tuple[str, ...], str]:
-        """The predicates (JSON text) ``authority`` attested, or why none.
+    ) -> tuple[tuple[tuple[str, Signer], ...], str]:
+        """The predicates (JSON text) ``authority`` attested, each with its signer, or why none.
 
         ``legacy`` holds the ``.att`` layers carrying a certificate; they are
         tried first, then the Sigstore bundles referring to the digest.
@@ -226,17 +246,20 @@ class KeylessMaterial:
                     predicate_type=predicate_type,
                 )
             )
-        predicates: list[str] = []
+        predicates: list[tuple[str, Signer]] = []
         reasons: list[str] = []
         for outcome in outcomes:
             if isinstance(outcome, str) or not outcome.ok:
                 reasons.append(outcome if isinstance(outcome, str) else outcome.reason)
                 continue
             predicate = json.loads(outcome.payload).get("predicate")
-            if isinstance(predicate, dict):
-                predicates.append(json.dumps(predicate, sort_keys=True))
-            else:
+            if not isinstance(predicate, dict):
                 reasons.append("signed statement's predicate is not an object")
+            elif outcome.certificate is None:
+                reasons.append("verified, but without a signing certificate")
+            else:
+                signer = certificate_signer(outcome.certificate)
+                predicates.append((json.dumps(predicate, sort_keys=True), signer))
         if predicates:
             return tuple(predicates), ""
         return (), _summary(reasons) if reasons else f"no keyless attestation found; {note}"
@@ -249,13 +272,42 @@ def _signed_problem(
         signed = parse_payload(payload)
     except SignatureInvalid as exc:
         return f"signed {exc.message}"
-    return _payload_problem(
+    return payload_problem(
         signed,
         image_digest=digest,
         repository=image.repository,
         required_annotations=dict(signatures.annotations),
         check_reference=signatures.match_reference,
     )
+
+
+def _bundle_problem(
+    outcome: KeylessResult, digest: str, image: ImageRef, signatures: Signatures
+) -> str | None:
+    """Why a verified bundle does not meet the policy's rules (``rules.py``), or None."""
+    required = dict(signatures.annotations)
+    if not outcome.payload_type:
+        return message_signature_problem(
+            required_annotations=required, check_reference=signatures.match_reference
+        )
+    statement = json.loads(outcome.payload)
+    return statement_problem(
+        statement,
+        image_digest=digest,
+        repository=image.repository,
+        required_annotations=required,
+        check_reference=signatures.match_reference,
+    )
+
+
+def _collect(
+    result: KeylessResult, problem: str | None, found: list[Signer], reasons: list[str]
+) -> None:
+    """Record a signature that verified and met every rule as its signer, else why not."""
+    if problem is None and result.certificate is not None:
+        found.append(certificate_signer(result.certificate))
+    else:
+        reasons.append(problem or "verified, but without a signing certificate")
 
 
 def _summary(reasons: list[str]) -> str:

@@ -43,7 +43,15 @@ PEM = (
 )
 
 
+#: Another P-256 key: authorities of one list must hold distinct keys.
+OTHER_PEM = (
+    "-----BEGIN PUBLIC KEY-----\n"
+    "MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEBQHWGcMhM6i8H9uQC7CsuLrS4fOT\n"
+    "kEhh5/1MCJYIRxPxsXq4MdardzhSemcJ08waY0J4DV+y/lJmyEgWCxMc9g==\n"
+    "-----END PUBLIC KEY-----\n"
+)
 PEM_FLOW = PEM.replace("\n", "\\n")
+OTHER_PEM_FLOW = OTHER_PEM.replace("\n", "\\n")
 
 
 def policy(name: str = "p", spec: str = "registries: [quay.io/acme/**]", *, head: str = "") -> str:
@@ -80,8 +88,8 @@ signatures:
       key:
         pem: |
           -----BEGIN PUBLIC KEY-----
-          MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEKc1QuK6Ok4LREdWOI3NGOYstRQB3
-          U7Vn90rYlOKmJsgRat42nQWs1za20dYzZHYL1RvH2DJHHNjl5zJuYpzFRg==
+          MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEBQHWGcMhM6i8H9uQC7CsuLrS4fOT
+          kEhh5/1MCJYIRxPxsXq4MdardzhSemcJ08waY0J4DV+y/lJmyEgWCxMc9g==
           -----END PUBLIC KEY-----
     - name: ci
       keyless:
@@ -141,7 +149,7 @@ def test_full_policy_compiles_every_field(tmp_path: Path) -> None:
                 Authority(
                     "release-key", key=KeyRef(pem=PEM, file=str(tmp_path / "keys/release.pub"))
                 ),
-                Authority("inline", key=KeyRef(pem=PEM)),
+                Authority("inline", key=KeyRef(pem=OTHER_PEM)),
                 Authority(
                     "ci",
                     keyless=Keyless(
@@ -222,10 +230,25 @@ def test_signature_constraints(tmp_path: Path, section: str, expected: Signature
     assert compiled.signatures == expected
 
 
+def test_one_key_or_identity_may_serve_several_lists(tmp_path: Path) -> None:
+    """Distinct keys are required within one list of authorities, not across lists."""
+    key = f'key: {{pem: "{PEM_FLOW}"}}'
+    spec = (
+        "registries: ['**']\n"
+        f"signatures: {{authorities: [{{name: a, {key}}}, "
+        "{name: ci, keyless: {issuer: i, subject: s}}, "
+        "{name: ci-any, keyless: {issuer: i, subjectRegExp: '.*'}}]}\n"
+        f"attestations: [{{predicateType: 'https://x.dev/p', authorities: [{{name: a, {key}}}]}}]"
+    )
+    write(tmp_path, {"p.yaml": policy("p", spec)})
+    (compiled,) = load_directory(tmp_path).policies
+    assert compiled.signatures is not None and len(compiled.signatures.authorities) == 3
+
+
 def test_key_with_tlog_required_loads_its_trusted_root(tmp_path: Path) -> None:
     authorities = (
         f'[{{name: logged, key: {{pem: "{PEM_FLOW}", tlog: required}}}}, '
-        f'{{name: plain, key: {{pem: "{PEM_FLOW}", tlog: optional}}}}]'
+        f'{{name: plain, key: {{pem: "{OTHER_PEM_FLOW}", tlog: optional}}}}]'
     )
     write(
         tmp_path,
@@ -238,7 +261,7 @@ def test_key_with_tlog_required_loads_its_trusted_root(tmp_path: Path) -> None:
     assert (logged.tlog_required, logged.trusted_root) == (True, "production")
     assert logged.root is not None and logged.root.log_ids
     assert logged.root_digest == logged.root.digest
-    assert plain == KeyRef(pem=PEM) and plain.root is None
+    assert plain == KeyRef(pem=OTHER_PEM) and plain.root is None
 
 
 def test_key_tlog_root_file_is_watched_and_fingerprinted(tmp_path: Path) -> None:
@@ -598,6 +621,43 @@ BROKEN = [
         "authority name 'a' is already used by authorities\\[0\\]",
         "p.yaml",
         field="spec.signatures.authorities[1].name",
+    ),
+    Broken(
+        "two authorities holding one key, a file and inline",
+        {
+            **_signed(
+                "{name: a, key: {file: keys/a.pub}}",
+                f'{{name: b, key: {{pem: "{OTHER_PEM_FLOW}"}}}}',
+                f'{{name: c, key: {{pem: "{PEM_FLOW}"}}}}',
+                threshold=2,
+            ),
+            "keys/a.pub": PEM,
+        },
+        r"authority 'c' holds the same key \(sha256:[0-9a-f]{12}\.\.\.\) as authority 'a' "
+        r"\(authorities\[0\]\); one signer counts once toward a threshold",
+        "p.yaml",
+        field="spec.signatures.authorities[2].key",
+    ),
+    Broken(
+        "two authorities with one keyless identity, whatever the root",
+        _signed(
+            "{name: a, keyless: {issuer: i, subject: s}}",
+            "{name: b, keyless: {issuer: i, subject: s, trustedRoot: staging}}",
+        ),
+        "authority 'b' holds the same keyless identity as authority 'a'",
+        "p.yaml",
+        field="spec.signatures.authorities[1].keyless",
+    ),
+    Broken(
+        "two attestation authorities holding one key",
+        _spec(
+            "registries: ['**']\nattestations: [{predicateType: 'https://x.dev/p', "
+            f'authorities: [{{name: a, key: {{pem: "{PEM_FLOW}"}}}}, '
+            f'{{name: b, key: {{pem: "{PEM_FLOW}"}}}}]}}]'
+        ),
+        "authority 'b' holds the same key",
+        "p.yaml",
+        field="spec.attestations[0].authorities[1].key",
     ),
     Broken(
         "key trustedRoot without tlog: required",

@@ -183,6 +183,48 @@ def test_per_platform_still_needs_the_index_signed(
         run(check, ref, index, policy(per_platform=True))
 
 
+def test_per_platform_judges_an_annotated_runnable_child(
+    registry: Registry, check: SignatureCheck
+) -> None:
+    """An unsigned linux/amd64 child does not hide behind an attestation annotation."""
+    ref, index, (amd64, arm64) = multi_arch(registry, "unit/annotated-child")
+    data = json.loads(
+        registry.request(
+            "GET", f"/v2/unit/annotated-child/manifests/{index}", headers={"Accept": OCI_INDEX}
+        ).content
+    )
+    data["manifests"][1]["platform"] = PLATFORMS[0]  # a second linux/amd64 image
+    data["manifests"][1]["annotations"] = ATTESTATION
+    body = json.dumps(data).encode()
+    index = push_manifest(registry, "unit/annotated-child", "latest", body, OCI_INDEX)
+    for digest in (index, amd64):
+        sign(registry, "unit/annotated-child", digest)
+    with pytest.raises(CheckFailed, match=rf"for platform linux/amd64 \({arm64}\): 0 of the 1"):
+        run(check, ref, index, policy(per_platform=True))
+
+
+def test_threshold_counts_a_key_once_however_many_authorities_hold_it(
+    registry: Registry, check: SignatureCheck
+) -> None:
+    """Two names for one key (the loader refuses them; the check does not rely on it)."""
+    ref, digest = image(registry, "unit/one-key-two-names", b"one-key-two-names")
+    sign(registry, "unit/one-key-two-names", digest)
+    twin = Authority("release-copy", key=KeyRef(pem=public_pem(RELEASE)))
+    rules = Policy(
+        "p",
+        "enforce",
+        Match(),
+        (Glob("**"),),
+        signatures=Signatures(threshold=2, authorities=(AUTHORITY, twin)),
+    )
+    with pytest.raises(CheckFailed) as raised:
+        run(check, ref, digest, rules)
+    assert "1 of the 2 required authorities verified (release-copy: verified, but by key " in (
+        raised.value.message
+    )
+    assert raised.value.message.endswith(", already counted for release)")
+
+
 def test_per_platform_on_a_single_image_is_the_plain_check(
     registry: Registry, check: SignatureCheck
 ) -> None:
@@ -203,17 +245,17 @@ def _entry(n: int, platform: object = None, **extra: Any) -> dict[str, Any]:
     return entry
 
 
+ATTESTATION = {"vnd.docker.reference.type": "attestation-manifest"}
+UNKNOWN = {"os": "unknown", "architecture": "unknown"}
+
+
 def test_index_platforms_reads_oci_and_docker_lists() -> None:
     entries = [
         _entry(1, PLATFORMS[0]),
         _entry(2, PLATFORMS[1]),
         _entry(3),
         _entry(4, {"os": "linux", "architecture": "arm\n64"}),
-        _entry(
-            5,
-            {"os": "unknown", "architecture": "unknown"},
-            annotations={"vnd.docker.reference.type": "attestation-manifest"},
-        ),
+        _entry(5, UNKNOWN, annotations=ATTESTATION),
     ]
     expected = (
         ("linux/amd64", f"sha256:{1:064x}"),
@@ -223,6 +265,35 @@ def test_index_platforms_reads_oci_and_docker_lists() -> None:
     )
     assert index_platforms(_index(entries)) == expected
     assert index_platforms(_index(entries, DOCKER_MANIFEST_LIST)) == expected
+
+
+@pytest.mark.parametrize(
+    ("platform", "annotations"),
+    [
+        # A runnable platform is judged, whatever the entry's annotations claim.
+        (PLATFORMS[0], ATTESTATION),
+        (PLATFORMS[0], {"vnd.docker.reference.type": "anything"}),
+        ({"os": "linux", "architecture": "unknown"}, ATTESTATION),
+        ({"os": "unknown", "architecture": "amd64"}, ATTESTATION),
+        (None, ATTESTATION),
+        # unknown/unknown is skipped only as a buildx attestation manifest.
+        (UNKNOWN, {"vnd.docker.reference.type": "sbom"}),
+        (UNKNOWN, None),
+    ],
+)
+def test_index_platforms_judges_every_entry_a_runtime_could_pull(
+    platform: dict[str, str] | None, annotations: dict[str, str] | None
+) -> None:
+    extra = {} if annotations is None else {"annotations": annotations}
+    entries = [_entry(1, PLATFORMS[0]), _entry(2, platform, **extra)]
+    found = index_platforms(_index(entries))
+    assert [digest for _, digest in found] == [f"sha256:{1:064x}", f"sha256:{2:064x}"]
+
+
+def test_index_platforms_refuses_a_nested_index() -> None:
+    entries = [_entry(1, PLATFORMS[0]), {**_entry(2, PLATFORMS[1]), "mediaType": OCI_INDEX}]
+    with pytest.raises(CheckFailed, match=r"entry 1 \(linux/arm64/v8\) is itself an image index"):
+        index_platforms(_index(entries))
 
 
 def test_index_platforms_of_an_image_is_empty() -> None:
