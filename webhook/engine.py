@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import queue
 import threading
+import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
@@ -197,7 +198,8 @@ class Engine:
 
     def _collect(self, image: str, future: Future[Verdict], deadline: Deadline) -> Verdict:
         try:
-            return future.result(timeout=deadline.remaining() + GRACE_SECONDS)
+            cutoff = deadline.expires_at + GRACE_SECONDS  # one cutoff for all images
+            return future.result(timeout=max(0.0, cutoff - time.monotonic()))
         except FutureTimeout:
             future.cancel()
             host = deadline.host
