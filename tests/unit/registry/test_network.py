@@ -154,3 +154,17 @@ def test_the_byte_budget_covers_every_response_of_a_review(registry: FakeRegistr
         client.referrers(registry.ref(), DIGEST, deadline)
     assert deadline.read_bytes < 2 * 1024 * 1024 + 1024 * 1024
     assert ("budget_exceeded", registry.host) in events
+
+
+def test_a_kept_alive_connection_outlives_the_deadline_of_the_review_that_opened_it(
+    registry: FakeRegistry,
+) -> None:
+    registry.routes["HEAD /v2/acme/app/manifests/1.0"] = Reply(
+        headers={"Docker-Content-Digest": DIGEST}
+    )
+    client = client_for(registry.host)
+    assert client.resolve(registry.ref(), Deadline(0.3)) == DIGEST
+    time.sleep(0.5)  # the first review's deadline passes while the connection idles
+    assert client.resolve(registry.ref(), Deadline(5.0)) == DIGEST
+    first, second = registry.requests
+    assert first.client_port == second.client_port  # the same connection, not shut down
