@@ -79,6 +79,8 @@ class Pyxis:
     failures: dict[str, str] = field(default_factory=dict)  # digest -> "404" | "500" | "slow"
     requests: list[tuple[str, dict[str, str]]] = field(default_factory=list)
     slow_seconds: float = 10.0
+    #: When set, every lookup is answered 307 to this base URL (same path and query).
+    redirect: str | None = None
 
     def add(self, *records: dict[str, Any]) -> None:
         self.images.extend(records)
@@ -119,6 +121,12 @@ def _handler(pyxis: Pyxis) -> type[BaseHTTPRequestHandler]:
             url = urlsplit(self.path)
             query = parse_qs(url.query)
             pyxis.requests.append((unquote_plus(url.query), dict(self.headers.items())))
+            if pyxis.redirect is not None:
+                self.send_response(307)
+                self.send_header("Location", f"{pyxis.redirect}/images?{url.query}")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
             if url.path != f"{API}/images":
                 self._send(404, {"status": 404, "title": "Not Found"})
                 return

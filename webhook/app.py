@@ -84,7 +84,9 @@ def create_app(settings: Settings) -> Flask:
             timeout=sigstore.refresh_timeout_seconds,
             on_refresh=store.reload,
         ).start()
-    engine = build_engine(lambda: store.current, settings.config, metrics.observe_cache)
+    engine = build_engine(
+        lambda: store.current, settings.config, metrics.observe_cache, metrics.observe_network
+    )
     runtime = Runtime(store, engine, metrics)
     if interval > 0:
         store.start()

@@ -84,6 +84,51 @@ _SCHEMA: dict[str, Any] = {
             },
         },
         "registries": {"type": "object", "description": "Per-registry settings."},
+        "network": {
+            "type": "object",
+            "description": "Limits on the outbound calls of reviews (registries, token "
+            "services, Pyxis), per worker process.",
+            "additionalProperties": False,
+            "properties": {
+                "perHostConcurrency": {
+                    "type": "integer",
+                    "minimum": 1,
+                    "maximum": 1024,
+                    "description": "Calls in flight to one host at once; keep it below the "
+                    "server's threads so a slow host cannot hold them all.",
+                },
+                "perHostQueueSeconds": {
+                    "type": "number",
+                    "minimum": 0,
+                    "maximum": MAX_DEADLINE_SECONDS,
+                    "description": "Longest wait for a slot of a busy host; a host whose "
+                    "calls have all run longer than this is refused at once.",
+                },
+                "breakerFailures": {
+                    "type": "integer",
+                    "minimum": 1,
+                    "description": "Consecutive timeouts or connection failures that open "
+                    "a host's circuit breaker.",
+                },
+                "breakerOpenSeconds": {
+                    "type": "number",
+                    "exclusiveMinimum": 0,
+                    "maximum": 3600,
+                    "description": "How long an open breaker refuses calls before one probe.",
+                },
+                "reviewBudgetBytes": {
+                    "type": "integer",
+                    "minimum": 65536,
+                    "description": "Bytes all the responses of one review may bring in together.",
+                },
+                "reviewThreads": {
+                    "type": "integer",
+                    "minimum": 1,
+                    "maximum": 1024,
+                    "description": "Threads per worker process that run the checks of reviews.",
+                },
+            },
+        },
         "freshness": {
             "type": "object",
             "description": "Freshness grade sources: Pyxis and the grades file.",
@@ -158,6 +203,19 @@ class SigstoreConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class NetworkConfig:
+    """``network``: per-host limits, breakers, the byte budget and threads of reviews."""
+
+    per_host_concurrency: int = 8
+    per_host_queue_seconds: float = 0.5
+    breaker_failures: int = 5
+    breaker_open_seconds: float = 30.0
+    #: Sized for the chart: 16 threads x 8 MiB (and what parsing it costs) fit 512Mi.
+    review_budget_bytes: int = 8 * 1024 * 1024
+    review_threads: int = 32
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     """Settings that apply to every policy."""
 
@@ -172,6 +230,7 @@ class Config:
     cache: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
     sigstore: SigstoreConfig = field(default_factory=SigstoreConfig)
     recheck_unchanged_images: bool = False
+    network: NetworkConfig = field(default_factory=NetworkConfig)
 
 
 def parse_config(data: Any, *, source: str = "<config>") -> Config:
@@ -192,6 +251,8 @@ def parse_config(data: Any, *, source: str = "<config>") -> Config:
     policies = data.get("policies", {})
     log = data.get("log", {})
     sigstore = data.get("sigstore", {})
+    network = data.get("network", {})
+    defaults_network = NetworkConfig()
     return Config(
         no_match=cast(NoMatch, defaults.get("noMatch", "deny")),
         deadline_seconds=float(data.get("deadlineSeconds", DEFAULT_DEADLINE_SECONDS)),
@@ -209,6 +270,22 @@ def parse_config(data: Any, *, source: str = "<config>") -> Config:
             refresh_trusted_root=bool(sigstore.get("refreshTrustedRoot", False)),
             refresh_timeout_seconds=float(sigstore.get("refreshTimeoutSeconds", 10.0)),
             tuf_url=str(sigstore.get("tufUrl", DEFAULT_TUF_URL)),
+        ),
+        network=NetworkConfig(
+            per_host_concurrency=int(
+                network.get("perHostConcurrency", defaults_network.per_host_concurrency)
+            ),
+            per_host_queue_seconds=float(
+                network.get("perHostQueueSeconds", defaults_network.per_host_queue_seconds)
+            ),
+            breaker_failures=int(network.get("breakerFailures", defaults_network.breaker_failures)),
+            breaker_open_seconds=float(
+                network.get("breakerOpenSeconds", defaults_network.breaker_open_seconds)
+            ),
+            review_budget_bytes=int(
+                network.get("reviewBudgetBytes", defaults_network.review_budget_bytes)
+            ),
+            review_threads=int(network.get("reviewThreads", defaults_network.review_threads)),
         ),
     )
 

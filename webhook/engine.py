@@ -8,9 +8,11 @@ frozen dataclasses. It knows nothing of Kubernetes requests or HTTP.
 from __future__ import annotations
 
 import functools
+import queue
 import threading
+import time
 from collections.abc import Callable, Iterable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from typing import Literal
@@ -29,6 +31,10 @@ Resolver = Callable[[ImageRef, Deadline], str]
 
 #: Distinct images (and image x namespace x kind verdicts) remembered per engine.
 _MEMO_SIZE = 4096
+#: How long past the deadline the engine waits for a review's checks: every
+#: socket is shut down at the deadline, so they finish within it unless stuck
+#: where no socket is (a DNS lookup); then the answer does not wait for them.
+GRACE_SECONDS = 0.5
 
 _MAX_SHOWN = 200
 
@@ -133,7 +139,9 @@ class Engine:
         checks: dict[str, Check] | None = None,
         resolver: Resolver | None = None,
         deadline_seconds: float = 8.0,
-        max_workers: int = 8,
+        max_workers: int = 32,
+        budget_bytes: int | None = None,
+        on_event: Callable[[str, str], None] | None = None,
     ) -> None:
         self._policies = policies
         self._no_match = no_match
@@ -141,7 +149,9 @@ class Engine:
         self._resolver = resolver
         self._deadline_seconds = deadline_seconds
         self._max_workers = max_workers
-        self._pool: ThreadPoolExecutor | None = None
+        self._budget_bytes = budget_bytes
+        self._on_event = on_event
+        self._pool: _DaemonPool | None = None
         self._pool_lock = threading.Lock()
         # Parsing is pure and the same few images come back on every deploy;
         # a bounded memo keeps the grammar off the hot path.
@@ -158,49 +168,62 @@ class Engine:
     ) -> tuple[Verdict, ...]:
         """A Verdict for each distinct image of a request, in first-seen order.
 
-        Images whose policies need the network are checked concurrently, each
-        registry call within what is left of ``deadline``; an image whose checks
-        have not finished when it passes is denied, never admitted.
+        Images whose policies need the network are checked concurrently in the
+        engine's threads, each outbound call within what is left of ``deadline``
+        and its byte budget. The answer never waits longer than the deadline
+        (plus a short grace), also for a single image: an image whose checks
+        have not finished by then is denied, never admitted, naming the host
+        the review was waiting for.
         """
         policy_set = self._policies()
         distinct = list(dict.fromkeys(images))
         memo = self._memo_for(policy_set)
         if memo is not None:
             return tuple(memo(image, namespace, kind) for image in distinct)
-        deadline = deadline or Deadline(self._deadline_seconds)
+        deadline = deadline or self.deadline()
 
         def judge(image: str) -> Verdict:
             return self.evaluate_one(
                 image, namespace=namespace, kind=kind, policy_set=policy_set, deadline=deadline
             )
 
-        if len(distinct) == 1:
-            return (judge(distinct[0]),)
         futures = [self._executor().submit(judge, image) for image in distinct]
         return tuple(
             self._collect(image, f, deadline) for image, f in zip(distinct, futures, strict=True)
         )
 
+    def deadline(self) -> Deadline:
+        """A new review's deadline and byte budget, as configured."""
+        return Deadline(self._deadline_seconds, max_bytes=self._budget_bytes)
+
     def _collect(self, image: str, future: Future[Verdict], deadline: Deadline) -> Verdict:
-        # A little grace past the deadline: each registry call already stops at it.
         try:
-            return future.result(timeout=deadline.remaining() + 1.0)
+            cutoff = deadline.expires_at + GRACE_SECONDS  # one cutoff for all images
+            return future.result(timeout=max(0.0, cutoff - time.monotonic()))
         except FutureTimeout:
+            future.cancel()
+            host = deadline.host
+            if self._on_event is not None:
+                self._on_event("deadline_exceeded", host or "none")
             shown = display(image)
-            line = f"image {shown} denied: its checks did not finish within the review's deadline"
+            waiting = f", still waiting for {host}" if host else ""
+            line = (
+                f"image {shown} denied: its checks did not finish within the review's "
+                f"deadline of {deadline.seconds:g} s (deadlineSeconds){waiting}"
+            )
             return Verdict(shown, None, (), denials=(line,))
 
-    def _executor(self) -> ThreadPoolExecutor:
+    def _executor(self) -> _DaemonPool:
         with self._pool_lock:
             if self._pool is None:
-                self._pool = ThreadPoolExecutor(self._max_workers, thread_name_prefix="trustgate")
+                self._pool = _DaemonPool(self._max_workers)
             return self._pool
 
     def close(self) -> None:
-        """Stop the worker threads (they are daemon threads; this is for tidiness)."""
+        """Stop the worker threads once they are idle."""
         with self._pool_lock:
             if self._pool is not None:
-                self._pool.shutdown(wait=False, cancel_futures=True)
+                self._pool.close()
                 self._pool = None
 
     def _memo_for(self, policy_set: PolicySet) -> _Judge | None:
@@ -253,7 +276,7 @@ class Engine:
         matching = policy_set.matching(namespace, kind, ref)
         if not matching:
             return self._unmatched(shown, ref, namespace)
-        context = self._context(ref, deadline or Deadline(self._deadline_seconds))
+        context = self._context(ref, deadline or self.deadline())
         results = tuple(self._run_policy(ref, policy, context) for policy in matching)
         denials: list[str] = []
         warnings: list[str] = []
@@ -303,3 +326,48 @@ class Engine:
             line = f"{text} (defaults.noMatch: warn)"
             return Verdict(shown, ref, (), warnings=(line,), no_match="warn")
         return Verdict(shown, ref, (), no_match="allow")
+
+
+_Task = tuple[Future[Verdict], Callable[[str], Verdict], str] | None
+
+
+class _DaemonPool:
+    """Up to ``size`` daemon threads that run checks, started as work arrives.
+
+    Not a ThreadPoolExecutor: its threads are joined when the interpreter
+    exits, so one stuck where no deadline reaches (a DNS lookup) would keep a
+    CLI command from exiting after it has answered. Daemon threads are not.
+    """
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._tasks: queue.SimpleQueue[_Task] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._threads = 0
+
+    def submit(self, fn: Callable[[str], Verdict], image: str) -> Future[Verdict]:
+        future: Future[Verdict] = Future()
+        self._tasks.put((future, fn, image))
+        with self._lock:
+            if self._threads < self._size:
+                self._threads += 1
+                threading.Thread(target=self._work, name="trustgate-check", daemon=True).start()
+        return future
+
+    def close(self) -> None:
+        with self._lock:
+            for _ in range(self._threads):
+                self._tasks.put(None)
+            self._threads = 0
+
+    def _work(self) -> None:
+        while (task := self._tasks.get()) is not None:
+            future, fn, image = task
+            if not future.set_running_or_notify_cancel():
+                continue
+            # The boundary of a worker thread: whatever a check raises goes to
+            # the caller through the future, as ThreadPoolExecutor does.
+            try:
+                future.set_result(fn(image))
+            except BaseException as exc:
+                future.set_exception(exc)

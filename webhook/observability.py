@@ -142,6 +142,9 @@ def configure_logging(
     logger.propagate = False
 
 
+_BREAKER_STATES = {"breaker_closed": 0, "breaker_half_open": 1, "breaker_open": 2}
+
+
 class Metrics:
     """The webhook's Prometheus metrics, in a registry of their own."""
 
@@ -197,6 +200,53 @@ class Metrics:
             "When the active policy set was loaded.",
             registry=self.registry,
         )
+
+        self.breaker_state = Gauge(
+            "trustgate_breaker_state",
+            "Circuit breaker of each outbound host: 0 closed, 1 half-open (probing), 2 open.",
+            ["host"],
+            registry=self.registry,
+        )
+        self.breaker_rejections = Counter(
+            "trustgate_breaker_rejections",
+            "Calls refused at once because the host's circuit breaker was open, by host.",
+            ["host"],
+            registry=self.registry,
+        )
+        self.host_limit_rejections = Counter(
+            "trustgate_host_limit_rejections",
+            "Calls refused because the host already had network.perHostConcurrency calls "
+            "in flight, by host.",
+            ["host"],
+            registry=self.registry,
+        )
+        self.deadline_exceeded = Counter(
+            "trustgate_deadline_exceeded",
+            "Calls (and reviews) cut off by the review deadline, by the host waited for.",
+            ["host"],
+            registry=self.registry,
+        )
+        self.budget_exceeded = Counter(
+            "trustgate_budget_exceeded",
+            "Reviews stopped for reading more than network.reviewBudgetBytes, by host.",
+            ["host"],
+            registry=self.registry,
+        )
+
+    def observe_network(self, event: str, host: str) -> None:
+        """Record one outbound-call event of ``host`` (see registry.network.NetworkObserver)."""
+        state = _BREAKER_STATES.get(event)
+        if state is not None:
+            self.breaker_state.labels(host).set(state)
+            return
+        counter = {
+            "breaker_rejected": self.breaker_rejections,
+            "limit_rejected": self.host_limit_rejections,
+            "deadline_exceeded": self.deadline_exceeded,
+            "budget_exceeded": self.budget_exceeded,
+        }.get(event)
+        if counter is not None:
+            counter.labels(host).inc()
 
     def observe_cache(self, cache: str, result: str) -> None:
         """Count one cache lookup (``result`` is hit or miss)."""

@@ -24,7 +24,8 @@ from webhook.freshness.grader import Grader
 from webhook.freshness.sources import FreshnessSettings, FreshnessSources
 from webhook.policy.model import PolicySet
 from webhook.reference import DOCKER_HUB_ALIASES
-from webhook.registry import RegistryClient, RegistrySettings
+from webhook.registry import Network, NetworkLimits, RegistryClient, RegistrySettings
+from webhook.registry.network import NetworkObserver
 from webhook.registry.resolver import CachedResolver
 
 _DAY = 86400.0
@@ -130,10 +131,31 @@ def registry_settings(raw: Mapping[str, Any]) -> dict[str, RegistrySettings]:
     return settings
 
 
+def build_network(config: Config, observer: NetworkObserver | None = None) -> Network:
+    """Per-host limits and breakers shared by every outbound call of one engine."""
+    network = config.network
+    return Network(
+        NetworkLimits(
+            concurrency=network.per_host_concurrency,
+            queue_seconds=network.per_host_queue_seconds,
+            failure_threshold=network.breaker_failures,
+            open_seconds=network.breaker_open_seconds,
+            review_budget_bytes=network.review_budget_bytes,
+        ),
+        observer,
+    )
+
+
 def build_engine(
-    policies: Callable[[], PolicySet], config: Config, observer: Observer | None = None
+    policies: Callable[[], PolicySet],
+    config: Config,
+    observer: Observer | None = None,
+    network_observer: NetworkObserver | None = None,
 ) -> Engine:
     """The engine for ``config``, with network checks backed by a registry client.
+
+    ``observer`` counts cache lookups; ``network_observer`` sees breaker, limit,
+    deadline and budget events per host.
 
     Raises:
         ConfigError: the registries section is invalid, the grades file cannot be
@@ -144,14 +166,18 @@ def build_engine(
         # Pyxis recomputes grades daily; an older answer could miss a new advisory.
         raise ConfigError(f"cache.gradeTTL must be between 0 and {_DAY} seconds (under a day)")
     caches = Caches(cache_settings, observer)
-    client = RegistryClient(registry_settings(config.registries))
-    freshness = FreshnessSources(FreshnessSettings.from_config(config.freshness))
+    network = build_network(config, network_observer)
+    client = RegistryClient(registry_settings(config.registries), network=network)
+    freshness = FreshnessSources(FreshnessSettings.from_config(config.freshness), network)
     return Engine(
         policies,
         no_match=config.no_match,
         checks=build_checks(Services(client, caches, freshness)),
         resolver=CachedResolver(client, caches.digests),
         deadline_seconds=config.deadline_seconds,
+        max_workers=config.network.review_threads,
+        budget_bytes=config.network.review_budget_bytes,
+        on_event=network_observer,
     )
 
 
@@ -165,7 +191,8 @@ def build_grader(config: Config) -> Grader:
     from webhook.signatures.attestations import AttestationCheck
 
     caches = Caches(CacheSettings.from_config(config.cache))
-    client = RegistryClient(registry_settings(config.registries))
-    sources = FreshnessSources(FreshnessSettings.from_config(config.freshness))
+    network = build_network(config)
+    client = RegistryClient(registry_settings(config.registries), network=network)
+    sources = FreshnessSources(FreshnessSettings.from_config(config.freshness), network)
     check = FreshnessCheck(sources, caches, AttestationCheck(client, caches))
     return Grader(check, CachedResolver(client, caches.digests), config.deadline_seconds)

@@ -419,6 +419,28 @@ def test_deadline_follows_the_webhook_timeout() -> None:
     assert yaml.safe_load(config_map["data"]["trustgate.yaml"])["deadlineSeconds"] == 23
 
 
+@pytest.mark.parametrize(("timeout", "deadline"), [(3, 1), (3, 2), (10, 9), (30, 29), (15, 13.5)])
+def test_a_deadline_that_leaves_the_api_server_time_renders(timeout: int, deadline: float) -> None:
+    values = {"webhook": {"timeoutSeconds": timeout}, "config": {"deadlineSeconds": deadline}}
+    config_map = one(render(values), "ConfigMap", f"{RELEASE}-config")
+    assert yaml.safe_load(config_map["data"]["trustgate.yaml"])["deadlineSeconds"] == deadline
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        {"webhook": {"timeoutSeconds": 10}, "config": {"deadlineSeconds": 10}},
+        {"webhook": {"timeoutSeconds": 10}, "config": {"deadlineSeconds": 9.5}},
+        {"webhook": {"timeoutSeconds": 5}, "config": {"deadlineSeconds": 25}},
+    ],
+)
+def test_a_deadline_the_api_server_would_not_wait_for_fails_to_render(
+    values: dict[str, Any],
+) -> None:
+    with pytest.raises(helm.HelmError, match=r"deadlineSeconds .* at least 1 s below"):
+        render(values)
+
+
 def test_policies_from_set_file(tmp_path: Path) -> None:
     """``helm install --set-file 'policies.files.prod\\.yaml=policies/production.yaml'``."""
     source = REPO / "policies" / "production.yaml"

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from webhook.config import Config, load_config, parse_config
+from webhook.config import Config, NetworkConfig, load_config, parse_config
 from webhook.errors import ConfigError
 
 
@@ -73,3 +73,34 @@ def test_recheck_unchanged_images_is_off_by_default_and_schema_checked() -> None
         parse_config({"admission": {"recheckUnchangedImages": "yes"}})
     with pytest.raises(ConfigError, match="field admission: Additional properties"):
         parse_config({"admission": {"recheck": True}})
+
+
+def test_network_limits_and_their_defaults() -> None:
+    assert parse_config({}).network == NetworkConfig()
+    network = parse_config(
+        {
+            "network": {
+                "perHostConcurrency": 4,
+                "perHostQueueSeconds": 0.25,
+                "breakerFailures": 3,
+                "breakerOpenSeconds": 10,
+                "reviewBudgetBytes": 1048576,
+                "reviewThreads": 16,
+            }
+        }
+    ).network
+    assert network == NetworkConfig(4, 0.25, 3, 10.0, 1048576, 16)
+
+
+@pytest.mark.parametrize(
+    ("network", "message"),
+    [
+        ({"perHostConcurrency": 0}, "network.perHostConcurrency: 0 is less than the minimum"),
+        ({"reviewBudgetBytes": 10}, "network.reviewBudgetBytes: 10 is less than the minimum"),
+        ({"breakerOpenSeconds": 0}, "network.breakerOpenSeconds"),
+        ({"retries": 3}, "network: Additional properties are not allowed"),
+    ],
+)
+def test_invalid_network_limits(network: dict[str, object], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        parse_config({"network": network})

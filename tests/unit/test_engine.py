@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
 import pytest
 
 from tests.builders import engine, policy
 from webhook.checks import CheckContext
-from webhook.engine import Engine, display
+from webhook.engine import GRACE_SECONDS, Engine, display
 from webhook.policy.model import Authority, Freshness, KeyRef, PolicySet, Signatures
 from webhook.reference import ImageRef
 from webhook.registry import Deadline
@@ -242,3 +248,61 @@ def test_verdict_digest_is_the_pinned_one_and_none_when_never_needed() -> None:
     verdict = one(engine(policy()), "quay.io/acme/api:1.2")
     assert verdict.digest is None
     assert verdict.notes == ()
+
+
+class StuckCheck:
+    """A network check stuck where no socket is (a DNS lookup, say) after calling ``host``."""
+
+    name = "allowlist"
+    pure = False
+
+    def __init__(self) -> None:
+        self.release = threading.Event()
+
+    def run(self, image: object, policy: object, context: CheckContext) -> None:
+        context.deadline.host = "slow.example:5000"
+        self.release.wait(30)
+
+
+@pytest.mark.parametrize("images", [["quay.io/acme/a:1"], ["quay.io/acme/a:1", "quay.io/acme/b:1"]])
+def test_the_answer_never_waits_past_the_deadline(images: list[str]) -> None:
+    check = StuckCheck()
+    policy_set = PolicySet((policy(),))
+    events: list[tuple[str, str]] = []
+    e = Engine(
+        lambda: policy_set,
+        checks={"allowlist": check},
+        deadline_seconds=0.5,
+        on_event=lambda event, host: events.append((event, host)),
+    )
+    started = time.monotonic()
+    verdicts = e.evaluate(images, namespace="prod-x", kind="Pod")
+    elapsed = time.monotonic() - started
+    check.release.set()
+    assert elapsed < 0.5 + GRACE_SECONDS + 0.5
+    for image, verdict in zip(images, verdicts, strict=True):
+        assert verdict.denials == (
+            f"image {image} denied: its checks did not finish within the review's deadline "
+            "of 0.5 s (deadlineSeconds), still waiting for slow.example:5000",
+        )
+    assert ("deadline_exceeded", "slow.example:5000") in events
+
+
+def test_a_stuck_check_does_not_keep_the_process_from_exiting(tmp_path: Path) -> None:
+    script = tmp_path / "stuck.py"
+    script.write_text(
+        "import threading, time\n"
+        "from tests.builders import policy\n"
+        "from tests.unit.test_engine import StuckCheck\n"
+        "from webhook.engine import Engine\n"
+        "from webhook.policy.model import PolicySet\n"
+        "policy_set = PolicySet((policy(),))\n"
+        "e = Engine(lambda: policy_set, checks={'allowlist': StuckCheck()}, deadline_seconds=0.3)\n"
+        "print(e.evaluate(['quay.io/acme/a:1'], namespace='prod-x', kind='Pod')[0].allowed)\n"
+    )
+    started = time.monotonic()
+    done = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=25, check=True
+    )
+    assert done.stdout.strip() == "False"
+    assert time.monotonic() - started < 15  # the stuck thread waits 30 s; exit does not

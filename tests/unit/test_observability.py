@@ -58,3 +58,19 @@ def test_metrics_registries_are_separate() -> None:
     first.requests.labels("denied").inc()
     assert b'decision="denied"' in first.render()
     assert b'decision="denied"' not in second.render()
+
+
+def test_network_events_become_per_host_metrics() -> None:
+    metrics = Metrics()
+    for event in ("breaker_open", "breaker_rejected", "breaker_rejected", "limit_rejected"):
+        metrics.observe_network(event, "slow.example")
+    metrics.observe_network("deadline_exceeded", "slow.example")
+    metrics.observe_network("budget_exceeded", "big.example")
+    metrics.observe_network("breaker_half_open", "other.example")
+    text = metrics.render().decode()
+    assert 'trustgate_breaker_state{host="slow.example"} 2.0' in text
+    assert 'trustgate_breaker_state{host="other.example"} 1.0' in text
+    assert 'trustgate_breaker_rejections_total{host="slow.example"} 2.0' in text
+    assert 'trustgate_host_limit_rejections_total{host="slow.example"} 1.0' in text
+    assert 'trustgate_deadline_exceeded_total{host="slow.example"} 1.0' in text
+    assert 'trustgate_budget_exceeded_total{host="big.example"} 1.0' in text

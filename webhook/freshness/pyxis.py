@@ -5,29 +5,36 @@ for a multi-architecture index (Pyxis then lists one image per architecture),
 ``repositories.manifest_schema2_digest`` or ``image_id`` for a single manifest.
 Each image carries ``freshness_grades``: windows of ``grade``, ``start_date``
 and ``end_date`` (the last has none). Every request runs within the review's
-deadline; failures are UpstreamErrors naming Pyxis, never crashes.
+deadline and byte budget, through the per-host limits and breaker of the
+``Network``; failures are UpstreamErrors naming Pyxis, never crashes. The API
+key is sent with each request to the configured host and nowhere else: a
+redirect to another host is not followed.
 """
 
 from __future__ import annotations
 
 import json
 import re
-import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urljoin, urlsplit
 
 import requests
 
 from webhook.errors import UpstreamError
 from webhook.freshness.grades import GRADES, Grade, Window, parse_date
-from webhook.registry import Deadline
+from webhook.registry import Deadline, Network
+from webhook.registry.deadline import BudgetExceeded
+from webhook.registry.network import HostFailure
 
 DEFAULT_URL = "https://catalog.redhat.com/api/containers/v1"
 DEFAULT_TIMEOUT = 3.0
 #: Pyxis answers for one digest are small; anything larger is not what was asked.
 MAX_RESPONSE_BYTES = 4 * 1024 * 1024
+_MAX_REDIRECTS = 3
+_REDIRECTS = frozenset({301, 302, 303, 307, 308})
 _PAGE_SIZE = 100
 _DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
 _INCLUDE = ",".join(
@@ -61,27 +68,27 @@ class PyxisSettings:
 
 
 class PyxisClient:
-    """Looks images up in Pyxis; one HTTP session per thread, created lazily."""
+    """Looks images up in Pyxis; one HTTP session per thread (the Network's), created lazily."""
 
-    def __init__(self, settings: PyxisSettings) -> None:
+    def __init__(self, settings: PyxisSettings, network: Network | None = None) -> None:
         self._settings = settings
         self._base = settings.url.rstrip("/")
-        self._local = threading.local()
+        self._origin = urlsplit(self._base)
+        self._host = self._origin.netloc.lower()
+        self._network = network or Network()
 
     @property
     def url(self) -> str:
         """The API base URL, for messages."""
         return self._base
 
-    def _session(self) -> requests.Session:
-        session: requests.Session | None = getattr(self._local, "session", None)
-        if session is None:
-            session = requests.Session()
-            session.headers["Accept"] = "application/json"
-            if self._settings.api_key:
-                session.headers["X-API-KEY"] = self._settings.api_key
-            self._local.session = session
-        return session
+    def _headers(self) -> dict[str, str]:
+        # Per request, never a session header: requests strips only
+        # Authorization on a redirect, and the key is for this host alone.
+        headers = {"Accept": "application/json"}
+        if self._settings.api_key:
+            headers["X-API-KEY"] = self._settings.api_key
+        return headers
 
     def grades(self, digest: str, deadline: Deadline) -> tuple[ArchitectureGrades, ...]:
         """Every architecture Pyxis knows under ``digest``; empty when it knows none.
@@ -112,22 +119,16 @@ class PyxisClient:
         remaining = deadline.check(f"Pyxis at {self._base}")
         timeout = min(self._settings.timeout, remaining)
         try:
-            with self._session().get(
-                self._base + path, params=params, timeout=timeout, stream=True
-            ) as response:
-                if response.status_code == 404:
-                    return None
-                if response.status_code != 200:
-                    raise UpstreamError(
-                        f"Pyxis at {self._base} answered HTTP {response.status_code}"
-                    )
-                body = _read(response, self._base)
-        except requests.Timeout:
-            raise UpstreamError(
-                f"Pyxis at {self._base} did not answer within {timeout:.1f} s"
-            ) from None
-        except requests.RequestException as exc:
-            raise UpstreamError(f"Pyxis at {self._base} cannot be reached: {_short(exc)}") from None
+            with self._network.call(self._host, deadline):
+                try:
+                    body = self._fetch(self._base + path, params, timeout, deadline)
+                except requests.RequestException as exc:
+                    raise HostFailure(self._failure(exc, timeout, deadline)) from None
+        except BudgetExceeded as exc:
+            self._network.event("budget_exceeded", self._host)
+            raise UpstreamError(exc.message) from None
+        if body is None:
+            return None
         try:
             data = json.loads(body)
         except ValueError:
@@ -138,14 +139,67 @@ class PyxisClient:
             raise UpstreamError(f"Pyxis at {self._base} answered JSON that is not an object")
         return data
 
+    def _fetch(
+        self, url: str, params: Mapping[str, str] | None, timeout: float, deadline: Deadline
+    ) -> bytes | None:
+        """The body at ``url`` (None for 404), following redirects within the Pyxis host only.
 
-def _read(response: requests.Response, base: str) -> bytes:
+        Raises requests' exceptions for transport failures and UpstreamError
+        for answers that are not the catalog's.
+        """
+        for _ in range(_MAX_REDIRECTS + 1):
+            response = self._network.session().get(
+                url,
+                params=params,
+                headers=self._headers(),
+                timeout=timeout,
+                stream=True,
+                allow_redirects=False,
+            )
+            with response:
+                if response.status_code in _REDIRECTS:
+                    url = self._redirect(url, response.headers.get("Location", ""))
+                    params = None
+                    continue
+                if response.status_code == 404:
+                    return None
+                if response.status_code != 200:
+                    raise UpstreamError(
+                        f"Pyxis at {self._base} answered HTTP {response.status_code}"
+                    )
+                return _read(response, self._base, self._host, deadline)
+        raise UpstreamError(f"Pyxis at {self._base} redirected more than {_MAX_REDIRECTS} times")
+
+    def _failure(self, exc: requests.RequestException, timeout: float, deadline: Deadline) -> str:
+        if deadline.remaining() <= 0:
+            self._network.event("deadline_exceeded", self._host)
+            return (
+                f"Pyxis at {self._base} timed out: it was still answering when the "
+                f"review's deadline of {deadline.seconds:g} s passed"
+            )
+        if isinstance(exc, requests.Timeout):
+            return f"Pyxis at {self._base} did not answer within {timeout:.1f} s"
+        return f"Pyxis at {self._base} cannot be reached: {_short(exc)}"
+
+    def _redirect(self, url: str, location: str) -> str:
+        target = urljoin(url, location)
+        parts = urlsplit(target)
+        if (parts.scheme, parts.netloc.lower()) != (self._origin.scheme, self._host):
+            raise UpstreamError(
+                f"Pyxis at {self._base} redirected to {parts.scheme}://{parts.netloc[:200]}; "
+                "the API key goes to the configured Pyxis host only, so it is not followed"
+            )
+        return target
+
+
+def _read(response: requests.Response, base: str, host: str, deadline: Deadline) -> bytes:
     chunks: list[bytes] = []
     size = 0
     for chunk in response.iter_content(64 * 1024):
         size += len(chunk)
         if size > MAX_RESPONSE_BYTES:
             raise UpstreamError(f"Pyxis at {base} answered more than {MAX_RESPONSE_BYTES} bytes")
+        deadline.charge(host, len(chunk))
         chunks.append(chunk)
     return b"".join(chunks)
 

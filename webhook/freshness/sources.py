@@ -24,7 +24,7 @@ from webhook.freshness.pyxis import (
     PyxisSettings,
 )
 from webhook.freshness.static import StaticGrades, load_grades
-from webhook.registry import Deadline
+from webhook.registry import Deadline, Network
 
 #: How each source is named in messages.
 LABELS = {"pyxis": "Pyxis", "attestation": "signed vulnerability report", "static": "grades file"}
@@ -98,9 +98,9 @@ class FreshnessSettings:
 class FreshnessSources:
     """The Pyxis client and the grades file one engine uses, built once."""
 
-    def __init__(self, settings: FreshnessSettings) -> None:
+    def __init__(self, settings: FreshnessSettings, network: Network | None = None) -> None:
         self.settings = settings
-        self.pyxis = PyxisClient(settings.pyxis)
+        self.pyxis = PyxisClient(settings.pyxis, network)
         self.static: StaticGrades | None = (
             None if settings.static_file is None else load_grades(settings.static_file)
         )

@@ -1,8 +1,12 @@
 """An OCI distribution client: resolve tags, fetch manifests, blobs and referrers.
 
-Every answer is size-limited while it streams and hash-verified before it is
-returned; every request shares one ``Deadline``. Failures are UpstreamErrors
-that name the registry, and a missing manifest or blob is ``NotFound``.
+Every answer is size-limited while it streams, charged to the review's byte
+budget and hash-verified before it is returned; every request shares one
+``Deadline`` and goes through the ``Network`` (per-host limits, breakers,
+sockets shut down at the deadline). Failures are UpstreamErrors that name the
+registry, and a missing manifest or blob is ``NotFound``. Credentials are sent
+to the configured registry only: a redirect target never gets them, and a 401
+is answered only when the registry itself sent it.
 """
 
 from __future__ import annotations
@@ -10,7 +14,6 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -24,6 +27,8 @@ import urllib3
 from webhook.errors import UpstreamError
 from webhook.reference import ImageRef
 from webhook.registry.auth import Authenticator, basic_authorization, bearer_challenge
+from webhook.registry.deadline import BudgetExceeded, Deadline
+from webhook.registry.network import HostFailure, Network
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
@@ -36,6 +41,8 @@ _RETRYABLE = frozenset({429, 502, 503, 504})
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 _MAX_REDIRECTS = 3
 _MAX_REFERRER_PAGES = 16
+#: More referrers than this for one digest is a flood, not a signed image.
+_MAX_REFERRERS = 1000
 _BACKOFF = 0.2
 _RETRY_AFTER_MAX = 2.0
 _CHUNK = 64 * 1024
@@ -47,7 +54,7 @@ class NotFound(UpstreamError):
     """The registry answered 404: the manifest, blob or repository does not exist."""
 
 
-class _Transient(UpstreamError):
+class _Transient(HostFailure):
     """A connection failure or timeout that a retry may cure."""
 
 
@@ -71,24 +78,6 @@ class Manifest:
     data: dict[str, Any]
 
 
-class Deadline:
-    """A point in monotonic time after which no request may run."""
-
-    def __init__(self, seconds: float) -> None:
-        self._end = time.monotonic() + seconds
-
-    def remaining(self) -> float:
-        """Seconds left, never negative."""
-        return max(0.0, self._end - time.monotonic())
-
-    def check(self, what: str) -> float:
-        """Seconds left; raises UpstreamError("<what> timed out") when none are."""
-        remaining = self.remaining()
-        if remaining <= 0:
-            raise UpstreamError(f"{what} timed out")
-        return remaining
-
-
 @dataclass(frozen=True, slots=True)
 class _Target:
     ref: ImageRef
@@ -105,7 +94,7 @@ class _Target:
     def remaining(self, deadline: Deadline) -> float:
         remaining = deadline.remaining()
         if remaining <= 0:
-            raise self.error(f"{self.host} timed out")
+            raise self.error(_late(deadline, self.host), HostFailure)
         return remaining
 
 
@@ -124,14 +113,15 @@ class RegistryClient:
         max_manifest_bytes: int = 4 * 1024 * 1024,
         max_blob_bytes: int = 1024 * 1024,
         retries: int = 2,
+        network: Network | None = None,
     ) -> None:
         self._settings = dict(settings or {})
+        self._network = network or Network()
         self._timeout = timeout
         self._max_manifest_bytes = max_manifest_bytes
         self._max_blob_bytes = max_blob_bytes
         self._retries = retries
         self._auth = Authenticator()
-        self._local = threading.local()
 
     def resolve(self, ref: ImageRef, deadline: Deadline) -> str:
         """The digest ``ref`` points to: its own digest, or its tag's.
@@ -145,8 +135,9 @@ class RegistryClient:
         tag = ref.tag or "latest"
         target = self._target(ref)
         path = self._path(target, "manifests", _checked_reference(target, tag))
-        response = self._request(target, "HEAD", path, deadline, accept=MANIFEST_ACCEPT)
-        response.raw.drain_conn()
+        with self._network.call(target.host, deadline):
+            response = self._request(target, "HEAD", path, deadline, accept=MANIFEST_ACCEPT)
+            response.raw.drain_conn()
         if response.status_code == 404:
             raise target.error(f"tag {tag} not found in {target.host}/{ref.path}", NotFound)
         digest = response.headers.get("Docker-Content-Digest", "")
@@ -164,17 +155,20 @@ class RegistryClient:
         """
         target = self._target(ref)
         path = self._path(target, "manifests", _checked_reference(target, reference))
-        response = self._request(target, "GET", path, deadline, accept=MANIFEST_ACCEPT)
-        self._expect_ok(target, response, f"manifest {reference}")
         expected = reference if _DIGEST.fullmatch(reference) else None
-        header = response.headers.get("Docker-Content-Digest")
-        if expected is None and header is not None:
-            if not _DIGEST.fullmatch(header):
-                response.close()
-                raise target.error(f"{target.host} sent a malformed digest header {header[:80]!r}")
-            expected = header
-        content_type = response.headers.get("Content-Type", "").split(";")[0].strip()
-        body = self._read(target, response, self._max_manifest_bytes, deadline, "manifest")
+        with self._network.call(target.host, deadline):
+            response = self._request(target, "GET", path, deadline, accept=MANIFEST_ACCEPT)
+            self._expect_ok(target, response, f"manifest {reference}")
+            header = response.headers.get("Docker-Content-Digest")
+            if expected is None and header is not None:
+                if not _DIGEST.fullmatch(header):
+                    response.close()
+                    raise target.error(
+                        f"{target.host} sent a malformed digest header {header[:80]!r}"
+                    )
+                expected = header
+            content_type = response.headers.get("Content-Type", "").split(";")[0].strip()
+            body = self._read(target, response, self._max_manifest_bytes, deadline, "manifest")
         digest = _verified(target, body, expected, "manifest")
         data = _json_object(target, body, "manifest")
         media_type = data.get("mediaType")
@@ -193,10 +187,11 @@ class RegistryClient:
         """
         target = self._target(ref)
         path = self._path(target, "blobs", _checked_digest(target, digest))
-        response = self._request(target, "GET", path, deadline, accept="*/*")
-        self._expect_ok(target, response, f"blob {digest}")
         limit = self._max_blob_bytes if max_bytes is None else max_bytes
-        body = self._read(target, response, limit, deadline, "blob")
+        with self._network.call(target.host, deadline):
+            response = self._request(target, "GET", path, deadline, accept="*/*")
+            self._expect_ok(target, response, f"blob {digest}")
+            body = self._read(target, response, limit, deadline, "blob")
         _verified(target, body, digest, "blob")
         return body
 
@@ -216,21 +211,31 @@ class RegistryClient:
             path += "?" + urlencode({"artifactType": artifact_type})
         found: list[dict[str, Any]] = []
         for page in range(_MAX_REFERRER_PAGES):
-            response = self._request(target, "GET", path, deadline, accept=OCI_INDEX)
-            if response.status_code == 404 and page == 0:
+            with self._network.call(target.host, deadline):
+                response = self._request(target, "GET", path, deadline, accept=OCI_INDEX)
+                missing = response.status_code == 404 and page == 0
+                if not missing:
+                    self._expect_ok(target, response, f"referrers of {digest}")
+                    next_url = response.links.get("next", {}).get("url")
+                    limit = self._max_manifest_bytes
+                    body = self._read(target, response, limit, deadline, "referrers")
+            if missing:
                 response.close()
                 return self._referrers_tag(ref, digest, deadline, artifact_type)
-            self._expect_ok(target, response, f"referrers of {digest}")
-            next_url = response.links.get("next", {}).get("url")
-            body = self._read(target, response, self._max_manifest_bytes, deadline, "referrers")
-            found += _descriptors(target, _json_object(target, body, "referrers index"))
+            index = _json_object(target, body, "referrers index")
+            del body
+            found += _of_type(_descriptors(target, index), artifact_type)
+            if len(found) > _MAX_REFERRERS:
+                raise target.error(
+                    f"{target.host} lists more than {_MAX_REFERRERS} referrers of {digest}"
+                )
             if not next_url:
                 break
             parts = urlsplit(urljoin(target.base + path, next_url))
             if f"{parts.scheme}://{parts.netloc}" != target.base:
                 raise target.error(f"{target.host} paginated referrers to another host")
             path = parts.path + (f"?{parts.query}" if parts.query else "")
-        return _of_type(found, artifact_type)
+        return found
 
     def _referrers_tag(
         self, ref: ImageRef, digest: str, deadline: Deadline, artifact_type: str | None
@@ -250,13 +255,6 @@ class RegistryClient:
     @staticmethod
     def _path(target: _Target, kind: str, reference: str) -> str:
         return f"/v2/{target.ref.path}/{kind}/{quote(reference, safe=':')}"
-
-    def _session(self) -> requests.Session:
-        session: requests.Session | None = getattr(self._local, "session", None)
-        if session is None:
-            session = requests.Session()
-            self._local.session = session
-        return session
 
     def _request(
         self, target: _Target, method: str, path: str, deadline: Deadline, *, accept: str
@@ -281,8 +279,17 @@ class RegistryClient:
                 if attempt < self._retries and _pause(deadline, None, attempt):
                     attempt += 1
                     continue
-                raise target.error(exc.message) from None
+                raise target.error(exc.message, HostFailure) from None
             status = response.status_code
+            answered_by = urlsplit(response.url).netloc.lower()
+            if status == 401 and answered_by != urlsplit(target.base).netloc:
+                # A redirect target asking for credentials: they belong to the
+                # registry alone, so neither they nor a token go anywhere else.
+                response.close()
+                raise target.error(
+                    f"{target.host} redirected to {answered_by}, which asked for credentials; "
+                    f"credentials and tokens for {target.host} are sent to it alone"
+                )
             if status == 401 and not authenticated:
                 response.close()
                 self._auth.forget(target.host, target.ref.path)
@@ -371,7 +378,7 @@ class RegistryClient:
             ca = target.settings.ca
             verify: bool | str = str(ca) if ca is not None and netloc == origin else True
             try:
-                response = self._session().request(
+                response = self._network.session().request(
                     method,
                     url,
                     headers=headers,
@@ -380,11 +387,14 @@ class RegistryClient:
                     timeout=(limit, limit),
                     verify=verify,
                 )
-            except requests.exceptions.SSLError as exc:
-                raise target.error(f"TLS with {netloc} failed: {exc}") from None
-            except requests.exceptions.Timeout:
-                raise _Transient(f"{netloc} timed out") from None
             except requests.exceptions.RequestException as exc:
+                if deadline.remaining() <= 0:
+                    self._network.event("deadline_exceeded", netloc)
+                    raise target.error(_late(deadline, netloc), HostFailure) from None
+                if isinstance(exc, requests.exceptions.SSLError):
+                    raise target.error(f"TLS with {netloc} failed: {exc}") from None
+                if isinstance(exc, requests.exceptions.Timeout):
+                    raise _Transient(f"{netloc} timed out") from None
                 raise _Transient(f"cannot reach {netloc}: {exc}") from None
             if response.status_code not in _REDIRECTS:
                 return response
@@ -442,18 +452,35 @@ class RegistryClient:
                 total += len(chunk)
                 if total > limit:
                     raise target.error(too_large)
+                deadline.charge(target.host, len(chunk))
                 chunks.append(chunk)
             raw.drain_conn()
+        except BudgetExceeded as exc:
+            self._network.event("budget_exceeded", target.host)
+            raise target.error(exc.message) from None
         except (urllib3.exceptions.HTTPError, OSError) as exc:
-            if deadline.remaining() <= 0 or isinstance(
-                exc, TimeoutError | urllib3.exceptions.TimeoutError
-            ):
-                raise target.error(f"{target.host} timed out sending the {what}") from None
-            raise target.error(f"reading the {what} from {target.host} failed: {exc}") from None
+            if deadline.remaining() <= 0:
+                self._network.event("deadline_exceeded", target.host)
+                late = _late(deadline, target.host, f"sending the {what}")
+                raise target.error(late, HostFailure) from None
+            if isinstance(exc, TimeoutError | urllib3.exceptions.TimeoutError):
+                raise target.error(
+                    f"{target.host} timed out sending the {what}", HostFailure
+                ) from None
+            raise target.error(
+                f"reading the {what} from {target.host} failed: {exc}", HostFailure
+            ) from None
         finally:
             if raw.connection is not None:
                 response.close()
         return b"".join(chunks)
+
+
+def _late(deadline: Deadline, host: str, doing: str = "answering") -> str:
+    return (
+        f"{host} timed out: it was still {doing} when the review's deadline "
+        f"of {deadline.seconds:g} s passed"
+    )
 
 
 def _pause(deadline: Deadline, retry_after: str | None, attempt: int) -> bool:

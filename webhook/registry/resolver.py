@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from webhook.cache import Cache
 from webhook.reference import ImageRef
-from webhook.registry.client import Deadline, RegistryClient
+from webhook.registry.client import RegistryClient
+from webhook.registry.deadline import Deadline
 
 
 class CachedResolver:

@@ -87,6 +87,10 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- if not (hasKey $config "deadlineSeconds") }}
 {{- $_ := set $config "deadlineSeconds" (sub (int .Values.webhook.timeoutSeconds) 2 | max 1) }}
 {{- end }}
+{{- /* The answer (deadline + 0.5 s grace + the trip back) must reach the API server before it gives up. */}}
+{{- if gt (addf (float64 $config.deadlineSeconds) 1.0) (float64 .Values.webhook.timeoutSeconds) }}
+{{- fail (printf "config.deadlineSeconds (%v) must be at least 1 s below webhook.timeoutSeconds (%v): reviews must answer before the API server stops waiting" $config.deadlineSeconds .Values.webhook.timeoutSeconds) }}
+{{- end }}
 {{- toYaml $config }}
 {{- end }}
 

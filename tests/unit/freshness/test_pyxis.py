@@ -100,7 +100,7 @@ def test_slow_pyxis_times_out_within_the_deadline(pyxis: Pyxis) -> None:
     pyxis.failures[slow] = "slow"
     pyxis.slow_seconds = 3.0
     started = datetime.now(UTC)
-    with pytest.raises(UpstreamError, match=r"did not answer within 0\.5 s"):
+    with pytest.raises(UpstreamError, match=r"timed out: .*deadline of 0\.5 s passed"):
         sources(pyxis, timeout=5.0).from_pyxis(slow, Deadline(0.5))
     assert datetime.now(UTC) - started < timedelta(seconds=2)
 
@@ -142,3 +142,24 @@ def test_only_digests_are_asked_about() -> None:
 )
 def test_parse_date(text: str | None, expected: datetime | None) -> None:
     assert parse_date(text) == expected
+
+
+def test_the_api_key_does_not_follow_a_redirect_to_another_host() -> None:
+    with running_pyxis([image_record("amd64", "sha256:" + "7" * 64, [])]) as elsewhere:
+        with running_pyxis() as redirecting:
+            redirecting.redirect = elsewhere.url
+            client = PyxisClient(PyxisSettings(url=redirecting.url, api_key="s3cret"))
+            with pytest.raises(UpstreamError, match=r"redirected to http://127\.0\.0\.1:\d+; the"):
+                client.grades("sha256:" + "7" * 64, Deadline(5))
+            assert redirecting.requests[0][1].get("X-API-KEY") == "s3cret"
+        assert elsewhere.requests == []  # neither the key nor the question went there
+
+
+def test_the_api_key_stays_on_the_pyxis_host_through_its_own_redirects() -> None:
+    with running_pyxis() as redirecting:
+        redirecting.redirect = redirecting.url
+        client = PyxisClient(PyxisSettings(url=redirecting.url, api_key="s3cret"))
+        with pytest.raises(UpstreamError, match="redirected more than 3 times"):
+            client.grades("sha256:" + "7" * 64, Deadline(5))
+        assert len(redirecting.requests) == 4
+        assert all(headers.get("X-API-KEY") == "s3cret" for _, headers in redirecting.requests)
