@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import threading
@@ -302,7 +303,13 @@ def test_a_stuck_check_does_not_keep_the_process_from_exiting(tmp_path: Path) ->
     )
     started = time.monotonic()
     done = subprocess.run(
-        [sys.executable, str(script)], capture_output=True, text=True, timeout=25, check=True
+        [sys.executable, str(script)],
+        capture_output=True,
+        text=True,
+        timeout=25,
+        check=True,
+        # The script imports this test module: the project's root must be importable.
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])},
     )
     assert done.stdout.strip() == "False"
     assert time.monotonic() - started < 15  # the stuck thread waits 30 s; exit does not
