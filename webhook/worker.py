@@ -44,6 +44,7 @@ from concurrent.futures import Future
 from functools import partial
 from typing import Any
 
+import prometheus_client
 from gunicorn import http, util
 from gunicorn import sock as gunicorn_sock
 from gunicorn.workers.gthread import STOP_KEEPALIVE_LINGER, TConn, ThreadWorker
@@ -120,6 +121,8 @@ class TrustgateWorker(ThreadWorker):  # type: ignore[misc]
         self._next_sweep = 0.0
         self._next_report = time.monotonic() + _REPORT_INTERVAL
         self._closed: Counter[str] = Counter()
+        self._metrics: prometheus_client.Counter | None = None
+        self._open_gauge: prometheus_client.Gauge | None = None
 
     def init_process(self) -> None:
         """Size the capacity to the descriptors this process may open, then run."""
@@ -132,6 +135,7 @@ class TrustgateWorker(ThreadWorker):  # type: ignore[misc]
 
     def run(self) -> None:
         """Serve until told to stop, then finish what is in flight within the graceful timeout."""
+        self._attach_metrics()
         self.poller.register(
             self.method_queue.fileno(), selectors.EVENT_READ, self.method_queue.run_callbacks
         )
@@ -143,6 +147,28 @@ class TrustgateWorker(ThreadWorker):  # type: ignore[misc]
                 break
             self._sweep()
         self._stop()
+
+    def _attach_metrics(self) -> None:
+        """Count closed connections in the app's metrics registry, when the app has one."""
+        state = getattr(self.wsgi, "extensions", {}).get("trustgate")
+        registry = getattr(getattr(state, "metrics", None), "registry", None)
+        if not isinstance(registry, prometheus_client.CollectorRegistry):
+            return
+        self._metrics = prometheus_client.Counter(
+            "trustgate_client_connections_closed",
+            "Client connections closed by the server before a complete request, by reason: "
+            "timeout (no complete request within the client timeout), evicted (to make room "
+            "at the connection limit), shed (to bound buffered bytes), refused (431, 413, 400).",
+            ["reason"],
+            registry=registry,
+        )
+        self._open_gauge = prometheus_client.Gauge(
+            "trustgate_client_connections",
+            "Open client connections of this worker, by state: waiting (for a complete "
+            "request or idle between requests) and busy (a request being served).",
+            ["state"],
+            registry=registry,
+        )
 
     def _stop(self) -> None:
         self.set_accept_enabled(False)
@@ -249,7 +275,7 @@ class TrustgateWorker(ThreadWorker):  # type: ignore[misc]
         except ssl.SSLWantWriteError:
             self._listen(conn, selectors.EVENT_WRITE)
         except FramingError as exc:
-            self._closed["refused"] += 1
+            self._count("refused")
             self._refuse(conn, exc.status, exc.reason)
         except (OSError, ValueError):  # a failed handshake, a reset, an early close
             self._drop(conn)
@@ -287,7 +313,7 @@ class TrustgateWorker(ThreadWorker):  # type: ignore[misc]
         for conn in [c for c in self._waiting if c.buf and c is not keep]:
             if self._buffered <= self._budget:
                 return
-            self._closed["shed"] += 1
+            self._count("shed")
             self._drop(conn)
 
     def _dispatch(self, conn: _Conn) -> None:
@@ -359,16 +385,25 @@ class TrustgateWorker(ThreadWorker):  # type: ignore[misc]
             self._drop(conn)
         for conn in [c for c in self._waiting if c.expires <= now]:
             if conn.buf:
-                self._closed["timeout"] += 1
+                self._count("timeout")
                 reason = f"the request was not complete within {self.client_timeout:g} seconds"
                 self._refuse(conn, 408, reason)
             else:
                 if not conn.kept:
-                    self._closed["timeout"] += 1
+                    self._count("timeout")
                 self._drop(conn)
+        if self._open_gauge is not None:
+            waiting = len(self._waiting)
+            self._open_gauge.labels("waiting").set(waiting)
+            self._open_gauge.labels("busy").set(self.nr_conns - waiting - len(self._lingering))
         if now >= self._next_report:
             self._next_report = now + _REPORT_INTERVAL
             self._report()
+
+    def _count(self, reason: str) -> None:
+        self._closed[reason] += 1
+        if self._metrics is not None:
+            self._metrics.labels(reason).inc()
 
     def _report(self) -> None:
         if not self._closed:
@@ -393,7 +428,7 @@ class TrustgateWorker(ThreadWorker):  # type: ignore[misc]
         for pool, reason in ((self._lingering, None), (self._waiting, "evicted")):
             if pool:
                 if reason:
-                    self._closed[reason] += 1
+                    self._count(reason)
                 self._drop(next(iter(pool)))
                 return True
         return False

@@ -218,9 +218,22 @@ def test_idle_and_slow_clients_do_not_delay_a_review(server: Server) -> None:
 
     after = latencies(server)
     assert max(after) < 1.0, after
+    metrics = server.get("/metrics").text
+    assert metric(metrics, 'trustgate_client_connections_closed_total{reason="timeout"}') >= len(
+        attack
+    )
+    assert metric(metrics, 'trustgate_client_connections{state="busy"}') <= 1
     log = server.log_text()
     assert "Traceback" not in log
     assert "Logging error" not in log
+
+
+def metric(text: str, sample: str) -> float:
+    """The value of one sample in Prometheus text format."""
+    for line in text.splitlines():
+        if line.startswith(sample + " "):
+            return float(line.split()[-1])
+    raise AssertionError(f"{sample} not in the metrics:\n{text}")
 
 
 def test_at_capacity_the_oldest_waiting_connection_makes_room(tmp_path: Path) -> None:
@@ -236,6 +249,11 @@ def test_at_capacity_the_oldest_waiting_connection_makes_room(tmp_path: Path) ->
         # for the newer ones and the reviews; the newest are still open.
         assert closed(idle[:50], 2.0) == dict.fromkeys(idle[:50], b"")
         assert closed(idle[-40:]) == {}
+        evicted = metric(
+            server.get("/metrics").text,
+            'trustgate_client_connections_closed_total{reason="evicted"}',
+        )
+        assert evicted >= 50
         for sock in idle:
             sock.close()
     finally:
