@@ -51,6 +51,12 @@ class RequestFramer:
         self._pos = 0  # chunked: where the next chunk-size line starts
         self._decoded = 0  # chunked: body bytes seen so far
         self._trailers = False  # chunked: the last chunk is in, trailers follow
+        #: The head asks for "100 Continue" before the body is sent (HTTP/1.1 only).
+        self.expects_continue = False
+
+    def awaits_continue(self, buf: bytes | bytearray) -> bool:
+        """Whether the client waits for "100 Continue": its head asked and no body came yet."""
+        return self.expects_continue and len(buf) == self._body_start
 
     def feed(self, buf: bytes | bytearray) -> int | None:
         """The offset just past the request in ``buf``, or ``None`` if it is not complete.
@@ -84,10 +90,15 @@ class RequestFramer:
         """Content-Length, -1 for chunked, 0 when gunicorn will refuse the framing anyway."""
         lengths: set[bytes] = set()
         chunked = False
-        for line in head.split(b"\r\n")[1:]:
+        request_line, *fields = head.split(b"\r\n")
+        for line in fields:
             name, _, value = line.partition(b":")
             name = name.strip().lower()
-            if name == b"content-length":
+            if name == b"expect":
+                self.expects_continue = request_line.endswith(b" HTTP/1.1") and (
+                    value.strip().lower() == b"100-continue"
+                )
+            elif name == b"content-length":
                 lengths.add(value.strip())
             elif name == b"transfer-encoding":
                 chunked = value.split(b",")[-1].strip().lower() == b"chunked"

@@ -100,6 +100,8 @@ class _Conn(TConn):  # type: ignore[misc]
         self.closing = False
         self.closed = False
         self.drained = 0
+        #: "100 Continue" went out for the request being received.
+        self.continued = False
         self.events = 0
         self.callback: Any = None
 
@@ -292,6 +294,11 @@ class TrustgateWorker(ThreadWorker):  # type: ignore[misc]
             ConnectionResetError: the client closed before its request was complete.
         """
         while conn.framer.feed(conn.buf) is None:
+            if not conn.continued and conn.framer.awaits_continue(conn.buf):
+                # As gunicorn would, but from here: the body is awaited here.
+                conn.continued = True
+                with contextlib.suppress(OSError, ValueError):
+                    conn.sock.send(b"HTTP/1.1 100 Continue\r\n\r\n")
             try:
                 data = conn.sock.recv(_RECV_BYTES)
             except BlockingIOError:
@@ -337,6 +344,8 @@ class TrustgateWorker(ThreadWorker):  # type: ignore[misc]
             req = next(conn.parser)
             if not req:
                 return False
+            if conn.continued:
+                req._expected_100_continue = False  # the loop answered it already
             return bool(self._keepalive_after(conn, self.handle_request(req, conn)))
         except (StopIteration, http.errors.NoMoreData):
             return False
@@ -361,6 +370,7 @@ class TrustgateWorker(ThreadWorker):  # type: ignore[misc]
         conn.sock.setblocking(False)
         conn.buf = bytearray(leftover)
         conn.framer = self._framer()
+        conn.continued = False
         self._buffered += len(leftover)
         now = time.monotonic()
         conn.kept = not leftover

@@ -278,6 +278,18 @@ def test_client_timeout_option_and_oversized_head(tmp_path: Path) -> None:
         assert answer.startswith(b"HTTP/1.1 431 ")
         assert b"the request head is longer than 65536 bytes" in answer
 
+        # A client that waits for "100 Continue" gets it at once, and once.
+        asking = tls_connection(server)
+        asking.sendall(
+            b"POST /validate HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
+            b"Expect: 100-continue\r\nContent-Length: %d\r\n\r\n" % len(REVIEW)
+        )
+        assert asking.recv(4096) == b"HTTP/1.1 100 Continue\r\n\r\n"
+        asking.sendall(REVIEW.encode())
+        answer = asking.recv(65536)
+        assert answer.startswith(b"HTTP/1.1 200 OK\r\n"), answer
+        asking.close()
+
         # Keep-alive still works, and a second request trickled on a kept-alive
         # connection meets the same deadline.
         kept = tls_connection(server)

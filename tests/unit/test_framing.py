@@ -90,3 +90,19 @@ def test_many_small_chunks_cost_linear_work() -> None:
     for n in range(len(HEAD), len(data), 6):
         assert framer.feed(data[:n]) is None
     assert framer.feed(data) == len(data)
+
+
+@pytest.mark.parametrize(
+    ("head", "expected"),
+    [
+        (HEAD + b"Expect: 100-continue\r\nContent-Length: 5\r\n\r\n", True),
+        (HEAD + b"expect:  100-Continue \r\nTransfer-Encoding: chunked\r\n\r\n", True),
+        (b"POST / HTTP/1.0\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n", False),
+        (HEAD + b"Content-Length: 5\r\n\r\n", False),
+    ],
+)
+def test_100_continue_is_awaited_only_before_the_body(head: bytes, expected: bool) -> None:
+    framer = RequestFramer(1024, 100)
+    assert framer.feed(head) is None
+    assert framer.awaits_continue(head) is expected
+    assert framer.awaits_continue(head + b"h") is False
