@@ -228,6 +228,26 @@ def test_idle_and_slow_clients_do_not_delay_a_review(server: Server) -> None:
     assert "Logging error" not in log
 
 
+def test_clients_that_never_close_do_not_stall_the_loop(server: Server) -> None:
+    """Closing after "Connection: close" waits for the client's FIN; never by blocking.
+
+    gunicorn's gthread worker lingers up to 2 s per such connection in its event
+    loop, blocking: 16 clients that ask to close and then keep their end open
+    stall every other connection, for up to half a minute in all.
+    """
+    request = b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    stubborn = []
+    for _ in range(16):
+        tls = tls_connection(server)
+        tls.sendall(request)
+        stubborn.append(tls)
+    time.sleep(0.2)
+    assert max(latencies(server, 3)) < 1.0
+    for tls in stubborn:
+        assert tls.recv(4096).startswith(b"HTTP/1.1 200 OK\r\n")
+        tls.close()
+
+
 def metric(text: str, sample: str) -> float:
     """The value of one sample in Prometheus text format."""
     for line in text.splitlines():
