@@ -66,6 +66,23 @@ def build_parser(env: os._Environ[str] | dict[str, str] | None = None) -> argpar
     serve.add_argument("--workers", type=int, default=1, help="worker processes")
     serve.add_argument("--threads", type=int, default=16, help="threads per worker")
     serve.add_argument(
+        "--client-timeout",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="time a client has to send a complete request (TLS handshake, head and body) "
+        "from connecting, or from the first byte of its next request on a kept-alive "
+        "connection; also bounds each write of a response (default 10)",
+    )
+    serve.add_argument(
+        "--max-connections",
+        type=int,
+        default=4096,
+        metavar="N",
+        help="open connections per worker; at this many, the oldest that has not sent a "
+        "complete request is closed for a new one (default 4096)",
+    )
+    serve.add_argument(
         "--insecure-http", action="store_true", help="serve plain HTTP (local testing only)"
     )
 
@@ -187,6 +204,9 @@ def _serve(args: argparse.Namespace, config: Config) -> int:
         keyfile=None if args.insecure_http else args.key,
         workers=args.workers,
         threads=args.threads,
+        max_body_bytes=config.max_request_bytes,
+        client_timeout=args.client_timeout,
+        max_connections=args.max_connections,
     )
 
     def worker_app() -> Flask:

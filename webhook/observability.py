@@ -132,10 +132,10 @@ def configure_logging(
         _listener.start()
         atexit.register(_stop_listener)
         handler = _DroppingQueueHandler(log_queue)
-        # Nothing here prints thread or process names; not collecting them saves
-        # work on every record of a log that writes a line per review.
+        # Nothing here prints thread names; not collecting them saves work on
+        # every record of a log that writes a line per review. Process ids stay:
+        # these switches are global, and gunicorn's own log prints %(process)d.
         logging.logThreads = False
-        logging.logProcesses = False
         logging.logMultiprocessing = False
     logger.addHandler(handler)
     logger.setLevel(level.upper())

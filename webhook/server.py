@@ -2,8 +2,10 @@
 
 gunicorn runs in-process: :func:`serve` hands it an app factory, which each
 worker calls after the fork (``preload_app`` stays off), so every worker owns its
-app, caches and threads. Workers are ``gthread``: a webhook spends its time
-waiting on registries, which threads overlap.
+app, caches and threads. Workers are gunicorn's ``gthread`` with the client side
+moved into the event loop (:mod:`webhook.worker`): a webhook spends its time
+waiting on registries, which threads overlap, and no thread waits on a client,
+so slow or idle connections cannot take the threads reviews need.
 
 TLS is configured here rather than by gunicorn's defaults. gunicorn's gthread
 worker asks the ``ssl_context`` hook for a context on every new connection;
@@ -16,6 +18,7 @@ restart. Connections already open keep the certificate they started with.
 from __future__ import annotations
 
 import os
+import resource
 import ssl
 import threading
 from collections.abc import Callable
@@ -25,8 +28,10 @@ from typing import TYPE_CHECKING, Any
 
 from gunicorn.app.base import BaseApplication
 
+from webhook.config import DEFAULT_MAX_BODY_BYTES
 from webhook.errors import ConfigError
 from webhook.observability import get_logger
+from webhook.worker import worker_class
 
 if TYPE_CHECKING:
     import flask
@@ -46,7 +51,13 @@ class ServeOptions:
 
     ``certfile`` and ``keyfile`` go together; with neither the server speaks plain
     HTTP, which kube-apiserver refuses, so that is for tests and benchmarks only.
-    ``max_body_bytes`` is not gunicorn's to enforce: the app limits request bodies.
+    ``max_body_bytes`` is the app's body limit: the worker refuses a larger
+    announced body before reading it (the app checks again). ``client_timeout``
+    is how long a client has to send a complete request (TLS handshake, head and
+    body) from connecting, or from the first byte of its next request on a
+    kept-alive connection; it also bounds each write of a response.
+    ``max_connections`` is per worker; at that many, the oldest connection that
+    has not sent a complete request is closed for a new one.
     """
 
     host: str = "0.0.0.0"
@@ -60,7 +71,9 @@ class ServeOptions:
     #: Above the 90 s idle timeout of Go HTTP clients such as kube-apiserver, so the
     #: client, not the server, closes an idle connection and no POST races a close.
     keepalive: int = 120
-    max_body_bytes: int | None = None
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    client_timeout: float = 10.0
+    max_connections: int = 4096
     access_log: bool = False
 
 
@@ -78,6 +91,7 @@ def serve(app_factory: Callable[[], flask.Flask], options: ServeOptions) -> None
             SIGTERM; worker processes leave this function the same way.
     """
     _check(options)
+    _raise_open_files_limit()
     tls: _ReloadingTLSContext | None = None
     if options.certfile is not None and options.keyfile is not None:
         tls = _ReloadingTLSContext(options.certfile, options.keyfile)
@@ -100,6 +114,15 @@ def _check(options: ServeOptions) -> None:
         raise ConfigError(
             f"workers and threads must be at least 1, got {options.workers} and {options.threads}"
         )
+    if not options.client_timeout > 0:
+        raise ConfigError(f"the client timeout must be positive, got {options.client_timeout}")
+    if options.max_connections <= options.threads:
+        raise ConfigError(
+            f"max connections ({options.max_connections}) must be more than the threads "
+            f"({options.threads})"
+        )
+    if options.max_body_bytes < 1:
+        raise ConfigError(f"the body limit must be positive, got {options.max_body_bytes}")
     for path in (options.certfile, options.keyfile):
         if path is None:
             continue
@@ -114,7 +137,8 @@ def _gunicorn_settings(options: ServeOptions, tls: _ReloadingTLSContext | None) 
     host = f"[{options.host}]" if ":" in options.host else options.host
     settings: dict[str, Any] = {
         "bind": [f"{host}:{options.port}"],
-        "worker_class": "gthread",
+        "worker_class": worker_class(options.client_timeout, options.max_body_bytes),
+        "worker_connections": options.max_connections,
         "workers": options.workers,
         "threads": options.threads,
         "timeout": options.timeout,
@@ -136,6 +160,17 @@ def _gunicorn_settings(options: ServeOptions, tls: _ReloadingTLSContext | None) 
             "ssl_context": tls,
         }
     return settings
+
+
+def _raise_open_files_limit() -> None:
+    """Raise the soft limit on open files to the hard one: each connection takes one."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = hard if hard != resource.RLIM_INFINITY else 1 << 20
+    if soft != resource.RLIM_INFINITY and soft < target:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        except (ValueError, OSError) as exc:
+            _log.warning("cannot raise the open files limit from %d to %d: %s", soft, target, exc)
 
 
 class _Application(BaseApplication):  # type: ignore[misc]

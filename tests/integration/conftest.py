@@ -10,7 +10,7 @@ import ssl
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -64,11 +64,17 @@ class Server:
 
 
 def start_server(
-    tmp: Path, policies: Path, config: str = "", *, tls: certs.CertPaths | None = None
+    tmp: Path,
+    policies: Path,
+    config: str = "",
+    *,
+    tls: certs.CertPaths | None = None,
+    serve_args: Sequence[str] = (),
 ) -> Server:
     """Start ``trustgate serve`` and wait until it answers /healthz, or fail with its log.
 
-    ``tls`` names the certificate files to serve (default: new ones under ``tmp``).
+    ``tls`` names the certificate files to serve (default: new ones under ``tmp``);
+    ``serve_args`` are more options for ``trustgate serve``.
     """
     paths = tls or certs.generate(
         tmp / "certs",
@@ -96,6 +102,7 @@ def start_server(
             "127.0.0.1",
             "--port",
             str(port),
+            *serve_args,
         ],
         stdout=log.open("wb"),
         stderr=subprocess.STDOUT,
