@@ -306,6 +306,9 @@ def test_deployment_runs_trustgate_serve_with_its_real_flags(
     args = build_parser({}).parse_args(server["args"])
     assert args.command == "serve"
     assert not args.insecure_http
+    server_values = values.get("server", {})
+    assert args.client_timeout == server_values.get("clientTimeoutSeconds", 10)
+    assert args.max_connections == server_values.get("maxConnections", 4096)
     for path in (args.cert, args.key, args.config, args.policies):
         assert mounts_cover(server, str(path)), f"{path} is not on a mounted volume"
     port = next(p for p in server["ports"] if p["name"] == "https")
