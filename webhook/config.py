@@ -19,6 +19,7 @@ from jsonschema.exceptions import best_match
 
 from webhook.errors import ConfigError
 from webhook.policy.model import NoMatch
+from webhook.registry.network import NetworkLimits
 
 #: Kubernetes caps a webhook's timeoutSeconds at 30 and defaults it to 10; the
 #: review must finish well inside it so the answer is ours, not the API server's.
@@ -202,17 +203,26 @@ class SigstoreConfig:
     tuf_url: str = DEFAULT_TUF_URL
 
 
+#: Threads per worker that run the checks of reviews (network.reviewThreads).
+DEFAULT_REVIEW_THREADS = 32
+
+
 @dataclass(frozen=True, slots=True)
 class NetworkConfig:
-    """``network``: per-host limits, breakers, the byte budget and threads of reviews."""
+    """``network``: per-host limits, breakers and the byte budget, and the threads of reviews."""
 
-    per_host_concurrency: int = 8
-    per_host_queue_seconds: float = 0.5
-    breaker_failures: int = 5
-    breaker_open_seconds: float = 30.0
-    #: Sized for the chart: 16 threads x 8 MiB (and what parsing it costs) fit 512Mi.
-    review_budget_bytes: int = 8 * 1024 * 1024
-    review_threads: int = 32
+    limits: NetworkLimits = field(default_factory=NetworkLimits)
+    review_threads: int = DEFAULT_REVIEW_THREADS
+
+
+#: ``network`` keys of trustgate.yaml -> NetworkLimits fields.
+_NETWORK_LIMITS = {
+    "perHostConcurrency": "concurrency",
+    "perHostQueueSeconds": "queue_seconds",
+    "breakerFailures": "failure_threshold",
+    "breakerOpenSeconds": "open_seconds",
+    "reviewBudgetBytes": "review_budget_bytes",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -252,7 +262,6 @@ def parse_config(data: Any, *, source: str = "<config>") -> Config:
     log = data.get("log", {})
     sigstore = data.get("sigstore", {})
     network = data.get("network", {})
-    defaults_network = NetworkConfig()
     return Config(
         no_match=cast(NoMatch, defaults.get("noMatch", "deny")),
         deadline_seconds=float(data.get("deadlineSeconds", DEFAULT_DEADLINE_SECONDS)),
@@ -272,20 +281,10 @@ def parse_config(data: Any, *, source: str = "<config>") -> Config:
             tuf_url=str(sigstore.get("tufUrl", DEFAULT_TUF_URL)),
         ),
         network=NetworkConfig(
-            per_host_concurrency=int(
-                network.get("perHostConcurrency", defaults_network.per_host_concurrency)
+            NetworkLimits(
+                **{attr: network[key] for key, attr in _NETWORK_LIMITS.items() if key in network}
             ),
-            per_host_queue_seconds=float(
-                network.get("perHostQueueSeconds", defaults_network.per_host_queue_seconds)
-            ),
-            breaker_failures=int(network.get("breakerFailures", defaults_network.breaker_failures)),
-            breaker_open_seconds=float(
-                network.get("breakerOpenSeconds", defaults_network.breaker_open_seconds)
-            ),
-            review_budget_bytes=int(
-                network.get("reviewBudgetBytes", defaults_network.review_budget_bytes)
-            ),
-            review_threads=int(network.get("reviewThreads", defaults_network.review_threads)),
+            review_threads=int(network.get("reviewThreads", DEFAULT_REVIEW_THREADS)),
         ),
     )
 

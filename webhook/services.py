@@ -24,7 +24,7 @@ from webhook.freshness.grader import Grader
 from webhook.freshness.sources import FreshnessSettings, FreshnessSources
 from webhook.policy.model import PolicySet
 from webhook.reference import DOCKER_HUB_ALIASES
-from webhook.registry import Network, NetworkLimits, RegistryClient, RegistrySettings
+from webhook.registry import Network, RegistryClient, RegistrySettings
 from webhook.registry.network import NetworkObserver
 from webhook.registry.resolver import CachedResolver
 
@@ -133,15 +133,8 @@ def registry_settings(raw: Mapping[str, Any]) -> dict[str, RegistrySettings]:
 
 def build_network(config: Config, observer: NetworkObserver | None = None) -> Network:
     """Per-host limits and breakers shared by every outbound call of one engine."""
-    network = config.network
     return Network(
-        NetworkLimits(
-            concurrency=network.per_host_concurrency,
-            queue_seconds=network.per_host_queue_seconds,
-            failure_threshold=network.breaker_failures,
-            open_seconds=network.breaker_open_seconds,
-            review_budget_bytes=network.review_budget_bytes,
-        ),
+        config.network.limits,
         observer,
     )
 
@@ -176,7 +169,7 @@ def build_engine(
         resolver=CachedResolver(client, caches.digests),
         deadline_seconds=config.deadline_seconds,
         max_workers=config.network.review_threads,
-        budget_bytes=config.network.review_budget_bytes,
+        budget_bytes=config.network.limits.review_budget_bytes,
         on_event=network_observer,
     )
 

@@ -8,6 +8,7 @@ import pytest
 
 from webhook.config import Config, NetworkConfig, load_config, parse_config
 from webhook.errors import ConfigError
+from webhook.registry import NetworkLimits
 
 
 def test_defaults_without_a_file() -> None:
@@ -89,7 +90,7 @@ def test_network_limits_and_their_defaults() -> None:
             }
         }
     ).network
-    assert network == NetworkConfig(4, 0.25, 3, 10.0, 1048576, 16)
+    assert network == NetworkConfig(NetworkLimits(4, 0.25, 3, 10.0, 1048576), 16)
 
 
 @pytest.mark.parametrize(
