@@ -31,9 +31,13 @@ Resolver = Callable[[ImageRef, Deadline], str]
 
 #: Distinct images (and image x namespace x kind verdicts) remembered per engine.
 _MEMO_SIZE = 4096
-#: How long past the deadline the engine waits for a review's checks: every
-#: socket is shut down at the deadline, so they finish within it unless stuck
-#: where no socket is (a DNS lookup); then the answer does not wait for them.
+#: The last part of a review's deadline that belongs to the answer: calls stop
+#: this long (at most a tenth of the deadline) before it, so that the denial they
+#: end in is sent within ``deadlineSeconds``, not after it.
+ANSWER_RESERVE_SECONDS = 0.5
+#: How long past a deadline without a reserve the engine waits for a review's
+#: checks: every socket is shut down at the deadline, so they finish within it
+#: unless stuck where no socket is (a DNS lookup); then the answer does not wait.
 GRACE_SECONDS = 0.5
 
 _MAX_SHOWN = 200
@@ -194,11 +198,14 @@ class Engine:
 
     def deadline(self) -> Deadline:
         """A new review's deadline and byte budget, as configured."""
-        return Deadline(self._deadline_seconds, max_bytes=self._budget_bytes)
+        reserve = min(ANSWER_RESERVE_SECONDS, self._deadline_seconds / 10)
+        return Deadline(self._deadline_seconds, max_bytes=self._budget_bytes, reserve=reserve)
 
     def _collect(self, image: str, future: Future[Verdict], deadline: Deadline) -> Verdict:
         try:
-            cutoff = deadline.expires_at + GRACE_SECONDS  # one cutoff for all images
+            cutoff = deadline.answer_by  # one cutoff for all images
+            if cutoff <= deadline.expires_at:  # no time reserved for the answer
+                cutoff = deadline.expires_at + GRACE_SECONDS
             return future.result(timeout=max(0.0, cutoff - time.monotonic()))
         except FutureTimeout:
             future.cancel()

@@ -13,7 +13,8 @@ import pytest
 
 from tests.builders import engine, policy
 from webhook.checks import CheckContext
-from webhook.engine import GRACE_SECONDS, Engine, display
+from webhook.engine import Engine, display
+from webhook.errors import UpstreamError
 from webhook.policy.model import Authority, Freshness, KeyRef, PolicySet, Signatures
 from webhook.reference import ImageRef
 from webhook.registry import Deadline
@@ -280,13 +281,38 @@ def test_the_answer_never_waits_past_the_deadline(images: list[str]) -> None:
     verdicts = e.evaluate(images, namespace="prod-x", kind="Pod")
     elapsed = time.monotonic() - started
     check.release.set()
-    assert elapsed < 0.5 + GRACE_SECONDS + 0.5
+    assert elapsed < 0.5 + 0.25  # the configured deadline: the answer is due by then
     for image, verdict in zip(images, verdicts, strict=True):
         assert verdict.denials == (
             f"image {image} denied: its checks did not finish within the review's deadline "
             "of 0.5 s (deadlineSeconds), still waiting for slow.example:5000",
         )
     assert ("deadline_exceeded", "slow.example:5000") in events
+
+
+class CutAtDeadline:
+    """A registry call whose socket is shut down when the review's calls must stop."""
+
+    name = "allowlist"
+    pure = False
+
+    def run(self, image: object, policy: object, context: CheckContext) -> None:
+        time.sleep(max(0.0, context.deadline.expires_at - time.monotonic()))
+        raise UpstreamError("slow.example timed out", check="signatures")
+
+
+def test_calls_stop_early_enough_for_the_denial_to_go_out_within_the_deadline() -> None:
+    policy_set = PolicySet((policy(),))
+    e = Engine(lambda: policy_set, checks={"allowlist": CutAtDeadline()}, deadline_seconds=2.0)
+    started = time.monotonic()
+    (verdict,) = e.evaluate(["quay.io/acme/a:1"], namespace="prod-x", kind="Pod")
+    elapsed = time.monotonic() - started
+    # The call's own reason, not a review cut off from outside, and within the 2 s:
+    # the calls stop a tenth of the deadline (at most 0.5 s) before it.
+    assert verdict.denials == (
+        'image quay.io/acme/a:1 denied by policy "production": slow.example timed out',
+    )
+    assert 1.7 < elapsed < 2.0
 
 
 def test_a_stuck_check_does_not_keep_the_process_from_exiting(tmp_path: Path) -> None:

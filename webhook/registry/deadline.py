@@ -23,11 +23,20 @@ class Deadline:
     ``max_bytes`` bounds what all the review's responses together may bring in
     (None: no budget). ``host`` is the host of the latest call, so a review that
     runs out of time can say whom it was waiting for.
+
+    ``reserve`` seconds at the end belong to the answer, not to calls: outbound
+    calls stop at ``expires_at``, ``seconds - reserve`` from now, so that the
+    denial they end in is composed and sent by ``answer_by``, ``seconds`` from
+    now. The webhook's answer then never comes later than its deadline.
     """
 
-    def __init__(self, seconds: float, *, max_bytes: int | None = None) -> None:
+    def __init__(
+        self, seconds: float, *, max_bytes: int | None = None, reserve: float = 0.0
+    ) -> None:
         self.seconds = seconds
-        self._end = time.monotonic() + seconds
+        now = time.monotonic()
+        self.answer_by = now + seconds
+        self._end = now + max(0.0, seconds - reserve)
         self.max_bytes = max_bytes
         self.read_bytes = 0
         self.host: str | None = None
@@ -35,7 +44,7 @@ class Deadline:
 
     @property
     def expires_at(self) -> float:
-        """The ``time.monotonic()`` instant the deadline passes."""
+        """The ``time.monotonic()`` instant after which no call may run."""
         return self._end
 
     def remaining(self) -> float:
