@@ -329,9 +329,15 @@ def test_a_flooding_registry_cannot_blow_the_worker_memory(
             f"32 flooding reviews (16 at once); {flooding.sent / MiB:.0f} MiB were sent"
         )
         assert len(messages) == 32
-        for message in messages:
-            assert "(network.reviewBudgetBytes)" in message, message
+        budget = [m for m in messages if "(network.reviewBudgetBytes)" in m]
+        for message in budget:
             assert f"the last of them from {flooding.host}" in message, message
+        # On a loaded machine reading 8 MiB takes long enough that some of the 16
+        # reviews at once find the host's 8 slots taken: they are refused without
+        # reading at all. Whatever reached the registry stopped at the budget.
+        for message in set(messages) - set(budget):
+            assert f"{flooding.host} already has 8 calls in flight" in message, message
+        assert len(budget) >= 8
         # One such review alone reached 1.6 GB before the budget; 16 at once now stay
         # within what the chart's 512Mi limit leaves above the baseline.
         assert peak - baseline < 320 * MiB
