@@ -284,7 +284,7 @@ class SignatureCheck:
             return (key_signer(public_key),), ""
         if legacy is None:
             if not raw:
-                return (), f"no signature found ({signature_tag(digest)} does not exist; {note})"
+                return (), f"no signature found ({signature_tag(digest)} does not exist); {note}"
             return (), bundled.reason
         if not raw or bundled.rank < VERIFIED:
             return (), legacy.reason
