@@ -427,6 +427,30 @@ def hashedrekord_v2_body(public_der: bytes, signature: bytes, digest: bytes) -> 
     }
 
 
+def dsse_v2_body(public_der: bytes, envelope: dict[str, Any]) -> dict[str, Any]:
+    """The dsse v0.0.2 entry Rekor v2 stores for a DSSE envelope signed with a key."""
+    payload = base64.b64decode(envelope["payload"])
+    verifier = {
+        "publicKey": {"rawBytes": _b64(public_der)},
+        "keyDetails": "PKIX_ECDSA_P256_SHA_256",
+    }
+    return {
+        "apiVersion": "0.0.2",
+        "kind": "dsse",
+        "spec": {
+            "dsseV002": {
+                "payloadHash": {
+                    "algorithm": "SHA2_256",
+                    "digest": _b64(hashlib.sha256(payload).digest()),
+                },
+                "signatures": [
+                    {"content": s["sig"], "verifier": verifier} for s in envelope["signatures"]
+                ],
+            }
+        },
+    }
+
+
 def intoto_body(cert: x509.Certificate, envelope: bytes) -> dict[str, Any]:
     """The intoto v0.0.2 entry Rekor stores for ``envelope`` (the JSON text cosign uploads)."""
     document = json.loads(envelope)

@@ -50,6 +50,7 @@ from webhook.signatures.keys import PublicKey, verify, verify_digest
 from webhook.signatures.rules import message_signature_problem, statement_problem
 from webhook.signatures.tlog import (
     dsse_key_problem,
+    dsse_v2_problem,
     entry_proof_problem,
     hashedrekord_problem,
     hashedrekord_v2_problem,
@@ -281,6 +282,8 @@ def _body_problem(
         return hashedrekord_problem(body, signature, key, image_digest.partition(":")[2])
     if envelope is not None and kind_version == ("dsse", "0.0.1"):
         return dsse_key_problem(body, bytes(envelope.payload), signature, key)
+    if envelope is not None and kind_version == ("dsse", "0.0.2"):
+        return dsse_v2_problem(body, bytes(envelope.payload), signature, key)
     shown = "/".join(str(part)[:24] for part in kind_version)
     form = "message signature" if envelope is None else "DSSE envelope"
     return f"log entry of kind {shown!r} is not supported for a {form} signed with a key"

@@ -102,6 +102,10 @@ def _failed(reason: str) -> KeylessResult:
     return KeylessResult(False, reason)
 
 
+_NO_TIME = (
+    "the bundle has neither a signed entry timestamp (Rekor v1) nor an RFC 3161 timestamp "
+    "that a timestamp authority of the trusted root verifies (a Rekor v2 entry needs one)"
+)
 #: sigstore-python messages that say more with a word of explanation.
 _EXPLAINED = (
     (
@@ -112,6 +116,17 @@ _EXPLAINED = (
     (
         "failed to build timestamp certificate chain",
         "the certificate does not chain to a Fulcio CA of the trusted root",
+    ),
+    ("not enough sources of verified time", _NO_TIME),
+    ("must contain an inclusion promise or signed timestamp", _NO_TIME),
+    (
+        "Integrated time only supported",
+        "a Rekor v2 entry with a signed entry timestamp is not a form sigstore-python verifies",
+    ),
+    (
+        "Unsupported DSSE log entry type",
+        "sigstore-python does not verify this kind of log entry for a certificate-signed "
+        "envelope (Rekor v2 dsse 0.0.2 entries are not supported; hashedrekord 0.0.2 are)",
     ),
 )
 

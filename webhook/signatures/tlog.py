@@ -189,24 +189,56 @@ def hashedrekord_v2_problem(
     SHA-256 ``digest``, the signature and the verifier's DER public key.
     """
     try:
-        document = json.loads(body)
-        if (document.get("kind"), document.get("apiVersion")) != ("hashedrekord", "0.0.2"):
-            return "log entry is not a hashedrekord 0.0.2 entry"
-        spec = document["spec"]["hashedRekordV002"]
-        algorithm = spec["data"]["algorithm"]
-        logged_digest = base64.b64decode(spec["data"]["digest"], validate=True)
-        logged_signature = base64.b64decode(spec["signature"]["content"], validate=True)
-        verifier = spec["signature"]["verifier"]["publicKey"]["rawBytes"]
-        logged_key = base64.b64decode(verifier, validate=True)
+        spec = _v2_spec(body, "hashedrekord", "hashedRekordV002")
+        data = spec["data"]
+        logged_digest = base64.b64decode(data["digest"], validate=True)
+        logged = _v2_signature(spec["signature"])
     except (ValueError, TypeError, KeyError, AttributeError):
         return "log entry's body is not a valid hashedrekord 0.0.2 entry with a public key"
-    if logged_signature != signature:
+    if logged[0] != signature:
         return "log entry is for another signature"
-    if logged_key != key.public_bytes(*_SPKI):
+    if logged[1] != key.public_bytes(*_SPKI):
         return "log entry is for another key"
-    if algorithm != "SHA2_256" or logged_digest != digest:
+    if data["algorithm"] != "SHA2_256" or logged_digest != digest:
         return f"log entry is for another artifact, not sha256:{digest.hex()}"
     return None
+
+
+def dsse_v2_problem(body: bytes, payload: bytes, signature: bytes, key: PublicKey) -> str | None:
+    """Why a Rekor v2 dsse v0.0.2 ``body`` is not the record of this key's DSSE envelope, or None.
+
+    Rekor v2 records the payload's SHA-256 and each signature with its
+    verifier's DER public key; ``signature`` by ``key`` must be among them.
+    """
+    try:
+        spec = _v2_spec(body, "dsse", "dsseV002")
+        payload_hash = spec["payloadHash"]
+        logged_hash = base64.b64decode(payload_hash["digest"], validate=True)
+        logged = [_v2_signature(item) for item in spec["signatures"][:16]]
+    except (ValueError, TypeError, KeyError, AttributeError):
+        return "log entry's body is not a valid dsse 0.0.2 entry with a public key"
+    expected = hashlib.sha256(payload).digest()
+    if payload_hash["algorithm"] != "SHA2_256" or logged_hash != expected:
+        return "log entry is for another payload (its payload hash differs from this envelope's)"
+    if (signature, key.public_bytes(*_SPKI)) not in logged:
+        return "log entry records another signature or key"
+    return None
+
+
+def _v2_spec(body: bytes, kind: str, field: str) -> dict[str, Any]:
+    """The ``spec.<field>`` of a Rekor v2 entry of ``kind`` 0.0.2; raises ValueError or KeyError."""
+    document = json.loads(body)
+    if (document.get("kind"), document.get("apiVersion")) != (kind, "0.0.2"):
+        raise ValueError(f"not a {kind} 0.0.2 entry")
+    spec: dict[str, Any] = document["spec"][field]
+    return spec
+
+
+def _v2_signature(item: dict[str, Any]) -> tuple[bytes, bytes]:
+    """(signature, DER public key) of a Rekor v2 ``Signature``; raises on anything else."""
+    content = base64.b64decode(item["content"], validate=True)
+    raw = item["verifier"]["publicKey"]["rawBytes"]
+    return content, base64.b64decode(raw, validate=True)
 
 
 def dsse_key_problem(body: bytes, payload: bytes, signature: bytes, key: PublicKey) -> str | None:

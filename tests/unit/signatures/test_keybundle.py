@@ -32,6 +32,7 @@ from tests.sigstore_instance import (
     SigstoreInstance,
     bundle,
     dsse_key_body,
+    dsse_v2_body,
     hashedrekord_key_body,
     hashedrekord_v2_body,
     pae,
@@ -199,11 +200,21 @@ def test_malformed_bundles_are_reasons(raw: bytes, reason: str) -> None:
 
 
 def logged_dsse(
-    instance: SigstoreInstance, *, v2: bool = False, logged: dict[str, Any] | None = None
+    instance: SigstoreInstance,
+    *,
+    v2: bool = False,
+    logged: dict[str, Any] | None = None,
+    kind: str = "hashedrekord",
 ) -> dict[str, Any]:
+    """A DSSE key bundle and its log entry (Rekor v2: a hashedrekord or a dsse entry)."""
     envelope = dsse()
     recorded = logged or envelope
     payload = base64.b64decode(recorded["payload"])
+    if v2 and kind == "dsse":
+        entry = instance.tlog.append(dsse_v2_body(DER, recorded))
+        return key_bundle(
+            KEY, envelope=envelope, tlog_entries=[tlog_entry(entry, promise=False, version="0.0.2")]
+        )
     if v2:
         digest = hashlib.sha256(pae(recorded["payloadType"], payload)).digest()
         signature = base64.b64decode(recorded["signatures"][0]["sig"])
@@ -238,6 +249,14 @@ def test_logged_bundles_verify_with_tlog_required(
 ) -> None:
     assert check(logged_dsse(instance, v2=v2), tlog_root=root).ok
     assert check(logged_message(instance, v2=v2), tlog_root=root).ok
+
+
+def test_rekor_v2_dsse_entry_verifies(instance: SigstoreInstance, root: TrustRoot) -> None:
+    assert check(logged_dsse(instance, v2=True, kind="dsse"), tlog_root=root).ok
+    other = dsse(sign_statement(DIGEST, "registry.test/acme/other"))
+    result = check(logged_dsse(instance, v2=True, kind="dsse", logged=other), tlog_root=root)
+    assert result.reason.endswith("log entry is for another payload (its payload hash differs "
+                                  "from this envelope's)")  # fmt: skip
 
 
 def test_unlogged_bundle_fails_only_with_tlog_required(root: TrustRoot) -> None:

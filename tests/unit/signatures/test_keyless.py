@@ -9,6 +9,7 @@ import json
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives.serialization import Encoding
 
 from tests.sigstore_instance import (
     BUNDLE_V01,
@@ -18,7 +19,9 @@ from tests.sigstore_instance import (
     SigstoreInstance,
     bundle,
     cosign_annotations,
+    hashedrekord_v2_body,
     now,
+    tlog_entry,
 )
 from webhook.errors import PolicyError
 from webhook.policy.model import Keyless
@@ -488,3 +491,21 @@ def test_legacy_attestation_that_is_not_an_in_toto_statement_is_denied(
     envelope, annotations = instance.attest_legacy(IDENTITY, statement)
     result = legacy_attestation(root, envelope, annotations)
     assert result == KeylessResult(False, "signed payload is not an in-toto statement")
+
+
+def test_rekor_v2_bundle_without_a_timestamp_fails_closed_and_says_why(
+    instance: SigstoreInstance,
+) -> None:
+    """sigstore-python verifies Rekor v2 entries, but they carry no time: a timestamp
+    authority must give one. Without it the bundle is refused, saying so."""
+    cert, signature, _ = instance.sign_digest(IDENTITY, IMAGE)
+    document = bundle(cert, _, signature=signature, digest_hex=IMAGE)
+    body = hashedrekord_v2_body(cert.public_bytes(Encoding.DER), signature, bytes.fromhex(IMAGE))
+    entry = tlog_entry(instance.tlog.append(body), promise=False, version="0.0.2")
+    document["verificationMaterial"]["tlogEntries"] = [entry]
+    reason = parse_bundle(json.dumps(document).encode())
+    assert isinstance(reason, str)
+    assert reason.startswith(
+        "malformed Sigstore bundle: the bundle has neither a signed entry timestamp (Rekor v1) "
+        "nor an RFC 3161 timestamp that a timestamp authority of the trusted root verifies"
+    )
