@@ -406,9 +406,12 @@ def dsse_key_body(pem: bytes, envelope: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def hashedrekord_v2_body(public_der: bytes, signature: bytes, digest: bytes) -> dict[str, Any]:
-    """The hashedrekord v0.0.2 entry Rekor v2 stores for a key signature over ``digest``
-    (SHA-256 of the artifact, or of the DSSE pre-authentication encoding)."""
+def hashedrekord_v2_body(
+    public_der: bytes, signature: bytes, digest: bytes, *, certificate: bool = False
+) -> dict[str, Any]:
+    """The hashedrekord v0.0.2 entry Rekor v2 stores for a signature over ``digest``
+    (SHA-256 of the artifact, or of the DSSE pre-authentication encoding), made with
+    the key ``public_der`` (a DER public key, or with ``certificate`` a DER certificate)."""
     return {
         "apiVersion": "0.0.2",
         "kind": "hashedrekord",
@@ -418,7 +421,9 @@ def hashedrekord_v2_body(public_der: bytes, signature: bytes, digest: bytes) -> 
                 "signature": {
                     "content": _b64(signature),
                     "verifier": {
-                        "publicKey": {"rawBytes": _b64(public_der)},
+                        "x509Certificate" if certificate else "publicKey": {
+                            "rawBytes": _b64(public_der)
+                        },
                         "keyDetails": "PKIX_ECDSA_P256_SHA_256",
                     },
                 },
@@ -487,6 +492,8 @@ class SigstoreInstance:
         self.ct_log = CTLog()
         self.ca = FulcioCA(self.ct_log, name)
         self.tlog = TransparencyLog()
+        #: A timestamp authority (``tests/tsa.py``) the trusted root lists, when set.
+        self.tsa: Any = None
 
     def trusted_root(self) -> dict[str, Any]:
         """The ``trusted_root.json`` document describing this instance."""
@@ -523,7 +530,7 @@ class SigstoreInstance:
                     "logId": {"keyId": _b64(self.ct_log.log_id)},
                 }
             ],
-            "timestampAuthorities": [],
+            "timestampAuthorities": [] if self.tsa is None else [self.tsa.trusted_root_entry()],
         }
 
     def trusted_root_json(self) -> str:

@@ -38,19 +38,25 @@ from tests.integration.conftest import Server, start_server, stop_server
 from tests.referrers import ReferrersFront, push_referrer
 from tests.registry import Registry, default_layer, push_image
 from tests.sigstore_instance import (
+    Identity,
     SigstoreInstance,
+    bundle,
     dsse_key_body,
     hashedrekord_v2_body,
     pae,
     tlog_entry,
 )
+from tests.tsa import TimestampAuthority
 
 pytestmark = pytest.mark.e2e
 
 RELEASE = generate_key("ecdsa-p256")
 OPS = generate_key("ecdsa-p256")
 OTHER = generate_key("ecdsa-p256")
+ISSUER = "https://token.actions.githubusercontent.com"
 SIGSTORE = SigstoreInstance()
+TSA = SIGSTORE.tsa = TimestampAuthority()
+CI = Identity("https://github.com/acme/api/.github/workflows/release.yml@refs/tags/v1", ISSUER)
 SLSA = "https://slsa.dev/provenance/v1"
 DATA = Path(__file__).parents[1] / "data" / "conformance"
 PREFIX = "signature check failed: 0 of the 1 required authorities verified (release: "
@@ -73,6 +79,10 @@ def policy_file(registry: Registry, front: ReferrersFront) -> str:
     hosts = f'["{registry.host}/**", "{front.host}/**"]'
     tlog = "{file: keys/release.pub, tlog: required, trustedRoot: keys/trusted_root.json}"
     ops = "      - name: ops\n        key: {file: keys/ops.pub}\n"
+    keyless = (
+        f"      - name: ci\n        keyless: {{issuer: {ISSUER}, subject: {CI.subject},"
+        " trustedRoot: keys/trusted_root.json}\n"
+    )
     return "---\n".join(
         [
             policy("cosign3", "prod", hosts),
@@ -89,6 +99,7 @@ def policy_file(registry: Registry, front: ReferrersFront) -> str:
                 authorities=f"      - name: release\n        key: {tlog}\n",
             ),
             policy("cosign3-two", "two", hosts, "    threshold: 2\n", RELEASE_KEY + ops),
+            policy("cosign3-keyless", "keyless", hosts, authorities=keyless),
         ]
     )
 
@@ -389,25 +400,75 @@ def test_unlogged_or_falsely_logged_key_bundle_is_denied_with_tlog_required(
     assert "log entry does not verify with trusted root" in message
 
 
-def test_timestamp_from_no_authority_of_the_root_is_denied(
+def _stamped(document: dict[str, Any], stamp: bytes) -> dict[str, Any]:
+    document["verificationMaterial"]["timestampVerificationData"] = {
+        "rfc3161Timestamps": [{"signedTimestamp": base64.b64encode(stamp).decode()}]
+    }
+    return document
+
+
+def _signature(document: dict[str, Any]) -> bytes:
+    return base64.b64decode(document["dsseEnvelope"]["signatures"][0]["sig"])
+
+
+def test_rekor_v2_key_bundle_with_a_timestamp_is_admitted(
     registry: Registry, front: ReferrersFront, server: Server
 ) -> None:
-    """The test root names no timestamp authority: a bundle carrying a signed timestamp
-    (here a real one, over another signature) cannot have it verified, and is denied."""
+    """What cosign 3 writes with a Rekor v2 signing config: a hashedrekord 0.0.2 entry and an
+    RFC 3161 timestamp, here of the test root's timestamp authority."""
+    repository = "cosign3/stamped"
+    digest = image(registry, repository)
+    document = _logged(f"{front.host}/{repository}", digest, v2=True)
+    attach(registry, repository, digest, _stamped(document, TSA.stamp(_signature(document))))
+    assert server.decide(f"{front.host}/{repository}:v1", "tlog-web")["allowed"] is True
+
+
+def test_timestamp_of_another_authority_or_signature_is_denied(
+    registry: Registry, front: ReferrersFront, server: Server
+) -> None:
     real = DATA / "managed-key-happy-path" / "bundle.sigstore.json"
     stamps = json.loads(real.read_bytes())["verificationMaterial"]["timestampVerificationData"]
-    stamp = base64.b64decode(stamps["rfc3161Timestamps"][0]["signedTimestamp"])
+    production = base64.b64decode(stamps["rfc3161Timestamps"][0]["signedTimestamp"])
+    reason = (
+        "signature verifies with key release, but signed timestamp 0 does not verify with a "
+        "timestamp authority of trusted root"
+    )
+    for number, stamp in enumerate([production, TSA.stamp(b"another signature")]):
+        message = _denied_with(
+            registry,
+            front,
+            server,
+            f"cosign3/misstamped-{number}",
+            lambda name, digest: _stamped(_logged(name, digest, v2=False), stamp),  # noqa: B023
+            "tlog-web",
+        )
+        assert reason in message
 
-    def stamped(name: str, digest: str) -> dict[str, Any]:
-        document = _logged(name, digest, v2=False)
-        document["verificationMaterial"]["timestampVerificationData"] = {
-            "rfc3161Timestamps": [{"signedTimestamp": base64.b64encode(stamp).decode()}]
-        }
-        return document
 
-    message = _denied_with(registry, front, server, "cosign3/stamped", stamped, "tlog-web")
-    assert "the bundle carries a signed timestamp and trusted root" in message
-    assert "names no timestamp authority" in message
+def test_keyless_rekor_v2_bundle_with_a_timestamp_is_admitted(
+    registry: Registry, front: ReferrersFront, server: Server
+) -> None:
+    """The keyless counterpart, verified by sigstore-python: a Fulcio-style certificate, a
+    Rekor v2 hashedrekord 0.0.2 entry and the timestamp that gives it a time."""
+    repository = "cosign3/keyless-v2"
+    digest = image(registry, repository)
+    hex_digest = digest.partition(":")[2]
+    cert, signature, entry = SIGSTORE.sign_digest(CI, hex_digest)
+    document = bundle(cert, entry, signature=signature, digest_hex=hex_digest)
+    der = cert.public_bytes(Encoding.DER)
+    body = hashedrekord_v2_body(der, signature, bytes.fromhex(hex_digest), certificate=True)
+    logged = SIGSTORE.tlog.append(body)
+    document["verificationMaterial"]["tlogEntries"] = [
+        tlog_entry(logged, promise=False, version="0.0.2")
+    ]
+    attach(registry, repository, digest, _stamped(document, TSA.stamp(signature)))
+    assert server.decide(f"{front.host}/{repository}:v1", "keyless-web")["allowed"] is True
+    unstamped = "cosign3/keyless-v2-unstamped"
+    digest = image(registry, unstamped)
+    document["verificationMaterial"].pop("timestampVerificationData")
+    attach(registry, unstamped, digest, document)
+    message = server.denial(f"{front.host}/{unstamped}:v1", "keyless-web")
+    assert "the bundle has neither a signed entry timestamp (Rekor v1) nor an RFC 3161" in message
 
 
 def test_sign_digest_helper_matches_the_key(registry: Registry) -> None:

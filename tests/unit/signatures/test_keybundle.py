@@ -38,6 +38,7 @@ from tests.sigstore_instance import (
     pae,
     tlog_entry,
 )
+from tests.tsa import TimestampAuthority
 from webhook.errors import PolicyError
 from webhook.signatures.keybundle import (
     UNLOGGED,
@@ -319,6 +320,29 @@ def test_timestamp_without_authority_in_root_fails(root: TrustRoot) -> None:
     document = key_bundle(KEY, envelope=dsse(), timestamps=[stamp])
     result = check(document, timestamp_root=root)
     assert "names no timestamp authority" in result.reason
+
+
+def test_timestamps_verify_with_the_roots_authority(tmp_path: Path) -> None:
+    stamped = SigstoreInstance("stamped")
+    stamped.tsa = TimestampAuthority()
+    (tmp_path / "trusted_root.json").write_text(stamped.trusted_root_json())
+    root = load_trusted_root("trusted_root.json", tmp_path)
+    envelope = dsse()
+    signature = base64.b64decode(envelope["signatures"][0]["sig"])
+    good = key_bundle(KEY, envelope=envelope, timestamps=[stamped.tsa.stamp(signature)])
+    assert check(good, timestamp_root=root).ok
+    over_other = key_bundle(KEY, envelope=envelope, timestamps=[stamped.tsa.stamp(b"else")])
+    other_tsa = key_bundle(
+        KEY, envelope=envelope, timestamps=[TimestampAuthority().stamp(signature)]
+    )
+    for document in (over_other, other_tsa):
+        result = check(document, timestamp_root=root)
+        assert result.reason.endswith(
+            "signed timestamp 0 does not verify with a timestamp authority of trusted root "
+            f"{root.name}, or was made outside its validity"
+        )
+    many = key_bundle(KEY, envelope=envelope, timestamps=[stamped.tsa.stamp(signature)] * 5)
+    assert "carries 5 signed timestamps; at most 4" in check(many, timestamp_root=root).reason
 
 
 def test_the_most_telling_failure_is_reported() -> None:
