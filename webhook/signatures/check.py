@@ -278,7 +278,7 @@ class SignatureCheck:
             repository=image.repository,
             required_annotations=dict(signatures.annotations),
             check_reference=signatures.match_reference,
-            root=authority.key.root,
+            root=authority.key.root if authority.key.tlog_required else None,
         )
         if bundled.ok:
             return (key_signer(public_key),), ""
