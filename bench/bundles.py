@@ -100,9 +100,18 @@ def main() -> None:
         config = parse_config({"registries": {registry.host: insecure, front.host: insecure}})
         signed, plain = load_directory(signed_dir), load_directory(plain_dir)
 
+        requests = {
+            form: review(workload("Pod", pod_spec(ref), namespace="prod-bench"))
+            for form, ref in refs.items()
+        }
+        # One untimed pass first: the first review of a process pays one-off costs
+        # (lazy imports, connection pools) that would otherwise land on the first form.
+        for form, request in requests.items():
+            review_timings(
+                signed, plain, config, cold={form: request}, warm=(form, request), rounds=2
+            )
         results: dict[str, dict[str, float]] = {}
-        for form, ref in refs.items():
-            request = review(workload("Pod", pod_spec(ref), namespace="prod-bench"))
+        for form, request in requests.items():
             results |= review_timings(
                 signed, plain, config, cold={f"cold_{form}": request}, warm=(form, request),
                 rounds=args.rounds,
