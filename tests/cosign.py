@@ -1,7 +1,8 @@
 """A test signer that writes cosign's formats byte for byte.
 
 Keys, simple signing payloads, ``.sig`` manifests with their blobs, DSSE
-envelopes, and cosign's encrypted private key files (scrypt + NaCl secretbox
+envelopes, key-signed Sigstore bundles as ``cosign sign --key`` 3 writes them,
+and cosign's encrypted private key files (scrypt + NaCl secretbox
 around a PKCS#8 key, as ``cosign generate-key-pair`` writes them).
 """
 
@@ -12,14 +13,16 @@ import hashlib
 import json
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, Literal, TypeAlias
 
 import nacl.exceptions
 import nacl.secret
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
+from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from webhook.signatures.cosign import (
     IN_TOTO_PAYLOAD_TYPE,
@@ -256,3 +259,72 @@ def load_encrypted_cosign_key(pem: bytes, password: bytes) -> PrivateKey:
     ):
         raise ValueError(f"unsupported private key type {type(key).__name__}")
     return key
+
+
+#: The predicate type of the in-toto statement ``cosign sign`` (3) signs in a DSSE bundle.
+COSIGN_SIGN_PREDICATE = "https://sigstore.dev/cosign/sign/v1"
+BUNDLE_V03 = "application/vnd.dev.sigstore.bundle.v0.3+json"
+
+
+def sign_statement(
+    digest: str, name: str, annotations: Mapping[str, str] | None = None
+) -> dict[str, Any]:
+    """The statement ``cosign sign`` 3 signs for ``name@digest``; ``-a`` annotations go on
+    the subject."""
+    statement = in_toto_statement(digest, name, COSIGN_SIGN_PREDICATE, {})
+    if annotations:
+        statement["subject"][0]["annotations"] = dict(annotations)
+    return statement
+
+
+def sign_digest(key: PrivateKey, digest: str) -> bytes:
+    """``key``'s signature over the artifact whose SHA-256 is ``digest`` (``sha256:<hex>``),
+    prehashed, as a message-signature bundle holds it (ECDSA or RSA keys)."""
+    prehashed = Prehashed(hashes.SHA256())
+    raw = bytes.fromhex(digest.partition(":")[2])
+    if isinstance(key, ec.EllipticCurvePrivateKey):
+        return key.sign(raw, ec.ECDSA(prehashed))
+    if isinstance(key, rsa.RSAPrivateKey):
+        return key.sign(raw, padding.PKCS1v15(), prehashed)
+    raise ValueError("pure Ed25519 cannot sign a prehashed digest")
+
+
+def key_bundle(
+    key: PrivateKey,
+    *,
+    digest: str | None = None,
+    signature: bytes | None = None,
+    envelope: Mapping[str, Any] | None = None,
+    tlog_entries: Sequence[Mapping[str, Any]] = (),
+    timestamps: Sequence[bytes] = (),
+) -> dict[str, Any]:
+    """A v0.3 Sigstore bundle signed with ``key``, as ``cosign sign --key`` 3 writes it.
+
+    It holds ``envelope`` (a DSSE envelope, see ``dsse_envelope``) or a message
+    signature over ``digest`` (``signature``, default ``sign_digest``), the
+    key's hint, the given log entries and RFC 3161 timestamp responses.
+    """
+    der = key.public_key().public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+    material: dict[str, Any] = {
+        "publicKey": {"hint": base64.b64encode(hashlib.sha256(der).digest()).decode()},
+        "tlogEntries": [dict(entry) for entry in tlog_entries],
+    }
+    if timestamps:
+        material["timestampVerificationData"] = {
+            "rfc3161Timestamps": [
+                {"signedTimestamp": base64.b64encode(stamp).decode()} for stamp in timestamps
+            ]
+        }
+    document: dict[str, Any] = {"mediaType": BUNDLE_V03, "verificationMaterial": material}
+    if envelope is not None:
+        document["dsseEnvelope"] = dict(envelope)
+        return document
+    assert digest is not None
+    document["messageSignature"] = {
+        "messageDigest": {
+            "algorithm": "SHA2_256",
+            "digest": base64.b64encode(bytes.fromhex(digest.partition(":")[2])).decode(),
+        },
+        "signature": base64.b64encode(signature or sign_digest(key, digest)).decode(),
+    }
+    return document

@@ -386,6 +386,11 @@ def hashedrekord_key_body(pem: bytes, signature: bytes, digest_hex: str) -> dict
 
 def dsse_body(cert: x509.Certificate, envelope: dict[str, Any]) -> dict[str, Any]:
     """The dsse v0.0.1 entry Rekor stores for a DSSE envelope."""
+    return dsse_key_body(_cert_pem(cert), envelope)
+
+
+def dsse_key_body(pem: bytes, envelope: dict[str, Any]) -> dict[str, Any]:
+    """A dsse v0.0.1 entry whose verifier is ``pem``: a certificate or a PUBLIC KEY."""
     payload = base64.b64decode(envelope["payload"])
     canonical = json.dumps(envelope, separators=(",", ":"), sort_keys=True).encode()
     return {
@@ -395,9 +400,58 @@ def dsse_body(cert: x509.Certificate, envelope: dict[str, Any]) -> dict[str, Any
             "envelopeHash": {"algorithm": "sha256", "value": hashlib.sha256(canonical).hexdigest()},
             "payloadHash": {"algorithm": "sha256", "value": hashlib.sha256(payload).hexdigest()},
             "signatures": [
-                {"signature": s["sig"], "verifier": _b64(_cert_pem(cert))}
-                for s in envelope["signatures"]
+                {"signature": s["sig"], "verifier": _b64(pem)} for s in envelope["signatures"]
             ],
+        },
+    }
+
+
+def hashedrekord_v2_body(
+    public_der: bytes, signature: bytes, digest: bytes, *, certificate: bool = False
+) -> dict[str, Any]:
+    """The hashedrekord v0.0.2 entry Rekor v2 stores for a signature over ``digest``
+    (SHA-256 of the artifact, or of the DSSE pre-authentication encoding), made with
+    the key ``public_der`` (a DER public key, or with ``certificate`` a DER certificate)."""
+    return {
+        "apiVersion": "0.0.2",
+        "kind": "hashedrekord",
+        "spec": {
+            "hashedRekordV002": {
+                "data": {"algorithm": "SHA2_256", "digest": _b64(digest)},
+                "signature": {
+                    "content": _b64(signature),
+                    "verifier": {
+                        "x509Certificate" if certificate else "publicKey": {
+                            "rawBytes": _b64(public_der)
+                        },
+                        "keyDetails": "PKIX_ECDSA_P256_SHA_256",
+                    },
+                },
+            }
+        },
+    }
+
+
+def dsse_v2_body(public_der: bytes, envelope: dict[str, Any]) -> dict[str, Any]:
+    """The dsse v0.0.2 entry Rekor v2 stores for a DSSE envelope signed with a key."""
+    payload = base64.b64decode(envelope["payload"])
+    verifier = {
+        "publicKey": {"rawBytes": _b64(public_der)},
+        "keyDetails": "PKIX_ECDSA_P256_SHA_256",
+    }
+    return {
+        "apiVersion": "0.0.2",
+        "kind": "dsse",
+        "spec": {
+            "dsseV002": {
+                "payloadHash": {
+                    "algorithm": "SHA2_256",
+                    "digest": _b64(hashlib.sha256(payload).digest()),
+                },
+                "signatures": [
+                    {"content": s["sig"], "verifier": verifier} for s in envelope["signatures"]
+                ],
+            }
         },
     }
 
@@ -438,6 +492,8 @@ class SigstoreInstance:
         self.ct_log = CTLog()
         self.ca = FulcioCA(self.ct_log, name)
         self.tlog = TransparencyLog()
+        #: A timestamp authority (``tests/tsa.py``) the trusted root lists, when set.
+        self.tsa: Any = None
 
     def trusted_root(self) -> dict[str, Any]:
         """The ``trusted_root.json`` document describing this instance."""
@@ -474,7 +530,7 @@ class SigstoreInstance:
                     "logId": {"keyId": _b64(self.ct_log.log_id)},
                 }
             ],
-            "timestampAuthorities": [],
+            "timestampAuthorities": [] if self.tsa is None else [self.tsa.trusted_root_entry()],
         }
 
     def trusted_root_json(self) -> str:
@@ -621,12 +677,14 @@ def rekor_bundle(entry: LogEntry) -> str:
     return json.dumps(document, separators=(",", ":"))
 
 
-def _tlog_entry(entry: LogEntry, *, promise: bool = True) -> dict[str, Any]:
+def tlog_entry(entry: LogEntry, *, promise: bool = True, version: str = "0.0.1") -> dict[str, Any]:
+    """A bundle's ``tlogEntries`` item for ``entry``: with its inclusion proof and checkpoint,
+    and (``promise``) its signed entry timestamp and integration time, which Rekor v2
+    entries (``version`` 0.0.2) do not have."""
     document: dict[str, Any] = {
         "logIndex": str(entry.index),
         "logId": {"keyId": _b64(entry.log_id)},
-        "kindVersion": {"kind": entry.kind, "version": "0.0.1"},
-        "integratedTime": str(entry.integrated_time),
+        "kindVersion": {"kind": entry.kind, "version": version},
         "inclusionProof": {
             "logIndex": str(entry.index),
             "rootHash": _b64(entry.root_hash),
@@ -637,6 +695,7 @@ def _tlog_entry(entry: LogEntry, *, promise: bool = True) -> dict[str, Any]:
         "canonicalizedBody": _b64(entry.body),
     }
     if promise:
+        document["integratedTime"] = str(entry.integrated_time)
         document["inclusionPromise"] = {"signedEntryTimestamp": _b64(entry.set_signature)}
     return document
 
@@ -653,7 +712,7 @@ def bundle(
 ) -> dict[str, Any]:
     """A Sigstore bundle of a message signature (over ``digest_hex``) or of ``envelope``."""
     der = serialization.Encoding.DER
-    material: dict[str, Any] = {"tlogEntries": [_tlog_entry(entry)]}
+    material: dict[str, Any] = {"tlogEntries": [tlog_entry(entry)]}
     if media_type == BUNDLE_V03:
         material["certificate"] = {"rawBytes": _b64(cert.public_bytes(der))}
     else:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -13,13 +14,14 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from tests.kube import policy_yaml
+from tests.kube import pod_spec, policy_yaml, review, workload
 from webhook import certs
 
 READY_DEADLINE = 30.0
@@ -55,6 +57,23 @@ class Server:
             verify=str(self.ca),
             timeout=timeout,
         )
+
+    def decide(self, ref: str, namespace: str = "prod-web") -> dict[str, Any]:
+        """The AdmissionResponse to a Deployment of ``ref`` created in ``namespace``."""
+        result = self.post(
+            json.dumps(review(workload("Deployment", pod_spec(ref), namespace=namespace))),
+            timeout=30,
+        )
+        assert result.status_code == 200, result.text
+        response: dict[str, Any] = result.json()["response"]
+        return response
+
+    def denial(self, ref: str, namespace: str = "prod-web") -> str:
+        """The message of the denial ``decide`` must answer."""
+        response = self.decide(ref, namespace)
+        assert response["allowed"] is False, response
+        message: str = response["status"]["message"]
+        return message
 
     def get(self, path: str) -> requests.Response:
         return requests.get(f"{self.url}{path}", verify=str(self.ca), timeout=10)

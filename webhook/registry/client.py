@@ -201,9 +201,16 @@ class RegistryClient:
         """The descriptors of manifests whose subject is ``digest``.
 
         Uses the referrers API, following pagination, and falls back to the
-        ``<alg>-<hex>`` tag schema when the registry answers 404; [] when
-        neither exists. Only descriptors of ``artifact_type`` are kept when it
-        is given. Raises UpstreamError on any other failure.
+        ``<alg>-<hex>`` tag schema only when the registry answers 404 to the
+        first request for that very path (the distribution spec's sign of a
+        registry without the API; a registry with it never answers 404 there);
+        [] when neither exists. Only descriptors of ``artifact_type`` are kept
+        when it is given, whether or not the registry filtered. At most
+        _MAX_REFERRER_PAGES pages and _MAX_REFERRERS descriptors are read,
+        each page bounded by the manifest size limit and all of them by the
+        review's deadline and byte budget. Raises UpstreamError on any other
+        failure, on a 404 from a redirect target or a later page, and when
+        the listing goes on past those bounds.
         """
         target = self._target(ref)
         path = self._path(target, "referrers", _checked_digest(target, digest))
@@ -213,7 +220,11 @@ class RegistryClient:
         for page in range(_MAX_REFERRER_PAGES):
             with self._network.call(target.host, deadline):
                 response = self._request(target, "GET", path, deadline, accept=OCI_INDEX)
-                missing = response.status_code == 404 and page == 0
+                missing = (
+                    response.status_code == 404
+                    and page == 0
+                    and urlsplit(response.url).path == urlsplit(target.base + path).path
+                )
                 if not missing:
                     self._expect_ok(target, response, f"referrers of {digest}")
                     next_url = response.links.get("next", {}).get("url")
@@ -230,12 +241,14 @@ class RegistryClient:
                     f"{target.host} lists more than {_MAX_REFERRERS} referrers of {digest}"
                 )
             if not next_url:
-                break
+                return found
             parts = urlsplit(urljoin(target.base + path, next_url))
             if f"{parts.scheme}://{parts.netloc}" != target.base:
                 raise target.error(f"{target.host} paginated referrers to another host")
             path = parts.path + (f"?{parts.query}" if parts.query else "")
-        return found
+        raise target.error(
+            f"{target.host} lists referrers of {digest} over more than {_MAX_REFERRER_PAGES} pages"
+        )
 
     def _referrers_tag(
         self, ref: ImageRef, digest: str, deadline: Deadline, artifact_type: str | None

@@ -2,9 +2,12 @@
 
 The check resolves the reference to a digest (the engine does it, after the
 allowlist), reads cosign's ``sha256-<hex>.sig`` manifest from the image's own
-repository and asks each authority in turn. Outcomes are cached by digest and
-by the exact authorities, so a moved tag, a new key or another policy never
-reuses an answer that was not about them.
+repository and asks each authority in turn. Signatures come in two forms
+for keys and keyless identities alike: legacy ``.sig`` layers, and Sigstore
+bundles attached as OCI referrers (what cosign 3 writes by default), read
+only when the ``.sig`` layers do not already satisfy the authority.
+Outcomes are cached by digest and by the exact authorities, so a moved tag,
+a new key or another policy never reuses an answer that was not about them.
 
 A threshold counts distinct signers (``signers.count_distinct``): two
 authorities holding one key, or two identities one certificate matches, count
@@ -29,7 +32,8 @@ from webhook.policy.model import Authority, Policy, Signatures
 from webhook.reference import ImageRef
 from webhook.registry import Deadline, Manifest, NotFound, RegistryClient
 from webhook.registry.client import DOCKER_MANIFEST_LIST, OCI_INDEX
-from webhook.signatures.cosign import signature_tag, verify_with_key
+from webhook.signatures.cosign import KeyVerification, signature_tag, verify_with_key
+from webhook.signatures.keybundle import VERIFIED, verify_key_bundles
 from webhook.signatures.keys import PublicKey, load_public_key
 from webhook.signatures.material import KeylessMaterial
 from webhook.signatures.signers import Signer, count_distinct, key_signer
@@ -223,7 +227,7 @@ class SignatureCheck:
                 signers, reason = material.verify_signature(signatures, authority)
             else:
                 signers, reason = self._authority(
-                    image, digest, signatures, authority, manifest, deadline
+                    image, digest, signatures, authority, manifest, material, deadline
                 )
             if signers:
                 found.append((authority.name, signers))
@@ -242,24 +246,67 @@ class SignatureCheck:
         signatures: Signatures,
         authority: Authority,
         manifest: Manifest | None,
+        material: KeylessMaterial,
         deadline: Deadline,
     ) -> tuple[tuple[Signer, ...], str]:
-        """The signer (its key) when key ``authority`` verifies, else why not."""
+        """The signer (its key) when key ``authority`` verifies, else why not.
+
+        The ``.sig`` layers are tried first; the key-signed bundles referring
+        to the digest only when they do not verify.
+        """
         if authority.key is None or authority.key.pem is None:
             return (), "authority has no public key"
         if authority.key.tlog_required and authority.key.root is None:
             return (), "tlog: required, but no trusted root is loaded"
-        if manifest is None:
-            return (), f"no signature found ({signature_tag(digest)} does not exist)"
         try:
             public_key = load_key(authority.key.pem, authority.key.file or authority.name)
         except TrustgateError as exc:
             return (), exc.message
+        legacy = None
+        if manifest is not None:
+            legacy = self._legacy(
+                image, digest, signatures, authority, public_key, manifest, deadline
+            )
+            if legacy.ok:
+                return (key_signer(public_key),), ""
+        raw, note = material.raw_bundles()
+        bundled = verify_key_bundles(
+            raw,
+            public_key,
+            authority.name,
+            image_digest=digest,
+            repository=image.repository,
+            required_annotations=dict(signatures.annotations),
+            check_reference=signatures.match_reference,
+            root=authority.key.root if authority.key.tlog_required else None,
+        )
+        if bundled.ok:
+            return (key_signer(public_key),), ""
+        if legacy is None:
+            if not raw:
+                return (), f"no signature found ({signature_tag(digest)} does not exist); {note}"
+            return (), bundled.reason
+        if not raw or bundled.rank < VERIFIED:
+            return (), legacy.reason
+        return (), bundled.reason
+
+    def _legacy(
+        self,
+        image: ImageRef,
+        digest: str,
+        signatures: Signatures,
+        authority: Authority,
+        public_key: PublicKey,
+        manifest: Manifest,
+        deadline: Deadline,
+    ) -> KeyVerification:
+        """Whether a ``.sig`` layer is ``authority``'s key signature meeting every rule."""
+        assert authority.key is not None
 
         def fetch(blob: str, size: int) -> bytes:
             return self._client.blob(image, blob, deadline, max_bytes=size)
 
-        result = verify_with_key(
+        return verify_with_key(
             manifest.data,
             fetch,
             image_digest=digest,
@@ -270,4 +317,3 @@ class SignatureCheck:
             check_reference=signatures.match_reference,
             tlog_root=authority.key.root if authority.key.tlog_required else None,
         )
-        return ((key_signer(public_key),), "") if result.ok else ((), result.reason)

@@ -102,6 +102,10 @@ def _failed(reason: str) -> KeylessResult:
     return KeylessResult(False, reason)
 
 
+_NO_TIME = (
+    "the bundle has neither a signed entry timestamp (Rekor v1) nor an RFC 3161 timestamp "
+    "that a timestamp authority of the trusted root verifies (a Rekor v2 entry needs one)"
+)
 #: sigstore-python messages that say more with a word of explanation.
 _EXPLAINED = (
     (
@@ -112,6 +116,17 @@ _EXPLAINED = (
     (
         "failed to build timestamp certificate chain",
         "the certificate does not chain to a Fulcio CA of the trusted root",
+    ),
+    ("not enough sources of verified time", _NO_TIME),
+    ("must contain an inclusion promise or signed timestamp", _NO_TIME),
+    (
+        "Integrated time only supported",
+        "a Rekor v2 entry with a signed entry timestamp is not a form sigstore-python verifies",
+    ),
+    (
+        "Unsupported DSSE log entry type",
+        "sigstore-python does not verify this kind of log entry for a certificate-signed "
+        "envelope (Rekor v2 dsse 0.0.2 entries are not supported; hashedrekord 0.0.2 are)",
     ),
 )
 
@@ -348,18 +363,29 @@ def _statement(
     certificate: x509.Certificate,
 ) -> KeylessResult:
     """Accept a verified DSSE payload: an in-toto statement of ``predicate_type`` on the image."""
+    problem = statement_payload_problem(payload_type, payload, image_digest, predicate_type)
+    if problem is not None:
+        return _failed(problem)
+    return KeylessResult(True, payload=payload, payload_type=payload_type, certificate=certificate)
+
+
+def statement_payload_problem(
+    payload_type: str, payload: bytes, image_digest: str, predicate_type: str
+) -> str | None:
+    """Why a verified DSSE payload is not an in-toto statement of ``predicate_type`` on the
+    image ``image_digest``, or None."""
     if payload_type != IN_TOTO_PAYLOAD_TYPE:
-        return _failed(f"signed payload type {literal(payload_type)} is not {IN_TOTO_PAYLOAD_TYPE}")
+        return f"signed payload type {literal(payload_type)} is not {IN_TOTO_PAYLOAD_TYPE}"
     try:
         statement = json.loads(payload)
     except (UnicodeDecodeError, json.JSONDecodeError):
-        return _failed("signed payload is not JSON")
+        return "signed payload is not JSON"
     if not isinstance(statement, dict) or statement.get("_type") not in STATEMENT_TYPES:
-        return _failed("signed payload is not an in-toto statement")
+        return "signed payload is not an in-toto statement"
     found = statement.get("predicateType")
     if found != predicate_type:
         shown = literal(found) if isinstance(found, str) else "none"
-        return _failed(f"signed statement has predicate type {shown}, not {predicate_type}")
+        return f"signed statement has predicate type {shown}, not {predicate_type}"
     if not statement_subject_matches(statement, image_digest):
-        return _failed(f"signed statement is about another subject, not {image_digest}")
-    return KeylessResult(True, payload=payload, payload_type=payload_type, certificate=certificate)
+        return f"signed statement is about another subject, not {image_digest}"
+    return None

@@ -14,6 +14,7 @@ from typing import TypeAlias
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
+from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 
 from webhook.errors import PolicyError
 
@@ -116,6 +117,33 @@ def verify(key: PublicKey, signature: bytes, data: bytes) -> bool:
     except (InvalidSignature, ValueError):
         return False
     return True
+
+
+def verify_digest(key: PublicKey, signature: bytes, digest: bytes) -> bool:
+    """Whether ``signature`` is ``key``'s signature over the data whose SHA-256 is ``digest``.
+
+    What a message-signature bundle holds: the signer hashed the artifact (an
+    image manifest) with SHA-256 and signed that. ECDSA and RSA (PKCS#1 v1.5 or
+    PSS) verify a prehashed digest; pure Ed25519 signs the message itself, so
+    an Ed25519 key never verifies a bare digest. Never raises: returns False.
+    """
+    if len(digest) != hashes.SHA256.digest_size:
+        return False
+    prehashed = Prehashed(hashes.SHA256())
+    try:
+        if isinstance(key, ec.EllipticCurvePublicKey):
+            key.verify(signature, digest, ec.ECDSA(prehashed))
+            return True
+        if isinstance(key, rsa.RSAPublicKey):
+            for scheme in (padding.PKCS1v15(), _PSS):
+                try:
+                    key.verify(signature, digest, scheme, prehashed)
+                    return True
+                except InvalidSignature:
+                    continue
+    except (InvalidSignature, ValueError):
+        return False
+    return False
 
 
 def _verifies_ecdsa(

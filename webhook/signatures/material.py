@@ -75,6 +75,7 @@ class KeylessMaterial:
         self._manifest = manifest
         self._deadline = deadline
         self._layers: list[_Layer] | None = None
+        self._raw_bundles: tuple[list[bytes | str], str] | None = None
         self._bundles: tuple[list[Bundle | str], str] | None = None
 
     def layers(self) -> list[_Layer]:
@@ -110,22 +111,30 @@ class KeylessMaterial:
         """The bundles referring to the digest (or why each is unusable), and a note
         describing referrers of other artifact types when there is no bundle."""
         if self._bundles is None:
-            self._bundles = self._read_bundles()
+            raw, note = self.raw_bundles()
+            parsed = [item if isinstance(item, str) else parse_bundle(item) for item in raw]
+            self._bundles = parsed, note
         return self._bundles
 
-    def _read_bundles(self) -> tuple[list[Bundle | str], str]:
+    def raw_bundles(self) -> tuple[list[bytes | str], str]:
+        """As ``bundles``, the bundle documents unparsed (key bundles parse differently)."""
+        if self._raw_bundles is None:
+            self._raw_bundles = self._read_bundles()
+        return self._raw_bundles
+
+    def _read_bundles(self) -> tuple[list[bytes | str], str]:
         referrers = self._client.referrers(self._image, self._digest, self._deadline)
         wanted = [r for r in referrers if r.get("artifactType") in BUNDLE_MEDIA_TYPES]
         if not wanted:
             kinds = sorted({str(r.get("artifactType") or r.get("mediaType")) for r in referrers})
             other = f"; referrers of other types: {', '.join(kinds[:4])}" if kinds else ""
             return [], f"no Sigstore bundle refers to {self._digest}{other}"
-        found: list[Bundle | str] = []
+        found: list[bytes | str] = []
         for referrer in wanted[:MAX_BUNDLES]:
             found.append(self._bundle(referrer))
         return found, ""
 
-    def _bundle(self, referrer: Mapping[str, Any]) -> Bundle | str:
+    def _bundle(self, referrer: Mapping[str, Any]) -> bytes | str:
         digest = referrer.get("digest")
         if not isinstance(digest, str):
             return "bundle referrer has no digest"
@@ -141,8 +150,7 @@ class KeylessMaterial:
                     return f"bundle referrer {digest} has a layer without digest or size"
                 if size > MAX_BUNDLE_SIZE:
                     return f"bundle of referrer {digest} is {size} bytes; over {MAX_BUNDLE_SIZE}"
-                raw = self._client.blob(self._image, blob, self._deadline, max_bytes=size)
-                return parse_bundle(raw)
+                return self._client.blob(self._image, blob, self._deadline, max_bytes=size)
         return f"bundle referrer {digest} has no bundle layer"
 
     def verify_signature(

@@ -145,7 +145,18 @@ def verify_key_entry(
 
 
 def _body_problem(body: bytes, signature: bytes, key: PublicKey, payload: bytes) -> str | None:
-    """Why a hashedrekord ``body`` is not the record of this signature, or None."""
+    """Why a hashedrekord ``body`` is not the record of this signature over ``payload``, or None."""
+    return hashedrekord_problem(body, signature, key, hashlib.sha256(payload).hexdigest())
+
+
+def hashedrekord_problem(
+    body: bytes, signature: bytes, key: PublicKey, digest_hex: str
+) -> str | None:
+    """Why a hashedrekord v0.0.1 ``body`` is not the record of this signature, or None.
+
+    It must name exactly ``signature``, ``key`` (a PUBLIC KEY block) and the
+    SHA-256 ``digest_hex`` of what was signed.
+    """
     try:
         document = json.loads(body)
         kind = document.get("kind")
@@ -162,10 +173,126 @@ def _body_problem(body: bytes, signature: bytes, key: PublicKey, payload: bytes)
         return "log entry is for another signature"
     if not _same_key(logged_key, key):
         return "log entry is for another key"
-    expected = hashlib.sha256(payload).hexdigest()
-    if algorithm != "sha256" or logged_hash != expected:
+    if algorithm != "sha256" or logged_hash != digest_hex:
         shown = f"{str(algorithm)[:16]}:{str(logged_hash)[:64]}"
-        return f"log entry is for another artifact ({shown}, not the payload's sha256:{expected})"
+        return f"log entry is for another artifact ({shown}, not sha256:{digest_hex})"
+    return None
+
+
+def hashedrekord_v2_problem(
+    body: bytes, signature: bytes, key: PublicKey, digest: bytes
+) -> str | None:
+    """Why a Rekor v2 hashedrekord v0.0.2 ``body`` is not the record of this signature, or None.
+
+    Rekor v2 records a message signature, and a DSSE envelope too (its
+    digest then covers the envelope's pre-authentication encoding), as the
+    SHA-256 ``digest``, the signature and the verifier's DER public key.
+    """
+    try:
+        spec = _v2_spec(body, "hashedrekord", "hashedRekordV002")
+        data = spec["data"]
+        logged_digest = base64.b64decode(data["digest"], validate=True)
+        logged = _v2_signature(spec["signature"])
+    except (ValueError, TypeError, KeyError, AttributeError):
+        return "log entry's body is not a valid hashedrekord 0.0.2 entry with a public key"
+    if logged[0] != signature:
+        return "log entry is for another signature"
+    if logged[1] != key.public_bytes(*_SPKI):
+        return "log entry is for another key"
+    if data["algorithm"] != "SHA2_256" or logged_digest != digest:
+        return f"log entry is for another artifact, not sha256:{digest.hex()}"
+    return None
+
+
+def dsse_v2_problem(body: bytes, payload: bytes, signature: bytes, key: PublicKey) -> str | None:
+    """Why a Rekor v2 dsse v0.0.2 ``body`` is not the record of this key's DSSE envelope, or None.
+
+    Rekor v2 records the payload's SHA-256 and each signature with its
+    verifier's DER public key; ``signature`` by ``key`` must be among them.
+    """
+    try:
+        spec = _v2_spec(body, "dsse", "dsseV002")
+        payload_hash = spec["payloadHash"]
+        logged_hash = base64.b64decode(payload_hash["digest"], validate=True)
+        logged = [_v2_signature(item) for item in spec["signatures"][:16]]
+    except (ValueError, TypeError, KeyError, AttributeError):
+        return "log entry's body is not a valid dsse 0.0.2 entry with a public key"
+    expected = hashlib.sha256(payload).digest()
+    if payload_hash["algorithm"] != "SHA2_256" or logged_hash != expected:
+        return "log entry is for another payload (its payload hash differs from this envelope's)"
+    if (signature, key.public_bytes(*_SPKI)) not in logged:
+        return "log entry records another signature or key"
+    return None
+
+
+def _v2_spec(body: bytes, kind: str, field: str) -> dict[str, Any]:
+    """The ``spec.<field>`` of a Rekor v2 entry of ``kind`` 0.0.2; raises ValueError or KeyError."""
+    document = json.loads(body)
+    if (document.get("kind"), document.get("apiVersion")) != (kind, "0.0.2"):
+        raise ValueError(f"not a {kind} 0.0.2 entry")
+    spec: dict[str, Any] = document["spec"][field]
+    return spec
+
+
+def _v2_signature(item: dict[str, Any]) -> tuple[bytes, bytes]:
+    """(signature, DER public key) of a Rekor v2 ``Signature``; raises on anything else."""
+    content = base64.b64decode(item["content"], validate=True)
+    raw = item["verifier"]["publicKey"]["rawBytes"]
+    return content, base64.b64decode(raw, validate=True)
+
+
+def dsse_key_problem(body: bytes, payload: bytes, signature: bytes, key: PublicKey) -> str | None:
+    """Why a dsse v0.0.1 ``body`` is not Rekor's record of this key's DSSE envelope, or None.
+
+    Rekor records the payload's SHA-256 and each signature with its verifier
+    (here the PUBLIC KEY block), base64-encoded; ``signature`` must be among them.
+    """
+    try:
+        document = json.loads(body)
+        if (document.get("kind"), document.get("apiVersion")) != ("dsse", "0.0.1"):
+            return "log entry is not a dsse 0.0.1 entry"
+        spec = document["spec"]
+        payload_hash = (spec["payloadHash"]["algorithm"], spec["payloadHash"]["value"])
+        logged = [
+            (
+                base64.b64decode(item["signature"], validate=True),
+                base64.b64decode(item["verifier"], validate=True),
+            )
+            for item in spec["signatures"][:16]
+        ]
+    except (ValueError, TypeError, KeyError, AttributeError):
+        return "log entry's body is not a valid dsse 0.0.1 entry"
+    if payload_hash != ("sha256", hashlib.sha256(payload).hexdigest()):
+        return "log entry is for another payload (its payload hash differs from this envelope's)"
+    if not any(sig == signature and _same_key(pem, key) for sig, pem in logged):
+        return "log entry records another signature or key"
+    return None
+
+
+def entry_proof_problem(root: TrustRoot, entry: rekor_v1.TransparencyLogEntry) -> str | None:
+    """Why ``entry`` is not proven to be in a log of ``root``, or None.
+
+    The entry must name a log of the root. An inclusion proof with its signed
+    checkpoint is verified (and the signed entry timestamp, when the entry has
+    one too) by sigstore-python's log entry model; an entry with a signed
+    entry timestamp only (bundle v0.1) is proven by that timestamp.
+    """
+    log_id = bytes(entry.log_id.key_id)
+    if log_id not in root.log_ids:
+        return (
+            f"log entry signed by an unknown log (log ID {log_id.hex()[:16]}... is not a "
+            f"transparency log of trusted root {root.name})"
+        )
+    proof = entry.inclusion_proof
+    try:
+        if proof is not None and proof.checkpoint is not None:
+            TransparencyLogEntry(entry)._verify(root.rekor)
+        elif entry.inclusion_promise is not None:
+            PromiseEntry(entry)._verify_set(root.rekor)
+        else:
+            return "log entry has neither an inclusion proof nor a signed entry timestamp"
+    except (SigstoreError, ValueError) as exc:
+        return f"log entry does not verify with trusted root {root.name}: {_first_line(exc)}"
     return None
 
 

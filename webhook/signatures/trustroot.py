@@ -30,7 +30,7 @@ from importlib import resources
 from pathlib import Path
 
 from pydantic import ValidationError
-from sigstore._internal.trust import KeyringPurpose, RekorKeyring
+from sigstore._internal.trust import CertificateAuthority, KeyringPurpose, RekorKeyring
 from sigstore.errors import Error as SigstoreError
 from sigstore.models import TrustedRoot
 from sigstore.verify import Verifier
@@ -60,7 +60,8 @@ class TrustRoot:
     different cache keys). The Verifier keeps no per-call state and is shared
     by every request thread. ``rekor`` holds the transparency logs' keys and
     ``log_ids`` their IDs (SHA-256 of each key), for the log entries of
-    key-signed signatures.
+    key-signed signatures; ``timestamp_authorities`` the RFC 3161 authorities whose
+    signed timestamps key-signed bundles may carry.
     """
 
     name: str
@@ -68,6 +69,9 @@ class TrustRoot:
     verifier: Verifier = field(compare=False, repr=False)
     rekor: RekorKeyring = field(compare=False, repr=False)
     log_ids: frozenset[bytes] = field(compare=False, repr=False)
+    timestamp_authorities: tuple[CertificateAuthority, ...] = field(
+        default=(), compare=False, repr=False
+    )
 
 
 class TrustRoots:
@@ -167,6 +171,7 @@ def _parse(name: str, raw: bytes) -> TrustRoot:
         verifier=verifier,
         rekor=rekor,
         log_ids=frozenset(bytes(log.log_id.key_id) for log in inner.tlogs),
+        timestamp_authorities=tuple(root.get_timestamp_authorities()),
     )
 
 

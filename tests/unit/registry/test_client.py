@@ -543,3 +543,47 @@ def test_connection_errors_are_retried_then_named() -> None:
     with pytest.raises(UpstreamError, match=f"cannot reach {gone.host}"):
         client.resolve(gone.ref(), Deadline(5))
     assert 0.2 + 0.4 <= time.monotonic() - started < 2
+
+
+def test_referrers_fall_back_only_on_a_404_of_the_api_path(registry: FakeRegistry) -> None:
+    path = f"/v2/{REPO}/referrers/{DIGEST}"
+    tag = DIGEST.replace(":", "-")
+    registry.routes[f"GET /v2/{REPO}/manifests/{tag}"] = Reply(body=index_body(REFERRERS))
+    registry.routes[f"GET {path}"] = Reply(status=500)
+    client = make_client(registry)
+    with pytest.raises(UpstreamError, match="answered 500"):
+        client.referrers(registry.ref(), DIGEST, Deadline(5))
+    # A redirect to a path that is missing is no sign of a registry without the API.
+    registry.routes[f"GET {path}"] = Reply(status=307, headers={"Location": "/elsewhere"})
+    with pytest.raises(UpstreamError, match="not found"):
+        client.referrers(registry.ref(), DIGEST, Deadline(5))
+    assert not registry.hits("GET", f"/v2/{REPO}/manifests/{tag}")
+
+
+def test_referrers_404_on_a_later_page_is_an_error(registry: FakeRegistry) -> None:
+    path = f"/v2/{REPO}/referrers/{DIGEST}"
+    registry.routes[f"GET {path}"] = Reply(
+        headers={"Link": f'<{path}?page=2>; rel="next"'}, body=index_body(REFERRERS[:1])
+    )
+    registry.routes[f"GET {path}?page=2"] = Reply(status=404)
+    with pytest.raises(UpstreamError, match="not found"):
+        make_client(registry).referrers(registry.ref(), DIGEST, Deadline(5))
+    assert not registry.hits("GET", f"/v2/{REPO}/manifests/{DIGEST.replace(':', '-')}")
+
+
+def test_endless_referrers_pages_are_an_error(registry: FakeRegistry) -> None:
+    path = f"/v2/{REPO}/referrers/{DIGEST}"
+
+    def page(request: Request) -> Reply:
+        number = len(registry.hits("GET", path))
+        return Reply(
+            headers={"Link": f'<{path}?page={number + 1}>; rel="next"'},
+            body=index_body(REFERRERS[:1]),
+        )
+
+    registry.routes[f"GET {path}"] = page
+    for number in range(2, 40):
+        registry.routes[f"GET {path}?page={number}"] = page
+    with pytest.raises(UpstreamError, match="over more than 16 pages"):
+        make_client(registry).referrers(registry.ref(), DIGEST, Deadline(5))
+    assert len(registry.hits("GET", path)) == 16

@@ -9,6 +9,7 @@ import json
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives.serialization import Encoding
 
 from tests.sigstore_instance import (
     BUNDLE_V01,
@@ -18,8 +19,11 @@ from tests.sigstore_instance import (
     SigstoreInstance,
     bundle,
     cosign_annotations,
+    hashedrekord_v2_body,
     now,
+    tlog_entry,
 )
+from tests.tsa import TimestampAuthority
 from webhook.errors import PolicyError
 from webhook.policy.model import Keyless
 from webhook.signatures.keyless import (
@@ -488,3 +492,52 @@ def test_legacy_attestation_that_is_not_an_in_toto_statement_is_denied(
     envelope, annotations = instance.attest_legacy(IDENTITY, statement)
     result = legacy_attestation(root, envelope, annotations)
     assert result == KeylessResult(False, "signed payload is not an in-toto statement")
+
+
+def test_rekor_v2_bundle_without_a_timestamp_fails_closed_and_says_why(
+    instance: SigstoreInstance,
+) -> None:
+    """sigstore-python verifies Rekor v2 entries, but they carry no time: a timestamp
+    authority must give one. Without it the bundle is refused, saying so."""
+    cert, signature, _ = instance.sign_digest(IDENTITY, IMAGE)
+    document = bundle(cert, _, signature=signature, digest_hex=IMAGE)
+    body = hashedrekord_v2_body(
+        cert.public_bytes(Encoding.DER), signature, bytes.fromhex(IMAGE), certificate=True
+    )
+    entry = tlog_entry(instance.tlog.append(body), promise=False, version="0.0.2")
+    document["verificationMaterial"]["tlogEntries"] = [entry]
+    reason = parse_bundle(json.dumps(document).encode())
+    assert isinstance(reason, str)
+    assert reason.startswith(
+        "malformed Sigstore bundle: the bundle has neither a signed entry timestamp (Rekor v1) "
+        "nor an RFC 3161 timestamp that a timestamp authority of the trusted root verifies"
+    )
+
+
+def test_rekor_v2_bundle_with_a_timestamp_is_verified_by_sigstore_python(tmp_path: Path) -> None:
+    """A Rekor v2 hashedrekord 0.0.2 entry and an RFC 3161 timestamp of the root's authority:
+    what cosign 3 writes with a Rekor v2 signing config, verified by sigstore-python."""
+    stamped = SigstoreInstance("stamped")
+    stamped.tsa = TimestampAuthority()
+    (tmp_path / "trusted_root.json").write_text(stamped.trusted_root_json())
+    root = load_trusted_root("trusted_root.json", tmp_path)
+
+    def rekor_v2(tsa: TimestampAuthority) -> object:
+        cert, signature, entry = stamped.sign_digest(IDENTITY, IMAGE)
+        document = bundle(cert, entry, signature=signature, digest_hex=IMAGE)
+        body = hashedrekord_v2_body(
+            cert.public_bytes(Encoding.DER), signature, bytes.fromhex(IMAGE), certificate=True
+        )
+        material = document["verificationMaterial"]
+        material["tlogEntries"] = [
+            tlog_entry(stamped.tlog.append(body), promise=False, version="0.0.2")
+        ]
+        stamp = base64.b64encode(tsa.stamp(signature)).decode()
+        material["timestampVerificationData"] = {"rfc3161Timestamps": [{"signedTimestamp": stamp}]}
+        parsed = parse_bundle(json.dumps(document).encode())
+        assert not isinstance(parsed, str), parsed
+        return verify_bundle(root, keyless(), parsed, image_digest=f"sha256:{IMAGE}")
+
+    assert rekor_v2(stamped.tsa).ok  # type: ignore[attr-defined]
+    refused = rekor_v2(TimestampAuthority())
+    assert refused.reason.startswith("the bundle has neither a signed entry timestamp")  # type: ignore[attr-defined]
