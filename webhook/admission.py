@@ -369,7 +369,11 @@ def response(uid: str, decision: Decision) -> dict[str, Any]:
 
 
 def review(
-    engine: Engine, body: Any, *, recheck_unchanged_images: bool = False
+    engine: Engine,
+    body: Any,
+    *,
+    recheck_unchanged_images: bool = False,
+    now: datetime | None = None,
 ) -> tuple[dict[str, Any], Decision, AdmissionRequest]:
     """Parse, decide, answer and log one AdmissionReview.
 
@@ -378,7 +382,7 @@ def review(
     """
     started = time.perf_counter()
     request = parse_review(body)
-    decision = decide(engine, request, recheck_unchanged_images=recheck_unchanged_images)
+    decision = decide(engine, request, recheck_unchanged_images=recheck_unchanged_images, now=now)
     answer = response(request.uid, decision)
     log_decision(request, decision, time.perf_counter() - started)
     return answer, decision, request

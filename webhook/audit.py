@@ -140,6 +140,9 @@ def _parse(text: str, source: str) -> Iterator[Manifest]:
         except RecursionError:
             yield _error(source, index, "nested too deeply to read")
             return
+        except ValueError as exc:  # a timestamp datetime refuses, such as 2026-02-30
+            yield _error(source, index, f"not valid YAML: {exc}")
+            return
         yield from _objects(document, source, index)
 
 

@@ -106,7 +106,8 @@ def _error(message: str, exception: PolicyException, index: int, field: str) -> 
 def expiry_warnings(
     exceptions: Iterable[PolicyException], now: dt.datetime, warn_days: int = WARN_DAYS
 ) -> list[str]:
-    """Lint's warnings: exceptions expired already, or expiring within ``warn_days``."""
+    """Lint's warnings: exceptions expired already, or whose last day is at most
+    ``warn_days`` days after today (in UTC; 0 warns about those ending today)."""
     warnings = []
     for exception in sorted(exceptions, key=lambda e: (e.ends_at, e.name)):
         day = exception.expires.isoformat()
@@ -114,9 +115,8 @@ def expiry_warnings(
         if not exception.active(now):
             warnings.append(f"{where} expired at the end of {day} (UTC) and no longer applies")
             continue
-        left = exception.ends_at - now
-        if left <= dt.timedelta(days=warn_days):
-            days = left.days
+        days = (exception.expires - now.astimezone(dt.UTC).date()).days
+        if days <= warn_days:
             when = "today" if days == 0 else f"in {days} day{'s' if days != 1 else ''}"
             warnings.append(f"{where} expires at the end of {day} (UTC), {when}")
     return warnings

@@ -285,6 +285,10 @@ def _parse(file: Path, data: bytes) -> Iterator[tuple[int, Any]]:
                 yield index, document
     except yaml.YAMLError as exc:
         raise PolicyError(_yaml_message(exc), file=str(file), document=index + 1) from exc
+    except ValueError as exc:
+        # PyYAML builds timestamps with datetime, which refuses 2026-02-30 this way.
+        message = f"not valid YAML: {exc}"
+        raise PolicyError(message, file=str(file), document=index + 1) from exc
 
 
 class _DuplicateKey(ValueError):
