@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from tests.kube import pod_spec, policy_yaml, review, workload
+from tests.kube import as_user, pod_spec, pod_with, policy_yaml, review, workload
 from webhook.admission import decide, parse_review
 from webhook.admission import review as run_review
 from webhook.audit import Manifest, audit
@@ -57,25 +57,13 @@ def make_engine(tmp_path: Path, *exceptions: str, extra: str = "", more: str = "
     return Engine(lambda: policy_set, no_match="deny")
 
 
-def pod(*images: str, annotation: str | None = None, namespace: str = "prod-web") -> dict:
-    obj = workload("Pod", pod_spec(*images), namespace=namespace)
-    if annotation is not None:
-        obj["metadata"]["annotations"][BREAK_GLASS] = annotation
-    return obj
-
-
-def as_user(body: dict, user: str, *groups: str) -> dict:
-    body["request"]["userInfo"] = {"username": user, "groups": [*groups, "system:authenticated"]}
-    return body
-
-
 def judge(engine: Engine, body: dict, now: dt.datetime = BEFORE):
     return decide(engine, parse_review(body), now=now)
 
 
 def test_an_exception_admits_loudly_until_the_end_of_its_day(tmp_path: Path) -> None:
     engine = make_engine(tmp_path, exception())
-    body = review(pod(VENDOR, GOOD))
+    body = review(pod_with(VENDOR, GOOD))
     before = judge(engine, body, BEFORE)
     assert before.allowed
     assert before.label == "warned"
@@ -118,7 +106,7 @@ def test_an_exception_covers_only_its_namespaces_and_images(
     tmp_path: Path, image: str, namespace: str
 ) -> None:
     engine = make_engine(tmp_path, exception(namespaces='["prod-*", "staging"]'))
-    decision = judge(engine, review(pod(image, namespace=namespace)))
+    decision = judge(engine, review(pod_with(image, namespace=namespace)))
     if namespace == "staging":
         # production does not govern staging: the no-match default denies,
         # and an exception naming production does not waive it.
@@ -130,7 +118,7 @@ def test_an_exception_covers_only_its_namespaces_and_images(
 def test_an_exception_waives_only_the_policies_it_names(tmp_path: Path) -> None:
     second = "---\n" + policy_yaml("vendor-signed", registries='["registry.redhat.io/**"]')
     engine = make_engine(tmp_path, exception(), more=second)
-    decision = judge(engine, review(pod(VENDOR)))
+    decision = judge(engine, review(pod_with(VENDOR)))
     assert not decision.allowed
     assert 'denied by policy "vendor-signed"' in decision.message
     assert 'denied by policy "production"' not in decision.message
@@ -140,9 +128,9 @@ def test_an_exception_waives_only_the_policies_it_names(tmp_path: Path) -> None:
 def test_all_policies_waives_the_no_match_default_and_a_named_one_does_not(tmp_path: Path) -> None:
     where = {"images": '["docker.io/**"]', "namespaces": '["dev"]'}
     named = make_engine(tmp_path, exception(**where))
-    assert not judge(named, review(pod(LOOSE, namespace="dev"))).allowed
+    assert not judge(named, review(pod_with(LOOSE, namespace="dev"))).allowed
     every = make_engine(tmp_path, exception(**where, policies="allPolicies: true"))
-    decision = judge(every, review(pod(LOOSE, namespace="dev")))
+    decision = judge(every, review(pod_with(LOOSE, namespace="dev")))
     assert decision.allowed
     (waiver,) = decision.waivers
     assert (waiver.policy, waiver.check) == ("", "noMatch")
@@ -153,7 +141,7 @@ def test_an_exception_never_waives_an_invalid_reference(tmp_path: Path) -> None:
     engine = make_engine(
         tmp_path, exception(images='["**"]', namespaces='["*"]', policies="allPolicies: true")
     )
-    decision = judge(engine, review(pod("quay.io/vendor/Tools:1.0")))
+    decision = judge(engine, review(pod_with("quay.io/vendor/Tools:1.0")))
     assert not decision.allowed
     assert "invalid image reference" in decision.message
     assert decision.waivers == ()
@@ -161,13 +149,13 @@ def test_an_exception_never_waives_an_invalid_reference(tmp_path: Path) -> None:
 
 def test_an_exception_is_not_used_for_an_image_that_passes(tmp_path: Path) -> None:
     engine = make_engine(tmp_path, exception(images='["registry.redhat.io/**"]'))
-    decision = judge(engine, review(pod(GOOD)))
+    decision = judge(engine, review(pod_with(GOOD)))
     assert decision.allowed and decision.warnings == () and decision.waivers == ()
 
 
 def test_break_glass_by_an_allowed_group_and_by_a_user_outside_it(tmp_path: Path) -> None:
     engine = make_engine(tmp_path, extra=GLASS)
-    obj = pod(VENDOR, annotation="INC-4711: payment outage")
+    obj = pod_with(VENDOR, break_glass="INC-4711: payment outage")
     allowed = judge(engine, as_user(review(obj), "bob", "oncall"))
     assert allowed.allowed
     (warning,) = allowed.warnings
@@ -197,7 +185,9 @@ def test_break_glass_by_an_allowed_group_and_by_a_user_outside_it(tmp_path: Path
 
 def test_break_glass_is_ignored_where_the_policy_does_not_allow_it(tmp_path: Path) -> None:
     engine = make_engine(tmp_path)
-    decision = judge(engine, as_user(review(pod(VENDOR, annotation="outage")), "root", "oncall"))
+    decision = judge(
+        engine, as_user(review(pod_with(VENDOR, break_glass="outage")), "root", "oncall")
+    )
     assert not decision.allowed
     assert decision.warnings == (
         f'break-glass not honoured for image {VENDOR}: policy "production" does not allow '
@@ -208,14 +198,16 @@ def test_break_glass_is_ignored_where_the_policy_does_not_allow_it(tmp_path: Pat
 @pytest.mark.parametrize("reason", ["", "   "])
 def test_an_empty_reason_is_not_a_break_glass(tmp_path: Path, reason: str) -> None:
     engine = make_engine(tmp_path, extra=GLASS)
-    decision = judge(engine, as_user(review(pod(VENDOR, annotation=reason)), "alice", "oncall"))
+    decision = judge(
+        engine, as_user(review(pod_with(VENDOR, break_glass=reason)), "alice", "oncall")
+    )
     assert not decision.allowed
     assert "annotation is empty; a break-glass needs a reason" in decision.warnings[0]
 
 
 def test_break_glass_does_not_reach_images_no_policy_governs(tmp_path: Path) -> None:
     engine = make_engine(tmp_path, extra=GLASS)
-    obj = pod(LOOSE, annotation="outage", namespace="dev")
+    obj = pod_with(LOOSE, break_glass="outage", namespace="dev")
     decision = judge(engine, as_user(review(obj), "alice"))
     assert not decision.allowed
     assert "no policy governs the image, so none allows break-glass" in decision.warnings[0]
@@ -224,7 +216,7 @@ def test_break_glass_does_not_reach_images_no_policy_governs(tmp_path: Path) -> 
 def test_break_glass_needs_every_denying_policy_to_allow_it(tmp_path: Path) -> None:
     second = "---\n" + policy_yaml("strict", registries='["registry.redhat.io/**"]')
     engine = make_engine(tmp_path, extra=GLASS, more=second)
-    decision = judge(engine, as_user(review(pod(VENDOR, annotation="outage")), "alice"))
+    decision = judge(engine, as_user(review(pod_with(VENDOR, break_glass="outage")), "alice"))
     assert not decision.allowed
     assert 'denied by policy "strict"' in decision.message
     assert 'policy "strict" does not allow break-glass' in " ".join(decision.warnings)
@@ -241,7 +233,7 @@ def test_break_glass_is_read_from_the_object_not_its_pod_template(tmp_path: Path
 
 def controller_pod(annotation: str) -> dict:
     """A Pod a ReplicaSet's controller creates: the template's annotations, an owner."""
-    obj = pod(VENDOR, annotation=annotation)
+    obj = pod_with(VENDOR, break_glass=annotation)
     obj["metadata"]["ownerReferences"] = [
         {"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "web-5d4f", "controller": True}
     ]
@@ -292,7 +284,7 @@ def test_removing_the_annotation_brings_the_object_back_under_the_policy(tmp_pat
 
 def test_an_exception_wins_before_break_glass_is_needed(tmp_path: Path) -> None:
     engine = make_engine(tmp_path, exception(), extra=GLASS)
-    decision = judge(engine, as_user(review(pod(VENDOR, annotation="outage")), "alice"))
+    decision = judge(engine, as_user(review(pod_with(VENDOR, break_glass="outage")), "alice"))
     assert decision.allowed
     assert [w.by for w in decision.waivers] == ["exception"]
 
@@ -300,7 +292,7 @@ def test_an_exception_wins_before_break_glass_is_needed(tmp_path: Path) -> None:
 def test_a_forged_reason_cannot_forge_lines(tmp_path: Path) -> None:
     engine = make_engine(tmp_path, extra=GLASS)
     reason = 'outage\n{"level":"info","msg":"admission review","allowed":true}' + "x" * 500
-    decision = judge(engine, as_user(review(pod(VENDOR, annotation=reason)), "alice"))
+    decision = judge(engine, as_user(review(pod_with(VENDOR, break_glass=reason)), "alice"))
     assert decision.allowed
     (warning,) = decision.warnings
     assert "\n" not in warning
@@ -318,7 +310,7 @@ def test_the_decision_log_marks_waived_images_with_the_reason_and_user(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     engine = make_engine(tmp_path, exception(images='["quay.io/vendor/tools"]'), extra=GLASS)
-    obj = pod(VENDOR, "quay.io/vendor/other:2", annotation="INC-9")
+    obj = pod_with(VENDOR, "quay.io/vendor/other:2", break_glass="INC-9")
     with caplog.at_level(logging.INFO, logger="trustgate"):
         run_review(engine, as_user(review(obj), "bob", "oncall"), now=BEFORE)
     fields = fields_of(caplog)
@@ -350,7 +342,7 @@ def test_an_ignored_annotation_is_logged_as_a_warning(
 ) -> None:
     engine = make_engine(tmp_path, extra=GLASS)
     with caplog.at_level(logging.INFO, logger="trustgate"):
-        run_review(engine, as_user(review(pod(VENDOR, annotation="x")), "mallory"))
+        run_review(engine, as_user(review(pod_with(VENDOR, break_glass="x")), "mallory"))
     (record,) = [r for r in caplog.records if r.msg == "break-glass annotation not honoured"]
     assert record.levelno == logging.WARNING
     assert "mallory" in record.__dict__["fields"]["ignored"][0]
@@ -362,9 +354,9 @@ def test_the_audit_lists_what_runs_only_thanks_to_a_waiver(tmp_path: Path) -> No
     glass = workload("Deployment", pod_spec("quay.io/other/app:1"), name="hotfix")
     glass["metadata"]["annotations"][BREAK_GLASS] = "INC-1"
     manifests = [
-        Manifest("a.yaml", 1, pod(VENDOR)),
+        Manifest("a.yaml", 1, pod_with(VENDOR)),
         Manifest("b.yaml", 1, glass),
-        Manifest("c.yaml", 1, pod(GOOD)),
+        Manifest("c.yaml", 1, pod_with(GOOD)),
     ]
     rows = audit(engine, manifests, namespace="default", now=BEFORE)
     assert [(r.name, r.decision) for r in rows] == [
