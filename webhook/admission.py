@@ -24,7 +24,7 @@ from typing import Any
 from webhook.engine import Engine, Verdict, display
 from webhook.errors import AdmissionReviewError, TrustgateError
 from webhook.observability import get_logger
-from webhook.updates import not_new
+from webhook.updates import UNCHANGED, not_new
 from webhook.waivers import (
     Waiver,
     audit_annotations,
@@ -243,10 +243,11 @@ def decide(
     """Judge every image of the request's object (the new object on UPDATE).
 
     An UPDATE that admits no new image (``updates.not_new``) is admitted
-    without a re-check unless ``recheck_unchanged_images`` or it removes the
-    break-glass annotation. Exceptions expire against ``now`` (default: the
-    clock); ``user_known`` False (the dry-run audit) honours break-glass
-    wherever a policy allows it, whoever the user.
+    without a re-check unless ``recheck_unchanged_images``, or it removes the
+    break-glass annotation from an object not being deleted. Exceptions
+    expire against ``now`` (default: the clock); ``user_known`` False (the
+    dry-run audit) honours break-glass wherever a policy allows it, whoever
+    the user.
     """
     if request.operation not in _JUDGED or request.object is None:
         return Decision(allowed=True, note=f"{request.operation} is not judged")
@@ -256,9 +257,10 @@ def decide(
         found = find_images(request.object)
     except TrustgateError as exc:
         problem = exc
-    recheck = recheck_unchanged_images or break_glass_removed(request.old_object, request.object)
-    if request.operation == "UPDATE" and not recheck and found != ():
+    if request.operation == "UPDATE" and not recheck_unchanged_images and found != ():
         reason = not_new(request.old_object, found)
+        if reason == UNCHANGED and break_glass_removed(request.old_object, request.object):
+            reason = None  # leaving break-glass: back under the policy now
         if reason is not None:
             return _not_rechecked(reason, found or ())
     if found is None:

@@ -276,6 +276,13 @@ def test_removing_the_annotation_brings_the_object_back_under_the_policy(tmp_pat
     emptied = copy.deepcopy(glass)
     emptied["metadata"]["annotations"][BREAK_GLASS] = " "
     assert not judge(engine, as_user(review(emptied, operation="UPDATE", old=glass), "bob")).allowed
+    # An object being deleted is never judged again: its finalizers must come off.
+    deleting = copy.deepcopy(glass)
+    deleting["metadata"]["deletionTimestamp"] = "2026-06-30T10:00:00Z"
+    stripped = copy.deepcopy(deleting)
+    del stripped["metadata"]["annotations"][BREAK_GLASS]
+    gone = judge(engine, as_user(review(stripped, operation="UPDATE", old=deleting), "bob"))
+    assert gone.allowed and gone.unchecked == (VENDOR,)
     # Removing it together with fixing the image is admitted.
     fixed = copy.deepcopy(plain)
     fixed["spec"]["template"]["spec"]["containers"][0]["image"] = GOOD
