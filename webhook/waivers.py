@@ -132,13 +132,11 @@ def settle(
     verdicts: tuple[Verdict, ...], policy_set: PolicySet, who: Requester, now: datetime
 ) -> Settlement:
     """Waive what exceptions and break-glass allow; ``now`` decides expiry."""
-    active = tuple(e for e in policy_set.exceptions if e.active(now))
-    expired = tuple(e for e in policy_set.exceptions if not e.active(now))
     settled: list[Verdict] = []
     waivers: list[Waiver] = []
     ignored: list[str] = []
     for verdict in verdicts:
-        new, waived, refused = _settle_one(verdict, policy_set, who, active, expired)
+        new, waived, refused = _settle_one(verdict, policy_set, who, now)
         settled.append(new)
         waivers.extend(waived)
         ignored.extend(refused)
@@ -149,14 +147,14 @@ def _settle_one(
     verdict: Verdict,
     policy_set: PolicySet,
     who: Requester,
-    active: tuple[PolicyException, ...],
-    expired: tuple[PolicyException, ...],
+    now: datetime,
 ) -> tuple[Verdict, list[Waiver], list[str]]:
     ref = verdict.reference
     if ref is None or not verdict.denials:
         return verdict, [], []  # invalid or past the deadline: never waived
-    covering = [e for e in active if e.covers(who.namespace, ref)]
-    lapsed = [e for e in expired if e.covers(who.namespace, ref)]
+    reaching = policy_set.covering(who.namespace, ref)
+    covering = [e for e in reaching if e.active(now)]
+    lapsed = [e for e in reaching if not e.active(now)]
     failed: list[tuple[str, str, str]] = []  # (policy, check, message) per denial
     if verdict.no_match == "deny":
         failed = [("", "noMatch", verdict.denials[0])]

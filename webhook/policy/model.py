@@ -7,7 +7,8 @@ atomically on reload.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import functools
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Literal
@@ -22,6 +23,8 @@ Mode = Literal["enforce", "audit"]
 NoMatch = Literal["deny", "warn", "allow"]
 OnUnknown = Literal["deny", "warn", "allow"]
 Grade = Literal["A", "B", "C", "D", "E", "F"]
+#: Distinct (namespace, repository) pairs whose covering exceptions a set remembers.
+_COVERING_MEMO = 4096
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,7 +215,11 @@ class PolicyException:
 
     def covers(self, namespace: str, image: ImageRef) -> bool:
         """Whether ``image`` in ``namespace`` is within the exception's reach."""
-        return any_match(self.namespaces, namespace) and any_match(self.images, image.repository)
+        return self.reaches(namespace, image.repository)
+
+    def reaches(self, namespace: str, repository: str) -> bool:
+        """Whether ``repository`` (normalised) in ``namespace`` is within its reach."""
+        return any_match(self.namespaces, namespace) and any_match(self.images, repository)
 
     def waives(self, policy: str | None) -> bool:
         """Whether it waives ``policy`` (None: the defaults.noMatch denial)."""
@@ -235,6 +242,24 @@ class PolicySet:
     fingerprint: str = ""
     files: tuple[str, ...] = ()
     exceptions: tuple[PolicyException, ...] = ()
+    _covering: Callable[[str, str], tuple[PolicyException, ...]] = field(
+        init=False, repr=False, compare=False, hash=False
+    )
+
+    def __post_init__(self) -> None:
+        # The same few (namespace, repository) pairs come back on every deploy;
+        # a memo per set keeps a long exception list off the denial path.
+        memo = functools.lru_cache(maxsize=_COVERING_MEMO)(self._scan)
+        object.__setattr__(self, "_covering", memo)
+
+    def _scan(self, namespace: str, repository: str) -> tuple[PolicyException, ...]:
+        return tuple(e for e in self.exceptions if e.reaches(namespace, repository))
+
+    def covering(self, namespace: str, image: ImageRef) -> tuple[PolicyException, ...]:
+        """The exceptions, expired or not, whose namespaces and images cover ``image``."""
+        if not self.exceptions:
+            return ()
+        return self._covering(namespace, image.repository)
 
     def matching(self, namespace: str, kind: str, image: ImageRef) -> tuple[Policy, ...]:
         """The policies that govern ``image`` in this request; all of them must pass."""

@@ -218,3 +218,21 @@ def test_break_glass_mistakes(tmp_path: Path, extra: str, field: str) -> None:
     with pytest.raises(PolicyErrors) as caught:
         load_directory(tmp_path)
     assert [e.field for e in caught.value.errors] == [field]
+
+
+def test_the_set_finds_the_covering_exceptions_expired_or_not(tmp_path: Path) -> None:
+    documents = [
+        exception_yaml("a-old", expires="2020-01-01"),
+        exception_yaml("b-new"),
+        exception_yaml(
+            "c-other",
+            spec=SPEC.format(expires="2026-12-31").replace("quay.io/vendor/**", "x.io/**"),
+        ),
+    ]
+    policy_set = load(tmp_path, *documents)
+    vendor = parse_reference("quay.io/vendor/cli:1")
+    for _ in range(2):  # the second answer comes from the memo, and is the same
+        assert [e.name for e in policy_set.covering("billing", vendor)] == ["a-old", "b-new"]
+        assert policy_set.covering("staging", vendor) == ()
+    other = parse_reference("x.io/a/b")
+    assert [e.name for e in policy_set.covering("prod-web", other)] == ["c-other"]
