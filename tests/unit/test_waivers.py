@@ -375,3 +375,20 @@ def test_the_audit_lists_what_runs_only_thanks_to_a_waiver(tmp_path: Path) -> No
     assert rows[1].waivers == ('break-glass: "INC-1"',)
     late = audit(engine, manifests, namespace="default", now=AFTER)
     assert [r.decision for r in late] == ["denied", "waived", "allowed"]
+
+
+def test_break_glass_is_the_requesting_users_not_the_objects(tmp_path: Path) -> None:
+    """A Pod an on-call engineer started under break-glass does not lend it to the
+    next user: an ephemeral container added by someone outside the groups is judged."""
+    engine = make_engine(tmp_path, extra=GLASS)
+    running = pod_with(VENDOR, break_glass="INC-5")
+    assert judge(engine, as_user(review(running), "bob", "oncall")).allowed
+    debugged = copy.deepcopy(running)
+    debugged["spec"]["ephemeralContainers"] = [
+        {"name": "debug", "image": "quay.io/vendor/shell:1", "targetContainerName": "app-0"}
+    ]
+    body = review(debugged, operation="UPDATE", old=running, sub_resource="ephemeralcontainers")
+    decision = judge(engine, as_user(body, "mallory", "developers"))
+    assert not decision.allowed
+    assert "quay.io/vendor/shell:1" in decision.message
+    assert 'user "mallory" is not among' in " ".join(decision.warnings)
