@@ -24,7 +24,7 @@ from webhook.config import Config, load_config
 from webhook.engine import Engine
 from webhook.errors import TrustgateError
 from webhook.observability import configure_logging
-from webhook.policy.exceptions import WARN_DAYS, expiry_warnings
+from webhook.policy.exceptions import WARN_DAYS, breadth_warnings, expiry_warnings
 from webhook.policy.loader import load_directory
 from webhook.policy.schema import policy_schema
 from webhook.policytest import load_cases, run_case
@@ -273,6 +273,7 @@ def _lint(args: argparse.Namespace, config: Config) -> int:
     policy_set = load_directory(directory)
     cases = load_cases(directory)
     warnings = expiry_warnings(policy_set.exceptions, datetime.now(UTC), args.warn_days)
+    warnings += breadth_warnings(policy_set.exceptions)
     if args.output == "json":
         names = [p.name for p in policy_set.policies]
         exceptions = [e.name for e in policy_set.exceptions]

@@ -103,6 +103,20 @@ def _error(message: str, exception: PolicyException, index: int, field: str) -> 
     return PolicyError(message, file=exception.source, document=index, field=field)
 
 
+def breadth_warnings(exceptions: Iterable[PolicyException]) -> list[str]:
+    """Lint's warnings about exceptions that cover every image: likely a mistake.
+
+    ``images: ["**"]`` waives the named policies for anything at all in the
+    namespaces it names; with ``allPolicies`` that turns trustgate off there.
+    """
+    return [
+        f"exception {exception.name!r} ({exception.source}) covers every image "
+        f'(images: ["**"]) in namespaces {", ".join(str(g) for g in exception.namespaces)}'
+        for exception in sorted(exceptions, key=lambda e: e.name)
+        if any(glob.pattern == "**" for glob in exception.images)
+    ]
+
+
 def expiry_warnings(
     exceptions: Iterable[PolicyException], now: dt.datetime, warn_days: int = WARN_DAYS
 ) -> list[str]:

@@ -9,7 +9,7 @@ import pytest
 
 from tests.kube import policy_yaml
 from webhook.errors import PolicyErrors
-from webhook.policy.exceptions import end_of_day, expiry_warnings
+from webhook.policy.exceptions import breadth_warnings, end_of_day, expiry_warnings
 from webhook.policy.loader import load_directory
 from webhook.policy.model import BreakGlass
 from webhook.reference import parse_reference
@@ -236,3 +236,11 @@ def test_the_set_finds_the_covering_exceptions_expired_or_not(tmp_path: Path) ->
         assert policy_set.covering("staging", vendor) == ()
     other = parse_reference("x.io/a/b")
     assert [e.name for e in policy_set.covering("prod-web", other)] == ["c-other"]
+
+
+def test_lint_warns_about_an_exception_for_every_image(tmp_path: Path) -> None:
+    wide = SPEC.format(expires="2026-12-31").replace('"quay.io/vendor/**"', '"quay.io/x", "**"')
+    exceptions = load(tmp_path, exception_yaml(), exception_yaml("wide", spec=wide)).exceptions
+    (warning,) = breadth_warnings(exceptions)
+    assert warning.startswith("exception 'wide' (")
+    assert 'covers every image (images: ["**"]) in namespaces billing, prod-*' in warning
