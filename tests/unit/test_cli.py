@@ -552,3 +552,18 @@ def test_audit_lists_what_runs_only_thanks_to_an_exception(
     assert [(r["image"], r["waivers"]) for r in waived] == [
         (BAD, [f'exception "nginx-legacy" (expires {until})'])
     ]
+
+
+def test_audit_junit_shows_a_waived_image_as_passing_with_its_waiver(
+    policies: Path, manifests: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    until = _days_from_today(30)
+    (policies / "exceptions.yaml").write_text(_exception("nginx-legacy", until))
+    code, out, _ = run(capsys, "audit", str(manifests), "--policies", str(policies), "-o", "junit")
+    assert code == 0
+    suite = ET.fromstring(out)
+    assert suite.get("failures") == "0"
+    (case,) = [c for c in suite.iter("testcase") if BAD in (c.get("name") or "") and
+               c.get("classname", "").endswith(":prod-web")]  # fmt: skip
+    text = case.findtext("system-out") or ""
+    assert text.splitlines()[0] == f'exception "nginx-legacy" (expires {until})'
