@@ -13,7 +13,9 @@ policy is waived
    user (``userInfo.username`` and ``groups``).
 
 Nothing else is ever waived: an invalid reference, a review past its deadline
-or an object that cannot be read stays denied. Each waiver becomes a loud
+or an object that cannot be read stays denied. An image is admitted through
+waivers only when every denial of it is waived; otherwise it stays denied, and
+its denial names only the policies that still deny it. Each waiver becomes a loud
 warning on the image's verdict; where the annotation could not be honoured,
 the warning says why. Pure: the clock is the ``now`` parameter.
 """
@@ -184,13 +186,16 @@ def _settle_one(
             line += f' (exception "{late.name}" expired at the end of {late.expires} UTC)'
         kept.append(line)
         if who.annotated:
-            note = f"break-glass not honoured for image {verdict.image}: {why_not}"
-            ignored.append(note)
-            warnings.append(note)
-    if not waivers and not ignored and kept == list(verdict.denials):
-        return verdict, [], []
-    new = replace(verdict, denials=tuple(kept), warnings=verdict.warnings + tuple(warnings))
-    return new, waivers, ignored
+            ignored.append(f"break-glass not honoured for image {verdict.image}: {why_not}")
+    if kept:
+        # All or nothing: an image still denied by one policy is not admitted
+        # through the others' waivers, and its denial names what still denies it.
+        if not ignored and kept == list(verdict.denials):
+            return verdict, [], []
+        new = replace(verdict, denials=tuple(kept), warnings=verdict.warnings + tuple(ignored))
+        return new, [], ignored
+    new = replace(verdict, denials=(), warnings=verdict.warnings + tuple(warnings))
+    return new, waivers, []
 
 
 def _failure(result: PolicyResult) -> tuple[str, str, str]:

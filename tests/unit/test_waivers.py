@@ -121,8 +121,11 @@ def test_an_exception_waives_only_the_policies_it_names(tmp_path: Path) -> None:
     decision = judge(engine, review(pod_with(VENDOR)))
     assert not decision.allowed
     assert 'denied by policy "vendor-signed"' in decision.message
+    # The denial names what still denies the image; it is not admitted, so no
+    # waiver is recorded or counted.
     assert 'denied by policy "production"' not in decision.message
-    assert [w.policy for w in decision.waivers] == ["production"]
+    assert decision.waivers == ()
+    assert decision.warnings == ()
 
 
 def test_all_policies_waives_the_no_match_default_and_a_named_one_does_not(tmp_path: Path) -> None:
@@ -219,7 +222,12 @@ def test_break_glass_needs_every_denying_policy_to_allow_it(tmp_path: Path) -> N
     decision = judge(engine, as_user(review(pod_with(VENDOR, break_glass="outage")), "alice"))
     assert not decision.allowed
     assert 'denied by policy "strict"' in decision.message
-    assert 'policy "strict" does not allow break-glass' in " ".join(decision.warnings)
+    assert 'denied by policy "production"' not in decision.message
+    assert decision.warnings == (
+        f'break-glass not honoured for image {VENDOR}: policy "strict" does not allow break-glass',
+    )
+    assert decision.waivers == ()
+    assert "break-glass" not in decision.audit_annotations
 
 
 def test_break_glass_is_read_from_the_object_not_its_pod_template(tmp_path: Path) -> None:
