@@ -34,6 +34,8 @@ from webhook.policy.model import PolicyException, PolicySet
 #: The annotation that asks for break-glass; its value is the reason.
 BREAK_GLASS = "trustgate.dev/break-glass"
 _MAX_REASON = 200
+#: The reason as a warning shows it, leaving room for the image and the policy.
+_WARNING_REASON = 80
 
 
 @dataclass(frozen=True, slots=True)
@@ -230,15 +232,17 @@ def _exception_warning(image: str, policy: str, exception: PolicyException, mess
 
 
 def _break_glass_warning(image: str, policy: str, who: Requester, message: str) -> str:
+    """Who and why first: the API server cuts warnings at 256 characters."""
     by = f'user "{display(who.user)}"' if who.user_known else "an allowed user"
+    reason = shown_reason(who.reason[:_WARNING_REASON])
     return (
-        f'BREAK-GLASS: image {image} admitted by {by} although policy "{policy}" denies it '
-        f"({message}); reason: {shown_reason(who.reason)}"
+        f'BREAK-GLASS by {by}, reason "{reason}": image {image} admitted although '
+        f'policy "{policy}" denies it: {message}'
     )
 
 
 def shown_reason(reason: str) -> str:
-    """The break-glass reason as shown in warnings and logs: one bounded line."""
+    """The break-glass reason as warnings and logs show it: one bounded line."""
     return display(reason[:_MAX_REASON])
 
 
