@@ -173,3 +173,20 @@ def policy_yaml(
         name=name, mode=mode, namespaces=namespaces, registries=registries
     )
     return text + extra
+
+
+BREAK_GLASS = "trustgate.dev/break-glass"
+
+
+def pod_with(*images: str, namespace: str = "prod-web", break_glass: str | None = None) -> dict:
+    """A Pod running ``images``, annotated for break-glass with ``break_glass`` when given."""
+    obj = workload("Pod", pod_spec(*images), namespace=namespace)
+    if break_glass is not None:
+        obj["metadata"]["annotations"][BREAK_GLASS] = break_glass
+    return obj
+
+
+def as_user(body: dict, user: str, *groups: str) -> dict:
+    """``body`` (an AdmissionReview) sent by ``user``, a member of ``groups``."""
+    body["request"]["userInfo"] = {"username": user, "groups": [*groups, "system:authenticated"]}
+    return body

@@ -7,7 +7,9 @@ gets one line naming the field (HTTP 400). The objects inside are read by
 verdicts into what Kubernetes expects: a denial with one line per denied image,
 or an admission with warnings and audit annotations for what audit policies
 would have denied. An UPDATE that admits no new image is not judged again
-(see ``updates``) unless the configuration asks for it.
+(see ``updates``) unless the configuration asks for it, or it removes the
+break-glass annotation. Exceptions and break-glass waive enforce denials
+loudly (see ``waivers``).
 """
 
 from __future__ import annotations
@@ -16,12 +18,21 @@ import json
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from webhook.engine import Engine, Verdict, display
 from webhook.errors import AdmissionReviewError, TrustgateError
 from webhook.observability import get_logger
-from webhook.updates import not_new
+from webhook.updates import UNCHANGED, not_new
+from webhook.waivers import (
+    Waiver,
+    audit_annotations,
+    break_glass_removed,
+    requester,
+    settle,
+    shown_reason,
+)
 from webhook.workloads import ContainerImage, find_images, is_understood
 
 API_VERSION = "admission.k8s.io/v1"
@@ -50,6 +61,7 @@ class AdmissionRequest:
     dry_run: bool = False
     object: Mapping[str, Any] | None = None
     old_object: Mapping[str, Any] | None = None
+    groups: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,7 +70,10 @@ class Decision:
 
     ``containers`` and ``volumes`` name, per image (as shown), the containers
     and image volumes that use it; ``unchecked`` are the images of an UPDATE
-    admitted without a re-check, and ``note`` says why.
+    admitted without a re-check, and ``note`` says why. ``waivers`` are the
+    denials exceptions and break-glass waived; ``break_glass`` is the
+    annotation's reason (None without the annotation) and ``ignored`` says
+    why it was not honoured where it was not.
     """
 
     allowed: bool
@@ -70,6 +85,9 @@ class Decision:
     note: str = ""
     volumes: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     unchecked: tuple[str, ...] = ()
+    waivers: tuple[Waiver, ...] = ()
+    break_glass: str | None = None
+    ignored: tuple[str, ...] = ()
 
     @property
     def label(self) -> str:
@@ -200,6 +218,7 @@ def parse_review(body: Any) -> AdmissionRequest:
         dry_run=dry_run,
         object=obj,
         old_object=old,
+        groups=tuple((request.get("userInfo") or {}).get("groups") or ()),
     )
 
 
@@ -214,12 +233,21 @@ def _object_name(request: AdmissionRequest) -> str:
 
 
 def decide(
-    engine: Engine, request: AdmissionRequest, *, recheck_unchanged_images: bool = False
+    engine: Engine,
+    request: AdmissionRequest,
+    *,
+    recheck_unchanged_images: bool = False,
+    now: datetime | None = None,
+    user_known: bool = True,
 ) -> Decision:
     """Judge every image of the request's object (the new object on UPDATE).
 
     An UPDATE that admits no new image (``updates.not_new``) is admitted
-    without a re-check unless ``recheck_unchanged_images``.
+    without a re-check unless ``recheck_unchanged_images``, or it removes the
+    break-glass annotation from an object not being deleted. Exceptions
+    expire against ``now`` (default: the clock); ``user_known`` False (the
+    dry-run audit) honours break-glass wherever a policy allows it, whoever
+    the user.
     """
     if request.operation not in _JUDGED or request.object is None:
         return Decision(allowed=True, note=f"{request.operation} is not judged")
@@ -231,6 +259,8 @@ def decide(
         problem = exc
     if request.operation == "UPDATE" and not recheck_unchanged_images and found != ():
         reason = not_new(request.old_object, found)
+        if reason == UNCHANGED and break_glass_removed(request.old_object, request.object):
+            reason = None  # leaving break-glass: back under the policy now
         if reason is not None:
             return _not_rechecked(reason, found or ())
     if found is None:
@@ -248,7 +278,13 @@ def decide(
         used_by = volumes if item.kind == "imageVolume" else containers
         used_by.setdefault(item.image, []).append(item.container)
     namespace = request.namespace or _namespace_of(request.object)
+    policy_set = engine.policy_set
     verdicts = engine.evaluate(images, namespace=namespace, kind=request.kind)
+    who = requester(
+        namespace, request.object, user=request.user, groups=request.groups, user_known=user_known
+    )
+    settled = settle(verdicts, policy_set, who, now or datetime.now(UTC))
+    verdicts = settled.verdicts
     shown_volumes = {display(k): tuple(v) for k, v in volumes.items()}
     denials = [line + _volume_note(v, shown_volumes) for v in verdicts for line in v.denials]
     warnings = [line + _volume_note(v, shown_volumes) for v in verdicts for line in v.warnings]
@@ -256,10 +292,13 @@ def decide(
         allowed=not denials,
         message=_bounded("\n".join(denials), _MAX_MESSAGE),
         warnings=tuple(warnings),
-        audit_annotations=_annotations(verdicts),
+        audit_annotations=_annotations(verdicts) | audit_annotations(settled, who),
         verdicts=verdicts,
         containers={display(k): tuple(v) for k, v in containers.items()},
         volumes=shown_volumes,
+        waivers=settled.waivers,
+        break_glass=who.reason if who.annotated else None,
+        ignored=settled.ignored,
     )
 
 
@@ -332,7 +371,11 @@ def response(uid: str, decision: Decision) -> dict[str, Any]:
 
 
 def review(
-    engine: Engine, body: Any, *, recheck_unchanged_images: bool = False
+    engine: Engine,
+    body: Any,
+    *,
+    recheck_unchanged_images: bool = False,
+    now: datetime | None = None,
 ) -> tuple[dict[str, Any], Decision, AdmissionRequest]:
     """Parse, decide, answer and log one AdmissionReview.
 
@@ -341,7 +384,7 @@ def review(
     """
     started = time.perf_counter()
     request = parse_review(body)
-    decision = decide(engine, request, recheck_unchanged_images=recheck_unchanged_images)
+    decision = decide(engine, request, recheck_unchanged_images=recheck_unchanged_images, now=now)
     answer = response(request.uid, decision)
     log_decision(request, decision, time.perf_counter() - started)
     return answer, decision, request
@@ -374,7 +417,29 @@ def _image_entry(verdict: Verdict, decision: Decision) -> dict[str, Any]:
         entry["noMatch"] = verdict.no_match
     if verdict.reference is None:
         entry["reasons"] = list(verdict.denials)
+    waived = [
+        {"policy": w.policy or None, "check": w.check, "by": w.by, "exception": w.exception or None}
+        for w in decision.waivers
+        if w.image == verdict.image
+    ]
+    if waived:
+        entry["waived"] = waived
     return entry
+
+
+def _break_glass_entry(request: AdmissionRequest, decision: Decision) -> dict[str, Any] | None:
+    """The decision log's record of a break-glass annotation: who, why, what it did."""
+    if decision.break_glass is None:
+        return None
+    honoured = [w.image for w in decision.waivers if not w.exception]
+    return {
+        "reason": shown_reason(decision.break_glass),
+        "user": request.user,
+        "groups": list(request.groups),
+        "honoured": bool(honoured) and decision.allowed,
+        "images": list(dict.fromkeys(honoured)),
+        "ignored": list(decision.ignored) or None,
+    }
 
 
 def log_decision(request: AdmissionRequest, decision: Decision, seconds: float) -> None:
@@ -384,9 +449,28 @@ def log_decision(request: AdmissionRequest, decision: Decision, seconds: float) 
     passed by name, and for each failure the policy, its mode, the check and
     the reason; the line is written on every review, so passing checks are not
     spelled out. An UPDATE admitted without a re-check lists its images under
-    ``notRechecked`` and says why in ``note``.
+    ``notRechecked`` and says why in ``note``. Images admitted through an
+    exception or break-glass say so (``waived``); ``exceptions`` names the
+    exceptions used, and ``breakGlass`` records the annotation's reason, the
+    user and whether it was honoured. An ignored annotation is also logged
+    as a warning of its own.
     """
     images = [_image_entry(v, decision) for v in decision.verdicts]
+    exceptions = sorted({w.exception for w in decision.waivers if w.exception})
+    break_glass = _break_glass_entry(request, decision)
+    if decision.ignored:
+        log.warning(
+            "break-glass annotation not honoured",
+            extra={
+                "fields": {
+                    "uid": request.uid,
+                    "user": request.user,
+                    "namespace": request.namespace,
+                    "name": _object_name(request),
+                    "ignored": list(decision.ignored),
+                }
+            },
+        )
     log.info(
         "admission review",
         extra={
@@ -404,6 +488,8 @@ def log_decision(request: AdmissionRequest, decision: Decision, seconds: float) 
                 "note": decision.note or None,
                 "images": images,
                 "notRechecked": list(decision.unchecked) or None,
+                "exceptions": exceptions or None,
+                "breakGlass": break_glass,
                 "durationMs": round(seconds * 1000, 3),
             }
         },

@@ -164,6 +164,23 @@ def _record(metrics: Metrics, decision: Decision) -> None:
             else:
                 outcome = "warn" if result.cautions else "pass"
             metrics.policy_decisions.labels(result.policy, result.mode, outcome).inc()
+    _record_waivers(metrics, decision)
+
+
+def _record_waivers(metrics: Metrics, decision: Decision) -> None:
+    """Count, once per review, each exception admitted through and each break-glass use."""
+    if decision.allowed:
+        for name in sorted({w.exception for w in decision.waivers if w.exception}):
+            metrics.exception_admissions.labels(name).inc()
+    if decision.break_glass is None:
+        return
+    if decision.ignored or not decision.allowed:
+        outcome = "ignored"
+    elif any(not w.exception for w in decision.waivers):
+        outcome = "honoured"
+    else:
+        outcome = "unneeded"
+    metrics.break_glass.labels(outcome).inc()
 
 
 def _internal_denial(body: Any) -> dict[str, Any]:

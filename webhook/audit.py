@@ -4,6 +4,11 @@ Each object becomes the AdmissionRequest the API server would send for its
 creation, and goes through the same ``decide`` as ``POST /validate``; a
 repository audited in Git and a cluster reviewed live therefore agree.
 
+An image that runs only thanks to an ImagePolicyException or a break-glass
+annotation is a ``waived`` row naming what waived it. The audit has no
+userInfo: break-glass counts wherever a policy allows it at all, so that
+``audit --cluster`` lists the break-glass workloads still running.
+
 A document that cannot be read (not YAML, not an object, a ``kind`` that is not
 a string) becomes an ``error`` row naming the file and the document, and the
 audit goes on with the next one.
@@ -14,6 +19,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
@@ -22,11 +28,12 @@ import yaml
 from webhook.admission import AdmissionRequest, Decision, decide
 from webhook.engine import Engine
 from webhook.errors import ManifestError
+from webhook.waivers import shown_reason
 
-DecisionLabel = Literal["allowed", "warned", "denied", "error"]
+DecisionLabel = Literal["allowed", "warned", "waived", "denied", "error"]
 _SUFFIXES = frozenset({".yaml", ".yml", ".json"})
 #: trustgate's own documents live beside manifests in Git; they are not workloads.
-_OWN_KINDS = frozenset({"ImagePolicy", "ImagePolicyTest"})
+_OWN_KINDS = frozenset({"ImagePolicy", "ImagePolicyTest", "ImagePolicyException"})
 _Loader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
@@ -52,7 +59,9 @@ class Row:
     the checks that report it (which authorities signed); ``digest`` is what the
     reference resolved to, when a check needed it. ``containers`` and
     ``volumes`` name what uses the image: containers of any kind, and image
-    volumes. An ``error`` row stands for a document that could not be read.
+    volumes. ``waivers`` say what admitted an image an enforce policy denies
+    (``exception "name" (expires DAY)``, ``break-glass: "reason"``); the row is
+    then ``waived``. An ``error`` row stands for a document that could not be read.
     """
 
     source: str
@@ -66,6 +75,7 @@ class Row:
     notes: tuple[str, ...] = ()
     containers: tuple[str, ...] = ()
     volumes: tuple[str, ...] = ()
+    waivers: tuple[str, ...] = ()
 
     @property
     def resource(self) -> str:
@@ -130,6 +140,9 @@ def _parse(text: str, source: str) -> Iterator[Manifest]:
         except RecursionError:
             yield _error(source, index, "nested too deeply to read")
             return
+        except ValueError as exc:  # a timestamp datetime refuses, such as 2026-02-30
+            yield _error(source, index, f"not valid YAML: {exc}")
+            return
         yield from _objects(document, source, index)
 
 
@@ -185,9 +198,12 @@ def rows_for(source: str, request: AdmissionRequest, decision: Decision) -> list
         return [Row(*base, image="-", decision="denied", reasons=(decision.message,))]
     rows = []
     for verdict in decision.verdicts:
+        waivers = _waivers(verdict.image, decision)
         label: DecisionLabel = "allowed"
         if verdict.denials:
             label = "denied"
+        elif waivers:
+            label = "waived"
         elif verdict.warnings:
             label = "warned"
         reasons = verdict.denials + verdict.warnings
@@ -196,15 +212,38 @@ def rows_for(source: str, request: AdmissionRequest, decision: Decision) -> list
             decision.volumes.get(verdict.image, ()),
         )
         rows.append(
-            Row(*base, verdict.image, label, reasons, verdict.digest, verdict.notes, *used_by)
-        )
+            Row(
+                *base, verdict.image, label, reasons, verdict.digest, verdict.notes, *used_by,
+                waivers=waivers,
+            )
+        )  # fmt: skip
     return rows
 
 
-def audit(engine: Engine, manifests: Iterable[Manifest], *, namespace: str) -> list[Row]:
+def _waivers(image: str, decision: Decision) -> tuple[str, ...]:
+    """What admitted ``image`` although an enforce policy denies it, one entry each."""
+    named: dict[str, None] = {}
+    for waiver in decision.waivers:
+        if waiver.image != image:
+            continue
+        if waiver.exception:
+            named[f'exception "{waiver.exception}" (expires {waiver.expires})'] = None
+        else:
+            named[f'break-glass: "{shown_reason(decision.break_glass or "")}"'] = None
+    return tuple(named)
+
+
+def audit(
+    engine: Engine,
+    manifests: Iterable[Manifest],
+    *,
+    namespace: str,
+    now: datetime | None = None,
+) -> list[Row]:
     """Judge every manifest; objects without images produce no rows.
 
-    A manifest that could not be read produces one ``error`` row.
+    A manifest that could not be read produces one ``error`` row. Exceptions
+    expire against ``now`` (default: the clock).
     """
     rows: list[Row] = []
     for number, manifest in enumerate(manifests, start=1):
@@ -212,7 +251,8 @@ def audit(engine: Engine, manifests: Iterable[Manifest], *, namespace: str) -> l
             rows.append(Row(manifest.source, "-", "", "-", "-", "error", (manifest.error,)))
             continue
         request = request_for(manifest.object, namespace=namespace, uid=f"audit-{number}")
-        rows.extend(rows_for(manifest.source, request, decide(engine, request)))
+        decision = decide(engine, request, now=now, user_known=False)
+        rows.extend(rows_for(manifest.source, request, decision))
     return rows
 
 

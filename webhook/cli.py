@@ -12,6 +12,7 @@ import os
 import sys
 from collections.abc import Sequence
 from dataclasses import replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ from webhook.config import Config, load_config
 from webhook.engine import Engine
 from webhook.errors import TrustgateError
 from webhook.observability import configure_logging
+from webhook.policy.exceptions import WARN_DAYS, breadth_warnings, expiry_warnings
 from webhook.policy.loader import load_directory
 from webhook.policy.schema import policy_schema
 from webhook.policytest import load_cases, run_case
@@ -121,6 +123,13 @@ def build_parser(env: os._Environ[str] | dict[str, str] | None = None) -> argpar
     policy_commands = policy.add_subparsers(dest="policy_command", required=True)
     lint = policy_commands.add_parser("lint", parents=[common], help="validate a directory")
     lint.add_argument("directory", nargs="?", type=Path)
+    lint.add_argument(
+        "--warn-days",
+        type=_days,
+        default=WARN_DAYS,
+        metavar="N",
+        help=f"warn about exceptions that expire within N days (default {WARN_DAYS})",
+    )
     test = policy_commands.add_parser("test", parents=[common], help="run ImagePolicyTest cases")
     test.add_argument("directory", nargs="?", type=Path)
     policy_commands.add_parser("schema", parents=[common], help="print the ImagePolicy JSON Schema")
@@ -152,6 +161,18 @@ def build_parser(env: os._Environ[str] | dict[str, str] | None = None) -> argpar
     generate.add_argument("--days", type=int, default=365)
     generate.add_argument("--force", action="store_true", help="overwrite existing files")
     return parser
+
+
+def _days(text: str) -> int:
+    try:
+        days = int(text)
+    except ValueError:
+        days = -1
+    if days < 0:
+        raise argparse.ArgumentTypeError(
+            f"must be a whole number of days, 0 or more (got {text!r})"
+        )
+    return days
 
 
 def _add_cluster_flags(audit_cmd: argparse.ArgumentParser) -> None:
@@ -271,11 +292,27 @@ def _lint(args: argparse.Namespace, config: Config) -> int:
     directory = args.directory or args.policies
     policy_set = load_directory(directory)
     cases = load_cases(directory)
+    warnings = expiry_warnings(policy_set.exceptions, datetime.now(UTC), args.warn_days)
+    warnings += breadth_warnings(policy_set.exceptions)
     if args.output == "json":
         names = [p.name for p in policy_set.policies]
-        print(json.dumps({"valid": True, "policies": names, "testCases": len(cases)}))
+        exceptions = [e.name for e in policy_set.exceptions]
+        print(
+            json.dumps(
+                {
+                    "valid": True,
+                    "policies": names,
+                    "exceptions": exceptions,
+                    "testCases": len(cases),
+                    "warnings": warnings,
+                }
+            )
+        )
     else:
-        print(f"{directory}: {len(policy_set)} policies and {len(cases)} test cases are valid")
+        counted = f"{len(policy_set)} policies, {len(policy_set.exceptions)} exceptions"
+        print(f"{directory}: {counted} and {len(cases)} test cases are valid")
+        for warning in warnings:
+            print(f"warning: {warning}")
     return EXIT_OK
 
 
@@ -334,8 +371,6 @@ def _certs(args: argparse.Namespace, config: Config) -> int:
 
 
 def _grade(args: argparse.Namespace, config: Config) -> int:
-    from datetime import UTC, datetime
-
     from webhook.services import build_grader
 
     policy_set = load_directory(args.policies)

@@ -196,6 +196,11 @@ class Engine:
             self._collect(image, f, deadline) for image, f in zip(distinct, futures, strict=True)
         )
 
+    @property
+    def policy_set(self) -> PolicySet:
+        """The policy set in force now, its exceptions included."""
+        return self._policies()
+
     def deadline(self) -> Deadline:
         """A new review's deadline and byte budget, as configured."""
         reserve = min(ANSWER_RESERVE_SECONDS, self._deadline_seconds / 10)

@@ -226,6 +226,21 @@ class Metrics:
             ["host"],
             registry=self.registry,
         )
+        self.exception_admissions = Counter(
+            "trustgate_exception_admissions",
+            "Admissions of images an enforce policy denied, made through an "
+            "ImagePolicyException, by exception.",
+            ["exception"],
+            registry=self.registry,
+        )
+        self.break_glass = Counter(
+            "trustgate_break_glass",
+            "Reviews of objects carrying the break-glass annotation, by outcome (honoured: "
+            "admitted through it; ignored: a policy or the user may not break glass, or the "
+            "reason is empty; unneeded: nothing was denied).",
+            ["outcome"],
+            registry=self.registry,
+        )
         self.budget_exceeded = Counter(
             "trustgate_budget_exceeded",
             "Reviews stopped for reading more than network.reviewBudgetBytes, by host.",

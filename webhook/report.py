@@ -18,7 +18,7 @@ FORMATS = ("table", "json", "junit")
 
 
 _SHORT_DIGEST = len("sha256:") + 12
-_LABELS = ("allowed", "warned", "denied", "error")
+_LABELS = ("allowed", "warned", "waived", "denied", "error")
 
 
 def _table(rows: Sequence[Row]) -> str:
@@ -42,7 +42,7 @@ def _table(rows: Sequence[Row]) -> str:
         if digests:
             cells.append(r.digest[:_SHORT_DIGEST] if r.digest else "-")
         cells.append(r.decision.upper())
-        lines.append((cells, "; ".join(r.reasons + r.notes) or "-"))
+        lines.append((cells, "; ".join(r.waivers + r.reasons + r.notes) or "-"))
     widths = [max(len(c[i]) for c in [header] + [cells for cells, _ in lines])
               for i in range(len(header))]  # fmt: skip
     out = []
@@ -54,6 +54,8 @@ def _table(rows: Sequence[Row]) -> str:
         f"{len(rows) - counts['error']} images: {counts['allowed']} allowed, "
         f"{counts['warned']} warned, {counts['denied']} denied"
     )
+    if counts["waived"]:
+        summary += f"; {counts['waived']} run only thanks to an exception or break-glass"
     if counts["error"]:
         summary += f"; {counts['error']} unreadable documents"
     out.append(summary)
@@ -68,6 +70,7 @@ def _json(rows: Sequence[Row]) -> str:
         item["notes"] = list(row.notes)
         item["containers"] = list(row.containers)
         item["volumes"] = list(row.volumes)
+        item["waivers"] = list(row.waivers)
         items.append(item)
     return json.dumps(items, indent=2) + "\n"
 
@@ -92,8 +95,9 @@ def _junit(rows: Sequence[Row]) -> str:
             tag = "failure" if row.decision == "denied" else "error"
             failure = ET.SubElement(case, tag, message=row.reasons[0] if row.reasons else "")
             failure.text = "\n".join(row.reasons)
-        elif row.reasons or row.notes:
-            ET.SubElement(case, "system-out").text = "\n".join(row.reasons + row.notes)
+        elif row.reasons or row.notes or row.waivers:
+            lines = row.waivers + row.reasons + row.notes
+            ET.SubElement(case, "system-out").text = "\n".join(lines)
     ET.indent(suite)
     return (
         '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(suite, encoding="unicode") + "\n"

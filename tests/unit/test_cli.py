@@ -468,3 +468,102 @@ def test_audit_reports_an_unreadable_file_and_goes_on(
     assert first["decision"] == "error"
     assert first["reasons"][0].startswith(f"{tmp_path / 'a.yaml'}: cannot read: ")
     assert (second["image"], second["decision"]) == (BAD, "denied")
+
+
+def _exception(name: str, expires: str, *, reason: str = "reason: vendor signs from Q3") -> str:
+    return f"""\
+apiVersion: trustgate.dev/v1alpha1
+kind: ImagePolicyException
+metadata: {{name: {name}}}
+spec:
+  namespaces: ["prod-*"]
+  images: ["docker.io/library/**"]
+  policies: [production]
+  {reason}
+  owner: team-web
+  expires: {expires}
+"""
+
+
+def _days_from_today(days: int) -> str:
+    import datetime as dt
+
+    return (dt.datetime.now(dt.UTC).date() + dt.timedelta(days=days)).isoformat()
+
+
+def test_policy_lint_warns_about_exceptions_near_their_expiry(
+    policies: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    soon, later, gone = _days_from_today(10), _days_from_today(40), _days_from_today(-1)
+    (policies / "exceptions.yaml").write_text(
+        "---\n".join(
+            [_exception("soon", soon), _exception("later", later), _exception("gone", gone)]
+        )
+    )
+    code, out, _ = run(capsys, "policy", "lint", str(policies))
+    assert code == 0
+    assert "2 policies, 3 exceptions and 0 test cases are valid" in out
+    warnings = [line for line in out.splitlines() if line.startswith("warning: ")]
+    assert len(warnings) == 2
+    assert f"'gone' ({policies / 'exceptions.yaml'}) expired at the end of {gone}" in warnings[0]
+    assert (
+        f"'soon' ({policies / 'exceptions.yaml'}) expires at the end of {soon} (UTC)"
+        in (warnings[1])
+    )
+    assert "in 10 days" in warnings[1]
+    code, out, _ = run(capsys, "policy", "lint", str(policies), "--warn-days", "60", "-o", "json")
+    result = json.loads(out)
+    assert result["exceptions"] == ["gone", "later", "soon"]
+    assert len(result["warnings"]) == 3
+    with pytest.raises(SystemExit) as exited:
+        run(capsys, "policy", "lint", str(policies), "--warn-days", "-3")
+    assert exited.value.code == 2
+    assert "--warn-days: must be a whole number of days" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("reason", "expires", "field"),
+    [("# no reason", "2030-01-01", "spec.reason"), ("reason: why", "", "spec.expires")],
+)
+def test_policy_lint_fails_on_an_exception_without_reason_or_expiry(
+    policies: Path, capsys: pytest.CaptureFixture[str], reason: str, expires: str, field: str
+) -> None:
+    text = _exception("broken", expires or "X", reason=reason)
+    if not expires:
+        text = text.replace("  expires: X\n", "")
+    (policies / "exceptions.yaml").write_text(text)
+    code, _, err = run(capsys, "policy", "lint", str(policies))
+    assert code == 2
+    assert f"exceptions.yaml, document 1, field {field}: is required" in err
+
+
+def test_audit_lists_what_runs_only_thanks_to_an_exception(
+    policies: Path, manifests: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    until = _days_from_today(30)
+    (policies / "exceptions.yaml").write_text(_exception("nginx-legacy", until))
+    code, out, _ = run(capsys, "audit", str(manifests), "--policies", str(policies))
+    assert code == 0
+    (line,) = [line for line in out.splitlines() if BAD in line and "WAIVED" in line]
+    assert f'exception "nginx-legacy" (expires {until})' in line
+    assert "run only thanks to an exception or break-glass" in out
+    _, out, _ = run(capsys, "audit", str(manifests), "--policies", str(policies), "-o", "json")
+    waived = [r for r in json.loads(out) if r["decision"] == "waived"]
+    assert [(r["image"], r["waivers"]) for r in waived] == [
+        (BAD, [f'exception "nginx-legacy" (expires {until})'])
+    ]
+
+
+def test_audit_junit_shows_a_waived_image_as_passing_with_its_waiver(
+    policies: Path, manifests: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    until = _days_from_today(30)
+    (policies / "exceptions.yaml").write_text(_exception("nginx-legacy", until))
+    code, out, _ = run(capsys, "audit", str(manifests), "--policies", str(policies), "-o", "junit")
+    assert code == 0
+    suite = ET.fromstring(out)
+    assert suite.get("failures") == "0"
+    (case,) = [c for c in suite.iter("testcase") if BAD in (c.get("name") or "") and
+               c.get("classname", "").endswith(":prod-web")]  # fmt: skip
+    text = case.findtext("system-out") or ""
+    assert text.splitlines()[0] == f'exception "nginx-legacy" (expires {until})'

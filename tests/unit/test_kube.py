@@ -415,3 +415,55 @@ def test_audit_cluster_reports_a_grade_that_has_dropped(
     assert rows["legacy"]["decision"] == "denied"
     assert "freshness grade F is below the minimum B" in rows["legacy"]["reasons"][0]
     assert "RHSA-2024:1234" in rows["legacy"]["reasons"][0]
+
+
+def test_audit_cluster_lists_break_glass_workloads_and_exceptions_still_running(
+    api: ApiServer,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    directory = tmp_path / "policies"
+    directory.mkdir()
+    glass = "  breakGlass: {allowed: true, groups: [oncall]}\n"
+    (directory / "prod.yaml").write_text(
+        policy_yaml(namespaces='["prod-*", "kube-system"]', extra=glass)
+    )
+    (directory / "exceptions.yaml").write_text(
+        """\
+apiVersion: trustgate.dev/v1alpha1
+kind: ImagePolicyException
+metadata: {name: control-plane}
+spec:
+  namespaces: [kube-system]
+  images: ["registry.k8s.io/**"]
+  policies: [production]
+  reason: the control plane's images are mirrored next quarter
+  expires: 2999-12-31
+"""
+    )
+    legacy = next(d for d in api.objects["deployments"] if d["metadata"]["name"] == "legacy")
+    legacy["metadata"]["annotations"] = {"trustgate.dev/break-glass": "INC-77: rollback"}
+    config = kubeconfig(tmp_path / "config", api, token=api.token)
+    argv = ["audit", "--cluster", "--policies", str(directory)]
+    code, out, _ = run(
+        [*argv, "--output", "json"], capsys, monkeypatch, {"KUBECONFIG": str(config)}
+    )
+    assert code == 1  # the debug Pod is still denied: break-glass is on the Deployment only
+    rows = json.loads(out)
+    judged = {(r["name"], r["image"]): (r["decision"], r["waivers"]) for r in rows}
+    assert judged[("legacy", BAD)] == ("waived", ['break-glass: "INC-77: rollback"'])
+    assert judged[("legacy", GOOD)] == ("allowed", [])
+    assert judged[("etcd", "registry.k8s.io/etcd:3.5")] == (
+        "waived",
+        ['exception "control-plane" (expires 2999-12-31)'],
+    )
+    assert judged[("debug", BAD)] == ("denied", [])
+    code, out, _ = run(argv, capsys, monkeypatch, {"KUBECONFIG": str(config)})
+    assert "2 run only thanks to an exception or break-glass" in out
+    (line,) = [
+        line
+        for line in out.splitlines()
+        if line.startswith("Deployment/legacy") and "WAIVED" in line
+    ]
+    assert 'break-glass: "INC-77: rollback"' in line

@@ -5,7 +5,9 @@ read, in name order. Hidden entries are skipped, which covers the ``..data`` and
 ``..<timestamp>`` directories of a Kubernetes ConfigMap mount (its visible files
 are symlinks into ``..data/`` and are followed). A YAML file may hold several
 documents. Documents of kind ``ImagePolicyTest`` belong to the test-case runner
-and are skipped here once their apiVersion is checked.
+and are skipped here once their apiVersion is checked. Documents of kind
+``ImagePolicyException`` are compiled beside the policies (``exceptions``); an
+exception naming a policy the directory does not hold is a mistake.
 
 Mistakes are collected over the whole directory and raised together, so that
 ``trustgate policy lint`` shows them all at once.
@@ -27,10 +29,13 @@ from typing import Any, cast
 import yaml
 
 from webhook.errors import PolicyError, PolicyErrors
+from webhook.policy.exceptions import KIND as EXCEPTION_KIND
+from webhook.policy.exceptions import compile_exception, cross_check
 from webhook.policy.globs import Glob
 from webhook.policy.model import (
     Attestation,
     Authority,
+    BreakGlass,
     Freshness,
     Grade,
     Keyless,
@@ -39,6 +44,7 @@ from webhook.policy.model import (
     Mode,
     OnUnknown,
     Policy,
+    PolicyException,
     PolicySet,
     Signatures,
 )
@@ -130,7 +136,7 @@ def load_file(path: Path) -> list[Policy]:
         data = _read(path)
     except PolicyError as exc:
         raise PolicyErrors([exc]) from exc
-    found = _load(path, data, errors)
+    found = _policies(_load(path, data, errors))
     _check_unique(found, errors)
     if errors:
         raise PolicyErrors(_in_file_order(errors))
@@ -153,7 +159,7 @@ def load_directory(path: Path, roots: TrustRoots | None = None) -> PolicySet:
             send every image to the no-match default).
     """
     errors: list[PolicyError] = []
-    found: list[tuple[Policy, _Origin]] = []
+    loaded: list[tuple[Policy | PolicyException, _Origin]] = []
     digest = hashlib.sha256()
     try:
         files = _policy_files(path)
@@ -168,8 +174,13 @@ def load_directory(path: Path, roots: TrustRoots | None = None) -> PolicySet:
         name = file.name.encode()
         digest.update(len(name).to_bytes(8, "big") + name)
         digest.update(len(data).to_bytes(8, "big") + data)
-        found.extend(_load(file, data, errors, roots))
+        loaded.extend(_load(file, data, errors, roots))
+    found = _policies(loaded)
     _check_unique(found, errors)
+    exceptions = [
+        (item, origin.document) for item, origin in loaded if not isinstance(item, Policy)
+    ]
+    errors.extend(cross_check(exceptions, (policy for policy, _ in found)))
     if errors:
         raise PolicyErrors(_in_file_order(errors))
     if not found:
@@ -184,7 +195,14 @@ def load_directory(path: Path, roots: TrustRoots | None = None) -> PolicySet:
         policies=tuple(policies),
         fingerprint=digest.hexdigest(),
         files=tuple(dict.fromkeys(referenced for referenced, _ in references)),
+        exceptions=tuple(sorted((e for e, _ in exceptions), key=lambda e: e.name)),
     )
+
+
+def _policies(
+    loaded: list[tuple[Policy | PolicyException, _Origin]],
+) -> list[tuple[Policy, _Origin]]:
+    return [(item, origin) for item, origin in loaded if isinstance(item, Policy)]
 
 
 def _references(value: object) -> Iterator[tuple[str, str]]:
@@ -267,6 +285,10 @@ def _parse(file: Path, data: bytes) -> Iterator[tuple[int, Any]]:
                 yield index, document
     except yaml.YAMLError as exc:
         raise PolicyError(_yaml_message(exc), file=str(file), document=index + 1) from exc
+    except ValueError as exc:
+        # PyYAML builds timestamps with datetime, which refuses 2026-02-30 this way.
+        message = f"not valid YAML: {exc}"
+        raise PolicyError(message, file=str(file), document=index + 1) from exc
 
 
 class _DuplicateKey(ValueError):
@@ -295,9 +317,9 @@ def _yaml_message(exc: yaml.YAMLError) -> str:
 
 def _load(
     file: Path, data: bytes, errors: list[PolicyError], roots: TrustRoots | None = None
-) -> list[tuple[Policy, _Origin]]:
-    """The policies of one file's content; mistakes are appended to ``errors``."""
-    found = []
+) -> list[tuple[Policy | PolicyException, _Origin]]:
+    """The policies and exceptions of one file's content; mistakes are appended to ``errors``."""
+    found: list[tuple[Policy | PolicyException, _Origin]] = []
     try:
         for index, document in _parse(file, data):
             origin = _Origin(file, index, roots)
@@ -330,7 +352,7 @@ def _is_trusted_root(document: Mapping[str, Any]) -> bool:
     return isinstance(media_type, str) and media_type.startswith(TRUSTED_ROOT_MEDIA_TYPE)
 
 
-def _document(document: Any, origin: _Origin) -> Policy | None:
+def _document(document: Any, origin: _Origin) -> Policy | PolicyException | None:
     """``document`` compiled; None for an ImagePolicyTest or a Sigstore trusted root."""
     if not isinstance(document, dict):
         raise origin.error(f"a document must be a mapping, not {type(document).__name__}")
@@ -348,8 +370,11 @@ def _document(document: Any, origin: _Origin) -> Policy | None:
         return None
     if kind is None:
         raise origin.error("is required", "kind")
+    if kind == EXCEPTION_KIND:
+        return compile_exception(document, file=str(origin.file), index=origin.document)
     if kind != POLICY_KIND:
-        raise origin.error(f"must be {POLICY_KIND} or {TEST_KIND} (got {kind!r})", "kind")
+        kinds = f"{POLICY_KIND}, {EXCEPTION_KIND} or {TEST_KIND}"
+        raise origin.error(f"must be {kinds} (got {kind!r})", "kind")
     validate_document(document, file=str(origin.file), document=origin.document)
     return _compile(document, origin)
 
@@ -371,6 +396,17 @@ def _compile(document: Mapping[str, Any], origin: _Origin) -> Policy:
             for number, entry in enumerate(spec.get("attestations", []))
         ),
         source=str(origin.file),
+        break_glass=_break_glass(spec.get("breakGlass")),
+    )
+
+
+def _break_glass(section: Mapping[str, Any] | None) -> BreakGlass:
+    if section is None:
+        return BreakGlass()
+    return BreakGlass(
+        allowed=section["allowed"],
+        groups=frozenset(section.get("groups", [])),
+        users=frozenset(section.get("users", [])),
     )
 
 

@@ -7,8 +7,10 @@ atomically on reload.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import functools
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import date, datetime
 from typing import TYPE_CHECKING, Literal
 
 from webhook.policy.globs import Glob, any_match
@@ -21,6 +23,8 @@ Mode = Literal["enforce", "audit"]
 NoMatch = Literal["deny", "warn", "allow"]
 OnUnknown = Literal["deny", "warn", "allow"]
 Grade = Literal["A", "B", "C", "D", "E", "F"]
+#: Distinct (namespace, repository) pairs whose covering exceptions a set remembers.
+_COVERING_MEMO = 4096
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,6 +147,28 @@ class Freshness:
 
 
 @dataclass(frozen=True, slots=True)
+class BreakGlass:
+    """``spec.breakGlass``: who may bypass this enforce policy with the annotation.
+
+    Off unless ``allowed``. With neither ``groups`` nor ``users``, every user
+    may break glass; otherwise only a user named in ``users`` or belonging to
+    one of ``groups`` (both compared exactly with the request's ``userInfo``).
+    """
+
+    allowed: bool = False
+    groups: frozenset[str] = frozenset()
+    users: frozenset[str] = frozenset()
+
+    def permits(self, user: str, groups: frozenset[str]) -> bool:
+        """Whether ``user`` (member of ``groups``) may break glass here."""
+        if not self.allowed:
+            return False
+        if not self.groups and not self.users:
+            return True
+        return user in self.users or bool(self.groups & groups)
+
+
+@dataclass(frozen=True, slots=True)
 class Policy:
     """One ImagePolicy document, compiled."""
 
@@ -155,6 +181,7 @@ class Policy:
     freshness: Freshness | None = None
     attestations: tuple[Attestation, ...] = ()
     source: str = field(default="", compare=False)
+    break_glass: BreakGlass = BreakGlass()
 
     def applies(self, namespace: str, kind: str, image: ImageRef) -> bool:
         """Whether this policy governs ``image`` in a ``kind`` request in ``namespace``."""
@@ -162,16 +189,77 @@ class Policy:
 
 
 @dataclass(frozen=True, slots=True)
+class PolicyException:
+    """One ImagePolicyException document, compiled: a dated waiver kept in Git.
+
+    It covers an image in a namespace when both globs match (images on the
+    normalised repository, as policies match). ``policies`` names the enforce
+    policies it waives; None waives every policy and the ``defaults.noMatch``
+    denial too. ``expires`` is the last day it applies: it stops at
+    ``ends_at``, midnight UTC at the end of that day.
+    """
+
+    name: str
+    namespaces: tuple[Glob, ...]
+    images: tuple[Glob, ...]
+    policies: frozenset[str] | None
+    reason: str
+    expires: date
+    ends_at: datetime
+    owner: str = ""
+    source: str = field(default="", compare=False)
+
+    def active(self, now: datetime) -> bool:
+        """Whether the exception still applies at ``now`` (timezone-aware)."""
+        return now < self.ends_at
+
+    def covers(self, namespace: str, image: ImageRef) -> bool:
+        """Whether ``image`` in ``namespace`` is within the exception's reach."""
+        return self.reaches(namespace, image.repository)
+
+    def reaches(self, namespace: str, repository: str) -> bool:
+        """Whether ``repository`` (normalised) in ``namespace`` is within its reach."""
+        return any_match(self.namespaces, namespace) and any_match(self.images, repository)
+
+    def waives(self, policy: str | None) -> bool:
+        """Whether it waives ``policy`` (None: the defaults.noMatch denial)."""
+        if self.policies is None:
+            return True
+        return policy is not None and policy in self.policies
+
+
+@dataclass(frozen=True, slots=True)
 class PolicySet:
     """Every policy of one directory, in a stable order (by name).
 
     ``files`` are the other files the policies read (key files, trusted roots),
-    which the store watches along with the directory.
+    which the store watches along with the directory. ``exceptions`` are the
+    ImagePolicyException documents, expired ones included: expiry is judged
+    against the clock at each review, never at load.
     """
 
     policies: tuple[Policy, ...] = ()
     fingerprint: str = ""
     files: tuple[str, ...] = ()
+    exceptions: tuple[PolicyException, ...] = ()
+    _covering: Callable[[str, str], tuple[PolicyException, ...]] = field(
+        init=False, repr=False, compare=False, hash=False
+    )
+
+    def __post_init__(self) -> None:
+        # The same few (namespace, repository) pairs come back on every deploy;
+        # a memo per set keeps a long exception list off the denial path.
+        memo = functools.lru_cache(maxsize=_COVERING_MEMO)(self._scan)
+        object.__setattr__(self, "_covering", memo)
+
+    def _scan(self, namespace: str, repository: str) -> tuple[PolicyException, ...]:
+        return tuple(e for e in self.exceptions if e.reaches(namespace, repository))
+
+    def covering(self, namespace: str, image: ImageRef) -> tuple[PolicyException, ...]:
+        """The exceptions, expired or not, whose namespaces and images cover ``image``."""
+        if not self.exceptions:
+            return ()
+        return self._covering(namespace, image.repository)
 
     def matching(self, namespace: str, kind: str, image: ImageRef) -> tuple[Policy, ...]:
         """The policies that govern ``image`` in this request; all of them must pass."""

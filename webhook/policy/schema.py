@@ -37,9 +37,14 @@ _TYPE_NAMES = {
 }
 
 
+#: The schema files shipped as package data: one per document kind.
+POLICY_SCHEMA = "policy.schema.json"
+EXCEPTION_SCHEMA = "exception.schema.json"
+
+
 @functools.cache
-def _loaded() -> tuple[dict[str, Any], Draft202012Validator]:
-    text = resources.files("webhook.policy").joinpath("policy.schema.json").read_text("utf-8")
+def _loaded(name: str = POLICY_SCHEMA) -> tuple[dict[str, Any], Draft202012Validator]:
+    text = resources.files("webhook.policy").joinpath(name).read_text("utf-8")
     schema: dict[str, Any] = json.loads(text)
     Draft202012Validator.check_schema(schema)
     return schema, Draft202012Validator(schema)
@@ -61,14 +66,16 @@ def _json_path(parts: Iterable[str | int]) -> str:
     return text
 
 
-def validate_document(doc: Any, *, file: str | None, document: int | None) -> None:
-    """Check one parsed ImagePolicy document against the schema.
+def validate_document(
+    doc: Any, *, file: str | None, document: int | None, schema: str = POLICY_SCHEMA
+) -> None:
+    """Check one parsed document against the schema of its kind (ImagePolicy by default).
 
     Raises:
         PolicyError: for the most relevant mistake, with ``field`` set to its
             JSON path (``spec.registries[0]``) and a message saying what to change.
     """
-    _, validator = _loaded()
+    _, validator = _loaded(schema)
     error = best_match(validator.iter_errors(doc), key=_RELEVANCE)
     if error is None:
         return

@@ -512,7 +512,7 @@ BROKEN = [
     Broken(
         "wrong kind",
         {"p.yaml": policy(head=f"apiVersion: {API}\nkind: Deployment\n")},
-        r"must be ImagePolicy or ImagePolicyTest \(got 'Deployment'\)",
+        r"must be ImagePolicy, ImagePolicyException or ImagePolicyTest \(got 'Deployment'\)",
         "p.yaml",
         field="kind",
     ),
