@@ -29,18 +29,31 @@ class CheckContext:
     ``resolve()`` returns the digest the reference points at, asking ``resolver``
     (the registry) at most once per image and review, and only when a check
     needs it: the allowlist runs first, so an image outside it never leads to a
-    request. ``digest`` is what was resolved so far, for reports.
+    request. ``digest`` is what was resolved so far, for reports. ``vouched`` is
+    the digest the running check verified itself (a signature, an attestation,
+    a known grade), which is all ``/mutate`` may pin; the engine clears it
+    before each check.
     """
 
     deadline: Deadline
     resolver: Callable[[], str]
     digest: str | None = None
+    vouched: str | None = None
 
     def resolve(self) -> str:
         """The image's digest, resolved once."""
         if self.digest is None:
             self.digest = self.resolver()
         return self.digest
+
+    def vouch(self) -> None:
+        """Record that the running check verified the resolved digest itself.
+
+        A check calls it only when what it checked is bound to that digest (a
+        signature over it, a grade of it), never for an admission by default
+        (an unknown grade under ``onUnknown: allow``).
+        """
+        self.vouched = self.digest
 
 
 @dataclass(frozen=True, slots=True)

@@ -53,11 +53,16 @@ def display(text: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class CheckResult:
-    """The outcome of one check: why it failed, or a note on how it passed."""
+    """The outcome of one check: why it failed, or a note on how it passed.
+
+    ``digest`` is the digest the check verified itself (a signature over it, an
+    attestation about it, a known grade of it), when it passed that way.
+    """
 
     check: str
     outcome: Outcome
     message: str = ""
+    digest: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +72,8 @@ class PolicyResult:
     policy: str
     mode: Mode
     results: tuple[CheckResult, ...]
+    #: The policy's ``pinDigest``: whether ``/mutate`` pins what it verified.
+    pin: bool = False
 
     @property
     def passed(self) -> bool:
@@ -192,6 +199,10 @@ class Engine:
             self._collect(image, f, deadline) for image, f in zip(distinct, futures, strict=True)
         )
 
+    def policy_set(self) -> PolicySet:
+        """The policy set evaluations use now."""
+        return self._policies()
+
     def deadline(self) -> Deadline:
         """A new review's deadline and byte budget, as configured."""
         return Deadline(self._deadline_seconds, max_bytes=self._budget_bytes)
@@ -305,16 +316,18 @@ class Engine:
     def _run_policy(self, ref: ImageRef, policy: Policy, context: CheckContext) -> PolicyResult:
         results: list[CheckResult] = []
         for check in checks_for(policy, self._checks):
+            context.vouched = None
             try:
                 note = check.run(ref, policy, context)
             except TrustgateError as exc:
                 results.append(CheckResult(check.name, exc.outcome, exc.message))
                 break
+            verified = context.vouched
             if isinstance(note, Caution):
-                results.append(CheckResult(check.name, "warn", note.message))
+                results.append(CheckResult(check.name, "warn", note.message, verified))
             else:
-                results.append(CheckResult(check.name, "pass", note or ""))
-        return PolicyResult(policy.name, policy.mode, tuple(results))
+                results.append(CheckResult(check.name, "pass", note or "", verified))
+        return PolicyResult(policy.name, policy.mode, tuple(results), policy.pin_digest)
 
     def _unmatched(self, shown: str, ref: ImageRef, namespace: str) -> Verdict:
         where = f'namespace "{namespace}"' if namespace else "cluster scope"
