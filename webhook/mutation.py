@@ -69,6 +69,9 @@ def mutate(
         return Mutation(note=f"{request.operation} is not mutated")
     if not any(policy.pin_digest for policy in engine.policy_set()):
         return Mutation(note="no policy sets pinDigest")
+    owner = _controller(request)
+    if owner is not None:
+        return Mutation(note=f"owned by {owner}, which is pinned itself; its copy is not")
     try:
         found = find_images(request.object)
     except TrustgateError as exc:
@@ -101,6 +104,26 @@ def mutate(
         pointers = tuple(item.pointer for item in found if item.image == image)
         pins.append(Pin(image, pinned, digest, pointers))
     return Mutation(tuple(pins), tuple(skipped), verdicts=verdicts)
+
+
+def _controller(request: AdmissionRequest) -> str | None:
+    """``Kind/name`` of the controller owning a templated object (not a Pod), if any.
+
+    A controller finds its ReplicaSet (or Job, ...) by comparing its template
+    with its own: a ReplicaSet pinned where its Deployment is not would look
+    like another one, and the Deployment controller would create ReplicaSets
+    without end. Pods are compared by no controller, so they are pinned.
+    """
+    if request.kind == "Pod":
+        return None
+    metadata = (request.object or {}).get("metadata")
+    owners = metadata.get("ownerReferences") if isinstance(metadata, dict) else None
+    if not isinstance(owners, list):
+        return None
+    for owner in owners:
+        if isinstance(owner, dict) and owner.get("controller") is True:
+            return display(f"{owner.get('kind', '?')}/{owner.get('name', '?')}")
+    return None
 
 
 def _candidates(found: tuple[ContainerImage, ...]) -> tuple[list[str], list[tuple[str, str]]]:

@@ -166,6 +166,23 @@ def test_an_update_without_a_new_image_is_not_pinned(
     assert "patch" in call(client, "/mutate", swapped)
 
 
+def test_objects_a_controller_owns_are_pinned_through_their_owner(
+    registry: Registry, client: FlaskClient
+) -> None:
+    """A ReplicaSet pinned apart from its Deployment would make the Deployment controller
+    create ReplicaSets without end; the Pods it creates are pinned, as nothing compares them."""
+    ref, digest = signed_image(registry, "owned")
+    owner = {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web", "controller": True}
+    replica_set = workload("ReplicaSet", pod_spec(ref))
+    replica_set["metadata"]["ownerReferences"] = [owner]
+    assert "patch" not in call(client, "/mutate", review(replica_set))
+    pod = workload("Pod", pod_spec(ref))
+    pod["metadata"]["ownerReferences"] = [{**owner, "kind": "ReplicaSet", "name": "web-5d4"}]
+    body = review(pod)
+    after = patched(body, call(client, "/mutate", body))
+    assert [i.image for i in find_images(after["request"]["object"])] == [f"{ref}@{digest}"]
+
+
 def test_only_allowlist_policies_answer_at_once(tmp_path: Path) -> None:
     """No policy pins: nothing is evaluated, nothing contacted, the object stays as written."""
     directory = tmp_path / "p"
