@@ -199,6 +199,14 @@ class Engine:
             self._collect(image, f, deadline) for image, f in zip(distinct, futures, strict=True)
         )
 
+    def parse(self, image: str) -> ImageRef:
+        """``parse_reference(image)``, remembered: the same few images come back on every deploy.
+
+        Raises:
+            ImageReferenceError: as parse_reference.
+        """
+        return self._parse(image)
+
     def policy_set(self) -> PolicySet:
         """The policy set evaluations use now."""
         return self._policies()

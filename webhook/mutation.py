@@ -24,7 +24,6 @@ from webhook.engine import Engine, Verdict, display
 from webhook.errors import TrustgateError
 from webhook.observability import get_logger
 from webhook.pinning import Pin, json_patch, pinned_reference, verified_digest
-from webhook.reference import parse_reference
 from webhook.updates import not_new
 from webhook.workloads import ContainerImage, find_images
 
@@ -80,7 +79,7 @@ def mutate(
         reason = not_new(request.old_object, found)
         if reason is not None:
             return Mutation(note=f"UPDATE not re-pinned: {reason}")
-    candidates, skipped = _candidates(found)
+    candidates, skipped = _candidates(engine, found)
     if not candidates:
         return Mutation(skipped=tuple(skipped), note="no image to pin" if not found else "")
     deadline = engine.deadline()
@@ -126,13 +125,15 @@ def _controller(request: AdmissionRequest) -> str | None:
     return None
 
 
-def _candidates(found: tuple[ContainerImage, ...]) -> tuple[list[str], list[tuple[str, str]]]:
+def _candidates(
+    engine: Engine, found: tuple[ContainerImage, ...]
+) -> tuple[list[str], list[tuple[str, str]]]:
     """The distinct images that could be pinned, and the others with the reason."""
     candidates: list[str] = []
     skipped: list[tuple[str, str]] = []
     for image in dict.fromkeys(item.image for item in found):
         try:
-            ref = parse_reference(image)
+            ref = engine.parse(image)
         except TrustgateError:
             skipped.append((display(image), "invalid image reference"))
             continue

@@ -14,6 +14,7 @@ Everything here is pure: verdicts and image locations in, a patch out.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -70,12 +71,14 @@ def verified_digest(verdict: Verdict) -> tuple[str | None, str]:
     return verdict.digest, ""
 
 
+@functools.lru_cache(maxsize=4096)
 def pinned_reference(written: str, digest: str) -> str:
     """``written`` with ``@digest`` appended, keeping its tag and spelling.
 
     ``nginx`` becomes ``nginx:latest@sha256:...`` (the tag that was resolved);
     the domain and path stay as the author wrote them, so the result parses to
-    the same repository and tag, now with the digest.
+    the same repository and tag, now with the digest. Pure, so remembered: the
+    same images are pinned on every deploy.
 
     Raises:
         ImageReferenceError: ``written`` is not a tag reference or ``digest`` not a
