@@ -39,6 +39,9 @@ class CheckContext:
     resolver: Callable[[], str]
     digest: str | None = None
     vouched: str | None = None
+    #: The review is ``/mutate``'s: its verdict decides what to pin, never an
+    #: admission, so ``requireDigest`` lets a tag through to be verified and pinned.
+    pinning: bool = False
 
     def resolve(self) -> str:
         """The image's digest, resolved once."""
@@ -118,8 +121,12 @@ class Digest:
     pure = True
 
     def run(self, image: ImageRef, policy: Policy, context: CheckContext) -> str | None:
-        """Raise CheckFailed when the reference has no digest."""
-        if image.digest is None:
+        """Raise CheckFailed when the reference has no digest.
+
+        Under ``/mutate`` (``context.pinning``) a tag passes: the verdict only
+        says whether to pin it, and ``/validate`` then sees the pinned digest.
+        """
+        if image.digest is None and not context.pinning:
             raise CheckFailed(
                 "the image is not pinned by digest; use "
                 f"{image.repository}@sha256:<digest> (the policy sets requireDigest)",

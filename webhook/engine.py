@@ -172,6 +172,7 @@ class Engine:
         namespace: str,
         kind: str,
         deadline: Deadline | None = None,
+        pinning: bool = False,
     ) -> tuple[Verdict, ...]:
         """A Verdict for each distinct image of a request, in first-seen order.
 
@@ -180,18 +181,24 @@ class Engine:
         and its byte budget. The answer never waits longer than the deadline
         (plus a short grace), also for a single image: an image whose checks
         have not finished by then is denied, never admitted, naming the host
-        the review was waiting for.
+        the review was waiting for. ``pinning``: the verdicts only decide what
+        ``/mutate`` pins, never an admission (see ``CheckContext.pinning``).
         """
         policy_set = self._policies()
         distinct = list(dict.fromkeys(images))
         memo = self._memo_for(policy_set)
-        if memo is not None:
+        if memo is not None and not pinning:
             return tuple(memo(image, namespace, kind) for image in distinct)
         deadline = deadline or self.deadline()
 
         def judge(image: str) -> Verdict:
             return self.evaluate_one(
-                image, namespace=namespace, kind=kind, policy_set=policy_set, deadline=deadline
+                image,
+                namespace=namespace,
+                kind=kind,
+                policy_set=policy_set,
+                deadline=deadline,
+                pinning=pinning,
             )
 
         futures = [self._executor().submit(judge, image) for image in distinct]
@@ -277,6 +284,7 @@ class Engine:
         kind: str,
         policy_set: PolicySet | None = None,
         deadline: Deadline | None = None,
+        pinning: bool = False,
     ) -> Verdict:
         """The Verdict for one image in a ``kind`` request in ``namespace``."""
         shown = display(image)
@@ -295,7 +303,7 @@ class Engine:
         matching = policy_set.matching(namespace, kind, ref)
         if not matching:
             return self._unmatched(shown, ref, namespace)
-        context = self._context(ref, deadline or self.deadline())
+        context = self._context(ref, deadline or self.deadline(), pinning)
         results = tuple(self._run_policy(ref, policy, context) for policy in matching)
         denials: list[str] = []
         warnings: list[str] = []
@@ -311,7 +319,7 @@ class Engine:
             (denials if result.mode == "enforce" else warnings).append(line)
         return Verdict(shown, ref, results, tuple(denials), tuple(warnings), digest=context.digest)
 
-    def _context(self, ref: ImageRef, deadline: Deadline) -> CheckContext:
+    def _context(self, ref: ImageRef, deadline: Deadline, pinning: bool = False) -> CheckContext:
         resolver = self._resolver
 
         def resolve() -> str:
@@ -319,7 +327,7 @@ class Engine:
                 raise CheckUnavailable("no registry client is configured to resolve tags")
             return resolver(ref, deadline)
 
-        return CheckContext(deadline, resolve, ref.digest)
+        return CheckContext(deadline, resolve, ref.digest, pinning=pinning)
 
     def _run_policy(self, ref: ImageRef, policy: Policy, context: CheckContext) -> PolicyResult:
         results: list[CheckResult] = []

@@ -84,7 +84,11 @@ def mutate(
         return Mutation(skipped=tuple(skipped), note="no image to pin" if not found else "")
     deadline = engine.deadline()
     verdicts = engine.evaluate(
-        candidates, namespace=_namespace(request), kind=request.kind, deadline=deadline
+        candidates,
+        namespace=_namespace(request),
+        kind=request.kind,
+        deadline=deadline,
+        pinning=True,
     )
     if deadline.remaining() <= 0:
         note = f"the review's deadline of {deadline.seconds:g} s passed; nothing pinned"

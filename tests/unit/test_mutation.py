@@ -63,6 +63,9 @@ def app(registry: Registry, tmp_path: Path) -> Iterator[Flask]:
         policy("opt-out", registry.host, namespaces='["tags-*"]').replace(
             "  signatures:", "  pinDigest: false\n  signatures:"
         ),
+        policy("pinned-only", registry.host, namespaces='["digest-*"]').replace(
+            "  signatures:", "  requireDigest: true\n  signatures:"
+        ),
         policy("rollout", registry.host, namespaces='["both-*"]'),
         policy("strict", registry.host, mode="audit", namespaces='["both-*"]', keys=("other",)),
     )
@@ -125,6 +128,23 @@ def test_an_unsigned_image_gets_no_patch_and_is_denied(
     verdict = call(client, "/validate", after)
     assert verdict["allowed"] is False
     assert "no signature found" in verdict["status"]["message"]
+
+
+def test_require_digest_policies_pin_tags_and_then_pass(
+    registry: Registry, client: FlaskClient
+) -> None:
+    """requireDigest denies a tag at /validate; /mutate verifies and pins it first."""
+    ref, digest = signed_image(registry, "require-digest")
+    body = review(workload("Deployment", pod_spec(ref), namespace="digest-web"))
+    denied = call(client, "/validate", body)
+    assert denied["allowed"] is False
+    assert "requireDigest" in denied["status"]["message"]
+    after = patched(body, call(client, "/mutate", body))
+    assert [i.image for i in find_images(after["request"]["object"])] == [f"{ref}@{digest}"]
+    assert call(client, "/validate", after)["allowed"] is True
+    unsigned, _ = image(registry, "pin/require-digest-unsigned", b"nope")
+    body = review(workload("Pod", pod_spec(unsigned), namespace="digest-web"))
+    assert "patch" not in call(client, "/mutate", body)
 
 
 def test_pinned_images_stay_as_written(registry: Registry, client: FlaskClient) -> None:
