@@ -20,7 +20,7 @@ import requests
 
 from tests.cosign import public_pem
 from tests.integration.conftest import Server, start_server, stop_server
-from tests.integration.test_signatures_e2e import RELEASE, policy, sign
+from tests.integration.test_signatures_e2e import RELEASE, Hanging, policy, sign
 from tests.kube import pod_spec, review, workload
 from tests.kubeapi import kubeconfig, start_api_server
 from tests.registry import Registry, default_layer, push_image, start_registry
@@ -29,6 +29,7 @@ from webhook.workloads import find_images
 
 pytestmark = pytest.mark.e2e
 
+DEADLINE = 3.0
 #: Long enough that a warm cache, not a short TTL, explains a call with no request.
 TTL = 600
 
@@ -42,17 +43,31 @@ def counted(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
 
 
 @pytest.fixture(scope="module")
-def server(counted: Registry, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+def hanging() -> Iterator[Hanging]:
+    server = Hanging()
+    yield server
+    server.close()
+
+
+@pytest.fixture(scope="module")
+def server(
+    counted: Registry, hanging: Hanging, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Server]:
     tmp = tmp_path_factory.mktemp("pinning")
     policies = tmp / "policies"
     (policies / "keys").mkdir(parents=True)
     (policies / "keys" / "release.pub").write_text(public_pem(RELEASE))
-    (policies / "signed.yaml").write_text(policy("signed", counted.host))
+    documents = [
+        policy("signed", counted.host),
+        policy("hanging", hanging.host, namespaces='["hang-*"]'),
+    ]
+    (policies / "signed.yaml").write_text("---\n".join(documents))
     config = (
-        "deadlineSeconds: 3\npolicies: {reloadIntervalSeconds: 0}\n"
+        f"deadlineSeconds: {DEADLINE}\npolicies: {{reloadIntervalSeconds: 0}}\n"
         # the tag cache expires at once: a moved tag is seen by the next tag lookup
         f"cache: {{digestTTL: 0.001, verifiedTTL: {TTL}}}\n"
-        f'registries: {{"{counted.host}": {{insecure: true}}}}\n'
+        f'registries: {{"{counted.host}": {{insecure: true}},\n'
+        f'             "{hanging.host}": {{insecure: true}}}}\n'
     )
     server = start_server(tmp, policies, config)
     yield server
@@ -152,6 +167,21 @@ def test_an_unsigned_image_gets_no_patch_and_is_denied(counted: Registry, server
     assert "no signature found" in answer["status"]["message"]
     (logged,) = decision_lines(server, body["request"]["uid"], "mutation review")
     assert logged["notPinned"] == [{"image": ref, "reason": "denied"}]
+
+
+def test_a_registry_that_never_answers_gets_no_patch_within_the_deadline(
+    hanging: Hanging, server: Server
+) -> None:
+    """/mutate is bounded by the review's deadline and then admits unchanged; /validate denies."""
+    body = review(workload("Deployment", pod_spec(f"{hanging.host}/app:v1"), namespace="hang-1"))
+    started = time.monotonic()
+    response = call(server, "/mutate", body)
+    elapsed = time.monotonic() - started
+    assert response == {"uid": body["request"]["uid"], "allowed": True}
+    assert elapsed < DEADLINE + 1.5  # the registry would hold the connection for ever
+    (logged,) = decision_lines(server, body["request"]["uid"], "mutation review")
+    assert logged["patched"] is False
+    assert call(server, "/validate", body)["allowed"] is False
 
 
 @pytest.mark.parametrize("kind", ["CronJob", "Pod"])

@@ -293,3 +293,37 @@ def test_review_mutate_prints_the_patch(
     assert f"pinned {ref} -> {ref}@{digest}" in err
     assert f"not pinned {unsigned}: denied" in err
     assert '"op": "test"' in err
+
+
+def test_a_known_grade_is_pinned_and_an_unknown_one_admitted_by_default_is_not(
+    registry: Registry, tmp_path: Path
+) -> None:
+    """A grade is bound to the digest it was looked up for; "unknown, allowed" verified nothing."""
+    import yaml
+
+    from webhook.admission import parse_review
+
+    graded, digest = image(registry, "pin/graded", b"graded")
+    ungraded, _ = image(registry, "pin/ungraded", b"ungraded")
+    grades = tmp_path / "grades.yaml"
+    grades.write_text(f"grades:\n  - digest: {digest}\n    grade: A\n")
+    directory = tmp_path / "policies"
+    directory.mkdir()
+    (directory / "fresh.yaml").write_text(
+        "apiVersion: trustgate.dev/v1alpha1\nkind: ImagePolicy\nmetadata: {name: fresh}\n"
+        f'spec:\n  registries: ["{registry.host}/**"]\n'
+        "  freshness: {minimumGrade: B, sources: [static], onUnknown: allow}\n"
+    )
+    config = yaml.safe_load(config_text(registry.host))
+    config["freshness"] = {"static": {"file": str(grades)}}
+    app = create_app(Settings(policies=directory, config=parse_config(config), reload=False))
+    try:
+        engine = app.extensions["trustgate"].engine
+        body = review(workload("Pod", pod_spec(graded, ungraded)))
+        mutation = mutate(engine, parse_review(body))
+    finally:
+        app.extensions["trustgate"].store.stop()
+    assert [(pin.image, pin.digest) for pin in mutation.pins] == [(graded, digest)]
+    ((image_shown, reason),) = mutation.skipped
+    assert image_shown == ungraded
+    assert reason.startswith("no check verified a digest")
