@@ -360,7 +360,7 @@ def _image_entry(verdict: Verdict, decision: Decision) -> dict[str, Any]:
         "passed": [r.policy for r in verdict.policies if r.passed],
     }
     if verdict.digest is not None:
-        entry["digest"] = verdict.digest  # what runs when the image is pinned to it
+        entry["digest"] = verdict.digest  # for a reference pinned to it, what runs
     volumes = decision.volumes.get(verdict.image)
     if volumes:
         entry["volumes"] = list(volumes)

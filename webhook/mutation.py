@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import json
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -79,6 +80,8 @@ def mutate(
         reason = not_new(request.old_object, found)
         if reason is not None:
             return Mutation(note=f"UPDATE not re-pinned: {reason}")
+    if request.operation == "UPDATE":
+        found = _new_occurrences(request.old_object, found)
     candidates, skipped = _candidates(engine, found)
     if not candidates:
         return Mutation(skipped=tuple(skipped), note="no image to pin" if not found else "")
@@ -107,6 +110,24 @@ def mutate(
         pointers = tuple(item.pointer for item in found if item.image == image)
         pins.append(Pin(image, pinned, digest, pointers))
     return Mutation(tuple(pins), tuple(skipped), verdicts=verdicts)
+
+
+def _new_occurrences(
+    old: Mapping[str, Any] | None, found: tuple[ContainerImage, ...]
+) -> tuple[ContainerImage, ...]:
+    """The images of an UPDATE not written at the same place in the stored object.
+
+    Only they are pinned: a Pod's image may be changed in place, and the
+    kubelet restarts a container whose image string changes, so pinning an
+    unchanged container beside a changed one would restart it for nothing.
+    """
+    if old is None:
+        return found
+    try:
+        before = {(item.pointer, item.image) for item in find_images(old)}
+    except TrustgateError:
+        return found
+    return tuple(item for item in found if (item.pointer, item.image) not in before)
 
 
 def _controller(request: AdmissionRequest) -> str | None:

@@ -186,6 +186,31 @@ def test_an_update_without_a_new_image_is_not_pinned(
     assert "patch" in call(client, "/mutate", swapped)
 
 
+def test_an_update_pins_only_what_it_changes(registry: Registry, client: FlaskClient) -> None:
+    """kubectl debug adds an ephemeral container: only it is pinned. Pinning the running
+    containers too would change their image strings, and the kubelet would restart them."""
+    ref, digest = signed_image(registry, "running")
+    debug, debug_digest = signed_image(registry, "debugger")
+    old = workload("Pod", pod_spec(ref, init=(ref,)))
+    new = workload("Pod", pod_spec(ref, init=(ref,), ephemeral=(debug,)))
+    body = review(new, operation="UPDATE", old=old, sub_resource="ephemeralcontainers")
+    after = patched(body, call(client, "/mutate", body))
+    assert [i.image for i in find_images(after["request"]["object"])] == [
+        ref,
+        ref,
+        f"{debug}@{debug_digest}",
+    ]
+    # an image changed in place is pinned where it changed, and only there
+    moved = workload("Pod", pod_spec(ref, debug))
+    body = review(moved, operation="UPDATE", old=workload("Pod", pod_spec(ref, ref)))
+    after = patched(body, call(client, "/mutate", body))
+    assert [i.image for i in find_images(after["request"]["object"])] == [
+        ref,
+        f"{debug}@{debug_digest}",
+    ]
+    assert digest != debug_digest
+
+
 def test_objects_a_controller_owns_are_pinned_through_their_owner(
     registry: Registry, client: FlaskClient
 ) -> None:
