@@ -44,6 +44,7 @@ bench: $(STAMP) test-deps
 	$(BIN)/python bench/signatures.py
 	$(BIN)/python bench/keyless.py
 	$(BIN)/python bench/freshness.py
+	$(BIN)/python bench/mutate.py
 
 soak: $(STAMP) test-deps
 	$(BIN)/python bench/soak.py

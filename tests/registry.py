@@ -117,6 +117,15 @@ class Registry:
     def log_text(self) -> str:
         return self.log.read_text(errors="replace") if self.log.exists() else ""
 
+    def requests_seen(self, path_part: str = "/v2/") -> list[str]:
+        """Access-log lines (``start_registry(access_log=True)``) of requests to ``path_part``."""
+        return [
+            line
+            for line in self.log_text().splitlines()
+            if '"GET ' in line or '"HEAD ' in line
+            if path_part in line
+        ]
+
     def stop(self) -> int:
         """Terminate the registry and wait for it; kill it if it does not exit in time."""
         if self.process.poll() is None:
@@ -147,8 +156,12 @@ def start_registry(
     htpasswd: tuple[str, str] | None = None,
     token_server: TokenServer | None = None,
     token_user: tuple[str, str] | None = None,
+    access_log: bool = False,
 ) -> Registry:
     """Start ``docker-registry serve`` with its files under ``tmp`` and wait until /v2/ answers.
+
+    With ``access_log`` the registry writes a line per request to its log, which
+    ``Registry.requests_seen`` counts.
 
     With ``token_server`` the registry accepts only Bearer tokens that server signs, and
     ``Registry.request`` fetches them as ``token_user`` (a ``(user, password)`` it knows).
@@ -167,7 +180,7 @@ def start_registry(
     host = f"127.0.0.1:{port}"
     config: dict[str, Any] = {
         "version": 0.1,
-        "log": {"level": "warn", "accesslog": {"disabled": True}},
+        "log": {"level": "warn", "accesslog": {"disabled": not access_log}},
         "storage": {
             "filesystem": {"rootdirectory": str(root)},
             "delete": {"enabled": True},

@@ -232,6 +232,11 @@ def _object_name(request: AdmissionRequest) -> str:
     return ""
 
 
+def object_name(request: AdmissionRequest) -> str:
+    """The object's name (or generateName) for logs; the request's name when it has one."""
+    return _object_name(request)
+
+
 def decide(
     engine: Engine,
     request: AdmissionRequest,
@@ -397,6 +402,8 @@ def _image_entry(verdict: Verdict, decision: Decision) -> dict[str, Any]:
         "allowed": verdict.allowed,
         "passed": [r.policy for r in verdict.policies if r.passed],
     }
+    if verdict.digest is not None:
+        entry["digest"] = verdict.digest  # for a reference pinned to it, what runs
     volumes = decision.volumes.get(verdict.image)
     if volumes:
         entry["volumes"] = list(volumes)

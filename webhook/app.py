@@ -20,6 +20,7 @@ from webhook.admission import Decision, review
 from webhook.config import Config
 from webhook.engine import Engine
 from webhook.errors import AdmissionReviewError
+from webhook.mutation import mutation_review, unpatched
 from webhook.observability import Metrics, get_logger
 from webhook.policy.store import PolicyStore, ReloadStatus
 from webhook.services import build_engine
@@ -119,6 +120,30 @@ def create_app(settings: Settings) -> Flask:
         metrics.duration.observe(time.perf_counter() - started)
         return _json(answer)
 
+    @app.post("/mutate")
+    def mutate() -> Response:
+        # Never a denial: the validating webhook decides. Whatever goes wrong
+        # here, the object is admitted unchanged and /validate judges it.
+        try:
+            body = json.loads(request.get_data(cache=False))
+        except (ValueError, RecursionError):
+            metrics.mutations.labels("invalid").inc()
+            return _json({"error": "the body is not valid JSON"}, 400)
+        try:
+            answer, mutation, _ = mutation_review(engine, body, recheck_unchanged_images=recheck)
+        except AdmissionReviewError as exc:
+            metrics.mutations.labels("invalid").inc()
+            return _json({"error": f"not an AdmissionReview trustgate can answer: {exc}"}, 400)
+        except Exception:
+            log.exception(
+                "mutation failed; answered allowed without a patch", extra={"outcome": "error"}
+            )
+            metrics.mutations.labels("error").inc()
+            return _json(unpatched(_uid(body)))
+        metrics.mutations.labels(mutation.label).inc()
+        metrics.pinned_images.inc(len(mutation.pins))
+        return _json(answer)
+
     @app.get("/healthz")
     def healthz() -> Response:
         return _json({"status": "ok"})
@@ -183,10 +208,14 @@ def _record_waivers(metrics: Metrics, decision: Decision) -> None:
     metrics.break_glass.labels(outcome).inc()
 
 
-def _internal_denial(body: Any) -> dict[str, Any]:
-    uid = ""
+def _uid(body: Any) -> str:
     if isinstance(body, dict) and isinstance(body.get("request"), dict):
-        uid = str(body["request"].get("uid", ""))
+        return str(body["request"].get("uid", ""))
+    return ""
+
+
+def _internal_denial(body: Any) -> dict[str, Any]:
+    uid = _uid(body)
     return {
         "apiVersion": "admission.k8s.io/v1",
         "kind": "AdmissionReview",

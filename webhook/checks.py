@@ -29,18 +29,34 @@ class CheckContext:
     ``resolve()`` returns the digest the reference points at, asking ``resolver``
     (the registry) at most once per image and review, and only when a check
     needs it: the allowlist runs first, so an image outside it never leads to a
-    request. ``digest`` is what was resolved so far, for reports.
+    request. ``digest`` is what was resolved so far, for reports. ``vouched`` is
+    the digest the running check verified itself (a signature, an attestation,
+    a known grade), which is all ``/mutate`` may pin; the engine clears it
+    before each check.
     """
 
     deadline: Deadline
     resolver: Callable[[], str]
     digest: str | None = None
+    vouched: str | None = None
+    #: The review is ``/mutate``'s: its verdict decides what to pin, never an
+    #: admission, so ``requireDigest`` lets a tag through to be verified and pinned.
+    pinning: bool = False
 
     def resolve(self) -> str:
         """The image's digest, resolved once."""
         if self.digest is None:
             self.digest = self.resolver()
         return self.digest
+
+    def vouch(self) -> None:
+        """Record that the running check verified the resolved digest itself.
+
+        A check calls it only when what it checked is bound to that digest (a
+        signature over it, a grade of it), never for an admission by default
+        (an unknown grade under ``onUnknown: allow``).
+        """
+        self.vouched = self.digest
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,8 +121,12 @@ class Digest:
     pure = True
 
     def run(self, image: ImageRef, policy: Policy, context: CheckContext) -> str | None:
-        """Raise CheckFailed when the reference has no digest."""
-        if image.digest is None:
+        """Raise CheckFailed when the reference has no digest.
+
+        Under ``/mutate`` (``context.pinning``) a tag passes: the verdict only
+        says whether to pin it, and ``/validate`` then sees the pinned digest.
+        """
+        if image.digest is None and not context.pinning:
             raise CheckFailed(
                 "the image is not pinned by digest; use "
                 f"{image.repository}@sha256:<digest> (the policy sets requireDigest)",

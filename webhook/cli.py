@@ -21,8 +21,9 @@ from webhook.admission import decide
 from webhook.admission import review as review_body
 from webhook.audit import audit, pod_for_images, read_manifests, request_for, rows_for
 from webhook.config import Config, load_config
-from webhook.engine import Engine
+from webhook.engine import Engine, display
 from webhook.errors import TrustgateError
+from webhook.mutation import mutation_review
 from webhook.observability import configure_logging
 from webhook.policy.exceptions import WARN_DAYS, breadth_warnings, expiry_warnings
 from webhook.policy.loader import load_directory
@@ -92,6 +93,12 @@ def build_parser(env: os._Environ[str] | dict[str, str] | None = None) -> argpar
         "review", parents=[common], help="answer an AdmissionReview JSON file without a server"
     )
     review.add_argument("file", help="AdmissionReview JSON file, or - for standard input")
+    review.add_argument(
+        "--mutate",
+        action="store_true",
+        help="answer as POST /mutate does: the patch that pins verified digests "
+        "(printed decoded on standard error)",
+    )
 
     check = commands.add_parser("check", parents=[common], help="judge images as a Pod would be")
     check.add_argument("images", nargs="*", metavar="IMAGE")
@@ -248,9 +255,20 @@ def _review(args: argparse.Namespace, config: Config) -> int:
         raise TrustgateError(f"cannot read {args.file}: {exc.strerror}") from exc
     except ValueError as exc:
         raise TrustgateError(f"{args.file} is not valid JSON: {exc}") from exc
-    answer, decision, _ = review_body(
-        engine, body, recheck_unchanged_images=config.recheck_unchanged_images
-    )
+    recheck = config.recheck_unchanged_images
+    if args.mutate:
+        answer, mutation, _ = mutation_review(engine, body, recheck_unchanged_images=recheck)
+        print(json.dumps(answer, indent=2))
+        for pin in mutation.pins:
+            print(f"pinned {display(pin.image)} -> {display(pin.pinned)}", file=sys.stderr)
+        for image, reason in mutation.skipped:
+            print(f"not pinned {image}: {reason}", file=sys.stderr)
+        if mutation.note:
+            print(f"not pinned: {mutation.note}", file=sys.stderr)
+        if mutation.pins:
+            print(f"patch: {json.dumps(mutation.patch, indent=2)}", file=sys.stderr)
+        return EXIT_OK  # /mutate never denies; /validate decides
+    answer, decision, _ = review_body(engine, body, recheck_unchanged_images=recheck)
     print(json.dumps(answer, indent=2))
     return EXIT_OK if decision.allowed else EXIT_DENIED
 

@@ -57,11 +57,16 @@ def display(text: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class CheckResult:
-    """The outcome of one check: why it failed, or a note on how it passed."""
+    """The outcome of one check: why it failed, or a note on how it passed.
+
+    ``digest`` is the digest the check verified itself (a signature over it, an
+    attestation about it, a known grade of it), when it passed that way.
+    """
 
     check: str
     outcome: Outcome
     message: str = ""
+    digest: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +76,8 @@ class PolicyResult:
     policy: str
     mode: Mode
     results: tuple[CheckResult, ...]
+    #: The policy's ``pinDigest``: whether ``/mutate`` pins what it verified.
+    pin: bool = False
 
     @property
     def passed(self) -> bool:
@@ -169,6 +176,7 @@ class Engine:
         namespace: str,
         kind: str,
         deadline: Deadline | None = None,
+        pinning: bool = False,
     ) -> tuple[Verdict, ...]:
         """A Verdict for each distinct image of a request, in first-seen order.
 
@@ -177,24 +185,38 @@ class Engine:
         and its byte budget. The answer never waits longer than the deadline
         (plus a short grace), also for a single image: an image whose checks
         have not finished by then is denied, never admitted, naming the host
-        the review was waiting for.
+        the review was waiting for. ``pinning``: the verdicts only decide what
+        ``/mutate`` pins, never an admission (see ``CheckContext.pinning``).
         """
         policy_set = self._policies()
         distinct = list(dict.fromkeys(images))
         memo = self._memo_for(policy_set)
-        if memo is not None:
+        if memo is not None and not pinning:
             return tuple(memo(image, namespace, kind) for image in distinct)
         deadline = deadline or self.deadline()
 
         def judge(image: str) -> Verdict:
             return self.evaluate_one(
-                image, namespace=namespace, kind=kind, policy_set=policy_set, deadline=deadline
+                image,
+                namespace=namespace,
+                kind=kind,
+                policy_set=policy_set,
+                deadline=deadline,
+                pinning=pinning,
             )
 
         futures = [self._executor().submit(judge, image) for image in distinct]
         return tuple(
             self._collect(image, f, deadline) for image, f in zip(distinct, futures, strict=True)
         )
+
+    def parse(self, image: str) -> ImageRef:
+        """``parse_reference(image)``, remembered: the same few images come back on every deploy.
+
+        Raises:
+            ImageReferenceError: as parse_reference.
+        """
+        return self._parse(image)
 
     @property
     def policy_set(self) -> PolicySet:
@@ -270,6 +292,7 @@ class Engine:
         kind: str,
         policy_set: PolicySet | None = None,
         deadline: Deadline | None = None,
+        pinning: bool = False,
     ) -> Verdict:
         """The Verdict for one image in a ``kind`` request in ``namespace``."""
         shown = display(image)
@@ -288,7 +311,7 @@ class Engine:
         matching = policy_set.matching(namespace, kind, ref)
         if not matching:
             return self._unmatched(shown, ref, namespace)
-        context = self._context(ref, deadline or self.deadline())
+        context = self._context(ref, deadline or self.deadline(), pinning)
         results = tuple(self._run_policy(ref, policy, context) for policy in matching)
         denials: list[str] = []
         warnings: list[str] = []
@@ -304,7 +327,7 @@ class Engine:
             (denials if result.mode == "enforce" else warnings).append(line)
         return Verdict(shown, ref, results, tuple(denials), tuple(warnings), digest=context.digest)
 
-    def _context(self, ref: ImageRef, deadline: Deadline) -> CheckContext:
+    def _context(self, ref: ImageRef, deadline: Deadline, pinning: bool = False) -> CheckContext:
         resolver = self._resolver
 
         def resolve() -> str:
@@ -312,21 +335,23 @@ class Engine:
                 raise CheckUnavailable("no registry client is configured to resolve tags")
             return resolver(ref, deadline)
 
-        return CheckContext(deadline, resolve, ref.digest)
+        return CheckContext(deadline, resolve, ref.digest, pinning=pinning)
 
     def _run_policy(self, ref: ImageRef, policy: Policy, context: CheckContext) -> PolicyResult:
         results: list[CheckResult] = []
         for check in checks_for(policy, self._checks):
+            context.vouched = None
             try:
                 note = check.run(ref, policy, context)
             except TrustgateError as exc:
                 results.append(CheckResult(check.name, exc.outcome, exc.message))
                 break
+            verified = context.vouched
             if isinstance(note, Caution):
-                results.append(CheckResult(check.name, "warn", note.message))
+                results.append(CheckResult(check.name, "warn", note.message, verified))
             else:
-                results.append(CheckResult(check.name, "pass", note or ""))
-        return PolicyResult(policy.name, policy.mode, tuple(results))
+                results.append(CheckResult(check.name, "pass", note or "", verified))
+        return PolicyResult(policy.name, policy.mode, tuple(results), policy.pin_digest)
 
     def _unmatched(self, shown: str, ref: ImageRef, namespace: str) -> Verdict:
         where = f'namespace "{namespace}"' if namespace else "cluster scope"

@@ -168,6 +168,17 @@ class Metrics:
             ["action"],
             registry=self.registry,
         )
+        self.mutations = Counter(
+            "trustgate_mutation_requests",
+            "Mutation reviews (/mutate) answered, by outcome (patched, unchanged, error, invalid).",
+            ["outcome"],
+            registry=self.registry,
+        )
+        self.pinned_images = Counter(
+            "trustgate_pinned_images",
+            "Image references /mutate pinned to their verified digest.",
+            registry=self.registry,
+        )
         self.cache = Counter(
             "trustgate_cache_lookups",
             "Cache lookups, by cache (digest, verified, failure, grade) and result (hit, miss).",

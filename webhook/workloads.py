@@ -118,6 +118,17 @@ class ContainerImage:
         return _render(self.where)
 
     @property
+    def pointer(self) -> str:
+        """The JSON Pointer (RFC 6901) of the image string itself, for a JSONPatch.
+
+        ``/spec/containers/0/image``, ``/spec/volumes/2/image/reference``; a key
+        holding ``~`` or ``/`` (possible in a custom resource) is escaped.
+        """
+        steps = _steps(self.where)
+        steps += ["image", "reference"] if self.kind == "imageVolume" else ["image"]
+        return "".join("/" + str(s).replace("~", "~0").replace("/", "~1") for s in steps)
+
+    @property
     def location(self) -> str:
         """``container app``, ``image volume models``: where it is, for people."""
         label = "image volume" if self.kind == "imageVolume" else self.kind
@@ -356,14 +367,20 @@ def _check_depth(path: _Path, depth: int) -> None:
         raise WorkloadError(f"{_render(path)} is nested more than {MAX_DEPTH} levels deep")
 
 
-def _render(path: _Path) -> str:
-    """``a.b[0].c``; keys that would read ambiguously are quoted: ``a["b.c"]``."""
+def _steps(path: _Path) -> list[Any]:
+    """The keys and indexes of ``path``, from the object down."""
     parts: list[Any] = []
     while path is not None:
         path, step = path
         parts.append(step)
+    parts.reverse()
+    return parts
+
+
+def _render(path: _Path) -> str:
+    """``a.b[0].c``; keys that would read ambiguously are quoted: ``a["b.c"]``."""
     text = ""
-    for step in reversed(parts):
+    for step in _steps(path):
         if type(step) is int:
             text += f"[{step}]"
         elif isinstance(step, str) and _PLAIN_KEY.fullmatch(step):

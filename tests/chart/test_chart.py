@@ -78,6 +78,7 @@ CASES: dict[str, dict[str, Any]] = {
             "path": "",
         }
     },
+    "no-pinning": {"webhook": {"mutate": {"enabled": False}, "timeoutSeconds": 20}},
     "audit-job": {"auditJob": {"enabled": True}, "registryCredentials": {"secrets": ["quay"]}},
     "audit-job-namespace": {
         "auditJob": {"enabled": True, "namespace": "prod-web", "output": "junit"},
@@ -180,19 +181,63 @@ def test_default_values_satisfy_the_schema() -> None:
 # --- the webhook configuration -----------------------------------------------------
 
 
+def webhooks(objects: list[dict]) -> list[tuple[dict, dict]]:
+    """Each webhook configuration with its one webhook: validating, then mutating if any."""
+    found = []
+    for kind in ("ValidatingWebhookConfiguration", "MutatingWebhookConfiguration"):
+        for config in (o for o in objects if o["kind"] == kind):
+            (hook,) = config["webhooks"]
+            found.append((config, hook))
+    return found
+
+
 def test_webhook_configuration_invariants(case: tuple[str, dict, list[dict]]) -> None:
     _, _, objects = case
-    config = one(objects, "ValidatingWebhookConfiguration")
-    (hook,) = config["webhooks"]
-    assert hook["name"] == "validate.trustgate.dev"
-    assert hook["admissionReviewVersions"] == ["v1"]
-    assert hook["sideEffects"] == "None"
+    for config, hook in webhooks(objects):
+        mutating = config["kind"] == "MutatingWebhookConfiguration"
+        path = "/mutate" if mutating else "/validate"
+        assert hook["name"] == ("pin" if mutating else "validate") + ".trustgate.dev"
+        assert hook["admissionReviewVersions"] == ["v1"]
+        assert hook["sideEffects"] == "None"
+        # /mutate never denies: if it cannot answer, /validate still decides
+        assert hook["failurePolicy"] == ("Ignore" if mutating else "Fail")
+        assert hook.get("reinvocationPolicy") == ("IfNeeded" if mutating else None)
+        assert hook["matchPolicy"] == "Equivalent"
+        service = hook["clientConfig"]["service"]
+        assert service == {"name": RELEASE, "namespace": NAMESPACE, "path": path, "port": 443}
+        one(objects, "Service", service["name"])
+        _check_rules_and_exclusions(hook)
+
+
+def test_both_webhooks_share_service_trust_rules_exclusions_and_timeout(
+    case: tuple[str, dict, list[dict]],
+) -> None:
+    name, values, objects = case
+    found = webhooks(objects)
+    if name == "no-pinning":
+        assert [c["kind"] for c, _ in found] == ["ValidatingWebhookConfiguration"]
+        return
+    (validating, validate), (mutating, mutate) = found
+    assert mutating["metadata"]["name"] == f"{RELEASE}-pin"
+    timeout = values.get("webhook", {}).get("timeoutSeconds", 10)
+    assert validate["timeoutSeconds"] == mutate["timeoutSeconds"] == timeout
+    for key in ("rules", "namespaceSelector", "admissionReviewVersions", "matchPolicy"):
+        assert validate[key] == mutate[key]
+    assert validate["clientConfig"].get("caBundle") == mutate["clientConfig"].get("caBundle")
+    assert validating["metadata"].get("annotations") == mutating["metadata"].get("annotations")
+    assert validating["metadata"]["labels"] == mutating["metadata"]["labels"]
+
+
+def test_pinning_can_be_switched_off_and_fail_closed() -> None:
+    kinds_rendered = kinds(render({"webhook": {"mutate": {"enabled": False}}}))
+    assert "MutatingWebhookConfiguration" not in kinds_rendered
+    assert "ValidatingWebhookConfiguration" in kinds_rendered
+    strict = render({"webhook": {"mutate": {"failurePolicy": "Fail"}}})
+    (hook,) = one(strict, "MutatingWebhookConfiguration")["webhooks"]
     assert hook["failurePolicy"] == "Fail"
-    assert hook["matchPolicy"] == "Equivalent"
-    assert hook["timeoutSeconds"] == 10
-    service = hook["clientConfig"]["service"]
-    assert service == {"name": RELEASE, "namespace": NAMESPACE, "path": "/validate", "port": 443}
-    one(objects, "Service", service["name"])
+
+
+def _check_rules_and_exclusions(hook: dict) -> None:
 
     covered = set()
     for rule in hook["rules"]:
@@ -212,10 +257,11 @@ def test_webhook_configuration_invariants(case: tuple[str, dict, list[dict]]) ->
 
 def test_own_namespace_is_excluded_wherever_the_release_goes(ca_pem: str) -> None:
     objects = render({"webhook": {"excludeNamespaces": ["kube-system", "monitoring"]}}, "sec")
-    (hook,) = one(objects, "ValidatingWebhookConfiguration")["webhooks"]
-    first = hook["namespaceSelector"]["matchExpressions"][0]
-    assert first["values"] == ["sec", "kube-system", "monitoring"]
-    assert hook["clientConfig"]["service"]["namespace"] == "sec"
+    assert len(webhooks(objects)) == 2
+    for _, hook in webhooks(objects):
+        first = hook["namespaceSelector"]["matchExpressions"][0]
+        assert first["values"] == ["sec", "kube-system", "monitoring"]
+        assert hook["clientConfig"]["service"]["namespace"] == "sec"
 
 
 def test_the_api_server_trusts_the_serving_certificate(

@@ -728,3 +728,70 @@ def test_a_known_kind_missing_its_template_has_no_images() -> None:
         find_images({"apiVersion": "apps/v1", "kind": "Deployment", "spec": {"replicas": 3}}) == ()
     )
     assert find_images({"apiVersion": "v1", "kind": "Pod", "spec": None}) == ()
+
+
+# -- JSON pointers of images (what /mutate patches) ---------------------------------
+
+_ODD_KEYS = st.sampled_from(
+    [
+        *("containers", "initContainers", "ephemeralContainers", "volumes"),
+        *("image", "reference", "spec", "template"),
+        *("a/b", "~", "~1", "x~0y", "", "pod.spec"),
+    ]
+)
+_POD_SPECS = st.recursive(
+    st.sampled_from([APP, MIGRATE, None, 3]),
+    lambda children: (
+        st.lists(children, max_size=3) | st.dictionaries(_ODD_KEYS, children, max_size=4)
+    ),
+    max_leaves=30,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(_ODD_KEYS, _POD_SPECS, max_size=5))
+def test_every_pointer_resolves_to_its_image(value: dict[str, Any]) -> None:
+    """RFC 6901: the pointer of each image found, escapes and all, reads that image."""
+    from jsonpointer import resolve_pointer
+
+    try:
+        images = find_images(value)
+    except WorkloadError:
+        return
+    for image in images:
+        assert resolve_pointer(value, image.pointer) == image.image
+
+
+@pytest.mark.parametrize(
+    ("obj", "pointers"),
+    [
+        (
+            {"kind": "Thing", "spec": {"a/b~c": {"containers": [{"image": APP}]}}},
+            ["/spec/a~1b~0c/containers/0/image"],
+        ),
+        (
+            {
+                "apiVersion": "batch/v1",
+                "kind": "CronJob",
+                "spec": {
+                    "jobTemplate": {
+                        "spec": {
+                            "template": {
+                                "spec": {
+                                    "containers": [{"name": "a", "image": APP}],
+                                    "volumes": [{"name": "m", "image": {"reference": MIGRATE}}],
+                                }
+                            }
+                        }
+                    }
+                },
+            },
+            [
+                "/spec/jobTemplate/spec/template/spec/containers/0/image",
+                "/spec/jobTemplate/spec/template/spec/volumes/0/image/reference",
+            ],
+        ),
+    ],
+)
+def test_pointers_of_images(obj: dict[str, Any], pointers: list[str]) -> None:
+    assert [image.pointer for image in find_images(obj)] == pointers

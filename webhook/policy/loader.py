@@ -389,6 +389,7 @@ def _compile(document: Mapping[str, Any], origin: _Origin) -> Policy:
         match=_match(spec.get("match", {})),
         registries=_globs(spec["registries"]),
         require_digest=spec.get("requireDigest", False),
+        pin_digest=_pin_digest(spec, origin),
         signatures=None if signatures is None else _signatures(signatures, origin),
         freshness=None if freshness is None else _freshness(freshness, spec, origin),
         attestations=tuple(
@@ -408,6 +409,26 @@ def _break_glass(section: Mapping[str, Any] | None) -> BreakGlass:
         groups=frozenset(section.get("groups", [])),
         users=frozenset(section.get("users", [])),
     )
+
+
+def _pin_digest(spec: Mapping[str, Any], origin: _Origin) -> bool:
+    """``spec.pinDigest``: on by default when a check verifies the digest.
+
+    Only signatures, attestations and freshness grades are bound to a digest;
+    a policy without them has no verified digest to pin, so asking for it is
+    refused rather than silently ignored.
+    """
+    verifies = any(spec.get(key) for key in ("signatures", "attestations", "freshness"))
+    pin = spec.get("pinDigest")
+    if pin is None:
+        return verifies
+    if pin and not verifies:
+        raise origin.error(
+            "needs a check that verifies the digest (signatures, attestations or "
+            "freshness): this policy has none, so there is no verified digest to pin",
+            "spec.pinDigest",
+        )
+    return bool(pin)
 
 
 def _globs(patterns: Sequence[str]) -> tuple[Glob, ...]:

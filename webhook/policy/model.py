@@ -177,6 +177,8 @@ class Policy:
     match: Match
     registries: tuple[Glob, ...]
     require_digest: bool = False
+    #: ``/mutate`` pins the digest this policy's checks verified (``spec.pinDigest``).
+    pin_digest: bool = False
     signatures: Signatures | None = None
     freshness: Freshness | None = None
     attestations: tuple[Attestation, ...] = ()

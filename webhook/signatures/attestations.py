@@ -274,6 +274,7 @@ class AttestationCheck:
             if not outcome.passed:
                 raise CheckFailed(outcome.reason(), check=self.name)
             notes.append(f"{outcome.predicate_type} attested by {', '.join(outcome.verified)}")
+        context.vouch()
         return "; ".join(notes)
 
     def verified_predicates(

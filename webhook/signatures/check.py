@@ -176,12 +176,14 @@ class SignatureCheck:
             raise CheckFailed(outcome.reason(), check=self.name)
         note = f"signed by {', '.join(outcome.verified)}"
         if not signatures.per_platform:
+            context.vouch()
             return note
         platforms = self._platforms(image, digest, context.deadline)
         for platform, child in platforms:
             child_outcome = self._outcome(image, child, signatures, context.deadline)
             if not child_outcome.passed:
                 raise CheckFailed(child_outcome.reason(f"{platform} ({child})"), check=self.name)
+        context.vouch()
         return f"{note}, and each of its {len(platforms)} platform images" if platforms else note
 
     def _outcome(

@@ -189,3 +189,84 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
     - name: tmp
       mountPath: /tmp
 {{- end }}
+
+
+{{/*
+One webhook configuration: the validating one (/validate) or the mutating one (/mutate).
+Both reach the same Service with the same TLS trust, rules and exclusions; they differ in
+kind, name, path and failurePolicy, and the mutating one is reinvoked if another mutating
+webhook changes the object after it (reinvocationPolicy: IfNeeded).
+*/}}
+{{- define "trustgate.webhookConfiguration" -}}
+{{- $root := .root }}
+{{- $fullname := include "trustgate.fullname" $root }}
+{{- $caBundle := .caBundle }}
+apiVersion: admissionregistration.k8s.io/v1
+kind: {{ .kind }}
+metadata:
+  name: {{ .name }}
+  labels:
+    {{- include "trustgate.labels" $root | nindent 4 }}
+  {{- if or (eq $root.Values.tls.mode "certManager") $root.Values.webhook.annotations }}
+  annotations:
+    {{- if eq $root.Values.tls.mode "certManager" }}
+    # cert-manager's CA injector writes the CA of this Certificate into caBundle.
+    cert-manager.io/inject-ca-from: {{ $root.Release.Namespace }}/{{ $fullname }}
+    {{- end }}
+    {{- with $root.Values.webhook.annotations }}
+    {{- toYaml . | nindent 4 }}
+    {{- end }}
+  {{- end }}
+webhooks:
+  - name: {{ .hook }}
+    admissionReviewVersions: ["v1"]
+    sideEffects: None
+    timeoutSeconds: {{ $root.Values.webhook.timeoutSeconds }}
+    failurePolicy: {{ .failurePolicy }}
+    {{- if eq .kind "MutatingWebhookConfiguration" }}
+    reinvocationPolicy: IfNeeded
+    {{- end }}
+    matchPolicy: Equivalent
+    clientConfig:
+      service:
+        name: {{ $fullname }}
+        namespace: {{ $root.Release.Namespace }}
+        path: {{ .path }}
+        port: {{ $root.Values.service.port }}
+      {{- if $caBundle }}
+      caBundle: {{ $caBundle }}
+      {{- end }}
+    rules:
+      - apiGroups: [""]
+        apiVersions: ["v1"]
+        operations: {{ toJson $root.Values.webhook.operations }}
+        resources: ["pods", "pods/ephemeralcontainers", "replicationcontrollers"]
+        scope: Namespaced
+      - apiGroups: ["apps"]
+        apiVersions: ["v1"]
+        operations: {{ toJson $root.Values.webhook.operations }}
+        resources: ["deployments", "replicasets", "statefulsets", "daemonsets"]
+        scope: Namespaced
+      - apiGroups: ["batch"]
+        apiVersions: ["v1"]
+        operations: {{ toJson $root.Values.webhook.operations }}
+        resources: ["jobs", "cronjobs"]
+        scope: Namespaced
+    namespaceSelector:
+      matchExpressions:
+        # The webhook's own namespace and kube-system are never checked, so a webhook
+        # that is down cannot block its own recovery or the control plane's pods.
+        - key: kubernetes.io/metadata.name
+          operator: NotIn
+          values: {{ concat (list $root.Release.Namespace "kube-system") $root.Values.webhook.excludeNamespaces | uniq | toJson }}
+        - key: {{ $root.Values.webhook.optOutLabel }}
+          operator: NotIn
+          values: ["true"]
+        {{- with $root.Values.webhook.namespaceSelectorExpressions }}
+        {{- toYaml . | nindent 8 }}
+        {{- end }}
+    {{- with $root.Values.webhook.objectSelector }}
+    objectSelector:
+      {{- toYaml . | nindent 6 }}
+    {{- end }}
+{{- end }}

@@ -143,6 +143,7 @@ def test_full_policy_compiles_every_field(tmp_path: Path) -> None:
         ),
         registries=(Glob("registry.redhat.io/**"), Glob("quay.io/acme/**")),
         require_digest=True,
+        pin_digest=True,  # the default of a policy that checks signatures
         signatures=Signatures(
             threshold=2,
             authorities=(
