@@ -22,7 +22,7 @@ from webhook.engine import Engine
 from webhook.errors import AdmissionReviewError
 from webhook.observability import Metrics, get_logger
 from webhook.policy.store import PolicyStore, ReloadStatus
-from webhook.services import build_engine
+from webhook.services import build_caches, build_engine
 from webhook.signatures.refresher import RootRefresher
 from webhook.signatures.trustroot import TrustRoots
 
@@ -84,8 +84,13 @@ def create_app(settings: Settings) -> Flask:
             timeout=sigstore.refresh_timeout_seconds,
             on_refresh=store.reload,
         ).start()
+    caches = build_caches(settings.config, metrics.observe_cache, metrics, shared=True)
     engine = build_engine(
-        lambda: store.current, settings.config, metrics.observe_cache, metrics.observe_network
+        lambda: store.current,
+        settings.config,
+        metrics.observe_cache,
+        metrics.observe_network,
+        caches=caches,
     )
     runtime = Runtime(store, engine, metrics)
     if interval > 0:
@@ -134,6 +139,7 @@ def create_app(settings: Settings) -> Flask:
                 "loadedAt": status.loaded_at,
                 "lastError": status.last_error,
                 "lastErrorAt": status.last_error_at,
+                "sharedCache": caches.shared.status() if caches.shared else None,
             }
         )
 
