@@ -34,6 +34,7 @@ typecheck: $(STAMP)
 
 test-deps:
 	command -v docker-registry >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-registry; }
+	command -v redis-server >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server; }
 
 test: $(STAMP) test-deps lint typecheck
 	$(BIN)/python -m pytest
