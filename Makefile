@@ -45,6 +45,7 @@ bench: $(STAMP) test-deps
 	$(BIN)/python bench/signatures.py
 	$(BIN)/python bench/keyless.py
 	$(BIN)/python bench/freshness.py
+	$(BIN)/python bench/shared_cache.py
 
 soak: $(STAMP) test-deps
 	$(BIN)/python bench/soak.py

@@ -28,7 +28,6 @@ import tempfile
 import threading
 import time
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -56,83 +55,115 @@ from webhook.signatures.cosign import signature_tag  # noqa: E402
 COLD_REQUESTS_PER_IMAGE = 3  # tag -> digest, the .sig manifest, the signed payload
 
 
-def post_all(
-    servers: Sequence[Server], bodies: Sequence[str], clients: int, seed: int
-) -> list[float]:
-    """Post ``bodies`` in order through ``clients`` threads, each server chosen at random.
+#: One client thread's work: (server index, AdmissionReview JSON) in order.
+Work = list[tuple[int, str]]
 
-    Each client thread keeps one session per server (kept-alive connections,
-    which gunicorn hands to its workers as they come).
+
+class Clients:
+    """Client threads, each with one kept-alive session per server for the whole run.
+
+    gunicorn hands each new connection to one of its workers; keeping the
+    connections lets the warm-up reach exactly the workers the measured
+    passes will use.
     """
-    local = threading.local()
-    chooser = random.Random(seed)
-    targets = [chooser.randrange(len(servers)) for _ in bodies]
 
-    def post(index: int) -> float:
-        sessions: dict[int, requests.Session] | None = getattr(local, "sessions", None)
-        if sessions is None:
-            sessions = local.sessions = {}
-        number = targets[index]
-        session = sessions.get(number)
-        if session is None:
-            session = sessions[number] = requests.Session()
-        started = time.perf_counter()
-        answer = session.post(
-            f"{servers[number].url}/validate",
-            data=bodies[index],
-            headers={"Content-Type": "application/json"},
-            verify=str(servers[number].ca),
-            timeout=30,
-        )
-        took = time.perf_counter() - started
-        response = answer.json()["response"]
-        assert response["allowed"], response.get("status")
-        return took
+    def __init__(self, servers: Sequence[Server], count: int) -> None:
+        self.servers = servers
+        self.sessions = [[requests.Session() for _ in servers] for _ in range(count)]
 
-    with ThreadPoolExecutor(clients) as pool:
-        return list(pool.map(post, range(len(bodies))))
+    def run(self, work: Sequence[Work]) -> list[float]:
+        """Run ``work[i]`` on thread ``i``, all threads at once; the seconds of each review."""
+        results: list[list[float]] = [[] for _ in work]
+        threads = [
+            threading.Thread(target=self._post, args=(number, items, results[number]))
+            for number, items in enumerate(work)
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        return [took for found in results for took in found]
+
+    def _post(self, number: int, items: Work, out: list[float]) -> None:
+        for server, body in items:
+            target = self.servers[server]
+            started = time.perf_counter()
+            answer = self.sessions[number][server].post(
+                f"{target.url}/validate",
+                data=body,
+                headers={"Content-Type": "application/json"},
+                verify=str(target.ca),
+                timeout=30,
+            )
+            out.append(time.perf_counter() - started)
+            response = answer.json()["response"]
+            assert response["allowed"], response.get("status")
+
+    def spread(self, bodies: Sequence[str], seed: int) -> list[Work]:
+        """``bodies`` in order, dealt to the threads in turn, each to a server at random."""
+        chooser = random.Random(seed)
+        work: list[Work] = [[] for _ in self.sessions]
+        for index, body in enumerate(bodies):
+            work[index % len(work)].append((chooser.randrange(len(self.servers)), body))
+        return work
+
+    def everywhere(self, bodies: Sequence[str]) -> list[Work]:
+        """Every body through every connection: warms each worker the connections reach."""
+        return [[(s, body) for s in range(len(self.servers)) for body in bodies]
+                for _ in self.sessions]  # fmt: skip
 
 
-def run_mode(
-    name: str,
-    tmp: Path,
-    policies: Path,
-    config: str,
+def start_pair(name: str, tmp: Path, policies: Path, config: str) -> list[Server]:
+    """Two servers (two replicas) of 2 workers each."""
+    serve_args = ["--workers", "2", "--threads", "8"]
+    return [start_server(tmp / f"{name}-{n}", policies, config, serve_args=serve_args)
+            for n in range(2)]  # fmt: skip
+
+
+def measure(
+    pairs: dict[str, list[Server]],
     bodies: list[str],
     proxy: CountingProxy,
     args: argparse.Namespace,
-) -> dict[str, Any]:
-    serve_args = ["--workers", "2", "--threads", "8"]
-    servers = [start_server(tmp / f"{name}-{n}", policies, config, serve_args=serve_args)
-               for n in range(2)]  # fmt: skip
-    try:
-        order = [body for body in bodies for _ in range(args.repeat)]
-        random.Random(args.seed).shuffle(order)
+) -> dict[str, dict[str, Any]]:
+    """The cold run of each mode, then all-warm passes of the modes in turn.
+
+    The warm passes alternate between the modes (in both orders), so drift in
+    the machine's load falls on both alike.
+    """
+    order = [body for body in bodies for _ in range(args.repeat)]
+    random.Random(args.seed).shuffle(order)
+    clients = {name: Clients(servers, args.clients) for name, servers in pairs.items()}
+    results: dict[str, dict[str, Any]] = {}
+    for name, client in clients.items():
         proxy.reset()
-        samples = post_all(servers, order, args.clients, args.seed)
+        samples = client.run(client.spread(order, args.seed))
         made = proxy.requests
-        # Warm every worker of both servers, then time an all-warm pass.
-        post_all(servers, bodies * 16, args.clients, args.seed + 1)
-        proxy.reset()
-        warm = post_all(servers, order, args.clients, args.seed + 2)
-        assert proxy.requests == 0, f"{proxy.requests} registry requests on the warm pass"
-    finally:
-        for server in servers:
-            stop_server(server)
-    result: dict[str, Any] = {
-        "registry_requests": made,
-        "registry_requests_per_image": round(made / len(bodies), 2),
-        "reviews": percentiles(samples),
-        "warm_reviews": percentiles(warm),
-    }
-    print(
-        f"{name:12s} registry requests {made:5d} ({made / len(bodies):5.2f} per image)   "
-        f"all reviews p50 {result['reviews']['p50_ms']:7.2f} ms p99 "
-        f"{result['reviews']['p99_ms']:7.2f} ms   warm p50 "
-        f"{result['warm_reviews']['p50_ms']:7.2f} ms p99 "
-        f"{result['warm_reviews']['p99_ms']:7.2f} ms"
-    )
-    return result
+        results[name] = {
+            "registry_requests": made,
+            "registry_requests_per_image": round(made / len(bodies), 2),
+            "reviews": percentiles(samples),
+        }
+        client.run(client.everywhere(bodies))  # every worker in use now has every image
+    warm: dict[str, list[float]] = {name: [] for name in pairs}
+    names = list(pairs)
+    for number in range(args.warm_rounds):
+        for name in names if number % 2 == 0 else reversed(names):
+            proxy.reset()
+            client = clients[name]
+            warm[name] += client.run(client.spread(order, args.seed + 1 + number))
+            assert proxy.requests == 0, f"{proxy.requests} registry requests on a warm pass"
+    for name, result in results.items():
+        result["warm_reviews"] = percentiles(warm[name])
+        made = result["registry_requests"]
+        print(
+            f"{name:12s} registry requests {made:5d} ({made / len(bodies):5.2f} per image)   "
+            f"all reviews p50 {result['reviews']['p50_ms']:7.2f} ms p99 "
+            f"{result['reviews']['p99_ms']:7.2f} ms   warm p50 "
+            f"{result['warm_reviews']['p50_ms']:7.2f} ms p99 "
+            f"{result['warm_reviews']['p99_ms']:7.2f} ms"
+        )
+    return results
 
 
 def main() -> None:
@@ -141,6 +172,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=20)
     parser.add_argument("--clients", type=int, default=4)
     parser.add_argument("--seed", type=int, default=13)
+    parser.add_argument("--warm-rounds", type=int, default=4)
     parser.add_argument(
         "--out", type=Path, default=ROOT / "bench" / "results" / "shared_cache.json"
     )
@@ -178,21 +210,26 @@ def main() -> None:
         base = (
             "policies: {reloadIntervalSeconds: 0}\nlog: {level: warning}\n"
             f'registries: {{"{proxy.host}": {{insecure: true}}}}\n'
+            # Long enough that no local entry expires between the cold run and the warm passes.
+            "cache:\n  digestTTL: 600\n"
         )
-        shared = base + (
-            f"cache:\n  shared: {{url: '{redis_server.url}', keyFile: '{key_file}'}}\n"
-        )
-        results = {
-            "local_only": run_mode("local only", tmp, policies, base, bodies, proxy, args),
-            "shared": run_mode("shared", tmp, policies, shared, bodies, proxy, args),
+        shared = base + f"  shared: {{url: '{redis_server.url}', keyFile: '{key_file}'}}\n"
+        pairs = {
+            "local only": start_pair("local", tmp, policies, base),
+            "shared": start_pair("shared", tmp, policies, shared),
         }
+        try:
+            results = measure(pairs, bodies, proxy, args)
+        finally:
+            for server in (s for pair in pairs.values() for s in pair):
+                stop_server(server)
     finally:
         proxy.stop()
         registry.stop()
         if redis_server is not None:
             redis_server.stop()
 
-    local, with_shared = results["local_only"], results["shared"]
+    local, with_shared = results["local only"], results["shared"]
     warm_ratio = with_shared["warm_reviews"]["p50_ms"] / local["warm_reviews"]["p50_ms"]
     per_image = with_shared["registry_requests_per_image"]
     summary = {

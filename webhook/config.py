@@ -216,8 +216,9 @@ _SCHEMA: dict[str, Any] = {
                         "timeoutMilliseconds": {
                             "type": "number",
                             "exclusiveMinimum": 0,
-                            "maximum": 1000,
-                            "description": "Budget of one Redis call (connect, read, write).",
+                            "maximum": 250,
+                            "description": "Budget of one Redis call (connect, read, write); "
+                            "a review waits out at most 3 before Redis is skipped.",
                         },
                         "retrySeconds": {
                             "type": "number",

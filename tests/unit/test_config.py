@@ -126,7 +126,7 @@ def test_invalid_network_limits(network: dict[str, object], message: str) -> Non
         ),
         (
             {"shared": {"url": "redis://r", "keyFile": "/k", "timeoutMilliseconds": 5000}},
-            r"field cache.shared.timeoutMilliseconds: 5000 is greater than the maximum",
+            r"field cache.shared.timeoutMilliseconds: 5000 is greater than the maximum of 250",
         ),
     ],
 )
