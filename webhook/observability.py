@@ -270,8 +270,8 @@ class Metrics:
         )
         self.shared_up = Gauge(
             "trustgate_shared_cache_up",
-            "1 while the shared cache is used, 0 while it is skipped after failures "
-            "(reviews then use the local caches only).",
+            "1 while the shared cache (cache.shared) is used; 0 while it is skipped after "
+            "failures (reviews then use the local caches only) or is not configured.",
             registry=self.registry,
         )
 

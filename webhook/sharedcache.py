@@ -92,6 +92,12 @@ class SharedSettings:
             ConfigError: the key file or the password file cannot be read, or the
                 key is shorter than MIN_KEY_BYTES.
         """
+        url = str(raw["url"])
+        try:
+            urlsplit(url).port  # noqa: B018  (raises ValueError for a port that is not one)
+            redis.Redis.from_url(url)  # parses; connects only when first used
+        except ValueError as exc:
+            raise ConfigError(f"cache.shared.url: {redacted(url)}: {exc}") from None
         key = _read("cache.shared.keyFile", raw["keyFile"]).strip()
         if len(key) < MIN_KEY_BYTES:
             raise ConfigError(
@@ -102,7 +108,7 @@ class SharedSettings:
         if "passwordFile" in raw:
             password = _read("cache.shared.passwordFile", raw["passwordFile"]).strip().decode()
         return cls(
-            url=str(raw["url"]),
+            url=url,
             key=key,
             password=password,
             timeout_seconds=float(raw.get("timeoutMilliseconds", 10)) / 1000,
@@ -118,11 +124,9 @@ def _read(field: str, path: str) -> bytes:
 
 
 def redacted(url: str) -> str:
-    """``url`` without its user and password, for logs and /readyz."""
+    """``url`` without its user, password and query, for logs and /readyz."""
     parts = urlsplit(url)
-    host = parts.hostname or ""
-    port = f":{parts.port}" if parts.port else ""
-    return f"{parts.scheme}://{host}{port}{parts.path}"
+    return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}{parts.path}"
 
 
 class Undecodable(ValueError):
@@ -242,7 +246,7 @@ class SharedCache:
         started = time.perf_counter()
         try:
             data = self._redis().getrange(_redis_key(name), 0, MAX_ENTRY_BYTES - 1)
-        except (RedisError, OSError) as exc:
+        except (RedisError, OSError, ValueError) as exc:
             self._failed(exc)
             self._observe("get", cache, "error", time.perf_counter() - started)
             return None
@@ -276,7 +280,7 @@ class SharedCache:
         started = time.perf_counter()
         try:
             self._redis().set(_redis_key(name), entry, px=max(1, int(ttl * 1000)))
-        except (RedisError, OSError) as exc:
+        except (RedisError, OSError, ValueError) as exc:
             self._failed(exc)
             self._observe("put", cache, "error", time.perf_counter() - started)
             return

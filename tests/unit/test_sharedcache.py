@@ -307,6 +307,8 @@ def test_settings_refuse_a_short_or_missing_key(tmp_path: Path) -> None:
         SharedSettings.from_config({"url": "redis://r:6379", "keyFile": str(tmp_path / "missing")})
     good = tmp_path / "key"
     good.write_text("z" * 44 + "\n")
+    with pytest.raises(ConfigError, match=r"cache.shared.url: redis://r:port: Port could not"):
+        SharedSettings.from_config({"url": "redis://u:pw@r:port", "keyFile": str(good)})
     password = tmp_path / "password"
     password.write_text("hunter2\n")
     settings = SharedSettings.from_config(
