@@ -89,8 +89,8 @@ class SharedSettings:
         """Read ``cache.shared`` (already checked against the configuration schema).
 
         Raises:
-            ConfigError: the key file or the password file cannot be read, or the
-                key is shorter than MIN_KEY_BYTES.
+            ConfigError: the URL does not parse, the key file or the password file
+                cannot be read, or the key is shorter than MIN_KEY_BYTES.
         """
         url = str(raw["url"])
         try:
