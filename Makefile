@@ -34,6 +34,7 @@ typecheck: $(STAMP)
 
 test-deps:
 	command -v docker-registry >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-registry; }
+	command -v redis-server >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server; }
 
 test: $(STAMP) test-deps lint typecheck
 	$(BIN)/python -m pytest
@@ -43,8 +44,11 @@ bench: $(STAMP) test-deps
 	$(BIN)/python bench/run.py
 	$(BIN)/python bench/signatures.py
 	$(BIN)/python bench/keyless.py
+	$(BIN)/python bench/bundles.py
 	$(BIN)/python bench/freshness.py
 	$(BIN)/python bench/mutate.py
+	$(BIN)/python bench/waivers.py
+	$(BIN)/python bench/shared_cache.py
 
 soak: $(STAMP) test-deps
 	$(BIN)/python bench/soak.py

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.redisserver import RedisServer, start_redis
 from tests.registry import Registry, start_registry, start_token_registry
 
 
@@ -39,5 +40,13 @@ def auth_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry
 def token_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
     """A plain-HTTP registry that accepts only Bearer tokens from ``Registry.token_server``."""
     running = start_token_registry(tmp_path_factory.mktemp("token-registry"))
+    yield running
+    running.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """Debian's redis-server on 127.0.0.1, without persistence, for the shared cache."""
+    running = start_redis(tmp_path_factory.mktemp("redis"))
     yield running
     running.stop()

@@ -23,7 +23,7 @@ from webhook.errors import AdmissionReviewError
 from webhook.mutation import mutation_review, unpatched
 from webhook.observability import Metrics, get_logger
 from webhook.policy.store import PolicyStore, ReloadStatus
-from webhook.services import build_engine
+from webhook.services import build_caches, build_engine
 from webhook.signatures.refresher import RootRefresher
 from webhook.signatures.trustroot import TrustRoots
 
@@ -85,8 +85,13 @@ def create_app(settings: Settings) -> Flask:
             timeout=sigstore.refresh_timeout_seconds,
             on_refresh=store.reload,
         ).start()
+    caches = build_caches(settings.config, metrics.observe_cache, metrics, shared=True)
     engine = build_engine(
-        lambda: store.current, settings.config, metrics.observe_cache, metrics.observe_network
+        lambda: store.current,
+        settings.config,
+        metrics.observe_cache,
+        metrics.observe_network,
+        caches=caches,
     )
     runtime = Runtime(store, engine, metrics)
     if interval > 0:
@@ -159,6 +164,7 @@ def create_app(settings: Settings) -> Flask:
                 "loadedAt": status.loaded_at,
                 "lastError": status.last_error,
                 "lastErrorAt": status.last_error_at,
+                "sharedCache": caches.shared.status() if caches.shared else None,
             }
         )
 

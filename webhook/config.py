@@ -27,6 +27,9 @@ DEFAULT_DEADLINE_SECONDS = 8.0
 MAX_DEADLINE_SECONDS = 29.0
 DEFAULT_MAX_BODY_BYTES = 4 * 1024 * 1024
 
+_TTL: dict[str, Any] = {"type": "number", "exclusiveMinimum": 0}
+_SIZE: dict[str, Any] = {"type": "integer", "minimum": 1, "description": "Most entries kept."}
+
 _SCHEMA: dict[str, Any] = {
     "$schema": "https://json-schema.org/draft/2020-12/schema",
     "type": "object",
@@ -163,7 +166,71 @@ _SCHEMA: dict[str, Any] = {
                 },
             },
         },
-        "cache": {"type": "object", "description": "Cache sizes and lifetimes."},
+        "cache": {
+            "type": "object",
+            "description": "Sizes (entries) and lifetimes (seconds) of the caches, and the "
+            "optional shared tier behind them.",
+            "additionalProperties": False,
+            "properties": {
+                "digestTTL": {**_TTL, "description": "How long a tag's digest is kept."},
+                "digestSize": _SIZE,
+                "verifiedTTL": {**_TTL, "description": "How long a passed verification is kept."},
+                "verifiedSize": _SIZE,
+                "failureTTL": {
+                    **_TTL,
+                    "description": "How long a failed verification or failing grade source is "
+                    "kept (shared for at most 60 s).",
+                },
+                "failureSize": _SIZE,
+                "gradeTTL": {
+                    "type": "number",
+                    "exclusiveMinimum": 0,
+                    "exclusiveMaximum": 86400,
+                    "description": "How long a freshness answer is kept; under a day, as Pyxis "
+                    "recomputes grades daily.",
+                },
+                "gradeSize": _SIZE,
+                "shared": {
+                    "type": "object",
+                    "description": "A Redis (or Valkey) every worker of every replica shares "
+                    "verified outcomes through.",
+                    "additionalProperties": False,
+                    "required": ["url", "keyFile"],
+                    "properties": {
+                        "url": {
+                            "type": "string",
+                            "pattern": "^(redis|rediss|unix)://",
+                            "description": "redis://host:port/db, rediss:// for TLS.",
+                        },
+                        "keyFile": {
+                            "type": "string",
+                            "minLength": 1,
+                            "description": "File holding the key (32 bytes or more) that "
+                            "authenticates every shared entry; only the webhook may read it.",
+                        },
+                        "passwordFile": {
+                            "type": "string",
+                            "minLength": 1,
+                            "description": "File holding the Redis password (AUTH).",
+                        },
+                        "timeoutMilliseconds": {
+                            "type": "number",
+                            "exclusiveMinimum": 0,
+                            "maximum": 250,
+                            "description": "Budget of one Redis call (connect, read, write); "
+                            "a review waits out at most 3 before Redis is skipped.",
+                        },
+                        "retrySeconds": {
+                            "type": "number",
+                            "exclusiveMinimum": 0,
+                            "maximum": 3600,
+                            "description": "How long Redis is skipped after failing calls "
+                            "before one call probes it again.",
+                        },
+                    },
+                },
+            },
+        },
         "sigstore": {
             "type": "object",
             "description": "The production Sigstore trusted root, optionally refreshed at start.",

@@ -259,6 +259,63 @@ class Metrics:
             registry=self.registry,
         )
 
+        self.shared_lookups = Counter(
+            "trustgate_shared_cache_lookups",
+            "Lookups in the shared cache (Redis), by cache and result: hit, miss, rejected "
+            "(an entry that failed verification), error (Redis failed or timed out), "
+            "unavailable (skipped while Redis is down).",
+            ["cache", "result"],
+            registry=self.registry,
+        )
+        self.shared_writes = Counter(
+            "trustgate_shared_cache_writes",
+            "Writes to the shared cache, by cache and result: stored, error, unavailable, "
+            "skipped (a value that is not shared).",
+            ["cache", "result"],
+            registry=self.registry,
+        )
+        self.shared_rejected = Counter(
+            "trustgate_shared_cache_rejected_entries",
+            "Shared cache entries ignored because their MAC did not verify or they did not "
+            "decode: tampering, forgery or another key. Each is also logged.",
+            ["cache"],
+            registry=self.registry,
+        )
+        self.shared_errors = Counter(
+            "trustgate_shared_cache_errors",
+            "Shared cache calls that failed or timed out, by operation (get, put).",
+            ["operation"],
+            registry=self.registry,
+        )
+        self.shared_duration = Histogram(
+            "trustgate_shared_cache_duration_seconds",
+            "Time of one shared cache call, by operation (get, put).",
+            ["operation"],
+            buckets=(0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1),
+            registry=self.registry,
+        )
+        self.shared_up = Gauge(
+            "trustgate_shared_cache_up",
+            "1 while the shared cache (cache.shared) is used; 0 while it is skipped after "
+            "failures (reviews then use the local caches only) or is not configured.",
+            registry=self.registry,
+        )
+
+    def observe_shared(self, operation: str, cache: str, result: str, seconds: float) -> None:
+        """Record one shared cache call (see sharedcache.SharedObserver)."""
+        counter = self.shared_lookups if operation == "get" else self.shared_writes
+        counter.labels(cache, result).inc()
+        if result == "rejected":
+            self.shared_rejected.labels(cache).inc()
+        elif result == "error":
+            self.shared_errors.labels(operation).inc()
+        if result not in ("unavailable", "skipped"):
+            self.shared_duration.labels(operation).observe(seconds)
+
+    def observe_shared_state(self, up: bool) -> None:
+        """Record whether the shared cache is used (1) or skipped after failures (0)."""
+        self.shared_up.set(1 if up else 0)
+
     def observe_network(self, event: str, host: str) -> None:
         """Record one outbound-call event of ``host`` (see registry.network.NetworkObserver)."""
         state = _BREAKER_STATES.get(event)

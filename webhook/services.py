@@ -21,14 +21,28 @@ from webhook.config import Config
 from webhook.engine import Engine
 from webhook.errors import ConfigError
 from webhook.freshness.grader import Grader
-from webhook.freshness.sources import FreshnessSettings, FreshnessSources
+from webhook.freshness.grades import Fix, Window
+from webhook.freshness.sources import FreshnessSettings, FreshnessSources, GradeReport, Unknown
 from webhook.policy.model import PolicySet
 from webhook.reference import DOCKER_HUB_ALIASES
 from webhook.registry import Network, RegistryClient, RegistrySettings
 from webhook.registry.network import NetworkObserver
 from webhook.registry.resolver import CachedResolver
+from webhook.sharedcache import SharedCache, SharedObserver, SharedSettings
+from webhook.signatures.attestations import AttestationOutcome
+from webhook.signatures.check import SignatureOutcome
 
 _DAY = 86400.0
+#: What the shared cache may hold besides strings and tuples: the outcomes of
+#: signatures, attestations and freshness. Anything else stays local.
+SHARED_TYPES: tuple[type, ...] = (
+    SignatureOutcome,
+    AttestationOutcome,
+    GradeReport,
+    Unknown,
+    Window,
+    Fix,
+)
 _REGISTRY_KEYS = frozenset({"insecure", "ca", "username", "password", "credentials"})
 
 
@@ -139,26 +153,52 @@ def build_network(config: Config, observer: NetworkObserver | None = None) -> Ne
     )
 
 
+def build_caches(
+    config: Config,
+    observer: Observer | None = None,
+    shared_observer: SharedObserver | None = None,
+    *,
+    shared: bool = False,
+) -> Caches:
+    """The caches of ``config``; with ``shared``, backed by ``cache.shared`` when it is set.
+
+    Only the server shares: CLI commands keep their caches to themselves.
+
+    Raises:
+        ConfigError: cache.gradeTTL is a day or more, or the shared tier's key or
+            password file cannot be read.
+    """
+    settings = CacheSettings.from_config(config.cache)
+    if not 0 < settings.grade_ttl < _DAY:
+        # Pyxis recomputes grades daily; an older answer could miss a new advisory.
+        raise ConfigError(f"cache.gradeTTL must be between 0 and {_DAY} seconds (under a day)")
+    tier = None
+    raw = config.cache.get("shared")
+    if shared and raw is not None:
+        tier = SharedCache(SharedSettings.from_config(raw), SHARED_TYPES, shared_observer)
+    return Caches(settings, observer, tier)
+
+
 def build_engine(
     policies: Callable[[], PolicySet],
     config: Config,
     observer: Observer | None = None,
     network_observer: NetworkObserver | None = None,
+    *,
+    caches: Caches | None = None,
 ) -> Engine:
     """The engine for ``config``, with network checks backed by a registry client.
 
     ``observer`` counts cache lookups; ``network_observer`` sees breaker, limit,
-    deadline and budget events per host.
+    deadline and budget events per host. ``caches`` defaults to local caches
+    (``build_caches``).
 
     Raises:
         ConfigError: the registries section is invalid, the grades file cannot be
             read, or cache.gradeTTL is a day or more.
     """
-    cache_settings = CacheSettings.from_config(config.cache)
-    if not 0 < cache_settings.grade_ttl < _DAY:
-        # Pyxis recomputes grades daily; an older answer could miss a new advisory.
-        raise ConfigError(f"cache.gradeTTL must be between 0 and {_DAY} seconds (under a day)")
-    caches = Caches(cache_settings, observer)
+    if caches is None:
+        caches = build_caches(config, observer)
     network = build_network(config, network_observer)
     client = RegistryClient(registry_settings(config.registries), network=network)
     freshness = FreshnessSources(FreshnessSettings.from_config(config.freshness), network)
@@ -183,7 +223,7 @@ def build_grader(config: Config) -> Grader:
     from webhook.freshness.check import FreshnessCheck
     from webhook.signatures.attestations import AttestationCheck
 
-    caches = Caches(CacheSettings.from_config(config.cache))
+    caches = build_caches(config)
     network = build_network(config)
     client = RegistryClient(registry_settings(config.registries), network=network)
     sources = FreshnessSources(FreshnessSettings.from_config(config.freshness), network)

@@ -245,3 +245,35 @@ def test_every_base_review_is_denied_unmutated(client: FlaskClient) -> None:
         assert BAD in answer["response"]["status"]["message"]
     text = client.get("/metrics").get_data(as_text=True)
     assert 'trustgate_admission_requests_total{decision="error"}' not in text
+
+
+def test_readyz_shows_the_shared_cache(policy_dir: Path, tmp_path: Path) -> None:
+    from tests.registry import free_port
+
+    key = tmp_path / "cache.key"
+    key.write_text("k" * 32)
+    url = f"redis://user:pa55word@127.0.0.1:{free_port()}/0"  # nothing listens there
+    shared = {"url": url, "keyFile": str(key), "retrySeconds": 60}
+    config = Config(cache={"shared": shared})
+    app = create_app(Settings(policies=policy_dir, config=config, reload=False))
+    try:
+        client = app.test_client()
+        ready = client.get("/readyz").get_json()
+        assert ready["sharedCache"] == {"url": url.replace("user:pa55word@", ""), "state": "up"}
+        # The allowlist decides these without a digest: Redis is never asked.
+        _, answer = post(client, review(workload("Pod", pod_spec(BAD))))
+        assert answer["response"]["allowed"] is False
+        _, answer = post(client, review(workload("Pod", pod_spec(GOOD))))
+        assert answer["response"]["allowed"] is True
+        ready = client.get("/readyz").get_json()
+        assert ready["sharedCache"]["state"] == "up"
+        assert "pa55word" not in json.dumps(ready)
+        text = client.get("/metrics").get_data(as_text=True)
+        assert "trustgate_shared_cache_up 1.0" in text
+        assert "trustgate_shared_cache_lookups_total{" not in text
+    finally:
+        app.extensions["trustgate"].store.stop()
+
+
+def test_readyz_without_a_shared_cache(client: FlaskClient) -> None:
+    assert client.get("/readyz").get_json()["sharedCache"] is None

@@ -105,3 +105,53 @@ def test_network_limits_and_their_defaults() -> None:
 def test_invalid_network_limits(network: dict[str, object], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         parse_config({"network": network})
+
+
+@pytest.mark.parametrize(
+    ("cache", "message"),
+    [
+        ({"bogus": 1}, r"field cache: .*'bogus' was unexpected"),
+        ({"digestTtl": 5}, r"field cache: .*'digestTtl' was unexpected"),
+        ({"verifiedTTL": 0}, r"field cache.verifiedTTL: 0 is less than or equal to"),
+        ({"digestSize": 1.5}, r"field cache.digestSize: 1.5 is not of type 'integer'"),
+        ({"gradeTTL": 86400}, r"field cache.gradeTTL: 86400 is greater than or equal to"),
+        ({"shared": {"url": "redis://r:6379"}}, r"field cache.shared: 'keyFile' is a required"),
+        (
+            {"shared": {"url": "redis://r:6379", "keyFile": "/k", "keyfile": "/k"}},
+            r"field cache.shared: .*'keyfile' was unexpected",
+        ),
+        (
+            {"shared": {"url": "http://r:6379", "keyFile": "/k"}},
+            r"field cache.shared.url: 'http://r:6379' does not match",
+        ),
+        (
+            {"shared": {"url": "redis://r", "keyFile": "/k", "timeoutMilliseconds": 5000}},
+            r"field cache.shared.timeoutMilliseconds: 5000 is greater than the maximum of 250",
+        ),
+    ],
+)
+def test_the_cache_section_is_schema_checked(cache: dict[str, object], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        parse_config({"cache": cache})
+
+
+def test_a_complete_cache_section_loads() -> None:
+    shared = {
+        "url": "rediss://redis.cache:6380/0",
+        "keyFile": "/etc/trustgate/cache/key",
+        "passwordFile": "/etc/trustgate/cache/password",
+        "timeoutMilliseconds": 5,
+        "retrySeconds": 10,
+    }
+    cache = {
+        "digestTTL": 30,
+        "digestSize": 100,
+        "verifiedTTL": 300,
+        "verifiedSize": 100,
+        "failureTTL": 10,
+        "failureSize": 10,
+        "gradeTTL": 3600,
+        "gradeSize": 100,
+        "shared": shared,
+    }
+    assert parse_config({"cache": cache}).cache["shared"] == shared

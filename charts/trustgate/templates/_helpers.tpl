@@ -91,6 +91,11 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- if gt (addf (float64 $config.deadlineSeconds) 1.0) (float64 .Values.webhook.timeoutSeconds) }}
 {{- fail (printf "config.deadlineSeconds (%v) must be at least 1 s below webhook.timeoutSeconds (%v): reviews must answer before the API server stops waiting" $config.deadlineSeconds .Values.webhook.timeoutSeconds) }}
 {{- end }}
+{{- if .Values.cache.shared.url }}
+{{- $cache := deepCopy (default (dict) $config.cache) }}
+{{- $_ := set $cache "shared" (include "trustgate.sharedCacheConfig" . | fromJson) }}
+{{- $_ = set $config "cache" $cache }}
+{{- end }}
 {{- toYaml $config }}
 {{- end }}
 
@@ -269,4 +274,70 @@ webhooks:
     objectSelector:
       {{- toYaml . | nindent 6 }}
     {{- end }}
+{{- end }}
+
+{{/* The Secret holding the key that seals shared cache entries (cache.shared). */}}
+{{- define "trustgate.cacheKeySecret" -}}
+{{- default (printf "%s-cache-key" (include "trustgate.fullname" .)) .Values.cache.shared.keySecret }}
+{{- end }}
+
+{{/* cache.shared of trustgate.yaml, from the chart's cache.shared values. */}}
+{{- define "trustgate.sharedCacheConfig" -}}
+{{- $s := .Values.cache.shared }}
+{{- $shared := dict "url" $s.url "keyFile" "/etc/trustgate/cache/key" "timeoutMilliseconds" $s.timeoutMilliseconds "retrySeconds" $s.retrySeconds }}
+{{- if $s.passwordSecret }}
+{{- $_ := set $shared "passwordFile" "/etc/trustgate/cache-password/password" }}
+{{- end }}
+{{- toJson $shared }}
+{{- end }}
+
+{{/* The shared cache's key (and Redis password) as volumes of the server's pod. */}}
+{{- define "trustgate.cacheVolumes" -}}
+{{- if .Values.cache.shared.url }}
+- name: cache-key
+  secret:
+    secretName: {{ include "trustgate.cacheKeySecret" . }}
+    defaultMode: 0440
+    items:
+      - key: key
+        path: key
+{{- if .Values.cache.shared.passwordSecret }}
+- name: cache-password
+  secret:
+    secretName: {{ .Values.cache.shared.passwordSecret }}
+    defaultMode: 0440
+    items:
+      - key: password
+        path: password
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "trustgate.cacheMounts" -}}
+{{- if .Values.cache.shared.url }}
+- name: cache-key
+  mountPath: /etc/trustgate/cache
+  readOnly: true
+{{- if .Values.cache.shared.passwordSecret }}
+- name: cache-password
+  mountPath: /etc/trustgate/cache-password
+  readOnly: true
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/* The NetworkPolicy egress rule to Redis on the port of cache.shared.url. */}}
+{{- define "trustgate.cacheEgress" -}}
+{{- $url := .Values.cache.shared.url }}
+{{- if and $url (not (hasPrefix "unix://" $url)) }}
+{{- $hostPort := splitList ":" (urlParse $url).host }}
+{{- $port := ternary (last $hostPort) "6379" (gt (len $hostPort) 1) }}
+- ports:
+    - port: {{ $port | int }}
+      protocol: TCP
+  {{- with .Values.cache.shared.networkPolicyPeers }}
+  to:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+{{- end }}
 {{- end }}

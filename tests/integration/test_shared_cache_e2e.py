@@ -1,0 +1,247 @@
+"""The shared cache end to end: two `trustgate serve` processes, one real Redis, one registry.
+
+The registry sits behind a counting proxy, so each test sees exactly how many
+calls a review made. The two servers stand for two replicas of the webhook.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import secrets
+import shutil
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.cosign import generate_key, public_pem
+from tests.countingproxy import CountingProxy
+from tests.integration.conftest import Server, start_server, stop_server
+from tests.integration.test_signatures_e2e import policy, sign
+from tests.kube import pod_spec, review, workload
+from tests.redisserver import RedisServer
+from tests.registry import Registry, default_layer, push_image
+from webhook.cache import fingerprint
+from webhook.policy.loader import load_directory
+from webhook.services import SHARED_TYPES
+from webhook.sharedcache import Codec, canonical_key, redis_key, seal
+from webhook.signatures.check import SignatureOutcome
+
+pytestmark = pytest.mark.e2e
+
+RELEASE = generate_key("ecdsa-p256")
+ROTATED = generate_key("ecdsa-p256")
+KEY = secrets.token_bytes(32)
+RETRY_SECONDS = 0.5
+
+
+@dataclass
+class Pair:
+    """Two servers sharing one Redis, the proxy before the registry, and their files."""
+
+    a: Server
+    b: Server
+    proxy: CountingProxy
+    registry: Registry
+    policies: Path
+
+    def image(self, repository: str, *, signed_by: object | None = RELEASE) -> tuple[str, str]:
+        """Push (and sign) a new image; its reference names the proxy's host."""
+        digest = push_image(
+            self.registry,
+            repository,
+            tag="v1",
+            layers=[default_layer(content=secrets.token_bytes(16))],
+        )
+        if signed_by is not None:
+            sign(self.registry, repository, digest, signed_by)
+        return f"{self.proxy.host}/{repository}:v1", digest
+
+    def signature_key(self, repository: str, digest: str, policy_name: str) -> tuple[str, bytes]:
+        """Where the servers share the signature outcome of this image, and its sealed name."""
+        chosen = next(p for p in load_directory(self.policies) if p.name == policy_name)
+        key = (f"{self.proxy.host}/{repository}", digest, fingerprint(chosen.signatures))
+        where, name = redis_key("verified", key), canonical_key("verified", key)
+        assert where is not None and name is not None
+        return where, name
+
+
+def decide(server: Server, image: str, namespace: str = "prod-web") -> dict:
+    body = review(workload("Deployment", pod_spec(image), namespace=namespace))
+    result = server.post(json.dumps(body), timeout=30)
+    assert result.status_code == 200, result.text
+    answer: dict = result.json()["response"]
+    return answer
+
+
+def metric(server: Server, name: str, labels: str = "") -> float:
+    """The sum of a metric's samples whose labels contain ``labels``."""
+    text = server.get("/metrics").text
+    pattern = re.compile(rf"^{name}(?:\{{([^}}]*)\}})? (\S+)$", re.M)
+    return sum(float(v) for found, v in pattern.findall(text) if labels in (found or ""))
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.1)
+    return False
+
+
+@pytest.fixture(scope="module")
+def pair(
+    registry: Registry, redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Pair]:
+    tmp = tmp_path_factory.mktemp("shared")
+    proxy = CountingProxy(registry.url)
+    policies = tmp / "policies"
+    (policies / "keys").mkdir(parents=True)
+    (policies / "keys" / "release.pub").write_text(public_pem(RELEASE))
+    (policies / "keys" / "rotated.pub").write_text(public_pem(ROTATED))
+    (policies / "signed.yaml").write_text(policy("signed", proxy.host))
+    (policies / "rotating.yaml").write_text(policy("rotating", proxy.host, namespaces='["rot-*"]'))
+    key_file = tmp / "cache.key"
+    key_file.write_bytes(KEY.hex().encode())
+    config = (
+        "deadlineSeconds: 5\n"
+        "policies: {reloadIntervalSeconds: 0.2}\n"
+        f'registries: {{"{proxy.host}": {{insecure: true}}}}\n'
+        "cache:\n"
+        "  failureTTL: 1\n"
+        f"  shared: {{url: '{redis_server.url}', keyFile: '{key_file}',\n"
+        f"           timeoutMilliseconds: 200, retrySeconds: {RETRY_SECONDS}}}\n"
+    )
+    servers = []
+    for name in ("a", "b"):
+        (tmp / name).mkdir()
+        servers.append(start_server(tmp / name, policies, config))
+    yield Pair(servers[0], servers[1], proxy, registry, policies)
+    for server in servers:
+        assert stop_server(server) == 0
+        shutil.rmtree(Path(server.log).parent / "certs", ignore_errors=True)
+    proxy.stop()
+
+
+@pytest.fixture(autouse=True)
+def redis_up(redis_server: RedisServer) -> None:
+    if redis_server.process is None or redis_server.process.poll() is not None:
+        redis_server.start()
+
+
+def test_a_verdict_made_by_one_server_costs_the_other_no_registry_call(pair: Pair) -> None:
+    image, _ = pair.image("shared/one")
+    pair.proxy.reset()
+    assert decide(pair.a, image)["allowed"] is True
+    cold = pair.proxy.requests
+    assert cold >= 3  # tag -> digest, the .sig manifest, the signed payload
+    pair.proxy.reset()
+    assert decide(pair.b, image)["allowed"] is True
+    assert pair.proxy.requests == 0, pair.proxy.paths
+    assert metric(pair.b, "trustgate_shared_cache_lookups_total", 'result="hit"') >= 2
+    # Warm in b now: no registry call, and not even a Redis call.
+    lookups = metric(pair.b, "trustgate_shared_cache_lookups_total")
+    assert decide(pair.b, image)["allowed"] is True
+    assert metric(pair.b, "trustgate_shared_cache_lookups_total") == lookups
+    assert pair.proxy.requests == 0
+    ready = pair.b.get("/readyz").json()["sharedCache"]
+    assert ready["state"] == "up"
+    assert ready["url"].startswith("redis://127.0.0.1:")
+
+
+def test_a_denial_is_shared_only_briefly(pair: Pair) -> None:
+    image, _ = pair.image("shared/unsigned", signed_by=None)
+    assert "no signature found" in decide(pair.a, image)["status"]["message"]
+    pair.proxy.reset()
+    assert decide(pair.b, image)["allowed"] is False
+    assert pair.proxy.requests == 0  # the digest (60 s) and the denial (1 s) are shared
+    time.sleep(1.3)  # failureTTL: 1
+    pair.proxy.reset()
+    assert decide(pair.a, image)["allowed"] is False
+    assert pair.proxy.requests >= 1, "the expired denial was reused"
+
+
+@pytest.mark.parametrize("attack", ["forged", "replayed"])
+def test_a_forged_or_replayed_admission_in_redis_does_not_admit(
+    pair: Pair, redis_server: RedisServer, attack: str
+) -> None:
+    """Someone who can write to Redis plants "verified" for an unsigned image: still denied."""
+    signed, signed_digest = pair.image(f"attack/{attack}-signed")
+    assert decide(pair.a, signed)["allowed"] is True
+    genuine_key, _ = pair.signature_key(f"attack/{attack}-signed", signed_digest, "signed")
+    genuine = redis_server.client().get(genuine_key)
+    assert genuine, "the server shares its outcome under the key the attack aims at"
+
+    unsigned, digest = pair.image(f"attack/{attack}-unsigned", signed_by=None)
+    target, name = pair.signature_key(f"attack/{attack}-unsigned", digest, "signed")
+    if attack == "replayed":
+        planted = genuine  # a genuine entry, about another image
+    else:
+        payload = Codec(SHARED_TYPES).encode(SignatureOutcome(("release",), (), 1))
+        assert payload is not None
+        planted = seal(b"guessed-key".ljust(32, b"!"), "verified", name, 2**40, payload)
+    redis_server.client().set(target, planted)
+    rejected = metric(pair.b, "trustgate_shared_cache_rejected_entries_total")
+    answer = decide(pair.b, unsigned)
+    assert answer["allowed"] is False
+    assert "no signature found" in answer["status"]["message"]
+    assert metric(pair.b, "trustgate_shared_cache_rejected_entries_total") == rejected + 1
+    assert "shared cache entry ignored" in pair.b.log_text()
+
+
+def test_a_reloaded_policy_set_does_not_reuse_old_verdicts(pair: Pair) -> None:
+    image, _ = pair.image("rotating/app")
+    assert decide(pair.a, image, "rot-1")["allowed"] is True
+    fingerprints = {s.get("/readyz").json()["fingerprint"] for s in (pair.a, pair.b)}
+    (pair.policies / "rotating.yaml").write_text(
+        policy("rotating", pair.proxy.host, namespaces='["rot-*"]', keys=("rotated",))
+    )
+    for server in (pair.a, pair.b):
+        assert wait_for(lambda s=server: s.get("/readyz").json()["fingerprint"] not in fingerprints)
+    pair.proxy.reset()
+    answer = decide(pair.b, image, "rot-1")
+    assert answer["allowed"] is False
+    assert "rotated:" in answer["status"]["message"]
+    assert pair.proxy.requests >= 2  # verified again against the new key
+
+
+def test_redis_killed_mid_run_reviews_go_on_and_sharing_resumes(
+    pair: Pair, redis_server: RedisServer
+) -> None:
+    before, _ = pair.image("outage/before")
+    assert decide(pair.a, before)["allowed"] is True
+    redis_server.stop()
+    try:
+        started = time.monotonic()
+        for number in range(4):
+            image, _ = pair.image(f"outage/during-{number}")
+            unsigned, _ = pair.image(f"outage/unsigned-{number}", signed_by=None)
+            for server in (pair.a, pair.b):
+                assert decide(server, image)["allowed"] is True
+                assert decide(server, unsigned)["allowed"] is False
+        assert time.monotonic() - started < 20  # 16 reviews, none waiting out a deadline
+        for server in (pair.a, pair.b):
+            ready = server.get("/readyz").json()
+            assert ready["ready"] is True
+            assert ready["sharedCache"]["state"] == "down"
+            assert "local caches only" in ready["sharedCache"]["note"]
+            assert metric(server, "trustgate_shared_cache_up") == 0
+            assert metric(server, "trustgate_shared_cache_errors_total") >= 1
+            assert "shared cache unreachable" in server.log_text()
+    finally:
+        redis_server.start()  # empty: a Redis that lost its memory
+    time.sleep(RETRY_SECONDS + 0.2)
+    # The next call of each server probes Redis and finds it back.
+    for server in (pair.a, pair.b):
+        assert decide(server, pair.image("outage/probe")[0])["allowed"] is True
+        assert server.get("/readyz").json()["sharedCache"]["state"] == "up"
+    after, _ = pair.image("outage/after")
+    assert decide(pair.a, after)["allowed"] is True
+    pair.proxy.reset()
+    assert decide(pair.b, after)["allowed"] is True
+    assert pair.proxy.requests == 0, pair.proxy.paths
+    assert metric(pair.b, "trustgate_shared_cache_up") == 1

@@ -1,0 +1,414 @@
+"""The shared tier of the caches: outcomes every worker of every replica reuses, in Redis.
+
+A writable Redis must not be a way in. Every entry is sealed with an
+HMAC-SHA256 under a key only the webhook holds (``cache.shared.keyFile``); the
+MAC covers the cache's name, the whole cache key (repository, digest and the
+fingerprint of the policy section the outcome answers) and the entry's expiry.
+An entry that fails to verify, has expired, or does not decode into one of the
+few types the webhook shares is ignored, counted and logged: never trusted.
+Values are plain JSON of frozen dataclasses named in an allowlist, so even a
+sealed entry cannot make the reader run code.
+
+Redis down is not an outage. Every call has a socket budget of a few
+milliseconds and no retries; after ``FAILURES_TO_OPEN`` consecutive failures
+the tier is skipped for ``retrySeconds`` (no call at all), then one call probes
+it. A failure is a miss, never a failed review, and the local caches in front
+keep serving warm entries without any network call.
+
+Only images, digests and verification outcomes are stored; never credentials.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import hmac
+import json
+import threading
+import time
+from collections.abc import Callable, Hashable, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Literal, Protocol
+from urllib.parse import urlsplit
+
+import redis
+from redis.backoff import NoBackoff
+from redis.exceptions import RedisError
+from redis.retry import Retry
+
+from webhook.errors import ConfigError
+from webhook.observability import get_logger
+
+log = get_logger(__name__)
+
+#: Version of the entry format; part of every key and of every MAC.
+FORMAT = "trustgate-shared-cache/1"
+_PREFIX = "trustgate:1:"
+_MAC_SIZE = 32
+_EXPIRY_SIZE = 8
+#: Larger entries are not shared, and no more than this is read of one.
+MAX_ENTRY_BYTES = 1024 * 1024
+#: Consecutive failed calls that make the tier skip Redis for ``retrySeconds``.
+FAILURES_TO_OPEN = 3
+#: A key file shorter than this is refused: the MAC is only as strong as its key.
+MIN_KEY_BYTES = 32
+
+State = Literal["up", "down"]
+
+
+class SharedObserver(Protocol):
+    """Metrics of the shared tier (``observability.Metrics`` implements it)."""
+
+    def observe_shared(self, operation: str, cache: str, result: str, seconds: float) -> None:
+        """One call: ``operation`` get or put, its ``result``, and how long it took."""
+        ...
+
+    def observe_shared_state(self, up: bool) -> None:
+        """The tier became reachable (``up``) or is being skipped after failures."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class SharedSettings:
+    """``cache.shared`` of trustgate.yaml."""
+
+    url: str
+    key: bytes
+    password: str | None = None
+    timeout_seconds: float = 0.01
+    retry_seconds: float = 5.0
+
+    def __repr__(self) -> str:
+        # Never print the key or the password (logs, error messages).
+        return f"SharedSettings(url={redacted(self.url)!r})"
+
+    @classmethod
+    def from_config(cls, raw: Mapping[str, Any]) -> SharedSettings:
+        """Read ``cache.shared`` (already checked against the configuration schema).
+
+        Raises:
+            ConfigError: the URL does not parse, the key file or the password file
+                cannot be read, or the key is shorter than MIN_KEY_BYTES.
+        """
+        url = str(raw["url"])
+        try:
+            urlsplit(url).port  # noqa: B018  (raises ValueError for a port that is not one)
+            redis.Redis.from_url(url)  # parses; connects only when first used
+        except ValueError as exc:
+            raise ConfigError(f"cache.shared.url: {redacted(url)}: {exc}") from None
+        key = _read("cache.shared.keyFile", raw["keyFile"]).strip()
+        if len(key) < MIN_KEY_BYTES:
+            raise ConfigError(
+                f"cache.shared.keyFile: {raw['keyFile']} holds {len(key)} bytes; the key that "
+                f"seals shared entries must have at least {MIN_KEY_BYTES}"
+            )
+        password = None
+        if "passwordFile" in raw:
+            password = _read("cache.shared.passwordFile", raw["passwordFile"]).strip().decode()
+        return cls(
+            url=url,
+            key=key,
+            password=password,
+            timeout_seconds=float(raw.get("timeoutMilliseconds", 10)) / 1000,
+            retry_seconds=float(raw.get("retrySeconds", 5.0)),
+        )
+
+
+def _read(field: str, path: str) -> bytes:
+    try:
+        return Path(path).read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"{field}: {path} cannot be read: {exc.strerror}") from None
+
+
+def redacted(url: str) -> str:
+    """``url`` without its user, password and query, for logs and /readyz."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}{parts.path}"
+
+
+class Undecodable(ValueError):
+    """A sealed entry whose value is not one the webhook shares."""
+
+
+class Codec:
+    """JSON of frozen dataclasses from an allowlist, tuples, datetimes and scalars.
+
+    Lists decode as tuples (cached values are immutable), datetimes keep their
+    offset, and a dataclass is rebuilt from exactly its fields.
+    """
+
+    def __init__(self, types: Iterable[type]) -> None:
+        self._types: dict[str, type] = {}
+        for kind in types:
+            if not dataclasses.is_dataclass(kind):
+                raise TypeError(f"{kind.__qualname__} is not a dataclass")
+            if kind.__qualname__ in self._types:
+                raise TypeError(f"two shared types are named {kind.__qualname__}")
+            self._types[kind.__qualname__] = kind
+
+    def encode(self, value: Any) -> bytes | None:
+        """The JSON of ``value``, or None when it holds a type that is not shared."""
+        try:
+            return json.dumps(self._out(value), separators=(",", ":")).encode()
+        except Undecodable:
+            return None
+
+    def decode(self, data: bytes) -> Any:
+        """The value of ``data``.
+
+        Raises:
+            Undecodable: not JSON, or a type or field the allowlist does not know.
+        """
+        try:
+            return self._in(json.loads(data))
+        except (ValueError, TypeError, RecursionError) as exc:
+            raise Undecodable(str(exc)) from None
+
+    def _out(self, value: Any) -> Any:
+        if value is None or isinstance(value, str | int | float | bool):
+            return value
+        if isinstance(value, tuple):
+            return [self._out(item) for item in value]
+        if isinstance(value, datetime):
+            return {"d": value.isoformat()}
+        kind = type(value)
+        if self._types.get(kind.__qualname__) is kind:
+            return {
+                "c": kind.__qualname__,
+                "f": {f.name: self._out(getattr(value, f.name)) for f in dataclasses.fields(value)},
+            }
+        raise Undecodable(f"{kind.__qualname__} is not shared")
+
+    def _in(self, data: Any) -> Any:
+        if data is None or isinstance(data, str | int | float | bool):
+            return data
+        if isinstance(data, list):
+            return tuple(self._in(item) for item in data)
+        if isinstance(data, dict) and set(data) == {"d"}:
+            return datetime.fromisoformat(data["d"])
+        if isinstance(data, dict) and set(data) == {"c", "f"} and isinstance(data["f"], dict):
+            kind = self._types.get(data["c"])
+            if kind is None:
+                raise Undecodable(f"{data['c']!r} is not a shared type")
+            names = {f.name for f in dataclasses.fields(kind)}
+            unknown = set(data["f"]) - names
+            if unknown:
+                raise Undecodable(f"unknown fields of {data['c']}: {sorted(unknown)}")
+            return kind(**{name: self._in(item) for name, item in data["f"].items()})
+        raise Undecodable("not a shared value")
+
+
+def canonical_key(cache: str, key: Hashable) -> bytes | None:
+    """The bytes that name ``key`` in ``cache``, or None when the key is not JSON-able."""
+    try:
+        return json.dumps([cache, key], separators=(",", ":")).encode()
+    except (TypeError, ValueError):
+        return None
+
+
+class SharedCache:
+    """The Redis tier behind the local caches; implements ``cache.SharedTier``."""
+
+    def __init__(
+        self,
+        settings: SharedSettings,
+        types: Iterable[type],
+        observer: SharedObserver | None = None,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.settings = settings
+        self._codec = Codec(types)
+        self._observer = observer
+        self._clock = clock
+        self._client: redis.Redis | None = None
+        self._lock = threading.Lock()
+        self._failures = 0
+        self._open_until = 0.0  # monotonic; 0 while the tier is up
+        self._probing = False
+        self._last_error: str | None = None
+        if observer is not None:
+            observer.observe_shared_state(True)
+
+    # -- the tier ---------------------------------------------------------
+
+    def get(self, cache: str, key: Hashable) -> tuple[Any, float] | None:
+        """The verified value of ``key`` and its seconds left, or None (miss, error, forgery)."""
+        name = canonical_key(cache, key)
+        if name is None:
+            return None
+        if not self._admit():
+            self._observe("get", cache, "unavailable", 0.0)
+            return None
+        started = time.perf_counter()
+        try:
+            data = self._redis().getrange(_redis_key(name), 0, MAX_ENTRY_BYTES - 1)
+        except (RedisError, OSError, ValueError) as exc:
+            self._failed(exc)
+            self._observe("get", cache, "error", time.perf_counter() - started)
+            return None
+        self._succeeded()
+        took = time.perf_counter() - started
+        if not data:
+            self._observe("get", cache, "miss", took)
+            return None
+        found = self._open(cache, name, data if isinstance(data, bytes) else data.encode())
+        if found is None:
+            self._observe("get", cache, "rejected", took)
+        elif found[1] <= 0:
+            self._observe("get", cache, "miss", took)
+            return None
+        else:
+            self._observe("get", cache, "hit", took)
+        return found
+
+    def put(self, cache: str, key: Hashable, value: Any, ttl: float) -> None:
+        """Share ``value`` under ``key`` for ``ttl`` seconds; errors only count."""
+        name = canonical_key(cache, key)
+        payload = self._codec.encode(value)
+        if name is None or payload is None or len(payload) + 40 > MAX_ENTRY_BYTES or ttl <= 0:
+            self._observe("put", cache, "skipped", 0.0)
+            return
+        if not self._admit():
+            self._observe("put", cache, "unavailable", 0.0)
+            return
+        expires_ms = int((self._clock() + ttl) * 1000)
+        entry = seal(self.settings.key, cache, name, expires_ms, payload)
+        started = time.perf_counter()
+        try:
+            self._redis().set(_redis_key(name), entry, px=max(1, int(ttl * 1000)))
+        except (RedisError, OSError, ValueError) as exc:
+            self._failed(exc)
+            self._observe("put", cache, "error", time.perf_counter() - started)
+            return
+        self._succeeded()
+        self._observe("put", cache, "stored", time.perf_counter() - started)
+
+    def status(self) -> dict[str, Any]:
+        """What /readyz shows: where the tier is, whether it is used, and the last error."""
+        with self._lock:
+            left = self._open_until - time.monotonic()
+            state: State = "down" if self._open_until else "up"
+            shown: dict[str, Any] = {"url": redacted(self.settings.url), "state": state}
+            if state == "down":
+                shown["retryInSeconds"] = round(max(left, 0.0), 1)
+                shown["note"] = "Redis is unreachable: reviews use the local caches only"
+            if self._last_error is not None:
+                shown["lastError"] = self._last_error
+            return shown
+
+    # -- entries ----------------------------------------------------------
+
+    def _open(self, cache: str, name: bytes, data: bytes) -> tuple[Any, float] | None:
+        """The value and seconds left of a sealed entry, or None after logging why not."""
+        reason = None
+        if len(data) < _MAC_SIZE + _EXPIRY_SIZE:
+            reason = "too short to be an entry"
+        else:
+            mac, expiry, payload = (
+                data[:_MAC_SIZE],
+                data[_MAC_SIZE : _MAC_SIZE + _EXPIRY_SIZE],
+                data[_MAC_SIZE + _EXPIRY_SIZE :],
+            )
+            expires_ms = int.from_bytes(expiry, "big")
+            wanted = _mac(self.settings.key, cache, name, expires_ms, payload)
+            if not hmac.compare_digest(mac, wanted):
+                reason = "its MAC does not verify (tampered, forged, or sealed with another key)"
+            else:
+                try:
+                    value = self._codec.decode(payload)
+                except Undecodable as exc:
+                    reason = f"it verifies but does not decode: {exc}"
+                else:
+                    return value, expires_ms / 1000 - self._clock()
+        log.warning(
+            "shared cache entry ignored: %s",
+            reason,
+            extra={"fields": {"cache": cache, "key": name.decode(errors="replace")[:300]}},
+        )
+        return None
+
+    # -- the connection and its breaker -----------------------------------
+
+    def _redis(self) -> redis.Redis:
+        client = self._client
+        if client is None:
+            s = self.settings
+            client = redis.Redis.from_url(
+                s.url,
+                password=s.password,
+                socket_timeout=s.timeout_seconds,
+                socket_connect_timeout=s.timeout_seconds,
+                retry=Retry(NoBackoff(), 0),
+                health_check_interval=0,
+            )
+            self._client = client
+        return client
+
+    def _admit(self) -> bool:
+        with self._lock:
+            if not self._open_until:
+                return True
+            if time.monotonic() < self._open_until or self._probing:
+                return False
+            self._probing = True  # this call is the probe
+            return True
+
+    def _succeeded(self) -> None:
+        with self._lock:
+            self._failures = 0
+            self._probing = False
+            if not self._open_until:
+                return
+            self._open_until = 0.0
+        log.info("shared cache reachable again: %s", redacted(self.settings.url))
+        if self._observer is not None:
+            self._observer.observe_shared_state(True)
+
+    def _failed(self, exc: BaseException) -> None:
+        reason = f"{type(exc).__name__}: {exc}"[:300]
+        with self._lock:
+            self._last_error = reason
+            self._failures += 1
+            probe, self._probing = self._probing, False
+            if not probe and (self._open_until or self._failures < FAILURES_TO_OPEN):
+                return
+            self._open_until = time.monotonic() + self.settings.retry_seconds
+        log.warning(
+            "shared cache unreachable (%s): using the local caches only, next try in %.0f s",
+            reason,
+            self.settings.retry_seconds,
+            extra={"fields": {"url": redacted(self.settings.url)}},
+        )
+        if self._observer is not None:
+            self._observer.observe_shared_state(False)
+
+    def _observe(self, operation: str, cache: str, result: str, seconds: float) -> None:
+        if self._observer is not None:
+            self._observer.observe_shared(operation, cache, result, seconds)
+
+
+def _redis_key(name: bytes) -> str:
+    return _PREFIX + hashlib.sha256(name).hexdigest()
+
+
+def _mac(key: bytes, cache: str, name: bytes, expires_ms: int, payload: bytes) -> bytes:
+    message = b"\0".join(
+        (FORMAT.encode(), cache.encode(), name, expires_ms.to_bytes(_EXPIRY_SIZE, "big"), payload)
+    )
+    return hmac.new(key, message, hashlib.sha256).digest()
+
+
+def seal(key: bytes, cache: str, name: bytes, expires_ms: int, payload: bytes) -> bytes:
+    """An entry: the MAC, the expiry (ms since the epoch, big-endian) and the payload."""
+    mac = _mac(key, cache, name, expires_ms, payload)
+    return mac + expires_ms.to_bytes(_EXPIRY_SIZE, "big") + payload
+
+
+def redis_key(cache: str, key: Hashable) -> str | None:
+    """Where ``key`` of ``cache`` is stored in Redis (for tests and operators)."""
+    name = canonical_key(cache, key)
+    return None if name is None else _redis_key(name)
