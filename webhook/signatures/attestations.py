@@ -19,8 +19,8 @@ checks through ``AttestationCheck.verified_predicates``.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from webhook.cache import Caches, fingerprint
@@ -31,40 +31,25 @@ from webhook.reference import ImageRef
 from webhook.registry import Deadline, NotFound, RegistryClient
 from webhook.signatures.check import load_key
 from webhook.signatures.cosign import (
-    DSSE_MEDIA_TYPE,
     IN_TOTO_PAYLOAD_TYPE,
     STATEMENT_TYPES,
     attestation_tag,
     statement_subject_matches,
     verify_dsse,
 )
+from webhook.signatures.envelopes import MAX_ATTESTATION_LAYERS as MAX_ATTESTATION_LAYERS
+from webhook.signatures.envelopes import MAX_ENVELOPE_SIZE as MAX_ENVELOPE_SIZE
+from webhook.signatures.envelopes import AttestationLayer, Envelope, attestation_layers
+from webhook.signatures.envelopes import attestation_envelopes as attestation_envelopes
 from webhook.signatures.keyless import CERTIFICATE_ANNOTATION
 from webhook.signatures.keys import PublicKey
 from webhook.signatures.material import KeylessMaterial
 from webhook.signatures.signers import Signer, count_distinct, key_signer
 from webhook.untrusted import shown
 
-#: Declared envelope sizes above this are refused before anything is fetched.
-MAX_ENVELOPE_SIZE = 1024 * 1024
-#: At most this many envelope layers of one ``.att`` manifest are looked at.
-MAX_ATTESTATION_LAYERS = 32
-
 # How telling a failure is, from a malformed layer up to a statement of the
 # right predicate type about another image.
 _MALFORMED, _UNVERIFIED, _BAD_STATEMENT, _WRONG_TYPE, _WRONG_SUBJECT = range(5)
-
-#: A fetched envelope (a JSON object), or why the layer is unusable.
-Envelope = Mapping[str, Any] | str
-
-
-@dataclass(frozen=True, slots=True)
-class AttestationLayer:
-    """One envelope layer of an ``.att`` manifest: the envelope (or why it is unusable),
-    its text as stored, and the layer's annotations."""
-
-    envelope: Envelope
-    raw: bytes = b""
-    annotations: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,65 +79,6 @@ class AttestationOutcome:
             f"{len(self.verified)} of the {self.threshold} required authorities verified "
             f"({tried})"
         )
-
-
-def attestation_envelopes(
-    manifest: Mapping[str, Any], fetch_blob: Callable[[str, int], bytes]
-) -> list[Envelope]:
-    """The DSSE envelopes of an ``.att`` manifest, or per layer why it is unusable.
-
-    As ``attestation_layers``, without the layers' text and annotations.
-    """
-    return [layer.envelope for layer in attestation_layers(manifest, fetch_blob)]
-
-
-def attestation_layers(
-    manifest: Mapping[str, Any], fetch_blob: Callable[[str, int], bytes]
-) -> list[AttestationLayer]:
-    """The envelope layers of an ``.att`` manifest, each parsed or with why it is unusable.
-
-    Only the first MAX_ATTESTATION_LAYERS envelope layers are read, and layers
-    declaring more than MAX_ENVELOPE_SIZE bytes are never fetched. Whatever
-    ``fetch_blob`` raises (an UpstreamError) propagates.
-    """
-    layers = manifest.get("layers")
-    if not isinstance(layers, list):
-        return []
-    found: list[AttestationLayer] = []
-    for layer in layers:
-        if not isinstance(layer, dict) or layer.get("mediaType") != DSSE_MEDIA_TYPE:
-            continue
-        if len(found) == MAX_ATTESTATION_LAYERS:
-            break
-        annotations = layer.get("annotations")
-        envelope, raw = _envelope(layer, fetch_blob)
-        found.append(
-            AttestationLayer(envelope, raw, annotations if isinstance(annotations, dict) else {})
-        )
-    return found
-
-
-def _envelope(
-    layer: Mapping[str, Any], fetch_blob: Callable[[str, int], bytes]
-) -> tuple[Envelope, bytes]:
-    digest, size = layer.get("digest"), layer.get("size")
-    if not isinstance(digest, str) or not digest.startswith(("sha256:", "sha512:")):
-        return "attestation layer has no valid digest", b""
-    if not isinstance(size, int) or isinstance(size, bool) or size < 0:
-        return f"attestation layer {shown(digest)} has no valid size", b""
-    if size > MAX_ENVELOPE_SIZE:
-        return (
-            f"attestation layer {digest} is {size} bytes; envelopes over "
-            f"{MAX_ENVELOPE_SIZE} bytes are not fetched"
-        ), b""
-    raw = fetch_blob(digest, size)
-    try:
-        envelope = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        return f"attestation layer {digest} is not a JSON DSSE envelope", raw
-    if not isinstance(envelope, dict):
-        return f"attestation layer {digest} is not a JSON DSSE envelope", raw
-    return envelope, raw
 
 
 def verify_attestation(

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sigstore.models import Bundle
 
@@ -31,6 +31,7 @@ from webhook.signatures.cosign import (
     payload_problem,
     signature_tag,
 )
+from webhook.signatures.envelopes import AttestationLayer
 from webhook.signatures.keyless import (
     BUNDLE_MEDIA_TYPES,
     CERTIFICATE_ANNOTATION,
@@ -42,9 +43,6 @@ from webhook.signatures.keyless import (
 )
 from webhook.signatures.rules import message_signature_problem, statement_problem
 from webhook.signatures.signers import Signer, certificate_signer
-
-if TYPE_CHECKING:
-    from webhook.signatures.attestations import AttestationLayer
 
 #: At most this many bundle referrers of one digest are fetched.
 MAX_BUNDLES = 16
