@@ -2,7 +2,8 @@
 
 The server and every CLI command build their engine here, so ``trustgate
 check`` and ``trustgate audit`` decide exactly as the webhook does, registry
-calls and all.
+calls and all. This is the one module that knows every check implementation
+(``FACTORIES``); the checks themselves know only the protocol in ``checks.py``.
 """
 
 from __future__ import annotations
@@ -11,15 +12,17 @@ import base64
 import binascii
 import json
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 from webhook.cache import Caches, CacheSettings, Observer
-from webhook.checks import Services, build_checks
+from webhook.checks import Check, Unavailable, offline_checks
 from webhook.config import Config
 from webhook.engine import Engine
 from webhook.errors import ConfigError
+from webhook.freshness.check import FreshnessCheck
 from webhook.freshness.grader import Grader
 from webhook.freshness.sources import FreshnessSettings, FreshnessSources
 from webhook.policy.model import PolicySet
@@ -27,8 +30,57 @@ from webhook.reference import DOCKER_HUB_ALIASES
 from webhook.registry import Network, NetworkLimits, RegistryClient, RegistrySettings
 from webhook.registry.network import NetworkObserver
 from webhook.registry.resolver import CachedResolver
+from webhook.signatures.attestations import AttestationCheck
+from webhook.signatures.check import SignatureCheck
 
 _DAY = 86400.0
+
+
+@dataclass(frozen=True, slots=True)
+class Services:
+    """What checks that need the network share: the registry client, the caches,
+    and the freshness grade sources (Pyxis client, grades file)."""
+
+    client: RegistryClient
+    caches: Caches
+    freshness: FreshnessSources | None = None
+
+
+def _signatures(services: Services | None) -> Check:
+    if services is None:
+        return Unavailable("signatures")
+    return SignatureCheck(services.client, services.caches)
+
+
+def _attestations(services: Services | None) -> Check:
+    if services is None:
+        return Unavailable("attestations")
+    return AttestationCheck(services.client, services.caches)
+
+
+def _freshness(services: Services | None) -> Check:
+    if services is None or services.freshness is None:
+        return Unavailable("freshness")
+    attestations = AttestationCheck(services.client, services.caches)
+    return FreshnessCheck(services.freshness, services.caches, attestations)
+
+
+#: Name -> factory of the checks that need services. A check whose backend is
+#: missing (any of them when no services are given) denies.
+FACTORIES: dict[str, Callable[[Services | None], Check]] = {
+    "signatures": _signatures,
+    "attestations": _attestations,
+    "freshness": _freshness,
+}
+
+
+def build_checks(services: Services | None = None) -> dict[str, Check]:
+    """Instantiate every check once: the offline ones and those of ``FACTORIES``."""
+    checks = offline_checks()
+    checks.update((name, factory(services)) for name, factory in FACTORIES.items())
+    return checks
+
+
 _REGISTRY_KEYS = frozenset({"insecure", "ca", "username", "password", "credentials"})
 
 
@@ -187,9 +239,6 @@ def build_grader(config: Config) -> Grader:
     Raises:
         ConfigError: as build_engine.
     """
-    from webhook.freshness.check import FreshnessCheck
-    from webhook.signatures.attestations import AttestationCheck
-
     caches = Caches(CacheSettings.from_config(config.cache))
     network = build_network(config)
     client = RegistryClient(registry_settings(config.registries), network=network)

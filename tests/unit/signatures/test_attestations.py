@@ -25,12 +25,13 @@ from tests.registry import OCI_MANIFEST, Registry, default_layer, push_blob, pus
 from tests.registry import push_manifest as push_manifest_body
 from tests.sigstore_instance import Identity, SigstoreInstance
 from webhook.cache import Caches
-from webhook.checks import CheckContext, Unavailable, build_checks, checks_for
+from webhook.checks import CheckContext, Unavailable, checks_for
 from webhook.errors import CheckFailed, UpstreamError
 from webhook.policy.globs import Glob
 from webhook.policy.model import Attestation, Authority, Keyless, KeyRef, Match, Policy
 from webhook.reference import ImageRef, parse_reference
 from webhook.registry import Deadline, RegistryClient, RegistrySettings
+from webhook.services import build_checks
 from webhook.signatures.attestations import (
     MAX_ATTESTATION_LAYERS,
     MAX_ENVELOPE_SIZE,
