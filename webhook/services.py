@@ -12,7 +12,7 @@ import base64
 import binascii
 import json
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -32,6 +32,7 @@ from webhook.registry.network import NetworkObserver
 from webhook.registry.resolver import CachedResolver
 from webhook.signatures.attestations import AttestationCheck
 from webhook.signatures.check import SignatureCheck
+from webhook.signatures.conditions import Evaluator
 
 _DAY = 86400.0
 
@@ -39,11 +40,13 @@ _DAY = 86400.0
 @dataclass(frozen=True, slots=True)
 class Services:
     """What checks that need the network share: the registry client, the caches,
-    and the freshness grade sources (Pyxis client, grades file)."""
+    the freshness grade sources (Pyxis client, grades file) and the processes
+    that evaluate attestation conditions."""
 
     client: RegistryClient
     caches: Caches
     freshness: FreshnessSources | None = None
+    conditions: Evaluator = field(default_factory=Evaluator)
 
 
 def _signatures(services: Services | None) -> Check:
@@ -55,13 +58,13 @@ def _signatures(services: Services | None) -> Check:
 def _attestations(services: Services | None) -> Check:
     if services is None:
         return Unavailable("attestations")
-    return AttestationCheck(services.client, services.caches)
+    return AttestationCheck(services.client, services.caches, services.conditions)
 
 
 def _freshness(services: Services | None) -> Check:
     if services is None or services.freshness is None:
         return Unavailable("freshness")
-    attestations = AttestationCheck(services.client, services.caches)
+    attestations = AttestationCheck(services.client, services.caches, services.conditions)
     return FreshnessCheck(services.freshness, services.caches, attestations)
 
 

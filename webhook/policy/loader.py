@@ -27,6 +27,7 @@ from typing import Any, cast
 import yaml
 
 from webhook.errors import PolicyError, PolicyErrors
+from webhook.policy.cel import Condition, ConditionError, compile_condition
 from webhook.policy.globs import Glob
 from webhook.policy.model import (
     Attestation,
@@ -406,7 +407,19 @@ def _attestation(entry: Mapping[str, Any], origin: _Origin, where: str) -> Attes
         predicate_type=entry["predicateType"],
         authorities=authorities,
         threshold=_threshold(entry, len(authorities), origin, where),
+        conditions=tuple(
+            _condition(text, origin, f"{where}.conditions[{number}]")
+            for number, text in enumerate(entry.get("conditions", []))
+        ),
     )
+
+
+def _condition(text: str, origin: _Origin, field: str) -> Condition:
+    """``text`` compiled; a PolicyError names the field, line and column of the mistake."""
+    try:
+        return compile_condition(text)
+    except ConditionError as exc:
+        raise origin.error(f"the CEL expression does not compile: {exc}", field) from None
 
 
 def _authorities(

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
+from webhook.policy.cel import Condition
 from webhook.policy.globs import Glob, any_match
 from webhook.reference import ImageRef
 
@@ -116,11 +117,13 @@ class Signatures:
 
 @dataclass(frozen=True, slots=True)
 class Attestation:
-    """One ``spec.attestations`` entry: ``threshold`` authorities attested ``predicate_type``."""
+    """One ``spec.attestations`` entry: ``threshold`` authorities attested ``predicate_type``
+    in statements for which every one of ``conditions`` holds."""
 
     predicate_type: str
     authorities: tuple[Authority, ...]
     threshold: int = 1
+    conditions: tuple[Condition, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

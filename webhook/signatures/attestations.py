@@ -11,7 +11,9 @@ certificate, chain and Rekor entry annotations, and are verified for keyless
 authorities (``keyless.verify_legacy_attestation``), like Sigstore bundles
 found as referrers.
 
-Outcomes are cached by digest, predicate type and the exact authorities, like
+An entry's ``conditions`` (CEL, ``conditions.py``) must then hold for the
+verified statement, whatever its form. Outcomes are cached by repository,
+digest, predicate type and the exact entry (authorities and conditions), like
 signature outcomes; the predicates that verified stay available to later
 checks through ``AttestationCheck.verified_predicates``.
 """
@@ -30,6 +32,7 @@ from webhook.policy.model import Attestation, Authority, Policy
 from webhook.reference import ImageRef
 from webhook.registry import Deadline, NotFound, RegistryClient
 from webhook.signatures.check import load_key
+from webhook.signatures.conditions import Evaluator, held_note, holding
 from webhook.signatures.cosign import (
     IN_TOTO_PAYLOAD_TYPE,
     STATEMENT_TYPES,
@@ -89,9 +92,9 @@ def verify_attestation(
     key: PublicKey,
     key_name: str,
 ) -> tuple[tuple[str, ...], str]:
-    """The predicates (as JSON text) ``key`` attested for ``image_digest``, or why none.
+    """The statements (as JSON text) ``key`` attested for ``image_digest``, or why none.
 
-    Returns ``(predicates, "")`` when at least one envelope passes, else
+    Returns ``(statements, "")`` when at least one envelope passes, else
     ``((), reason)`` with the most telling reason. Never raises.
     """
     predicates: list[str] = []
@@ -142,7 +145,12 @@ def _check(
     predicate = statement.get("predicate")
     if not isinstance(predicate, dict):
         return _BAD_STATEMENT, "signed statement's predicate is not an object", None
-    return 0, "", json.dumps(predicate, sort_keys=True)
+    return 0, "", json.dumps(statement, sort_keys=True)
+
+
+def _predicate(statement: str) -> str:
+    """The predicate of a verified statement (JSON text), as JSON text."""
+    return json.dumps(json.loads(statement)["predicate"], sort_keys=True)
 
 
 def _wrong_types(seen: set[str], wanted: str) -> str:
@@ -157,9 +165,12 @@ class AttestationCheck:
     name = "attestations"
     pure = False
 
-    def __init__(self, client: RegistryClient, caches: Caches) -> None:
+    def __init__(
+        self, client: RegistryClient, caches: Caches, evaluator: Evaluator | None = None
+    ) -> None:
         self._client = client
         self._caches = caches
+        self._evaluator = evaluator if evaluator is not None else Evaluator()
 
     def run(self, image: ImageRef, policy: Policy, context: CheckContext) -> str | None:
         """Return who attested what, when every ``spec.attestations`` entry is met.
@@ -194,12 +205,17 @@ class AttestationCheck:
             if outcome is None:
                 outcome = self._caches.failures.get(key)
             if outcome is None:
-                outcome = self._verify(digest, requirement, layers, bundles)
+                outcome = self._verify(
+                    (image.repository, digest), requirement, layers, bundles, context.deadline
+                )
                 cache = self._caches.verified if outcome.passed else self._caches.failures
                 cache.put(key, outcome)
             if not outcome.passed:
                 raise CheckFailed(outcome.reason(), check=self.name)
-            notes.append(f"{outcome.predicate_type} attested by {', '.join(outcome.verified)}")
+            notes.append(
+                f"{outcome.predicate_type} attested by {', '.join(outcome.verified)}"
+                + held_note(requirement.conditions)
+            )
         return "; ".join(notes)
 
     def verified_predicates(
@@ -241,11 +257,18 @@ class AttestationCheck:
 
     def _verify(
         self,
-        digest: str,
+        image: tuple[str, str],
         requirement: Attestation,
         layers: Callable[[], list[AttestationLayer] | None],
         material: Callable[[], KeylessMaterial],
+        deadline: Deadline,
     ) -> AttestationOutcome:
+        """Which authorities attested, in statements meeting every condition.
+
+        ``image`` is (repository, digest). Raises CostExceeded when the
+        conditions overrun their cost limit: such an outcome is not cached.
+        """
+        digest = image[1]
         found: list[tuple[str, tuple[Signer, ...]]] = []
         failures: list[tuple[str, str]] = []
         predicates: dict[str, list[str]] = {}
@@ -260,9 +283,17 @@ class AttestationCheck:
                 )
             else:
                 attested, reason = self._authority(digest, requirement, authority, layers())
+            if attested and requirement.conditions:
+                # Every form of attestation (key or keyless, .att layer or bundle) meets
+                # the same conditions: only the statements for which they hold count.
+                statements = [json.loads(text) for text, _ in attested]
+                kept, reason = holding(
+                    self._evaluator, requirement.conditions, statements, image, deadline
+                )
+                attested = tuple(attested[index] for index in kept)
             if attested:
                 found.append((authority.name, tuple(dict.fromkeys(s for _, s in attested))))
-                predicates[authority.name] = [predicate for predicate, _ in attested]
+                predicates[authority.name] = [_predicate(text) for text, _ in attested]
             else:
                 failures.append((authority.name, reason))
         count = count_distinct(found)
@@ -281,7 +312,7 @@ class AttestationCheck:
         authority: Authority,
         layers: list[AttestationLayer] | None,
     ) -> tuple[tuple[tuple[str, Signer], ...], str]:
-        """The predicates key ``authority`` attested, each with its signer (the key), or why not."""
+        """The statements key ``authority`` attested, each with its signer (the key), or why not."""
         if authority.key is None or authority.key.pem is None:
             return (), "authority has no public key"
         tag = attestation_tag(digest)

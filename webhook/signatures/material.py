@@ -207,7 +207,7 @@ class KeylessMaterial:
         predicate_type: str,
         legacy: Sequence[AttestationLayer] = (),
     ) -> tuple[tuple[tuple[str, Signer], ...], str]:
-        """The predicates (JSON text) ``authority`` attested, each with its signer, or why none.
+        """The statements (JSON text) ``authority`` attested, each with its signer, or why none.
 
         ``legacy`` holds the ``.att`` layers carrying a certificate; they are
         tried first, then the Sigstore bundles referring to the digest.
@@ -250,14 +250,14 @@ class KeylessMaterial:
             if isinstance(outcome, str) or not outcome.ok:
                 reasons.append(outcome if isinstance(outcome, str) else outcome.reason)
                 continue
-            predicate = json.loads(outcome.payload).get("predicate")
-            if not isinstance(predicate, dict):
+            statement = json.loads(outcome.payload)
+            if not isinstance(statement.get("predicate"), dict):
                 reasons.append("signed statement's predicate is not an object")
             elif outcome.certificate is None:
                 reasons.append("verified, but without a signing certificate")
             else:
                 signer = certificate_signer(outcome.certificate)
-                predicates.append((json.dumps(predicate, sort_keys=True), signer))
+                predicates.append((json.dumps(statement, sort_keys=True), signer))
         if predicates:
             return tuple(predicates), ""
         return (), _summary(reasons) if reasons else f"no keyless attestation found; {note}"
