@@ -7,9 +7,10 @@ So conditions run here, in a child process that ``conditions.Evaluator``
 kills when an evaluation outlives its cost limit, and whose memory and CPU
 time are capped by rlimits.
 
-Protocol: one JSON object per line on stdin, ``{"conditions": [...], "data":
-{...}}``; one JSON object per line on stdout, ``{"results": [[held, error],
-...]}`` with ``held`` true, false or null (an error). The process ends at the
+Protocol: the process writes ``ready`` once the library is loaded; then for
+each JSON object on a line of stdin, ``{"conditions": [...], "data": {...}}``,
+it writes one on stdout, ``{"results": [[held, error], ...]}``, with ``held``
+true, false or null (an error). The process ends at the
 end of its input, so it never outlives the webhook worker that started it.
 
 This file is run by path and imports nothing of the webhook package, so that
@@ -79,6 +80,8 @@ def main() -> None:
     _limit()
     evaluate = _evaluator()
     out = sys.stdout
+    out.write("ready\n")
+    out.flush()
     for line in sys.stdin.buffer:
         try:
             request = json.loads(line)

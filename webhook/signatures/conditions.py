@@ -66,7 +66,12 @@ class ConditionResult:
 
 
 class _Child:
-    """One evaluator process and the unread part of its output."""
+    """One evaluator process and the unread part of its output.
+
+    The process says ``ready`` once it can evaluate; starting it (a new
+    interpreter) is not charged to the cost limit of an evaluation, only to
+    the review's deadline.
+    """
 
     def __init__(self) -> None:
         self.process = subprocess.Popen(
@@ -82,30 +87,45 @@ class _Child:
         self._out = self.process.stdout.fileno()
         os.set_blocking(self._in, False)
         os.set_blocking(self._out, False)
+        self._buffer = b""
+        self.ready = False
         self.pid_of_parent = os.getpid()
+
+    def start(self, seconds: float) -> bool:
+        """Wait up to ``seconds`` for the process to be ready; whether it is."""
+        if not self.ready:
+            self.ready = self._line(time.monotonic() + seconds) == b"ready\n"
+        return self.ready
 
     def ask(self, request: bytes, seconds: float) -> bytes | None:
         """Send one request line and read the answer line; None when time runs out."""
         end = time.monotonic() + seconds
         data = memoryview(request)
-        answer = b""
         try:
             while data:
                 left = end - time.monotonic()
                 if left <= 0 or not select.select([], [self._in], [], left)[1]:
                     return None
                 data = data[os.write(self._in, data) :]
-            while not answer.endswith(b"\n"):
-                left = end - time.monotonic()
-                if left <= 0 or not select.select([self._out], [], [], left)[0]:
-                    return None
-                chunk = os.read(self._out, 65536)
-                if not chunk or len(answer) + len(chunk) > _MAX_ANSWER:
-                    return None  # the child died, or talks nonsense
-                answer += chunk
         except OSError:  # a broken pipe: the child died
             return None
-        return answer
+        return self._line(end)
+
+    def _line(self, end: float) -> bytes | None:
+        """The next line of output, or None at ``end``, at EOF or past _MAX_ANSWER."""
+        while b"\n" not in self._buffer:
+            left = end - time.monotonic()
+            if left <= 0 or not select.select([self._out], [], [], left)[0]:
+                return None
+            try:
+                chunk = os.read(self._out, 65536)
+            except OSError:
+                return None
+            if not chunk or len(self._buffer) + len(chunk) > _MAX_ANSWER:
+                return None  # the child died, or talks nonsense
+            self._buffer += chunk
+        line, _, self._buffer = self._buffer.partition(b"\n")
+        return line + b"\n"
 
     def kill(self) -> None:
         """End the process and reap it."""
@@ -150,9 +170,15 @@ class Evaluator:
         request = (json.dumps({"conditions": texts, "data": data}) + "\n").encode()
         remaining = deadline.remaining()
         seconds = min(self.cost_seconds, remaining)
-        end = time.monotonic() + seconds
         child = self._acquire(seconds)
-        answer = None if child is None else child.ask(request, end - time.monotonic())
+        if child is not None and not child.start(deadline.remaining()):
+            self._discard(child)
+            raise CostExceeded(
+                "the condition evaluator did not start within the review's deadline",
+                check="attestations",
+            )
+        seconds = min(self.cost_seconds, deadline.remaining())
+        answer = None if child is None else child.ask(request, seconds)
         results = _parse(answer, len(conditions))
         if child is not None:
             if results is None:
@@ -196,18 +222,26 @@ class Evaluator:
             return None
 
     def _discard(self, child: _Child) -> None:
+        """Kill ``child`` and start its replacement now, so that it is ready when needed."""
         child.kill()
         with self._lock:
-            if child.pid_of_parent == self._pid:
+            if child.pid_of_parent != self._pid:
+                return
+            try:
+                self._idle.put(_Child())
+            except OSError:
                 self._started -= 1
 
     def close(self) -> None:
         """End the idle children (those busy end when their pipes close)."""
         while True:
             try:
-                self._discard(self._idle.get_nowait())
+                child = self._idle.get_nowait()
             except queue.Empty:
                 return
+            child.kill()
+            with self._lock:
+                self._started -= 1
 
 
 def _parse(answer: bytes | None, count: int) -> list[tuple[bool | None, str | None]] | None:
