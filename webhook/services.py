@@ -206,11 +206,13 @@ def build_engine(
     config: Config,
     observer: Observer | None = None,
     network_observer: NetworkObserver | None = None,
+    replace: Mapping[str, Check] | None = None,
 ) -> Engine:
     """The engine for ``config``, with network checks backed by a registry client.
 
     ``observer`` counts cache lookups; ``network_observer`` sees breaker, limit,
-    deadline and budget events per host.
+    deadline and budget events per host. ``replace`` swaps checks by name
+    (``policy test`` supplies attestations this way).
 
     Raises:
         ConfigError: the registries section is invalid, the grades file cannot be
@@ -227,7 +229,7 @@ def build_engine(
     return Engine(
         policies,
         no_match=config.no_match,
-        checks=build_checks(Services(client, caches, freshness)),
+        checks={**build_checks(Services(client, caches, freshness)), **(replace or {})},
         resolver=CachedResolver(client, caches.digests),
         deadline_seconds=config.deadline_seconds,
         max_workers=config.network.review_threads,

@@ -279,7 +279,7 @@ def _saw(result: ConditionResult, data: Mapping[str, Any]) -> str:
     """`` (saw predicate.a = "x", ...)`` for the paths the expression reads."""
     code = _LITERAL.sub(lambda m: " " * len(m.group()), result.condition.text)
     paths = list(dict.fromkeys(m.group(0) for m in _PATH.finditer(code)))
-    seen = [_value(path, data) for path in paths[:_SHOWN_PATHS]]
+    seen = list(dict.fromkeys(_value(path, data) for path in paths))[:_SHOWN_PATHS]
     return f" (saw {'; '.join(seen)})" if seen else ""
 
 
