@@ -226,10 +226,16 @@ def build_engine(
     network = build_network(config, network_observer)
     client = RegistryClient(registry_settings(config.registries), network=network)
     freshness = FreshnessSources(FreshnessSettings.from_config(config.freshness), network)
+    services = Services(client, caches, freshness)
+    replace = replace or {}
+    if "attestations" not in replace and any(
+        entry.conditions for p in policies().policies for entry in p.attestations
+    ):
+        services.conditions.prestart()
     return Engine(
         policies,
         no_match=config.no_match,
-        checks={**build_checks(Services(client, caches, freshness)), **(replace or {})},
+        checks={**build_checks(services), **replace},
         resolver=CachedResolver(client, caches.digests),
         deadline_seconds=config.deadline_seconds,
         max_workers=config.network.review_threads,

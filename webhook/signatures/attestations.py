@@ -20,6 +20,7 @@ checks through ``AttestationCheck.verified_predicates``.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -148,6 +149,13 @@ def _check(
     return 0, "", json.dumps(statement, sort_keys=True)
 
 
+@functools.lru_cache(maxsize=1024)
+def _fingerprint(requirement: Attestation) -> str:
+    """``fingerprint`` of an entry, remembered: its repr grows with its keys and conditions,
+    and the same few entries come back on every review."""
+    return fingerprint(requirement)
+
+
 def _predicate(statement: str) -> str:
     """The predicate of a verified statement (JSON text), as JSON text."""
     return json.dumps(json.loads(statement)["predicate"], sort_keys=True)
@@ -238,7 +246,7 @@ class AttestationCheck:
 
     @staticmethod
     def _key(image: ImageRef, digest: str, requirement: Attestation) -> tuple[str, ...]:
-        key_part = fingerprint(requirement)
+        key_part = _fingerprint(requirement)
         return ("attestations", image.repository, digest, requirement.predicate_type, key_part)
 
     def _layers(

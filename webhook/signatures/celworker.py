@@ -2,8 +2,8 @@
 
 CEL evaluators written in C++ or Rust hold the GIL and cannot be interrupted,
 and none of those on the package index bounds the cost of an evaluation: an
-expression such as ``l.all(x, x in l)`` over a large list runs for minutes.
-So conditions run here, in a child process that ``conditions.Evaluator``
+expression such as ``l.all(x, (l + l).size() > 0)`` over a few thousand numbers
+runs for minutes. So conditions run here, in a child process that ``conditions.Evaluator``
 kills when an evaluation outlives its cost limit, and whose memory and CPU
 time are capped by rlimits.
 

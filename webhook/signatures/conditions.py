@@ -201,6 +201,18 @@ class Evaluator:
             for condition, (held, error) in zip(conditions, results, strict=True)
         )
 
+    def prestart(self) -> None:
+        """Start one process now, so that the first review with conditions need not wait
+        for it (call it in the process that will evaluate: children do not survive a fork)."""
+        with self._lock:
+            if self._started or self._pid != os.getpid():
+                return
+            try:
+                self._idle.put(_Child())
+            except OSError:
+                return
+            self._started = 1
+
     def _acquire(self, seconds: float) -> _Child | None:
         with self._lock:
             if self._pid != os.getpid():  # forked (gunicorn preload): children are not ours
