@@ -35,12 +35,16 @@ from typing import Any
 from webhook.errors import CheckFailed
 from webhook.policy.cel import VARIABLES, Condition
 from webhook.registry import Deadline
+from webhook.signatures import celworker
 from webhook.untrusted import quoted, shown
 
 #: Wall-clock seconds all conditions of one statement may take.
 COST_SECONDS = 0.5
 #: Child processes per webhook worker (concurrent evaluations).
 PROCESSES = 2
+#: Requests one child answers at most before it is replaced; fewer when so many cost
+#: limits of CPU time could reach celworker.CPU_LIMIT: the rlimit never ends a request.
+REQUESTS_PER_CHILD = 1000
 #: Largest answer read from a child (results are a few bytes per condition).
 _MAX_ANSWER = 64 * 1024
 _WORKER = Path(__file__).with_name("celworker.py")
@@ -89,6 +93,7 @@ class _Child:
         os.set_blocking(self._out, False)
         self._buffer = b""
         self.ready = False
+        self.answered = 0
         self.pid_of_parent = os.getpid()
 
     def start(self, seconds: float) -> bool:
@@ -150,6 +155,8 @@ class Evaluator:
     def __init__(self, *, cost_seconds: float = COST_SECONDS, processes: int = PROCESSES) -> None:
         self.cost_seconds = cost_seconds
         self._processes = processes
+        budget = int(0.8 * celworker.CPU_LIMIT / max(cost_seconds, 0.001))
+        self._requests_per_child = max(1, min(REQUESTS_PER_CHILD, budget))
         self._idle: queue.LifoQueue[_Child] = queue.LifoQueue()
         self._started = 0
         self._lock = threading.Lock()
@@ -181,7 +188,8 @@ class Evaluator:
         answer = None if child is None else child.ask(request, seconds)
         results = _parse(answer, len(conditions))
         if child is not None:
-            if results is None:
+            child.answered += 1
+            if results is None or child.answered >= self._requests_per_child:
                 self._discard(child)
             else:
                 self._idle.put(child)

@@ -151,10 +151,11 @@ def test_an_expression_exhausting_memory_dies_at_its_rlimit_not_at_the_cost_limi
     evaluator.close()
 
 
-def test_concurrent_evaluations_beyond_the_processes_wait_within_the_limit() -> None:
+def test_evaluations_beyond_the_processes_wait_no_longer_than_their_deadline() -> None:
     import threading
 
     evaluator = Evaluator(cost_seconds=0.5, processes=1)
+    assert evaluator.evaluate([compile_condition("true")], data(), Deadline(10))[0].held
     numbers = statement_data({"predicate": {"numbers": list(range(5000))}}, "r", DIGEST)
     errors: list[str] = []
 
@@ -168,11 +169,23 @@ def test_concurrent_evaluations_beyond_the_processes_wait_within_the_limit() -> 
     thread.start()
     time.sleep(0.1)
     started = time.monotonic()
-    # The one process is busy: this waits at most its own cost limit, then gives up.
-    with pytest.raises(CostExceeded):
-        evaluator.evaluate([compile_condition("true")], data(), Deadline(10))
-    assert time.monotonic() - started < 2.0
+    # The one process is busy: this review waits what its deadline leaves, then gives up.
+    with pytest.raises(CostExceeded, match="the review's deadline"):
+        evaluator.evaluate([compile_condition("true")], data(), Deadline(0.2))
+    assert time.monotonic() - started < 1.0
     thread.join(5)
     assert errors and "cost limit" in errors[0]
     assert evaluator.evaluate([compile_condition("true")], data(), Deadline(10))[0].held
+    evaluator.close()
+
+
+def test_a_child_is_replaced_before_its_cpu_rlimit_could_end_a_request() -> None:
+    # 600 s of CPU at most 60 s a request: a child answers 8 requests, then is replaced.
+    evaluator = Evaluator(cost_seconds=60.0, processes=1)
+    pids = set()
+    for _ in range(10):
+        assert evaluator.evaluate([compile_condition("true")], data(), Deadline(10))[0].held
+        child = evaluator._idle.queue[0]
+        pids.add(child.process.pid)
+    assert len(pids) == 2
     evaluator.close()
