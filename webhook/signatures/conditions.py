@@ -33,10 +33,13 @@ from pathlib import Path
 from typing import Any
 
 from webhook.errors import CheckFailed
+from webhook.observability import get_logger
 from webhook.policy.cel import VARIABLES, Condition
 from webhook.registry import Deadline
 from webhook.signatures import celworker
 from webhook.untrusted import quoted, shown
+
+log = get_logger(__name__)
 
 #: Wall-clock seconds all conditions of one statement may take.
 COST_SECONDS = 0.5
@@ -108,8 +111,7 @@ class _Child:
         data = memoryview(request)
         try:
             while data:
-                left = end - time.monotonic()
-                if left <= 0 or not select.select([], [self._in], [], left)[1]:
+                if not _ready(self._in, select.POLLOUT, end):
                     return None
                 data = data[os.write(self._in, data) :]
         except OSError:  # a broken pipe: the child died
@@ -119,8 +121,7 @@ class _Child:
     def _line(self, end: float) -> bytes | None:
         """The next line of output, or None at ``end``, at EOF or past _MAX_ANSWER."""
         while b"\n" not in self._buffer:
-            left = end - time.monotonic()
-            if left <= 0 or not select.select([self._out], [], [], left)[0]:
+            if not _ready(self._out, select.POLLIN, end):
                 return None
             try:
                 chunk = os.read(self._out, 65536)
@@ -139,6 +140,17 @@ class _Child:
         for pipe in (self.process.stdin, self.process.stdout):
             if pipe is not None:
                 pipe.close()
+
+
+def _ready(fd: int, event: int, end: float) -> bool:
+    """Whether ``fd`` is ready for ``event`` (or closed) before ``end``; poll, not select,
+    as a busy worker's descriptors may number above FD_SETSIZE."""
+    left = end - time.monotonic()
+    if left <= 0:
+        return False
+    poller = select.poll()
+    poller.register(fd, event)
+    return bool(poller.poll(max(1, int(left * 1000))))
 
 
 def _child_env() -> dict[str, str]:
@@ -194,6 +206,11 @@ class Evaluator:
             else:
                 self._idle.put(child)
         if results is None:
+            log.warning(
+                "condition evaluator process killed and replaced: conditions %s overran",
+                _listed(texts),
+                extra={"check": "attestations", "outcome": "deny"},
+            )
             bound = (
                 f"the cost limit of {self.cost_seconds:g} s"
                 if self.cost_seconds <= remaining
