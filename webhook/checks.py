@@ -1,25 +1,24 @@
 """The checks a policy runs on an image, behind one protocol.
 
 A check returns ``None`` when the image passes and raises a ``TrustgateError``
-when it does not; only the engine turns that into a recorded result. Checks are
-built by name from ``FACTORIES`` so that a backend plugs in without touching the
-engine, and a policy section with no working backend fails closed.
+when it does not; only the engine turns that into a recorded result. This
+module holds the protocol, what checks share (``CheckContext``, ``Caution``)
+and the two checks that need no network; it imports no other check. The
+network checks are built by name in ``services.py``, the one place that wires
+implementations together, and a policy section with no working backend fails
+closed (``Unavailable``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
-from webhook.cache import Caches
 from webhook.errors import CheckFailed, CheckUnavailable
 from webhook.policy.model import Policy
 from webhook.reference import ImageRef
-from webhook.registry import Deadline, RegistryClient
-
-if TYPE_CHECKING:
-    from webhook.freshness.sources import FreshnessSources
+from webhook.registry import Deadline
 
 
 @dataclass(slots=True)
@@ -152,53 +151,6 @@ class Unavailable:
         )
 
 
-def _signatures(services: Services | None) -> Check:
-    if services is None:
-        return Unavailable("signatures")
-    from webhook.signatures.check import SignatureCheck
-
-    return SignatureCheck(services.client, services.caches)
-
-
-def _attestations(services: Services | None) -> Check:
-    if services is None:
-        return Unavailable("attestations")
-    from webhook.signatures.attestations import AttestationCheck
-
-    return AttestationCheck(services.client, services.caches)
-
-
-def _freshness(services: Services | None) -> Check:
-    if services is None or services.freshness is None:
-        return Unavailable("freshness")
-    from webhook.freshness.check import FreshnessCheck
-    from webhook.signatures.attestations import AttestationCheck
-
-    attestations = AttestationCheck(services.client, services.caches)
-    return FreshnessCheck(services.freshness, services.caches, attestations)
-
-
-@dataclass(frozen=True, slots=True)
-class Services:
-    """What checks that need the network share: the registry client, the caches,
-    and the freshness grade sources (Pyxis client, grades file)."""
-
-    client: RegistryClient
-    caches: Caches
-    freshness: FreshnessSources | None = None
-
-
-#: Name -> factory. A check whose backend is missing (any network check when
-#: no services are given) denies.
-FACTORIES: dict[str, Callable[[Services | None], Check]] = {
-    "allowlist": lambda _: Allowlist(),
-    "digest": lambda _: Digest(),
-    "signatures": _signatures,
-    "attestations": _attestations,
-    "freshness": _freshness,
-}
-
-
 def checks_for(policy: Policy, checks: dict[str, Check]) -> tuple[Check, ...]:
     """The checks ``policy`` asks for, cheapest first.
 
@@ -217,6 +169,10 @@ def checks_for(policy: Policy, checks: dict[str, Check]) -> tuple[Check, ...]:
     return tuple(checks.get(name) or Unavailable(name) for name in names)
 
 
-def build_checks(services: Services | None = None) -> dict[str, Check]:
-    """Instantiate every registered check once."""
-    return {name: factory(services) for name, factory in FACTORIES.items()}
+def offline_checks() -> dict[str, Check]:
+    """The checks that need no network: what an engine built without services runs.
+
+    Every other check a policy asks for is then Unavailable (``checks_for``),
+    so such an engine denies rather than skips them.
+    """
+    return {"allowlist": Allowlist(), "digest": Digest()}

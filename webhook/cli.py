@@ -28,8 +28,9 @@ from webhook.observability import configure_logging
 from webhook.policy.exceptions import WARN_DAYS, breadth_warnings, expiry_warnings
 from webhook.policy.loader import load_directory
 from webhook.policy.schema import policy_schema
-from webhook.policytest import load_cases, run_case
+from webhook.policytest import Case, SuppliedAttestations, load_cases, run_case
 from webhook.services import build_engine
+from webhook.signatures.conditions import Evaluator
 
 EXIT_OK, EXIT_DENIED, EXIT_USAGE = 0, 1, 2
 
@@ -336,8 +337,20 @@ def _lint(args: argparse.Namespace, config: Config) -> int:
 
 def _test(args: argparse.Namespace, config: Config) -> int:
     directory = args.directory or args.policies
-    engine = _engine(args, config, directory)
-    results = [run_case(engine, case) for case in load_cases(directory)]
+    policy_set = load_directory(directory)
+    engine = build_engine(lambda: policy_set, config)
+    evaluator = Evaluator()
+
+    def engine_for(case: Case) -> Engine:
+        if not case.attestations:
+            return engine
+        supplied = SuppliedAttestations(case.attestations, evaluator)
+        return build_engine(lambda: policy_set, config, replace={"attestations": supplied})
+
+    try:
+        results = [run_case(engine_for(case), case) for case in load_cases(directory)]
+    finally:
+        evaluator.close()
     failed = [r for r in results if not r.passed]
     if args.output == "json":
         print(

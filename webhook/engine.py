@@ -17,7 +17,7 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from typing import Literal
 
-from webhook.checks import Caution, Check, CheckContext, build_checks, checks_for
+from webhook.checks import Caution, Check, CheckContext, checks_for, offline_checks
 from webhook.errors import CheckUnavailable, TrustgateError
 from webhook.policy.model import Mode, NoMatch, Policy, PolicySet
 from webhook.reference import ImageRef, parse_reference
@@ -156,7 +156,7 @@ class Engine:
     ) -> None:
         self._policies = policies
         self._no_match = no_match
-        self._checks = checks if checks is not None else build_checks()
+        self._checks = checks if checks is not None else offline_checks()
         self._resolver = resolver
         self._deadline_seconds = deadline_seconds
         self._max_workers = max_workers

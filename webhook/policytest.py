@@ -3,11 +3,17 @@
 A case names an image (or a whole resource), a namespace and the expected
 decision; ``trustgate policy test DIR`` runs every case through the same
 ``decide`` as the webhook, so a green run means the deployed webhook agrees.
+
+A case may also supply ``attestations``: in-toto statements taken as verified
+for its images, in place of what the registry holds. The policy's attestation
+entries then read them, predicate type and ``conditions`` alike, through the
+same evaluator as the webhook; signatures are not checked for them, so such a
+case tests the policy's rules, not the signing.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -18,9 +24,13 @@ from jsonschema.exceptions import best_match
 
 from webhook.admission import decide
 from webhook.audit import pod_for_images, request_for
+from webhook.checks import CheckContext
 from webhook.engine import Engine
-from webhook.errors import PolicyError
+from webhook.errors import CheckFailed, PolicyError
 from webhook.policy.loader import iter_documents
+from webhook.policy.model import Policy
+from webhook.reference import ImageRef
+from webhook.signatures.conditions import Evaluator, held_note, holding
 
 _CASE = {
     "type": "object",
@@ -36,6 +46,20 @@ _CASE = {
         "file": {"type": "string", "minLength": 1},
         "expect": {"enum": ["allowed", "warned", "denied"]},
         "reason": {"type": "string", "minLength": 1},
+        "attestations": {
+            "type": "array",
+            "minItems": 1,
+            "items": {
+                "type": "object",
+                "additionalProperties": False,
+                "required": ["predicateType", "predicate"],
+                "properties": {
+                    "predicateType": {"type": "string", "minLength": 1},
+                    "subject": {"type": "array"},
+                    "predicate": {"type": "object"},
+                },
+            },
+        },
     },
     "oneOf": [
         {"required": ["image"]},
@@ -71,6 +95,7 @@ class Case:
     object: Mapping[str, Any]
     expect: str
     reason: str | None
+    attestations: tuple[Mapping[str, Any], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,6 +160,7 @@ def load_cases(directory: Path) -> list[Case]:
                     object=obj,
                     expect=raw["expect"],
                     reason=raw.get("reason"),
+                    attestations=tuple(raw.get("attestations", ())),
                 )
             )
     return cases
@@ -150,3 +176,63 @@ def run_case(engine: Engine, case: Case) -> CaseResult:
     if not decision.verdicts and decision.message:
         messages = (decision.message,)
     return CaseResult(case, decision.label, messages)
+
+
+class SuppliedAttestations:
+    """The attestation check of a case that supplies its statements.
+
+    Each ``spec.attestations`` entry needs a supplied statement of its
+    predicate type for which every condition holds; the statement's subject
+    defaults to the image's digest.
+    """
+
+    name = "attestations"
+    pure = False
+
+    def __init__(self, statements: Sequence[Mapping[str, Any]], evaluator: Evaluator) -> None:
+        self._statements = statements
+        self._evaluator = evaluator
+
+    def run(self, image: ImageRef, policy: Policy, context: CheckContext) -> str | None:
+        """Return which entries the supplied statements meet; raise CheckFailed naming
+        the first entry they do not meet and why."""
+        digest = image.digest or context.resolve()
+        notes = []
+        for requirement in policy.attestations:
+            kind = requirement.predicate_type
+            statements = [
+                _statement(raw, image.repository, digest)
+                for raw in self._statements
+                if raw["predicateType"] == kind
+            ]
+            if not statements:
+                raise CheckFailed(
+                    f"attestation check failed for predicate type {kind}: "
+                    "the test case supplies no statement of this type",
+                    check=self.name,
+                )
+            kept, reason = holding(
+                self._evaluator,
+                requirement.conditions,
+                statements,
+                (image.repository, digest),
+                context.deadline,
+            )
+            if not kept:
+                raise CheckFailed(
+                    f"attestation check failed for predicate type {kind}: {reason}",
+                    check=self.name,
+                )
+            notes.append(f"{kind} supplied by the test case{held_note(requirement.conditions)}")
+        return "; ".join(notes) or None
+
+
+def _statement(raw: Mapping[str, Any], repository: str, digest: str) -> dict[str, Any]:
+    algorithm, _, value = digest.partition(":")
+    subject = [{"name": repository, "digest": {algorithm: value}}]
+    return {
+        "_type": "https://in-toto.io/Statement/v1",
+        "subject": raw.get("subject", subject),
+        "predicateType": raw["predicateType"],
+        "predicate": raw["predicate"],
+    }

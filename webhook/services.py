@@ -2,7 +2,8 @@
 
 The server and every CLI command build their engine here, so ``trustgate
 check`` and ``trustgate audit`` decide exactly as the webhook does, registry
-calls and all.
+calls and all. This is the one module that knows every check implementation
+(``FACTORIES``); the checks themselves know only the protocol in ``checks.py``.
 """
 
 from __future__ import annotations
@@ -11,15 +12,17 @@ import base64
 import binascii
 import json
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 from webhook.cache import Caches, CacheSettings, Observer
-from webhook.checks import Services, build_checks
+from webhook.checks import Check, Unavailable, offline_checks
 from webhook.config import Config
 from webhook.engine import Engine
 from webhook.errors import ConfigError
+from webhook.freshness.check import FreshnessCheck
 from webhook.freshness.grader import Grader
 from webhook.freshness.grades import Fix, Window
 from webhook.freshness.sources import FreshnessSettings, FreshnessSources, GradeReport, Unknown
@@ -29,8 +32,9 @@ from webhook.registry import Network, RegistryClient, RegistrySettings
 from webhook.registry.network import NetworkObserver
 from webhook.registry.resolver import CachedResolver
 from webhook.sharedcache import SharedCache, SharedObserver, SharedSettings
-from webhook.signatures.attestations import AttestationOutcome
-from webhook.signatures.check import SignatureOutcome
+from webhook.signatures.attestations import AttestationCheck, AttestationOutcome
+from webhook.signatures.check import SignatureCheck, SignatureOutcome
+from webhook.signatures.conditions import Evaluator
 
 _DAY = 86400.0
 #: What the shared cache may hold besides strings and tuples: the outcomes of
@@ -43,6 +47,55 @@ SHARED_TYPES: tuple[type, ...] = (
     Window,
     Fix,
 )
+
+
+@dataclass(frozen=True, slots=True)
+class Services:
+    """What checks that need the network share: the registry client, the caches,
+    the freshness grade sources (Pyxis client, grades file) and the processes
+    that evaluate attestation conditions."""
+
+    client: RegistryClient
+    caches: Caches
+    freshness: FreshnessSources | None = None
+    conditions: Evaluator = field(default_factory=Evaluator)
+
+
+def _signatures(services: Services | None) -> Check:
+    if services is None:
+        return Unavailable("signatures")
+    return SignatureCheck(services.client, services.caches)
+
+
+def _attestations(services: Services | None) -> Check:
+    if services is None:
+        return Unavailable("attestations")
+    return AttestationCheck(services.client, services.caches, services.conditions)
+
+
+def _freshness(services: Services | None) -> Check:
+    if services is None or services.freshness is None:
+        return Unavailable("freshness")
+    attestations = AttestationCheck(services.client, services.caches, services.conditions)
+    return FreshnessCheck(services.freshness, services.caches, attestations)
+
+
+#: Name -> factory of the checks that need services. A check whose backend is
+#: missing (any of them when no services are given) denies.
+FACTORIES: dict[str, Callable[[Services | None], Check]] = {
+    "signatures": _signatures,
+    "attestations": _attestations,
+    "freshness": _freshness,
+}
+
+
+def build_checks(services: Services | None = None) -> dict[str, Check]:
+    """Instantiate every check once: the offline ones and those of ``FACTORIES``."""
+    checks = offline_checks()
+    checks.update((name, factory(services)) for name, factory in FACTORIES.items())
+    return checks
+
+
 _REGISTRY_KEYS = frozenset({"insecure", "ca", "username", "password", "credentials"})
 
 
@@ -184,14 +237,16 @@ def build_engine(
     config: Config,
     observer: Observer | None = None,
     network_observer: NetworkObserver | None = None,
+    replace: Mapping[str, Check] | None = None,
     *,
     caches: Caches | None = None,
 ) -> Engine:
     """The engine for ``config``, with network checks backed by a registry client.
 
     ``observer`` counts cache lookups; ``network_observer`` sees breaker, limit,
-    deadline and budget events per host. ``caches`` defaults to local caches
-    (``build_caches``).
+    deadline and budget events per host. ``replace`` swaps checks by name
+    (``policy test`` supplies attestations this way). ``caches`` defaults to local
+    caches (``build_caches``).
 
     Raises:
         ConfigError: the registries section is invalid, the grades file cannot be
@@ -202,10 +257,16 @@ def build_engine(
     network = build_network(config, network_observer)
     client = RegistryClient(registry_settings(config.registries), network=network)
     freshness = FreshnessSources(FreshnessSettings.from_config(config.freshness), network)
+    services = Services(client, caches, freshness)
+    replace = replace or {}
+    if "attestations" not in replace and any(
+        entry.conditions for p in policies().policies for entry in p.attestations
+    ):
+        services.conditions.prestart()
     return Engine(
         policies,
         no_match=config.no_match,
-        checks=build_checks(Services(client, caches, freshness)),
+        checks={**build_checks(services), **replace},
         resolver=CachedResolver(client, caches.digests),
         deadline_seconds=config.deadline_seconds,
         max_workers=config.network.review_threads,
@@ -220,9 +281,6 @@ def build_grader(config: Config) -> Grader:
     Raises:
         ConfigError: as build_engine.
     """
-    from webhook.freshness.check import FreshnessCheck
-    from webhook.signatures.attestations import AttestationCheck
-
     caches = build_caches(config)
     network = build_network(config)
     client = RegistryClient(registry_settings(config.registries), network=network)

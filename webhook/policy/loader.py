@@ -29,6 +29,7 @@ from typing import Any, cast
 import yaml
 
 from webhook.errors import PolicyError, PolicyErrors
+from webhook.policy.cel import Condition, ConditionError, compile_condition
 from webhook.policy.exceptions import KIND as EXCEPTION_KIND
 from webhook.policy.exceptions import compile_exception, cross_check
 from webhook.policy.globs import Glob
@@ -463,7 +464,19 @@ def _attestation(entry: Mapping[str, Any], origin: _Origin, where: str) -> Attes
         predicate_type=entry["predicateType"],
         authorities=authorities,
         threshold=_threshold(entry, len(authorities), origin, where),
+        conditions=tuple(
+            _condition(text, origin, f"{where}.conditions[{number}]")
+            for number, text in enumerate(entry.get("conditions", []))
+        ),
     )
+
+
+def _condition(text: str, origin: _Origin, field: str) -> Condition:
+    """``text`` compiled; a PolicyError names the field, line and column of the mistake."""
+    try:
+        return compile_condition(text)
+    except ConditionError as exc:
+        raise origin.error(f"the CEL expression does not compile: {exc}", field) from None
 
 
 def _authorities(

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Literal
 
+from webhook.policy.cel import Condition
 from webhook.policy.globs import Glob, any_match
 from webhook.reference import ImageRef
 
@@ -120,11 +121,13 @@ class Signatures:
 
 @dataclass(frozen=True, slots=True)
 class Attestation:
-    """One ``spec.attestations`` entry: ``threshold`` authorities attested ``predicate_type``."""
+    """One ``spec.attestations`` entry: ``threshold`` authorities attested ``predicate_type``
+    in statements for which every one of ``conditions`` holds."""
 
     predicate_type: str
     authorities: tuple[Authority, ...]
     threshold: int = 1
+    conditions: tuple[Condition, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

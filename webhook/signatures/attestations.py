@@ -11,16 +11,19 @@ certificate, chain and Rekor entry annotations, and are verified for keyless
 authorities (``keyless.verify_legacy_attestation``), like Sigstore bundles
 found as referrers.
 
-Outcomes are cached by digest, predicate type and the exact authorities, like
+An entry's ``conditions`` (CEL, ``conditions.py``) must then hold for the
+verified statement, whatever its form. Outcomes are cached by repository,
+digest, predicate type and the exact entry (authorities and conditions), like
 signature outcomes; the predicates that verified stay available to later
 checks through ``AttestationCheck.verified_predicates``.
 """
 
 from __future__ import annotations
 
+import functools
 import json
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from webhook.cache import Caches, fingerprint
@@ -30,41 +33,27 @@ from webhook.policy.model import Attestation, Authority, Policy
 from webhook.reference import ImageRef
 from webhook.registry import Deadline, NotFound, RegistryClient
 from webhook.signatures.check import load_key
+from webhook.signatures.conditions import Evaluator, held_note, holding
 from webhook.signatures.cosign import (
-    DSSE_MEDIA_TYPE,
     IN_TOTO_PAYLOAD_TYPE,
     STATEMENT_TYPES,
     attestation_tag,
     statement_subject_matches,
     verify_dsse,
 )
+from webhook.signatures.envelopes import MAX_ATTESTATION_LAYERS as MAX_ATTESTATION_LAYERS
+from webhook.signatures.envelopes import MAX_ENVELOPE_SIZE as MAX_ENVELOPE_SIZE
+from webhook.signatures.envelopes import AttestationLayer, Envelope, attestation_layers
+from webhook.signatures.envelopes import attestation_envelopes as attestation_envelopes
 from webhook.signatures.keyless import CERTIFICATE_ANNOTATION
 from webhook.signatures.keys import PublicKey
 from webhook.signatures.material import KeylessMaterial
 from webhook.signatures.signers import Signer, count_distinct, key_signer
 from webhook.untrusted import shown
 
-#: Declared envelope sizes above this are refused before anything is fetched.
-MAX_ENVELOPE_SIZE = 1024 * 1024
-#: At most this many envelope layers of one ``.att`` manifest are looked at.
-MAX_ATTESTATION_LAYERS = 32
-
 # How telling a failure is, from a malformed layer up to a statement of the
 # right predicate type about another image.
 _MALFORMED, _UNVERIFIED, _BAD_STATEMENT, _WRONG_TYPE, _WRONG_SUBJECT = range(5)
-
-#: A fetched envelope (a JSON object), or why the layer is unusable.
-Envelope = Mapping[str, Any] | str
-
-
-@dataclass(frozen=True, slots=True)
-class AttestationLayer:
-    """One envelope layer of an ``.att`` manifest: the envelope (or why it is unusable),
-    its text as stored, and the layer's annotations."""
-
-    envelope: Envelope
-    raw: bytes = b""
-    annotations: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,65 +85,6 @@ class AttestationOutcome:
         )
 
 
-def attestation_envelopes(
-    manifest: Mapping[str, Any], fetch_blob: Callable[[str, int], bytes]
-) -> list[Envelope]:
-    """The DSSE envelopes of an ``.att`` manifest, or per layer why it is unusable.
-
-    As ``attestation_layers``, without the layers' text and annotations.
-    """
-    return [layer.envelope for layer in attestation_layers(manifest, fetch_blob)]
-
-
-def attestation_layers(
-    manifest: Mapping[str, Any], fetch_blob: Callable[[str, int], bytes]
-) -> list[AttestationLayer]:
-    """The envelope layers of an ``.att`` manifest, each parsed or with why it is unusable.
-
-    Only the first MAX_ATTESTATION_LAYERS envelope layers are read, and layers
-    declaring more than MAX_ENVELOPE_SIZE bytes are never fetched. Whatever
-    ``fetch_blob`` raises (an UpstreamError) propagates.
-    """
-    layers = manifest.get("layers")
-    if not isinstance(layers, list):
-        return []
-    found: list[AttestationLayer] = []
-    for layer in layers:
-        if not isinstance(layer, dict) or layer.get("mediaType") != DSSE_MEDIA_TYPE:
-            continue
-        if len(found) == MAX_ATTESTATION_LAYERS:
-            break
-        annotations = layer.get("annotations")
-        envelope, raw = _envelope(layer, fetch_blob)
-        found.append(
-            AttestationLayer(envelope, raw, annotations if isinstance(annotations, dict) else {})
-        )
-    return found
-
-
-def _envelope(
-    layer: Mapping[str, Any], fetch_blob: Callable[[str, int], bytes]
-) -> tuple[Envelope, bytes]:
-    digest, size = layer.get("digest"), layer.get("size")
-    if not isinstance(digest, str) or not digest.startswith(("sha256:", "sha512:")):
-        return "attestation layer has no valid digest", b""
-    if not isinstance(size, int) or isinstance(size, bool) or size < 0:
-        return f"attestation layer {shown(digest)} has no valid size", b""
-    if size > MAX_ENVELOPE_SIZE:
-        return (
-            f"attestation layer {digest} is {size} bytes; envelopes over "
-            f"{MAX_ENVELOPE_SIZE} bytes are not fetched"
-        ), b""
-    raw = fetch_blob(digest, size)
-    try:
-        envelope = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        return f"attestation layer {digest} is not a JSON DSSE envelope", raw
-    if not isinstance(envelope, dict):
-        return f"attestation layer {digest} is not a JSON DSSE envelope", raw
-    return envelope, raw
-
-
 def verify_attestation(
     envelopes: Sequence[Envelope],
     *,
@@ -163,9 +93,9 @@ def verify_attestation(
     key: PublicKey,
     key_name: str,
 ) -> tuple[tuple[str, ...], str]:
-    """The predicates (as JSON text) ``key`` attested for ``image_digest``, or why none.
+    """The statements (as JSON text) ``key`` attested for ``image_digest``, or why none.
 
-    Returns ``(predicates, "")`` when at least one envelope passes, else
+    Returns ``(statements, "")`` when at least one envelope passes, else
     ``((), reason)`` with the most telling reason. Never raises.
     """
     predicates: list[str] = []
@@ -216,7 +146,19 @@ def _check(
     predicate = statement.get("predicate")
     if not isinstance(predicate, dict):
         return _BAD_STATEMENT, "signed statement's predicate is not an object", None
-    return 0, "", json.dumps(predicate, sort_keys=True)
+    return 0, "", json.dumps(statement, sort_keys=True)
+
+
+@functools.lru_cache(maxsize=1024)
+def _fingerprint(requirement: Attestation) -> str:
+    """``fingerprint`` of an entry, remembered: its repr grows with its keys and conditions,
+    and the same few entries come back on every review."""
+    return fingerprint(requirement)
+
+
+def _predicate(statement: str) -> str:
+    """The predicate of a verified statement (JSON text), as JSON text."""
+    return json.dumps(json.loads(statement)["predicate"], sort_keys=True)
 
 
 def _wrong_types(seen: set[str], wanted: str) -> str:
@@ -231,9 +173,12 @@ class AttestationCheck:
     name = "attestations"
     pure = False
 
-    def __init__(self, client: RegistryClient, caches: Caches) -> None:
+    def __init__(
+        self, client: RegistryClient, caches: Caches, evaluator: Evaluator | None = None
+    ) -> None:
         self._client = client
         self._caches = caches
+        self._evaluator = evaluator if evaluator is not None else Evaluator()
 
     def run(self, image: ImageRef, policy: Policy, context: CheckContext) -> str | None:
         """Return who attested what, when every ``spec.attestations`` entry is met.
@@ -268,12 +213,17 @@ class AttestationCheck:
             if outcome is None:
                 outcome = self._caches.failures.get(key)
             if outcome is None:
-                outcome = self._verify(digest, requirement, layers, bundles)
+                outcome = self._verify(
+                    (image.repository, digest), requirement, layers, bundles, context.deadline
+                )
                 cache = self._caches.verified if outcome.passed else self._caches.failures
                 cache.put(key, outcome)
             if not outcome.passed:
                 raise CheckFailed(outcome.reason(), check=self.name)
-            notes.append(f"{outcome.predicate_type} attested by {', '.join(outcome.verified)}")
+            notes.append(
+                f"{outcome.predicate_type} attested by {', '.join(outcome.verified)}"
+                + held_note(requirement.conditions)
+            )
         context.vouch()
         return "; ".join(notes)
 
@@ -297,7 +247,7 @@ class AttestationCheck:
 
     @staticmethod
     def _key(image: ImageRef, digest: str, requirement: Attestation) -> tuple[str, ...]:
-        key_part = fingerprint(requirement)
+        key_part = _fingerprint(requirement)
         return ("attestations", image.repository, digest, requirement.predicate_type, key_part)
 
     def _layers(
@@ -316,11 +266,18 @@ class AttestationCheck:
 
     def _verify(
         self,
-        digest: str,
+        image: tuple[str, str],
         requirement: Attestation,
         layers: Callable[[], list[AttestationLayer] | None],
         material: Callable[[], KeylessMaterial],
+        deadline: Deadline,
     ) -> AttestationOutcome:
+        """Which authorities attested, in statements meeting every condition.
+
+        ``image`` is (repository, digest). Raises CostExceeded when the
+        conditions overrun their cost limit: such an outcome is not cached.
+        """
+        digest = image[1]
         found: list[tuple[str, tuple[Signer, ...]]] = []
         failures: list[tuple[str, str]] = []
         predicates: dict[str, list[str]] = {}
@@ -335,9 +292,17 @@ class AttestationCheck:
                 )
             else:
                 attested, reason = self._authority(digest, requirement, authority, layers())
+            if attested and requirement.conditions:
+                # Every form of attestation (key or keyless, .att layer or bundle) meets
+                # the same conditions: only the statements for which they hold count.
+                statements = [json.loads(text) for text, _ in attested]
+                kept, reason = holding(
+                    self._evaluator, requirement.conditions, statements, image, deadline
+                )
+                attested = tuple(attested[index] for index in kept)
             if attested:
                 found.append((authority.name, tuple(dict.fromkeys(s for _, s in attested))))
-                predicates[authority.name] = [predicate for predicate, _ in attested]
+                predicates[authority.name] = [_predicate(text) for text, _ in attested]
             else:
                 failures.append((authority.name, reason))
         count = count_distinct(found)
@@ -356,7 +321,7 @@ class AttestationCheck:
         authority: Authority,
         layers: list[AttestationLayer] | None,
     ) -> tuple[tuple[tuple[str, Signer], ...], str]:
-        """The predicates key ``authority`` attested, each with its signer (the key), or why not."""
+        """The statements key ``authority`` attested, each with its signer (the key), or why not."""
         if authority.key is None or authority.key.pem is None:
             return (), "authority has no public key"
         tag = attestation_tag(digest)

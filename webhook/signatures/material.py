@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sigstore.models import Bundle
 
@@ -31,6 +31,7 @@ from webhook.signatures.cosign import (
     payload_problem,
     signature_tag,
 )
+from webhook.signatures.envelopes import AttestationLayer
 from webhook.signatures.keyless import (
     BUNDLE_MEDIA_TYPES,
     CERTIFICATE_ANNOTATION,
@@ -42,9 +43,6 @@ from webhook.signatures.keyless import (
 )
 from webhook.signatures.rules import message_signature_problem, statement_problem
 from webhook.signatures.signers import Signer, certificate_signer
-
-if TYPE_CHECKING:
-    from webhook.signatures.attestations import AttestationLayer
 
 #: At most this many bundle referrers of one digest are fetched.
 MAX_BUNDLES = 16
@@ -217,7 +215,7 @@ class KeylessMaterial:
         predicate_type: str,
         legacy: Sequence[AttestationLayer] = (),
     ) -> tuple[tuple[tuple[str, Signer], ...], str]:
-        """The predicates (JSON text) ``authority`` attested, each with its signer, or why none.
+        """The statements (JSON text) ``authority`` attested, each with its signer, or why none.
 
         ``legacy`` holds the ``.att`` layers carrying a certificate; they are
         tried first, then the Sigstore bundles referring to the digest.
@@ -260,14 +258,14 @@ class KeylessMaterial:
             if isinstance(outcome, str) or not outcome.ok:
                 reasons.append(outcome if isinstance(outcome, str) else outcome.reason)
                 continue
-            predicate = json.loads(outcome.payload).get("predicate")
-            if not isinstance(predicate, dict):
+            statement = json.loads(outcome.payload)
+            if not isinstance(statement.get("predicate"), dict):
                 reasons.append("signed statement's predicate is not an object")
             elif outcome.certificate is None:
                 reasons.append("verified, but without a signing certificate")
             else:
                 signer = certificate_signer(outcome.certificate)
-                predicates.append((json.dumps(predicate, sort_keys=True), signer))
+                predicates.append((json.dumps(statement, sort_keys=True), signer))
         if predicates:
             return tuple(predicates), ""
         return (), _summary(reasons) if reasons else f"no keyless attestation found; {note}"

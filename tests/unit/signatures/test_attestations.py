@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -25,12 +26,14 @@ from tests.registry import OCI_MANIFEST, Registry, default_layer, push_blob, pus
 from tests.registry import push_manifest as push_manifest_body
 from tests.sigstore_instance import Identity, SigstoreInstance
 from webhook.cache import Caches
-from webhook.checks import CheckContext, Unavailable, build_checks, checks_for
+from webhook.checks import CheckContext, Unavailable, checks_for
 from webhook.errors import CheckFailed, UpstreamError
+from webhook.policy.cel import Condition, compile_condition
 from webhook.policy.globs import Glob
 from webhook.policy.model import Attestation, Authority, Keyless, KeyRef, Match, Policy
 from webhook.reference import ImageRef, parse_reference
 from webhook.registry import Deadline, RegistryClient, RegistrySettings
+from webhook.services import build_checks
 from webhook.signatures.attestations import (
     MAX_ATTESTATION_LAYERS,
     MAX_ENVELOPE_SIZE,
@@ -39,6 +42,7 @@ from webhook.signatures.attestations import (
     verify_attestation,
 )
 from webhook.signatures.check import load_key
+from webhook.signatures.conditions import CostExceeded, Evaluator
 from webhook.signatures.cosign import DSSE_MEDIA_TYPE, attestation_tag, pae
 from webhook.signatures.trustroot import load_trusted_root
 
@@ -82,7 +86,7 @@ def verify(envelopes: list[Any], key: PrivateKey = RELEASE) -> tuple[tuple[str, 
 def test_a_signed_statement_about_the_image_verifies() -> None:
     predicates, reason = verify([envelope(predicate={"builder": {"id": "ci"}})])
     assert reason == ""
-    assert [json.loads(p) for p in predicates] == [{"builder": {"id": "ci"}}]
+    assert [json.loads(p)["predicate"] for p in predicates] == [{"builder": {"id": "ci"}}]
 
 
 def test_statement_v01_is_accepted() -> None:
@@ -404,3 +408,90 @@ def test_keyless_legacy_attestation_of_another_identity_is_refused(
         "authorities verified (builder: issuer 'https://accounts.google.com' is not "
         f"{ISSUER!r})"
     )
+
+
+# -- conditions, on every form of attestation ------------------------------------------
+
+
+def conditions(*texts: str) -> tuple[Condition, ...]:
+    return tuple(compile_condition(text) for text in texts)
+
+
+def test_key_attestation_counts_only_when_its_conditions_hold(registry: Registry) -> None:
+    ref, digest = image(registry, "att/conditions")
+    push_attestations(
+        registry,
+        "att/conditions",
+        digest,
+        [
+            envelope(digest=digest, predicate={"builder": {"id": "other"}}),
+            envelope(digest=digest, predicate={"builder": {"id": "ci"}}),
+        ],
+    )
+    check = fresh(registry)
+    held = conditions(
+        "predicate.builder.id == 'ci'", "image.repository.endsWith('/att/conditions')"
+    )
+    rules = policy(Attestation(SLSA, (authority("release", RELEASE),), conditions=held))
+    note = check.run(ref, rules, CheckContext(Deadline(10), lambda: digest))
+    assert note == (
+        f"{SLSA} attested by release (conditions held: \"predicate.builder.id == 'ci'\", "
+        "\"image.repository.endsWith('/att/conditions')\")"
+    )
+    # Only the statement that met the conditions is kept for later checks.
+    assert check.verified_predicates(ref, digest, SLSA, rules) == [{"builder": {"id": "ci"}}]
+    failing = conditions("predicate.builder.id == 'release-pipeline'")
+    with pytest.raises(CheckFailed) as raised:
+        run(
+            check,
+            ref,
+            digest,
+            policy(Attestation(SLSA, (authority("release", RELEASE),), conditions=failing)),
+        )
+    assert raised.value.message == (
+        f"attestation check failed for predicate type {SLSA}: 0 of the 1 required authorities "
+        "verified (release: 0 of 1 conditions held: condition "
+        "\"predicate.builder.id == 'release-pipeline'\" does not hold "
+        '(saw predicate.builder.id = "other"))'
+    )
+
+
+def test_keyless_attestation_meets_the_same_conditions(
+    registry: Registry, sigstore: SigstoreInstance, tmp_path: Path
+) -> None:
+    ref, digest = image(registry, "att/keyless-conditions")
+    statement = in_toto_statement(digest, NAME, SLSA, {"builder": {"id": "ci"}})
+    layer = sigstore.attest_legacy(BUILDER, statement)
+    push_attestation_layers(registry, "att/keyless-conditions", digest, [layer])
+    keyless = builder(sigstore, tmp_path)
+    held = policy(
+        Attestation(SLSA, (keyless,), conditions=conditions("predicate.builder.id == 'ci'"))
+    )
+    run(fresh(registry), ref, digest, held)
+    failing = conditions("subject.all(s, s.name == 'quay.io/acme/other')")
+    with pytest.raises(CheckFailed, match=r"builder: 0 of 1 conditions held: condition \"subject"):
+        run(fresh(registry), ref, digest, policy(Attestation(SLSA, (keyless,), conditions=failing)))
+
+
+def test_conditions_over_their_cost_limit_deny_and_are_not_cached(registry: Registry) -> None:
+    ref, digest = image(registry, "att/conditions-cost")
+    numbers = {"numbers": list(range(5000))}
+    push_attestations(
+        registry, "att/conditions-cost", digest, [envelope(digest=digest, predicate=numbers)]
+    )
+    client = RegistryClient({registry.host: RegistrySettings(insecure=True)}, timeout=5.0)
+    caches = Caches()
+    evaluator = Evaluator(cost_seconds=0.3)
+    check = AttestationCheck(client, caches, evaluator)
+    slow = conditions(
+        "predicate.numbers.all(x, (predicate.numbers + predicate.numbers"
+        " + predicate.numbers).size() > 0)"
+    )
+    rules = policy(Attestation(SLSA, (authority("release", RELEASE),), conditions=slow))
+    for _ in range(2):  # not remembered as a failure: each review tries within the limit again
+        started = time.monotonic()
+        with pytest.raises(CostExceeded, match=r"did not finish within the cost limit of 0\.3 s"):
+            run(check, ref, digest, rules)
+        assert time.monotonic() - started < 3.0
+    assert len(caches.failures) == 0 and len(caches.verified) == 0
+    evaluator.close()
