@@ -17,6 +17,7 @@ import datetime
 import json
 import re
 import ssl
+import sys
 import threading
 import uuid
 from dataclasses import dataclass, field
@@ -52,6 +53,8 @@ _CORE_RESOURCES = {
         for kind, plural in (("Pod", "pods"), ("Secret", "secrets"))
     ],
 }
+#: The exec credential plug-in protocol kubeconfigs written by cloud CLIs name.
+EXEC_V1BETA1 = "client.authentication.k8s.io/v1beta1"
 _KIND_OF = {plural: kind for kind, (_, _, plural) in RESOURCES.items()}
 
 
@@ -299,6 +302,47 @@ def start_api_server(tmp: Path, token: str = "sa-token-1") -> ApiServer:
     return api
 
 
+def exec_plugin(
+    directory: Path, token_file: Path, *, api_version: str = EXEC_V1BETA1, fail: bool = False
+) -> Path:
+    """An exec credential plug-in, as EKS, GKE and AKS logins install them: a small script.
+
+    It answers an ExecCredential carrying the token in ``token_file`` (read at each
+    run, so a test can rotate it), and appends a JSON line to ``<script>.calls`` per
+    run with its arguments and the environment it was given. With ``fail`` it
+    exits 1 after a message on standard error, as a plug-in whose login expired.
+    """
+    script = directory / ("failing-login" if fail else "cloud-login")
+    script.write_text(
+        f"#!{sys.executable}\n"
+        "import json, os, sys\n"
+        "with open(__file__ + '.calls', 'a') as log:\n"
+        "    seen = ('KUBERNETES_EXEC_INFO', 'CLOUD_PROFILE')\n"
+        "    env = {k: v for k, v in os.environ.items() if k in seen}\n"
+        "    log.write(json.dumps({'argv': sys.argv[1:], 'env': env}) + '\\n')\n"
+        + (
+            "sys.stderr.write('error: the SSO session has expired; run: cloud login\\n')\n"
+            "sys.exit(1)\n"
+            if fail
+            else ""
+        )
+        + f"token = open({str(token_file)!r}).read().strip()\n"
+        "print(json.dumps({'kind': 'ExecCredential', "
+        f"'apiVersion': {api_version!r}, "
+        "'status': {'token': token, 'expirationTimestamp': '2099-01-01T00:00:00Z'}}))\n"
+    )
+    script.chmod(0o755)
+    return script
+
+
+def plugin_calls(script: Path) -> list[dict[str, Any]]:
+    """What each run of an ``exec_plugin`` script was given."""
+    log = Path(str(script) + ".calls")
+    if not log.exists():
+        return []
+    return [json.loads(line) for line in log.read_text().splitlines()]
+
+
 def kubeconfig(
     path: Path,
     api: ApiServer,
@@ -307,8 +351,15 @@ def kubeconfig(
     client: tuple[Path, Path] | None = None,
     inline_ca: bool = True,
     context: str = "audit",
+    exec_user: dict[str, Any] | None = None,
+    others: dict[str, str] | None = None,
 ) -> Path:
-    """A kubeconfig for ``api`` as kubectl writes it."""
+    """A kubeconfig for ``api`` as kubectl writes it.
+
+    ``exec_user`` is the user's ``exec`` section (an exec credential plug-in);
+    ``others`` adds a context per entry, context name -> bearer token, beside
+    ``context``, which stays the current one.
+    """
     cluster: dict[str, Any] = {"server": api.url}
     if inline_ca:
         cluster["certificate-authority-data"] = base64.b64encode(api.ca.read_bytes()).decode()
@@ -320,12 +371,21 @@ def kubeconfig(
     if client is not None:
         user["client-certificate"] = client[0].name
         user["client-key"] = client[1].name
+    if exec_user is not None:
+        user["exec"] = exec_user
+    users = [{"name": "auditor", "user": user}]
+    contexts = [{"name": context, "context": {"cluster": "test", "user": "auditor"}}]
+    for name, other_token in (others or {}).items():
+        users.append({"name": f"{name}-user", "user": {"token": other_token}})
+        contexts.append(
+            {"name": name, "context": {"cluster": "test", "user": f"{name}-user", "namespace": "x"}}
+        )
     document = {
         "apiVersion": "v1",
         "kind": "Config",
         "clusters": [{"name": "test", "cluster": cluster}],
-        "users": [{"name": "auditor", "user": user}],
-        "contexts": [{"name": context, "context": {"cluster": "test", "user": "auditor"}}],
+        "users": users,
+        "contexts": contexts,
         "current-context": context,
         "preferences": {},
     }
