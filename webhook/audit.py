@@ -20,8 +20,9 @@ from typing import Any, Literal
 import yaml
 
 from webhook.admission import AdmissionRequest, Decision, decide
-from webhook.engine import Engine
+from webhook.engine import Engine, PolicyResult
 from webhook.errors import ManifestError
+from webhook.policy.model import NoMatch
 
 DecisionLabel = Literal["allowed", "warned", "denied", "error"]
 _SUFFIXES = frozenset({".yaml", ".yml", ".json"})
@@ -66,6 +67,10 @@ class Row:
     notes: tuple[str, ...] = ()
     containers: tuple[str, ...] = ()
     volumes: tuple[str, ...] = ()
+    #: Each matching policy's outcome for the image (policy reports list them one by one).
+    policies: tuple[PolicyResult, ...] = ()
+    #: How an image no policy matched was treated (``defaults.noMatch``).
+    no_match: NoMatch | None = None
 
     @property
     def resource(self) -> str:
@@ -196,7 +201,17 @@ def rows_for(source: str, request: AdmissionRequest, decision: Decision) -> list
             decision.volumes.get(verdict.image, ()),
         )
         rows.append(
-            Row(*base, verdict.image, label, reasons, verdict.digest, verdict.notes, *used_by)
+            Row(
+                *base,
+                verdict.image,
+                label,
+                reasons,
+                verdict.digest,
+                verdict.notes,
+                *used_by,
+                policies=verdict.policies,
+                no_match=verdict.no_match,
+            )
         )
     return rows
 

@@ -18,10 +18,11 @@ The webhook itself never calls the API: this module is for the audit only.
 from __future__ import annotations
 
 import base64
+import contextlib
 import functools
 import json
 import os
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -46,6 +47,7 @@ __all__ = [
     "from_kubeconfig",
     "in_cluster",
     "load_credentials",
+    "write_reports",
 ]
 
 SERVICE_ACCOUNT = Path("/var/run/secrets/kubernetes.io/serviceaccount")
@@ -290,38 +292,86 @@ class KubeClient:
         """Close the connections."""
         self._client.close()
 
-    def list(self, resource: Resource, namespace: str | None = None) -> Iterator[dict[str, Any]]:
+    def list(
+        self, resource: Resource, namespace: str | None = None, *, labels: str | None = None
+    ) -> Iterator[dict[str, Any]]:
         """Every object of ``resource``, page by page, with ``kind`` and ``apiVersion`` set.
+
+        ``labels`` is a label selector (``key=value,...``).
 
         Raises:
             KubeError: the API server is unreachable, refuses (401/403), a page
                 expires (410) before the list is read, or an exec plug-in fails.
         """
-        try:
+        selector: dict[str, Any] | None = None
+        if labels:
+            selector = dict(part.split("=", 1) for part in labels.split(","))
+        with self._errors(resource, "listing"):
             for item in self._client.list(
-                _generic(resource), namespace=namespace or ALL_NS, chunk_size=self.page_size
+                _generic(resource),
+                namespace=namespace or ALL_NS,
+                chunk_size=self.page_size,
+                labels=selector,
             ):
                 # List items carry neither field; the webhook would see both.
                 yield {**item, "apiVersion": resource.api_version, "kind": resource.kind}
+
+    def apply(self, resource: Resource, obj: Mapping[str, Any]) -> None:
+        """Create or update ``obj`` by server-side apply, as field manager ``trustgate``.
+
+        Raises:
+            KubeError: as ``list``, or the server rejects the object (422).
+        """
+        with self._errors(resource, "writing"):
+            self._client.apply(_generic(resource)(**obj), field_manager="trustgate", force=True)
+
+    def delete(self, resource: Resource, name: str, namespace: str) -> None:
+        """Delete one object; one already gone is no error.
+
+        Raises:
+            KubeError: as ``list``.
+        """
+        try:
+            with self._errors(resource, "deleting"):
+                self._client.delete(_generic(resource), name, namespace=namespace)
+        except KubeError as exc:
+            if not isinstance(exc.__cause__, ApiError) or exc.__cause__.status.code != 404:
+                raise
+
+    @contextlib.contextmanager
+    def _errors(self, resource: Resource, verb: str) -> Iterator[None]:
+        """Every failure of a call about ``resource`` as a KubeError that says what to do."""
+        try:
+            yield
         except ApiError as exc:
-            raise KubeError(_refusal(exc, resource, self.credentials)) from exc
+            raise KubeError(_refusal(exc, resource, self.credentials, verb)) from exc
         except httpx2.HTTPError as exc:
             raise KubeError(f"cannot reach {self.credentials.server}: {exc}") from exc
         except ConfigError as exc:
             # An exec plug-in that fails, or a token file that is gone.
             raise KubeError(f"{self.credentials.source}: {exc}") from exc
         except (LoadResourceError, ValueError, msgspec.DecodeError) as exc:
-            raise KubeError(f"listing {resource.plural}: the answer is not a list: {exc}") from exc
+            raise KubeError(
+                f"{verb} {resource.plural}: the answer is not understood: {exc}"
+            ) from exc
 
 
-def _refusal(exc: ApiError, resource: Resource, credentials: Credentials) -> str:
+#: The verb of RBAC each kind of call needs.
+_RBAC_VERBS = {"listing": "list", "writing": "patch", "deleting": "delete"}
+
+
+def _refusal(exc: ApiError, resource: Resource, credentials: Credentials, verb: str) -> str:
     message = str(exc.status.message or "")
     status = exc.status.code or exc.response.status_code
-    what = f"listing {resource.plural}"
+    what = f"{verb} {resource.plural}"
     if status == 401:
         return f"{what}: not authenticated ({credentials.source}): {message}"
     if status == 403:
-        return f"{what}: forbidden; the identity needs 'list' on {resource.plural}: {message}"
+        need = _RBAC_VERBS[verb]
+        return f"{what}: forbidden; the identity needs '{need}' on {resource.plural}: {message}"
+    if status == 404 and verb != "deleting":
+        served = f"{resource.api_version} {resource.plural}"
+        return f"{what}: not found (does the API server serve {served}?): {message}"
     if status == 410:
         return f"{what}: the list changed too much while it was read; run again: {message}"
     return f"{what}: HTTP {status}: {message}"
@@ -370,3 +420,39 @@ def cluster_manifests(
         if progress is not None:
             note = f", {skipped} owned by another workload or excluded" if skipped else ""
             progress(f"{resource.plural}: {kept} judged{note}")
+
+
+def write_reports(
+    client: KubeClient,
+    resource: Resource,
+    objects: Sequence[Mapping[str, Any]],
+    *,
+    labels: Mapping[str, str],
+    namespace: str | None = None,
+    exclude_namespaces: frozenset[str] = frozenset(),
+) -> tuple[int, int]:
+    """Apply namespaced policy reports of ``resource``, then delete stale ones.
+
+    A stale report carries ``labels``, lies in the audited scope (``namespace``,
+    or every namespace but ``exclude_namespaces``) and was not written by this
+    run: its workload is gone, or it is clean now. Returns (written, deleted).
+
+    Raises:
+        KubeError: the API server refuses (the identity needs list, patch and
+            delete on the reports), does not serve the reports' CRD, or rejects
+            a report.
+    """
+    written = set()
+    for obj in objects:
+        client.apply(resource, obj)
+        written.add((obj["metadata"]["namespace"], obj["metadata"]["name"]))
+    selector = ",".join(f"{key}={value}" for key, value in labels.items())
+    stale = [
+        (o["metadata"]["namespace"], o["metadata"]["name"])
+        for o in client.list(resource, namespace, labels=selector)
+        if (o["metadata"]["namespace"], o["metadata"]["name"]) not in written
+        and o["metadata"]["namespace"] not in exclude_namespaces
+    ]
+    for ns, name in stale:
+        client.delete(resource, name, ns)
+    return len(written), len(stale)
