@@ -62,6 +62,18 @@ def local(command: str, venv: Path) -> str:
     return " && ".join(kept)
 
 
+def python(venv: Path, code: str, env: dict[str, str], cwd: Path) -> str:
+    """What ``code`` prints, run by the venv's interpreter (in ``cwd``, not this tree)."""
+    return subprocess.run(
+        [str(venv / "bin" / "python"), "-c", code],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+
+
 @pytest.mark.e2e
 def test_image_install_steps_give_a_working_server(tmp_path: Path) -> None:
     build, runtime = stages()
@@ -84,20 +96,13 @@ def test_image_install_steps_give_a_working_server(tmp_path: Path) -> None:
     venv = tmp_path / "opt-trustgate"
     (run,) = [rest for instruction, rest in build if instruction == "RUN"]
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    venv_pth = None
     # Create the venv first (the step's first command), then let it see this
     # environment's dependencies, but not this source tree.
     first, _, remaining = local(run, venv).partition(" && ")
     subprocess.run(first, shell=True, cwd=work, env=env, check=True)
     (site,) = venv.glob("lib/python*/site-packages")
     venv_pth = site / "test-dependencies.pth"
-    own = subprocess.run(
-        [str(venv / "bin" / "python"), "-c", "import sys; print('\\n'.join(sys.path))"],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.split()
+    own = python(venv, "import sys; print('\\n'.join(sys.path))", env, tmp_path).split()
     venv_pth.write_text(
         "\n".join(
             p
@@ -110,14 +115,7 @@ def test_image_install_steps_give_a_working_server(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stdout + result.stderr
     trustgate = venv / "bin" / "trustgate"
-    where = subprocess.run(
-        [str(venv / "bin" / "python"), "-c", "import webhook; print(webhook.__file__)"],
-        env=env,
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
+    where = python(venv, "import webhook; print(webhook.__file__)", env, tmp_path)
     assert where.startswith(str(site)), f"not the installed copy: {where}"
 
     # The runtime stage: its policies, its environment, its command.
