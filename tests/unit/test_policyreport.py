@@ -9,6 +9,7 @@ an API server would drop them silently.
 from __future__ import annotations
 
 import datetime
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -311,3 +312,23 @@ def test_stand_in_refuses_what_the_crd_does_not_allow(cluster: ApiServer, tmp_pa
     assert "results.0.result: 'denied' is not one of" in str(caught.value)
     assert "scope.uid: 5 is not of type 'string'" in str(caught.value)
     assert not cluster.custom
+
+
+def test_names_from_manifests_become_valid_distinct_report_names(
+    api: ApiServer, policies: Path
+) -> None:
+    """A file audit can carry any name; two that differ only in case or underscores stay apart."""
+    rows = judged(
+        policies,
+        workload("Deployment", pod_spec(GOOD), name="Web_App"),
+        workload("Deployment", pod_spec(GOOD), name="web-app"),
+        workload("Deployment", pod_spec(GOOD), name="web.app"),
+    )
+    out = reports(rows, now=NOW)
+    names = [o["metadata"]["name"] for o in out]
+    assert len(set(names)) == 3
+    assert "trustgate-deployment-web-app" in names and "trustgate-deployment-web.app" in names
+    for obj in out:
+        assert_valid(api, "openreports", obj)
+        assert re.fullmatch(r"[a-z0-9]([-a-z0-9.]*[a-z0-9])?", obj["metadata"]["name"])
+    assert {o["scope"]["name"] for o in out} == {"Web_App", "web-app", "web.app"}
