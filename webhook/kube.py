@@ -137,18 +137,24 @@ def in_cluster(root: Path | None = None) -> Credentials:
     return Credentials(config, "in-cluster service account")
 
 
-def _exec_user(user: User, source: str) -> User:
-    """``user`` with an exec plug-in lightkube can run, and the plug-in's ExecCredential input.
+def _user(user: User, source: str, base: Path) -> User:
+    """``user`` as lightkube should run it: paths as kubectl resolves them, exec plug-ins fixed up.
 
-    lightkube speaks the v1alpha1 and v1beta1 protocol; v1 differs from v1beta1
-    only in what the plug-in is told, so a v1 plug-in is run as kubectl runs it:
-    with ``KUBERNETES_EXEC_INFO`` naming v1 and a non-interactive session (the
-    audit reads no terminal). The token in the plug-in's answer is read the same
-    way in all three versions.
+    A relative ``tokenFile``, and a relative exec ``command`` with a slash in it,
+    are relative to the kubeconfig's directory (lightkube would take them from the
+    working directory). lightkube speaks the v1alpha1 and v1beta1 exec protocol; v1
+    differs from v1beta1 only in what the plug-in is told, so a v1 plug-in is run as
+    kubectl runs it: with ``KUBERNETES_EXEC_INFO`` naming v1 and a non-interactive
+    session (the audit reads no terminal). The token in the plug-in's answer is
+    read the same way in all three versions.
     """
+    if user.token_file and not Path(user.token_file).is_absolute():
+        user = msgspec.structs.replace(user, token_file=str(base / user.token_file))
     plugin = user.exec
     if plugin is None:
         return user
+    if "/" in plugin.command and not Path(plugin.command).is_absolute():
+        plugin = msgspec.structs.replace(plugin, command=str(base / plugin.command))
     if plugin.apiVersion not in (*_EXEC_VERSIONS, _EXEC_V1):
         raise KubeError(
             f"{source}: exec plug-in {plugin.command!r} speaks {plugin.apiVersion!r}; "
@@ -207,6 +213,7 @@ def from_kubeconfig(path: Path, context: str | None = None) -> Credentials:
     if ctx.user and ctx.user not in kubeconfig.users:
         raise KubeError(f"{path}: context {name!r} names no user {ctx.user!r}")
     source = f"{path} (context {name})"
+    base = path.resolve().parent
     user = kubeconfig.users[ctx.user] if ctx.user else User()
     if user.auth_provider:
         provider = user.auth_provider.get("name", "?")
@@ -229,7 +236,7 @@ def from_kubeconfig(path: Path, context: str | None = None) -> Credentials:
         except ValueError as exc:
             raise KubeError(f"{path}: {field} is not base64") from exc
     return Credentials(
-        SingleConfig(name, ctx, cluster, _exec_user(user, source), Path(path).resolve()),
+        SingleConfig(name, ctx, cluster, _user(user, source, base), base / path.name),
         source,
     )
 

@@ -595,3 +595,26 @@ def test_audit_cluster_through_an_exec_plugin_and_a_context(
     assert "Deployment/legacy" in out
     assert "(context eks)" in err
     assert len(plugin_calls(script)) == 1
+
+
+def test_relative_paths_are_relative_to_the_kubeconfig(
+    api: ApiServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As kubectl resolves them: tokenFile and an exec command like ./bin/login."""
+    home = tmp_path / "kube"
+    (home / "bin").mkdir(parents=True)
+    (home / "token").write_text(api.token)
+    script = exec_plugin(home / "bin", home / "token")
+    monkeypatch.chdir(tmp_path)  # not the kubeconfig's directory
+    with_file = kubeconfig(home / "config", api)
+    document = json.loads(with_file.read_text())
+    document["users"][0]["user"] = {"tokenFile": "token"}
+    with_file.write_text(json.dumps(document))
+    with KubeClient(from_kubeconfig(Path("kube/config"))) as client:
+        assert len(list(client.list(kube.WORKLOADS[0]))) == 2
+    user = exec_user(script)
+    user["command"] = "./bin/" + script.name
+    with_exec = kubeconfig(home / "exec-config", api, exec_user=user)
+    with KubeClient(from_kubeconfig(Path("kube") / with_exec.name)) as client:
+        assert len(list(client.list(kube.WORKLOADS[0]))) == 2
+    assert len(plugin_calls(script)) == 1
