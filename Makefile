@@ -58,3 +58,19 @@ schema: $(STAMP)
 
 clean:
 	rm -rf $(VENV) certs/*.crt certs/*.key certs/*.pem .pytest_cache .mypy_cache .ruff_cache
+
+# The container image, built without a daemon: buildah (Debian: apt-get install buildah),
+# else podman. The base image comes from a registry (BASE_IMAGE, default UBI 9 Python 3.11);
+# docs/install.md says how to build, check and push it.
+IMAGE      ?= quay.io/trustgate/trustgate
+IMAGE_TAG  ?= $(shell sed -n 's/^appVersion: *"\{0,1\}\([^"]*\)"\{0,1\}/\1/p' charts/trustgate/Chart.yaml)
+BASE_IMAGE ?= registry.access.redhat.com/ubi9/python-311:latest
+# More flags for the builder, e.g. a proxy's CA for pip: --volume /etc/ssl/certs/ca-certificates.crt:/etc/ssl/certs/ca-certificates.crt:ro --volume $(PWD)/pip.conf:/etc/pip.conf:ro
+IMAGE_BUILD_FLAGS ?=
+BUILDER    ?= $(shell command -v buildah >/dev/null && echo buildah || { command -v podman >/dev/null && echo podman; })
+
+.PHONY: image
+image:
+	@test -n "$(BUILDER)" || { echo "make image needs buildah or podman (apt-get install buildah)" >&2; exit 2; }
+	$(BUILDER) build --layers --build-arg BASE_IMAGE=$(BASE_IMAGE) $(IMAGE_BUILD_FLAGS) -f Containerfile -t $(IMAGE):$(IMAGE_TAG) .
+	@echo "built $(IMAGE):$(IMAGE_TAG); push it with: $(BUILDER) push $(IMAGE):$(IMAGE_TAG)"

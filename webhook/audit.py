@@ -26,8 +26,9 @@ from typing import Any, Literal
 import yaml
 
 from webhook.admission import AdmissionRequest, Decision, decide
-from webhook.engine import Engine
+from webhook.engine import Engine, PolicyResult
 from webhook.errors import ManifestError
+from webhook.policy.model import NoMatch
 from webhook.waivers import shown_reason
 
 DecisionLabel = Literal["allowed", "warned", "waived", "denied", "error"]
@@ -76,6 +77,10 @@ class Row:
     containers: tuple[str, ...] = ()
     volumes: tuple[str, ...] = ()
     waivers: tuple[str, ...] = ()
+    #: Each matching policy's outcome for the image (policy reports list them one by one).
+    policies: tuple[PolicyResult, ...] = ()
+    #: How an image no policy matched was treated (``defaults.noMatch``).
+    no_match: NoMatch | None = None
 
     @property
     def resource(self) -> str:
@@ -213,10 +218,18 @@ def rows_for(source: str, request: AdmissionRequest, decision: Decision) -> list
         )
         rows.append(
             Row(
-                *base, verdict.image, label, reasons, verdict.digest, verdict.notes, *used_by,
+                *base,
+                verdict.image,
+                label,
+                reasons,
+                verdict.digest,
+                verdict.notes,
+                *used_by,
                 waivers=waivers,
+                policies=verdict.policies,
+                no_match=verdict.no_match,
             )
-        )  # fmt: skip
+        )
     return rows
 
 

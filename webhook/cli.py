@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from webhook import certs, report
 from webhook.admission import decide
@@ -28,9 +28,13 @@ from webhook.observability import configure_logging
 from webhook.policy.exceptions import WARN_DAYS, breadth_warnings, expiry_warnings
 from webhook.policy.loader import load_directory
 from webhook.policy.schema import policy_schema
+from webhook.policyreport import GROUPS, MANAGED_BY, Group, reports
 from webhook.policytest import Case, SuppliedAttestations, load_cases, run_case
 from webhook.services import build_engine
 from webhook.signatures.conditions import Evaluator
+
+if TYPE_CHECKING:
+    from webhook.kube import KubeClient
 
 EXIT_OK, EXIT_DENIED, EXIT_USAGE = 0, 1, 2
 
@@ -126,6 +130,7 @@ def build_parser(env: os._Environ[str] | dict[str, str] | None = None) -> argpar
         "--cluster: audit only this namespace",
     )
     _add_cluster_flags(audit_cmd)
+    _add_report_flags(audit_cmd)
 
     policy = commands.add_parser("policy", help="lint, test or describe policies")
     policy_commands = policy.add_subparsers(dest="policy_command", required=True)
@@ -203,14 +208,31 @@ def _add_cluster_flags(audit_cmd: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_report_flags(audit_cmd: argparse.ArgumentParser) -> None:
+    reports = audit_cmd.add_argument_group("policy reports (--output policyreport)")
+    reports.add_argument(
+        "--report-group",
+        choices=tuple(GROUPS),
+        default="openreports",
+        help="API group of the reports: openreports (openreports.io/v1alpha1 Report, "
+        "the default) or wgpolicyk8s (wgpolicyk8s.io/v1alpha2 PolicyReport)",
+    )
+    reports.add_argument(
+        "--write-reports",
+        action="store_true",
+        help="with --cluster: also write the reports to the cluster (server-side apply) and "
+        "delete those of workloads that are gone; needs list, patch and delete on them",
+    )
+
+
 def _engine(args: argparse.Namespace, config: Config, directory: Path | None = None) -> Engine:
     policy_set = load_directory(directory or args.policies)
     return build_engine(lambda: policy_set, config)
 
 
-def _print_rows(rows: list[Any], fmt: str) -> int:
+def _print_rows(rows: list[Any], fmt: str, group: Group = "openreports") -> int:
     """Print ``rows``; exit 2 when a document could not be read, 1 when one is denied."""
-    sys.stdout.write(report.render(rows, fmt))
+    sys.stdout.write(report.render(rows, fmt, group=group))
     if any(r.decision == "error" for r in rows):
         return EXIT_USAGE
     return EXIT_DENIED if any(r.decision == "denied" for r in rows) else EXIT_OK
@@ -288,10 +310,12 @@ def _check(args: argparse.Namespace, config: Config) -> int:
 def _audit(args: argparse.Namespace, config: Config) -> int:
     if args.cluster == bool(args.paths):
         raise TrustgateError("give manifest paths or --cluster, not both or neither")
+    if args.write_reports and (not args.cluster or args.output != "policyreport"):
+        raise TrustgateError("--write-reports needs --cluster and --output policyreport")
     engine = _engine(args, config)
     if not args.cluster:
         rows = audit(engine, read_manifests(args.paths), namespace=args.namespace or "default")
-        return _print_rows(rows, args.output)
+        return _print_rows(rows, args.output, args.report_group)
     from webhook.kube import KubeClient, cluster_manifests, load_credentials
 
     credentials = load_credentials(args.kubeconfig, args.context, os.environ)
@@ -304,7 +328,29 @@ def _audit(args: argparse.Namespace, config: Config) -> int:
             progress=lambda line: print(f"trustgate: {line}", file=sys.stderr, flush=True),
         )
         rows = audit(engine, manifests, namespace=args.namespace or "default")
-    return _print_rows(rows, args.output)
+        if args.write_reports:
+            _write_reports(client, rows, args)
+    return _print_rows(rows, args.output, args.report_group)
+
+
+def _write_reports(client: KubeClient, rows: list[Any], args: argparse.Namespace) -> None:
+    from webhook.kube import Resource, write_reports
+
+    names = GROUPS[args.report_group]
+    objects = reports(rows, group=args.report_group, now=datetime.now(UTC))
+    written, deleted = write_reports(
+        client,
+        Resource(names.kind, names.api_version, names.plural),
+        [o for o in objects if o["metadata"].get("namespace")],
+        labels=MANAGED_BY,
+        namespace=args.namespace,
+        exclude_namespaces=frozenset(args.exclude_namespace),
+    )
+    print(
+        f"trustgate: wrote {written} {names.kind} objects ({names.api_version}), "
+        f"deleted {deleted} of workloads that are gone",
+        file=sys.stderr,
+    )
 
 
 def _lint(args: argparse.Namespace, config: Config) -> int:

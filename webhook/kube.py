@@ -1,10 +1,16 @@
-"""A small Kubernetes API client for ``trustgate audit --cluster``: list workloads, nothing else.
+"""The Kubernetes API for ``trustgate audit --cluster``: list workloads, nothing else.
 
-Credentials come from inside a pod (the service account's token and CA under
-``/var/run/secrets/kubernetes.io/serviceaccount`` and ``KUBERNETES_SERVICE_HOST``/``_PORT``)
-or from a kubeconfig (``--kubeconfig``, ``$KUBECONFIG``, ``~/.kube/config``) with a bearer
-token or a client certificate. Lists are read in pages (``limit``/``continue``) so a large
+The connection is lightkube's (a maintained client, chosen over the official
+``kubernetes`` client for its size and import time: docs/design-notes.md).
+Credentials are found as kubectl finds them: ``--kubeconfig``, ``$KUBECONFIG``,
+the pod's service account, ``~/.kube/config``; any context of a kubeconfig; bearer
+tokens, token files (re-read when the server answers 401, as client-go does),
+client certificates, and ``exec`` credential plug-ins (EKS, GKE, AKS, OIDC
+logins). Lists are read in pages (``limit``/``continue``) so that a large
 cluster never arrives in one answer.
+
+Objects are listed as generic resources: the API server's JSON reaches the audit
+as it was sent, so no field a model does not know (a new image field) is lost.
 
 The webhook itself never calls the API: this module is for the audit only.
 """
@@ -12,15 +18,22 @@ The webhook itself never calls the API: this module is for the audit only.
 from __future__ import annotations
 
 import base64
+import contextlib
+import functools
+import json
 import os
-import tempfile
-from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import requests
+import httpx2
+import msgspec
 import yaml
+from lightkube import ALL_NS, ApiError, Client, ConfigError, KubeConfig, LoadResourceError
+from lightkube.config.kubeconfig import SingleConfig
+from lightkube.config.models import NameValue, User
+from lightkube.generic_resource import GenericNamespacedResource, create_namespaced_resource
 
 from webhook.audit import Manifest
 from webhook.errors import KubeError
@@ -31,14 +44,22 @@ __all__ = [
     "KubeClient",
     "Resource",
     "cluster_manifests",
+    "from_kubeconfig",
+    "in_cluster",
     "load_credentials",
+    "write_reports",
 ]
 
 SERVICE_ACCOUNT = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 DEFAULT_PAGE_SIZE = 500
+#: Each call to the API server (connect, each read) is bounded by this.
 TIMEOUT_SECONDS = 30.0
 #: Long runs say how far they got this often (objects of one resource).
 PROGRESS_EVERY = 100
+#: The exec plug-in protocol versions; lightkube runs the first two itself.
+_EXEC_BETA = "client.authentication.k8s.io/v1beta1"
+_EXEC_VERSIONS = ("client.authentication.k8s.io/v1alpha1", _EXEC_BETA)
+_EXEC_V1 = "client.authentication.k8s.io/v1"
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,12 +70,15 @@ class Resource:
     api_version: str
     plural: str
 
-    def path(self, namespace: str | None) -> str:
-        """The list URL path, cluster-wide or in ``namespace``."""
-        prefix = "/api/v1" if self.api_version == "v1" else f"/apis/{self.api_version}"
-        if namespace:
-            return f"{prefix}/namespaces/{namespace}/{self.plural}"
-        return f"{prefix}/{self.plural}"
+    @property
+    def group(self) -> str:
+        """The API group; empty for the core group."""
+        return self.api_version.rpartition("/")[0]
+
+    @property
+    def version(self) -> str:
+        """The version within the group (``v1``)."""
+        return self.api_version.rpartition("/")[2]
 
 
 #: Every kind whose pod template the webhook checks, owners before what they own.
@@ -73,97 +97,90 @@ _LISTED_KINDS = frozenset(r.kind for r in WORKLOADS)
 
 @dataclass(frozen=True, slots=True)
 class Credentials:
-    """Where the API server is and how to authenticate to it.
+    """Where the API server is and how to authenticate to it (one kubeconfig context).
 
-    ``token_file`` is re-read for every request: projected service account tokens
-    are rotated while a pod runs. ``verify`` is a CA bundle path, or ``False``
-    for a kubeconfig that says ``insecure-skip-tls-verify``.
+    ``source`` says where they were found, for messages: a file and context, or
+    the in-cluster service account.
     """
 
-    server: str
-    verify: str | bool = True
-    token: str | None = None
-    token_file: Path | None = None
-    client_cert: tuple[str, str] | None = None
-    source: str = ""
-    #: Temporary files holding inline PEM data, removed by ``KubeClient.close``.
-    temporary: tuple[Path, ...] = field(default=(), compare=False)
+    config: SingleConfig
+    source: str
 
-    def bearer(self) -> str | None:
-        """The bearer token to send, if any.
-
-        Raises:
-            KubeError: the token file cannot be read.
-        """
-        if self.token_file is not None:
-            try:
-                return self.token_file.read_text(encoding="utf-8").strip()
-            except OSError as exc:
-                raise KubeError(f"cannot read token {self.token_file}: {exc.strerror}") from exc
-        return self.token
+    @property
+    def server(self) -> str:
+        """The API server's URL."""
+        return str(self.config.cluster.server).rstrip("/")
 
 
-def in_cluster(env: Mapping[str, str], root: Path | None = None) -> Credentials:
+def in_cluster(root: Path | None = None) -> Credentials:
     """The pod's own service account (files under ``root``, default ``SERVICE_ACCOUNT``).
+
+    The token file is re-read when the API server answers 401: projected service
+    account tokens are rotated while a pod runs.
 
     Raises:
         KubeError: not running in a pod, or the service account files are missing.
     """
-    host, port = env.get("KUBERNETES_SERVICE_HOST"), env.get("KUBERNETES_SERVICE_PORT")
-    if not host or not port:
+    if not os.environ.get("KUBERNETES_SERVICE_HOST") or not os.environ.get(
+        "KUBERNETES_SERVICE_PORT"
+    ):
         raise KubeError("not in a cluster: KUBERNETES_SERVICE_HOST and _PORT are not set")
     root = root or SERVICE_ACCOUNT
-    token, ca = root / "token", root / "ca.crt"
-    for path in (token, ca):
-        if not path.is_file():
-            raise KubeError(f"in-cluster configuration: {path} is missing")
-    host = f"[{host}]" if ":" in host else host
-    return Credentials(
-        server=f"https://{host}:{port}",
-        verify=str(ca),
-        token_file=token,
-        source="in-cluster service account",
+    for name in ("token", "ca.crt", "namespace"):
+        if not (root / name).is_file():
+            raise KubeError(f"in-cluster configuration: {root / name} is missing")
+    try:
+        config = KubeConfig.from_service_account(service_account=root).get()
+    except (ConfigError, OSError) as exc:
+        raise KubeError(f"in-cluster configuration: {exc}") from exc
+    assert config is not None  # from_service_account always sets its one context
+    return Credentials(config, "in-cluster service account")
+
+
+def _user(user: User, source: str, base: Path) -> User:
+    """``user`` as lightkube should run it: paths as kubectl resolves them, exec plug-ins fixed up.
+
+    A relative ``tokenFile``, and a relative exec ``command`` with a slash in it,
+    are relative to the kubeconfig's directory (lightkube would take them from the
+    working directory). lightkube speaks the v1alpha1 and v1beta1 exec protocol; v1
+    differs from v1beta1 only in what the plug-in is told, so a v1 plug-in is run as
+    kubectl runs it: with ``KUBERNETES_EXEC_INFO`` naming v1 and a non-interactive
+    session (the audit reads no terminal). The token in the plug-in's answer is
+    read the same way in all three versions.
+    """
+    if user.token_file and not Path(user.token_file).is_absolute():
+        user = msgspec.structs.replace(user, token_file=str(base / user.token_file))
+    plugin = user.exec
+    if plugin is None:
+        return user
+    if "/" in plugin.command and not Path(plugin.command).is_absolute():
+        plugin = msgspec.structs.replace(plugin, command=str(base / plugin.command))
+    if plugin.apiVersion not in (*_EXEC_VERSIONS, _EXEC_V1):
+        raise KubeError(
+            f"{source}: exec plug-in {plugin.command!r} speaks {plugin.apiVersion!r}; "
+            f"trustgate runs {', '.join((*_EXEC_VERSIONS, _EXEC_V1))}"
+        )
+    info = {
+        "apiVersion": plugin.apiVersion,
+        "kind": "ExecCredential",
+        "spec": {"interactive": False},
+    }
+    env = [e for e in plugin.env or [] if e.name != "KUBERNETES_EXEC_INFO"]
+    env.append(NameValue("KUBERNETES_EXEC_INFO", json.dumps(info)))
+    version = _EXEC_BETA if plugin.apiVersion == _EXEC_V1 else plugin.apiVersion
+    return msgspec.structs.replace(
+        user, exec=msgspec.structs.replace(plugin, apiVersion=version, env=env)
     )
-
-
-def _named(entries: Any, name: str, what: str, source: Path) -> dict[str, Any]:
-    for entry in entries or []:
-        if isinstance(entry, dict) and entry.get("name") == name:
-            value = entry.get(what)
-            return value if isinstance(value, dict) else {}
-    raise KubeError(f"{source}: no {what} named {name!r}")
-
-
-def _pem(
-    section: Mapping[str, Any], key: str, base: Path, temporary: list[Path], source: Path
-) -> str | None:
-    """A file path for ``key`` (a path) or ``key-data`` (inline base64 PEM)."""
-    data = section.get(f"{key}-data")
-    if data:
-        try:
-            content = base64.b64decode(str(data), validate=True)
-        except ValueError as exc:
-            raise KubeError(f"{source}: {key}-data is not base64") from exc
-        handle, name = tempfile.mkstemp(prefix="trustgate-kube-", suffix=".pem")
-        with os.fdopen(handle, "wb") as out:
-            out.write(content)
-        temporary.append(Path(name))
-        return name
-    path = section.get(key)
-    if path:
-        return str(base / Path(str(path)).expanduser())
-    return None
 
 
 def from_kubeconfig(path: Path, context: str | None = None) -> Credentials:
     """The cluster and user of ``context`` (default: current-context) in a kubeconfig.
 
-    Supports bearer tokens (``token``, ``tokenFile``) and client certificates, with
-    paths relative to the file as kubectl resolves them. ``exec`` and
-    ``auth-provider`` plug-ins are not run.
+    Paths in the file are relative to it, as kubectl resolves them.
 
     Raises:
-        KubeError: the file is unreadable, not a kubeconfig, or names no usable context.
+        KubeError: the file is unreadable, not a kubeconfig, names no usable context,
+            or its user authenticates in a way trustgate cannot (an ``auth-provider``).
     """
     try:
         document = yaml.safe_load(path.read_text(encoding="utf-8"))
@@ -171,42 +188,56 @@ def from_kubeconfig(path: Path, context: str | None = None) -> Credentials:
         raise KubeError(f"cannot read kubeconfig {path}: {exc.strerror}") from exc
     except yaml.YAMLError as exc:
         raise KubeError(f"{path}: not valid YAML: {exc}") from exc
-    if not isinstance(document, dict):
-        raise KubeError(f"{path}: not a kubeconfig")
-    name = context or document.get("current-context")
+    try:
+        kubeconfig = KubeConfig.from_dict(document, fname=path)
+    except (KeyError, TypeError, AttributeError, msgspec.ValidationError) as exc:
+        # A missing list, or a field of the wrong type.
+        raise KubeError(f"{path}: not a kubeconfig: {exc!r}") from exc
+    name = context or kubeconfig.current_context
     if not name:
         raise KubeError(f"{path}: no current-context; pass --context")
-    ctx = _named(document.get("contexts"), str(name), "context", path)
-    cluster = _named(document.get("clusters"), str(ctx.get("cluster")), "cluster", path)
-    user = _named(document.get("users"), str(ctx["user"]), "user", path) if ctx.get("user") else {}
-    server = cluster.get("server")
-    if not server:
-        raise KubeError(f"{path}: cluster {ctx.get('cluster')!r} has no server")
-    if "exec" in user or "auth-provider" in user:
-        raise KubeError(
-            f"{path}: user {ctx.get('user')!r} authenticates through a plug-in, which "
-            "trustgate does not run; use a token or a client certificate"
-        )
+    ctx = kubeconfig.contexts.get(name)
+    if ctx is None:
+        raise KubeError(f"{path}: no context named {name!r}")
+    cluster = kubeconfig.clusters.get(ctx.cluster)
+    if cluster is None:
+        raise KubeError(f"{path}: context {name!r} names no cluster {ctx.cluster!r}")
+    # lightkube defaults a missing server to http://localhost:8080; kubectl refuses.
+    if not any(
+        isinstance(c, dict)
+        and c.get("name") == ctx.cluster
+        and (c.get("cluster") or {}).get("server")
+        for c in document.get("clusters") or []
+    ):
+        raise KubeError(f"{path}: cluster {ctx.cluster!r} has no server")
+    if ctx.user and ctx.user not in kubeconfig.users:
+        raise KubeError(f"{path}: context {name!r} names no user {ctx.user!r}")
+    source = f"{path} (context {name})"
     base = path.resolve().parent
-    temporary: list[Path] = []
-    verify: str | bool = True
-    if cluster.get("insecure-skip-tls-verify"):
-        verify = False
-    else:
-        verify = _pem(cluster, "certificate-authority", base, temporary, path) or True
-    cert = _pem(user, "client-certificate", base, temporary, path)
-    key = _pem(user, "client-key", base, temporary, path)
-    if (cert is None) != (key is None):
-        raise KubeError(f"{path}: user {ctx.get('user')!r} has a client certificate or key alone")
-    token_file = user.get("tokenFile")
+    user = kubeconfig.users[ctx.user] if ctx.user else User()
+    if user.auth_provider:
+        provider = user.auth_provider.get("name", "?")
+        raise KubeError(
+            f"{path}: user {ctx.user!r} logs in through auth-provider {provider!r}, which "
+            "kubectl dropped for gcp and azure in Kubernetes 1.26; use the exec plug-in "
+            "that replaces it (gke-gcloud-auth-plugin, kubelogin, aws eks get-token)"
+        )
+    if bool(user.client_cert or user.client_cert_data) != bool(
+        user.client_key or user.client_key_data
+    ):
+        raise KubeError(f"{path}: user {ctx.user!r} has a client certificate or key alone")
+    for field, data in (
+        ("certificate-authority-data", cluster.certificate_auth_data),
+        ("client-certificate-data", user.client_cert_data),
+        ("client-key-data", user.client_key_data),
+    ):
+        try:
+            base64.b64decode(data or "", validate=True)
+        except ValueError as exc:
+            raise KubeError(f"{path}: {field} is not base64") from exc
     return Credentials(
-        server=str(server).rstrip("/"),
-        verify=verify,
-        token=str(user["token"]) if user.get("token") else None,
-        token_file=base / str(token_file) if token_file else None,
-        client_cert=(cert, key) if cert is not None and key is not None else None,
-        source=f"{path} (context {name})",
-        temporary=tuple(temporary),
+        SingleConfig(name, ctx, cluster, _user(user, source, base), base / path.name),
+        source,
     )
 
 
@@ -227,12 +258,22 @@ def load_credentials(
         if name and Path(name).expanduser().is_file():
             return from_kubeconfig(Path(name).expanduser(), context)
     if env.get("KUBERNETES_SERVICE_HOST"):
-        return in_cluster(env)
+        return in_cluster()
     home = Path(env.get("HOME", "~")).expanduser() / ".kube" / "config"
     if home.is_file():
         return from_kubeconfig(home, context)
     raise KubeError(
         "no Kubernetes configuration: pass --kubeconfig, set $KUBECONFIG, or run in a pod"
+    )
+
+
+@functools.cache
+def _generic(resource: Resource) -> type[GenericNamespacedResource]:
+    # The class lightkube lists with: it keeps each object's JSON as sent. Made
+    # once per resource: lightkube registers it, and refuses a second class for
+    # a core-group kind.
+    return create_namespaced_resource(
+        resource.group, resource.version, resource.kind, resource.plural
     )
 
 
@@ -242,11 +283,11 @@ class KubeClient:
     def __init__(self, credentials: Credentials, *, page_size: int = DEFAULT_PAGE_SIZE) -> None:
         self.credentials = credentials
         self.page_size = page_size
-        self._session = requests.Session()
-        if credentials.client_cert is not None:
-            self._session.cert = credentials.client_cert
-        self._session.headers["Accept"] = "application/json"
-        self._session.headers["User-Agent"] = "trustgate-audit"
+        try:
+            self._client = Client(credentials.config, timeout=httpx2.Timeout(TIMEOUT_SECONDS))
+        except (ConfigError, OSError, ValueError) as exc:
+            # An unreadable CA or client certificate file, or inline data that is not base64.
+            raise KubeError(f"{credentials.source}: {exc}") from exc
 
     def __enter__(self) -> KubeClient:
         return self
@@ -255,71 +296,89 @@ class KubeClient:
         self.close()
 
     def close(self) -> None:
-        """Close connections and remove temporary PEM files."""
-        self._session.close()
-        for path in self.credentials.temporary:
-            path.unlink(missing_ok=True)
+        """Close the connections."""
+        self._client.close()
 
-    def list(self, resource: Resource, namespace: str | None = None) -> Iterator[dict[str, Any]]:
+    def list(
+        self, resource: Resource, namespace: str | None = None, *, labels: str | None = None
+    ) -> Iterator[dict[str, Any]]:
         """Every object of ``resource``, page by page, with ``kind`` and ``apiVersion`` set.
 
+        ``labels`` is a label selector (``key=value,...``).
+
         Raises:
-            KubeError: the API server is unreachable, refuses (401/403), or a page
-                expires (410) before the list is read.
+            KubeError: the API server is unreachable, refuses (401/403), a page
+                expires (410) before the list is read, or an exec plug-in fails.
         """
-        url = self.credentials.server + resource.path(namespace)
-        token: str | None = None
-        while True:
-            params = {"limit": str(self.page_size)}
-            if token:
-                params["continue"] = token
-            page = self._get(url, params, resource)
-            for item in page.get("items") or []:
-                if isinstance(item, dict):
-                    # List items carry neither field; the webhook would see both.
-                    yield {"apiVersion": resource.api_version, "kind": resource.kind, **item}
-            token = (page.get("metadata") or {}).get("continue")
-            if not token:
-                return
+        selector: dict[str, Any] | None = None
+        if labels:
+            selector = dict(part.split("=", 1) for part in labels.split(","))
+        with self._errors(resource, "listing"):
+            for item in self._client.list(
+                _generic(resource),
+                namespace=namespace or ALL_NS,
+                chunk_size=self.page_size,
+                labels=selector,
+            ):
+                # List items carry neither field; the webhook would see both.
+                yield {**item, "apiVersion": resource.api_version, "kind": resource.kind}
 
-    def _get(self, url: str, params: dict[str, str], resource: Resource) -> dict[str, Any]:
-        headers = {}
-        bearer = self.credentials.bearer()
-        if bearer:
-            headers["Authorization"] = f"Bearer {bearer}"
+    def apply(self, resource: Resource, obj: Mapping[str, Any]) -> None:
+        """Create or update ``obj`` by server-side apply, as field manager ``trustgate``.
+
+        Raises:
+            KubeError: as ``list``, or the server rejects the object (422).
+        """
+        with self._errors(resource, "writing"):
+            self._client.apply(_generic(resource)(**obj), field_manager="trustgate", force=True)
+
+    def delete(self, resource: Resource, name: str, namespace: str) -> None:
+        """Delete one object; one already gone is no error.
+
+        Raises:
+            KubeError: as ``list``.
+        """
         try:
-            # verify per request: a session's own would lose to $REQUESTS_CA_BUNDLE.
-            response = self._session.get(
-                url,
-                params=params,
-                headers=headers,
-                timeout=TIMEOUT_SECONDS,
-                verify=self.credentials.verify,
-            )
-        except requests.RequestException as exc:
+            with self._errors(resource, "deleting"):
+                self._client.delete(_generic(resource), name, namespace=namespace)
+        except KubeError as exc:
+            if not isinstance(exc.__cause__, ApiError) or exc.__cause__.status.code != 404:
+                raise
+
+    @contextlib.contextmanager
+    def _errors(self, resource: Resource, verb: str) -> Iterator[None]:
+        """Every failure of a call about ``resource`` as a KubeError that says what to do."""
+        try:
+            yield
+        except ApiError as exc:
+            raise KubeError(_refusal(exc, resource, self.credentials, verb)) from exc
+        except httpx2.HTTPError as exc:
             raise KubeError(f"cannot reach {self.credentials.server}: {exc}") from exc
-        if response.status_code != 200:
-            raise KubeError(_refusal(response, resource, self.credentials))
-        try:
-            body = response.json()
-        except ValueError as exc:
-            raise KubeError(f"{url}: the answer is not JSON") from exc
-        if not isinstance(body, dict):
-            raise KubeError(f"{url}: the answer is not a list")
-        return body
+        except ConfigError as exc:
+            # An exec plug-in that fails, or a token file that is gone.
+            raise KubeError(f"{self.credentials.source}: {exc}") from exc
+        except (LoadResourceError, ValueError, msgspec.DecodeError) as exc:
+            raise KubeError(
+                f"{verb} {resource.plural}: the answer is not understood: {exc}"
+            ) from exc
 
 
-def _refusal(response: requests.Response, resource: Resource, credentials: Credentials) -> str:
-    try:
-        message = str(response.json().get("message", ""))
-    except (ValueError, AttributeError):
-        message = response.text[:200]
-    status = response.status_code
-    what = f"listing {resource.plural}"
+#: The verb of RBAC each kind of call needs.
+_RBAC_VERBS = {"listing": "list", "writing": "patch", "deleting": "delete"}
+
+
+def _refusal(exc: ApiError, resource: Resource, credentials: Credentials, verb: str) -> str:
+    message = str(exc.status.message or "")
+    status = exc.status.code or exc.response.status_code
+    what = f"{verb} {resource.plural}"
     if status == 401:
         return f"{what}: not authenticated ({credentials.source}): {message}"
     if status == 403:
-        return f"{what}: forbidden; the identity needs 'list' on {resource.plural}: {message}"
+        need = _RBAC_VERBS[verb]
+        return f"{what}: forbidden; the identity needs '{need}' on {resource.plural}: {message}"
+    if status == 404 and verb != "deleting":
+        served = f"{resource.api_version} {resource.plural}"
+        return f"{what}: not found (does the API server serve {served}?): {message}"
     if status == 410:
         return f"{what}: the list changed too much while it was read; run again: {message}"
     return f"{what}: HTTP {status}: {message}"
@@ -368,3 +427,39 @@ def cluster_manifests(
         if progress is not None:
             note = f", {skipped} owned by another workload or excluded" if skipped else ""
             progress(f"{resource.plural}: {kept} judged{note}")
+
+
+def write_reports(
+    client: KubeClient,
+    resource: Resource,
+    objects: Sequence[Mapping[str, Any]],
+    *,
+    labels: Mapping[str, str],
+    namespace: str | None = None,
+    exclude_namespaces: frozenset[str] = frozenset(),
+) -> tuple[int, int]:
+    """Apply namespaced policy reports of ``resource``, then delete stale ones.
+
+    A stale report carries ``labels``, lies in the audited scope (``namespace``,
+    or every namespace but ``exclude_namespaces``) and was not written by this
+    run: its workload is gone, or it is clean now. Returns (written, deleted).
+
+    Raises:
+        KubeError: the API server refuses (the identity needs list, patch and
+            delete on the reports), does not serve the reports' CRD, or rejects
+            a report.
+    """
+    written = set()
+    for obj in objects:
+        client.apply(resource, obj)
+        written.add((obj["metadata"]["namespace"], obj["metadata"]["name"]))
+    selector = ",".join(f"{key}={value}" for key, value in labels.items())
+    stale = [
+        (o["metadata"]["namespace"], o["metadata"]["name"])
+        for o in client.list(resource, namespace, labels=selector)
+        if (o["metadata"]["namespace"], o["metadata"]["name"]) not in written
+        and o["metadata"]["namespace"] not in exclude_namespaces
+    ]
+    for ns, name in stale:
+        client.delete(resource, name, ns)
+    return len(written), len(stale)

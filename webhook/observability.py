@@ -15,9 +15,12 @@ import logging.handlers
 import queue
 import sys
 import time
+from collections.abc import Iterator
 from typing import Any, TextIO
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 _ROOT = "trustgate"
 #: Records waiting for the writer thread; past this, new ones are dropped.
@@ -144,6 +147,33 @@ def configure_logging(
 
 _BREAKER_STATES = {"breaker_closed": 0, "breaker_half_open": 1, "breaker_open": 2}
 
+#: When the serving certificate this process uses expires (seconds since the epoch);
+#: set by the server at each (re)load of its TLS files, None before any.
+_certificate_expiry: float | None = None
+
+
+def note_certificate_expiry(timestamp: float) -> None:
+    """Record when the serving certificate in use expires (the server calls it at each load)."""
+    global _certificate_expiry
+    _certificate_expiry = timestamp
+
+
+class _CertificateExpiry(Collector):
+    """``trustgate_certificate_expiry_timestamp_seconds``, once a certificate is served.
+
+    Read at scrape time, so a reloaded certificate shows at once; absent (not 0)
+    when the app runs without TLS, so that no expiry alert fires for it.
+    """
+
+    def collect(self) -> Iterator[Metric]:
+        if _certificate_expiry is not None:
+            yield GaugeMetricFamily(
+                "trustgate_certificate_expiry_timestamp_seconds",
+                "When the serving TLS certificate in use expires (its notAfter), in seconds "
+                "since the epoch.",
+                value=_certificate_expiry,
+            )
+
 
 class Metrics:
     """The webhook's Prometheus metrics, in a registry of their own."""
@@ -258,6 +288,7 @@ class Metrics:
             ["host"],
             registry=self.registry,
         )
+        self.registry.register(_CertificateExpiry())
 
         self.shared_lookups = Counter(
             "trustgate_shared_cache_lookups",

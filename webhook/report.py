@@ -1,4 +1,4 @@
-"""Audit and check results as a table, JSON or JUnit XML.
+"""Audit and check results as a table, JSON, JUnit XML or policy reports.
 
 Rows whose image an image volume mounts name the volume (a ``VOLUME`` column
 in the table, ``volumes`` in JSON, the test name in JUnit); ``error`` rows,
@@ -7,14 +7,18 @@ documents that could not be read, count apart from images.
 
 from __future__ import annotations
 
+import datetime
 import json
 from collections.abc import Sequence
 from dataclasses import asdict
 from xml.etree import ElementTree as ET
 
-from webhook.audit import Row
+import yaml
 
-FORMATS = ("table", "json", "junit")
+from webhook.audit import Row
+from webhook.policyreport import Group, reports
+
+FORMATS = ("table", "json", "junit", "policyreport")
 
 
 _SHORT_DIGEST = len("sha256:") + 12
@@ -71,6 +75,8 @@ def _json(rows: Sequence[Row]) -> str:
         item["containers"] = list(row.containers)
         item["volumes"] = list(row.volumes)
         item["waivers"] = list(row.waivers)
+        # Per-policy detail belongs to policy reports; the JSON rows stay as they were.
+        del item["policies"], item["no_match"]
         items.append(item)
     return json.dumps(items, indent=2) + "\n"
 
@@ -104,8 +110,25 @@ def _junit(rows: Sequence[Row]) -> str:
     )
 
 
-def render(rows: Sequence[Row], fmt: str) -> str:
-    """``rows`` in format ``fmt`` (one of FORMATS)."""
+def _policyreport(rows: Sequence[Row], group: Group, now: datetime.datetime | None) -> str:
+    objects = reports(rows, group=group, now=now or datetime.datetime.now(datetime.UTC))
+    # YAML documents, as `kubectl apply -f -` reads them.
+    return yaml.safe_dump_all(objects, sort_keys=False) if objects else ""
+
+
+def render(
+    rows: Sequence[Row],
+    fmt: str,
+    *,
+    group: Group = "openreports",
+    now: datetime.datetime | None = None,
+) -> str:
+    """``rows`` in format ``fmt`` (one of FORMATS).
+
+    ``group`` and ``now`` apply to ``policyreport``: the reports' API group and time.
+    """
+    if fmt == "policyreport":
+        return _policyreport(rows, group, now)
     if fmt == "json":
         return _json(rows)
     if fmt == "junit":

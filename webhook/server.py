@@ -26,11 +26,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from cryptography import x509
 from gunicorn.app.base import BaseApplication
 
 from webhook.config import DEFAULT_MAX_BODY_BYTES
 from webhook.errors import ConfigError
-from webhook.observability import get_logger
+from webhook.observability import get_logger, note_certificate_expiry
 from webhook.worker import worker_class
 
 if TYPE_CHECKING:
@@ -256,7 +257,19 @@ class _ReloadingTLSContext:
         context.minimum_version = ssl.TLSVersion.TLSv1_2
         context.options |= ssl.OP_NO_RENEGOTIATION
         context.load_cert_chain(self.certfile, self.keyfile)
+        _note_expiry(self.certfile)
         return context
+
+
+def _note_expiry(certfile: Path) -> None:
+    """Publish the served certificate's notAfter (the expiry metric and its alert read it)."""
+    try:
+        cert = x509.load_pem_x509_certificate(certfile.read_bytes())
+    except (OSError, ValueError) as exc:
+        # Replaced again since it loaded: the next load notes the new one.
+        _log.warning("cannot read the expiry of %s: %s", certfile, exc)
+        return
+    note_certificate_expiry(cert.not_valid_after_utc.timestamp())
 
 
 def _file_stamp(path: Path) -> _FileStamp:

@@ -607,7 +607,9 @@ def test_containerfile_matches_the_chart() -> None:
         for line in (REPO / "Containerfile").read_text().splitlines()
         if line.strip() and not line.lstrip().startswith("#")
     ]
+    args = dict(line[4:].split("=", 1) for line in lines if line.startswith("ARG ") and "=" in line)
     bases = [line.split()[1] for line in lines if line.startswith("FROM ")]
+    bases = [args.get(b.removeprefix("${").removesuffix("}"), b) for b in bases]
     assert bases and all(b.startswith("registry.access.redhat.com/ubi9/python-") for b in bases)
     assert 'ENTRYPOINT ["trustgate"]' in lines
     user = [line.split()[1] for line in lines if line.startswith("USER ")][-1]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -9,7 +10,15 @@ from pathlib import Path
 import pytest
 
 from tests.kube import policy_yaml
-from tests.kubeapi import ApiServer, kubeconfig, start_api_server, stored
+from tests.kubeapi import (
+    EXEC_V1BETA1,
+    ApiServer,
+    exec_plugin,
+    kubeconfig,
+    plugin_calls,
+    start_api_server,
+    stored,
+)
 from webhook import kube
 from webhook.cli import main
 from webhook.errors import KubeError
@@ -71,6 +80,11 @@ def token_credentials(api: ApiServer, tmp_path: Path) -> kube.Credentials:
     return from_kubeconfig(kubeconfig(tmp_path / "config", api, token=api.token))
 
 
+def token_of(credentials: kube.Credentials) -> str | None:
+    assert credentials.config.user is not None
+    return credentials.config.user.token
+
+
 # --- the client -----------------------------------------------------------------------
 
 
@@ -125,18 +139,9 @@ def test_client_certificate_and_ca_file(api: ApiServer, tmp_path: Path) -> None:
     client_files = api.client_certificate(tmp_path)
     config = kubeconfig(tmp_path / "config", api, client=client_files, inline_ca=False)
     credentials = from_kubeconfig(config)
-    assert credentials.client_cert == tuple(str(p) for p in client_files)
     with KubeClient(credentials) as client:
         assert len(list(client.list(kube.WORKLOADS[0]))) == 2
     assert api.requests[-1].client_cert and api.requests[-1].authorization is None
-
-
-def test_inline_pem_files_are_removed_on_close(api: ApiServer, tmp_path: Path) -> None:
-    credentials = token_credentials(api, tmp_path)
-    (ca,) = credentials.temporary
-    assert ca.read_bytes() == api.ca.read_bytes()
-    KubeClient(credentials).close()
-    assert not ca.exists()
 
 
 def test_in_cluster_service_account(
@@ -146,33 +151,53 @@ def test_in_cluster_service_account(
     account.mkdir()
     (account / "token").write_text("rotated-token\n")
     (account / "ca.crt").write_bytes(api.ca.read_bytes())
+    (account / "namespace").write_text("trustgate")
     monkeypatch.setattr(kube, "SERVICE_ACCOUNT", account)
     host, port = api.url.removeprefix("https://").split(":")
     env = {"KUBERNETES_SERVICE_HOST": host, "KUBERNETES_SERVICE_PORT": port}
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
     credentials = load_credentials(None, None, env)
     assert credentials.source == "in-cluster service account"
+    assert credentials.server == api.url
     api.token = "rotated-token"
     try:
         with KubeClient(credentials) as client:
             assert len(list(client.list(kube.WORKLOADS[0]))) == 2
-            # The token file is read for every request: a rotated token is used at once.
+            # The kubelet rotates the token: the server refuses the old one, the
+            # file is read again, and the request is retried with the new token.
             (account / "token").write_text("rotated-again")
             api.token = "rotated-again"
             assert len(list(client.list(kube.WORKLOADS[0]))) == 2
+        assert api.requests[-1].authorization == "Bearer rotated-again"
+        assert [r.authorization for r in api.requests[-2:]] == [
+            "Bearer rotated-token",
+            "Bearer rotated-again",
+        ]
     finally:
         api.token = "sa-token-1"
+
+
+def test_in_cluster_without_service_account_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(kube, "SERVICE_ACCOUNT", tmp_path)
+    monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "10.96.0.1")
+    monkeypatch.setenv("KUBERNETES_SERVICE_PORT", "443")
+    with pytest.raises(KubeError, match=f"{tmp_path / 'token'} is missing"):
+        load_credentials(None, None, {"KUBERNETES_SERVICE_HOST": "10.96.0.1"})
 
 
 def test_credentials_search_order(api: ApiServer, tmp_path: Path) -> None:
     first = kubeconfig(tmp_path / "first", api, token="a", context="first")
     second = kubeconfig(tmp_path / "second", api, token="b", context="second")
     env = {"KUBECONFIG": f"{tmp_path / 'missing'}:{first}:{second}", "HOME": str(tmp_path)}
-    assert load_credentials(None, None, env).token == "a"
-    assert load_credentials(second, None, env).token == "b"
+    assert token_of(load_credentials(None, None, env)) == "a"
+    assert token_of(load_credentials(second, None, env)) == "b"
     home = tmp_path / ".kube"
     home.mkdir()
     kubeconfig(home / "config", api, token="c")
-    assert load_credentials(None, None, {"HOME": str(tmp_path)}).token == "c"
+    assert token_of(load_credentials(None, None, {"HOME": str(tmp_path)})) == "c"
     with pytest.raises(KubeError, match="no Kubernetes configuration"):
         load_credentials(None, None, {"HOME": str(tmp_path / "nowhere")})
 
@@ -180,7 +205,21 @@ def test_credentials_search_order(api: ApiServer, tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("edit", "message"),
     [
-        (lambda d: d["users"][0]["user"].update(exec={"command": "aws"}), "plug-in"),
+        (
+            lambda d: d["users"][0]["user"].update(
+                {"auth-provider": {"name": "gcp", "config": {}}}
+            ),
+            "auth-provider 'gcp'.*gke-gcloud-auth-plugin",
+        ),
+        (
+            lambda d: d["users"][0]["user"].update(
+                exec={"apiVersion": "client.authentication.k8s.io/v2", "command": "aws"}
+            ),
+            "exec plug-in 'aws' speaks 'client.authentication.k8s.io/v2'",
+        ),
+        (lambda d: d["contexts"][0]["context"].update(cluster="gone"), "names no cluster"),
+        (lambda d: d["contexts"][0]["context"].update(user="gone"), "names no user 'gone'"),
+        (lambda d: d.pop("clusters"), "not a kubeconfig"),
         (lambda d: d.update({"current-context": "other"}), "no context named 'other'"),
         (lambda d: d["clusters"][0]["cluster"].pop("server"), "has no server"),
         (lambda d: d["users"][0]["user"].update({"client-key": "k.pem"}), "key alone"),
@@ -200,11 +239,27 @@ def test_unusable_kubeconfig(api: ApiServer, tmp_path: Path, edit, message: str)
 
 
 def test_insecure_skip_tls_verify(api: ApiServer, tmp_path: Path) -> None:
-    path = kubeconfig(tmp_path / "config", api, token="t", inline_ca=False)
+    path = kubeconfig(tmp_path / "config", api, token=api.token, inline_ca=False)
     document = json.loads(path.read_text())
     document["clusters"][0]["cluster"] = {"server": api.url, "insecure-skip-tls-verify": True}
     path.write_text(json.dumps(document))
-    assert from_kubeconfig(path).verify is False
+    with KubeClient(from_kubeconfig(path)) as client:
+        assert len(list(client.list(kube.WORKLOADS[0]))) == 2
+
+
+def test_unknown_certificate_authority_is_refused(api: ApiServer, tmp_path: Path) -> None:
+    path = kubeconfig(tmp_path / "config", api, token=api.token)
+    document = json.loads(path.read_text())
+    document["clusters"][0]["cluster"]["certificate-authority-data"] = base64.b64encode(
+        api.client_ca_cert.read_bytes()
+    ).decode()
+    path.write_text(json.dumps(document))
+    with (
+        KubeClient(from_kubeconfig(path)) as client,
+        pytest.raises(KubeError, match="cannot reach"),
+    ):
+        list(client.list(kube.WORKLOADS[0]))
+    assert api.requests == []
 
 
 @pytest.mark.parametrize(
@@ -229,10 +284,109 @@ def test_refusals_are_clear(api: ApiServer, tmp_path: Path, setup, message: str)
         api.token = "sa-token-1"
 
 
-def test_unreachable_server(tmp_path: Path) -> None:
-    credentials = kube.Credentials(server="https://127.0.0.1:9", token="t")
+def test_unreachable_server(api: ApiServer, tmp_path: Path) -> None:
+    path = kubeconfig(tmp_path / "config", api, token="t")
+    document = json.loads(path.read_text())
+    document["clusters"][0]["cluster"]["server"] = "https://127.0.0.1:9"
+    path.write_text(json.dumps(document))
+    credentials = from_kubeconfig(path)
     with KubeClient(credentials) as client, pytest.raises(KubeError, match="cannot reach"):
         list(client.list(kube.WORKLOADS[0]))
+
+
+# --- exec credential plug-ins and contexts ---------------------------------------------
+
+
+def exec_user(script: Path, api_version: str = EXEC_V1BETA1) -> dict:
+    return {
+        "apiVersion": api_version,
+        "command": str(script),
+        "args": ["token", "--cluster", "prod"],
+        "env": [{"name": "CLOUD_PROFILE", "value": "audit"}],
+        "interactiveMode": "Never",
+        "provideClusterInfo": False,
+    }
+
+
+@pytest.mark.parametrize("api_version", [EXEC_V1BETA1, "client.authentication.k8s.io/v1"])
+def test_exec_plugin_supplies_the_token(api: ApiServer, tmp_path: Path, api_version: str) -> None:
+    """An EKS/GKE/AKS-style kubeconfig: the token comes from running a plug-in."""
+    token_file = tmp_path / "token"
+    token_file.write_text(api.token)
+    script = exec_plugin(tmp_path, token_file, api_version=api_version)
+    config = kubeconfig(tmp_path / "config", api, exec_user=exec_user(script, api_version))
+    with KubeClient(from_kubeconfig(config), page_size=2) as client:
+        assert len(list(client.list(kube.WORKLOADS[-1]))) == 8
+    # One run serves every page; the plug-in got its arguments, its environment
+    # and the ExecCredential input kubectl gives it.
+    (call,) = plugin_calls(script)
+    assert call["argv"] == ["token", "--cluster", "prod"]
+    assert call["env"]["CLOUD_PROFILE"] == "audit"
+    info = json.loads(call["env"]["KUBERNETES_EXEC_INFO"])
+    assert info == {
+        "apiVersion": api_version,
+        "kind": "ExecCredential",
+        "spec": {"interactive": False},
+    }
+    pages = [r for r in api.requests if r.path == "/api/v1/pods"]
+    assert len(pages) == 4
+    assert {r.authorization for r in pages} == {f"Bearer {api.token}"}
+
+
+def test_exec_plugin_runs_again_when_its_token_expires(api: ApiServer, tmp_path: Path) -> None:
+    token_file = tmp_path / "token"
+    token_file.write_text(api.token)
+    script = exec_plugin(tmp_path, token_file)
+    config = kubeconfig(tmp_path / "config", api, exec_user=exec_user(script))
+    try:
+        with KubeClient(from_kubeconfig(config)) as client:
+            assert len(list(client.list(kube.WORKLOADS[0]))) == 2
+            api.token = "after-expiry"
+            token_file.write_text("after-expiry")
+            assert len(list(client.list(kube.WORKLOADS[0]))) == 2
+    finally:
+        api.token = "sa-token-1"
+    assert len(plugin_calls(script)) == 2
+    assert api.requests[-1].authorization == "Bearer after-expiry"
+
+
+def test_failing_exec_plugin_says_what_it_said(api: ApiServer, tmp_path: Path) -> None:
+    script = exec_plugin(tmp_path, tmp_path / "token", fail=True)
+    config = kubeconfig(tmp_path / "config", api, exec_user=exec_user(script))
+    with (
+        KubeClient(from_kubeconfig(config)) as client,
+        pytest.raises(KubeError, match="the SSO session has expired; run: cloud login"),
+    ):
+        list(client.list(kube.WORKLOADS[0]))
+    assert api.requests == []
+
+
+def test_exec_plugin_token_is_refused(api: ApiServer, tmp_path: Path) -> None:
+    token_file = tmp_path / "token"
+    token_file.write_text("stale")
+    script = exec_plugin(tmp_path, token_file)
+    config = kubeconfig(tmp_path / "config", api, exec_user=exec_user(script))
+    with (
+        KubeClient(from_kubeconfig(config)) as client,
+        pytest.raises(KubeError, match="listing deployments: not authenticated"),
+    ):
+        list(client.list(kube.WORKLOADS[0]))
+
+
+def test_context_chooses_the_user(api: ApiServer, tmp_path: Path) -> None:
+    config = kubeconfig(tmp_path / "config", api, token="wrong", others={"prod-admin": api.token})
+    with (
+        KubeClient(from_kubeconfig(config)) as client,
+        pytest.raises(KubeError, match=r"not authenticated .*\(context audit\)"),
+    ):
+        list(client.list(kube.WORKLOADS[0]))
+    credentials = from_kubeconfig(config, "prod-admin")
+    assert credentials.source.endswith("(context prod-admin)")
+    with KubeClient(credentials) as client:
+        # The context's namespace is the default of namespaced calls, not of the audit:
+        # it lists every namespace.
+        assert len(list(client.list(kube.WORKLOADS[0]))) == 2
+    assert api.requests[-1].path == "/apis/apps/v1/deployments"
 
 
 # --- trustgate audit --cluster ------------------------------------------------------------
@@ -357,6 +511,7 @@ def test_audit_cluster_in_a_pod(
     account.mkdir()
     (account / "token").write_text(api.token)
     (account / "ca.crt").write_bytes(api.ca.read_bytes())
+    (account / "namespace").write_text("trustgate")
     monkeypatch.setattr(kube, "SERVICE_ACCOUNT", account)
     host, port = api.url.removeprefix("https://").split(":")
     env = {"KUBERNETES_SERVICE_HOST": host, "KUBERNETES_SERVICE_PORT": port, "HOME": str(tmp_path)}
@@ -467,3 +622,51 @@ spec:
         if line.startswith("Deployment/legacy") and "WAIVED" in line
     ]
     assert 'break-glass: "INC-77: rollback"' in line
+
+
+def test_audit_cluster_through_an_exec_plugin_and_a_context(
+    api: ApiServer,
+    tmp_path: Path,
+    policies: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``--context`` picks the exec-plug-in user out of a kubeconfig with several."""
+    token_file = tmp_path / "token"
+    token_file.write_text(api.token)
+    script = exec_plugin(tmp_path, token_file)
+    config = kubeconfig(
+        tmp_path / "config", api, context="eks", exec_user=exec_user(script), others={"dev": "x"}
+    )
+    document = json.loads(config.read_text())
+    document["current-context"] = "dev"
+    config.write_text(json.dumps(document))
+    argv = ["audit", "--cluster", "--context", "eks", "-n", "prod-web", "--policies", str(policies)]
+    code, out, err = run(argv, capsys, monkeypatch, {"KUBECONFIG": str(config)})
+    assert code == 1
+    assert "Deployment/legacy" in out
+    assert "(context eks)" in err
+    assert len(plugin_calls(script)) == 1
+
+
+def test_relative_paths_are_relative_to_the_kubeconfig(
+    api: ApiServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As kubectl resolves them: tokenFile and an exec command like ./bin/login."""
+    home = tmp_path / "kube"
+    (home / "bin").mkdir(parents=True)
+    (home / "token").write_text(api.token)
+    script = exec_plugin(home / "bin", home / "token")
+    monkeypatch.chdir(tmp_path)  # not the kubeconfig's directory
+    with_file = kubeconfig(home / "config", api)
+    document = json.loads(with_file.read_text())
+    document["users"][0]["user"] = {"tokenFile": "token"}
+    with_file.write_text(json.dumps(document))
+    with KubeClient(from_kubeconfig(Path("kube/config"))) as client:
+        assert len(list(client.list(kube.WORKLOADS[0]))) == 2
+    user = exec_user(script)
+    user["command"] = "./bin/" + script.name
+    with_exec = kubeconfig(home / "exec-config", api, exec_user=user)
+    with KubeClient(from_kubeconfig(Path("kube") / with_exec.name)) as client:
+        assert len(list(client.list(kube.WORKLOADS[0]))) == 2
+    assert len(plugin_calls(script)) == 1

@@ -341,3 +341,25 @@ webhooks:
   {{- end }}
 {{- end }}
 {{- end }}
+
+{{/* The API group and plural of the policy reports the audit job writes. */}}
+{{- define "trustgate.reportGroup" -}}
+{{- if eq .Values.auditJob.reportGroup "wgpolicyk8s" }}wgpolicyk8s.io{{ else }}openreports.io{{ end }}
+{{- end }}
+
+{{- define "trustgate.reportPlural" -}}
+{{- if eq .Values.auditJob.reportGroup "wgpolicyk8s" }}policyreports{{ else }}reports{{ end }}
+{{- end }}
+
+{{/*
+Metrics of admissions through an ImagePolicyException (label exception) and of
+break-glass use (label outcome; honoured = admitted through it). One place for
+their names: the PrometheusRule and the dashboard read them from here.
+*/}}
+{{- define "trustgate.metric.exceptions" -}}
+trustgate_exception_admissions_total
+{{- end }}
+
+{{- define "trustgate.metric.breakGlass" -}}
+trustgate_break_glass_total
+{{- end }}
