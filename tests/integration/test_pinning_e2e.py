@@ -178,7 +178,9 @@ def test_a_registry_that_never_answers_gets_no_patch_within_the_deadline(
     response = call(server, "/mutate", body)
     elapsed = time.monotonic() - started
     assert response == {"uid": body["request"]["uid"], "allowed": True}
-    assert elapsed < DEADLINE + 1.5  # the registry would hold the connection for ever
+    # The registry would hold the connection for ever; the slack is for a loaded machine
+    # (the first review of a fresh server also imports the signature stack).
+    assert elapsed < DEADLINE + 3
     (logged,) = decision_lines(server, body["request"]["uid"], "mutation review")
     assert logged["patched"] is False
     assert call(server, "/validate", body)["allowed"] is False
