@@ -27,7 +27,7 @@ from typing import Any, cast
 import yaml
 
 from webhook.errors import PolicyError, PolicyErrors
-from webhook.policy.globs import Glob
+from webhook.policy.globs import Glob, repository_glob_problem
 from webhook.policy.model import (
     Attestation,
     Authority,
@@ -356,6 +356,7 @@ def _document(document: Any, origin: _Origin) -> Policy | None:
 
 def _compile(document: Mapping[str, Any], origin: _Origin) -> Policy:
     spec = document["spec"]
+    _check_repository_globs(spec, origin)
     signatures = spec.get("signatures")
     freshness = spec.get("freshness")
     return Policy(
@@ -372,6 +373,17 @@ def _compile(document: Mapping[str, Any], origin: _Origin) -> Policy:
         ),
         source=str(origin.file),
     )
+
+
+def _check_repository_globs(spec: Mapping[str, Any], origin: _Origin) -> None:
+    """Refuse repository globs that can never match (a scheme, a tag, a character class)."""
+    fields = (("spec.registries", spec["registries"]),)
+    fields += (("spec.match.images", spec.get("match", {}).get("images", [])),)
+    for where, patterns in fields:
+        for number, pattern in enumerate(patterns):
+            problem = repository_glob_problem(pattern)
+            if problem is not None:
+                raise origin.error(problem, f"{where}[{number}]")
 
 
 def _globs(patterns: Sequence[str]) -> tuple[Glob, ...]:
