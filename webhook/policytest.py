@@ -14,13 +14,13 @@ from typing import Any
 
 import yaml
 from jsonschema import Draft202012Validator
-from jsonschema.exceptions import best_match
 
 from webhook.admission import decide
 from webhook.audit import pod_for_images, request_for
 from webhook.engine import Engine
 from webhook.errors import PolicyError
 from webhook.policy.loader import iter_documents
+from webhook.policy.schema import schema_error
 
 _CASE = {
     "type": "object",
@@ -118,10 +118,9 @@ def load_cases(directory: Path) -> list[Case]:
     for file, index, document in iter_documents(directory):
         if not isinstance(document, dict) or document.get("kind") != "ImagePolicyTest":
             continue
-        error = best_match(validator.iter_errors(document))
+        error = schema_error(validator, document, file=str(file), document=index)
         if error is not None:
-            where = ".".join(str(p) for p in error.absolute_path)
-            raise PolicyError(error.message, file=str(file), document=index, field=where)
+            raise error
         suite = str(document["metadata"]["name"])
         for number, raw in enumerate(document["spec"]["cases"]):
             obj = _resource(raw, file, index, f"spec.cases[{number}]")
