@@ -6,7 +6,9 @@ repository audited in Git and a cluster reviewed live therefore agree.
 
 A document that cannot be read (not YAML, not an object, a ``kind`` that is not
 a string) becomes an ``error`` row naming the file and the document, and the
-audit goes on with the next one.
+audit goes on with the next one. An AdmissionReview (a request saved from the
+API server, or docs/examples/) is judged as ``trustgate review`` judges it:
+its request's object, namespace and operation.
 """
 
 from __future__ import annotations
@@ -19,9 +21,9 @@ from typing import Any, Literal
 
 import yaml
 
-from webhook.admission import AdmissionRequest, Decision, decide
+from webhook.admission import AdmissionRequest, Decision, decide, parse_review
 from webhook.engine import Engine
-from webhook.errors import ManifestError
+from webhook.errors import AdmissionReviewError, ManifestError
 
 DecisionLabel = Literal["allowed", "warned", "denied", "error"]
 _SUFFIXES = frozenset({".yaml", ".yml", ".json"})
@@ -35,13 +37,15 @@ class Manifest:
     """One Kubernetes object read from a file (``-`` for standard input).
 
     ``error`` says why document ``document`` of ``source`` could not be read
-    as an object; ``object`` is then empty.
+    as an object; ``object`` is then empty. ``request`` is the request of an
+    AdmissionReview document, judged as it stands.
     """
 
     source: str
     document: int
     object: Mapping[str, Any]
     error: str = ""
+    request: AdmissionRequest | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +108,13 @@ def _objects(value: Any, source: str, index: int) -> Iterator[Manifest]:
         return  # a values file, a kustomization patch: not a workload
     if not isinstance(kind, str):
         yield _error(source, index, f"kind must be a string, got {_type(kind)}")
+    elif kind == "AdmissionReview":
+        try:
+            request = parse_review(value)
+        except AdmissionReviewError as exc:
+            yield _error(source, index, f"an AdmissionReview that cannot be judged: {exc}")
+            return
+        yield Manifest(source, index, request.object or {}, request=request)
     elif kind.endswith("List") and isinstance(value.get("items"), list):
         for item in value["items"]:
             yield from _objects(item, source, index)
@@ -211,7 +222,9 @@ def audit(engine: Engine, manifests: Iterable[Manifest], *, namespace: str) -> l
         if manifest.error:
             rows.append(Row(manifest.source, "-", "", "-", "-", "error", (manifest.error,)))
             continue
-        request = request_for(manifest.object, namespace=namespace, uid=f"audit-{number}")
+        request = manifest.request or request_for(
+            manifest.object, namespace=namespace, uid=f"audit-{number}"
+        )
         rows.extend(rows_for(manifest.source, request, decide(engine, request)))
     return rows
 

@@ -377,8 +377,8 @@ def _compile(document: Mapping[str, Any], origin: _Origin) -> Policy:
 
 def _check_repository_globs(spec: Mapping[str, Any], origin: _Origin) -> None:
     """Refuse repository globs that can never match (a scheme, a tag, a character class)."""
-    fields = (("spec.registries", spec["registries"]),)
-    fields += (("spec.match.images", spec.get("match", {}).get("images", [])),)
+    images = spec.get("match", {}).get("images", [])
+    fields = (("spec.registries", spec["registries"]), ("spec.match.images", images))
     for where, patterns in fields:
         for number, pattern in enumerate(patterns):
             problem = repository_glob_problem(pattern)

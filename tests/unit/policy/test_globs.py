@@ -47,7 +47,10 @@ def test_patterns_that_can_match_are_accepted(pattern: str) -> None:
     ("spec", "field"),
     [
         ("registries: ['quay.io/**', 'https://quay.io/myorg/**']", "spec.registries[1]"),
-        ("match: {images: ['quay.io/myorg/**:latest']}\nregistries: ['**']", "spec.match.images[0]"),
+        (
+            "match: {images: ['quay.io/myorg/**:latest']}\nregistries: ['**']",
+            "spec.match.images[0]",
+        ),
     ],
 )
 def test_lint_names_the_file_document_and_field(tmp_path: Path, spec: str, field: str) -> None:
