@@ -24,6 +24,7 @@ import yaml
 
 from webhook.audit import Manifest
 from webhook.errors import KubeError
+from webhook.failures import describe
 
 __all__ = [
     "WORKLOADS",
@@ -297,7 +298,7 @@ class KubeClient:
                 verify=self.credentials.verify,
             )
         except requests.RequestException as exc:
-            raise KubeError(f"cannot reach {self.credentials.server}: {exc}") from exc
+            raise KubeError(f"cannot reach {self.credentials.server}: {describe(exc)}") from exc
         if response.status_code != 200:
             raise KubeError(_refusal(response, resource, self.credentials))
         try:
