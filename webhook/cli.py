@@ -12,6 +12,7 @@ import os
 import sys
 from collections.abc import Sequence
 from dataclasses import replace
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -23,9 +24,9 @@ from webhook.config import Config, load_config
 from webhook.engine import Engine
 from webhook.errors import TrustgateError
 from webhook.observability import configure_logging
-from webhook.policy.loader import load_directory
+from webhook.policy.loader import load_directory, load_file
 from webhook.policy.schema import policy_schema
-from webhook.policytest import load_cases, run_case
+from webhook.policytest import junit, load_cases, run_case
 from webhook.services import build_engine
 
 EXIT_OK, EXIT_DENIED, EXIT_USAGE = 0, 1, 2
@@ -45,8 +46,43 @@ def _common(env: os._Environ[str] | dict[str, str]) -> argparse.ArgumentParser:
         default=Path(env["TRUSTGATE_CONFIG"]) if env.get("TRUSTGATE_CONFIG") else None,
         help="global configuration file, trustgate.yaml (default: $TRUSTGATE_CONFIG)",
     )
-    common.add_argument("--output", "-o", choices=report.FORMATS, default="table")
     return common
+
+
+def _output(parser: argparse.ArgumentParser, formats: Sequence[str]) -> None:
+    """``--output``, offered only with the formats the command writes."""
+    parser.add_argument(
+        "--output",
+        "-o",
+        choices=formats,
+        default=formats[0],
+        help=f"output format: {', '.join(formats)} (default {formats[0]})",
+    )
+
+
+_USAGE_ERROR = "bad usage or input: a policy that does not load, an unreadable file"
+
+
+def _about(summary: str, example: str, *exits: str) -> dict[str, Any]:
+    """``add_parser`` keywords: the help line, a description, an example and the exit codes.
+
+    ``exits`` are the meanings of exit codes 0, 1, ... ; 2 is always bad usage or input.
+    """
+    codes = {**dict(enumerate(exits)), 2: _USAGE_ERROR}
+    lines = "\n".join(f"  {code}  {text}" for code, text in codes.items())
+    return {
+        "help": summary,
+        "description": summary[0].upper() + summary[1:] + ".",
+        "epilog": f"example:\n  {example}\n\nexit codes:\n{lines}",
+        "formatter_class": argparse.RawDescriptionHelpFormatter,
+    }
+
+
+def _version() -> str:
+    try:
+        return metadata.version("trustgate")
+    except metadata.PackageNotFoundError:
+        return "unknown (not installed)"
 
 
 def build_parser(env: os._Environ[str] | dict[str, str] | None = None) -> argparse.ArgumentParser:
@@ -55,10 +91,20 @@ def build_parser(env: os._Environ[str] | dict[str, str] | None = None) -> argpar
     parser = argparse.ArgumentParser(
         prog="trustgate",
         description="Admit only container images from trusted sources.",
+        epilog="Each command's --help gives an example and its exit codes.",
     )
+    parser.add_argument("--version", action="version", version=f"trustgate {_version()}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    serve = commands.add_parser("serve", parents=[common], help="run the admission webhook")
+    serve = commands.add_parser(
+        "serve",
+        parents=[common],
+        **_about(
+            "run the admission webhook (gunicorn over TLS)",
+            "trustgate serve --policies policies --cert certs/tls.crt --key certs/tls.key",
+            "stopped cleanly (SIGTERM)",
+        ),
+    )
     serve.add_argument("--cert", type=Path, help="TLS certificate (PEM)")
     serve.add_argument("--key", type=Path, help="TLS private key (PEM)")
     serve.add_argument("--host", default="0.0.0.0", help="address to listen on")
@@ -87,11 +133,28 @@ def build_parser(env: os._Environ[str] | dict[str, str] | None = None) -> argpar
     )
 
     review = commands.add_parser(
-        "review", parents=[common], help="answer an AdmissionReview JSON file without a server"
+        "review",
+        parents=[common],
+        **_about(
+            "answer an AdmissionReview JSON file without a server; prints the response JSON",
+            "trustgate review docs/examples/admission-review.json",
+            "admitted",
+            "denied",
+        ),
     )
     review.add_argument("file", help="AdmissionReview JSON file, or - for standard input")
 
-    check = commands.add_parser("check", parents=[common], help="judge images as a Pod would be")
+    check = commands.add_parser(
+        "check",
+        parents=[common],
+        **_about(
+            "judge images as the containers of one Pod would be, against the registries",
+            "trustgate check --namespace prod-web quay.io/acme/api:1.2 nginx",
+            "every image admitted",
+            "an image denied",
+        ),
+    )
+    _output(check, report.FORMATS)
     check.add_argument("images", nargs="*", metavar="IMAGE")
     check.add_argument(
         "--volume",
@@ -106,8 +169,14 @@ def build_parser(env: os._Environ[str] | dict[str, str] | None = None) -> argpar
     audit_cmd = commands.add_parser(
         "audit",
         parents=[common],
-        help="dry-run: judge manifests (files, directories, -) or a live cluster (--cluster)",
+        **_about(
+            "dry-run: judge manifests (files, directories, -) or a live cluster (--cluster)",
+            "trustgate audit examples/ --output junit > trustgate.xml",
+            "nothing would be denied",
+            "something would be denied",
+        ),
     )
+    _output(audit_cmd, report.FORMATS)
     audit_cmd.add_argument("paths", nargs="*", metavar="PATH")
     audit_cmd.add_argument(
         "--namespace",
@@ -117,17 +186,64 @@ def build_parser(env: os._Environ[str] | dict[str, str] | None = None) -> argpar
     )
     _add_cluster_flags(audit_cmd)
 
-    policy = commands.add_parser("policy", help="lint, test or describe policies")
+    policy = commands.add_parser(
+        "policy",
+        **_about(
+            "lint, test or describe policies",
+            "trustgate policy lint policies/",
+            "the command succeeded",
+            "see the command's own --help",
+        ),
+    )
     policy_commands = policy.add_subparsers(dest="policy_command", required=True)
-    lint = policy_commands.add_parser("lint", parents=[common], help="validate a directory")
-    lint.add_argument("directory", nargs="?", type=Path)
-    test = policy_commands.add_parser("test", parents=[common], help="run ImagePolicyTest cases")
-    test.add_argument("directory", nargs="?", type=Path)
-    policy_commands.add_parser("schema", parents=[common], help="print the ImagePolicy JSON Schema")
+    lint = policy_commands.add_parser(
+        "lint",
+        parents=[common],
+        **_about(
+            "validate the policies and test cases of a directory, or of one file",
+            "trustgate policy lint policies/production.yaml",
+            "valid",
+        ),
+    )
+    lint.add_argument(
+        "directory", nargs="?", type=Path, metavar="PATH", help="directory or file (--policies)"
+    )
+    _output(lint, ("table", "json"))
+    test = policy_commands.add_parser(
+        "test",
+        parents=[common],
+        **_about(
+            "run ImagePolicyTest cases: those of a directory against its policies, or those "
+            "of one file against the policies of the directory holding it",
+            "trustgate policy test policies/ --output junit > policy-tests.xml",
+            "every case passed",
+            "a case failed, or there are none",
+        ),
+    )
+    test.add_argument(
+        "directory", nargs="?", type=Path, metavar="PATH", help="directory or file (--policies)"
+    )
+    _output(test, ("table", "json", "junit"))
+    policy_commands.add_parser(
+        "schema",
+        **_about(
+            "print the ImagePolicy JSON Schema (draft 2020-12), for editors",
+            "trustgate policy schema > docs/policy.schema.json",
+            "printed",
+        ),
+    )
 
     grade = commands.add_parser(
-        "grade", parents=[common], help="freshness grade, its fixes and schedule, per image"
+        "grade",
+        parents=[common],
+        **_about(
+            "freshness grade, its fixes and schedule, per image",
+            "trustgate grade --namespace prod-web registry.access.redhat.com/ubi9/ubi:latest",
+            "every grade known and at or above the governing policy's minimum",
+            "a grade unknown or below the minimum",
+        ),
     )
+    _output(grade, ("table", "json"))
     grade.add_argument("images", nargs="+", metavar="IMAGE")
     grade.add_argument("--namespace", "-n", default="default", help="namespace policies see")
     grade.add_argument("--kind", default="Pod", help="the object kind policies see (default Pod)")
@@ -138,11 +254,24 @@ def build_parser(env: os._Environ[str] | dict[str, str] | None = None) -> argpar
         help="grade sources in order, e.g. pyxis,static (default: the governing policy's)",
     )
 
-    certs_cmd = commands.add_parser("certs", help="certificates for the webhook")
+    certs_cmd = commands.add_parser(
+        "certs",
+        **_about(
+            "certificates for the webhook",
+            "trustgate certs generate --out certs --san localhost --san 127.0.0.1",
+            "written",
+        ),
+    )
     certs_commands = certs_cmd.add_subparsers(dest="certs_command", required=True)
     generate = certs_commands.add_parser(
-        "generate", parents=[common], help="a CA and a serving certificate"
+        "generate",
+        **_about(
+            "write a new CA (ca.crt) and a serving certificate (tls.crt, tls.key)",
+            "trustgate certs generate --out certs --service trustgate --namespace trustgate",
+            "written",
+        ),
     )
+    _output(generate, ("table", "json"))
     generate.add_argument("--out", type=Path, default=Path("certs"))
     generate.add_argument("--service", default="trustgate")
     generate.add_argument("--namespace", default="trustgate")
@@ -269,22 +398,27 @@ def _audit(args: argparse.Namespace, config: Config) -> int:
 
 def _lint(args: argparse.Namespace, config: Config) -> int:
     directory = args.directory or args.policies
-    policy_set = load_directory(directory)
+    policies = load_file(directory) if directory.is_file() else load_directory(directory).policies
     cases = load_cases(directory)
+    if not policies and not cases:
+        raise TrustgateError(f"{directory}: no ImagePolicy or ImagePolicyTest documents")
     if args.output == "json":
-        names = [p.name for p in policy_set.policies]
+        names = [p.name for p in policies]
         print(json.dumps({"valid": True, "policies": names, "testCases": len(cases)}))
     else:
-        print(f"{directory}: {len(policy_set)} policies and {len(cases)} test cases are valid")
+        print(f"{directory}: {len(policies)} policies and {len(cases)} test cases are valid")
     return EXIT_OK
 
 
 def _test(args: argparse.Namespace, config: Config) -> int:
     directory = args.directory or args.policies
-    engine = _engine(args, config, directory)
+    # One file's cases run against the policies deployed beside it: its directory's.
+    engine = _engine(args, config, directory.parent if directory.is_file() else directory)
     results = [run_case(engine, case) for case in load_cases(directory)]
     failed = [r for r in results if not r.passed]
-    if args.output == "json":
+    if args.output == "junit":
+        sys.stdout.write(junit(results))
+    elif args.output == "json":
         print(
             json.dumps(
                 [

@@ -7,10 +7,11 @@ decision; ``trustgate policy test DIR`` runs every case through the same
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
+from xml.etree import ElementTree as ET
 
 import yaml
 from jsonschema import Draft202012Validator
@@ -149,3 +150,33 @@ def run_case(engine: Engine, case: Case) -> CaseResult:
     if not decision.verdicts and decision.message:
         messages = (decision.message,)
     return CaseResult(case, decision.label, messages)
+
+
+def junit(results: Sequence[CaseResult]) -> str:
+    """``results`` as a JUnit XML report: one test case per case, failed when it did not pass."""
+    failures = [r for r in results if not r.passed]
+    suite = ET.Element(
+        "testsuite",
+        name="trustgate policy test",
+        tests=str(len(results)),
+        failures=str(len(failures)),
+        errors="0",
+        skipped="0",
+    )
+    for result in results:
+        case = ET.SubElement(
+            suite, "testcase", classname=f"{result.case.file}:{result.case.suite}",
+            name=result.case.name,
+        )  # fmt: skip
+        if not result.passed:
+            want = result.case.expect
+            if result.case.reason:
+                want += f' with "{result.case.reason}"'
+            failure = ET.SubElement(case, "failure", message=f"expected {want}, got {result.got}")
+            failure.text = "\n".join(result.messages)
+        elif result.messages:
+            ET.SubElement(case, "system-out").text = "\n".join(result.messages)
+    ET.indent(suite)
+    return (
+        '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(suite, encoding="unicode") + "\n"
+    )

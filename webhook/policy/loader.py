@@ -107,14 +107,14 @@ class _Origin:
 
 
 def iter_documents(path: Path) -> Iterator[tuple[Path, int, Any]]:
-    """Every non-empty document of the policy files in directory ``path``.
+    """Every non-empty document of the policy files in directory ``path``, or of file ``path``.
 
     Yields ``(file, index, document)``, ``index`` counting from 1 within the file.
 
     Raises:
         PolicyError: when the directory or a file cannot be read or parsed.
     """
-    for file in _policy_files(path):
+    for file in [path] if path.is_file() else _policy_files(path):
         for index, document in _parse(file, _read(file)):
             yield file, index, document
 
