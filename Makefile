@@ -23,8 +23,9 @@ install-test: $(TEST_STAMP)
 
 $(RUN_STAMP): pyproject.toml
 	@test -x $(BIN)/python || { echo "==> creating $(VENV)"; \
-		if $(PYTHON) -m pip --python $(PYTHON) --version >/dev/null 2>&1; \
-		then $(PYTHON) -m venv --without-pip $(VENV); else $(PYTHON) -m venv $(VENV); fi; }
+		$(PYTHON) -m venv --without-pip $(VENV) && \
+		{ $(PYTHON) -m pip --python $(BIN)/python --version >/dev/null 2>&1 || \
+		  $(BIN)/python -m ensurepip --default-pip >/dev/null; }; }
 	@echo "==> installing trustgate and its runtime dependencies into $(VENV)"
 	@$(PIP) install --progress-bar on -e .
 	@rm -f $(VENV)/.installed-run-* $(VENV)/.installed-test-*
