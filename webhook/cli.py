@@ -12,7 +12,6 @@ import os
 import sys
 from collections.abc import Sequence
 from dataclasses import replace
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +27,7 @@ from webhook.policy.loader import load_directory, load_file
 from webhook.policy.schema import policy_schema
 from webhook.policytest import junit, load_cases, run_case
 from webhook.services import build_engine
+from webhook.usage import about, installed_version, output_option
 
 EXIT_OK, EXIT_DENIED, EXIT_USAGE = 0, 1, 2
 
@@ -49,42 +49,6 @@ def _common(env: os._Environ[str] | dict[str, str]) -> argparse.ArgumentParser:
     return common
 
 
-def _output(parser: argparse.ArgumentParser, formats: Sequence[str]) -> None:
-    """``--output``, offered only with the formats the command writes."""
-    parser.add_argument(
-        "--output",
-        "-o",
-        choices=formats,
-        default=formats[0],
-        help=f"output format: {', '.join(formats)} (default {formats[0]})",
-    )
-
-
-_USAGE_ERROR = "bad usage or input: a policy that does not load, an unreadable file"
-
-
-def _about(summary: str, example: str, *exits: str) -> dict[str, Any]:
-    """``add_parser`` keywords: the help line, a description, an example and the exit codes.
-
-    ``exits`` are the meanings of exit codes 0, 1, ... ; 2 is always bad usage or input.
-    """
-    codes = {**dict(enumerate(exits)), 2: _USAGE_ERROR}
-    lines = "\n".join(f"  {code}  {text}" for code, text in codes.items())
-    return {
-        "help": summary,
-        "description": summary[0].upper() + summary[1:] + ".",
-        "epilog": f"example:\n  {example}\n\nexit codes:\n{lines}",
-        "formatter_class": argparse.RawDescriptionHelpFormatter,
-    }
-
-
-def _version() -> str:
-    try:
-        return metadata.version("trustgate")
-    except metadata.PackageNotFoundError:
-        return "unknown (not installed)"
-
-
 def build_parser(env: os._Environ[str] | dict[str, str] | None = None) -> argparse.ArgumentParser:
     """The argument parser; ``env`` supplies the defaults of --policies and --config."""
     common = _common(os.environ if env is None else env)
@@ -93,13 +57,13 @@ def build_parser(env: os._Environ[str] | dict[str, str] | None = None) -> argpar
         description="Admit only container images from trusted sources.",
         epilog="Each command's --help gives an example and its exit codes.",
     )
-    parser.add_argument("--version", action="version", version=f"trustgate {_version()}")
+    parser.add_argument("--version", action="version", version=f"trustgate {installed_version()}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     serve = commands.add_parser(
         "serve",
         parents=[common],
-        **_about(
+        **about(
             "run the admission webhook (gunicorn over TLS)",
             "trustgate serve --policies policies --cert certs/tls.crt --key certs/tls.key",
             "stopped cleanly (SIGTERM)",
@@ -135,7 +99,7 @@ def build_parser(env: os._Environ[str] | dict[str, str] | None = None) -> argpar
     review = commands.add_parser(
         "review",
         parents=[common],
-        **_about(
+        **about(
             "answer an AdmissionReview JSON file without a server; prints the response JSON",
             "trustgate review docs/examples/admission-review.json",
             "admitted",
@@ -147,14 +111,14 @@ def build_parser(env: os._Environ[str] | dict[str, str] | None = None) -> argpar
     check = commands.add_parser(
         "check",
         parents=[common],
-        **_about(
+        **about(
             "judge images as the containers of one Pod would be, against the registries",
             "trustgate check --namespace prod-web quay.io/acme/api:1.2 nginx",
             "every image admitted",
             "an image denied",
         ),
     )
-    _output(check, report.FORMATS)
+    output_option(check, report.FORMATS)
     check.add_argument("images", nargs="*", metavar="IMAGE")
     check.add_argument(
         "--volume",
@@ -169,14 +133,14 @@ def build_parser(env: os._Environ[str] | dict[str, str] | None = None) -> argpar
     audit_cmd = commands.add_parser(
         "audit",
         parents=[common],
-        **_about(
+        **about(
             "dry-run: judge manifests (files, directories, -) or a live cluster (--cluster)",
             "trustgate audit examples/ --output junit > trustgate.xml",
             "nothing would be denied",
             "something would be denied",
         ),
     )
-    _output(audit_cmd, report.FORMATS)
+    output_option(audit_cmd, report.FORMATS)
     audit_cmd.add_argument("paths", nargs="*", metavar="PATH")
     audit_cmd.add_argument(
         "--namespace",
@@ -188,7 +152,7 @@ def build_parser(env: os._Environ[str] | dict[str, str] | None = None) -> argpar
 
     policy = commands.add_parser(
         "policy",
-        **_about(
+        **about(
             "lint, test or describe policies",
             "trustgate policy lint policies/",
             "the command succeeded",
@@ -199,7 +163,7 @@ def build_parser(env: os._Environ[str] | dict[str, str] | None = None) -> argpar
     lint = policy_commands.add_parser(
         "lint",
         parents=[common],
-        **_about(
+        **about(
             "validate the policies and test cases of a directory, or of one file",
             "trustgate policy lint policies/production.yaml",
             "valid",
@@ -208,11 +172,11 @@ def build_parser(env: os._Environ[str] | dict[str, str] | None = None) -> argpar
     lint.add_argument(
         "directory", nargs="?", type=Path, metavar="PATH", help="directory or file (--policies)"
     )
-    _output(lint, ("table", "json"))
+    output_option(lint, ("table", "json"))
     test = policy_commands.add_parser(
         "test",
         parents=[common],
-        **_about(
+        **about(
             "run ImagePolicyTest cases: those of a directory against its policies, or those "
             "of one file against the policies of the directory holding it",
             "trustgate policy test policies/ --output junit > policy-tests.xml",
@@ -223,10 +187,10 @@ def build_parser(env: os._Environ[str] | dict[str, str] | None = None) -> argpar
     test.add_argument(
         "directory", nargs="?", type=Path, metavar="PATH", help="directory or file (--policies)"
     )
-    _output(test, ("table", "json", "junit"))
+    output_option(test, ("table", "json", "junit"))
     policy_commands.add_parser(
         "schema",
-        **_about(
+        **about(
             "print the ImagePolicy JSON Schema (draft 2020-12), for editors",
             "trustgate policy schema > docs/policy.schema.json",
             "printed",
@@ -236,14 +200,14 @@ def build_parser(env: os._Environ[str] | dict[str, str] | None = None) -> argpar
     grade = commands.add_parser(
         "grade",
         parents=[common],
-        **_about(
+        **about(
             "freshness grade, its fixes and schedule, per image",
             "trustgate grade --namespace prod-web registry.access.redhat.com/ubi9/ubi:latest",
             "every grade known and at or above the governing policy's minimum",
             "a grade unknown or below the minimum",
         ),
     )
-    _output(grade, ("table", "json"))
+    output_option(grade, ("table", "json"))
     grade.add_argument("images", nargs="+", metavar="IMAGE")
     grade.add_argument("--namespace", "-n", default="default", help="namespace policies see")
     grade.add_argument("--kind", default="Pod", help="the object kind policies see (default Pod)")
@@ -256,7 +220,7 @@ def build_parser(env: os._Environ[str] | dict[str, str] | None = None) -> argpar
 
     certs_cmd = commands.add_parser(
         "certs",
-        **_about(
+        **about(
             "certificates for the webhook",
             "trustgate certs generate --out certs --san localhost --san 127.0.0.1",
             "written",
@@ -265,13 +229,13 @@ def build_parser(env: os._Environ[str] | dict[str, str] | None = None) -> argpar
     certs_commands = certs_cmd.add_subparsers(dest="certs_command", required=True)
     generate = certs_commands.add_parser(
         "generate",
-        **_about(
+        **about(
             "write a new CA (ca.crt) and a serving certificate (tls.crt, tls.key)",
             "trustgate certs generate --out certs --service trustgate --namespace trustgate",
             "written",
         ),
     )
-    _output(generate, ("table", "json"))
+    output_option(generate, ("table", "json"))
     generate.add_argument("--out", type=Path, default=Path("certs"))
     generate.add_argument("--service", default="trustgate")
     generate.add_argument("--namespace", default="trustgate")
