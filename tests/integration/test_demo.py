@@ -6,6 +6,7 @@ import re
 import socket
 import subprocess
 import sys
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -29,9 +30,14 @@ def test_demo_shows_allowed_warned_and_denied_then_stops_what_it_started() -> No
     assert "3 images: 1 allowed, 0 warned, 2 denied" in out
     assert re.search(r"demo/tools:1\.0 .*DENIED .*release: no signature found", out)
     assert re.search(r"demo/legacy:1\.0 .*DENIED .*freshness grade D is below the minimum B", out)
-    # grade: when it fell below, in the past, and the fix behind it.
-    assert "fix: RHSA-DEMO:0001 (Critical" in out
-    assert "below the minimum from: " in out
+    # grade: the fix behind it, and when it fell below B: in the past (a Critical fix unapplied
+    # for more than 7 days grades C), not the next drop still to come.
+    released = re.search(r"fix: RHSA-DEMO:0001 \(Critical, released (\S+)\)", out)
+    below = re.search(r"below the minimum from: (\S+)", out)
+    assert released is not None and below is not None, out
+    fell = date.fromisoformat(below.group(1))
+    assert fell == date.fromisoformat(released.group(1)) + timedelta(days=7)
+    assert fell < datetime.now(UTC).date()
     # review: the API server's answer; audit: all three outcomes.
     assert '"allowed": false' in out
     assert "4 images: 1 allowed, 1 warned, 2 denied" in out
