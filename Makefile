@@ -1,45 +1,69 @@
-# trustgate: `make run` starts the webhook locally, `make test` checks everything.
+# trustgate: `make run` starts the webhook locally, `make demo` tours it offline,
+# `make test` checks everything.
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
-STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 HOST   ?= 127.0.0.1
 PORT   ?= 8443
+# Two stamps per version of pyproject.toml: the runtime (make run, make demo) and the
+# test tools on top of it (make test). Editing pyproject.toml reinstalls both.
+HASH       := $(shell cksum < pyproject.toml | cut -d' ' -f1)
+RUN_STAMP  := $(VENV)/.installed-run-$(HASH)
+TEST_STAMP := $(VENV)/.installed-test-$(HASH)
+# A new venv borrows $(PYTHON)'s pip when it has one that can install elsewhere
+# (--python, pip >= 22.3): creating a venv without its own pip is seconds faster.
+PIP        := $$(test -x $(BIN)/pip && echo $(BIN)/python -m pip \
+		|| echo $(PYTHON) -m pip --python $(BIN)/python)
 
-.PHONY: install run test test-deps lint typecheck unit bench soak schema clean
+.PHONY: install install-test run demo test test-deps lint typecheck bench soak schema clean
 
-install: $(STAMP)
+install: $(RUN_STAMP)
 
-$(STAMP): pyproject.toml
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test]'
-	rm -f $(VENV)/.installed-*
-	touch $@
+install-test: $(TEST_STAMP)
 
-certs/tls.crt certs/tls.key: | $(STAMP)
+$(RUN_STAMP): pyproject.toml
+	@test -x $(BIN)/python || { echo "==> creating $(VENV)"; \
+		$(PYTHON) -m venv --without-pip $(VENV) && \
+		{ $(PYTHON) -m pip --python $(BIN)/python --version >/dev/null 2>&1 || \
+		  $(BIN)/python -m ensurepip --default-pip >/dev/null; }; }
+	@echo "==> installing trustgate and its runtime dependencies into $(VENV)"
+	@$(PIP) install --progress-bar on -e .
+	@rm -f $(VENV)/.installed-run-* $(VENV)/.installed-test-*
+	@touch $@
+
+$(TEST_STAMP): $(RUN_STAMP)
+	@echo "==> installing the test tools (pytest, ruff, mypy, Helm) into $(VENV)"
+	@$(PIP) install --progress-bar on -e '.[test]'
+	@rm -f $(VENV)/.installed-test-*
+	@touch $@
+
+certs/tls.crt certs/tls.key: | $(RUN_STAMP)
 	$(BIN)/trustgate certs generate --out certs --service trustgate --namespace trustgate \
 		--san localhost --san $(HOST)
 
-run: $(STAMP) certs/tls.crt
+run: $(RUN_STAMP) certs/tls.crt
+	@echo "==> serving policies/ on https://$(HOST):$(PORT) (CA: certs/ca.crt); Ctrl-C stops it"
 	$(BIN)/trustgate serve --policies policies --cert certs/tls.crt --key certs/tls.key \
 		--host $(HOST) --port $(PORT)
 
-lint: $(STAMP)
+demo: $(RUN_STAMP) test-deps
+	$(BIN)/python -m webhook.demo
+
+lint: $(TEST_STAMP)
 	$(BIN)/ruff check webhook tests bench
 	$(BIN)/ruff format --check webhook tests bench
 
-typecheck: $(STAMP)
+typecheck: $(TEST_STAMP)
 	$(BIN)/mypy
 
 test-deps:
-	command -v docker-registry >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-registry; }
-	command -v redis-server >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server; }
+	@command -v docker-registry >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-registry; }
+	@command -v redis-server >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server; }
 
-test: $(STAMP) test-deps lint typecheck
+test: $(TEST_STAMP) test-deps lint typecheck
 	$(BIN)/python -m pytest
 
-bench: $(STAMP) test-deps
+bench: $(TEST_STAMP) test-deps
 	command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
 	$(BIN)/python bench/run.py
 	$(BIN)/python bench/signatures.py
@@ -50,10 +74,10 @@ bench: $(STAMP) test-deps
 	$(BIN)/python bench/waivers.py
 	$(BIN)/python bench/shared_cache.py
 
-soak: $(STAMP) test-deps
+soak: $(TEST_STAMP) test-deps
 	$(BIN)/python bench/soak.py
 
-schema: $(STAMP)
+schema: $(RUN_STAMP)
 	$(BIN)/trustgate policy schema > docs/policy.schema.json
 
 clean:

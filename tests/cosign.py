@@ -1,6 +1,7 @@
 """A test signer that writes cosign's formats byte for byte.
 
-Keys, simple signing payloads, ``.sig`` manifests with their blobs, DSSE
+Keys, simple signing payloads and ``.sig`` manifests come from
+webhook.sandbox.cosign (shared with ``make demo``); this module adds DSSE
 envelopes, key-signed Sigstore bundles as ``cosign sign --key`` 3 writes them,
 and cosign's encrypted private key files (scrypt + NaCl secretbox
 around a PKCS#8 key, as ``cosign generate-key-pair`` writes them).
@@ -14,7 +15,7 @@ import json
 import os
 import re
 from collections.abc import Mapping, Sequence
-from typing import Any, Literal, TypeAlias
+from typing import Any
 
 import nacl.exceptions
 import nacl.secret
@@ -24,147 +25,49 @@ from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from webhook.signatures.cosign import (
-    IN_TOTO_PAYLOAD_TYPE,
-    SIGNATURE_ANNOTATION,
-    SIMPLESIGNING_MEDIA_TYPE,
-    pae,
+from webhook.sandbox.cosign import (
+    KEY_KINDS,
+    OCI_CONFIG,
+    OCI_MANIFEST,
+    KeyKind,
+    PrivateKey,
+    generate_key,
+    go_json,
+    public_pem,
+    sha256,
+    sign,
+    sign_b64,
+    signature_manifest,
+    simple_signing_payload,
 )
+from webhook.signatures.cosign import IN_TOTO_PAYLOAD_TYPE, pae
 
-PrivateKey: TypeAlias = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey
-KeyKind = Literal["ecdsa-p256", "ecdsa-p384", "ecdsa-p521", "rsa", "ed25519"]
-KEY_KINDS: tuple[KeyKind, ...] = ("ecdsa-p256", "ecdsa-p384", "ecdsa-p521", "rsa", "ed25519")
+__all__ = [
+    "KEY_KINDS",
+    "OCI_CONFIG",
+    "OCI_MANIFEST",
+    "KeyKind",
+    "PrivateKey",
+    "dsse_envelope",
+    "encrypt_cosign_key",
+    "generate_key",
+    "go_json",
+    "in_toto_statement",
+    "load_encrypted_cosign_key",
+    "public_pem",
+    "sha256",
+    "sign",
+    "sign_b64",
+    "signature_manifest",
+    "simple_signing_payload",
+]
 
-OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
-OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
 SIGSTORE_KEY_LABEL = "ENCRYPTED SIGSTORE PRIVATE KEY"
 COSIGN_KEY_LABEL = "ENCRYPTED COSIGN PRIVATE KEY"
 # What cosign generate-key-pair uses; tests pass a smaller N for speed.
 DEFAULT_SCRYPT_N = 32768
 
-_CURVES: dict[str, ec.EllipticCurve] = {
-    "ecdsa-p256": ec.SECP256R1(),
-    "ecdsa-p384": ec.SECP384R1(),
-    "ecdsa-p521": ec.SECP521R1(),
-}
-_CURVE_HASHES: dict[str, hashes.HashAlgorithm] = {
-    "secp256r1": hashes.SHA256(),
-    "secp384r1": hashes.SHA384(),
-    "secp521r1": hashes.SHA512(),
-}
 _PEM = re.compile(r"-----BEGIN ([A-Z ]+)-----\s*(.*?)\s*-----END \1-----", re.S)
-
-
-def generate_key(kind: KeyKind = "ecdsa-p256") -> PrivateKey:
-    """A fresh private key of ``kind`` (RSA keys are 2048 bits)."""
-    if kind in _CURVES:
-        return ec.generate_private_key(_CURVES[kind])
-    if kind == "rsa":
-        return rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    if kind == "ed25519":
-        return ed25519.Ed25519PrivateKey.generate()
-    raise ValueError(f"unknown key kind {kind!r}")
-
-
-def public_pem(key: PrivateKey) -> str:
-    """The PEM ``PUBLIC KEY`` of ``key``, as ``cosign.pub`` holds it."""
-    return (
-        key.public_key()
-        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
-        .decode()
-    )
-
-
-def sign(key: PrivateKey, data: bytes) -> bytes:
-    """``key``'s signature over ``data``: ECDSA DER with the curve's hash, RSA PKCS#1 v1.5
-    SHA-256, or pure Ed25519."""
-    if isinstance(key, ec.EllipticCurvePrivateKey):
-        return key.sign(data, ec.ECDSA(_CURVE_HASHES[key.curve.name]))
-    if isinstance(key, rsa.RSAPrivateKey):
-        return key.sign(data, padding.PKCS1v15(), hashes.SHA256())
-    return key.sign(data)
-
-
-def sign_b64(key: PrivateKey, data: bytes) -> str:
-    """``sign`` in the base64 form the signature annotation holds."""
-    return base64.b64encode(sign(key, data)).decode()
-
-
-def go_json(value: Any) -> bytes:
-    """``value`` as Go's encoding/json.Marshal writes it: compact, HTML characters escaped.
-
-    Key order is the dict's order (a Go struct's field order); pass sorted
-    dicts where Go would marshal a map.
-    """
-    text = json.dumps(value, separators=(",", ":"), ensure_ascii=False)
-    for char, escaped in (("<", "\\u003c"), (">", "\\u003e"), ("&", "\\u0026")):
-        text = text.replace(char, escaped)
-    return text.replace("\u2028", "\\u2028").replace("\u2029", "\\u2029").encode()
-
-
-def simple_signing_payload(
-    repository: str,
-    digest: str,
-    optional: Mapping[str, Any] | None = None,
-    *,
-    kind: str = "cosign container image signature",
-) -> bytes:
-    """The simple signing payload ``cosign sign`` writes for ``repository@digest``."""
-    document = {
-        "critical": {
-            "identity": {"docker-reference": repository},
-            "image": {"docker-manifest-digest": digest},
-            "type": kind,
-        },
-        "optional": None if optional is None else dict(sorted(optional.items())),
-    }
-    return go_json(document)
-
-
-def sha256(data: bytes) -> str:
-    """``sha256:<hex>`` of ``data``."""
-    return f"sha256:{hashlib.sha256(data).hexdigest()}"
-
-
-def signature_manifest(
-    layers: list[tuple[bytes, str]],
-) -> tuple[dict[str, Any], dict[str, bytes]]:
-    """The ``.sig`` manifest cosign pushes for ``(payload, base64 signature)`` layers.
-
-    Returns the manifest and its blobs (config and payloads) by digest.
-    """
-    blobs: dict[str, bytes] = {}
-    descriptors = []
-    for payload, signature in layers:
-        digest = sha256(payload)
-        blobs[digest] = payload
-        descriptors.append(
-            {
-                "mediaType": SIMPLESIGNING_MEDIA_TYPE,
-                "size": len(payload),
-                "digest": digest,
-                "annotations": {SIGNATURE_ANNOTATION: signature},
-            }
-        )
-    config = go_json(
-        {
-            "architecture": "",
-            "created": "0001-01-01T00:00:00Z",
-            "history": [{"created": "0001-01-01T00:00:00Z"} for _ in layers],
-            "os": "",
-            "rootfs": {"type": "layers", "diff_ids": [d["digest"] for d in descriptors]},
-            "config": {},
-        }
-    )
-    config_digest = sha256(config)
-    blobs[config_digest] = config
-    manifest = {
-        "schemaVersion": 2,
-        "mediaType": OCI_MANIFEST,
-        "config": {"mediaType": OCI_CONFIG, "size": len(config), "digest": config_digest},
-        "layers": descriptors,
-    }
-    return manifest, blobs
 
 
 def in_toto_statement(

@@ -11,7 +11,9 @@ userInfo: break-glass counts wherever a policy allows it at all, so that
 
 A document that cannot be read (not YAML, not an object, a ``kind`` that is not
 a string) becomes an ``error`` row naming the file and the document, and the
-audit goes on with the next one.
+audit goes on with the next one. An AdmissionReview (a request saved from the
+API server, or docs/examples/) is judged as ``trustgate review`` judges it:
+its request's object, namespace and operation.
 """
 
 from __future__ import annotations
@@ -25,9 +27,9 @@ from typing import Any, Literal
 
 import yaml
 
-from webhook.admission import AdmissionRequest, Decision, decide
+from webhook.admission import AdmissionRequest, Decision, decide, parse_review
 from webhook.engine import Engine, PolicyResult
-from webhook.errors import ManifestError
+from webhook.errors import AdmissionReviewError, ManifestError
 from webhook.policy.model import NoMatch
 from webhook.waivers import shown_reason
 
@@ -43,13 +45,15 @@ class Manifest:
     """One Kubernetes object read from a file (``-`` for standard input).
 
     ``error`` says why document ``document`` of ``source`` could not be read
-    as an object; ``object`` is then empty.
+    as an object; ``object`` is then empty. ``request`` is the request of an
+    AdmissionReview document, judged as it stands.
     """
 
     source: str
     document: int
     object: Mapping[str, Any]
     error: str = ""
+    request: AdmissionRequest | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,6 +123,13 @@ def _objects(value: Any, source: str, index: int) -> Iterator[Manifest]:
         return  # a values file, a kustomization patch: not a workload
     if not isinstance(kind, str):
         yield _error(source, index, f"kind must be a string, got {_type(kind)}")
+    elif kind == "AdmissionReview":
+        try:
+            request = parse_review(value)
+        except AdmissionReviewError as exc:
+            yield _error(source, index, f"an AdmissionReview that cannot be judged: {exc}")
+            return
+        yield Manifest(source, index, request.object or {}, request=request)
     elif kind.endswith("List") and isinstance(value.get("items"), list):
         for item in value["items"]:
             yield from _objects(item, source, index)
@@ -263,8 +274,11 @@ def audit(
         if manifest.error:
             rows.append(Row(manifest.source, "-", "", "-", "-", "error", (manifest.error,)))
             continue
-        request = request_for(manifest.object, namespace=namespace, uid=f"audit-{number}")
-        decision = decide(engine, request, now=now, user_known=False)
+        request = manifest.request or request_for(
+            manifest.object, namespace=namespace, uid=f"audit-{number}"
+        )
+        # A saved AdmissionReview names its user; a manifest has none.
+        decision = decide(engine, request, now=now, user_known=manifest.request is not None)
         rows.extend(rows_for(manifest.source, request, decision))
     return rows
 

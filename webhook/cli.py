@@ -26,12 +26,14 @@ from webhook.errors import TrustgateError
 from webhook.mutation import mutation_review
 from webhook.observability import configure_logging
 from webhook.policy.exceptions import WARN_DAYS, breadth_warnings, expiry_warnings
-from webhook.policy.loader import load_directory
+from webhook.policy.loader import load_directory, load_file
+from webhook.policy.model import PolicyException
 from webhook.policy.schema import policy_schema
 from webhook.policyreport import GROUPS, MANAGED_BY, Group, reports
-from webhook.policytest import Case, SuppliedAttestations, load_cases, run_case
+from webhook.policytest import Case, SuppliedAttestations, junit, load_cases, run_case
 from webhook.services import build_engine
 from webhook.signatures.conditions import Evaluator
+from webhook.usage import about, installed_version, output_option
 
 if TYPE_CHECKING:
     from webhook.kube import KubeClient
@@ -53,7 +55,6 @@ def _common(env: os._Environ[str] | dict[str, str]) -> argparse.ArgumentParser:
         default=Path(env["TRUSTGATE_CONFIG"]) if env.get("TRUSTGATE_CONFIG") else None,
         help="global configuration file, trustgate.yaml (default: $TRUSTGATE_CONFIG)",
     )
-    common.add_argument("--output", "-o", choices=report.FORMATS, default="table")
     return common
 
 
@@ -63,10 +64,20 @@ def build_parser(env: os._Environ[str] | dict[str, str] | None = None) -> argpar
     parser = argparse.ArgumentParser(
         prog="trustgate",
         description="Admit only container images from trusted sources.",
+        epilog="Each command's --help gives an example and its exit codes.",
     )
+    parser.add_argument("--version", action="version", version=f"trustgate {installed_version()}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    serve = commands.add_parser("serve", parents=[common], help="run the admission webhook")
+    serve = commands.add_parser(
+        "serve",
+        parents=[common],
+        **about(
+            "run the admission webhook (gunicorn over TLS)",
+            "trustgate serve --policies policies --cert certs/tls.crt --key certs/tls.key",
+            "stopped cleanly (SIGTERM)",
+        ),
+    )
     serve.add_argument("--cert", type=Path, help="TLS certificate (PEM)")
     serve.add_argument("--key", type=Path, help="TLS private key (PEM)")
     serve.add_argument("--host", default="0.0.0.0", help="address to listen on")
@@ -95,7 +106,14 @@ def build_parser(env: os._Environ[str] | dict[str, str] | None = None) -> argpar
     )
 
     review = commands.add_parser(
-        "review", parents=[common], help="answer an AdmissionReview JSON file without a server"
+        "review",
+        parents=[common],
+        **about(
+            "answer an AdmissionReview JSON file without a server; prints the response JSON",
+            "trustgate review docs/examples/admission-review.json",
+            "admitted",
+            "denied",
+        ),
     )
     review.add_argument("file", help="AdmissionReview JSON file, or - for standard input")
     review.add_argument(
@@ -105,7 +123,17 @@ def build_parser(env: os._Environ[str] | dict[str, str] | None = None) -> argpar
         "(printed decoded on standard error)",
     )
 
-    check = commands.add_parser("check", parents=[common], help="judge images as a Pod would be")
+    check = commands.add_parser(
+        "check",
+        parents=[common],
+        **about(
+            "judge images as the containers of one Pod would be, against the registries",
+            "trustgate check --namespace prod-web quay.io/acme/api:1.2 nginx",
+            "every image admitted",
+            "an image denied",
+        ),
+    )
+    output_option(check, report.FORMATS)
     check.add_argument("images", nargs="*", metavar="IMAGE")
     check.add_argument(
         "--volume",
@@ -120,8 +148,14 @@ def build_parser(env: os._Environ[str] | dict[str, str] | None = None) -> argpar
     audit_cmd = commands.add_parser(
         "audit",
         parents=[common],
-        help="dry-run: judge manifests (files, directories, -) or a live cluster (--cluster)",
+        **about(
+            "dry-run: judge manifests (files, directories, -) or a live cluster (--cluster)",
+            "trustgate audit examples/ --output junit > trustgate.xml",
+            "nothing would be denied",
+            "something would be denied",
+        ),
     )
+    output_option(audit_cmd, report.FORMATS)
     audit_cmd.add_argument("paths", nargs="*", metavar="PATH")
     audit_cmd.add_argument(
         "--namespace",
@@ -132,10 +166,28 @@ def build_parser(env: os._Environ[str] | dict[str, str] | None = None) -> argpar
     _add_cluster_flags(audit_cmd)
     _add_report_flags(audit_cmd)
 
-    policy = commands.add_parser("policy", help="lint, test or describe policies")
+    policy = commands.add_parser(
+        "policy",
+        **about(
+            "lint, test or describe policies",
+            "trustgate policy lint policies/",
+            "the command succeeded",
+            "see the command's own --help",
+        ),
+    )
     policy_commands = policy.add_subparsers(dest="policy_command", required=True)
-    lint = policy_commands.add_parser("lint", parents=[common], help="validate a directory")
-    lint.add_argument("directory", nargs="?", type=Path)
+    lint = policy_commands.add_parser(
+        "lint",
+        parents=[common],
+        **about(
+            "validate the policies, exceptions and test cases of a directory, or of one file",
+            "trustgate policy lint policies/production.yaml",
+            "valid",
+        ),
+    )
+    lint.add_argument(
+        "directory", nargs="?", type=Path, metavar="PATH", help="directory or file (--policies)"
+    )
     lint.add_argument(
         "--warn-days",
         type=_days,
@@ -143,13 +195,42 @@ def build_parser(env: os._Environ[str] | dict[str, str] | None = None) -> argpar
         metavar="N",
         help=f"warn about exceptions that expire within N days (default {WARN_DAYS})",
     )
-    test = policy_commands.add_parser("test", parents=[common], help="run ImagePolicyTest cases")
-    test.add_argument("directory", nargs="?", type=Path)
-    policy_commands.add_parser("schema", parents=[common], help="print the ImagePolicy JSON Schema")
+    output_option(lint, ("table", "json"))
+    test = policy_commands.add_parser(
+        "test",
+        parents=[common],
+        **about(
+            "run ImagePolicyTest cases: those of a directory against its policies, or those "
+            "of one file against the policies of the directory holding it",
+            "trustgate policy test policies/ --output junit > policy-tests.xml",
+            "every case passed",
+            "a case failed, or there are none",
+        ),
+    )
+    test.add_argument(
+        "directory", nargs="?", type=Path, metavar="PATH", help="directory or file (--policies)"
+    )
+    output_option(test, ("table", "json", "junit"))
+    policy_commands.add_parser(
+        "schema",
+        **about(
+            "print the ImagePolicy JSON Schema (draft 2020-12), for editors",
+            "trustgate policy schema > docs/policy.schema.json",
+            "printed",
+        ),
+    )
 
     grade = commands.add_parser(
-        "grade", parents=[common], help="freshness grade, its fixes and schedule, per image"
+        "grade",
+        parents=[common],
+        **about(
+            "freshness grade, its fixes and schedule, per image",
+            "trustgate grade --namespace prod-web registry.access.redhat.com/ubi9/ubi:latest",
+            "every grade known and at or above the governing policy's minimum",
+            "a grade unknown or below the minimum",
+        ),
     )
+    output_option(grade, ("table", "json"))
     grade.add_argument("images", nargs="+", metavar="IMAGE")
     grade.add_argument("--namespace", "-n", default="default", help="namespace policies see")
     grade.add_argument("--kind", default="Pod", help="the object kind policies see (default Pod)")
@@ -160,11 +241,24 @@ def build_parser(env: os._Environ[str] | dict[str, str] | None = None) -> argpar
         help="grade sources in order, e.g. pyxis,static (default: the governing policy's)",
     )
 
-    certs_cmd = commands.add_parser("certs", help="certificates for the webhook")
+    certs_cmd = commands.add_parser(
+        "certs",
+        **about(
+            "certificates for the webhook",
+            "trustgate certs generate --out certs --san localhost --san 127.0.0.1",
+            "written",
+        ),
+    )
     certs_commands = certs_cmd.add_subparsers(dest="certs_command", required=True)
     generate = certs_commands.add_parser(
-        "generate", parents=[common], help="a CA and a serving certificate"
+        "generate",
+        **about(
+            "write a new CA (ca.crt) and a serving certificate (tls.crt, tls.key)",
+            "trustgate certs generate --out certs --service trustgate --namespace trustgate",
+            "written",
+        ),
     )
+    output_option(generate, ("table", "json"))
     generate.add_argument("--out", type=Path, default=Path("certs"))
     generate.add_argument("--service", default="trustgate")
     generate.add_argument("--namespace", default="trustgate")
@@ -355,26 +449,33 @@ def _write_reports(client: KubeClient, rows: list[Any], args: argparse.Namespace
 
 def _lint(args: argparse.Namespace, config: Config) -> int:
     directory = args.directory or args.policies
-    policy_set = load_directory(directory)
     cases = load_cases(directory)
-    warnings = expiry_warnings(policy_set.exceptions, datetime.now(UTC), args.warn_days)
-    warnings += breadth_warnings(policy_set.exceptions)
+    exceptions: tuple[PolicyException, ...] = ()
+    if directory.is_file():
+        policies = load_file(directory)
+    else:
+        policy_set = load_directory(directory)
+        policies, exceptions = list(policy_set.policies), policy_set.exceptions
+    if not policies and not cases:
+        raise TrustgateError(f"{directory}: no ImagePolicy or ImagePolicyTest documents")
+    warnings = expiry_warnings(exceptions, datetime.now(UTC), args.warn_days)
+    warnings += breadth_warnings(exceptions)
     if args.output == "json":
-        names = [p.name for p in policy_set.policies]
-        exceptions = [e.name for e in policy_set.exceptions]
         print(
             json.dumps(
                 {
                     "valid": True,
-                    "policies": names,
-                    "exceptions": exceptions,
+                    "policies": [p.name for p in policies],
+                    "exceptions": [e.name for e in exceptions],
                     "testCases": len(cases),
                     "warnings": warnings,
                 }
             )
         )
     else:
-        counted = f"{len(policy_set)} policies, {len(policy_set.exceptions)} exceptions"
+        counted = f"{len(policies)} policies"
+        if exceptions:
+            counted += f", {len(exceptions)} exceptions"
         print(f"{directory}: {counted} and {len(cases)} test cases are valid")
         for warning in warnings:
             print(f"warning: {warning}")
@@ -383,7 +484,8 @@ def _lint(args: argparse.Namespace, config: Config) -> int:
 
 def _test(args: argparse.Namespace, config: Config) -> int:
     directory = args.directory or args.policies
-    policy_set = load_directory(directory)
+    # One file's cases run against the policies deployed beside it: its directory's.
+    policy_set = load_directory(directory.parent if directory.is_file() else directory)
     engine = build_engine(lambda: policy_set, config)
     evaluator = Evaluator()
 
@@ -398,7 +500,9 @@ def _test(args: argparse.Namespace, config: Config) -> int:
     finally:
         evaluator.close()
     failed = [r for r in results if not r.passed]
-    if args.output == "json":
+    if args.output == "junit":
+        sys.stdout.write(junit(results))
+    elif args.output == "json":
         print(
             json.dumps(
                 [

@@ -37,6 +37,7 @@ from lightkube.generic_resource import GenericNamespacedResource, create_namespa
 
 from webhook.audit import Manifest
 from webhook.errors import KubeError
+from webhook.failures import describe
 
 __all__ = [
     "WORKLOADS",
@@ -353,7 +354,7 @@ class KubeClient:
         except ApiError as exc:
             raise KubeError(_refusal(exc, resource, self.credentials, verb)) from exc
         except httpx2.HTTPError as exc:
-            raise KubeError(f"cannot reach {self.credentials.server}: {exc}") from exc
+            raise KubeError(f"cannot reach {self.credentials.server}: {describe(exc)}") from exc
         except ConfigError as exc:
             # An exec plug-in that fails, or a token file that is gone.
             raise KubeError(f"{self.credentials.source}: {exc}") from exc

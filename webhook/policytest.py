@@ -17,10 +17,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
+from xml.etree import ElementTree as ET
 
 import yaml
 from jsonschema import Draft202012Validator
-from jsonschema.exceptions import best_match
 
 from webhook.admission import decide
 from webhook.audit import pod_for_images, request_for
@@ -29,6 +29,7 @@ from webhook.engine import Engine
 from webhook.errors import CheckFailed, PolicyError
 from webhook.policy.loader import iter_documents
 from webhook.policy.model import Policy
+from webhook.policy.schema import schema_error
 from webhook.reference import ImageRef
 from webhook.signatures.conditions import Evaluator, held_note, holding
 
@@ -143,10 +144,9 @@ def load_cases(directory: Path) -> list[Case]:
     for file, index, document in iter_documents(directory):
         if not isinstance(document, dict) or document.get("kind") != "ImagePolicyTest":
             continue
-        error = best_match(validator.iter_errors(document))
+        error = schema_error(validator, document, file=str(file), document=index)
         if error is not None:
-            where = ".".join(str(p) for p in error.absolute_path)
-            raise PolicyError(error.message, file=str(file), document=index, field=where)
+            raise error
         suite = str(document["metadata"]["name"])
         for number, raw in enumerate(document["spec"]["cases"]):
             obj = _resource(raw, file, index, f"spec.cases[{number}]")
@@ -236,3 +236,33 @@ def _statement(raw: Mapping[str, Any], repository: str, digest: str) -> dict[str
         "predicateType": raw["predicateType"],
         "predicate": raw["predicate"],
     }
+
+
+def junit(results: Sequence[CaseResult]) -> str:
+    """``results`` as a JUnit XML report: one test case per case, failed when it did not pass."""
+    failures = [r for r in results if not r.passed]
+    suite = ET.Element(
+        "testsuite",
+        name="trustgate policy test",
+        tests=str(len(results)),
+        failures=str(len(failures)),
+        errors="0",
+        skipped="0",
+    )
+    for result in results:
+        case = ET.SubElement(
+            suite, "testcase", classname=f"{result.case.file}:{result.case.suite}",
+            name=result.case.name,
+        )  # fmt: skip
+        if not result.passed:
+            want = result.case.expect
+            if result.case.reason:
+                want += f' with "{result.case.reason}"'
+            failure = ET.SubElement(case, "failure", message=f"expected {want}, got {result.got}")
+            failure.text = "\n".join(result.messages)
+        elif result.messages:
+            ET.SubElement(case, "system-out").text = "\n".join(result.messages)
+    ET.indent(suite)
+    return (
+        '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(suite, encoding="unicode") + "\n"
+    )

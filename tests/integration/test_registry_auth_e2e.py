@@ -270,7 +270,7 @@ def test_tls_registry_without_its_ca_denies(tls_registry: Registry, auth_server:
     image = signed_image(tls_registry, "acme/tls-untrusted", name_host=host)
     message = denial(auth_server, image)
     assert f"TLS with {host} failed" in message
-    assert "CERTIFICATE_VERIFY_FAILED" in message
+    assert "its TLS certificate is not trusted (unable to get local issuer certificate)" in message
 
 
 def test_redirect_to_another_host_does_not_carry_credentials(

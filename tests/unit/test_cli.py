@@ -319,7 +319,10 @@ def test_policy_test_invalid_case(policies: Path, capsys: pytest.CaptureFixture[
     )
     code, _, err = run(capsys, "policy", "test", str(policies))
     assert code == 2
-    assert "tests.yaml, document 1, field spec.cases.0.expect" in err
+    assert (
+        "tests.yaml, document 1, field spec.cases[0].expect: "
+        "must be one of allowed, warned, denied (got 'maybe')" in err
+    )
 
 
 def test_policy_lint_reports_broken_policy(

@@ -244,7 +244,10 @@ class FreshnessCheck:
         grade = current.grade
         source = f"{found.label}, {found.detail}" if found.detail else found.label
         if not at_least(grade, minimum):
-            since = f" since {day(current.start)}" if current.start is not None else ""
+            # Since it fell below the minimum, which may be before the current grade began.
+            fell = drops_below(found.windows, minimum, now)
+            start = fell.start if fell is not None else current.start
+            since = f" since {day(start)}" if start is not None else ""
             raise CheckFailed(
                 f"freshness grade {grade} is below the minimum {minimum} ({source}){since}"
                 + _fixes(found, now),

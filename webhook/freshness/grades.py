@@ -165,8 +165,23 @@ def next_drop(windows: Sequence[Window], now: datetime) -> Window | None:
 
 
 def drops_below(windows: Sequence[Window], minimum: Grade, now: datetime) -> Window | None:
-    """The first window after ``now`` whose grade is below ``minimum``, if any."""
-    later = (w for w in windows if w.start is not None and w.start > now)
+    """The window from which the grade is below ``minimum``, if it is now or will be.
+
+    For an image already below the minimum this is the first window of the run
+    of below-minimum windows that holds ``now`` (the date it fell below), not a
+    later drop; otherwise the first later window below the minimum.
+    """
+    ordered = sorted(windows, key=lambda w: (w.start is not None, w.start or now))
+    current = window_at(ordered, now)
+    if current is not None and not at_least(current.grade, minimum):
+        start = ordered.index(current)
+        while start > 0:
+            before = ordered[start - 1]
+            if at_least(before.grade, minimum) or before.end != ordered[start].start:
+                break
+            start -= 1
+        return ordered[start]
+    later = (w for w in ordered if w.start is not None and w.start > now)
     return next((w for w in later if not at_least(w.grade, minimum)), None)
 
 

@@ -24,6 +24,7 @@ from urllib.parse import urljoin, urlsplit
 import requests
 
 from webhook.errors import UpstreamError
+from webhook.failures import describe
 from webhook.freshness.grades import GRADES, Grade, Window, parse_date
 from webhook.registry import Deadline, Network
 from webhook.registry.deadline import BudgetExceeded
@@ -179,7 +180,7 @@ class PyxisClient:
             )
         if isinstance(exc, requests.Timeout):
             return f"Pyxis at {self._base} did not answer within {timeout:.1f} s"
-        return f"Pyxis at {self._base} cannot be reached: {_short(exc)}"
+        return f"Pyxis at {self._base} cannot be reached: {describe(exc)}"
 
     def _redirect(self, url: str, location: str) -> str:
         target = urljoin(url, location)
@@ -202,11 +203,6 @@ def _read(response: requests.Response, base: str, host: str, deadline: Deadline)
         deadline.charge(host, len(chunk))
         chunks.append(chunk)
     return b"".join(chunks)
-
-
-def _short(exc: Exception) -> str:
-    text = str(exc)
-    return text if len(text) <= 200 else text[:200] + "..."
 
 
 def _architecture(image: Any, base: str) -> ArchitectureGrades:

@@ -12,6 +12,9 @@ import re
 from dataclasses import dataclass, field
 
 _TOKEN = re.compile(r"\*\*|\*|[^*]+")
+_SCHEME = re.compile(r"^[a-z][a-z0-9+.-]*://")
+#: What a normalised repository is made of, plus the two wildcards and a port's ':'.
+_REPOSITORY_CHARS = re.compile(r"[a-z0-9._/:*-]")
 
 
 def _translate(pattern: str) -> str:
@@ -42,6 +45,48 @@ class Glob:
 
     def __str__(self) -> str:
         return self.pattern
+
+
+def repository_glob_problem(pattern: str) -> str | None:
+    """Why ``pattern`` can never match a normalised repository, or None if it can.
+
+    Repository globs are matched against ``domain/path`` (``quay.io/myorg/app``):
+    no scheme, no tag, no digest, and only ``*`` and ``**`` are special. A
+    pattern outside that grammar is accepted by YAML but matches nothing, and
+    in enforce mode denies every image; the answer says what to write instead.
+    """
+    scheme = _SCHEME.match(pattern)
+    if scheme is not None:
+        return (
+            f"{pattern!r} has a URL scheme, but image references have none: "
+            f"write {pattern[scheme.end() :]!r}"
+        )
+    if "***" in pattern:
+        fixed = re.sub(r"\*{3,}", "**", pattern)
+        return (
+            f"{pattern!r} has three or more '*' in a row, which is not a glob: '*' matches "
+            f"within one path component and '**' across components; write {fixed!r}"
+        )
+    head, _, rest = pattern.partition("/")
+    where = pattern.find("@")
+    if where < 0 and ":" in rest:
+        where = len(head) + 1 + rest.index(":")
+    if where >= 0:
+        return (
+            f"{pattern!r} names a tag or digest ({pattern[where:]!r}), but patterns match "
+            f"the repository alone, without tag or digest: write {pattern[:where]!r} "
+            "(and requireDigest: true to insist on digests)"
+        )
+    odd = sorted({c for c in pattern if not _REPOSITORY_CHARS.fullmatch(c)})
+    if odd:
+        shown = " ".join(repr(c) for c in odd)
+        return (
+            f"{pattern!r} uses {shown}, which never appear in a repository name: only '*' "
+            "(within a path component) and '**' (across components) are wildcards, every "
+            "other character is literal; write e.g. 'quay.io/myorg/*' or list the "
+            "repositories one by one"
+        )
+    return None
 
 
 def any_match(globs: tuple[Glob, ...], text: str) -> bool:

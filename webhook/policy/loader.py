@@ -32,7 +32,7 @@ from webhook.errors import PolicyError, PolicyErrors
 from webhook.policy.cel import Condition, ConditionError, compile_condition
 from webhook.policy.exceptions import KIND as EXCEPTION_KIND
 from webhook.policy.exceptions import compile_exception, cross_check
-from webhook.policy.globs import Glob
+from webhook.policy.globs import Glob, repository_glob_problem
 from webhook.policy.model import (
     Attestation,
     Authority,
@@ -114,14 +114,14 @@ class _Origin:
 
 
 def iter_documents(path: Path) -> Iterator[tuple[Path, int, Any]]:
-    """Every non-empty document of the policy files in directory ``path``.
+    """Every non-empty document of the policy files in directory ``path``, or of file ``path``.
 
     Yields ``(file, index, document)``, ``index`` counting from 1 within the file.
 
     Raises:
         PolicyError: when the directory or a file cannot be read or parsed.
     """
-    for file in _policy_files(path):
+    for file in [path] if path.is_file() else _policy_files(path):
         for index, document in _parse(file, _read(file)):
             yield file, index, document
 
@@ -382,6 +382,7 @@ def _document(document: Any, origin: _Origin) -> Policy | PolicyException | None
 
 def _compile(document: Mapping[str, Any], origin: _Origin) -> Policy:
     spec = document["spec"]
+    _check_repository_globs(spec, origin)
     signatures = spec.get("signatures")
     freshness = spec.get("freshness")
     return Policy(
@@ -430,6 +431,17 @@ def _pin_digest(spec: Mapping[str, Any], origin: _Origin) -> bool:
             "spec.pinDigest",
         )
     return bool(pin)
+
+
+def _check_repository_globs(spec: Mapping[str, Any], origin: _Origin) -> None:
+    """Refuse repository globs that can never match (a scheme, a tag, a character class)."""
+    images = spec.get("match", {}).get("images", [])
+    fields = (("spec.registries", spec["registries"]), ("spec.match.images", images))
+    for where, patterns in fields:
+        for number, pattern in enumerate(patterns):
+            problem = repository_glob_problem(pattern)
+            if problem is not None:
+                raise origin.error(problem, f"{where}[{number}]")
 
 
 def _globs(patterns: Sequence[str]) -> tuple[Glob, ...]:

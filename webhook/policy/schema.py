@@ -76,11 +76,24 @@ def validate_document(
             JSON path (``spec.registries[0]``) and a message saying what to change.
     """
     _, validator = _loaded(schema)
+    error = schema_error(validator, doc, file=file, document=document)
+    if error is not None:
+        raise error
+
+
+def schema_error(
+    validator: Draft202012Validator, doc: Any, *, file: str | None, document: int | None
+) -> PolicyError | None:
+    """The most relevant mistake in ``doc`` against ``validator``'s schema, in plain words.
+
+    Used for every trustgate document (policies, policy tests), so that each
+    names its file, document and field the same way.
+    """
     error = best_match(validator.iter_errors(doc), key=_RELEVANCE)
     if error is None:
-        return
+        return None
     parts, message = _describe(error)
-    raise PolicyError(message, file=file, document=document, field=_json_path(parts) or None)
+    return PolicyError(message, file=file, document=document, field=_json_path(parts) or None)
 
 
 def _describe(error: ValidationError) -> tuple[list[str | int], str]:

@@ -25,6 +25,7 @@ import requests
 import urllib3
 
 from webhook.errors import UpstreamError
+from webhook.failures import describe
 from webhook.reference import ImageRef
 from webhook.registry.auth import Authenticator, basic_authorization, bearer_challenge
 from webhook.registry.deadline import BudgetExceeded, Deadline
@@ -405,10 +406,10 @@ class RegistryClient:
                     self._network.event("deadline_exceeded", netloc)
                     raise target.error(_late(deadline, netloc), HostFailure) from None
                 if isinstance(exc, requests.exceptions.SSLError):
-                    raise target.error(f"TLS with {netloc} failed: {exc}") from None
+                    raise target.error(f"TLS with {netloc} failed: {describe(exc)}") from None
                 if isinstance(exc, requests.exceptions.Timeout):
                     raise _Transient(f"{netloc} timed out") from None
-                raise _Transient(f"cannot reach {netloc}: {exc}") from None
+                raise _Transient(f"cannot reach {netloc}: {describe(exc)}") from None
             if response.status_code not in _REDIRECTS:
                 return response
             response.close()
@@ -481,7 +482,7 @@ class RegistryClient:
                     f"{target.host} timed out sending the {what}", HostFailure
                 ) from None
             raise target.error(
-                f"reading the {what} from {target.host} failed: {exc}", HostFailure
+                f"reading the {what} from {target.host} failed: {describe(exc)}", HostFailure
             ) from None
         finally:
             if raw.connection is not None:

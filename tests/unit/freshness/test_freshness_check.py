@@ -187,11 +187,12 @@ def test_first_source_that_knows_wins(pyxis: Pyxis, tmp_path: Path) -> None:
 def test_static_fixes_are_graded_now(pyxis: Pyxis, tmp_path: Path) -> None:
     check, _ = checker(pyxis, tmp_path)
     # A Critical fix released 2024-05-01 is 31 days old on 2024-06-01: D. Moderate never counts.
+    # It has been below B since it turned C (day 7), not only since it turned D (day 30).
     with pytest.raises(CheckFailed) as caught:
         run(check, UNKNOWN, policy(sources=("static",)), image="quay.io/acme/api")
     assert caught.value.message == (
         "freshness grade D is below the minimum B (grades file, entry quay.io/acme/**) since "
-        "2024-05-31; unapplied fixes: RHSA-2024:0001 (Critical, released 2024-05-01)"
+        "2024-05-08; unapplied fixes: RHSA-2024:0001 (Critical, released 2024-05-01)"
     )
 
 

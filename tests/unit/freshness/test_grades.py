@@ -153,6 +153,22 @@ def test_next_drop_and_drop_below() -> None:
     assert next_drop(schedule([fix("Critical", 400 * DAY)]), NOW) is None
 
 
+def test_drop_below_of_an_image_already_below_is_when_it_fell_below() -> None:
+    # Critical fix 40 days old: C from day 7, D from day 30 (ten days ago), then E, F later.
+    windows = schedule([fix("Critical", 40 * DAY)])
+    current = window_at(windows, NOW)
+    assert current is not None and current.grade == "D"
+    below = drops_below(windows, "C", NOW)
+    assert below is not None and below.grade == "D" and below.start == NOW - 10 * DAY
+    # Below B since the C window began (33 days ago), across the later drop to D.
+    below_b = drops_below(windows, "B", NOW)
+    assert below_b is not None and below_b.grade == "C" and below_b.start == NOW - 33 * DAY
+    # Still above E today: the answer is the future window, as before.
+    below_e = drops_below(windows, "E", NOW)
+    assert below_e is not None and below_e.grade == "F" and below_e.start is not None
+    assert below_e.start > NOW
+
+
 @pytest.mark.parametrize(
     ("grade", "minimum", "ok"),
     [("A", "B", True), ("B", "B", True), ("C", "B", False), ("F", "A", False), ("E", "F", True)],

@@ -471,7 +471,7 @@ BROKEN = [
     Broken(
         "uppercase namespace glob",
         _spec("match: {namespaces: [Prod-*]}\nregistries: ['**']"),
-        "must be lowercase: namespace names are",
+        "'Prod-\\*' must be lowercase: Kubernetes namespace names are always lowercase$",
         "p.yaml",
         field="spec.match.namespaces[0]",
     ),
