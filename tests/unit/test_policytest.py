@@ -72,4 +72,4 @@ def test_supplied_statements_are_checked_by_the_case_schema(
     (tmp_path / "tests.yaml").write_text(CASES.replace("predicateType", "type"))
     code, _, err = run(capsys, "policy", "test", str(tmp_path))
     assert code == 2
-    assert "field spec.cases.0.attestations.0" in err
+    assert "field spec.cases[0].attestations[0].type: unknown field" in err
