@@ -48,6 +48,7 @@ from webhook.signatures.keybundle import (
     verify_key_bundle,
 )
 from webhook.signatures.keys import load_public_key
+from webhook.signatures.material import MAX_BUNDLE_SIZE
 
 SLSA = "https://slsa.dev/provenance/v1"
 SIGN = "https://sigstore.dev/cosign/sign/v1"
@@ -335,3 +336,15 @@ def test_the_denial_names_the_more_telling_form(registry: Registry) -> None:
         CheckFailed, match=f"release: signed attestations have predicate type {vuln}, not"
     ):
         _run(_check(registry), ref, digest, requirement)
+
+
+def test_an_oversized_bundle_is_refused_unread_with_its_size(registry: Registry) -> None:
+    ref, digest = _image(registry, "attb/oversized")
+    document = attested(digest=digest, predicate={"padding": "x" * (MAX_BUNDLE_SIZE + 1)})
+    raw = json.dumps(document).encode()
+    referrer = push_referrer(registry, "attb/oversized", digest, raw, artifact_type=BUNDLE_V03)
+    with pytest.raises(CheckFailed) as raised:
+        _run(_check(registry), ref, digest, Attestation(SLSA, (authority("release", RELEASE),)))
+    assert raised.value.message.endswith(
+        f"(release: bundle of referrer {referrer} is {len(raw)} bytes; over {MAX_BUNDLE_SIZE})"
+    )
