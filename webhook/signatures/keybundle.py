@@ -243,10 +243,7 @@ def _most_telling(failures: Sequence[KeyBundleResult]) -> KeyBundleResult:
     """The highest-ranked of ``failures`` (the first among equals), noting how many others."""
     if not failures:
         return _failed(MALFORMED, "no Sigstore bundle")
-    best = failures[0]
-    for outcome in failures[1:]:
-        if outcome.rank > best.rank:
-            best = outcome
+    best = max(failures, key=lambda outcome: outcome.rank)  # the first of the highest rank
     more = f" (and {len(failures) - 1} other bundles failed)" if len(failures) > 1 else ""
     return _failed(best.rank, best.reason + more)
 
