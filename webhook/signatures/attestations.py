@@ -9,7 +9,10 @@ a Statement naming the image digest as a subject, and its ``predicateType`` is
 the one the policy requires. Layers signed keylessly carry cosign's
 certificate, chain and Rekor entry annotations, and are verified for keyless
 authorities (``keyless.verify_legacy_attestation``), like Sigstore bundles
-found as referrers.
+found as referrers. Key authorities also read the Sigstore bundles that
+``cosign attest --key`` attaches since cosign 3 (``keybundle.py``), when no
+``.att`` layer counts; a key counts once toward the threshold, whichever
+forms it attested in.
 
 An entry's ``conditions`` (CEL, ``conditions.py``) must then hold for the
 verified statement, whatever its form. Outcomes are cached by repository,
@@ -45,6 +48,7 @@ from webhook.signatures.envelopes import MAX_ATTESTATION_LAYERS as MAX_ATTESTATI
 from webhook.signatures.envelopes import MAX_ENVELOPE_SIZE as MAX_ENVELOPE_SIZE
 from webhook.signatures.envelopes import AttestationLayer, Envelope, attestation_layers
 from webhook.signatures.envelopes import attestation_envelopes as attestation_envelopes
+from webhook.signatures.keybundle import VERIFIED, verify_key_attestations
 from webhook.signatures.keyless import CERTIFICATE_ANNOTATION
 from webhook.signatures.keys import PublicKey
 from webhook.signatures.material import KeylessMaterial
@@ -277,7 +281,6 @@ class AttestationCheck:
         ``image`` is (repository, digest). Raises CostExceeded when the
         conditions overrun their cost limit: such an outcome is not cached.
         """
-        digest = image[1]
         found: list[tuple[str, tuple[Signer, ...]]] = []
         failures: list[tuple[str, str]] = []
         predicates: dict[str, list[str]] = {}
@@ -290,16 +293,11 @@ class AttestationCheck:
                 attested, reason = material().verify_attestation(
                     authority, requirement.predicate_type, legacy
                 )
+                attested, reason = self._holding(requirement, attested, reason, image, deadline)
             else:
-                attested, reason = self._authority(digest, requirement, authority, layers())
-            if attested and requirement.conditions:
-                # Every form of attestation (key or keyless, .att layer or bundle) meets
-                # the same conditions: only the statements for which they hold count.
-                statements = [json.loads(text) for text, _ in attested]
-                kept, reason = holding(
-                    self._evaluator, requirement.conditions, statements, image, deadline
+                attested, reason = self._keyed(
+                    image, requirement, authority, layers, material, deadline
                 )
-                attested = tuple(attested[index] for index in kept)
             if attested:
                 found.append((authority.name, tuple(dict.fromkeys(s for _, s in attested))))
                 predicates[authority.name] = [_predicate(text) for text, _ in attested]
@@ -314,31 +312,84 @@ class AttestationCheck:
             tuple(text for texts in predicates.values() for text in texts),
         )
 
-    @staticmethod
-    def _authority(
-        digest: str,
+    def _holding(
+        self,
+        requirement: Attestation,
+        attested: tuple[tuple[str, Signer], ...],
+        reason: str,
+        image: tuple[str, str],
+        deadline: Deadline,
+    ) -> tuple[tuple[tuple[str, Signer], ...], str]:
+        """The ``attested`` statements for which every condition holds, or why none does.
+
+        Every form of attestation (key or keyless, .att layer or bundle) meets
+        the same conditions: only the statements for which they hold count.
+        """
+        if not attested or not requirement.conditions:
+            return attested, reason
+        statements = [json.loads(text) for text, _ in attested]
+        kept, why = holding(self._evaluator, requirement.conditions, statements, image, deadline)
+        return tuple(attested[index] for index in kept), why
+
+    def _keyed(
+        self,
+        image: tuple[str, str],
         requirement: Attestation,
         authority: Authority,
-        layers: list[AttestationLayer] | None,
+        layers: Callable[[], list[AttestationLayer] | None],
+        material: Callable[[], KeylessMaterial],
+        deadline: Deadline,
     ) -> tuple[tuple[tuple[str, Signer], ...], str]:
-        """The statements key ``authority`` attested, each with its signer (the key), or why not."""
+        """The statements key ``authority`` attested meeting the conditions, or why none.
+
+        The ``.att`` layers are tried first; the key-signed Sigstore bundles
+        referring to the digest (``cosign attest --key`` since cosign 3) only
+        when no layer's statement counts. Both forms count as the one signer,
+        the key.
+        """
         if authority.key is None or authority.key.pem is None:
             return (), "authority has no public key"
-        tag = attestation_tag(digest)
-        if layers is None:
-            return (), f"no attestation found ({tag} does not exist)"
-        if not layers:
-            return (), f"no attestation found ({tag} has no DSSE envelope layers)"
         try:
             key = load_key(authority.key.pem, authority.key.file or authority.name)
         except TrustgateError as exc:
             return (), exc.message
-        predicates, reason = verify_attestation(
-            [layer.envelope for layer in layers],
-            image_digest=digest,
-            predicate_type=requirement.predicate_type,
-            key=key,
-            key_name=authority.name,
-        )
+        repository, digest = image
         signer = key_signer(key)
-        return tuple((predicate, signer) for predicate in predicates), reason
+        found = layers()
+        legacy_reason = f"no attestation found ({attestation_tag(digest)} does not exist)"
+        if found:
+            statements, legacy_reason = verify_attestation(
+                [layer.envelope for layer in found],
+                image_digest=digest,
+                predicate_type=requirement.predicate_type,
+                key=key,
+                key_name=authority.name,
+            )
+            attested = tuple((text, signer) for text in statements)
+            attested, legacy_reason = self._holding(
+                requirement, attested, legacy_reason, image, deadline
+            )
+            if attested:
+                return attested, ""
+        elif found is not None:
+            legacy_reason = (
+                f"no attestation found ({attestation_tag(digest)} has no DSSE envelope layers)"
+            )
+        raw, note = material().raw_bundles()
+        statements, failure = verify_key_attestations(
+            raw,
+            key,
+            authority.name,
+            image_digest=digest,
+            repository=repository,
+            predicate_type=requirement.predicate_type,
+        )
+        attested = tuple((text, signer) for text in statements)
+        attested, reason = self._holding(requirement, attested, failure.reason, image, deadline)
+        if attested:
+            return attested, ""
+        if not raw:
+            return (), f"{legacy_reason}; {note}" if not found else legacy_reason
+        if found and not statements and failure.rank < VERIFIED:
+            return (), legacy_reason
+        return (), reason

@@ -23,6 +23,12 @@ specification, with the bundle models of ``sigstore_models``:
   trusted root: each must verify with a timestamp authority of that root
   (``rfc3161-client``, as sigstore-python does).
 
+The same bundles carry attestations (``cosign attest --key`` since cosign
+3): a DSSE envelope of a statement of the attestation's predicate type.
+``verify_key_attestations`` returns the statements that verified, so the
+attestation check can apply its conditions to them; a message-signature
+bundle signs only a digest and is never an attestation.
+
 Sans-I/O: bytes in, a result out; nothing raises.
 """
 
@@ -68,11 +74,16 @@ MALFORMED, UNVERIFIED, VERIFIED, UNLOGGED = 0, 1, 2, 3
 
 @dataclass(frozen=True, slots=True)
 class KeyBundleResult:
-    """What one key bundle concluded: ``ok``, or ``reason`` with how telling it is."""
+    """What one key bundle concluded: ``ok``, or ``reason`` with how telling it is.
+
+    ``statement`` is the JSON text of the verified in-toto statement of a DSSE
+    bundle (empty for a message signature), for rules over what it says.
+    """
 
     ok: bool
     reason: str = ""
     rank: int = MALFORMED
+    statement: str = ""
 
 
 def _failed(rank: int, reason: str) -> KeyBundleResult:
@@ -140,7 +151,8 @@ def verify_key_bundle(
         problem = _log_problem(bundle, signature, key, tlog_root, image_digest)
         if problem is not None:
             return _failed(UNLOGGED, f"signature verifies with key {key_name}, but {problem}")
-    return KeyBundleResult(True, f"signed with key {key_name}")
+    text = "" if statement is None else json.dumps(statement, sort_keys=True)
+    return KeyBundleResult(True, f"signed with key {key_name}", statement=text)
 
 
 def verify_key_bundles(
@@ -160,8 +172,7 @@ def verify_key_bundles(
     ``root`` is the trusted root of an authority with ``tlog: required``: it
     verifies the log entries and the signed timestamps.
     """
-    best: KeyBundleResult | None = None
-    failed = 0
+    failures: list[KeyBundleResult] = []
     for document in documents:
         bundle = document if isinstance(document, str) else parse_key_bundle(document)
         if isinstance(bundle, str):
@@ -180,13 +191,68 @@ def verify_key_bundles(
             )
         if outcome.ok:
             return outcome
-        failed += 1
-        if best is None or outcome.rank > best.rank:
-            best = outcome
-    if best is None:
+        failures.append(outcome)
+    return _most_telling(failures)
+
+
+def verify_key_attestations(
+    documents: Sequence[bytes | str],
+    key: PublicKey,
+    key_name: str,
+    *,
+    image_digest: str,
+    repository: str,
+    predicate_type: str,
+) -> tuple[tuple[str, ...], KeyBundleResult]:
+    """The statements (JSON text) of ``predicate_type`` about ``image_digest`` that
+    ``key`` signed in the DSSE bundles of ``documents``; when none, the most
+    telling failure.
+
+    Every bundle is tried, not only up to the first that verifies: rules over
+    what the statement says (``conditions``) may hold for one and not another.
+    """
+    statements: list[str] = []
+    failures: list[KeyBundleResult] = []
+    for document in documents:
+        bundle = document if isinstance(document, str) else parse_key_bundle(document)
+        if isinstance(bundle, str):
+            outcome = _failed(MALFORMED, bundle)
+        elif bundle.dsse_envelope is None:
+            outcome = _failed(MALFORMED, _not_an_attestation(predicate_type))
+        else:
+            outcome = verify_key_bundle(
+                bundle,
+                key,
+                key_name,
+                image_digest=image_digest,
+                repository=repository,
+                predicate_type=predicate_type,
+            )
+            if outcome.ok and not isinstance(json.loads(outcome.statement).get("predicate"), dict):
+                outcome = _failed(VERIFIED, "signed statement's predicate is not an object")
+        if outcome.ok:
+            statements.append(outcome.statement)
+        else:
+            failures.append(outcome)
+    if statements:
+        return tuple(statements), KeyBundleResult(True, f"attested with key {key_name}")
+    return (), _most_telling(failures)
+
+
+def _most_telling(failures: Sequence[KeyBundleResult]) -> KeyBundleResult:
+    """The highest-ranked of ``failures`` (the first among equals), noting how many others."""
+    if not failures:
         return _failed(MALFORMED, "no Sigstore bundle")
-    more = f" (and {failed - 1} other bundles failed)" if failed > 1 else ""
+    best = max(failures, key=lambda outcome: outcome.rank)  # the first of the highest rank
+    more = f" (and {len(failures) - 1} other bundles failed)" if len(failures) > 1 else ""
     return _failed(best.rank, best.reason + more)
+
+
+def _not_an_attestation(predicate_type: str) -> str:
+    return (
+        "a message-signature bundle signs the bare digest; it is no attestation "
+        f"of predicate type {predicate_type}"
+    )
 
 
 def _signed(
@@ -198,11 +264,7 @@ def _signed(
         message = bundle.message_signature
         assert message is not None
         if predicate != COSIGN_SIGN_PREDICATE:
-            return _failed(
-                MALFORMED,
-                "a message-signature bundle signs the bare digest; it is no attestation "
-                f"of predicate type {predicate}",
-            )
+            return _failed(MALFORMED, _not_an_attestation(predicate))
         algorithm, _, hex_digest = image_digest.partition(":")
         if algorithm != "sha256":
             return _failed(

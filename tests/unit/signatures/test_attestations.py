@@ -303,7 +303,7 @@ def test_missing_attestation_is_denied_with_the_predicate_type(registry: Registr
     assert raised.value.message == (
         f"attestation check failed for predicate type {SLSA}: 0 of the 1 required "
         f"authorities verified (release: no attestation found ({attestation_tag(digest)} "
-        "does not exist))"
+        f"does not exist); no Sigstore bundle refers to {digest})"
     )
 
 
