@@ -81,6 +81,18 @@ class Server:
     def log_text(self) -> str:
         return self.log.read_text(errors="replace")
 
+    def logged(self, text: str, timeout: float = 5.0) -> bool:
+        """Whether ``text`` appears in the log within ``timeout`` seconds.
+
+        The server writes its log from a background thread, after the answer.
+        """
+        deadline = time.monotonic() + timeout
+        while text not in self.log_text():
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.05)
+        return True
+
 
 def start_server(
     tmp: Path,

@@ -190,7 +190,7 @@ def test_a_forged_or_replayed_admission_in_redis_does_not_admit(
     assert answer["allowed"] is False
     assert "no signature found" in answer["status"]["message"]
     assert metric(pair.b, "trustgate_shared_cache_rejected_entries_total") == rejected + 1
-    assert "shared cache entry ignored" in pair.b.log_text()
+    assert pair.b.logged("shared cache entry ignored")
 
 
 def test_a_reloaded_policy_set_does_not_reuse_old_verdicts(pair: Pair) -> None:
@@ -231,7 +231,7 @@ def test_redis_killed_mid_run_reviews_go_on_and_sharing_resumes(
             assert "local caches only" in ready["sharedCache"]["note"]
             assert metric(server, "trustgate_shared_cache_up") == 0
             assert metric(server, "trustgate_shared_cache_errors_total") >= 1
-            assert "shared cache unreachable" in server.log_text()
+            assert server.logged("shared cache unreachable")
     finally:
         redis_server.start()  # empty: a Redis that lost its memory
     time.sleep(RETRY_SECONDS + 0.2)
