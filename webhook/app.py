@@ -26,6 +26,7 @@ from webhook.policy.store import PolicyStore, ReloadStatus
 from webhook.services import build_caches, build_engine
 from webhook.signatures.refresher import RootRefresher
 from webhook.signatures.trustroot import TrustRoots
+from webhook.updates import DELETING, UNCHANGED
 
 log = get_logger(__name__)
 
@@ -183,8 +184,15 @@ def create_app(settings: Settings) -> Flask:
     return app
 
 
+#: The reasons updates.not_new gives, as the not-rechecked metric's labels.
+_NOT_RECHECKED = {UNCHANGED: "unchanged", DELETING: "deleting"}
+
+
 def _record(metrics: Metrics, decision: Decision) -> None:
     metrics.requests.labels(decision.label).inc()
+    reason = decision.audit_annotations.get("not-rechecked")
+    if reason in _NOT_RECHECKED:
+        metrics.not_rechecked.labels(_NOT_RECHECKED[reason]).inc()
     for verdict in decision.verdicts:
         if verdict.no_match is not None:
             metrics.no_match.labels(verdict.no_match).inc()

@@ -209,6 +209,13 @@ class Metrics:
             "Image references /mutate pinned to their verified digest.",
             registry=self.registry,
         )
+        self.not_rechecked = Counter(
+            "trustgate_not_rechecked_updates",
+            "UPDATEs admitted without a re-check, by reason: unchanged (no image changed), "
+            "deleting (the object is being deleted).",
+            ["reason"],
+            registry=self.registry,
+        )
         self.cache = Counter(
             "trustgate_cache_lookups",
             "Cache lookups, by cache (digest, verified, failure, grade) and result (hit, miss).",

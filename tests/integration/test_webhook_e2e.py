@@ -192,10 +192,17 @@ def _finalizer_removed(obj: dict) -> dict:
     return new
 
 
+def _not_rechecked(server: Server, reason: str) -> float:
+    sample = f'trustgate_not_rechecked_updates_total{{reason="{reason}"}} '
+    lines = [line for line in server.get("/metrics").text.splitlines() if line.startswith(sample)]
+    return float(lines[0].split()[-1]) if lines else 0.0
+
+
 def test_an_update_that_changes_no_image_is_admitted_without_a_recheck(
     webhook_server: Server,
 ) -> None:
     """A Pod admitted before the policy denied its image can still lose its finalizer."""
+    before = {r: _not_rechecked(webhook_server, r) for r in ("unchanged", "deleting")}
     old = workload("Pod", pod_spec(BAD, volumes=(MODELS,)))
     old["metadata"]["finalizers"] = ["example.com/cleanup"]
     body = review(_finalizer_removed(old), operation="UPDATE", old=old, uid="unchanged-1")
@@ -212,6 +219,8 @@ def test_an_update_that_changes_no_image_is_admitted_without_a_recheck(
     response = answer(webhook_server, body)
     assert response["allowed"] is True
     assert response["auditAnnotations"] == {"not-rechecked": "the object is being deleted"}
+    assert _not_rechecked(webhook_server, "unchanged") == before["unchanged"] + 1
+    assert _not_rechecked(webhook_server, "deleting") == before["deleting"] + 1
 
 
 @pytest.mark.parametrize(
