@@ -15,7 +15,7 @@ TEST_STAMP := $(VENV)/.installed-test-$(HASH)
 PIP        := $$(test -x $(BIN)/pip && echo $(BIN)/python -m pip \
 		|| echo $(PYTHON) -m pip --python $(BIN)/python)
 
-.PHONY: install install-test run demo test test-deps lint typecheck bench soak schema clean
+.PHONY: install install-test run demo test test-deps registry-deps lint typecheck bench soak schema clean
 
 install: $(RUN_STAMP)
 
@@ -46,7 +46,7 @@ run: $(RUN_STAMP) certs/tls.crt
 	$(BIN)/trustgate serve --policies policies --cert certs/tls.crt --key certs/tls.key \
 		--host $(HOST) --port $(PORT)
 
-demo: $(RUN_STAMP) test-deps
+demo: $(RUN_STAMP) registry-deps
 	$(BIN)/python -m webhook.demo
 
 lint: $(TEST_STAMP)
@@ -56,8 +56,12 @@ lint: $(TEST_STAMP)
 typecheck: $(TEST_STAMP)
 	$(BIN)/mypy
 
-test-deps:
+# Debian's docker-registry: the OCI registry of the demo and the tests.
+registry-deps:
 	@command -v docker-registry >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-registry; }
+
+# Redis for the shared-cache tests, besides the registry.
+test-deps: registry-deps
 	@command -v redis-server >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server; }
 
 test: $(TEST_STAMP) test-deps lint typecheck
