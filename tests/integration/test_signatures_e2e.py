@@ -19,6 +19,7 @@ from tests.cosign import (
     signature_manifest,
     simple_signing_payload,
 )
+from tests.cosign import push_signature as sign
 from tests.integration.conftest import Server, start_server, stop_server, trustgate_command
 from tests.kube import pod_spec, review, workload
 from tests.registry import (
@@ -39,22 +40,6 @@ pytestmark = pytest.mark.e2e
 RELEASE = generate_key("ecdsa-p256")
 OTHER = generate_key("ed25519")
 DEADLINE = 3.0
-
-
-def sign(
-    registry: Registry,
-    repository: str,
-    digest: str,
-    *keys,
-    signed_digest: str | None = None,
-    annotations: dict[str, str] | None = None,
-    reference: str | None = None,
-) -> None:
-    """Push cosign's .sig manifest for ``digest`` with one layer per key."""
-    name = reference or f"{registry.host}/{repository}"
-    payload = simple_signing_payload(name, signed_digest or digest, annotations)
-    manifest, blobs = signature_manifest([(payload, sign_b64(key, payload)) for key in keys])
-    push_artifact(registry, repository, signature_tag(digest), manifest, blobs)
 
 
 def policy(
