@@ -34,11 +34,11 @@ sys.path.insert(0, str(ROOT / "bench"))
 from stage import insecure, pod_review, policy_head, write_policy  # noqa: E402
 from timing import report, review_timings  # noqa: E402
 
+from tests.integration.conftest import small_image  # noqa: E402
 from tests.integration.test_keyless_e2e import (  # noqa: E402
     ISSUER,
     SIGSTORE,
     SUBJECT,
-    image,
     message_bundle,
     push_referrer,
     sign_legacy,
@@ -63,7 +63,7 @@ def main() -> None:
         images = []
         for i in range(20):
             repository = f"bench/keyless{i}"
-            ref, digest = image(registry, repository)
+            ref, digest = small_image(registry, repository)
             if i % 2 == 0:
                 sign_legacy(registry, repository, digest)
             else:
