@@ -22,6 +22,7 @@ import requests
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
+from tests.hostile import Hanging
 from tests.kube import pod_spec, policy_yaml, review, workload
 from tests.referrers import ReferrersFront
 from tests.registry import Registry, default_layer, push_image
@@ -224,6 +225,14 @@ def small_image(
     layer = default_layer(content=repository.encode() if content is None else content)
     digest = push_image(registry, repository, tag="v1", layers=[layer])
     return f"{registry.host}/{repository}:v1", digest
+
+
+@pytest.fixture(scope="module")
+def hanging() -> Iterator[Hanging]:
+    """A registry that accepts connections and never answers."""
+    server = Hanging()
+    yield server
+    server.close()
 
 
 @pytest.fixture(scope="module")

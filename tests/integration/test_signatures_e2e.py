@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import socket
 import subprocess
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,7 +19,13 @@ from tests.cosign import (
     simple_signing_payload,
 )
 from tests.cosign import push_signature as sign
-from tests.integration.conftest import Server, start_server, stop_server, trustgate_command
+from tests.hostile import Hanging
+from tests.integration.conftest import (
+    Server,
+    serve_config,
+    serving,
+    trustgate_command,
+)
 from tests.kube import pod_spec, review, workload
 from tests.registry import (
     OCI_INDEX,
@@ -63,47 +68,10 @@ def policy(
     )  # fmt: skip
 
 
-class Hanging:
-    """A TCP server that accepts connections and never answers: a registry that hangs."""
-
-    def __init__(self) -> None:
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(16)
-        self.host = f"127.0.0.1:{self.sock.getsockname()[1]}"
-        self.held: list[socket.socket] = []
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            self.held.append(conn)
-
-    def close(self) -> None:
-        self.sock.close()
-        for conn in self.held:
-            conn.close()
-
-
-@pytest.fixture(scope="module")
-def hanging() -> Iterator[Hanging]:
-    server = Hanging()
-    yield server
-    server.close()
-
-
 @pytest.fixture(scope="module")
 def signed_server(
     registry: Registry, hanging: Hanging, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Server]:
-    tmp = tmp_path_factory.mktemp("signed")
-    policies = tmp / "policies"
-    (policies / "keys").mkdir(parents=True)
-    (policies / "keys" / "release.pub").write_text(public_pem(RELEASE))
-    (policies / "keys" / "other.pub").write_text(public_pem(OTHER))
     two = policy("two-keys", registry.host, threshold=2, namespaces='["two-*"]',
                  keys=("release", "other"))  # fmt: skip
     documents = [
@@ -119,16 +87,14 @@ def signed_server(
         ),
         policy("per-platform", registry.host, namespaces='["multi-*"]', extra="perPlatform: true"),
     ]
-    (policies / "signed.yaml").write_text("---\n".join(documents))
-    config = (
-        f"deadlineSeconds: {DEADLINE}\n"
-        "policies: {reloadIntervalSeconds: 0}\n"
-        f'registries: {{"{registry.host}": {{insecure: true}},\n'
-        f'             "{hanging.host}": {{insecure: true}}}}\n'
-    )
-    server = start_server(tmp, policies, config)
-    yield server
-    assert stop_server(server) == 0
+    files = {
+        "keys/release.pub": public_pem(RELEASE),
+        "keys/other.pub": public_pem(OTHER),
+        "signed.yaml": "---\n".join(documents),
+    }
+    config = serve_config(registry.host, hanging.host, deadline=DEADLINE)
+    with serving(tmp_path_factory.mktemp("signed"), files, config) as server:
+        yield server
 
 
 def image(registry: Registry, repository: str, content: bytes) -> tuple[str, str]:
