@@ -97,6 +97,27 @@ class Server:
             time.sleep(0.05)
         return True
 
+    def log_lines(
+        self, uid: str, msg: str = "admission review", timeout: float = 5.0
+    ) -> list[dict[str, Any]]:
+        """The JSON log lines that mention request ``uid``, once one of them is ``msg``.
+
+        The decision log is written from a background thread after the answer, so this
+        waits up to ``timeout`` seconds, then fails the test with the log's tail.
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            lines = [
+                json.loads(line)
+                for line in self.log_text().splitlines()
+                if line.startswith("{") and uid in line
+            ]
+            if any(line.get("msg") == msg for line in lines):
+                return lines
+            if time.monotonic() > deadline:
+                pytest.fail(f"no {msg!r} log line for {uid}:\n{self.log_text()[-3000:]}")
+            time.sleep(0.05)
+
 
 def start_server(
     tmp: Path,

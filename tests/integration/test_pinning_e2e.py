@@ -98,18 +98,8 @@ def counting(registry: Registry) -> int:
 
 
 def decision_lines(server: Server, uid: str, msg: str) -> list[dict[str, Any]]:
-    """The log lines ``msg`` ("admission review", "mutation review") of request ``uid``.
-
-    The decision log is written from a background thread after the answer, so
-    this waits (a little) for the line to appear.
-    """
-    deadline = time.monotonic() + 5
-    while True:
-        lines = [json.loads(line) for line in server.log_text().splitlines() if uid in line]
-        found = [line for line in lines if line.get("uid") == uid and line.get("msg") == msg]
-        if found or time.monotonic() > deadline:
-            return found
-        time.sleep(0.05)
+    """The log lines ``msg`` ("admission review", "mutation review") of request ``uid``."""
+    return [line for line in server.log_lines(uid, msg) if line.get("msg") == msg]
 
 
 def test_a_tag_is_pinned_to_its_verified_digest_and_validated_from_the_caches(
