@@ -5,14 +5,13 @@ from __future__ import annotations
 import http.client
 import json
 import ssl
-import time
 from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.integration.conftest import Server, start_server, stop_server
+from tests.integration.conftest import Server, start_server, stop_server, wait_for
 from tests.kube import RESOURCES, pod_spec, policy_yaml, review, workload
 from tests.mutations import admitted_by_accident, mutated_reviews
 
@@ -289,15 +288,6 @@ def test_server_is_healthy_and_counts(webhook_server: Server) -> None:
     assert 'trustgate_admission_requests_total{decision="denied"}' in metrics
     assert 'trustgate_admission_requests_total{decision="error"}' not in metrics
     assert "trustgate_admission_duration_seconds_bucket" in metrics
-
-
-def wait_for(predicate, timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.1)
-    return False
 
 
 def test_policy_reload_including_configmap_swap(tmp_path: Path) -> None:
