@@ -32,6 +32,7 @@ from tests.registry import (
     OCI_MANIFEST,
     Registry,
     default_layer,
+    manifest_descriptor,
     push_artifact,
     push_blob,
     push_image,
@@ -341,16 +342,7 @@ def push_index_of(
     """Push an index of ``(digest, platform, annotations)`` entries, tagged ``latest``."""
     manifests = []
     for digest, platform, notes in entries:
-        head = registry.request(
-            "HEAD", f"/v2/{repository}/manifests/{digest}", headers={"Accept": OCI_MANIFEST}
-        )
-        assert head.status_code == 200, head.text
-        entry = {
-            "mediaType": head.headers["Content-Type"],
-            "digest": digest,
-            "size": int(head.headers["Content-Length"]),
-            "platform": platform,
-        }
+        entry = {**manifest_descriptor(registry, repository, digest), "platform": platform}
         if notes is not None:
             entry["annotations"] = notes
         manifests.append(entry)
