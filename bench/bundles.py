@@ -30,25 +30,20 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from timing import report, review_timings  # noqa: E402  (bench/, the script's own directory)
+from stage import insecure, key_policies, pod_review, push_app  # noqa: E402  (bench/)
+from timing import report, review_timings  # noqa: E402
 
 from tests.cosign import (  # noqa: E402
     BUNDLE_V03,
     dsse_envelope,
     generate_key,
     key_bundle,
-    public_pem,
-    sign_b64,
     sign_statement,
-    signature_manifest,
-    simple_signing_payload,
 )
-from tests.kube import pod_spec, review, workload  # noqa: E402
 from tests.referrers import ReferrersFront, push_referrer  # noqa: E402
-from tests.registry import default_layer, push_artifact, push_image, start_registry  # noqa: E402
+from tests.registry import start_registry  # noqa: E402
 from webhook.config import parse_config  # noqa: E402
 from webhook.policy.loader import load_directory  # noqa: E402
-from webhook.signatures.cosign import signature_tag  # noqa: E402
 
 
 def main() -> None:
@@ -65,15 +60,11 @@ def main() -> None:
         refs = {}
         for form in ("sig", "bundle_tag", "bundle_api"):
             repository = f"bench/{form}"
-            layer = default_layer(content=form.encode())
-            digest = push_image(registry, repository, tag="v1", layers=[layer])
             host = front.host if form == "bundle_api" else registry.host
             name = f"{host}/{repository}"
-            if form == "sig":
-                payload = simple_signing_payload(name, digest)
-                manifest, blobs = signature_manifest([(payload, sign_b64(key, payload))])
-                push_artifact(registry, repository, signature_tag(digest), manifest, blobs)
-            else:
+            signer = key if form == "sig" else None
+            digest = push_app(registry, repository, content=form.encode(), signed_by=signer)
+            if form != "sig":
                 envelope = dsse_envelope(sign_statement(digest, name), key)
                 document = json.dumps(key_bundle(key, envelope=envelope)).encode()
                 push_referrer(
@@ -82,28 +73,11 @@ def main() -> None:
                 )  # fmt: skip
             refs[form] = f"{name}:v1"
 
-        signed_dir, plain_dir = tmp / "signed", tmp / "plain"
-        for directory in (signed_dir, plain_dir):
-            directory.mkdir()
-        (signed_dir / "release.pub").write_text(public_pem(key))
-        head = (
-            "apiVersion: trustgate.dev/v1alpha1\nkind: ImagePolicy\nmetadata: {name: p}\n"
-            f'spec:\n  match: {{namespaces: ["prod-*"]}}\n'
-            f'  registries: ["{registry.host}/**", "{front.host}/**"]\n'
-        )
-        (plain_dir / "p.yaml").write_text(head)
-        (signed_dir / "p.yaml").write_text(
-            head + "  signatures:\n    authorities:\n"
-            "      - {name: release, key: {file: release.pub}}\n"
-        )
-        insecure = {"insecure": True}
-        config = parse_config({"registries": {registry.host: insecure, front.host: insecure}})
+        signed_dir, plain_dir = key_policies(tmp, key, registry.host, front.host)
+        config = parse_config(insecure(registry.host, front.host))
         signed, plain = load_directory(signed_dir), load_directory(plain_dir)
 
-        requests = {
-            form: review(workload("Pod", pod_spec(ref), namespace="prod-bench"))
-            for form, ref in refs.items()
-        }
+        requests = {form: pod_review(ref) for form, ref in refs.items()}
         # One untimed pass first: the first review of a process pays one-off costs
         # (lazy imports, connection pools) that would otherwise land on the first form.
         for form, request in requests.items():

@@ -29,26 +29,17 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from stage import insecure, pod_review, policy_head, push_app, write_policy  # noqa: E402
 from timing import percentiles, report, review_timings, timed  # noqa: E402
 
-from tests.cosign import (  # noqa: E402
-    dsse_envelope,
-    generate_key,
-    in_toto_statement,
-    public_pem,
-    sign_b64,
-    signature_manifest,
-    simple_signing_payload,
-)
-from tests.kube import pod_spec, review, workload  # noqa: E402
-from tests.registry import default_layer, push_artifact, push_image, start_registry  # noqa: E402
+from tests.cosign import dsse_envelope, generate_key, in_toto_statement  # noqa: E402
+from tests.registry import start_registry  # noqa: E402
 from tests.unit.signatures.test_attestations import push_attestations  # noqa: E402
 from webhook.config import parse_config  # noqa: E402
 from webhook.policy.cel import compile_condition  # noqa: E402
 from webhook.policy.loader import load_directory  # noqa: E402
 from webhook.registry import Deadline  # noqa: E402
 from webhook.signatures.conditions import Evaluator, statement_data  # noqa: E402
-from webhook.signatures.cosign import signature_tag  # noqa: E402
 
 SLSA = "https://slsa.dev/provenance/v1"
 REPO = "https://github.com/acme/app"
@@ -90,19 +81,12 @@ def main() -> None:
     try:
         key = generate_key("ecdsa-p256")
         repository = "bench/app"
-        layer = default_layer(content=b"app\n")
-        digest = push_image(registry, repository, tag="v1", layers=[layer])
+        digest = push_app(registry, repository, content=b"app\n", signed_by=key)
         name = f"{registry.host}/{repository}"
-        payload = simple_signing_payload(name, digest)
-        manifest, blobs = signature_manifest([(payload, sign_b64(key, payload))])
-        push_artifact(registry, repository, signature_tag(digest), manifest, blobs)
         statement = in_toto_statement(digest, name, SLSA, PREDICATE)
         push_attestations(registry, repository, digest, [dsse_envelope(statement, key)])
 
-        head = (
-            "apiVersion: trustgate.dev/v1alpha1\nkind: ImagePolicy\nmetadata: {name: p}\n"
-            f'spec:\n  match: {{namespaces: ["prod-*"]}}\n  registries: ["{registry.host}/**"]\n'
-        )
+        head = policy_head(registry.host)
         signed = head + (
             "  signatures:\n    authorities: [{name: release, key: {file: release.pub}}]\n"
             f"  attestations:\n    - predicateType: {SLSA}\n"
@@ -113,13 +97,9 @@ def main() -> None:
         )
         sets = {}
         for label, text in (("plain", head), ("signed", signed), ("cel", signed + conditions)):
-            directory = tmp / label
-            directory.mkdir()
-            (directory / "release.pub").write_text(public_pem(key))
-            (directory / "p.yaml").write_text(text)
-            sets[label] = load_directory(directory)
-        config = parse_config({"registries": {registry.host: {"insecure": True}}})
-        one = review(workload("Pod", pod_spec(f"{name}:v1"), namespace="prod-bench"))
+            sets[label] = load_directory(write_policy(tmp / label, text, key))
+        config = parse_config(insecure(registry.host))
+        one = pod_review(f"{name}:v1")
 
         results = {}
         for label in ("signed", "cel"):

@@ -26,11 +26,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from timing import report, review_timings  # noqa: E402  (bench/, the script's own directory)
+from stage import pod_review, policy_head, push_app, write_policy  # noqa: E402  (bench/)
+from timing import report, review_timings  # noqa: E402
 
-from tests.kube import pod_spec, review, workload  # noqa: E402
 from tests.pyxis import grades, image_record, running_pyxis  # noqa: E402
-from tests.registry import default_layer, push_image, start_registry  # noqa: E402
+from tests.registry import start_registry  # noqa: E402
 from webhook.config import parse_config  # noqa: E402
 from webhook.policy.loader import load_directory  # noqa: E402
 
@@ -52,20 +52,13 @@ def main() -> None:
         images = []
         for i in range(IMAGES):
             repository = f"bench/fresh{i}"
-            layer = default_layer(content=f"fresh {i}\n".encode())
-            digest = push_image(registry, repository, tag="v1", layers=[layer])
+            digest = push_app(registry, repository, content=f"fresh {i}\n".encode())
             pyxis.add(image_record("amd64", digest, grades(("A", now - timedelta(days=5), None))))
             images.append(f"{registry.host}/{repository}:v1")
 
-        graded_dir, plain_dir = tmp / "graded", tmp / "plain"
-        for directory in (graded_dir, plain_dir):
-            directory.mkdir()
-        head = (
-            "apiVersion: trustgate.dev/v1alpha1\nkind: ImagePolicy\nmetadata: {name: p}\n"
-            f'spec:\n  match: {{namespaces: ["prod-*"]}}\n  registries: ["{registry.host}/**"]\n'
-        )
-        (plain_dir / "p.yaml").write_text(head)
-        (graded_dir / "p.yaml").write_text(head + "  freshness: {minimumGrade: B}\n")
+        head = policy_head(registry.host)
+        graded_dir = write_policy(tmp / "graded", head + "  freshness: {minimumGrade: B}\n")
+        plain_dir = write_policy(tmp / "plain", head)
         config = parse_config(
             {
                 "registries": {registry.host: {"insecure": True}},
@@ -73,7 +66,7 @@ def main() -> None:
             }
         )
         graded, plain = load_directory(graded_dir), load_directory(plain_dir)
-        pod = review(workload("Pod", pod_spec(*images), namespace="prod-bench"))
+        pod = pod_review(*images)
 
         before = len(pyxis.requests)
         results = review_timings(

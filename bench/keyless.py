@@ -31,18 +31,18 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
+from stage import insecure, pod_review, policy_head, write_policy  # noqa: E402
 from timing import report, review_timings  # noqa: E402
 
+from tests.integration.conftest import small_image  # noqa: E402
 from tests.integration.test_keyless_e2e import (  # noqa: E402
     ISSUER,
     SIGSTORE,
     SUBJECT,
-    image,
     message_bundle,
     push_referrer,
     sign_legacy,
 )
-from tests.kube import pod_spec, review, workload  # noqa: E402
 from tests.registry import start_registry  # noqa: E402
 from webhook.config import parse_config  # noqa: E402
 from webhook.policy.loader import load_directory  # noqa: E402
@@ -63,34 +63,27 @@ def main() -> None:
         images = []
         for i in range(20):
             repository = f"bench/keyless{i}"
-            ref, digest = image(registry, repository)
+            ref, digest = small_image(registry, repository)
             if i % 2 == 0:
                 sign_legacy(registry, repository, digest)
             else:
                 push_referrer(registry, repository, digest, message_bundle(digest))
             images.append(ref)
 
-        keyless_dir, plain_dir = tmp / "keyless", tmp / "plain"
-        (keyless_dir / "roots").mkdir(parents=True)
-        plain_dir.mkdir()
-        (keyless_dir / "roots" / "trusted_root.json").write_text(SIGSTORE.trusted_root_json())
-        head = (
-            "apiVersion: trustgate.dev/v1alpha1\nkind: ImagePolicy\nmetadata: {name: p}\n"
-            f'spec:\n  match: {{namespaces: ["prod-*"]}}\n  registries: ["{registry.host}/**"]\n'
-        )
-        (plain_dir / "p.yaml").write_text(head)
-        (keyless_dir / "p.yaml").write_text(
+        head = policy_head(registry.host)
+        plain_dir = write_policy(tmp / "plain", head)
+        keyless_dir = write_policy(
+            tmp / "keyless",
             head + "  signatures:\n    authorities:\n      - name: ci\n        keyless:\n"
             f"          issuer: {ISSUER}\n          subject: {SUBJECT}\n"
-            "          trustedRoot: roots/trusted_root.json\n"
+            "          trustedRoot: roots/trusted_root.json\n",
         )
-        config = parse_config({"registries": {registry.host: {"insecure": True}}})
+        (keyless_dir / "roots").mkdir()
+        (keyless_dir / "roots" / "trusted_root.json").write_text(SIGSTORE.trusted_root_json())
+        config = parse_config(insecure(registry.host))
         signed, plain = load_directory(keyless_dir), load_directory(plain_dir)
-
-        def body(*refs: str) -> dict[str, object]:
-            return review(workload("Pod", pod_spec(*refs), namespace="prod-bench"))
-
-        legacy, bundled, twenty = body(images[0]), body(images[1]), body(*images)
+        legacy, bundled = pod_review(images[0]), pod_review(images[1])
+        twenty = pod_review(*images)
         results = review_timings(
             signed,
             plain,

@@ -37,21 +37,14 @@ sys.path.insert(0, str(ROOT))
 
 import jsonpatch  # noqa: E402
 from flask.testing import FlaskClient  # noqa: E402
-from timing import percentiles, report  # noqa: E402  (bench/, the script's own directory)
+from stage import insecure, key_policies, pod_review, push_app  # noqa: E402  (bench/)
+from timing import percentiles, report  # noqa: E402
 
-from tests.cosign import (  # noqa: E402
-    generate_key,
-    public_pem,
-    sign_b64,
-    signature_manifest,
-    simple_signing_payload,
-)
-from tests.kube import pod_spec, review, workload  # noqa: E402
-from tests.registry import default_layer, push_artifact, push_image, start_registry  # noqa: E402
+from tests.cosign import generate_key  # noqa: E402
+from tests.registry import start_registry  # noqa: E402
 from webhook.app import Settings, create_app  # noqa: E402
 from webhook.config import parse_config  # noqa: E402
 from webhook.observability import configure_logging  # noqa: E402
-from webhook.signatures.cosign import signature_tag  # noqa: E402
 
 TARGET = 2.2
 Body = dict[str, Any]
@@ -125,27 +118,12 @@ def main() -> None:
     try:
         key = generate_key("ecdsa-p256")
         repository = "bench/pinned"
-        digest = push_image(registry, repository, tag="v1", layers=[default_layer()])
-        payload = simple_signing_payload(f"{registry.host}/{repository}", digest)
-        manifest, blobs = signature_manifest([(payload, sign_b64(key, payload))])
-        push_artifact(registry, repository, signature_tag(digest), manifest, blobs)
+        push_app(registry, repository, signed_by=key)
         image = f"{registry.host}/{repository}:v1"
 
-        signed_dir, plain_dir = tmp / "signed", tmp / "plain"
-        for directory in (signed_dir, plain_dir):
-            directory.mkdir()
-        (signed_dir / "release.pub").write_text(public_pem(key))
-        head = (
-            "apiVersion: trustgate.dev/v1alpha1\nkind: ImagePolicy\nmetadata: {name: p}\n"
-            f'spec:\n  match: {{namespaces: ["prod-*"]}}\n  registries: ["{registry.host}/**"]\n'
-        )
-        (plain_dir / "p.yaml").write_text(head)
-        (signed_dir / "p.yaml").write_text(
-            head + "  signatures:\n    authorities:\n"
-            "      - {name: release, key: {file: release.pub}}\n"
-        )
-        config = {"registries": {registry.host: {"insecure": True}}}
-        body = review(workload("Deployment", pod_spec(image, image), namespace="prod-bench"))
+        signed_dir, plain_dir = key_policies(tmp, key, registry.host)
+        config = insecure(registry.host)
+        body = pod_review(image, image, kind="Deployment")
         results: dict[str, Any] = {}
         for name, directory in (("allowlist_only", plain_dir), ("warm_signed", signed_dir)):
             client, close = app_client(directory, config)

@@ -36,21 +36,14 @@ import requests
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from stage import SIGNED_BY_RELEASE, pod_review, policy_head, push_app, write_policy  # noqa: E402
 from timing import percentiles  # noqa: E402  (bench/, the script's own directory)
 
-from tests.cosign import (  # noqa: E402
-    generate_key,
-    public_pem,
-    sign_b64,
-    signature_manifest,
-    simple_signing_payload,
-)
+from tests.cosign import generate_key  # noqa: E402
 from tests.countingproxy import CountingProxy  # noqa: E402
 from tests.integration.conftest import Server, start_server, stop_server  # noqa: E402
-from tests.kube import pod_spec, review, workload  # noqa: E402
 from tests.redisserver import RedisServer, start_redis  # noqa: E402
-from tests.registry import default_layer, push_artifact, push_image, start_registry  # noqa: E402
-from webhook.signatures.cosign import signature_tag  # noqa: E402
+from tests.registry import start_registry  # noqa: E402
 
 COLD_REQUESTS_PER_IMAGE = 3  # tag -> digest, the .sig manifest, the signed payload
 
@@ -188,23 +181,13 @@ def main() -> None:
         bodies = []
         for i in range(args.images):
             repository = f"bench/app{i}"
-            layer = default_layer(content=f"app {i}\n".encode())
-            digest = push_image(registry, repository, tag="v1", layers=[layer])
-            payload = simple_signing_payload(f"{proxy.host}/{repository}", digest)
-            manifest, blobs = signature_manifest([(payload, sign_b64(key, payload))])
-            push_artifact(registry, repository, signature_tag(digest), manifest, blobs)
-            pod = pod_spec(f"{proxy.host}/{repository}:v1")
-            bodies.append(json.dumps(review(workload("Deployment", pod, namespace="prod-b"))))
+            content = f"app {i}\n".encode()
+            push_app(registry, repository, content=content, signed_by=key, host=proxy.host)
+            ref = f"{proxy.host}/{repository}:v1"
+            bodies.append(json.dumps(pod_review(ref, kind="Deployment", namespace="prod-b")))
 
-        policies = tmp / "policies"
-        policies.mkdir()
-        (policies / "release.pub").write_text(public_pem(key))
-        (policies / "p.yaml").write_text(
-            "apiVersion: trustgate.dev/v1alpha1\nkind: ImagePolicy\nmetadata: {name: p}\n"
-            f'spec:\n  match: {{namespaces: ["prod-*"]}}\n  registries: ["{proxy.host}/**"]\n'
-            "  signatures:\n    authorities:\n"
-            "      - {name: release, key: {file: release.pub}}\n"
-        )
+        text = policy_head(proxy.host) + SIGNED_BY_RELEASE
+        policies = write_policy(tmp / "policies", text, key)
         key_file = tmp / "cache.key"
         key_file.write_text(secrets.token_hex(32))
         base = (

@@ -25,25 +25,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from timing import report, review_timings  # noqa: E402  (bench/, the script's own directory)
+from stage import insecure, key_policies, pod_review, push_app  # noqa: E402  (bench/)
+from timing import report, review_timings  # noqa: E402
 
-from tests.cosign import (  # noqa: E402
-    generate_key,
-    public_pem,
-    sign_b64,
-    signature_manifest,
-    simple_signing_payload,
-)
-from tests.kube import pod_spec, review, workload  # noqa: E402
-from tests.registry import (  # noqa: E402
-    default_layer,
-    push_artifact,
-    push_image,
-    start_registry,
-)
+from tests.cosign import generate_key  # noqa: E402
+from tests.registry import start_registry  # noqa: E402
 from webhook.config import parse_config  # noqa: E402
 from webhook.policy.loader import load_directory  # noqa: E402
-from webhook.signatures.cosign import signature_tag  # noqa: E402
 
 
 def main() -> None:
@@ -59,33 +47,13 @@ def main() -> None:
         images = []
         for i in range(20):
             repository = f"bench/app{i}"
-            layer = default_layer(content=f"app {i}\n".encode())
-            digest = push_image(registry, repository, tag="v1", layers=[layer])
-            payload = simple_signing_payload(f"{registry.host}/{repository}", digest)
-            manifest, blobs = signature_manifest([(payload, sign_b64(key, payload))])
-            push_artifact(registry, repository, signature_tag(digest), manifest, blobs)
+            push_app(registry, repository, content=f"app {i}\n".encode(), signed_by=key)
             images.append(f"{registry.host}/{repository}:v1")
 
-        signed_dir, plain_dir = tmp / "signed", tmp / "plain"
-        for directory in (signed_dir, plain_dir):
-            directory.mkdir()
-        (signed_dir / "release.pub").write_text(public_pem(key))
-        head = (
-            "apiVersion: trustgate.dev/v1alpha1\nkind: ImagePolicy\nmetadata: {name: p}\n"
-            f'spec:\n  match: {{namespaces: ["prod-*"]}}\n  registries: ["{registry.host}/**"]\n'
-        )
-        (plain_dir / "p.yaml").write_text(head)
-        (signed_dir / "p.yaml").write_text(
-            head + "  signatures:\n    authorities:\n"
-            "      - {name: release, key: {file: release.pub}}\n"
-        )
-        config = parse_config({"registries": {registry.host: {"insecure": True}}})
+        signed_dir, plain_dir = key_policies(tmp, key, registry.host)
+        config = parse_config(insecure(registry.host))
         signed, plain = load_directory(signed_dir), load_directory(plain_dir)
-
-        def body(*refs: str) -> dict[str, object]:
-            return review(workload("Pod", pod_spec(*refs), namespace="prod-bench"))
-
-        one, twenty = body(images[0]), body(*images)
+        one, twenty = pod_review(images[0]), pod_review(*images)
         results = review_timings(
             signed,
             plain,

@@ -40,18 +40,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from serving import free_port, usage, wait_ready  # noqa: E402  (bench/, the script's own directory)
+from stage import SIGNED_BY_RELEASE, push_app  # noqa: E402
 
-from tests.cosign import (  # noqa: E402
-    generate_key,
-    public_pem,
-    sign_b64,
-    signature_manifest,
-    simple_signing_payload,
-)
+from tests.cosign import generate_key, public_pem  # noqa: E402
 from tests.kube import pod_spec, review, workload  # noqa: E402
-from tests.registry import default_layer, push_artifact, push_image, start_registry  # noqa: E402
+from tests.registry import start_registry  # noqa: E402
 from webhook import certs  # noqa: E402
-from webhook.signatures.cosign import signature_tag  # noqa: E402
 
 DEADLINE_SECONDS = 4.0
 #: kind -> share of the requests, and whether the review must admit.
@@ -134,26 +128,17 @@ def main() -> None:
         signed, unsigned = [], []
         for i in range(8):
             repository = f"soak/app{i}"
-            layer = default_layer(content=f"soak {i}\n".encode())
-            digest = push_image(registry, repository, tag="v1", layers=[layer])
-            if i < 5:
-                payload = simple_signing_payload(f"{registry.host}/{repository}", digest)
-                manifest, blobs = signature_manifest([(payload, sign_b64(key, payload))])
-                push_artifact(registry, repository, signature_tag(digest), manifest, blobs)
-                signed.append(f"{registry.host}/{repository}:v1")
-            else:
-                unsigned.append(f"{registry.host}/{repository}:v1")
+            signer = key if i < 5 else None
+            push_app(registry, repository, content=f"soak {i}\n".encode(), signed_by=signer)
+            (signed if i < 5 else unsigned).append(f"{registry.host}/{repository}:v1")
 
         policies = tmp / "policies"
         policies.mkdir()
         (policies / "release.pub").write_text(public_pem(key))
-        signatures = (
-            "  signatures:\n    authorities:\n      - {name: release, key: {file: release.pub}}\n"
-        )
         for name, namespace, registries, extra in (
             ("plain", "plain-*", '"quay.io/acme/**"', ""),
-            ("signed", "prod-*", f'"{registry.host}/**"', signatures),
-            ("slow", "slow-*", f'"{dripping.host}/**"', signatures),
+            ("signed", "prod-*", f'"{registry.host}/**"', SIGNED_BY_RELEASE),
+            ("slow", "slow-*", f'"{dripping.host}/**"', SIGNED_BY_RELEASE),
         ):
             (policies / f"{name}.yaml").write_text(
                 "apiVersion: trustgate.dev/v1alpha1\nkind: ImagePolicy\n"

@@ -40,7 +40,8 @@ from webhook.sandbox.cosign import (
     signature_manifest,
     simple_signing_payload,
 )
-from webhook.signatures.cosign import IN_TOTO_PAYLOAD_TYPE, pae
+from webhook.sandbox.registry import Registry, push_artifact
+from webhook.signatures.cosign import IN_TOTO_PAYLOAD_TYPE, pae, signature_tag
 
 __all__ = [
     "KEY_KINDS",
@@ -55,12 +56,34 @@ __all__ = [
     "in_toto_statement",
     "load_encrypted_cosign_key",
     "public_pem",
+    "push_signature",
     "sha256",
     "sign",
     "sign_b64",
     "signature_manifest",
     "simple_signing_payload",
 ]
+
+
+def push_signature(
+    registry: Registry,
+    repository: str,
+    digest: str,
+    *keys: PrivateKey,
+    signed_digest: str | None = None,
+    annotations: dict[str, str] | None = None,
+    reference: str | None = None,
+) -> None:
+    """Push cosign's ``.sig`` manifest for ``digest``, one layer per key.
+
+    The payload names ``reference`` (default: the repository on the registry's own host) and
+    ``signed_digest`` (default: ``digest``; another digest makes a signature for the wrong image).
+    """
+    name = reference or f"{registry.host}/{repository}"
+    payload = simple_signing_payload(name, signed_digest or digest, annotations)
+    manifest, blobs = signature_manifest([(payload, sign_b64(key, payload)) for key in keys])
+    push_artifact(registry, repository, signature_tag(digest), manifest, blobs)
+
 
 SIGSTORE_KEY_LABEL = "ENCRYPTED SIGSTORE PRIVATE KEY"
 COSIGN_KEY_LABEL = "ENCRYPTED COSIGN PRIVATE KEY"

@@ -3,7 +3,8 @@
 Each connection is served by ``behaviour(sock, request)`` in a thread of its own;
 ``request`` is the request head the client sent (empty for ``drip_tls``, which
 never reads). Every drip stops after ``LIMIT`` seconds or when the client hangs up,
-and the server records how long each connection stayed open.
+and the server records how long each connection stayed open. ``Hanging`` is
+simpler still: it accepts connections and never answers.
 """
 
 from __future__ import annotations
@@ -121,3 +122,28 @@ def hostile_server(behaviour: Behaviour, *, reads: bool = True) -> Iterator[Host
         with suppress(OSError):
             listener.shutdown(socket.SHUT_RDWR)  # wakes the accepting thread
         listener.close()
+
+
+class Hanging:
+    """A TCP server that accepts connections and never answers: a registry that hangs."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.host = f"127.0.0.1:{self.sock.getsockname()[1]}"
+        self.held: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.held.append(conn)
+
+    def close(self) -> None:
+        self.sock.close()
+        for conn in self.held:
+            conn.close()

@@ -42,6 +42,7 @@ from tests.registry import (
     OCI_MANIFEST,
     Registry,
     digest_of,
+    manifest_descriptor,
     push_artifact,
     push_manifest,
 )
@@ -212,15 +213,7 @@ def push_referrer(
     do for registries without the referrers API; without it only a registry
     serving the API (``ReferrersFront``) lists the referrer.
     """
-    head = registry.request(
-        "HEAD", f"/v2/{repository}/manifests/{digest}", headers={"Accept": OCI_MANIFEST}
-    )
-    assert head.status_code == 200, head.text
-    subject = {
-        "mediaType": head.headers["Content-Type"],
-        "digest": digest,
-        "size": int(head.headers["Content-Length"]),
-    }
+    subject = manifest_descriptor(registry, repository, digest)
     empty = b"{}"
     manifest: dict[str, Any] = {
         "schemaVersion": 2,

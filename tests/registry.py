@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import secrets
 from pathlib import Path
+from typing import Any
 
 from tests.tokenserver import TokenServer
 from webhook.sandbox.registry import (
@@ -44,6 +45,7 @@ __all__ = [
     "default_layer",
     "digest_of",
     "free_port",
+    "manifest_descriptor",
     "push_artifact",
     "push_blob",
     "push_image",
@@ -52,6 +54,19 @@ __all__ = [
     "start_registry",
     "start_token_registry",
 ]
+
+
+def manifest_descriptor(registry: Registry, repository: str, digest: str) -> dict[str, Any]:
+    """The OCI descriptor (media type, digest, size) of a stored manifest, from a HEAD request."""
+    head = registry.request(
+        "HEAD", f"/v2/{repository}/manifests/{digest}", headers={"Accept": OCI_MANIFEST}
+    )
+    assert head.status_code == 200, head.text
+    return {
+        "mediaType": head.headers["Content-Type"],
+        "digest": digest,
+        "size": int(head.headers["Content-Length"]),
+    }
 
 
 def start_token_registry(tmp: Path, *, anonymous_pull: bool = False) -> Registry:

@@ -114,6 +114,41 @@ def render(values: dict[str, Any] | None = None, namespace: str = NAMESPACE) -> 
     return objects
 
 
+def render_upgrade(
+    tmp: Path, values: dict[str, Any] | None, *installed: dict[str, Any]
+) -> tuple[list[dict], list[str]]:
+    """What ``helm upgrade`` renders while the API server holds the ``installed`` Secrets.
+
+    Helm renders against a stand-in API server (tests/kubeapi.py); also returned are the
+    paths Helm asked it for.
+    """
+    from tests.kubeapi import start_api_server
+
+    api = start_api_server(tmp)
+    try:
+        for secret in installed:
+            api.secrets[(NAMESPACE, secret["metadata"]["name"])] = secret
+        config = helm.Config(
+            kube_apiserver=api.url,
+            kube_token=api.token,
+            kube_ca_file=str(api.ca),
+            namespace=NAMESPACE,
+        )
+        manifests = config.render(
+            helm.Chart.load(CHART), values, name=RELEASE, namespace=NAMESPACE, is_upgrade=True
+        )
+    finally:
+        api.stop()
+    upgraded = [
+        doc
+        for path, text in manifests.items()
+        if not path.endswith("NOTES.txt")
+        for doc in yaml.safe_load_all(text)
+        if doc
+    ]
+    return upgraded, [request.path for request in api.requests]
+
+
 def one(objects: list[dict], kind: str, name: str | None = None) -> dict:
     found = [o for o in objects if o["kind"] == kind and name in (None, o["metadata"]["name"])]
     assert len(found) == 1, f"{len(found)} {kind} objects named {name}"
@@ -625,37 +660,13 @@ def test_generated_certificate_is_kept_across_upgrades(tmp_path: Path) -> None:
 
     Helm renders against a stand-in API server that holds what the install created.
     """
-    from tests.kubeapi import start_api_server
-
     installed = render()
     secret = one(installed, "Secret", f"{RELEASE}-tls")
-    api = start_api_server(tmp_path)
-    try:
-        api.secrets[(NAMESPACE, secret["metadata"]["name"])] = secret
-        config = helm.Config(
-            kube_apiserver=api.url,
-            kube_token=api.token,
-            kube_ca_file=str(api.ca),
-            namespace=NAMESPACE,
-        )
-        manifests = config.render(
-            helm.Chart.load(CHART), None, name=RELEASE, namespace=NAMESPACE, is_upgrade=True
-        )
-    finally:
-        api.stop()
-    upgraded = [
-        doc
-        for path, text in manifests.items()
-        if not path.endswith("NOTES.txt")
-        for doc in yaml.safe_load_all(text)
-        if doc
-    ]
+    upgraded, asked = render_upgrade(tmp_path, None, secret)
     assert one(upgraded, "Secret", f"{RELEASE}-tls")["data"] == secret["data"]
     (hook,) = one(upgraded, "ValidatingWebhookConfiguration")["webhooks"]
     assert hook["clientConfig"]["caBundle"] == secret["data"]["ca.crt"]
-    assert any(
-        r.path == f"/api/v1/namespaces/{NAMESPACE}/secrets/{RELEASE}-tls" for r in api.requests
-    )
+    assert f"/api/v1/namespaces/{NAMESPACE}/secrets/{RELEASE}-tls" in asked
     # Without the Secret (a first install), a new CA is generated.
     (fresh,) = one(render(), "ValidatingWebhookConfiguration")["webhooks"]
     assert fresh["clientConfig"]["caBundle"] != secret["data"]["ca.crt"]

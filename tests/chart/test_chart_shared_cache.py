@@ -19,6 +19,7 @@ from tests.chart.test_chart import (
     mounts_cover,
     one,
     render,
+    render_upgrade,
 )
 from webhook.config import parse_config
 
@@ -131,28 +132,6 @@ def test_schema_refuses_bad_shared_values(shared: dict[str, Any]) -> None:
 
 def test_generated_key_is_kept_across_upgrades(tmp_path: Path) -> None:
     """Replicas must share one key: ``helm upgrade`` reuses the installed Secret."""
-    from tests.kubeapi import start_api_server
-
     installed = one(render(SHARED), "Secret", f"{RELEASE}-cache-key")
-    api = start_api_server(tmp_path)
-    try:
-        api.secrets[(NAMESPACE, installed["metadata"]["name"])] = installed
-        config = helm.Config(
-            kube_apiserver=api.url,
-            kube_token=api.token,
-            kube_ca_file=str(api.ca),
-            namespace=NAMESPACE,
-        )
-        manifests = config.render(
-            helm.Chart.load(CHART), SHARED, name=RELEASE, namespace=NAMESPACE, is_upgrade=True
-        )
-    finally:
-        api.stop()
-    upgraded = [
-        doc
-        for path, text in manifests.items()
-        if not path.endswith("NOTES.txt")
-        for doc in yaml.safe_load_all(text)
-        if doc
-    ]
+    upgraded, _ = render_upgrade(tmp_path, SHARED, installed)
     assert one(upgraded, "Secret", f"{RELEASE}-cache-key")["data"] == installed["data"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -11,7 +12,7 @@ import ssl
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,10 @@ import requests
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
+from tests.hostile import Hanging
 from tests.kube import pod_spec, policy_yaml, review, workload
+from tests.referrers import ReferrersFront
+from tests.registry import Registry, default_layer, push_image
 from webhook import certs
 
 READY_DEADLINE = 30.0
@@ -92,6 +96,27 @@ class Server:
                 return False
             time.sleep(0.05)
         return True
+
+    def log_lines(
+        self, uid: str, msg: str = "admission review", timeout: float = 5.0
+    ) -> list[dict[str, Any]]:
+        """The JSON log lines that mention request ``uid``, once one of them is ``msg``.
+
+        The decision log is written from a background thread after the answer, so this
+        waits up to ``timeout`` seconds, then fails the test with the log's tail.
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            lines = [
+                json.loads(line)
+                for line in self.log_text().splitlines()
+                if line.startswith("{") and uid in line
+            ]
+            if any(line.get("msg") == msg for line in lines):
+                return lines
+            if time.monotonic() > deadline:
+                pytest.fail(f"no {msg!r} log line for {uid}:\n{self.log_text()[-3000:]}")
+            time.sleep(0.05)
 
 
 def start_server(
@@ -180,6 +205,73 @@ def stop_server(server: Server) -> int:
     except subprocess.TimeoutExpired:
         server.process.kill()
         return server.process.wait()
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float = 10.0) -> bool:
+    """Whether ``predicate`` holds within ``timeout`` seconds (asked every 0.1 s)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def serve_config(*hosts: str, deadline: float = 5, extra: str = "") -> str:
+    """A server configuration: ``deadline``, no policy reloads, ``hosts`` over plain HTTP.
+
+    ``extra`` is more YAML, appended as it is.
+    """
+    registries = ", ".join(f'"{host}": {{insecure: true}}' for host in hosts)
+    return (
+        f"deadlineSeconds: {deadline}\npolicies: {{reloadIntervalSeconds: 0}}\n"
+        f"registries: {{{registries}}}\n{extra}"
+    )
+
+
+@contextlib.contextmanager
+def serving(tmp: Path, files: Mapping[str, str], config: str) -> Iterator[Server]:
+    """``trustgate serve`` of a policy directory holding ``files`` (relative path: text).
+
+    On leaving, the server is stopped and must exit cleanly.
+    """
+    policies = tmp / "policies"
+    for name, text in files.items():
+        (policies / name).parent.mkdir(parents=True, exist_ok=True)
+        (policies / name).write_text(text)
+    running = start_server(tmp, policies, config)
+    try:
+        yield running
+    finally:
+        assert stop_server(running) == 0
+
+
+def small_image(
+    registry: Registry, repository: str, content: bytes | None = None
+) -> tuple[str, str]:
+    """Push a one-layer image tagged v1 holding ``content`` (default: the repository's name).
+
+    Returns its tag reference on the registry and its digest.
+    """
+    layer = default_layer(content=repository.encode() if content is None else content)
+    digest = push_image(registry, repository, tag="v1", layers=[layer])
+    return f"{registry.host}/{repository}:v1", digest
+
+
+@pytest.fixture(scope="module")
+def hanging() -> Iterator[Hanging]:
+    """A registry that accepts connections and never answers."""
+    server = Hanging()
+    yield server
+    server.close()
+
+
+@pytest.fixture(scope="module")
+def front(registry: Registry) -> Iterator[ReferrersFront]:
+    """The referrers API (tests/referrers.py) in front of the session's registry."""
+    running = ReferrersFront(registry).start()
+    yield running
+    running.stop()
 
 
 E2E_POLICIES = {

@@ -26,8 +26,8 @@ from tests.cosign import (
     public_pem,
     sign_statement,
 )
-from tests.integration.conftest import Server, start_server, stop_server
-from tests.integration.test_cosign3_e2e import attach, image
+from tests.integration.conftest import Server, serve_config, serving, small_image
+from tests.integration.test_cosign3_e2e import attach
 from tests.referrers import ReferrersFront
 from tests.registry import Registry
 from tests.unit.signatures.test_attestations import push_attestations
@@ -85,32 +85,18 @@ spec:
 
 
 @pytest.fixture(scope="module")
-def front(registry: Registry) -> Iterator[ReferrersFront]:
-    running = ReferrersFront(registry).start()
-    yield running
-    running.stop()
-
-
-@pytest.fixture(scope="module")
 def server(
     registry: Registry, front: ReferrersFront, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Server]:
-    tmp = tmp_path_factory.mktemp("attestation-bundles")
-    policies = tmp / "policies"
-    (policies / "keys").mkdir(parents=True)
-    (policies / "keys" / "release.pub").write_text(public_pem(RELEASE))
-    (policies / "keys" / "ops.pub").write_text(public_pem(OPS))
     hosts = f'["{registry.host}/**", "{front.host}/**"]'
-    (policies / "attested.yaml").write_text(POLICIES.format(hosts=hosts, slsa=SLSA, ci=CI))
-    config = (
-        "deadlineSeconds: 5\n"
-        "policies: {reloadIntervalSeconds: 0}\n"
-        f'registries: {{"{registry.host}": {{insecure: true}},\n'
-        f'             "{front.host}": {{insecure: true}}}}\n'
-    )
-    running = start_server(tmp, policies, config)
-    yield running
-    assert stop_server(running) == 0
+    files = {
+        "keys/release.pub": public_pem(RELEASE),
+        "keys/ops.pub": public_pem(OPS),
+        "attested.yaml": POLICIES.format(hosts=hosts, slsa=SLSA, ci=CI),
+    }
+    config = serve_config(registry.host, front.host)
+    with serving(tmp_path_factory.mktemp("attestation-bundles"), files, config) as running:
+        yield running
 
 
 def envelope(
@@ -138,7 +124,7 @@ def test_attestation_bundle_found_through_the_referrers_api_is_admitted(
     registry: Registry, front: ReferrersFront, server: Server
 ) -> None:
     repository = "attb/api"
-    digest = image(registry, repository)
+    _, digest = small_image(registry, repository)
     name = f"{front.host}/{repository}"
     attach(registry, repository, digest, attested(name, digest), tag_index=False)
     before = len(front.paths)
@@ -157,7 +143,7 @@ def test_attestation_bundle_found_through_the_tag_fallback_is_admitted(
     registry: Registry, server: Server
 ) -> None:
     repository = "attb/fallback"
-    digest = image(registry, repository)
+    _, digest = small_image(registry, repository)
     assert registry.request("GET", f"/v2/{repository}/referrers/{digest}").status_code == 404
     attach(registry, repository, digest, attested(f"{registry.host}/{repository}", digest))
     assert server.decide(f"{registry.host}/{repository}:v1")["allowed"] is True
@@ -170,11 +156,11 @@ def test_conditions_hold_and_fail_on_a_bundle_statement(
     registry: Registry, front: ReferrersFront, server: Server
 ) -> None:
     repository = "attb/cel"
-    digest = image(registry, repository)
+    _, digest = small_image(registry, repository)
     attach(registry, repository, digest, attested(f"{front.host}/{repository}", digest))
     assert server.decide(f"{front.host}/{repository}:v1", "cel-web")["allowed"] is True
     laptop = "attb/cel-laptop"
-    digest = image(registry, laptop)
+    _, digest = small_image(registry, laptop)
     bundle = attested(f"{front.host}/{laptop}", digest, builder="laptop\x1b[2J")
     attach(registry, laptop, digest, bundle)
     message = server.denial(f"{front.host}/{laptop}:v1", "cel-web")
@@ -189,12 +175,12 @@ def test_a_bundle_counts_when_the_att_layer_fails_the_conditions(
     registry: Registry, front: ReferrersFront, server: Server
 ) -> None:
     repository = "attb/cel-both"
-    digest = image(registry, repository)
+    _, digest = small_image(registry, repository)
     name = f"{front.host}/{repository}"
     push_attestations(registry, repository, digest, [envelope(name, digest, builder="laptop")])
     assert "does not hold" in server.denial(f"{name}:v1", "cel-web")
     other = "attb/cel-both-bundle"
-    digest = image(registry, other)
+    _, digest = small_image(registry, other)
     name = f"{front.host}/{other}"
     push_attestations(registry, other, digest, [envelope(name, digest, builder="laptop")])
     attach(registry, other, digest, attested(name, digest))
@@ -247,7 +233,7 @@ def test_bundles_that_are_not_an_attestation_of_this_image_are_denied(
 ) -> None:
     build, reason = CASES[case]
     repository = f"attb/denied-{case}"
-    digest = image(registry, repository)
+    _, digest = small_image(registry, repository)
     name = f"{front.host}/{repository}"
     attach(registry, repository, digest, build(name, digest))
     message = server.denial(f"{name}:v1")
@@ -262,7 +248,7 @@ def test_one_keys_att_layer_and_bundle_count_once_toward_threshold_two(
     registry: Registry, front: ReferrersFront, server: Server
 ) -> None:
     repository = "attb/two"
-    digest = image(registry, repository)
+    _, digest = small_image(registry, repository)
     name = f"{front.host}/{repository}"
     push_attestations(registry, repository, digest, [envelope(name, digest)])
     attach(registry, repository, digest, attested(name, digest))
@@ -273,7 +259,7 @@ def test_one_keys_att_layer_and_bundle_count_once_toward_threshold_two(
         "signature does not verify with key ops)"
     ) in message
     both = "attb/two-keys"
-    digest = image(registry, both)
+    _, digest = small_image(registry, both)
     name = f"{front.host}/{both}"
     push_attestations(registry, both, digest, [envelope(name, digest)])
     attach(registry, both, digest, attested(name, digest, OPS))

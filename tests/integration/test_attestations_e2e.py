@@ -5,33 +5,21 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 
 from tests.cosign import (
-    OCI_CONFIG,
     PrivateKey,
     dsse_envelope,
     generate_key,
-    go_json,
     in_toto_statement,
     public_pem,
-    sha256,
-    sign_b64,
-    signature_manifest,
-    simple_signing_payload,
+    push_signature,
 )
-from tests.integration.conftest import Server, start_server, stop_server
-from tests.kube import pod_spec, review, workload
-from tests.registry import (
-    OCI_MANIFEST,
-    Registry,
-    default_layer,
-    push_artifact,
-    push_image,
-)
-from webhook.signatures.cosign import DSSE_MEDIA_TYPE, attestation_tag, signature_tag
+from tests.integration.conftest import Server, serve_config, serving, small_image
+from tests.registry import OCI_MANIFEST, Registry
+from tests.unit.signatures.test_attestations import push_attestations
+from webhook.signatures.cosign import attestation_tag
 
 pytestmark = pytest.mark.e2e
 
@@ -54,28 +42,7 @@ def attest(
     statement = in_toto_statement(
         subject or digest, f"{registry.host}/{repository}", predicate_type, {"builder": "ci"}
     )
-    blob = go_json(dsse_envelope(statement, key))
-    config = go_json({"architecture": "", "os": "", "config": {}, "rootfs": {"type": "layers"}})
-    layer = {
-        "mediaType": DSSE_MEDIA_TYPE,
-        "size": len(blob),
-        "digest": sha256(blob),
-        "annotations": {"dev.cosignproject.cosign/signature": "", "predicateType": predicate_type},
-    }
-    manifest: dict[str, Any] = {
-        "schemaVersion": 2,
-        "mediaType": OCI_MANIFEST,
-        "config": {"mediaType": OCI_CONFIG, "size": len(config), "digest": sha256(config)},
-        "layers": [layer],
-    }
-    blobs = {sha256(blob): blob, sha256(config): config}
-    push_artifact(registry, repository, attestation_tag(digest), manifest, blobs)
-
-
-def sign(registry: Registry, repository: str, digest: str) -> None:
-    payload = simple_signing_payload(f"{registry.host}/{repository}", digest)
-    manifest, blobs = signature_manifest([(payload, sign_b64(RELEASE, payload))])
-    push_artifact(registry, repository, signature_tag(digest), manifest, blobs)
+    push_attestations(registry, repository, digest, [dsse_envelope(statement, key)])
 
 
 POLICIES = """\
@@ -111,39 +78,19 @@ spec:
 
 @pytest.fixture(scope="module")
 def server(registry: Registry, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    tmp = tmp_path_factory.mktemp("attested")
-    policies = tmp / "policies"
-    (policies / "keys").mkdir(parents=True)
-    (policies / "keys" / "release.pub").write_text(public_pem(RELEASE))
-    (policies / "attested.yaml").write_text(POLICIES.format(host=registry.host, slsa=SLSA))
-    config = (
-        "deadlineSeconds: 5\n"
-        "policies: {reloadIntervalSeconds: 0}\n"
-        f'registries: {{"{registry.host}": {{insecure: true}}}}\n'
-    )
-    running = start_server(tmp, policies, config)
-    yield running
-    assert stop_server(running) == 0
-
-
-def image(registry: Registry, repository: str) -> tuple[str, str]:
-    layer = default_layer(content=repository.encode())
-    digest = push_image(registry, repository, tag="v1", layers=[layer])
-    return f"{registry.host}/{repository}:v1", digest
-
-
-def decide(server: Server, ref: str, namespace: str = "prod-web") -> dict[str, Any]:
-    body = review(workload("Deployment", pod_spec(ref), namespace=namespace))
-    result = server.post(json.dumps(body), timeout=30)
-    assert result.status_code == 200, result.text
-    response: dict[str, Any] = result.json()["response"]
-    return response
+    files = {
+        "keys/release.pub": public_pem(RELEASE),
+        "attested.yaml": POLICIES.format(host=registry.host, slsa=SLSA),
+    }
+    config = serve_config(registry.host)
+    with serving(tmp_path_factory.mktemp("attested"), files, config) as running:
+        yield running
 
 
 def test_attested_image_is_admitted(registry: Registry, server: Server) -> None:
-    ref, digest = image(registry, "acme/attested")
+    ref, digest = small_image(registry, "acme/attested")
     attest(registry, "acme/attested", digest)
-    assert decide(server, ref)["allowed"] is True
+    assert server.decide(ref)["allowed"] is True
 
 
 @pytest.mark.parametrize(
@@ -159,14 +106,14 @@ def test_bad_attestations_are_denied(
     registry: Registry, server: Server, case: str, reason: str
 ) -> None:
     repo = f"acme/att-{case}"
-    ref, digest = image(registry, repo)
+    ref, digest = small_image(registry, repo)
     if case == "wrong-key":
         attest(registry, repo, digest, OTHER)
     elif case == "wrong-type":
         attest(registry, repo, digest, predicate_type=VULN)
     elif case == "wrong-subject":
         attest(registry, repo, digest, subject="sha256:" + "0" * 64)
-    response = decide(server, ref)
+    response = server.decide(ref)
     assert response["allowed"] is False
     message = response["status"]["message"]
     assert message.startswith(
@@ -177,16 +124,16 @@ def test_bad_attestations_are_denied(
 
 
 def test_signatures_are_checked_before_attestations(registry: Registry, server: Server) -> None:
-    ref, digest = image(registry, "acme/both")
+    ref, digest = small_image(registry, "acme/both")
     attest(registry, "acme/both", digest)
-    response = decide(server, ref, namespace="both-a")
+    response = server.decide(ref, namespace="both-a")
     assert response["allowed"] is False
     assert "signature check failed" in response["status"]["message"]
-    sign(registry, "acme/both", digest)
-    ref2, digest2 = image(registry, "acme/both2")
-    sign(registry, "acme/both2", digest2)
+    push_signature(registry, "acme/both", digest, RELEASE)
+    ref2, digest2 = small_image(registry, "acme/both2")
+    push_signature(registry, "acme/both2", digest2, RELEASE)
     attest(registry, "acme/both2", digest2)
-    assert decide(server, ref2, namespace="both-a")["allowed"] is True
+    assert server.decide(ref2, namespace="both-a")["allowed"] is True
     # The envelope really is what cosign writes: base64 of the statement.
     blob = registry.request(
         "GET", f"/v2/acme/both2/manifests/{attestation_tag(digest2)}",

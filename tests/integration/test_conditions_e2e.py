@@ -8,7 +8,6 @@ review's deadline, and the server goes on answering.
 
 from __future__ import annotations
 
-import json
 import subprocess
 import time
 from collections.abc import Iterator
@@ -18,10 +17,15 @@ from typing import Any
 import pytest
 
 from tests.cosign import dsse_envelope, generate_key, in_toto_statement, public_pem
-from tests.integration.conftest import Server, start_server, stop_server, trustgate_command
+from tests.integration.conftest import (
+    Server,
+    serve_config,
+    serving,
+    small_image,
+    trustgate_command,
+)
 from tests.integration.test_keyless_e2e import push_referrer
-from tests.kube import pod_spec, review, workload
-from tests.registry import Registry, default_layer, push_image
+from tests.registry import Registry
 from tests.sigstore_instance import Identity, SigstoreInstance, bundle
 from tests.unit.signatures.test_attestations import push_attestations
 from webhook.untrusted import quoted
@@ -84,29 +88,16 @@ spec:
 
 @pytest.fixture(scope="module")
 def server(registry: Registry, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    tmp = tmp_path_factory.mktemp("conditions")
-    policies = tmp / "policies"
-    (policies / "keys").mkdir(parents=True)
-    (policies / "keys" / "release.pub").write_text(public_pem(RELEASE))
-    (policies / "keys" / "trusted_root.json").write_text(SIGSTORE.trusted_root_json())
-    text = POLICIES.format(
-        host=registry.host, slsa=SLSA, ci=CI, slow=SLOW, issuer=ISSUER, subject=SUBJECT
-    )
-    (policies / "conditions.yaml").write_text(text)
-    config = (
-        "deadlineSeconds: 5\n"
-        "policies: {reloadIntervalSeconds: 0}\n"
-        f'registries: {{"{registry.host}": {{insecure: true}}}}\n'
-    )
-    running = start_server(tmp, policies, config)
-    yield running
-    assert stop_server(running) == 0
-
-
-def image(registry: Registry, repository: str) -> tuple[str, str]:
-    layer = default_layer(content=repository.encode())
-    digest = push_image(registry, repository, tag="v1", layers=[layer])
-    return f"{registry.host}/{repository}:v1", digest
+    files = {
+        "keys/release.pub": public_pem(RELEASE),
+        "keys/trusted_root.json": SIGSTORE.trusted_root_json(),
+        "conditions.yaml": POLICIES.format(
+            host=registry.host, slsa=SLSA, ci=CI, slow=SLOW, issuer=ISSUER, subject=SUBJECT
+        ),
+    }
+    config = serve_config(registry.host)
+    with serving(tmp_path_factory.mktemp("conditions"), files, config) as running:
+        yield running
 
 
 def attest(registry: Registry, repository: str, digest: str, predicate: dict[str, Any]) -> None:
@@ -114,28 +105,20 @@ def attest(registry: Registry, repository: str, digest: str, predicate: dict[str
     push_attestations(registry, repository, digest, [dsse_envelope(statement, RELEASE)])
 
 
-def decide(server: Server, ref: str, namespace: str = "prod-web") -> dict[str, Any]:
-    body = review(workload("Deployment", pod_spec(ref), namespace=namespace))
-    result = server.post(json.dumps(body), timeout=30)
-    assert result.status_code == 200, result.text
-    response: dict[str, Any] = result.json()["response"]
-    return response
-
-
 def test_an_attestation_whose_conditions_hold_is_admitted(
     registry: Registry, server: Server
 ) -> None:
-    ref, digest = image(registry, "acme/cel-ok")
+    ref, digest = small_image(registry, "acme/cel-ok")
     attest(registry, "acme/cel-ok", digest, {"builder": {"id": CI}})
-    assert decide(server, ref)["allowed"] is True
+    assert server.decide(ref)["allowed"] is True
 
 
 def test_a_failed_condition_denies_naming_the_expression_and_the_value_it_saw(
     registry: Registry, server: Server
 ) -> None:
-    ref, digest = image(registry, "acme/cel-other-builder")
+    ref, digest = small_image(registry, "acme/cel-other-builder")
     attest(registry, "acme/cel-other-builder", digest, {"builder": {"id": "laptop\n\x1b[2Jok"}})
-    response = decide(server, ref)
+    response = server.decide(ref)
     assert response["allowed"] is False
     assert response["status"]["message"] == (
         f'image {ref} denied by policy "built-by-ci": attestation check failed for predicate '
@@ -146,19 +129,19 @@ def test_a_failed_condition_denies_naming_the_expression_and_the_value_it_saw(
 
 
 def test_the_image_is_part_of_what_conditions_read(registry: Registry, server: Server) -> None:
-    ref, digest = image(registry, "elsewhere/cel")
+    ref, digest = small_image(registry, "elsewhere/cel")
     attest(registry, "elsewhere/cel", digest, {"builder": {"id": CI}})
-    message = decide(server, ref)["status"]["message"]
+    message = server.decide(ref)["status"]["message"]
     assert f'does not hold (saw image.repository = "{registry.host}/elsewhere/cel")' in message
 
 
 def test_a_condition_over_its_cost_limit_denies_within_the_deadline(
     registry: Registry, server: Server
 ) -> None:
-    ref, digest = image(registry, "acme/cel-costly")
+    ref, digest = small_image(registry, "acme/cel-costly")
     attest(registry, "acme/cel-costly", digest, {"numbers": list(range(5000))})
     started = time.monotonic()
-    response = decide(server, ref, namespace="cost-a")
+    response = server.decide(ref, namespace="cost-a")
     elapsed = time.monotonic() - started
     assert response["allowed"] is False
     assert response["status"]["message"] == (
@@ -167,10 +150,10 @@ def test_a_condition_over_its_cost_limit_denies_within_the_deadline(
     )
     assert elapsed < 4.0  # the deadline is 5 s; unbounded, the expression runs for minutes
     # The evaluator was replaced: the next review decides at once.
-    ok, ok_digest = image(registry, "acme/cel-after-cost")
+    ok, ok_digest = small_image(registry, "acme/cel-after-cost")
     attest(registry, "acme/cel-after-cost", ok_digest, {"builder": {"id": CI}})
     started = time.monotonic()
-    assert decide(server, ok)["allowed"] is True
+    assert server.decide(ok)["allowed"] is True
     assert time.monotonic() - started < 4.0
 
 
@@ -188,12 +171,12 @@ def keyless_attest(registry: Registry, repository: str, digest: str, builder: st
 def test_keyless_bundle_attestations_meet_the_same_conditions(
     registry: Registry, server: Server
 ) -> None:
-    ref, digest = image(registry, "acme/cel-keyless")
+    ref, digest = small_image(registry, "acme/cel-keyless")
     keyless_attest(registry, "acme/cel-keyless", digest, CI)
-    assert decide(server, ref, namespace="keyless-a")["allowed"] is True
-    bad, bad_digest = image(registry, "acme/cel-keyless-bad")
+    assert server.decide(ref, namespace="keyless-a")["allowed"] is True
+    bad, bad_digest = small_image(registry, "acme/cel-keyless-bad")
     keyless_attest(registry, "acme/cel-keyless-bad", bad_digest, "https://evil.test")
-    message = decide(server, bad, namespace="keyless-a")["status"]["message"]
+    message = server.decide(bad, namespace="keyless-a")["status"]["message"]
     assert "(builder: 0 of 1 conditions held: condition" in message
     assert 'saw predicate.builder.id = "https://evil.test"' in message
 
@@ -201,7 +184,7 @@ def test_keyless_bundle_attestations_meet_the_same_conditions(
 def test_check_prints_which_conditions_held(
     registry: Registry, server: Server, tmp_path: Path
 ) -> None:
-    ref, digest = image(registry, "acme/cel-check")
+    ref, digest = small_image(registry, "acme/cel-check")
     attest(registry, "acme/cel-check", digest, {"builder": {"id": CI}})
     config = server.policies.parent / "trustgate.yaml"
     command = [*trustgate_command(), "check", ref, "--namespace", "prod-web"]

@@ -34,9 +34,9 @@ from tests.cosign import (
     sign_digest,
     sign_statement,
 )
-from tests.integration.conftest import Server, start_server, stop_server
+from tests.integration.conftest import Server, serve_config, serving, small_image
 from tests.referrers import ReferrersFront, push_referrer
-from tests.registry import Registry, default_layer, push_image
+from tests.registry import Registry
 from tests.sigstore_instance import (
     Identity,
     SigstoreInstance,
@@ -105,39 +105,18 @@ def policy_file(registry: Registry, front: ReferrersFront) -> str:
 
 
 @pytest.fixture(scope="module")
-def front(registry: Registry) -> Iterator[ReferrersFront]:
-    running = ReferrersFront(registry).start()
-    yield running
-    running.stop()
-
-
-@pytest.fixture(scope="module")
 def server(
     registry: Registry, front: ReferrersFront, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Server]:
-    tmp = tmp_path_factory.mktemp("cosign3")
-    policies = tmp / "policies"
-    (policies / "keys").mkdir(parents=True)
-    (policies / "keys" / "release.pub").write_text(public_pem(RELEASE))
-    (policies / "keys" / "ops.pub").write_text(public_pem(OPS))
-    (policies / "keys" / "trusted_root.json").write_text(SIGSTORE.trusted_root_json())
-    (policies / "cosign3.yaml").write_text(policy_file(registry, front))
-    config = (
-        "deadlineSeconds: 5\n"
-        "policies: {reloadIntervalSeconds: 0}\n"
-        f'registries: {{"{registry.host}": {{insecure: true}},\n'
-        f'             "{front.host}": {{insecure: true}}}}\n'
-    )
-    running = start_server(tmp, policies, config)
-    yield running
-    assert stop_server(running) == 0
-
-
-def image(registry: Registry, repository: str) -> str:
-    """Push a small image and return its digest."""
-    return push_image(
-        registry, repository, tag="v1", layers=[default_layer(content=repository.encode())]
-    )
+    files = {
+        "keys/release.pub": public_pem(RELEASE),
+        "keys/ops.pub": public_pem(OPS),
+        "keys/trusted_root.json": SIGSTORE.trusted_root_json(),
+        "cosign3.yaml": policy_file(registry, front),
+    }
+    config = serve_config(registry.host, front.host)
+    with serving(tmp_path_factory.mktemp("cosign3"), files, config) as running:
+        yield running
 
 
 def attach(
@@ -168,7 +147,7 @@ def test_dsse_key_bundle_found_through_the_referrers_api_is_admitted(
     registry: Registry, front: ReferrersFront, server: Server
 ) -> None:
     repository = "cosign3/api"
-    digest = image(registry, repository)
+    _, digest = small_image(registry, repository)
     # No tag index: only a registry serving the referrers API can list this bundle.
     attach(
         registry, repository, digest, signed(f"{front.host}/{repository}", digest), tag_index=False
@@ -189,7 +168,7 @@ def test_dsse_key_bundle_found_through_the_tag_fallback_is_admitted(
     registry: Registry, server: Server
 ) -> None:
     repository = "cosign3/fallback"
-    digest = image(registry, repository)
+    _, digest = small_image(registry, repository)
     assert registry.request("GET", f"/v2/{repository}/referrers/{digest}").status_code == 404
     attach(registry, repository, digest, signed(f"{registry.host}/{repository}", digest))
     assert server.decide(f"{registry.host}/{repository}:v1")["allowed"] is True
@@ -199,7 +178,7 @@ def test_message_signature_key_bundle_is_admitted(
     registry: Registry, front: ReferrersFront, server: Server
 ) -> None:
     repository = "cosign3/message"
-    digest = image(registry, repository)
+    _, digest = small_image(registry, repository)
     attach(registry, repository, digest, key_bundle(RELEASE, digest=digest))
     assert server.decide(f"{front.host}/{repository}:v1")["allowed"] is True
     # A message signature carries no annotations and names no repository.
@@ -221,7 +200,7 @@ def _denied_with(
     build: Any,
     namespace: str = "prod-web",
 ) -> str:
-    digest = image(registry, repository)
+    _, digest = small_image(registry, repository)
     attach(registry, repository, digest, build(f"{front.host}/{repository}", digest))
     return server.denial(f"{front.host}/{repository}:v1", namespace)
 
@@ -283,7 +262,7 @@ def test_missing_annotation_and_other_repository_are_denied(
     )
     assert f"signed statement names repository {front.host}/cosign3/elsewhere" in message
     repository = "cosign3/annotated"
-    digest = image(registry, repository)
+    _, digest = small_image(registry, repository)
     attach(
         registry,
         repository,
@@ -330,13 +309,13 @@ def test_two_bundles_of_one_key_count_once_toward_a_threshold(
     registry: Registry, front: ReferrersFront, server: Server
 ) -> None:
     repository = "cosign3/two"
-    digest = image(registry, repository)
+    _, digest = small_image(registry, repository)
     attach(registry, repository, digest, signed(f"{front.host}/{repository}", digest))
     attach(registry, repository, digest, key_bundle(RELEASE, digest=digest))
     message = server.denial(f"{front.host}/{repository}:v1", "two-web")
     assert "1 of the 2 required authorities verified (ops: " in message
     both = "cosign3/two-keys"
-    digest = image(registry, both)
+    _, digest = small_image(registry, both)
     attach(registry, both, digest, signed(f"{front.host}/{both}", digest))
     attach(registry, both, digest, key_bundle(OPS, digest=digest))
     assert server.decide(f"{front.host}/{both}:v1", "two-web")["allowed"] is True
@@ -367,7 +346,7 @@ def test_logged_key_bundle_is_admitted_with_tlog_required(
     registry: Registry, front: ReferrersFront, server: Server, v2: bool
 ) -> None:
     repository = f"cosign3/logged-{'v2' if v2 else 'v1'}"
-    digest = image(registry, repository)
+    _, digest = small_image(registry, repository)
     attach(registry, repository, digest, _logged(f"{front.host}/{repository}", digest, v2=v2))
     assert server.decide(f"{front.host}/{repository}:v1", "tlog-web")["allowed"] is True
 
@@ -417,7 +396,7 @@ def test_rekor_v2_key_bundle_with_a_timestamp_is_admitted(
     """What cosign 3 writes with a Rekor v2 signing config: a hashedrekord 0.0.2 entry and an
     RFC 3161 timestamp, here of the test root's timestamp authority."""
     repository = "cosign3/stamped"
-    digest = image(registry, repository)
+    _, digest = small_image(registry, repository)
     document = _logged(f"{front.host}/{repository}", digest, v2=True)
     attach(registry, repository, digest, _stamped(document, TSA.stamp(_signature(document))))
     assert server.decide(f"{front.host}/{repository}:v1", "tlog-web")["allowed"] is True
@@ -451,7 +430,7 @@ def test_keyless_rekor_v2_bundle_with_a_timestamp_is_admitted(
     """The keyless counterpart, verified by sigstore-python: a Fulcio-style certificate, a
     Rekor v2 hashedrekord 0.0.2 entry and the timestamp that gives it a time."""
     repository = "cosign3/keyless-v2"
-    digest = image(registry, repository)
+    _, digest = small_image(registry, repository)
     hex_digest = digest.partition(":")[2]
     cert, signature, entry = SIGSTORE.sign_digest(CI, hex_digest)
     document = bundle(cert, entry, signature=signature, digest_hex=hex_digest)
@@ -464,7 +443,7 @@ def test_keyless_rekor_v2_bundle_with_a_timestamp_is_admitted(
     attach(registry, repository, digest, _stamped(document, TSA.stamp(signature)))
     assert server.decide(f"{front.host}/{repository}:v1", "keyless-web")["allowed"] is True
     unstamped = "cosign3/keyless-v2-unstamped"
-    digest = image(registry, unstamped)
+    _, digest = small_image(registry, unstamped)
     document["verificationMaterial"].pop("timestampVerificationData")
     attach(registry, unstamped, digest, document)
     message = server.denial(f"{front.host}/{unstamped}:v1", "keyless-web")

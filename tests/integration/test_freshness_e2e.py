@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -11,20 +10,16 @@ from typing import Any
 import pytest
 
 from tests.cosign import (
-    OCI_CONFIG,
     PrivateKey,
     dsse_envelope,
     generate_key,
-    go_json,
     in_toto_statement,
     public_pem,
-    sha256,
 )
-from tests.integration.conftest import Server, start_server, stop_server
-from tests.kube import pod_spec, review, workload
+from tests.integration.conftest import Server, serve_config, serving, small_image
 from tests.pyxis import Pyxis, grades, image_record, running_pyxis
-from tests.registry import OCI_MANIFEST, Registry, default_layer, push_artifact, push_image
-from webhook.signatures.cosign import DSSE_MEDIA_TYPE, attestation_tag
+from tests.registry import Registry
+from tests.unit.signatures.test_attestations import push_attestations
 
 pytestmark = pytest.mark.e2e
 
@@ -68,32 +63,11 @@ spec:
 """
 
 
-def image(registry: Registry, repository: str) -> tuple[str, str]:
-    layer = default_layer(content=repository.encode())
-    digest = push_image(registry, repository, tag="v1", layers=[layer])
-    return f"{registry.host}/{repository}:v1", digest
-
-
 def attest(
     registry: Registry, repository: str, digest: str, predicate: dict[str, Any], key: PrivateKey
 ) -> None:
     statement = in_toto_statement(digest, f"{registry.host}/{repository}", VULN, predicate)
-    blob = go_json(dsse_envelope(statement, key))
-    config = go_json({"architecture": "", "os": "", "config": {}, "rootfs": {"type": "layers"}})
-    layer = {"mediaType": DSSE_MEDIA_TYPE, "size": len(blob), "digest": sha256(blob)}
-    manifest = {
-        "schemaVersion": 2,
-        "mediaType": OCI_MANIFEST,
-        "config": {"mediaType": OCI_CONFIG, "size": len(config), "digest": sha256(config)},
-        "layers": [layer],
-    }
-    push_artifact(
-        registry,
-        repository,
-        attestation_tag(digest),
-        manifest,
-        {sha256(blob): blob, sha256(config): config},
-    )
+    push_attestations(registry, repository, digest, [dsse_envelope(statement, key)])
 
 
 def trivy(published: datetime, scanned: datetime) -> dict[str, Any]:
@@ -172,41 +146,27 @@ def pyxis() -> Iterator[Pyxis]:
 def server(
     registry: Registry, pyxis: Pyxis, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Server]:
-    tmp = tmp_path_factory.mktemp("freshness")
-    policies = tmp / "policies"
-    (policies / "keys").mkdir(parents=True)
-    (policies / "keys" / "scanner.pub").write_text(public_pem(SCANNER))
-    (policies / "fresh.yaml").write_text(POLICIES.format(host=registry.host))
-    config = (
-        "deadlineSeconds: 4\n"
-        "policies: {reloadIntervalSeconds: 0}\n"
-        f'registries: {{"{registry.host}": {{insecure: true}}}}\n'
-        f"freshness: {{pyxis: {{url: '{pyxis.url}', timeoutSeconds: 1.5, apiKey: test-key}}}}\n"
-    )
-    running = start_server(tmp, policies, config)
-    yield running
-    assert stop_server(running) == 0
-
-
-def decide(server: Server, ref: str, namespace: str = "prod-web") -> dict[str, Any]:
-    body = review(workload("Deployment", pod_spec(ref), namespace=namespace))
-    result = server.post(json.dumps(body), timeout=30)
-    assert result.status_code == 200, result.text
-    response: dict[str, Any] = result.json()["response"]
-    return response
+    files = {
+        "keys/scanner.pub": public_pem(SCANNER),
+        "fresh.yaml": POLICIES.format(host=registry.host),
+    }
+    source = f"{{pyxis: {{url: '{pyxis.url}', timeoutSeconds: 1.5, apiKey: test-key}}}}"
+    config = serve_config(registry.host, deadline=4, extra=f"freshness: {source}\n")
+    with serving(tmp_path_factory.mktemp("freshness"), files, config) as running:
+        yield running
 
 
 def test_fresh_multi_arch_image_is_admitted(
     registry: Registry, pyxis: Pyxis, server: Server
 ) -> None:
-    ref, digest = image(registry, "acme/fresh")
+    ref, digest = small_image(registry, "acme/fresh")
     pyxis.add(
         image_record("amd64", digest, grades(("A", NOW - 10 * DAY, None))),
         image_record(
             "arm64", "sha256:" + "b" * 64, grades(("B", NOW - 10 * DAY, None)), list_digest=digest
         ),
     )
-    response = decide(server, ref)
+    response = server.decide(ref)
     assert response["allowed"] is True
     assert "warnings" not in response
     assert any(headers.get("X-API-KEY") == "test-key" for _, headers in pyxis.requests)
@@ -215,12 +175,12 @@ def test_fresh_multi_arch_image_is_admitted(
 def test_stale_image_is_denied_with_grade_source_and_date(
     registry: Registry, pyxis: Pyxis, server: Server
 ) -> None:
-    ref, digest = image(registry, "acme/stale")
+    ref, digest = small_image(registry, "acme/stale")
     dropped = NOW - 3 * DAY
     pyxis.add(
         image_record("amd64", digest, grades(("B", NOW - 60 * DAY, dropped), ("D", dropped, None)))
     )
-    response = decide(server, ref)
+    response = server.decide(ref)
     assert response["allowed"] is False
     assert response["status"]["message"] == (
         f'image {ref} denied by policy "fresh": freshness grade D is below the minimum B '
@@ -231,10 +191,10 @@ def test_stale_image_is_denied_with_grade_source_and_date(
 def test_grade_about_to_drop_is_admitted_with_a_warning(
     registry: Registry, pyxis: Pyxis, server: Server
 ) -> None:
-    ref, digest = image(registry, "acme/dropping")
+    ref, digest = small_image(registry, "acme/dropping")
     drop = NOW + 3 * DAY
     pyxis.add(image_record("amd64", digest, grades(("B", NOW - DAY, drop), ("C", drop, None))))
-    response = decide(server, ref)
+    response = server.decide(ref)
     assert response["allowed"] is True
     (warning,) = response["warnings"]
     assert (
@@ -246,19 +206,19 @@ def test_grade_about_to_drop_is_admitted_with_a_warning(
 def test_pyxis_outages_follow_on_unknown_within_the_deadline(
     registry: Registry, pyxis: Pyxis, server: Server, failure: str
 ) -> None:
-    ref, digest = image(registry, f"acme/outage-{failure}")
+    ref, digest = small_image(registry, f"acme/outage-{failure}")
     if failure == "empty":
         pyxis.add(image_record("amd64", digest, []))
     else:
         pyxis.failures[digest] = failure
     started = time.monotonic()
-    denied = decide(server, ref)
+    denied = server.decide(ref)
     assert time.monotonic() - started < 4.0 + 1.0
     assert denied["allowed"] is False
     assert "freshness grade unknown (Pyxis: " in denied["status"]["message"]
     assert denied["status"]["message"].endswith("; onUnknown is deny")
     # The same image in a namespace whose policy says onUnknown: warn is admitted, warned.
-    warned = decide(server, ref, namespace="dev-a")
+    warned = server.decide(ref, namespace="dev-a")
     assert warned["allowed"] is True
     assert f'{ref}: policy "lenient": freshness grade unknown (Pyxis: ' in warned["warnings"][0]
 
@@ -270,13 +230,13 @@ def test_signed_reports_grade_images(
     registry: Registry, server: Server, shape: str, grade: str, allowed: bool
 ) -> None:
     repo = f"acme/report-{shape}"
-    ref, digest = image(registry, repo)
+    ref, digest = small_image(registry, repo)
     # Trivy: an Important (HIGH) fix 40 days old is C. Grype: a Critical fix 40 days old is D.
     predicate = (
         trivy(NOW - 40 * DAY, NOW - DAY) if shape == "trivy" else grype(NOW - 40 * DAY, NOW - DAY)
     )
     attest(registry, repo, digest, predicate, SCANNER)
-    response = decide(server, ref, namespace="ci-a")
+    response = server.decide(ref, namespace="ci-a")
     assert response["allowed"] is allowed
     if not allowed:
         message = response["status"]["message"]
@@ -292,7 +252,7 @@ def test_untrusted_or_old_reports_do_not_count(
     registry: Registry, server: Server, case: str
 ) -> None:
     repo = f"acme/report-{case}"
-    ref, digest = image(registry, repo)
+    ref, digest = small_image(registry, repo)
     scanned = NOW - (30 * DAY if case == "too-old" else DAY)
     if case != "unsigned":
         attest(
@@ -302,7 +262,7 @@ def test_untrusted_or_old_reports_do_not_count(
             trivy(NOW - 2 * DAY, scanned),
             INTRUDER if case == "wrong-key" else SCANNER,
         )
-    response = decide(server, ref, namespace="ci-a")
+    response = server.decide(ref, namespace="ci-a")
     assert response["allowed"] is False
     message = response["status"]["message"]
     assert "freshness grade unknown (signed vulnerability report: " in message

@@ -28,6 +28,7 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from tests import referrers
 from tests.cosign import (
     generate_key,
     public_pem,
@@ -36,16 +37,11 @@ from tests.cosign import (
     signature_manifest,
     simple_signing_payload,
 )
-from tests.integration.conftest import Server, start_server, stop_server
-from tests.kube import pod_spec, review, workload
+from tests.integration.conftest import Server, serve_config, serving, small_image
 from tests.registry import (
-    OCI_INDEX,
     OCI_MANIFEST,
     Registry,
-    default_layer,
     push_artifact,
-    push_image,
-    push_manifest,
 )
 from tests.sigstore_instance import (
     BUNDLE_V03,
@@ -223,32 +219,21 @@ spec:
 
 @pytest.fixture(scope="module")
 def server(registry: Registry, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    tmp = tmp_path_factory.mktemp("keyless")
-    policies = tmp / "policies"
     # Not at the top of the directory: every *.json there is read as a policy.
-    (policies / "roots").mkdir(parents=True)
-    (policies / "roots" / "trusted_root.json").write_text(SIGSTORE.trusted_root_json())
-    (policies / "roots" / "release.pub").write_text(public_pem(RELEASE))
-    (policies / "roots" / "certificate-key.pub").write_text(public_pem(CERTIFICATE_KEY))
-    text = POLICIES.format(host=registry.host, issuer=ISSUER, subject=SUBJECT, slsa=SLSA)
-    (policies / "keyless.yaml").write_text(text)
-    config = (
-        "deadlineSeconds: 5\n"
-        "policies: {reloadIntervalSeconds: 0}\n"
-        f'registries: {{"{registry.host}": {{insecure: true}}}}\n'
-    )
-    running = start_server(tmp, policies, config)
-    yield running
-    assert stop_server(running) == 0
+    files = {
+        "roots/trusted_root.json": SIGSTORE.trusted_root_json(),
+        "roots/release.pub": public_pem(RELEASE),
+        "roots/certificate-key.pub": public_pem(CERTIFICATE_KEY),
+        "keyless.yaml": POLICIES.format(
+            host=registry.host, issuer=ISSUER, subject=SUBJECT, slsa=SLSA
+        ),
+    }
+    config = serve_config(registry.host)
+    with serving(tmp_path_factory.mktemp("keyless"), files, config) as running:
+        yield running
 
 
 # Signing in cosign's two storage formats ----------------------------------------------
-
-
-def image(registry: Registry, repository: str) -> tuple[str, str]:
-    layer = default_layer(content=repository.encode())
-    digest = push_image(registry, repository, tag="v1", layers=[layer])
-    return f"{registry.host}/{repository}:v1", digest
 
 
 def sign_legacy(
@@ -277,18 +262,6 @@ def sign_legacy(
 _SIGNATURE = "dev.cosignproject.cosign/signature"
 
 
-def _subject(registry: Registry, repository: str, digest: str) -> dict[str, Any]:
-    head = registry.request(
-        "HEAD", f"/v2/{repository}/manifests/{digest}", headers={"Accept": OCI_MANIFEST}
-    )
-    assert head.status_code == 200, head.text
-    return {
-        "mediaType": head.headers["Content-Type"],
-        "digest": digest,
-        "size": int(head.headers["Content-Length"]),
-    }
-
-
 def push_referrer(
     registry: Registry,
     repository: str,
@@ -299,42 +272,19 @@ def push_referrer(
 ) -> str:
     """Push ``document`` as a referrer of ``digest`` and list it in the referrers tag index.
 
-    The manifest is what ``cosign sign --new-bundle-format`` pushes: the empty
-    config, one bundle layer, ``artifactType`` and ``subject``. The registry has
-    no referrers API, so the ``sha256-<hex>`` index is updated as the OCI 1.1
-    distribution spec tells clients to.
+    The manifest is what ``cosign sign --new-bundle-format`` pushes (tests/referrers.py): the
+    empty config, one bundle layer, ``artifactType``, ``subject`` and the predicate type
+    annotation. The registry has no referrers API, so the ``sha256-<hex>`` index is updated as
+    the OCI 1.1 distribution spec tells clients to.
     """
-    blob = json.dumps(document).encode()
-    empty = b"{}"
-    manifest: dict[str, Any] = {
-        "schemaVersion": 2,
-        "mediaType": OCI_MANIFEST,
-        "artifactType": artifact_type,
-        "config": {"mediaType": EMPTY_CONFIG, "digest": sha256(empty), "size": 2},
-        "layers": [{"mediaType": artifact_type, "digest": sha256(blob), "size": len(blob)}],
-        "subject": _subject(registry, repository, digest),
-        "annotations": {"dev.sigstore.bundle.predicateType": COSIGN_SIGN_PREDICATE},
-    }
-    blobs = {sha256(blob): blob, sha256(empty): empty}
-    body = json.dumps(manifest).encode()
-    referrer = push_artifact(registry, repository, sha256(body), manifest, blobs)
-    tag = digest.replace(":", "-")
-    existing = registry.request(
-        "GET", f"/v2/{repository}/manifests/{tag}", headers={"Accept": OCI_INDEX}
+    return referrers.push_referrer(
+        registry,
+        repository,
+        digest,
+        json.dumps(document).encode(),
+        artifact_type=artifact_type,
+        annotations={"dev.sigstore.bundle.predicateType": COSIGN_SIGN_PREDICATE},
     )
-    entries = existing.json()["manifests"] if existing.status_code == 200 else []
-    entries.append(
-        {
-            "mediaType": OCI_MANIFEST,
-            "digest": referrer,
-            "size": len(body),
-            "artifactType": artifact_type,
-            "annotations": manifest["annotations"],
-        }
-    )
-    index = {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": entries}
-    push_manifest(registry, repository, tag, json.dumps(index).encode(), OCI_INDEX)
-    return referrer
 
 
 def message_bundle(
@@ -399,47 +349,32 @@ def attest_legacy(
     push_artifact(registry, repository, attestation_tag(digest), manifest, blobs)
 
 
-def decide(server: Server, ref: str, namespace: str = "prod-web") -> dict[str, Any]:
-    body = review(workload("Deployment", pod_spec(ref), namespace=namespace))
-    result = server.post(json.dumps(body), timeout=30)
-    assert result.status_code == 200, result.text
-    response: dict[str, Any] = result.json()["response"]
-    return response
-
-
-def denial(server: Server, ref: str, namespace: str = "prod-web") -> str:
-    response = decide(server, ref, namespace)
-    assert response["allowed"] is False, response
-    message: str = response["status"]["message"]
-    return message
-
-
 # Admitted ------------------------------------------------------------------------------
 
 
 def test_legacy_sig_layer_keyless_signature_is_admitted(registry: Registry, server: Server) -> None:
-    ref, digest = image(registry, "keyless/legacy")
+    ref, digest = small_image(registry, "keyless/legacy")
     sign_legacy(registry, "keyless/legacy", digest)
-    assert decide(server, ref)["allowed"] is True
+    assert server.decide(ref)["allowed"] is True
 
 
 def test_bundle_referrer_found_through_the_tag_fallback_is_admitted(
     registry: Registry, server: Server
 ) -> None:
-    ref, digest = image(registry, "keyless/bundle")
+    ref, digest = small_image(registry, "keyless/bundle")
     # distribution 2.8 has no referrers API: the fallback is what finds the bundle.
     api = registry.request("GET", f"/v2/keyless/bundle/referrers/{digest}")
     assert api.status_code == 404
     push_referrer(registry, "keyless/bundle", digest, message_bundle(digest))
-    assert decide(server, ref)["allowed"] is True
+    assert server.decide(ref)["allowed"] is True
 
 
 def test_dsse_signature_bundle_is_admitted(registry: Registry, server: Server) -> None:
     repository = "keyless/dsse"
-    ref, digest = image(registry, repository)
+    ref, digest = small_image(registry, repository)
     document = dsse_bundle(registry, repository, digest, COSIGN_SIGN_PREDICATE)
     push_referrer(registry, repository, digest, document)
-    assert decide(server, ref)["allowed"] is True
+    assert server.decide(ref)["allowed"] is True
 
 
 # Denied, each with its reason -------------------------------------------------------------
@@ -450,14 +385,14 @@ PREFIX = "signature check failed: 0 of the 1 required authorities verified (ci: 
 @pytest.mark.parametrize("storage", ["legacy", "bundle"])
 def test_wrong_subject_is_denied(registry: Registry, server: Server, storage: str) -> None:
     repository = f"keyless/wrong-subject-{storage}"
-    ref, digest = image(registry, repository)
+    ref, digest = small_image(registry, repository)
     other = "https://github.com/acme/evil/.github/workflows/release.yml@refs/tags/v1.0"
     identity = Identity(other, ISSUER, {"githubWorkflowRepository": "acme/api"})
     if storage == "legacy":
         sign_legacy(registry, repository, digest, identity)
     else:
         push_referrer(registry, repository, digest, message_bundle(digest, identity))
-    message = denial(server, ref)
+    message = server.denial(ref)
     assert message.startswith(f'image {ref} denied by policy "keyless": {PREFIX}')
     assert f"subject {other!r} does not match {SUBJECT!r}" in message
 
@@ -465,51 +400,51 @@ def test_wrong_subject_is_denied(registry: Registry, server: Server, storage: st
 @pytest.mark.parametrize("storage", ["legacy", "bundle"])
 def test_wrong_issuer_is_denied(registry: Registry, server: Server, storage: str) -> None:
     repository = f"keyless/wrong-issuer-{storage}"
-    ref, digest = image(registry, repository)
+    ref, digest = small_image(registry, repository)
     identity = Identity(SUBJECT, "https://gitlab.com", {"githubWorkflowRepository": "acme/api"})
     if storage == "legacy":
         sign_legacy(registry, repository, digest, identity)
     else:
         push_referrer(registry, repository, digest, message_bundle(digest, identity))
-    message = denial(server, ref)
+    message = server.denial(ref)
     assert f"{PREFIX}issuer 'https://gitlab.com' is not {ISSUER!r}" in message
 
 
 def test_pattern_matching_only_part_of_the_subject_is_denied(
     registry: Registry, server: Server
 ) -> None:
-    ref, digest = image(registry, "keyless/partial")
+    ref, digest = small_image(registry, "keyless/partial")
     sign_legacy(registry, "keyless/partial", digest)
-    message = denial(server, ref, namespace="pattern-a")
+    message = server.denial(ref, namespace="pattern-a")
     assert message.startswith(f'image {ref} denied by policy "keyless-pattern": {PREFIX}')
     expected = f"subject {SUBJECT!r} does not match the whole of /https://github\\.com/acme/api/"
     assert expected in message
 
 
 def test_certificate_from_another_ca_is_denied(registry: Registry, server: Server) -> None:
-    ref, digest = image(registry, "keyless/other-ca")
+    ref, digest = small_image(registry, "keyless/other-ca")
     sign_legacy(registry, "keyless/other-ca", digest, instance=OTHER_CA)
-    message = denial(server, ref)
+    message = server.denial(ref)
     assert f"{PREFIX}the certificate does not chain to a Fulcio CA of the trusted root" in message
 
 
 def test_bundle_for_another_images_digest_is_denied(registry: Registry, server: Server) -> None:
-    _, other_digest = image(registry, "keyless/other-image")
-    ref, digest = image(registry, "keyless/stolen-bundle")
+    _, other_digest = small_image(registry, "keyless/other-image")
+    ref, digest = small_image(registry, "keyless/stolen-bundle")
     # A valid bundle, by the right identity, copied from another image onto this one.
     document = message_bundle(digest, signed=other_digest)
     push_referrer(registry, "keyless/stolen-bundle", digest, document)
-    message = denial(server, ref)
+    message = server.denial(ref)
     assert f"{PREFIX}the bundle signs another artifact, not {digest}" in message
 
 
 def test_referrer_of_the_wrong_artifact_type_is_not_a_signature(
     registry: Registry, server: Server
 ) -> None:
-    ref, digest = image(registry, "keyless/sbom-only")
+    ref, digest = small_image(registry, "keyless/sbom-only")
     # Even a valid bundle is ignored when the referrer does not declare itself one.
     push_referrer(registry, "keyless/sbom-only", digest, message_bundle(digest), artifact_type=SBOM)
-    message = denial(server, ref)
+    message = server.denial(ref)
     tag = signature_tag(digest)
     assert (
         f"{PREFIX}no keyless signature found ({tag} does not exist); no Sigstore bundle "
@@ -522,17 +457,17 @@ def test_referrer_of_the_wrong_artifact_type_is_not_a_signature(
 
 def test_keyless_attestation_from_a_bundle_is_admitted(registry: Registry, server: Server) -> None:
     repository = "keyless/attested"
-    ref, digest = image(registry, repository)
+    ref, digest = small_image(registry, repository)
     push_referrer(registry, repository, digest, dsse_bundle(registry, repository, digest, SLSA))
-    assert decide(server, ref, namespace="attested-a")["allowed"] is True
+    assert server.decide(ref, namespace="attested-a")["allowed"] is True
 
 
 def test_keyless_attestation_of_another_type_is_denied(registry: Registry, server: Server) -> None:
     repository = "keyless/attested-wrong-type"
-    ref, digest = image(registry, repository)
+    ref, digest = small_image(registry, repository)
     document = dsse_bundle(registry, repository, digest, COSIGN_SIGN_PREDICATE)
     push_referrer(registry, repository, digest, document)
-    message = denial(server, ref, namespace="attested-a")
+    message = server.denial(ref, namespace="attested-a")
     assert message.startswith(
         f'image {ref} denied by policy "keyless-provenance": attestation check failed for '
         f"predicate type {SLSA}: 0 of the 1 required authorities verified (builder: "
@@ -544,18 +479,18 @@ def test_keyless_attestation_in_the_legacy_att_layout_is_admitted(
     registry: Registry, server: Server
 ) -> None:
     repository = "keyless/attested-legacy"
-    ref, digest = image(registry, repository)
+    ref, digest = small_image(registry, repository)
     attest_legacy(registry, repository, digest)
-    assert decide(server, ref, namespace="attested-a")["allowed"] is True
+    assert server.decide(ref, namespace="attested-a")["allowed"] is True
 
 
 def test_legacy_att_layer_whose_log_entry_records_another_envelope_is_denied(
     registry: Registry, server: Server
 ) -> None:
     repository = "keyless/attested-legacy-swapped"
-    ref, digest = image(registry, repository)
+    ref, digest = small_image(registry, repository)
     attest_legacy(registry, repository, digest, logged_statement={"predicateType": SLSA})
-    message = denial(server, ref, namespace="attested-a")
+    message = server.denial(ref, namespace="attested-a")
     assert message.startswith(
         f'image {ref} denied by policy "keyless-provenance": attestation check failed for '
         f"predicate type {SLSA}: 0 of the 1 required authorities verified (builder: "
@@ -567,10 +502,10 @@ def test_audit_mode_admits_a_wrong_identity_with_a_warning(
     registry: Registry, server: Server
 ) -> None:
     repository = "keyless/audited"
-    ref, digest = image(registry, repository)
+    ref, digest = small_image(registry, repository)
     identity = Identity("someone@example.test", "https://accounts.google.com")
     push_referrer(registry, repository, digest, message_bundle(digest, identity))
-    response = decide(server, ref, namespace="audit-a")
+    response = server.decide(ref, namespace="audit-a")
     assert response["allowed"] is True
     warning = response["warnings"][0]
     assert "(audit mode): signature check failed" in warning
@@ -594,15 +529,15 @@ def sign_with_key(registry: Registry, repository: str, digest: str, *, logged: b
 
 
 def test_logged_key_signature_is_admitted(registry: Registry, server: Server) -> None:
-    ref, digest = image(registry, "keyed/logged")
+    ref, digest = small_image(registry, "keyed/logged")
     sign_with_key(registry, "keyed/logged", digest, logged=True)
-    assert decide(server, ref, "tlog-web")["allowed"] is True
+    assert server.decide(ref, "tlog-web")["allowed"] is True
 
 
 def test_key_signature_without_a_log_entry_is_denied(registry: Registry, server: Server) -> None:
-    ref, digest = image(registry, "keyed/unlogged")
+    ref, digest = small_image(registry, "keyed/unlogged")
     sign_with_key(registry, "keyed/unlogged", digest, logged=False)
-    message = denial(server, ref, "tlog-web")
+    message = server.denial(ref, "tlog-web")
     assert "release: signature verifies with key release, but no transparency-log entry" in message
 
 
@@ -656,7 +591,7 @@ def test_bundles_meet_annotations_and_match_reference(
     registry: Registry, server: Server, case: str, reason: str
 ) -> None:
     repository = f"keyless/strict-{case}"
-    ref, digest = image(registry, repository)
+    ref, digest = small_image(registry, repository)
     name = f"{registry.host}/{repository}"
     elsewhere = f"{registry.host}/keyless/elsewhere"
     subjects = {
@@ -673,8 +608,8 @@ def test_bundles_meet_annotations_and_match_reference(
     else:
         push_referrer(registry, repository, digest, signed_statement(subjects[case]))
     # A policy without the rules admits every one of these signatures.
-    assert decide(server, ref)["allowed"] is True
-    message = denial(server, ref, namespace="strict-a")
+    assert server.decide(ref)["allowed"] is True
+    message = server.denial(ref, namespace="strict-a")
     expected = reason.format(host=registry.host)
     assert message.startswith(f'image {ref} denied by policy "keyless-strict": {PREFIX}{expected}')
 
@@ -684,22 +619,22 @@ def test_signatures_meeting_every_rule_are_admitted(
     registry: Registry, server: Server, storage: str
 ) -> None:
     repository = f"keyless/strict-ok-{storage}"
-    ref, digest = image(registry, repository)
+    ref, digest = small_image(registry, repository)
     if storage == "legacy":
         sign_legacy(registry, repository, digest, optional={"env": "prod", "team": "web"})
     else:
         subject = about(f"{registry.host}/{repository}:v1", digest, {"env": "prod", "team": "web"})
         push_referrer(registry, repository, digest, signed_statement([subject]))
-    assert decide(server, ref, namespace="strict-a")["allowed"] is True
+    assert server.decide(ref, namespace="strict-a")["allowed"] is True
 
 
 def test_message_bundle_does_not_count_under_match_reference(
     registry: Registry, server: Server
 ) -> None:
     repository = "keyless/reference-message"
-    ref, digest = image(registry, repository)
+    ref, digest = small_image(registry, repository)
     push_referrer(registry, repository, digest, message_bundle(digest))
-    message = denial(server, ref, namespace="reference-a")
+    message = server.denial(ref, namespace="reference-a")
     assert message == (
         f'image {ref} denied by policy "keyless-reference": {PREFIX}a message-signature bundle '
         "names no repository, and the policy sets matchReference)"
@@ -708,9 +643,9 @@ def test_message_bundle_does_not_count_under_match_reference(
 
 def test_message_bundle_is_no_attestation(registry: Registry, server: Server) -> None:
     repository = "keyless/attested-message"
-    ref, digest = image(registry, repository)
+    ref, digest = small_image(registry, repository)
     push_referrer(registry, repository, digest, message_bundle(digest))
-    message = denial(server, ref, namespace="attested-a")
+    message = server.denial(ref, namespace="attested-a")
     assert message.startswith(
         f'image {ref} denied by policy "keyless-provenance": attestation check failed for '
         f"predicate type {SLSA}: 0 of the 1 required authorities verified (builder: "
@@ -727,9 +662,9 @@ def test_one_keyless_signature_meets_no_threshold_of_two(
 ) -> None:
     """Both identities of the policy match one certificate: it counts once."""
     repository = "keyless/two-one-signature"
-    ref, digest = image(registry, repository)
+    ref, digest = small_image(registry, repository)
     sign_legacy(registry, repository, digest)
-    message = denial(server, ref, namespace="two-a")
+    message = server.denial(ref, namespace="two-a")
     assert message == (
         f'image {ref} denied by policy "keyless-two": signature check failed: 1 of the 2 '
         f"required authorities verified (ci-any: verified, but by identity {SUBJECT!r}, "
@@ -740,10 +675,10 @@ def test_one_keyless_signature_meets_no_threshold_of_two(
 def test_two_identities_meet_a_threshold_of_two(registry: Registry, server: Server) -> None:
     """The pattern authority counts the second identity, the exact one the first."""
     repository = "keyless/two-identities"
-    ref, digest = image(registry, repository)
+    ref, digest = small_image(registry, repository)
     sign_legacy(registry, repository, digest)
     push_referrer(registry, repository, digest, message_bundle(digest, DEPLOY))
-    assert decide(server, ref, namespace="two-a")["allowed"] is True
+    assert server.decide(ref, namespace="two-a")["allowed"] is True
 
 
 def test_certificate_key_held_as_a_key_authority_counts_once(
@@ -751,9 +686,9 @@ def test_certificate_key_held_as_a_key_authority_counts_once(
 ) -> None:
     """One signature verifies for the identity and for its key: one signer."""
     repository = "keyless/pair-one-signature"
-    ref, digest = image(registry, repository)
+    ref, digest = small_image(registry, repository)
     sign_legacy(registry, repository, digest, key=CERTIFICATE_KEY)
-    message = denial(server, ref, namespace="pair-a")
+    message = server.denial(ref, namespace="pair-a")
     assert message == (
         f'image {ref} denied by policy "key-and-identity": signature check failed: 1 of the 2 '
         f"required authorities verified (release: verified, but by identity {SUBJECT!r}, "
@@ -765,16 +700,16 @@ def test_one_keyless_attestation_meets_no_threshold_of_two(
     registry: Registry, server: Server
 ) -> None:
     repository = "keyless/attested-two"
-    ref, digest = image(registry, repository)
+    ref, digest = small_image(registry, repository)
     push_referrer(registry, repository, digest, dsse_bundle(registry, repository, digest, SLSA))
-    message = denial(server, ref, namespace="attested-two-a")
+    message = server.denial(ref, namespace="attested-two-a")
     assert message == (
         f'image {ref} denied by policy "keyless-attested-two": attestation check failed for '
         f"predicate type {SLSA}: 1 of the 2 required authorities verified (builder-any: "
         f"verified, but by identity {SUBJECT!r}, already counted for builder)"
     )
-    other_ref, other_digest = image(registry, "keyless/attested-two-signers")
+    other_ref, other_digest = small_image(registry, "keyless/attested-two-signers")
     for identity in (RIGHT, DEPLOY):
         statement = signed_statement([about(None, other_digest, None)], identity, SLSA)
         push_referrer(registry, "keyless/attested-two-signers", other_digest, statement)
-    assert decide(server, other_ref, namespace="attested-two-a")["allowed"] is True
+    assert server.decide(other_ref, namespace="attested-two-a")["allowed"] is True

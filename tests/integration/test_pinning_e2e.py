@@ -19,8 +19,9 @@ import pytest
 import requests
 
 from tests.cosign import public_pem
-from tests.integration.conftest import Server, start_server, stop_server
-from tests.integration.test_signatures_e2e import RELEASE, Hanging, policy, sign
+from tests.hostile import Hanging
+from tests.integration.conftest import Server, serve_config, serving
+from tests.integration.test_signatures_e2e import RELEASE, policy, sign
 from tests.kube import pod_spec, review, workload
 from tests.kubeapi import kubeconfig, start_api_server
 from tests.registry import Registry, default_layer, push_image, start_registry
@@ -43,35 +44,19 @@ def counted(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
 
 
 @pytest.fixture(scope="module")
-def hanging() -> Iterator[Hanging]:
-    server = Hanging()
-    yield server
-    server.close()
-
-
-@pytest.fixture(scope="module")
 def server(
     counted: Registry, hanging: Hanging, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Server]:
-    tmp = tmp_path_factory.mktemp("pinning")
-    policies = tmp / "policies"
-    (policies / "keys").mkdir(parents=True)
-    (policies / "keys" / "release.pub").write_text(public_pem(RELEASE))
     documents = [
         policy("signed", counted.host),
         policy("hanging", hanging.host, namespaces='["hang-*"]'),
     ]
-    (policies / "signed.yaml").write_text("---\n".join(documents))
-    config = (
-        f"deadlineSeconds: {DEADLINE}\npolicies: {{reloadIntervalSeconds: 0}}\n"
-        # the tag cache expires at once: a moved tag is seen by the next tag lookup
-        f"cache: {{digestTTL: 0.001, verifiedTTL: {TTL}}}\n"
-        f'registries: {{"{counted.host}": {{insecure: true}},\n'
-        f'             "{hanging.host}": {{insecure: true}}}}\n'
-    )
-    server = start_server(tmp, policies, config)
-    yield server
-    assert stop_server(server) == 0
+    files = {"keys/release.pub": public_pem(RELEASE), "signed.yaml": "---\n".join(documents)}
+    # the tag cache expires at once: a moved tag is seen by the next tag lookup
+    cache = f"cache: {{digestTTL: 0.001, verifiedTTL: {TTL}}}\n"
+    config = serve_config(counted.host, hanging.host, deadline=DEADLINE, extra=cache)
+    with serving(tmp_path_factory.mktemp("pinning"), files, config) as server:
+        yield server
 
 
 def push(registry: Registry, repository: str, content: bytes, *, signed: bool) -> tuple[str, str]:
@@ -113,18 +98,8 @@ def counting(registry: Registry) -> int:
 
 
 def decision_lines(server: Server, uid: str, msg: str) -> list[dict[str, Any]]:
-    """The log lines ``msg`` ("admission review", "mutation review") of request ``uid``.
-
-    The decision log is written from a background thread after the answer, so
-    this waits (a little) for the line to appear.
-    """
-    deadline = time.monotonic() + 5
-    while True:
-        lines = [json.loads(line) for line in server.log_text().splitlines() if uid in line]
-        found = [line for line in lines if line.get("uid") == uid and line.get("msg") == msg]
-        if found or time.monotonic() > deadline:
-            return found
-        time.sleep(0.05)
+    """The log lines ``msg`` ("admission review", "mutation review") of request ``uid``."""
+    return [line for line in server.log_lines(uid, msg) if line.get("msg") == msg]
 
 
 def test_a_tag_is_pinned_to_its_verified_digest_and_validated_from_the_caches(

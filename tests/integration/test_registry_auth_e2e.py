@@ -18,19 +18,14 @@ from typing import Any
 import pytest
 import requests
 
-from tests.cosign import generate_key, public_pem, sign_b64, signature_manifest
-from tests.cosign import simple_signing_payload as payload_for
-from tests.integration.conftest import Server, start_server, stop_server
-from tests.kube import pod_spec, policy_yaml, review, workload
+from tests.cosign import generate_key, public_pem, push_signature
+from tests.integration.conftest import Server, small_image, start_server, stop_server
+from tests.kube import policy_yaml
 from tests.registry import (
     OCI_MANIFEST,
     Registry,
-    default_layer,
-    push_artifact,
-    push_image,
 )
 from tests.tokenserver import TokenServer
-from webhook.signatures.cosign import signature_tag
 
 pytestmark = pytest.mark.e2e
 
@@ -194,26 +189,13 @@ def signed_image(registry: Registry, repository: str, *, name_host: str | None =
     """Push and sign an image; return its tag reference under ``name_host`` (default: the
     registry's own host), which is also the repository the signature names."""
     host = name_host or registry.host
-    digest = push_image(registry, repository, tag="v1",
-                        layers=[default_layer(content=repository.encode())])  # fmt: skip
-    payload = payload_for(f"{host}/{repository}", digest)
-    manifest, blobs = signature_manifest([(payload, sign_b64(RELEASE, payload))])
-    push_artifact(registry, repository, signature_tag(digest), manifest, blobs)
+    _, digest = small_image(registry, repository)
+    push_signature(registry, repository, digest, RELEASE, reference=f"{host}/{repository}")
     return f"{host}/{repository}:v1"
 
 
-def decide(server: Server, image: str) -> dict[str, Any]:
-    body = review(workload("Deployment", pod_spec(image), namespace="prod-web"))
-    result = server.post(json.dumps(body), timeout=30)
-    assert result.status_code == 200, result.text
-    response: dict[str, Any] = result.json()["response"]
-    return response
-
-
 def denial(server: Server, image: str) -> str:
-    response = decide(server, image)
-    assert response["allowed"] is False, response
-    message: str = response["status"]["message"]
+    message = server.denial(image)
     assert message.startswith(f'image {image} denied by policy "signed": ')
     assert "no signature found" not in message
     return message
@@ -223,7 +205,7 @@ def test_htpasswd_registry_with_credentials_file_admits(
     auth_registry: Registry, auth_server: Server
 ) -> None:
     image = signed_image(auth_registry, "acme/basic")
-    assert decide(auth_server, image)["allowed"] is True
+    assert auth_server.decide(image)["allowed"] is True
 
 
 def test_htpasswd_registry_without_credentials_denies(
@@ -242,12 +224,12 @@ def test_token_registry_admits_and_reuses_its_token(
     assert tokens is not None
     image = signed_image(token_registry, "acme/token")
     before = tokens.served
-    assert decide(auth_server, image)["allowed"] is True
+    assert auth_server.decide(image)["allowed"] is True
     first = tokens.served
     assert first > before, "the registry was reached without a token"
     assert tokens.log[-1]["user"] == token_registry.username
     assert tokens.log[-1]["scopes"] == ["repository:acme/token:pull"]
-    assert decide(auth_server, image)["allowed"] is True
+    assert auth_server.decide(image)["allowed"] is True
     assert tokens.served == first, "the second review fetched a new token"
 
 
@@ -262,7 +244,7 @@ def test_token_registry_without_credentials_denies(
 
 def test_tls_registry_with_its_ca_admits(tls_registry: Registry, auth_server: Server) -> None:
     image = signed_image(tls_registry, "acme/tls")
-    assert decide(auth_server, image)["allowed"] is True
+    assert auth_server.decide(image)["allowed"] is True
 
 
 def test_tls_registry_without_its_ca_denies(tls_registry: Registry, auth_server: Server) -> None:
@@ -277,7 +259,7 @@ def test_redirect_to_another_host_does_not_carry_credentials(
     registry: Registry, redirector: _Recording, store: _Recording, auth_server: Server
 ) -> None:
     image = signed_image(registry, "acme/redirected", name_host=redirector.host)
-    assert decide(auth_server, image)["allowed"] is True
+    assert auth_server.decide(image)["allowed"] is True
     fronted = [seen for seen in redirector.seen if "/acme/redirected/" in seen[1]]
     stored = [seen for seen in store.seen if "/acme/redirected/" in seen[1]]
     assert fronted, "the redirector was never asked"

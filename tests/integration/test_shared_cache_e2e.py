@@ -6,12 +6,11 @@ calls a review made. The two servers stand for two replicas of the webhook.
 
 from __future__ import annotations
 
-import json
 import re
 import secrets
 import shutil
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,9 +18,8 @@ import pytest
 
 from tests.cosign import generate_key, public_pem
 from tests.countingproxy import CountingProxy
-from tests.integration.conftest import Server, start_server, stop_server
+from tests.integration.conftest import Server, start_server, stop_server, wait_for
 from tests.integration.test_signatures_e2e import policy, sign
-from tests.kube import pod_spec, review, workload
 from tests.redisserver import RedisServer
 from tests.registry import Registry, default_layer, push_image
 from webhook.cache import fingerprint
@@ -69,28 +67,11 @@ class Pair:
         return where, name
 
 
-def decide(server: Server, image: str, namespace: str = "prod-web") -> dict:
-    body = review(workload("Deployment", pod_spec(image), namespace=namespace))
-    result = server.post(json.dumps(body), timeout=30)
-    assert result.status_code == 200, result.text
-    answer: dict = result.json()["response"]
-    return answer
-
-
 def metric(server: Server, name: str, labels: str = "") -> float:
     """The sum of a metric's samples whose labels contain ``labels``."""
     text = server.get("/metrics").text
     pattern = re.compile(rf"^{name}(?:\{{([^}}]*)\}})? (\S+)$", re.M)
     return sum(float(v) for found, v in pattern.findall(text) if labels in (found or ""))
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.1)
-    return False
 
 
 @pytest.fixture(scope="module")
@@ -136,16 +117,16 @@ def redis_up(redis_server: RedisServer) -> None:
 def test_a_verdict_made_by_one_server_costs_the_other_no_registry_call(pair: Pair) -> None:
     image, _ = pair.image("shared/one")
     pair.proxy.reset()
-    assert decide(pair.a, image)["allowed"] is True
+    assert pair.a.decide(image)["allowed"] is True
     cold = pair.proxy.requests
     assert cold >= 3  # tag -> digest, the .sig manifest, the signed payload
     pair.proxy.reset()
-    assert decide(pair.b, image)["allowed"] is True
+    assert pair.b.decide(image)["allowed"] is True
     assert pair.proxy.requests == 0, pair.proxy.paths
     assert metric(pair.b, "trustgate_shared_cache_lookups_total", 'result="hit"') >= 2
     # Warm in b now: no registry call, and not even a Redis call.
     lookups = metric(pair.b, "trustgate_shared_cache_lookups_total")
-    assert decide(pair.b, image)["allowed"] is True
+    assert pair.b.decide(image)["allowed"] is True
     assert metric(pair.b, "trustgate_shared_cache_lookups_total") == lookups
     assert pair.proxy.requests == 0
     ready = pair.b.get("/readyz").json()["sharedCache"]
@@ -155,13 +136,13 @@ def test_a_verdict_made_by_one_server_costs_the_other_no_registry_call(pair: Pai
 
 def test_a_denial_is_shared_only_briefly(pair: Pair) -> None:
     image, _ = pair.image("shared/unsigned", signed_by=None)
-    assert "no signature found" in decide(pair.a, image)["status"]["message"]
+    assert "no signature found" in pair.a.decide(image)["status"]["message"]
     pair.proxy.reset()
-    assert decide(pair.b, image)["allowed"] is False
+    assert pair.b.decide(image)["allowed"] is False
     assert pair.proxy.requests == 0  # the digest (60 s) and the denial (1 s) are shared
     time.sleep(1.3)  # failureTTL: 1
     pair.proxy.reset()
-    assert decide(pair.a, image)["allowed"] is False
+    assert pair.a.decide(image)["allowed"] is False
     assert pair.proxy.requests >= 1, "the expired denial was reused"
 
 
@@ -171,7 +152,7 @@ def test_a_forged_or_replayed_admission_in_redis_does_not_admit(
 ) -> None:
     """Someone who can write to Redis plants "verified" for an unsigned image: still denied."""
     signed, signed_digest = pair.image(f"attack/{attack}-signed")
-    assert decide(pair.a, signed)["allowed"] is True
+    assert pair.a.decide(signed)["allowed"] is True
     genuine_key, _ = pair.signature_key(f"attack/{attack}-signed", signed_digest, "signed")
     genuine = redis_server.client().get(genuine_key)
     assert genuine, "the server shares its outcome under the key the attack aims at"
@@ -186,7 +167,7 @@ def test_a_forged_or_replayed_admission_in_redis_does_not_admit(
         planted = seal(b"guessed-key".ljust(32, b"!"), "verified", name, 2**40, payload)
     redis_server.client().set(target, planted)
     rejected = metric(pair.b, "trustgate_shared_cache_rejected_entries_total")
-    answer = decide(pair.b, unsigned)
+    answer = pair.b.decide(unsigned)
     assert answer["allowed"] is False
     assert "no signature found" in answer["status"]["message"]
     assert metric(pair.b, "trustgate_shared_cache_rejected_entries_total") == rejected + 1
@@ -195,7 +176,7 @@ def test_a_forged_or_replayed_admission_in_redis_does_not_admit(
 
 def test_a_reloaded_policy_set_does_not_reuse_old_verdicts(pair: Pair) -> None:
     image, _ = pair.image("rotating/app")
-    assert decide(pair.a, image, "rot-1")["allowed"] is True
+    assert pair.a.decide(image, "rot-1")["allowed"] is True
     fingerprints = {s.get("/readyz").json()["fingerprint"] for s in (pair.a, pair.b)}
     (pair.policies / "rotating.yaml").write_text(
         policy("rotating", pair.proxy.host, namespaces='["rot-*"]', keys=("rotated",))
@@ -203,7 +184,7 @@ def test_a_reloaded_policy_set_does_not_reuse_old_verdicts(pair: Pair) -> None:
     for server in (pair.a, pair.b):
         assert wait_for(lambda s=server: s.get("/readyz").json()["fingerprint"] not in fingerprints)
     pair.proxy.reset()
-    answer = decide(pair.b, image, "rot-1")
+    answer = pair.b.decide(image, "rot-1")
     assert answer["allowed"] is False
     assert "rotated:" in answer["status"]["message"]
     assert pair.proxy.requests >= 2  # verified again against the new key
@@ -213,7 +194,7 @@ def test_redis_killed_mid_run_reviews_go_on_and_sharing_resumes(
     pair: Pair, redis_server: RedisServer
 ) -> None:
     before, _ = pair.image("outage/before")
-    assert decide(pair.a, before)["allowed"] is True
+    assert pair.a.decide(before)["allowed"] is True
     redis_server.stop()
     try:
         started = time.monotonic()
@@ -221,8 +202,8 @@ def test_redis_killed_mid_run_reviews_go_on_and_sharing_resumes(
             image, _ = pair.image(f"outage/during-{number}")
             unsigned, _ = pair.image(f"outage/unsigned-{number}", signed_by=None)
             for server in (pair.a, pair.b):
-                assert decide(server, image)["allowed"] is True
-                assert decide(server, unsigned)["allowed"] is False
+                assert server.decide(image)["allowed"] is True
+                assert server.decide(unsigned)["allowed"] is False
         assert time.monotonic() - started < 20  # 16 reviews, none waiting out a deadline
         for server in (pair.a, pair.b):
             ready = server.get("/readyz").json()
@@ -237,11 +218,11 @@ def test_redis_killed_mid_run_reviews_go_on_and_sharing_resumes(
     time.sleep(RETRY_SECONDS + 0.2)
     # The next call of each server probes Redis and finds it back.
     for server in (pair.a, pair.b):
-        assert decide(server, pair.image("outage/probe")[0])["allowed"] is True
+        assert server.decide(pair.image("outage/probe")[0])["allowed"] is True
         assert server.get("/readyz").json()["sharedCache"]["state"] == "up"
     after, _ = pair.image("outage/after")
-    assert decide(pair.a, after)["allowed"] is True
+    assert pair.a.decide(after)["allowed"] is True
     pair.proxy.reset()
-    assert decide(pair.b, after)["allowed"] is True
+    assert pair.b.decide(after)["allowed"] is True
     assert pair.proxy.requests == 0, pair.proxy.paths
     assert metric(pair.b, "trustgate_shared_cache_up") == 1

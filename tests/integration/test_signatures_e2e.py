@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import socket
 import subprocess
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,13 +18,21 @@ from tests.cosign import (
     signature_manifest,
     simple_signing_payload,
 )
-from tests.integration.conftest import Server, start_server, stop_server, trustgate_command
+from tests.cosign import push_signature as sign
+from tests.hostile import Hanging
+from tests.integration.conftest import (
+    Server,
+    serve_config,
+    serving,
+    trustgate_command,
+)
 from tests.kube import pod_spec, review, workload
 from tests.registry import (
     OCI_INDEX,
     OCI_MANIFEST,
     Registry,
     default_layer,
+    manifest_descriptor,
     push_artifact,
     push_blob,
     push_image,
@@ -39,22 +46,6 @@ pytestmark = pytest.mark.e2e
 RELEASE = generate_key("ecdsa-p256")
 OTHER = generate_key("ed25519")
 DEADLINE = 3.0
-
-
-def sign(
-    registry: Registry,
-    repository: str,
-    digest: str,
-    *keys,
-    signed_digest: str | None = None,
-    annotations: dict[str, str] | None = None,
-    reference: str | None = None,
-) -> None:
-    """Push cosign's .sig manifest for ``digest`` with one layer per key."""
-    name = reference or f"{registry.host}/{repository}"
-    payload = simple_signing_payload(name, signed_digest or digest, annotations)
-    manifest, blobs = signature_manifest([(payload, sign_b64(key, payload)) for key in keys])
-    push_artifact(registry, repository, signature_tag(digest), manifest, blobs)
 
 
 def policy(
@@ -78,47 +69,10 @@ def policy(
     )  # fmt: skip
 
 
-class Hanging:
-    """A TCP server that accepts connections and never answers: a registry that hangs."""
-
-    def __init__(self) -> None:
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(16)
-        self.host = f"127.0.0.1:{self.sock.getsockname()[1]}"
-        self.held: list[socket.socket] = []
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            self.held.append(conn)
-
-    def close(self) -> None:
-        self.sock.close()
-        for conn in self.held:
-            conn.close()
-
-
-@pytest.fixture(scope="module")
-def hanging() -> Iterator[Hanging]:
-    server = Hanging()
-    yield server
-    server.close()
-
-
 @pytest.fixture(scope="module")
 def signed_server(
     registry: Registry, hanging: Hanging, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Server]:
-    tmp = tmp_path_factory.mktemp("signed")
-    policies = tmp / "policies"
-    (policies / "keys").mkdir(parents=True)
-    (policies / "keys" / "release.pub").write_text(public_pem(RELEASE))
-    (policies / "keys" / "other.pub").write_text(public_pem(OTHER))
     two = policy("two-keys", registry.host, threshold=2, namespaces='["two-*"]',
                  keys=("release", "other"))  # fmt: skip
     documents = [
@@ -134,16 +88,14 @@ def signed_server(
         ),
         policy("per-platform", registry.host, namespaces='["multi-*"]', extra="perPlatform: true"),
     ]
-    (policies / "signed.yaml").write_text("---\n".join(documents))
-    config = (
-        f"deadlineSeconds: {DEADLINE}\n"
-        "policies: {reloadIntervalSeconds: 0}\n"
-        f'registries: {{"{registry.host}": {{insecure: true}},\n'
-        f'             "{hanging.host}": {{insecure: true}}}}\n'
-    )
-    server = start_server(tmp, policies, config)
-    yield server
-    assert stop_server(server) == 0
+    files = {
+        "keys/release.pub": public_pem(RELEASE),
+        "keys/other.pub": public_pem(OTHER),
+        "signed.yaml": "---\n".join(documents),
+    }
+    config = serve_config(registry.host, hanging.host, deadline=DEADLINE)
+    with serving(tmp_path_factory.mktemp("signed"), files, config) as server:
+        yield server
 
 
 def image(registry: Registry, repository: str, content: bytes) -> tuple[str, str]:
@@ -390,16 +342,7 @@ def push_index_of(
     """Push an index of ``(digest, platform, annotations)`` entries, tagged ``latest``."""
     manifests = []
     for digest, platform, notes in entries:
-        head = registry.request(
-            "HEAD", f"/v2/{repository}/manifests/{digest}", headers={"Accept": OCI_MANIFEST}
-        )
-        assert head.status_code == 200, head.text
-        entry = {
-            "mediaType": head.headers["Content-Type"],
-            "digest": digest,
-            "size": int(head.headers["Content-Length"]),
-            "platform": platform,
-        }
+        entry = {**manifest_descriptor(registry, repository, digest), "platform": platform}
         if notes is not None:
             entry["annotations"] = notes
         manifests.append(entry)

@@ -80,20 +80,6 @@ def metric(server: Server, name: str, labels: str) -> float:
     return float(match.group(1)) if match else 0.0
 
 
-def decision_lines(server: Server, uid: str) -> list[dict[str, Any]]:
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline:
-        lines = [
-            json.loads(line)
-            for line in server.log_text().splitlines()
-            if line.startswith("{") and uid in line
-        ]
-        if any(line.get("msg") == "admission review" for line in lines):
-            return lines
-        time.sleep(0.05)
-    pytest.fail(f"no decision-log line for {uid}:\n{server.log_text()[-3000:]}")
-
-
 def test_an_exception_before_its_expiry_admits_loudly(server: Server) -> None:
     before = metric(server, "trustgate_exception_admissions_total", 'exception="vendor-current"')
     body = review(pod_with(CURRENT))
@@ -106,7 +92,7 @@ def test_an_exception_before_its_expiry_admits_loudly(server: Server) -> None:
     assert entry["exception"] == "vendor-current" and entry["policy"] == "production"
     after = metric(server, "trustgate_exception_admissions_total", 'exception="vendor-current"')
     assert after == before + 1
-    (line,) = [x for x in decision_lines(server, body["request"]["uid"]) if "images" in x]
+    (line,) = [x for x in server.log_lines(body["request"]["uid"]) if "images" in x]
     assert line["exceptions"] == ["vendor-current"]
     assert line["images"][0]["waived"][0]["exception"] == "vendor-current"
 
@@ -151,7 +137,7 @@ def test_break_glass_by_an_allowed_group(server: Server) -> None:
     recorded = json.loads(response["auditAnnotations"]["break-glass"])
     assert recorded["user"] == "bob" and recorded["reason"] == "INC-4711 payments down"
     assert metric(server, "trustgate_break_glass_total", 'outcome="honoured"') == before + 1
-    (line,) = [x for x in decision_lines(server, body["request"]["uid"]) if "images" in x]
+    (line,) = [x for x in server.log_lines(body["request"]["uid"]) if "images" in x]
     assert line["breakGlass"]["user"] == "bob"
     assert line["breakGlass"]["reason"] == "INC-4711 payments down"
     assert line["breakGlass"]["honoured"] is True
@@ -170,7 +156,7 @@ def test_break_glass_by_a_user_outside_the_allowed_groups(server: Server) -> Non
         'or groups policy "production" allows to break glass'
     )
     assert metric(server, "trustgate_break_glass_total", 'outcome="ignored"') == before + 1
-    lines = decision_lines(server, body["request"]["uid"])
+    lines = server.log_lines(body["request"]["uid"])
     (ignored,) = [x for x in lines if x["msg"] == "break-glass annotation not honoured"]
     assert ignored["level"] == "warning" and ignored["user"] == "mallory"
     (line,) = [x for x in lines if x["msg"] == "admission review"]

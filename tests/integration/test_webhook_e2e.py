@@ -5,14 +5,13 @@ from __future__ import annotations
 import http.client
 import json
 import ssl
-import time
 from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.integration.conftest import Server, start_server, stop_server
+from tests.integration.conftest import Server, start_server, stop_server, wait_for
 from tests.kube import RESOURCES, pod_spec, policy_yaml, review, workload
 from tests.mutations import admitted_by_accident, mutated_reviews
 
@@ -79,15 +78,7 @@ def test_unmatched_namespace_is_denied_by_default(webhook_server: Server) -> Non
 def test_decision_log_records_the_review(webhook_server: Server) -> None:
     body = review(workload("Job", pod_spec(BAD)), dry_run=True, uid="log-me-1234")
     answer(webhook_server, body)
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline:
-        lines = [
-            json.loads(x) for x in webhook_server.log_text().splitlines() if "log-me-1234" in x
-        ]
-        if lines:
-            break
-        time.sleep(0.05)
-    (entry,) = lines
+    (entry,) = webhook_server.log_lines("log-me-1234")
     assert entry["dryRun"] is True
     assert entry["kind"] == "Job"
     assert entry["allowed"] is False
@@ -166,20 +157,10 @@ def test_an_image_volume_outside_the_allowlist_is_denied(webhook_server: Server,
     assert allowed["allowed"] is True
 
 
-def _logged(server: Server, uid: str) -> dict:
-    lines: list[dict] = []
-    deadline = time.monotonic() + 5
-    while not lines and time.monotonic() < deadline:
-        lines = [json.loads(x) for x in server.log_text().splitlines() if uid in x]
-        time.sleep(0.05)
-    (entry,) = lines
-    return entry
-
-
 def test_the_decision_log_names_the_image_volume(webhook_server: Server) -> None:
     body = review(workload("CronJob", pod_spec(GOOD, volumes=(MODELS,))), uid="volume-log-1")
     answer(webhook_server, body)
-    entry = _logged(webhook_server, "volume-log-1")
+    (entry,) = webhook_server.log_lines("volume-log-1")
     (image,) = [i for i in entry["images"] if i["image"] == MODELS]
     assert image["volumes"] == ["data-0"]
     assert image["containers"] == []
@@ -209,7 +190,7 @@ def test_an_update_that_changes_no_image_is_admitted_without_a_recheck(
     response = answer(webhook_server, body)
     assert response["allowed"] is True
     assert response["auditAnnotations"] == {"not-rechecked": "no image changed"}
-    entry = _logged(webhook_server, "unchanged-1")
+    (entry,) = webhook_server.log_lines("unchanged-1")
     assert entry["note"] == "UPDATE admitted without a re-check: no image changed"
     assert entry["notRechecked"] == [BAD, MODELS]
 
@@ -307,15 +288,6 @@ def test_server_is_healthy_and_counts(webhook_server: Server) -> None:
     assert 'trustgate_admission_requests_total{decision="denied"}' in metrics
     assert 'trustgate_admission_requests_total{decision="error"}' not in metrics
     assert "trustgate_admission_duration_seconds_bucket" in metrics
-
-
-def wait_for(predicate, timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.1)
-    return False
 
 
 def test_policy_reload_including_configmap_swap(tmp_path: Path) -> None:

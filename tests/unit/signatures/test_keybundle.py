@@ -61,18 +61,6 @@ PEM = public_pem(KEY).encode()
 DER = KEY.public_key().public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
 
 
-@pytest.fixture(scope="module")
-def instance() -> SigstoreInstance:
-    return SigstoreInstance()
-
-
-@pytest.fixture(scope="module")
-def root(instance: SigstoreInstance, tmp_path_factory: pytest.TempPathFactory) -> TrustRoot:
-    directory = tmp_path_factory.mktemp("root")
-    (directory / "trusted_root.json").write_text(instance.trusted_root_json())
-    return load_trusted_root("trusted_root.json", directory)
-
-
 def check(document: dict[str, Any], **options: Any) -> KeyBundleResult:
     parsed = parse_key_bundle(json.dumps(document).encode())
     assert not isinstance(parsed, str), parsed

@@ -47,18 +47,6 @@ PAYLOAD = b'{"critical":{"type":"cosign container image signature"}}'
 IMAGE = hashlib.sha256(b"an image manifest").hexdigest()
 
 
-@pytest.fixture(scope="module")
-def instance() -> SigstoreInstance:
-    return SigstoreInstance()
-
-
-@pytest.fixture(scope="module")
-def root(instance: SigstoreInstance, tmp_path_factory: pytest.TempPathFactory) -> TrustRoot:
-    directory = tmp_path_factory.mktemp("root")
-    (directory / "trusted_root.json").write_text(instance.trusted_root_json())
-    return load_trusted_root("trusted_root.json", directory)
-
-
 def keyless(**fields: object) -> Keyless:
     values: dict[str, object] = {"issuer": ISSUER, "subject": SUBJECT}
     values.update(fields)

@@ -24,25 +24,13 @@ from tests.sigstore_instance import Identity, SigstoreInstance, intoto_body, rek
 from webhook.signatures.cosign import KeyVerification, verify_with_key
 from webhook.signatures.keys import load_public_key
 from webhook.signatures.tlog import BUNDLE_ANNOTATION, intoto_body_problem, parse_cosign_entry
-from webhook.signatures.trustroot import TrustRoot, load_trusted_root
+from webhook.signatures.trustroot import TrustRoot
 
 REPO = "quay.io/acme/app"
 DIGEST = "sha256:" + "a" * 64
 RELEASE = generate_key("ecdsa-p256")
 OTHER = generate_key("ecdsa-p256")
 PAYLOAD = simple_signing_payload(REPO, DIGEST)
-
-
-@pytest.fixture(scope="module")
-def instance() -> SigstoreInstance:
-    return SigstoreInstance()
-
-
-@pytest.fixture(scope="module")
-def root(instance: SigstoreInstance, tmp_path_factory: pytest.TempPathFactory) -> TrustRoot:
-    directory = tmp_path_factory.mktemp("root")
-    (directory / "trusted_root.json").write_text(instance.trusted_root_json())
-    return load_trusted_root("trusted_root.json", directory)
 
 
 def layer(signature: bytes, annotation: str | None) -> tuple[dict[str, Any], dict[str, bytes]]:
