@@ -396,41 +396,54 @@ def review(
 
 
 def _image_entry(verdict: Verdict, decision: Decision) -> dict[str, Any]:
+    # One pass over the policy results (a result passed exactly when nothing
+    # failed); this runs for every image of every review.
+    passed: list[str] = []
+    failed: list[dict[str, Any]] = []
+    for r in verdict.policies:
+        f = r.failure
+        if f is None:
+            passed.append(r.policy)
+        else:
+            failed.append(
+                {
+                    "policy": r.policy,
+                    "mode": r.mode,
+                    "check": f.check,
+                    "outcome": f.outcome,
+                    "reason": f.message,
+                }
+            )
     entry: dict[str, Any] = {
         "image": verdict.image,
         "containers": list(decision.containers.get(verdict.image, ())),
         "allowed": verdict.allowed,
-        "passed": [r.policy for r in verdict.policies if r.passed],
+        "passed": passed,
     }
     if verdict.digest is not None:
         entry["digest"] = verdict.digest  # for a reference pinned to it, what runs
     volumes = decision.volumes.get(verdict.image)
     if volumes:
         entry["volumes"] = list(volumes)
-    failed = [
-        {
-            "policy": r.policy,
-            "mode": r.mode,
-            "check": f.check,
-            "outcome": f.outcome,
-            "reason": f.message,
-        }
-        for r in verdict.policies
-        if (f := r.failure) is not None
-    ]
     if failed:
         entry["failed"] = failed
     if verdict.no_match is not None:
         entry["noMatch"] = verdict.no_match
     if verdict.reference is None:
         entry["reasons"] = list(verdict.denials)
-    waived = [
-        {"policy": w.policy or None, "check": w.check, "by": w.by, "exception": w.exception or None}
-        for w in decision.waivers
-        if w.image == verdict.image
-    ]
-    if waived:
-        entry["waived"] = waived
+    if decision.waivers:
+        waived = [
+            {
+                "policy": w.policy or None,
+                "check": w.check,
+                "by": w.by,
+                "exception": w.exception or None,
+            }
+            for w in decision.waivers
+            if w.image == verdict.image
+        ]
+        if waived:
+            entry["waived"] = waived
     return entry
 
 
