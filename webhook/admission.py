@@ -15,6 +15,7 @@ loudly (see ``waivers``).
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -475,9 +476,6 @@ def log_decision(request: AdmissionRequest, decision: Decision, seconds: float) 
     user and whether it was honoured. An ignored annotation is also logged
     as a warning of its own.
     """
-    images = [_image_entry(v, decision) for v in decision.verdicts]
-    exceptions = sorted({w.exception for w in decision.waivers if w.exception})
-    break_glass = _break_glass_entry(request, decision)
     if decision.ignored:
         log.warning(
             "break-glass annotation not honoured",
@@ -491,6 +489,11 @@ def log_decision(request: AdmissionRequest, decision: Decision, seconds: float) 
                 }
             },
         )
+    if not log.isEnabledFor(logging.INFO):
+        return
+    images = [_image_entry(v, decision) for v in decision.verdicts]
+    exceptions = sorted({w.exception for w in decision.waivers if w.exception})
+    break_glass = _break_glass_entry(request, decision)
     log.info(
         "admission review",
         extra={

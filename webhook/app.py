@@ -19,7 +19,7 @@ from werkzeug.exceptions import HTTPException
 
 from webhook.admission import Decision, review
 from webhook.config import Config
-from webhook.engine import Engine
+from webhook.engine import Engine, PolicyResult
 from webhook.errors import AdmissionReviewError
 from webhook.mutation import mutation_review, unpatched
 from webhook.observability import Metrics, get_logger
@@ -221,13 +221,19 @@ def _record(metrics: Metrics, decision: Decision, children: _Children) -> None:
         if verdict.no_match is not None:
             children.inc(metrics.no_match, verdict.no_match)
         for result in verdict.policies:
-            failure = result.failure
-            if failure is not None:
-                outcome = failure.outcome
-            else:
-                outcome = "warn" if result.cautions else "pass"
-            children.inc(metrics.policy_decisions, result.policy, result.mode, outcome)
+            children.inc(metrics.policy_decisions, result.policy, result.mode, _outcome(result))
     _record_waivers(metrics, decision)
+
+
+def _outcome(result: PolicyResult) -> str:
+    """The failed check's outcome (deny, error), else warn or pass: one pass over the checks."""
+    outcome = "pass"
+    for check in result.results:
+        if check.outcome in ("deny", "error"):
+            return check.outcome
+        if check.outcome == "warn":
+            outcome = "warn"
+    return outcome
 
 
 def _record_waivers(metrics: Metrics, decision: Decision) -> None:
