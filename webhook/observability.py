@@ -23,11 +23,11 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 _ROOT = "trustgate"
-#: Records waiting for the writer thread; past this, new ones are dropped.
+#: Lines waiting for the writer thread; past this, new ones are dropped.
 _QUEUE_SIZE = 10_000
-#: How long a record waits for the writer thread at most, in seconds.
+#: How long a line waits for the writer thread at most, in seconds.
 _FLUSH_SECONDS = 0.05
-#: Records waiting that wake the writer before its time.
+#: Lines waiting that wake the writer before its time.
 _WAKE_BACKLOG = 1000
 #: LogRecord attributes that are not structured fields.
 _STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
@@ -50,16 +50,17 @@ class JsonFormatter(logging.Formatter):
     keys such as ``name`` that would clash with LogRecord's own attributes.
 
     The line is encoded by orjson, several times faster than the standard
-    library's encoder on a decision-log entry; values it has no encoding of its
-    own for (dataclasses, dates, numbers past 64 bits, anything else) are written
-    as ``str()`` gives them, as ``json.dumps(default=str)`` would. orjson writes
-    non-ASCII text as UTF-8 rather than ``\\u`` escapes: the same JSON.
+    library's encoder on a decision-log entry. Values json.dumps would not encode
+    (dataclasses, dates, anything else) are written as ``str()`` gives them, as
+    ``json.dumps(default=str)`` would; what orjson refuses (integers past 64
+    bits) goes to the standard library. orjson writes non-ASCII text as UTF-8
+    rather than ``\\u`` escapes: the same JSON.
     """
 
     def __init__(self) -> None:
         super().__init__()
-        self._second = -1
-        self._stamp = ""
+        # One tuple, replaced whole: request threads format concurrently.
+        self._stamp: tuple[int, str] = (-1, "")
 
     def format(self, record: logging.LogRecord) -> str:
         """Render ``record`` as a JSON line."""
@@ -86,10 +87,11 @@ class JsonFormatter(logging.Formatter):
     def _timestamp(self, created: float) -> str:
         """``created``'s UTC date and time to the second, computed once per second."""
         second = int(created)
-        if second != self._second:
-            self._stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
-            self._second = second
-        return self._stamp
+        stamp = self._stamp
+        if stamp[0] != second:
+            stamp = (second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)))
+            self._stamp = stamp
+        return stamp[1]
 
 
 #: Types orjson would encode its own way, left to ``default=str`` as json.dumps does.
@@ -102,18 +104,20 @@ _ORJSON_OPTIONS = (
 
 
 class _BatchingHandler(logging.Handler):
-    """Hands records to a writer thread that formats and writes them in batches.
+    """Formats a record where it is logged; a writer thread writes the lines in batches.
 
-    A request thread only appends the record to a deque: no lock taken, no thread
-    woken. The writer wakes every ``_FLUSH_SECONDS`` (or at once when a backlog
-    builds), formats what arrived and writes it in one call. Waking a thread
+    A request thread formats its line (a few microseconds with orjson) and
+    appends it to a deque: no lock taken, no thread woken. The writer wakes
+    every ``_FLUSH_SECONDS`` (or at once when a backlog builds) and writes what
+    arrived in one call, without the GIL for the write itself. Waking a thread
     per record, as a ``QueueListener`` does, costs a futex wake-up and a GIL
-    hand-over per review, more than formatting the line; a server logs a line
-    per review, so that is the common case. Records wait at most
+    hand-over per review, more than formatting the line; formatting a batch in
+    the writer instead would hold the GIL for a whole batch, which request
+    threads then wait for in 5 ms switch intervals. Lines wait at most
     ``_FLUSH_SECONDS``; :meth:`close` writes what is left.
 
-    A request thread must never wait on a slow log sink: the review's deadline
-    matters more than one log line. Past ``_QUEUE_SIZE`` waiting records new ones
+    A request thread never waits on a slow log sink: the review's deadline
+    matters more than one log line. Past ``_QUEUE_SIZE`` waiting lines new ones
     are dropped, counted and reported.
     """
 
@@ -121,19 +125,22 @@ class _BatchingHandler(logging.Handler):
         super().__init__()
         self.target = target
         self.dropped = 0
-        self._records: deque[logging.LogRecord] = deque()
+        self._lines: deque[str] = deque()
         self._wake = threading.Event()
         self._stopping = False
         self._writer = threading.Thread(target=self._run, name="trustgate-log-writer", daemon=True)
         self._writer.start()
 
+    def handle(self, record: logging.LogRecord) -> bool:
+        """Format ``record`` and queue its line (no handler lock: the deque is thread-safe)."""
+        if not self.filter(record):
+            return False
+        self.emit(record)
+        return True
+
     def emit(self, record: logging.LogRecord) -> None:
-        """Queue ``record`` for the writer, its message merged with its arguments now."""
-        # The arguments may change after this call; the message is what was logged.
-        # Only this handler sees the record (``trustgate`` does not propagate).
-        record.msg = record.getMessage()
-        record.args = None
-        backlog = len(self._records)
+        """Queue ``record``'s line for the writer."""
+        backlog = len(self._lines)
         if backlog >= _QUEUE_SIZE:
             self.dropped += 1
             if self.dropped % 1000 == 1:
@@ -141,46 +148,45 @@ class _BatchingHandler(logging.Handler):
                     f"trustgate: the log writer is behind; {self.dropped} records dropped\n"
                 )
             return
-        self._records.append(record)
-        if backlog == _WAKE_BACKLOG:
+        try:
+            line = self.target.format(record)
+        except Exception:
+            self.handleError(record)
+            return
+        self._lines.append(line)
+        if backlog >= _WAKE_BACKLOG and not self._wake.is_set():
             self._wake.set()
 
     def _run(self) -> None:
         while not self._stopping:
             self._wake.wait(_FLUSH_SECONDS)
             self._wake.clear()
-            self._flush_batch()
+            self._write_batch()
 
-    def _flush_batch(self) -> None:
-        records = self._records
-        lines: list[str] = []
-        while records:
-            record = records.popleft()
-            try:
-                lines.append(self.target.format(record))
-            except Exception:
-                self.target.handleError(record)
-        if not lines:
+    def _write_batch(self) -> None:
+        lines = self._lines
+        batch: list[str] = []
+        while lines:
+            batch.append(lines.popleft())
+        if not batch:
             return
-        stream = getattr(self.target, "stream", None)
-        if stream is None:
-            return
-        lines.append("")
+        batch.append("")
         try:
-            stream.write("\n".join(lines))
+            stream = self.target.stream  # type: ignore[attr-defined]
+            stream.write("\n".join(batch))
             stream.flush()
         except Exception:
-            # As logging does when a stream fails: say so once on stderr, go on.
+            # As logging does when a stream fails: say so on stderr, go on.
             if logging.raiseExceptions:
                 sys.stderr.write("trustgate: writing the log failed\n")
 
     def close(self) -> None:
-        """Stop the writer and write every record still waiting."""
+        """Stop the writer and write every line still waiting."""
         self._stopping = True
         self._wake.set()
         if self._writer.is_alive() and self._writer is not threading.current_thread():
             self._writer.join()
-        self._flush_batch()
+        self._write_batch()
         super().close()
 
 
@@ -203,11 +209,11 @@ def configure_logging(
 ) -> None:
     """Attach one handler to the ``trustgate`` logger, replacing any earlier one.
 
-    With ``background``, records are formatted and written by a thread of
-    their own, in batches (see :class:`_BatchingHandler`), so request threads
-    neither format nor contend for the stream (the decision log writes a line
-    per review). Call it in the process that logs: a thread does not survive
-    a fork, so a server calls it in each worker.
+    With ``background``, lines are written by a thread of their own, in
+    batches (see :class:`_BatchingHandler`), so request threads never wait on
+    or contend for the stream (the decision log writes a line per review).
+    Call it in the process that logs: a thread does not survive a fork, so a
+    server calls it in each worker.
     """
     global _writer
     logger = logging.getLogger(_ROOT)
