@@ -113,9 +113,17 @@ def counting(registry: Registry) -> int:
 
 
 def decision_lines(server: Server, uid: str, msg: str) -> list[dict[str, Any]]:
-    """The log lines ``msg`` ("admission review", "mutation review") of request ``uid``."""
-    lines = [json.loads(line) for line in server.log_text().splitlines() if uid in line]
-    return [line for line in lines if line.get("uid") == uid and line.get("msg") == msg]
+    """The log lines ``msg`` ("admission review", "mutation review") of request ``uid``.
+
+    The log writer writes in batches (every 50 ms), so the lines are waited for, 5 s at most.
+    """
+    deadline = time.monotonic() + 5
+    while True:
+        lines = [json.loads(line) for line in server.log_text().splitlines() if uid in line]
+        found = [line for line in lines if line.get("uid") == uid and line.get("msg") == msg]
+        if found or time.monotonic() > deadline:
+            return found
+        time.sleep(0.05)
 
 
 def test_a_tag_is_pinned_to_its_verified_digest_and_validated_from_the_caches(
