@@ -42,6 +42,7 @@ def main() -> None:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--cert", type=Path, required=True)
     parser.add_argument("--key", type=Path, required=True)
+    parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--threads", type=int, default=16)
     args = parser.parse_args()
     options = ServeOptions(
@@ -49,6 +50,7 @@ def main() -> None:
         port=args.port,
         certfile=args.cert,
         keyfile=args.key,
+        workers=args.workers,
         threads=args.threads,
     )
     serve(create_minimal_app, options)

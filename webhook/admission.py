@@ -15,6 +15,7 @@ loudly (see ``waivers``).
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -396,41 +397,54 @@ def review(
 
 
 def _image_entry(verdict: Verdict, decision: Decision) -> dict[str, Any]:
+    # One pass over the policy results (a result passed exactly when nothing
+    # failed); this runs for every image of every review.
+    passed: list[str] = []
+    failed: list[dict[str, Any]] = []
+    for r in verdict.policies:
+        f = r.failure
+        if f is None:
+            passed.append(r.policy)
+        else:
+            failed.append(
+                {
+                    "policy": r.policy,
+                    "mode": r.mode,
+                    "check": f.check,
+                    "outcome": f.outcome,
+                    "reason": f.message,
+                }
+            )
     entry: dict[str, Any] = {
         "image": verdict.image,
         "containers": list(decision.containers.get(verdict.image, ())),
         "allowed": verdict.allowed,
-        "passed": [r.policy for r in verdict.policies if r.passed],
+        "passed": passed,
     }
     if verdict.digest is not None:
         entry["digest"] = verdict.digest  # for a reference pinned to it, what runs
     volumes = decision.volumes.get(verdict.image)
     if volumes:
         entry["volumes"] = list(volumes)
-    failed = [
-        {
-            "policy": r.policy,
-            "mode": r.mode,
-            "check": f.check,
-            "outcome": f.outcome,
-            "reason": f.message,
-        }
-        for r in verdict.policies
-        if (f := r.failure) is not None
-    ]
     if failed:
         entry["failed"] = failed
     if verdict.no_match is not None:
         entry["noMatch"] = verdict.no_match
     if verdict.reference is None:
         entry["reasons"] = list(verdict.denials)
-    waived = [
-        {"policy": w.policy or None, "check": w.check, "by": w.by, "exception": w.exception or None}
-        for w in decision.waivers
-        if w.image == verdict.image
-    ]
-    if waived:
-        entry["waived"] = waived
+    if decision.waivers:
+        waived = [
+            {
+                "policy": w.policy or None,
+                "check": w.check,
+                "by": w.by,
+                "exception": w.exception or None,
+            }
+            for w in decision.waivers
+            if w.image == verdict.image
+        ]
+        if waived:
+            entry["waived"] = waived
     return entry
 
 
@@ -462,9 +476,6 @@ def log_decision(request: AdmissionRequest, decision: Decision, seconds: float) 
     user and whether it was honoured. An ignored annotation is also logged
     as a warning of its own.
     """
-    images = [_image_entry(v, decision) for v in decision.verdicts]
-    exceptions = sorted({w.exception for w in decision.waivers if w.exception})
-    break_glass = _break_glass_entry(request, decision)
     if decision.ignored:
         log.warning(
             "break-glass annotation not honoured",
@@ -478,6 +489,11 @@ def log_decision(request: AdmissionRequest, decision: Decision, seconds: float) 
                 }
             },
         )
+    if not log.isEnabledFor(logging.INFO):
+        return
+    images = [_image_entry(v, decision) for v in decision.verdicts]
+    exceptions = sorted({w.exception for w in decision.waivers if w.exception})
+    break_glass = _break_glass_entry(request, decision)
     log.info(
         "admission review",
         extra={

@@ -12,13 +12,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import orjson
 from flask import Flask, Response, request
-from prometheus_client import CONTENT_TYPE_LATEST
+from prometheus_client import CONTENT_TYPE_LATEST, Counter
 from werkzeug.exceptions import HTTPException
 
 from webhook.admission import Decision, review
 from webhook.config import Config
-from webhook.engine import Engine
+from webhook.engine import Engine, PolicyResult
 from webhook.errors import AdmissionReviewError
 from webhook.mutation import mutation_review, unpatched
 from webhook.observability import Metrics, get_logger
@@ -50,9 +51,39 @@ class Runtime:
 
 
 def _json(data: Any, status: int = 200) -> Response:
-    return Response(
-        json.dumps(data, separators=(",", ":")), status=status, mimetype="application/json"
-    )
+    return Response(_dumps(data), status=status, mimetype="application/json")
+
+
+def _dumps(data: Any) -> bytes:
+    """Compact JSON, by orjson (a fraction of json.dumps's time on every answer).
+
+    orjson writes non-ASCII text as UTF-8 rather than ``\\u`` escapes: the same
+    JSON. What it refuses (integers past 64 bits) goes to the standard library.
+    """
+    try:
+        return orjson.dumps(data)
+    except (TypeError, orjson.JSONEncodeError):
+        return json.dumps(data, separators=(",", ":")).encode()
+
+
+class _Children:
+    """The labelled children of the counters each review increments, looked up once.
+
+    ``Counter.labels()`` takes a lock and checks its labels on every call; a
+    review counts its decision and every image x policy outcome, so the children
+    are kept here by label values (as many as ``labels()`` itself keeps).
+    """
+
+    def __init__(self) -> None:
+        self._children: dict[tuple[Counter, tuple[str, ...]], Counter] = {}
+
+    def inc(self, counter: Counter, *labels: str) -> None:
+        """``counter.labels(*labels).inc()``."""
+        key = (counter, labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = counter.labels(*labels)
+        child.inc()
 
 
 def create_app(settings: Settings) -> Flask:
@@ -95,6 +126,7 @@ def create_app(settings: Settings) -> Flask:
         caches=caches,
     )
     runtime = Runtime(store, engine, metrics)
+    children = _Children()
     if interval > 0:
         store.start()
 
@@ -122,7 +154,7 @@ def create_app(settings: Settings) -> Flask:
             log.exception("review failed", extra={"outcome": "error"})
             metrics.requests.labels("error").inc()
             return _json(_internal_denial(body), 200)
-        _record(metrics, decision)
+        _record(metrics, decision, children)
         metrics.duration.observe(time.perf_counter() - started)
         return _json(answer)
 
@@ -188,22 +220,28 @@ def create_app(settings: Settings) -> Flask:
 _NOT_RECHECKED = {UNCHANGED: "unchanged", DELETING: "deleting"}
 
 
-def _record(metrics: Metrics, decision: Decision) -> None:
-    metrics.requests.labels(decision.label).inc()
+def _record(metrics: Metrics, decision: Decision, children: _Children) -> None:
+    children.inc(metrics.requests, decision.label)
     reason = decision.audit_annotations.get("not-rechecked")
     if reason in _NOT_RECHECKED:
-        metrics.not_rechecked.labels(_NOT_RECHECKED[reason]).inc()
+        children.inc(metrics.not_rechecked, _NOT_RECHECKED[reason])
     for verdict in decision.verdicts:
         if verdict.no_match is not None:
-            metrics.no_match.labels(verdict.no_match).inc()
+            children.inc(metrics.no_match, verdict.no_match)
         for result in verdict.policies:
-            failure = result.failure
-            if failure is not None:
-                outcome = failure.outcome
-            else:
-                outcome = "warn" if result.cautions else "pass"
-            metrics.policy_decisions.labels(result.policy, result.mode, outcome).inc()
+            children.inc(metrics.policy_decisions, result.policy, result.mode, _outcome(result))
     _record_waivers(metrics, decision)
+
+
+def _outcome(result: PolicyResult) -> str:
+    """The failed check's outcome (deny, error), else warn or pass: one pass over the checks."""
+    outcome = "pass"
+    for check in result.results:
+        if check.outcome in ("deny", "error"):
+            return check.outcome
+        if check.outcome == "warn":
+            outcome = "warn"
+    return outcome
 
 
 def _record_waivers(metrics: Metrics, decision: Decision) -> None:

@@ -23,6 +23,8 @@ to send. The rules a client meets:
 - A body announced larger than the limit is refused (413) before it is read;
   so is a head past 64 KiB (431). All buffers of a worker share a budget, and
   the oldest incomplete requests are dropped when it runs out.
+- A response goes out in one write: head and body together (one TLS record,
+  one system call for a webhook's answer), not the head first as gunicorn does.
 - A pool thread's writes time out after ``client_timeout``, so a client that
   never reads cannot keep a thread, and closing a connection (draining what
   the client still sends, as RFC 9112 asks) happens in the loop, never in a
@@ -41,12 +43,14 @@ import ssl
 import time
 from collections import Counter
 from concurrent.futures import Future
+from datetime import datetime
 from functools import partial
 from typing import Any
 
 import prometheus_client
 from gunicorn import http, util
 from gunicorn import sock as gunicorn_sock
+from gunicorn.http import wsgi
 from gunicorn.workers.gthread import STOP_KEEPALIVE_LINGER, TConn, ThreadWorker
 
 from webhook.framing import FramingError, RequestFramer
@@ -81,6 +85,48 @@ _REASONS = {
 }
 
 
+class OneWriteResponse(wsgi.Response):  # type: ignore[misc]
+    """gunicorn's response, with the head held back and sent with the first body bytes.
+
+    gunicorn writes the head and then each body chunk: over TLS that is a record,
+    an encryption and a system call per write, and the client wakes for a head
+    it cannot use without the body. A webhook's answer is one small body, so
+    holding the head makes the whole response one write.
+    """
+
+    _head = b""
+    headers_sent: bool
+
+    def send_headers(self) -> None:
+        """Prepare the head (as gunicorn words it); the next write sends it."""
+        if self.headers_sent:
+            return
+        lines = self.default_headers()
+        lines.extend(f"{name}: {value}\r\n" for name, value in self.headers)
+        self._head = "".join((*lines, "\r\n")).encode("latin-1")
+        self.headers_sent = True
+
+    def _emit_body(self, data: bytes) -> None:
+        if self.chunked:
+            data = b"%X\r\n%s\r\n" % (len(data), data)
+        self._send(data)
+
+    def close(self) -> None:
+        """Send what is held: the head of a response without body bytes, the last chunk."""
+        if not self.headers_sent:
+            self.send_headers()
+        self._send(b"0\r\n\r\n" if self.chunked else b"")
+
+    def sendfile(self, respiter: Any) -> bool:
+        """Never: a file goes through ``write`` like any body, its head with its first bytes."""
+        return False
+
+    def _send(self, data: bytes) -> None:
+        head, self._head = self._head, b""
+        if head or data:
+            self.sock.sendall(head + data if head else data)
+
+
 class _Conn(TConn):  # type: ignore[misc]
     """One client connection and what the loop has received of its next request."""
 
@@ -111,6 +157,7 @@ class TrustgateWorker(ThreadWorker):  # type: ignore[misc]
 
     client_timeout: float = 10.0
     max_body_bytes: int = 4 * 1024 * 1024
+    alive: bool
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -355,6 +402,58 @@ class TrustgateWorker(ThreadWorker):  # type: ignore[misc]
         except Exception as exc:  # gunicorn's parse errors: it answers 400 and the like
             self.handle_error(req, conn.sock, conn.client, exc)
             return False
+
+    def handle_request(self, req: Any, conn: _Conn) -> bool:
+        """gthread's ``handle_request``, answering through :class:`OneWriteResponse`."""
+        environ: dict[str, Any] = {}
+        resp = None
+        try:
+            self.cfg.pre_request(self, req)
+            request_start = datetime.now()
+            resp, environ = wsgi.create(
+                req, conn.sock, conn.client, conn.server, self.cfg, OneWriteResponse
+            )
+            environ["wsgi.multithread"] = True
+            self.nr += 1
+            if self.nr >= self.max_requests:
+                if self.alive:
+                    self.log.info("Autorestarting worker after current request.")
+                    self.alive = False
+                resp.force_close()
+            if (
+                not self.alive
+                or not self.cfg.keepalive
+                or len(self.keepalived_conns) >= self.max_keepalived
+            ):
+                resp.force_close()
+            respiter = self.wsgi(environ, resp.start_response)
+            try:
+                for item in respiter:
+                    resp.write(item)
+                resp.close()
+            finally:
+                self.log.access(resp, req, environ, datetime.now() - request_start)
+                if hasattr(respiter, "close"):
+                    respiter.close()
+            if resp.should_close():
+                self.log.debug("Closing connection.")
+                return False
+        except OSError:
+            raise
+        except (Exception, SystemExit):
+            if resp and resp.headers_sent:
+                # The response has begun (or is held): the connection cannot carry
+                # another answer. A timeout abort is SystemExit.
+                self.log.exception("Error handling request")
+                util.close_graceful(conn.sock)
+                raise StopIteration() from None
+            raise
+        finally:
+            try:
+                self.cfg.post_request(self, req, environ, resp)
+            except Exception:
+                self.log.exception("Exception in post_request hook")
+        return True
 
     def finish_request(self, conn: _Conn, fs: Future[Any]) -> None:
         """Back in the loop after a request: wait for the next one, or close."""

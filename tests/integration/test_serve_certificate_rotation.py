@@ -67,6 +67,9 @@ def test_rotated_secret_volume_is_served_without_restart(tmp_path: Path) -> None
         assert requests.get(f"{url}/readyz", verify=str(renewed.ca), timeout=5).ok
         with pytest.raises(requests.exceptions.SSLError):
             requests.get(f"{url}/healthz", verify=str(first.ca), timeout=5)
-        assert "serving the TLS certificate in" in server.log_text()
+        deadline = time.monotonic() + 5  # log lines are written every 50 ms
+        while "serving the TLS certificate in" not in server.log_text():
+            assert time.monotonic() < deadline, "the reload was not logged"
+            time.sleep(0.05)
     finally:
         assert stop_server(server) == 0

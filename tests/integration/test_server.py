@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import re
 import signal
 import socket
 import ssl
@@ -154,6 +156,59 @@ def test_tls_1_2_is_the_minimum(server: Server) -> None:
             handshake(server.port, weak_client(server.paths.ca, version))
         # The server's alert, not a client that could not offer the version.
         assert refused.value.reason == "TLSV1_ALERT_PROTOCOL_VERSION"
+
+
+def tls_records(port: int, ca: Path, request: bytes) -> tuple[bytes, list[int]]:
+    """The response to ``request`` on a new TLS 1.2 connection, and the size of each
+    application-data record it came in, read off the wire (TLS 1.2: after the
+    handshake, only the server's writes send application data)."""
+    context = ssl.create_default_context(cafile=str(ca))
+    context.maximum_version = ssl.TLSVersion.TLSv1_2
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    tls = context.wrap_bio(incoming, outgoing, server_hostname="localhost")
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+
+        def exchange() -> bytes:
+            sock.sendall(outgoing.read())
+            data = sock.recv(65536)
+            assert data, "the server closed the connection"
+            incoming.write(data)
+            return data
+
+        while True:
+            try:
+                tls.do_handshake()
+                break
+            except ssl.SSLWantReadError:
+                exchange()
+        tls.write(request)
+        wire, response = b"", b""
+        while True:
+            wire += exchange()
+            with contextlib.suppress(ssl.SSLWantReadError):
+                while chunk := tls.read(65536):
+                    response += chunk
+            head, _, body = response.partition(b"\r\n\r\n")
+            length = re.search(rb"(?im)^content-length: *(\d+)", head)
+            if length and len(body) >= int(length.group(1)):
+                break
+    records = []
+    while wire:
+        kind, size = wire[0], int.from_bytes(wire[3:5], "big")
+        if kind == 23:  # application data
+            records.append(size)
+        wire = wire[5 + size :]
+    return response, records
+
+
+@pytest.mark.e2e
+def test_a_response_leaves_in_one_tls_record(server: Server) -> None:
+    """Head and body in one write: one record to encrypt, send and wake the client for."""
+    request = b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n"
+    response, records = tls_records(server.port, server.paths.ca, request)
+    assert response.startswith(b"HTTP/1.1 200 OK\r\n")
+    assert b'"built_in":' in response.partition(b"\r\n\r\n")[2], response
+    assert len(records) == 1, records
 
 
 @pytest.mark.e2e

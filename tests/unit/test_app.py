@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from tests.kube import pod_spec, policy_yaml, review, workload
 from tests.mutations import admitted_by_accident, base_reviews, mutated_reviews
-from webhook.app import Settings, create_app
+from webhook.app import Settings, _dumps, create_app
 from webhook.config import Config
 
 BAD = "docker.io/library/nginx:1.27"
@@ -116,6 +116,40 @@ def test_metrics_count_decisions(client: FlaskClient) -> None:
     assert "trustgate_admission_duration_seconds_count 2.0" in text
     assert "trustgate_policies_loaded 1.0" in text
     assert "trustgate_policy_reload_success 1.0" in text
+
+
+def test_counts_accumulate_per_label_set_across_reviews(client: FlaskClient) -> None:
+    """The counters' children are looked up once and reused: counts still add up per label."""
+    for _ in range(3):
+        post(client, review(workload("Pod", pod_spec(BAD))))
+    for _ in range(2):
+        post(client, review(workload("Pod", pod_spec(GOOD))))
+    text = client.get("/metrics").get_data(as_text=True)
+    assert 'trustgate_admission_requests_total{decision="denied"} 3.0' in text
+    assert 'trustgate_admission_requests_total{decision="allowed"} 2.0' in text
+    assert (
+        'trustgate_policy_decisions_total{mode="enforce",outcome="deny",policy="production"} 3.0'
+        in text
+    )
+    assert (
+        'trustgate_policy_decisions_total{mode="enforce",outcome="pass",policy="production"} 2.0'
+        in text
+    )
+
+
+def test_an_answer_is_compact_json_and_keeps_any_text(client: FlaskClient) -> None:
+    """Answers are encoded by orjson: UTF-8 text where json.dumps wrote escapes, the same JSON."""
+    body = review(workload("Pod", pod_spec(BAD)), uid="uid-ü-✓-\u2028")
+    result = client.post("/validate", data=json.dumps(body), content_type="application/json")
+    answer = json.loads(result.data)
+    assert answer["response"]["uid"] == "uid-ü-✓-\u2028"
+    assert result.data == json.dumps(answer, separators=(",", ":"), ensure_ascii=False).encode()
+    assert result.mimetype == "application/json"
+
+
+def test_what_orjson_refuses_is_encoded_by_the_standard_library() -> None:
+    data = {"n": 2**70, "keys": {1: "one"}}
+    assert json.loads(_dumps(data)) == {"n": 2**70, "keys": {"1": "one"}}
 
 
 def test_broken_reload_keeps_last_good_set(

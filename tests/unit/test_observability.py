@@ -5,10 +5,15 @@ from __future__ import annotations
 import io
 import json
 import logging
+import threading
+import time
 from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import pytest
 
+from webhook import observability
 from webhook.observability import Metrics, configure_logging, get_logger
 
 
@@ -74,3 +79,115 @@ def test_network_events_become_per_host_metrics() -> None:
     assert 'trustgate_host_limit_rejections_total{host="slow.example"} 1.0' in text
     assert 'trustgate_deadline_exceeded_total{host="slow.example"} 1.0' in text
     assert 'trustgate_budget_exceeded_total{host="big.example"} 1.0' in text
+
+
+class CountingStream(io.StringIO):
+    """A stream that counts its writes and can hold them back, as a stuck sink would."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes = 0
+        self.entered = threading.Event()
+        self.release = threading.Event()
+        self.release.set()
+
+    def write(self, text: str) -> int:
+        self.entered.set()
+        self.release.wait(30)
+        self.writes += 1
+        return super().write(text)
+
+
+def test_background_records_are_written_in_batches_in_order() -> None:
+    stream = CountingStream()
+    configure_logging("json", "info", stream, background=True)
+    for n in range(500):
+        get_logger("webhook.test").info("review %d", n)
+    configure_logging("json", "warning", io.StringIO())  # stops and drains the writer thread
+    lines = [json.loads(line)["msg"] for line in stream.getvalue().splitlines()]
+    assert lines == [f"review {n}" for n in range(500)]
+    assert stream.writes < 50  # one write per batch, not per record
+
+
+def test_background_records_appear_without_a_stop() -> None:
+    stream = CountingStream()
+    configure_logging("json", "info", stream, background=True)
+    get_logger("webhook.test").warning("soon")
+    deadline = time.monotonic() + 5  # records wait 0.05 s at most
+    while "soon" not in stream.getvalue() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert '"msg":"soon"' in stream.getvalue()
+
+
+def test_a_stuck_log_sink_never_blocks_a_request_and_drops_are_counted(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(observability, "_QUEUE_SIZE", 100)
+    stream = CountingStream()
+    stream.release.clear()  # every write hangs until released
+    configure_logging("json", "info", stream, background=True)
+    log = get_logger("webhook.test")
+    log.info("first")
+    assert stream.entered.wait(5)  # the writer is stuck in the sink now
+    started = time.monotonic()
+    for n in range(150):
+        log.info("review %d", n)
+    assert time.monotonic() - started < 2  # the 150 calls returned at once
+    (handler,) = logging.getLogger("trustgate").handlers
+    assert getattr(handler, "dropped", None) == 50
+    assert "the log writer is behind; 1 records dropped" in capsys.readouterr().err
+    stream.release.set()
+    configure_logging("json", "warning", io.StringIO())
+    lines = [json.loads(line)["msg"] for line in stream.getvalue().splitlines()]
+    assert lines == ["first", *(f"review {n}" for n in range(100))]
+
+
+def test_the_message_is_what_was_logged_even_if_its_arguments_change() -> None:
+    stream = io.StringIO()
+    configure_logging("json", "info", stream, background=True)
+    images = ["a"]
+    get_logger("webhook.test").info("images %s", images)
+    images.append("b")
+    configure_logging("json", "warning", io.StringIO())
+    assert json.loads(stream.getvalue())["msg"] == "images ['a']"
+
+
+@dataclass(frozen=True)
+class Point:
+    x: int
+
+
+def test_json_lines_write_what_json_dumps_would_for_any_value() -> None:
+    """orjson encodes the line; values it would encode its own way are str() as before."""
+    stream = io.StringIO()
+    configure_logging("json", "info", stream)
+    when = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+    fields = {"point": Point(1), "when": when, "text": "café ✓", "nested": {"n": [1, 2.5, None]}}
+    get_logger("webhook.test").info("values", extra={"fields": fields})
+    get_logger("webhook.test").info("huge", extra={"fields": {"n": 2**70, "keys": {1: "one"}}})
+    try:
+        raise ValueError("boom")
+    except ValueError:
+        get_logger("webhook.test").exception("failed")
+    first, huge, failed = (json.loads(line) for line in stream.getvalue().splitlines())
+    assert first["point"] == "Point(x=1)"
+    assert first["when"] == str(when)
+    assert first["text"] == "café ✓"
+    assert first["nested"] == {"n": [1, 2.5, None]}
+    assert huge["n"] == 2**70  # past orjson's 64 bits: the standard library writes it
+    assert huge["keys"] == {"1": "one"}
+    assert "ValueError: boom" in failed["exc"]
+    assert failed["level"] == "error"
+
+
+def test_a_backlog_wakes_the_writer_before_its_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(observability, "_FLUSH_SECONDS", 30.0)
+    monkeypatch.setattr(observability, "_WAKE_BACKLOG", 10)
+    stream = CountingStream()
+    configure_logging("json", "info", stream, background=True)
+    for n in range(20):
+        get_logger("webhook.test").info("review %d", n)
+    deadline = time.monotonic() + 5  # not the 30 s of the timer
+    while stream.getvalue().count("\n") < 11 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert stream.getvalue().count("\n") >= 11
