@@ -138,16 +138,15 @@ def create_app(settings: Settings) -> Flask:
     @app.post("/validate")
     def validate() -> Response:
         started = time.perf_counter()
-        try:
-            body = json.loads(request.get_data(cache=False))
-        except (ValueError, RecursionError):
+        body = _body()
+        if isinstance(body, Response):
             metrics.requests.labels("invalid").inc()
-            return _json({"error": "the body is not valid JSON"}, 400)
+            return body
         try:
             answer, decision, _ = review(engine, body, recheck_unchanged_images=recheck)
         except AdmissionReviewError as exc:
             metrics.requests.labels("invalid").inc()
-            return _json({"error": f"not an AdmissionReview trustgate can answer: {exc}"}, 400)
+            return _not_a_review(exc)
         except Exception:
             # The boundary: whatever went wrong, answer a denial, never a 500
             # that failurePolicy might turn into an admission.
@@ -162,16 +161,15 @@ def create_app(settings: Settings) -> Flask:
     def mutate() -> Response:
         # Never a denial: the validating webhook decides. Whatever goes wrong
         # here, the object is admitted unchanged and /validate judges it.
-        try:
-            body = json.loads(request.get_data(cache=False))
-        except (ValueError, RecursionError):
+        body = _body()
+        if isinstance(body, Response):
             metrics.mutations.labels("invalid").inc()
-            return _json({"error": "the body is not valid JSON"}, 400)
+            return body
         try:
             answer, mutation, _ = mutation_review(engine, body, recheck_unchanged_images=recheck)
         except AdmissionReviewError as exc:
             metrics.mutations.labels("invalid").inc()
-            return _json({"error": f"not an AdmissionReview trustgate can answer: {exc}"}, 400)
+            return _not_a_review(exc)
         except Exception:
             log.exception(
                 "mutation failed; answered allowed without a patch", extra={"outcome": "error"}
@@ -214,6 +212,21 @@ def create_app(settings: Settings) -> Flask:
         return _json({"error": exc.description or exc.name}, code)
 
     return app
+
+
+def _body() -> Any:
+    """The request's JSON body, or the 400 answer for a body that is not JSON.
+
+    ``/validate`` and ``/mutate`` read their AdmissionReview alike.
+    """
+    try:
+        return json.loads(request.get_data(cache=False))
+    except (ValueError, RecursionError):
+        return _json({"error": "the body is not valid JSON"}, 400)
+
+
+def _not_a_review(exc: AdmissionReviewError) -> Response:
+    return _json({"error": f"not an AdmissionReview trustgate can answer: {exc}"}, 400)
 
 
 #: The reasons updates.not_new gives, as the not-rechecked metric's labels.
