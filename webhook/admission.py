@@ -24,11 +24,14 @@ from typing import Any
 
 from webhook.engine import Engine, Verdict, display
 from webhook.errors import AdmissionReviewError, TrustgateError
-from webhook.observability import get_logger
+from webhook.observability import get_logger, log_fields
+from webhook.policy.model import PolicySet
 from webhook.updates import UNCHANGED, not_new
 from webhook.waivers import (
+    Requester,
     Waiver,
     audit_annotations,
+    break_glass_annotation,
     break_glass_removed,
     requester,
     settle,
@@ -141,7 +144,9 @@ _GROUP_KINDS = {"kind": _GVK, "requestKind": _GVK, "resource": _GVR, "requestRes
 
 def _strings(data: Mapping[str, Any], keys: tuple[str, ...], where: str) -> None:
     for key in keys:
-        _field(data, key, str, where)
+        value = data.get(key)
+        if value is not None and type(value) is not str:
+            _field(data, key, str, where)  # raises, naming the field
 
 
 def _user_info(request: Mapping[str, Any]) -> str:
@@ -255,8 +260,26 @@ def decide(
     dry-run audit) honours break-glass wherever a policy allows it, whoever
     the user.
     """
+    return _judge(
+        engine,
+        request,
+        recheck_unchanged_images=recheck_unchanged_images,
+        now=now,
+        user_known=user_known,
+    )[0]
+
+
+def _judge(
+    engine: Engine,
+    request: AdmissionRequest,
+    *,
+    recheck_unchanged_images: bool,
+    now: datetime | None,
+    user_known: bool = True,
+) -> tuple[Decision, list[dict[str, Any]] | None]:
+    """``decide``, with the decision log's image entries when the decision was kept."""
     if request.operation not in _JUDGED or request.object is None:
-        return Decision(allowed=True, note=f"{request.operation} is not judged")
+        return Decision(allowed=True, note=f"{request.operation} is not judged"), None
     found: tuple[ContainerImage, ...] | None = None
     problem: TrustgateError | None = None
     try:
@@ -268,14 +291,37 @@ def decide(
         if reason == UNCHANGED and break_glass_removed(request.old_object, request.object):
             reason = None  # leaving break-glass: back under the policy now
         if reason is not None:
-            return _not_rechecked(reason, found or ())
+            return _not_rechecked(reason, found or ()), None
     if found is None:
-        return Decision(allowed=False, message=f"the {request.kind} cannot be judged: {problem}")
+        return (
+            Decision(allowed=False, message=f"the {request.kind} cannot be judged: {problem}"),
+            None,
+        )
     if not found:
         note = "no pod spec found"
         if not is_understood(request.kind):
             note = f"kind {request.kind} is not one trustgate knows and has no pod spec"
-        return Decision(allowed=True, note=note)
+        return Decision(allowed=True, note=note), None
+    namespace = request.namespace or _namespace_of(request.object)
+    policy_set = engine.policy_set
+    memo = engine.derived_memo(policy_set)
+    # Every input of what follows but the clock, in plain tuples (hashed and
+    # compared in C): a decision is kept only when nothing was denied, and
+    # then ``now`` (exception expiry) plays no part.
+    key = (
+        request.kind,
+        namespace,
+        tuple([(item.image, item.container, item.kind) for item in found]),
+        request.user,
+        request.groups,
+        break_glass_annotation(request.object),
+        user_known,
+    )
+    if memo is not None and (kept := memo.get(key)) is not None:
+        return kept  # type: ignore[no-any-return]  # (Decision, its log's image entries)
+    who = requester(
+        namespace, request.object, user=request.user, groups=request.groups, user_known=user_known
+    )
     images: dict[str, None] = {}
     containers: dict[str, list[str]] = {}
     volumes: dict[str, list[str]] = {}
@@ -283,12 +329,25 @@ def decide(
         images.setdefault(item.image)
         used_by = volumes if item.kind == "imageVolume" else containers
         used_by.setdefault(item.image, []).append(item.container)
-    namespace = request.namespace or _namespace_of(request.object)
-    policy_set = engine.policy_set
-    verdicts = engine.evaluate(images, namespace=namespace, kind=request.kind)
-    who = requester(
-        namespace, request.object, user=request.user, groups=request.groups, user_known=user_known
+    verdicts = engine.evaluate(
+        images, namespace=namespace, kind=request.kind, policy_set=policy_set
     )
+    decision = _decision(verdicts, policy_set, who, now, containers, volumes)
+    if memo is None or any(v.denials for v in verdicts):
+        return decision, None
+    kept = memo[key] = (decision, [_image_entry(v, decision) for v in decision.verdicts])
+    return kept
+
+
+def _decision(
+    verdicts: tuple[Verdict, ...],
+    policy_set: PolicySet,
+    who: Requester,
+    now: datetime | None,
+    containers: Mapping[str, list[str]],
+    volumes: Mapping[str, list[str]],
+) -> Decision:
+    """The decision on ``verdicts``, after the waivers ``who`` and ``now`` allow."""
     settled = settle(verdicts, policy_set, who, now or datetime.now(UTC))
     verdicts = settled.verdicts
     shown_volumes = {display(k): tuple(v) for k, v in volumes.items()}
@@ -390,9 +449,11 @@ def review(
     """
     started = time.perf_counter()
     request = parse_review(body)
-    decision = decide(engine, request, recheck_unchanged_images=recheck_unchanged_images, now=now)
+    decision, images = _judge(
+        engine, request, recheck_unchanged_images=recheck_unchanged_images, now=now
+    )
     answer = response(request.uid, decision)
-    log_decision(request, decision, time.perf_counter() - started)
+    log_decision(request, decision, time.perf_counter() - started, images=images)
     return answer, decision, request
 
 
@@ -463,7 +524,13 @@ def _break_glass_entry(request: AdmissionRequest, decision: Decision) -> dict[st
     }
 
 
-def log_decision(request: AdmissionRequest, decision: Decision, seconds: float) -> None:
+def log_decision(
+    request: AdmissionRequest,
+    decision: Decision,
+    seconds: float,
+    *,
+    images: list[dict[str, Any]] | None = None,
+) -> None:
     """Write the decision-log line of one review.
 
     Per image: the containers and image volumes that use it, the policies it
@@ -474,7 +541,8 @@ def log_decision(request: AdmissionRequest, decision: Decision, seconds: float) 
     exception or break-glass say so (``waived``); ``exceptions`` names the
     exceptions used, and ``breakGlass`` records the annotation's reason, the
     user and whether it was honoured. An ignored annotation is also logged
-    as a warning of its own.
+    as a warning of its own. ``images``: the image entries, when kept with the
+    decision (they follow from it alone).
     """
     if decision.ignored:
         log.warning(
@@ -491,29 +559,30 @@ def log_decision(request: AdmissionRequest, decision: Decision, seconds: float) 
         )
     if not log.isEnabledFor(logging.INFO):
         return
-    images = [_image_entry(v, decision) for v in decision.verdicts]
+    if images is None:
+        images = [_image_entry(v, decision) for v in decision.verdicts]
     exceptions = sorted({w.exception for w in decision.waivers if w.exception})
     break_glass = _break_glass_entry(request, decision)
-    log.info(
+    log_fields(
+        log,
+        logging.INFO,
         "admission review",
-        extra={
-            "fields": {
-                "uid": request.uid,
-                "operation": request.operation,
-                "kind": request.kind,
-                "subResource": request.sub_resource,
-                "namespace": request.namespace,
-                "name": _object_name(request),
-                "user": request.user,
-                "dryRun": request.dry_run,
-                "allowed": decision.allowed,
-                "decision": decision.label,
-                "note": decision.note or None,
-                "images": images,
-                "notRechecked": list(decision.unchecked) or None,
-                "exceptions": exceptions or None,
-                "breakGlass": break_glass,
-                "durationMs": round(seconds * 1000, 3),
-            }
+        {
+            "uid": request.uid,
+            "operation": request.operation,
+            "kind": request.kind,
+            "subResource": request.sub_resource,
+            "namespace": request.namespace,
+            "name": _object_name(request),
+            "user": request.user,
+            "dryRun": request.dry_run,
+            "allowed": decision.allowed,
+            "decision": decision.label,
+            "note": decision.note or None,
+            "images": images,
+            "notRechecked": list(decision.unchecked) or None,
+            "exceptions": exceptions or None,
+            "breakGlass": break_glass,
+            "durationMs": round(seconds * 1000, 3),
         },
     )

@@ -77,13 +77,13 @@ class _Children:
     def __init__(self) -> None:
         self._children: dict[tuple[Counter, tuple[str, ...]], Counter] = {}
 
-    def inc(self, counter: Counter, *labels: str) -> None:
-        """``counter.labels(*labels).inc()``."""
+    def inc(self, counter: Counter, labels: tuple[str, ...], amount: int = 1) -> None:
+        """``counter.labels(*labels).inc(amount)``."""
         key = (counter, labels)
         child = self._children.get(key)
         if child is None:
             child = self._children[key] = counter.labels(*labels)
-        child.inc()
+        child.inc(amount)
 
 
 def create_app(settings: Settings) -> Flask:
@@ -217,10 +217,20 @@ def create_app(settings: Settings) -> Flask:
 def _body() -> Any:
     """The request's JSON body, or the 400 answer for a body that is not JSON.
 
-    ``/validate`` and ``/mutate`` read their AdmissionReview alike.
+    ``/validate`` and ``/mutate`` read their AdmissionReview alike. orjson
+    reads a review in less than half the standard library's time. What it
+    refuses (NaN, lone surrogates, a byte order mark, nesting past 1024
+    levels) goes to the standard library, so a body means what it meant
+    before; integers past 64 bits, which the API server cannot send, are
+    read as floats.
     """
+    data = request.get_data(cache=False)
     try:
-        return json.loads(request.get_data(cache=False))
+        return orjson.loads(data)
+    except orjson.JSONDecodeError:
+        pass
+    try:
+        return json.loads(data)
     except (ValueError, RecursionError):
         return _json({"error": "the body is not valid JSON"}, 400)
 
@@ -234,15 +244,21 @@ _NOT_RECHECKED = {UNCHANGED: "unchanged", DELETING: "deleting"}
 
 
 def _record(metrics: Metrics, decision: Decision, children: _Children) -> None:
-    children.inc(metrics.requests, decision.label)
+    children.inc(metrics.requests, (decision.label,))
     reason = decision.audit_annotations.get("not-rechecked")
     if reason in _NOT_RECHECKED:
-        children.inc(metrics.not_rechecked, _NOT_RECHECKED[reason])
+        children.inc(metrics.not_rechecked, (_NOT_RECHECKED[reason],))
+    # Images of one review mostly share their policy and outcome: one
+    # increment (one lock) per distinct label set, not per image.
+    outcomes: dict[tuple[str, ...], int] = {}
     for verdict in decision.verdicts:
         if verdict.no_match is not None:
-            children.inc(metrics.no_match, verdict.no_match)
+            children.inc(metrics.no_match, (verdict.no_match,))
         for result in verdict.policies:
-            children.inc(metrics.policy_decisions, result.policy, result.mode, _outcome(result))
+            labels = (result.policy, result.mode, _outcome(result))
+            outcomes[labels] = outcomes.get(labels, 0) + 1
+    for labels, count in outcomes.items():
+        children.inc(metrics.policy_decisions, labels, count)
     _record_waivers(metrics, decision)
 
 

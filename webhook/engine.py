@@ -11,11 +11,11 @@ import functools
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Hashable, Iterable
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from webhook.checks import Caution, Check, CheckContext, checks_for, offline_checks
 from webhook.errors import CheckUnavailable, TrustgateError
@@ -167,7 +167,7 @@ class Engine:
         # Parsing is pure and the same few images come back on every deploy;
         # a bounded memo keeps the grammar off the hot path.
         self._parse = functools.lru_cache(maxsize=_MEMO_SIZE)(parse_reference)
-        self._memo: tuple[PolicySet, _Judge | None] | None = None
+        self._memo: tuple[PolicySet, _Judge | None, dict[Hashable, Any] | None] | None = None
 
     def evaluate(
         self,
@@ -177,6 +177,7 @@ class Engine:
         kind: str,
         deadline: Deadline | None = None,
         pinning: bool = False,
+        policy_set: PolicySet | None = None,
     ) -> tuple[Verdict, ...]:
         """A Verdict for each distinct image of a request, in first-seen order.
 
@@ -187,8 +188,10 @@ class Engine:
         have not finished by then is denied, never admitted, naming the host
         the review was waiting for. ``pinning``: the verdicts only decide what
         ``/mutate`` pins, never an admission (see ``CheckContext.pinning``).
+        ``policy_set``: the set to judge by (default: the set in force now).
         """
-        policy_set = self._policies()
+        if policy_set is None:
+            policy_set = self._policies()
         distinct = list(dict.fromkeys(images))
         memo = self._memo_for(policy_set)
         if memo is not None and not pinning:
@@ -266,9 +269,30 @@ class Engine:
         A verdict then depends only on (image, namespace, kind) and the set, so
         it is kept until the set is replaced; a reload starts a new memo.
         """
+        return self._memos(policy_set)[1]
+
+    def derived_memo(self, policy_set: PolicySet) -> dict[Hashable, Any] | None:
+        """A memo for what follows from ``policy_set`` and a request alone.
+
+        Given only when every check of the set is pure (see :meth:`_memo_for`):
+        whatever is computed from its verdicts and the request's own fields can
+        then be kept, under a key that holds every input it was computed from.
+        It is emptied when it reaches its size and replaced with the set, so an
+        entry never outlives the policies it came from. None when a check needs
+        the network or the clock: those verdicts are cached elsewhere, with
+        lifetimes.
+        """
+        derived = self._memos(policy_set)[2]
+        if derived is not None and len(derived) >= _MEMO_SIZE:
+            derived.clear()
+        return derived
+
+    def _memos(
+        self, policy_set: PolicySet
+    ) -> tuple[PolicySet, _Judge | None, dict[Hashable, Any] | None]:
         current = self._memo
         if current is not None and current[0] is policy_set:
-            return current[1]
+            return current
         pure = all(
             check.pure for policy in policy_set for check in checks_for(policy, self._checks)
         )
@@ -281,8 +305,8 @@ class Engine:
                 )
 
             memo = functools.lru_cache(maxsize=_MEMO_SIZE)(judge)
-        self._memo = (policy_set, memo)
-        return memo
+        current = self._memo = (policy_set, memo, {} if memo is not None else None)
+        return current
 
     def evaluate_one(
         self,

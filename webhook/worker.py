@@ -65,8 +65,13 @@ MAX_HEAD_BYTES = 64 * 1024
 #: Bytes buffered for incomplete requests in one worker, at least.
 _MIN_BUFFER_BUDGET = 64 * 1024 * 1024
 _RECV_BYTES = 64 * 1024
-#: Connections accepted per readiness event of the listener.
-_ACCEPT_BATCH = 64
+#: Connections accepted per readiness event of the listener. One: every worker
+#: wakes when a connection arrives, and the first to call accept() gets it, so a
+#: worker busy serving is slower to take the next one and connections spread
+#: over workers by load. Accepting a burst at once gives one worker all of a
+#: client pool's connections (the API server's, or a benchmark's) and leaves
+#: the others idle while that worker's threads contend for one GIL.
+_ACCEPT_BATCH = 1
 #: How often deadlines are checked, and so how late a connection may close.
 _SWEEP_INTERVAL = 0.25
 #: A closed connection drains what its client still sends for this long, at most this much.
@@ -241,7 +246,7 @@ class TrustgateWorker(ThreadWorker):  # type: ignore[misc]
             listener.close()
 
     def accept(self, listener: socket.socket) -> None:
-        """Accept what the backlog holds; at capacity, make room by closing the oldest waiting."""
+        """Accept one connection; at capacity, make room by closing the oldest waiting."""
         for _ in range(_ACCEPT_BATCH):
             if self.nr_conns >= self._capacity and not self._evict_oldest():
                 self._pause_accepting()
