@@ -255,8 +255,8 @@ def _record(metrics: Metrics, decision: Decision, children: _Children) -> None:
         if verdict.no_match is not None:
             children.inc(metrics.no_match, (verdict.no_match,))
         for result in verdict.policies:
-            labels = (result.policy, result.mode, _outcome(result))
-            outcomes[labels] = outcomes.get(labels, 0) + 1
+            outcome = (result.policy, result.mode, _outcome(result))
+            outcomes[outcome] = outcomes.get(outcome, 0) + 1
     for labels, count in outcomes.items():
         children.inc(metrics.policy_decisions, labels, count)
     _record_waivers(metrics, decision)

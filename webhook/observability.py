@@ -268,15 +268,17 @@ def log_fields(logger: logging.Logger, level: int, msg: str, fields: dict[str, A
     if not logger.isEnabledFor(level):
         return
     writer = _writer
+    owner = writer.owner if writer is not None else None
     if (
         writer is not None
+        and owner is not None
         and writer.direct is not None
         and level in _LEVELS
         and not logger.handlers
         and not logger.filters
-        and logger.parent is writer.owner
-        and writer.owner.handlers == [writer]
-        and not writer.owner.filters
+        and logger.parent is owner
+        and owner.handlers == [writer]
+        and not owner.filters
         and not writer.filters
     ):
         writer.queue(writer.direct.line(time.time(), level, logger.name, msg, fields))
