@@ -22,7 +22,6 @@ from pathlib import Path
 
 import pytest
 from prometheus_client.multiprocess import MultiProcessCollector
-from prometheus_client.parser import text_string_to_metric_families
 
 from tests.integration.conftest import (
     E2E_POLICIES,
@@ -33,19 +32,11 @@ from tests.integration.conftest import (
     wait_for,
 )
 from tests.kube import pod_spec, review, workload
+from tests.scrape import samples
 from webhook.cpus import auto_workers
 
 REVIEWS = 60
 SCRAPES = 8
-
-
-def samples(text: str) -> dict[str, list[tuple[dict[str, str], float]]]:
-    """Sample name -> every (labels, value) the exposition holds for it."""
-    found: dict[str, list[tuple[dict[str, str], float]]] = {}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            found.setdefault(sample.name, []).append((sample.labels, sample.value))
-    return found
 
 
 def admitted(text: str) -> float:

@@ -15,8 +15,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
+from tests.scrape import samples
 from webhook import observability
 from webhook.observability import Metrics, configure_logging, get_logger
 
@@ -236,7 +236,7 @@ def test_shared_metrics_add_up_and_every_gauge_appears_once(tmp_path: Path) -> N
         timeout=60,
         check=True,
     )
-    both, after = (scraped(text) for text in run.stdout.split("# the first worker is gone\n"))
+    both, after = (samples(text) for text in run.stdout.split("# the first worker is gone\n"))
     # A gauge left at the default mode would show once per process, with a pid label.
     assert "pid" not in run.stdout
     for found in (both, after):
@@ -250,12 +250,3 @@ def test_shared_metrics_add_up_and_every_gauge_appears_once(tmp_path: Path) -> N
     # Once the ended worker is forgotten, its gauges no longer count.
     assert after["trustgate_policy_reload_success"] == [({}, 1.0)]
     assert after["trustgate_breaker_state"] == [({"host": "quay.io"}, 0.0)]
-
-
-def scraped(text: str) -> dict[str, list[tuple[dict[str, str], float]]]:
-    """Sample name -> every (labels, value) of that name in ``text``."""
-    found: dict[str, list[tuple[dict[str, str], float]]] = {}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            found.setdefault(sample.name, []).append((sample.labels, sample.value))
-    return found
