@@ -89,7 +89,7 @@ def _common(env: os._Environ[str] | dict[str, str]) -> argparse.ArgumentParser:
 
 
 def build_parser(env: os._Environ[str] | dict[str, str] | None = None) -> argparse.ArgumentParser:
-    """The argument parser; ``env`` supplies the defaults of --policies and --config."""
+    """The argument parser; ``env`` gives the defaults of --policies, --config, --cpu-request."""
     env_map = os.environ if env is None else env
     common = _common(env_map)
     parser = argparse.ArgumentParser(
@@ -119,7 +119,7 @@ def build_parser(env: os._Environ[str] | dict[str, str] | None = None) -> argpar
         default="auto",
         metavar="N|auto",
         help="worker processes; auto (the default) starts one per CPU this process may use "
-        f"(the cgroup CPU limit, else --cpu-request, else the CPU affinity), 1 to "
+        "(the cgroup CPU limit, else --cpu-request, else the CPU affinity), 1 to "
         f"{MAX_AUTO_WORKERS}",
     )
     serve.add_argument(

@@ -64,10 +64,10 @@ def auto_workers(
     default ``os.sched_getaffinity``), the cgroup CPU quota (a Kubernetes CPU
     limit) and, only where there is no quota, ``request_millicores`` (a CPU
     request without a limit: what the scheduler reserved for the pod). A
-    fractional budget rounds up, so 1.5 CPUs get 2 workers: the second keeps
-    the half CPU busy while the first waits on the GIL.
+    fractional budget rounds up, so 1.5 CPUs get 2 workers, which together can
+    use all of it, where one would decide on 1 CPU at most.
     """
-    cpus = float(affinity if affinity is not None else len(os.sched_getaffinity(0)))
+    cpus = float(affinity if affinity is not None else _affinity())
     source = f"CPU affinity {_cpus(cpus)}"
     quota = cpu_quota(cgroup_root, proc_cgroup)
     if quota is not None and quota < cpus:
@@ -164,6 +164,13 @@ def _ratio(quota: str, period: str) -> float | None:
     if quota_us <= 0 or period_us <= 0:
         return None
     return quota_us / period_us
+
+
+def _affinity() -> int:
+    """The CPUs this process may run on (all of them where the platform cannot say)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
 
 
 def _cpus(cpus: float) -> str:
