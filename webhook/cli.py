@@ -21,10 +21,11 @@ from webhook.admission import decide
 from webhook.admission import review as review_body
 from webhook.audit import audit, pod_for_images, read_manifests, request_for, rows_for
 from webhook.config import Config, load_config
+from webhook.cpus import MAX_AUTO_WORKERS, WorkerCount, auto_workers
 from webhook.engine import Engine, display
 from webhook.errors import TrustgateError
 from webhook.mutation import mutation_review
-from webhook.observability import configure_logging
+from webhook.observability import configure_logging, get_logger
 from webhook.policy.exceptions import WARN_DAYS, breadth_warnings, expiry_warnings
 from webhook.policy.loader import load_directory, load_file
 from webhook.policy.model import PolicyException
@@ -39,6 +40,35 @@ if TYPE_CHECKING:
     from webhook.kube import KubeClient
 
 EXIT_OK, EXIT_DENIED, EXIT_USAGE = 0, 1, 2
+
+_log = get_logger(__name__)
+
+
+def _whole(text: str, minimum: int) -> int | None:
+    """``text`` as a whole number of at least ``minimum``, else None."""
+    try:
+        value = int(text)
+    except ValueError:
+        return None
+    return value if value >= minimum else None
+
+
+def _workers(text: str) -> int | str:
+    """``--workers``: ``auto`` or a whole number of at least 1."""
+    value = "auto" if text == "auto" else _whole(text, 1)
+    if value is None:
+        raise argparse.ArgumentTypeError(
+            f"must be auto or a whole number of at least 1, got {text!r}"
+        )
+    return value
+
+
+def _millicores(text: str) -> int:
+    """``--cpu-request``: millicores, as the Downward API gives them with ``divisor: 1m``."""
+    value = _whole(text, 0)
+    if value is None:
+        raise argparse.ArgumentTypeError(f"must be a whole number of millicores, got {text!r}")
+    return value
 
 
 def _common(env: os._Environ[str] | dict[str, str]) -> argparse.ArgumentParser:
@@ -59,8 +89,9 @@ def _common(env: os._Environ[str] | dict[str, str]) -> argparse.ArgumentParser:
 
 
 def build_parser(env: os._Environ[str] | dict[str, str] | None = None) -> argparse.ArgumentParser:
-    """The argument parser; ``env`` supplies the defaults of --policies and --config."""
-    common = _common(os.environ if env is None else env)
+    """The argument parser; ``env`` gives the defaults of --policies, --config, --cpu-request."""
+    env_map = os.environ if env is None else env
+    common = _common(env_map)
     parser = argparse.ArgumentParser(
         prog="trustgate",
         description="Admit only container images from trusted sources.",
@@ -82,7 +113,23 @@ def build_parser(env: os._Environ[str] | dict[str, str] | None = None) -> argpar
     serve.add_argument("--key", type=Path, help="TLS private key (PEM)")
     serve.add_argument("--host", default="0.0.0.0", help="address to listen on")
     serve.add_argument("--port", type=int, default=8443)
-    serve.add_argument("--workers", type=int, default=1, help="worker processes")
+    serve.add_argument(
+        "--workers",
+        type=_workers,
+        default="auto",
+        metavar="N|auto",
+        help="worker processes; auto (the default) starts one per CPU this process may use "
+        "(the cgroup CPU limit, else --cpu-request, else the CPU affinity), 1 to "
+        f"{MAX_AUTO_WORKERS}",
+    )
+    serve.add_argument(
+        "--cpu-request",
+        type=_millicores,
+        default=env_map.get("TRUSTGATE_CPU_REQUEST_MILLICORES") or None,
+        metavar="MILLICORES",
+        help="the pod's CPU request, which --workers auto counts when there is no CPU limit "
+        "(default: $TRUSTGATE_CPU_REQUEST_MILLICORES, which the chart sets)",
+    )
     serve.add_argument("--threads", type=int, default=16, help="threads per worker")
     serve.add_argument(
         "--client-timeout",
@@ -271,11 +318,8 @@ def build_parser(env: os._Environ[str] | dict[str, str] | None = None) -> argpar
 
 
 def _days(text: str) -> int:
-    try:
-        days = int(text)
-    except ValueError:
-        days = -1
-    if days < 0:
+    days = _whole(text, 0)
+    if days is None:
         raise argparse.ArgumentTypeError(
             f"must be a whole number of days, 0 or more (got {text!r})"
         )
@@ -347,7 +391,7 @@ def _serve(args: argparse.Namespace, config: Config) -> int:
         port=args.port,
         certfile=None if args.insecure_http else args.cert,
         keyfile=None if args.insecure_http else args.key,
-        workers=args.workers,
+        workers=_worker_count(args),
         threads=args.threads,
         max_body_bytes=config.max_request_bytes,
         client_timeout=args.client_timeout,
@@ -361,6 +405,16 @@ def _serve(args: argparse.Namespace, config: Config) -> int:
 
     serve(worker_app, options)
     return EXIT_OK
+
+
+def _worker_count(args: argparse.Namespace) -> int:
+    """``--workers``, with ``auto`` resolved from the CPUs available; logged either way."""
+    if args.workers == "auto":
+        count = auto_workers(request_millicores=args.cpu_request)
+    else:
+        count = WorkerCount(args.workers, "set by --workers")
+    _log.info("%s", count)
+    return count.workers
 
 
 def _review(args: argparse.Namespace, config: Config) -> int:

@@ -2,7 +2,9 @@
 
 Loggers are children of ``trustgate``; only ``server.py`` and ``cli.py`` attach
 handlers. Metrics live in a registry owned by the app, never the process-global
-one, so tests can build as many apps as they like.
+one, so tests can build as many apps as they like. A server with several worker
+processes calls :func:`share_metrics` first, so that each scrape shows the whole
+pod rather than the one worker that answered it.
 """
 
 from __future__ import annotations
@@ -10,15 +12,25 @@ from __future__ import annotations
 import atexit
 import json
 import logging
+import os
 import sys
 import threading
 import time
 from collections import deque
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any, TextIO
 
 import orjson
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+    values,
+)
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -361,11 +373,59 @@ class _CertificateExpiry(Collector):
             )
 
 
+#: Where the worker processes of this server write their metrics, once
+#: :func:`share_metrics` was called here or in the process this one was forked from.
+_shared_directory: Path | None = None
+
+
+def share_metrics(directory: Path) -> None:
+    """Make the metrics created from now on, here and in forked workers, one set for all.
+
+    prometheus_client's multiprocess mode, its documented answer for gunicorn:
+    each process writes its values to memory-mapped files in ``directory`` and
+    a scrape, whichever worker answers it, adds them up: counters and
+    histograms summed, each gauge by its ``multiprocess_mode``. The library
+    chooses how values are kept when it is first imported, from
+    ``PROMETHEUS_MULTIPROC_DIR``, and this process imported it long before
+    ``serve`` knew how many workers it would start; so the variable is set
+    here (workers inherit it, and the library reads it to name its files) and
+    the library's own choice is made again. Call it in the server's master
+    before the workers fork and before any metric exists; never in a process
+    that builds several apps, whose metrics would share files.
+    """
+    global _shared_directory
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(directory)
+    values.ValueClass = values.get_value_class()  # type: ignore[no-untyped-call]
+    _shared_directory = directory
+
+
+def forget_process(pid: int) -> None:
+    """Drop the live gauges of worker ``pid``, which has exited (gunicorn's child_exit).
+
+    Its counters and histograms stay, so that the pod's totals never go down.
+    """
+    if _shared_directory is not None:
+        multiprocess.mark_process_dead(pid, str(_shared_directory))  # type: ignore[no-untyped-call]
+
+
 class Metrics:
-    """The webhook's Prometheus metrics, in a registry of their own."""
+    """The webhook's Prometheus metrics, in a registry of their own.
+
+    Gauges name how the workers' values combine when metrics are shared (see
+    :func:`share_metrics`); a single process ignores it.
+    """
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
+        #: What a scrape reads: this registry alone, or every worker's files.
+        self._scraped = self.registry
+        if _shared_directory is not None:
+            self._scraped = CollectorRegistry()
+            multiprocess.MultiProcessCollector(  # type: ignore[no-untyped-call]
+                self._scraped, str(_shared_directory)
+            )
+            # Per process, not in the files: it answers for the worker scraped.
+            self._scraped.register(_CertificateExpiry())
         self.requests = Counter(
             "trustgate_admission_requests",
             "Admission reviews answered, by decision (allowed, warned, denied, error, invalid).",
@@ -418,11 +478,14 @@ class Metrics:
             "trustgate_policies_loaded",
             "Policies in the active set.",
             registry=self.registry,
+            multiprocess_mode="livemostrecent",
         )
         self.reload_ok = Gauge(
             "trustgate_policy_reload_success",
             "1 if the last policy (re)load succeeded, 0 if it failed and an older set is active.",
             registry=self.registry,
+            # 0 while any worker serves an older set.
+            multiprocess_mode="livemin",
         )
         self.reload_failures = Counter(
             "trustgate_policy_reload_failures",
@@ -433,6 +496,7 @@ class Metrics:
             "trustgate_policy_last_reload_timestamp_seconds",
             "When the active policy set was loaded.",
             registry=self.registry,
+            multiprocess_mode="livemax",
         )
 
         self.breaker_state = Gauge(
@@ -440,6 +504,8 @@ class Metrics:
             "Circuit breaker of each outbound host: 0 closed, 1 half-open (probing), 2 open.",
             ["host"],
             registry=self.registry,
+            # Each worker has its breakers: the worst one shows.
+            multiprocess_mode="livemax",
         )
         self.breaker_rejections = Counter(
             "trustgate_breaker_rejections",
@@ -523,6 +589,8 @@ class Metrics:
             "1 while the shared cache (cache.shared) is used; 0 while it is skipped after "
             "failures (reviews then use the local caches only) or is not configured.",
             registry=self.registry,
+            # 0 while any worker skips it.
+            multiprocess_mode="livemin",
         )
 
     def observe_shared(self, operation: str, cache: str, result: str, seconds: float) -> None:
@@ -561,4 +629,4 @@ class Metrics:
 
     def render(self) -> bytes:
         """The metrics in Prometheus text format."""
-        return generate_latest(self.registry)
+        return generate_latest(self._scraped)

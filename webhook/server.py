@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import os
 import resource
+import shutil
 import ssl
+import tempfile
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -31,7 +33,12 @@ from gunicorn.app.base import BaseApplication
 
 from webhook.config import DEFAULT_MAX_BODY_BYTES
 from webhook.errors import ConfigError
-from webhook.observability import get_logger, note_certificate_expiry
+from webhook.observability import (
+    forget_process,
+    get_logger,
+    note_certificate_expiry,
+    share_metrics,
+)
 from webhook.worker import worker_class
 
 if TYPE_CHECKING:
@@ -84,6 +91,8 @@ def serve(app_factory: Callable[[], flask.Flask], options: ServeOptions) -> None
     Call it from the main thread: gunicorn's master installs signal handlers.
     On SIGTERM the master stops accepting connections and gives workers
     ``graceful_timeout`` seconds to finish the requests in flight, then exits.
+    With more than one worker, the workers share their metrics through files in
+    a private temporary directory, which the master removes when it exits.
 
     Raises:
         ConfigError: the options are inconsistent, or the certificate or key
@@ -103,7 +112,19 @@ def serve(app_factory: Callable[[], flask.Flask], options: ServeOptions) -> None
             options.host,
             options.port,
         )
-    _Application(app_factory, _gunicorn_settings(options, tls)).run()
+    settings = _gunicorn_settings(options, tls)
+    if options.workers == 1:
+        _Application(app_factory, settings).run()
+        return
+    master = os.getpid()
+    directory = Path(tempfile.mkdtemp(prefix="trustgate-metrics-"))
+    share_metrics(directory)
+    try:
+        _Application(app_factory, settings | {"child_exit": _worker_exited}).run()
+    finally:
+        # Workers leave through here too (gunicorn ends them with SystemExit).
+        if os.getpid() == master:
+            shutil.rmtree(directory, ignore_errors=True)
 
 
 def _check(options: ServeOptions) -> None:
@@ -161,6 +182,11 @@ def _gunicorn_settings(options: ServeOptions, tls: _ReloadingTLSContext | None) 
             "ssl_context": tls,
         }
     return settings
+
+
+def _worker_exited(arbiter: object, worker: Any) -> None:
+    """gunicorn's child_exit hook: the exited worker's live gauges stop counting."""
+    forget_process(worker.pid)
 
 
 def _raise_open_files_limit() -> None:

@@ -218,10 +218,11 @@ class TrustgateWorker(ThreadWorker):  # type: ignore[misc]
         )
         self._open_gauge = prometheus_client.Gauge(
             "trustgate_client_connections",
-            "Open client connections of this worker, by state: waiting (for a complete "
+            "Open client connections of the server's workers, by state: waiting (for a complete "
             "request or idle between requests) and busy (a request being served).",
             ["state"],
             registry=registry,
+            multiprocess_mode="livesum",  # the pod's, when workers share metrics
         )
 
     def _stop(self) -> None:

@@ -358,6 +358,8 @@ def test_the_api_server_trusts_the_serving_certificate(
         ({"securityContext": {"runAsNonRoot": False}}, "runAsNonRoot"),
         ({"gitSync": {"enabled": True}}, "/gitSync/repo"),
         ({"replicas": 3}, "replicas"),
+        ({"server": {"workers": 0}}, "workers"),
+        ({"server": {"workers": "many"}}, "workers"),
     ],
 )
 def test_schema_refuses(values: dict[str, Any], message: str) -> None:
@@ -403,6 +405,34 @@ def test_deployment_runs_trustgate_serve_with_its_real_flags(
     if values.get("gitSync", {}).get("enabled"):
         path = values["gitSync"].get("path", "policies")
         assert str(args.policies) == f"/git/current/{path}".rstrip("/")
+
+
+@pytest.mark.parametrize(("workers", "expected"), [(None, "auto"), ("auto", "auto"), (3, 3)])
+def test_workers_flag_and_the_cpu_request_auto_counts(
+    workers: int | str | None, expected: int | str
+) -> None:
+    values: dict[str, Any] = {
+        "server": {"env": [{"name": "EXTRA", "value": "1"}]},
+        "resources": {"requests": {"cpu": "1500m", "memory": "128Mi"}},
+    }
+    if workers is not None:
+        values["server"]["workers"] = workers
+    spec = one(render(values), "Deployment")["spec"]["template"]["spec"]
+    server = next(c for c in spec["containers"] if c["name"] == "trustgate")
+    assert f"--workers={expected}" in server["args"]
+    env = {e["name"]: e for e in server["env"]}
+    # The Downward API hands the container's own CPU request in, in millicores.
+    assert env["TRUSTGATE_CPU_REQUEST_MILLICORES"]["valueFrom"] == {
+        "resourceFieldRef": {
+            "containerName": "trustgate",
+            "resource": "requests.cpu",
+            "divisor": "1m",
+        }
+    }
+    assert env["EXTRA"] == {"name": "EXTRA", "value": "1"}
+    # What kubelet would set from the 1500m request, read the way `serve` reads it.
+    args = build_parser({"TRUSTGATE_CPU_REQUEST_MILLICORES": "1500"}).parse_args(server["args"])
+    assert (args.workers, args.cpu_request) == (expected, 1500)
 
 
 def test_deployment_is_highly_available_and_hardened(case: tuple[str, dict, list[dict]]) -> None:

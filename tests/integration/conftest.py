@@ -130,7 +130,7 @@ def start_server(
     """Start ``trustgate serve`` and wait until it answers /healthz, or fail with its log.
 
     ``tls`` names the certificate files to serve (default: new ones under ``tmp``);
-    ``serve_args`` are more options for ``trustgate serve``.
+    ``serve_args`` are more options for ``trustgate serve`` (``--workers`` overrides 1).
     """
     paths = tls or certs.generate(
         tmp / "certs",
@@ -158,6 +158,10 @@ def start_server(
             "127.0.0.1",
             "--port",
             str(port),
+            # One worker unless a test asks for more: tests read per-process state
+            # (/readyz, tokens, log lines), which --workers auto would spread over the CPUs.
+            "--workers",
+            "1",
             *serve_args,
         ],
         stdout=log.open("wb"),
@@ -278,6 +282,15 @@ E2E_POLICIES = {
     "production.yaml": policy_yaml(),
     "staging.yaml": policy_yaml("staging", mode="audit", namespaces='["staging"]'),
 }
+
+
+def e2e_policies(tmp: Path) -> Path:
+    """``tmp/policies`` holding :data:`E2E_POLICIES`."""
+    policies = tmp / "policies"
+    policies.mkdir()
+    for name, text in E2E_POLICIES.items():
+        (policies / name).write_text(text)
+    return policies
 
 
 @pytest.fixture(scope="session")

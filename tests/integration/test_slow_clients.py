@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.conftest import E2E_POLICIES, Server, start_server, stop_server
+from tests.integration.conftest import Server, e2e_policies, start_server, stop_server
 from tests.kube import pod_spec, review, workload
 
 pytestmark = pytest.mark.e2e
@@ -44,17 +44,9 @@ def _enough_descriptors() -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
 
 
-def _policies(tmp: Path) -> Path:
-    policies = tmp / "policies"
-    policies.mkdir()
-    for name, text in E2E_POLICIES.items():
-        (policies / name).write_text(text)
-    return policies
-
-
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[Server]:
-    running = start_server(tmp_path, _policies(tmp_path))
+    running = start_server(tmp_path, e2e_policies(tmp_path))
     yield running
     stop_server(running)
 
@@ -259,7 +251,7 @@ def metric(text: str, sample: str) -> float:
 def test_at_capacity_the_oldest_waiting_connection_makes_room(tmp_path: Path) -> None:
     """Past --max-connections, new clients are still accepted: the oldest idle one goes."""
     server = start_server(
-        tmp_path, _policies(tmp_path), serve_args=["--max-connections", "100", "--threads", "4"]
+        tmp_path, e2e_policies(tmp_path), serve_args=["--max-connections", "100", "--threads", "4"]
     )
     try:
         idle = [socket.create_connection(address(server), timeout=10) for _ in range(150)]
@@ -282,7 +274,7 @@ def test_at_capacity_the_oldest_waiting_connection_makes_room(tmp_path: Path) ->
 
 def test_client_timeout_option_and_oversized_head(tmp_path: Path) -> None:
     """--client-timeout sets the deadline; a head past 64 KiB gets 431 without waiting for it."""
-    server = start_server(tmp_path, _policies(tmp_path), serve_args=["--client-timeout", "1.5"])
+    server = start_server(tmp_path, e2e_policies(tmp_path), serve_args=["--client-timeout", "1.5"])
     try:
         slow = tls_connection(server)
         slow.sendall(b"POST /validate HTTP/1.1\r\nHost: localhost\r\n")
@@ -331,7 +323,7 @@ def closed_by_server_within(sock: socket.socket, seconds: float) -> bytes:
 
 def test_sigterm_shutdown_logs_cleanly(tmp_path: Path) -> None:
     """gunicorn's log format prints the process id: every line must come out, no logging error."""
-    server = start_server(tmp_path, _policies(tmp_path))
+    server = start_server(tmp_path, e2e_policies(tmp_path))
     assert review_latency(server) < 5
     assert stop_server(server) == 0
     log = server.log_text()

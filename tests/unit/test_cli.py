@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from tests.kube import pod_spec, policy_yaml, review, workload
-from webhook.cli import main
+from webhook.cli import build_parser, main
 
 REPO = Path(__file__).resolve().parents[2]
 BAD = "docker.io/library/nginx:1.27"
@@ -570,3 +570,40 @@ def test_audit_junit_shows_a_waived_image_as_passing_with_its_waiver(
                c.get("classname", "").endswith(":prod-web")]  # fmt: skip
     text = case.findtext("system-out") or ""
     assert text.splitlines()[0] == f'exception "nginx-legacy" (expires {until})'
+
+
+def test_serve_workers_default_to_auto_and_take_a_count() -> None:
+    parser = build_parser({})
+    assert parser.parse_args(["serve"]).workers == "auto"
+    assert parser.parse_args(["serve", "--workers", "auto"]).workers == "auto"
+    assert parser.parse_args(["serve", "--workers", "3"]).workers == 3
+    assert parser.parse_args(["serve"]).cpu_request is None
+
+
+@pytest.mark.parametrize("value", ["0", "-2", "two", "1.5", ""])
+def test_serve_refuses_a_worker_count_below_one(
+    value: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        build_parser({}).parse_args(["serve", "--workers", value])
+    assert exited.value.code == 2
+    assert (
+        f"argument --workers: must be auto or a whole number of at least 1, got {value!r}"
+        in capsys.readouterr().err
+    )
+
+
+def test_serve_cpu_request_comes_from_the_downward_api_variable(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    env = {"TRUSTGATE_CPU_REQUEST_MILLICORES": "1500"}
+    assert build_parser(env).parse_args(["serve"]).cpu_request == 1500
+    assert build_parser(env).parse_args(["serve", "--cpu-request", "250"]).cpu_request == 250
+    # Unset in the pod (no request): the variable is empty or 0, and nothing counts.
+    assert (
+        build_parser({"TRUSTGATE_CPU_REQUEST_MILLICORES": ""}).parse_args(["serve"]).cpu_request
+        is None
+    )
+    with pytest.raises(SystemExit):
+        build_parser({}).parse_args(["serve", "--cpu-request", "1.5"])
+    assert "must be a whole number of millicores, got '1.5'" in capsys.readouterr().err

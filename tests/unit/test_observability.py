@@ -5,14 +5,18 @@ from __future__ import annotations
 import io
 import json
 import logging
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 
+from tests.scrape import samples
 from webhook import observability
 from webhook.observability import Metrics, configure_logging, get_logger
 
@@ -191,3 +195,58 @@ def test_a_backlog_wakes_the_writer_before_its_time(monkeypatch: pytest.MonkeyPa
     while stream.getvalue().count("\n") < 11 and time.monotonic() < deadline:
         time.sleep(0.01)
     assert stream.getvalue().count("\n") >= 11
+
+
+#: Run in a process of its own: share_metrics changes how this process keeps metrics.
+_SHARED = """
+import os, sys
+from pathlib import Path
+from webhook.observability import Metrics, forget_process, share_metrics
+share_metrics(Path(sys.argv[1]))
+
+def work(value):
+    metrics = Metrics()
+    metrics.requests.labels("allowed").inc(value)
+    metrics.duration.observe(0.01)
+    metrics.policies_loaded.set(value)
+    metrics.reload_ok.set(value == 5)
+    metrics.observe_network("breaker_open" if value == 3 else "breaker_closed", "quay.io")
+    metrics.observe_shared_state(True)
+    return metrics
+
+# Two workers, forked as gunicorn forks them; the first has ended.
+child = os.fork()
+if child == 0:
+    work(3)
+    os._exit(0)
+os.waitpid(child, 0)
+metrics = work(5)
+sys.stdout.write(metrics.render().decode())
+sys.stdout.write("# the first worker is gone\\n")
+forget_process(child)
+sys.stdout.write(metrics.render().decode())
+"""
+
+
+def test_shared_metrics_add_up_and_every_gauge_appears_once(tmp_path: Path) -> None:
+    run = subprocess.run(
+        [sys.executable, "-c", _SHARED, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    both, after = (samples(text) for text in run.stdout.split("# the first worker is gone\n"))
+    # A gauge left at the default mode would show once per process, with a pid label.
+    assert "pid" not in run.stdout
+    for found in (both, after):
+        # Counters and histograms add up, a worker that has ended included.
+        assert found["trustgate_admission_requests_total"] == [({"decision": "allowed"}, 8.0)]
+        assert found["trustgate_admission_duration_seconds_count"] == [({}, 2.0)]
+        assert found["trustgate_policies_loaded"] == [({}, 5.0)]  # the most recent
+        assert found["trustgate_shared_cache_up"] == [({}, 1.0)]
+    assert both["trustgate_policy_reload_success"] == [({}, 0.0)]  # any failure shows
+    assert both["trustgate_breaker_state"] == [({"host": "quay.io"}, 2.0)]  # the worst
+    # Once the ended worker is forgotten, its gauges no longer count.
+    assert after["trustgate_policy_reload_success"] == [({}, 1.0)]
+    assert after["trustgate_breaker_state"] == [({"host": "quay.io"}, 0.0)]
