@@ -159,7 +159,9 @@ def _gunicorn_settings(options: ServeOptions, tls: _ReloadingTLSContext | None) 
     host = f"[{options.host}]" if ":" in options.host else options.host
     settings: dict[str, Any] = {
         "bind": [f"{host}:{options.port}"],
-        "worker_class": worker_class(options.client_timeout, options.max_body_bytes),
+        "worker_class": worker_class(
+            options.client_timeout, options.max_body_bytes, options.workers
+        ),
         "worker_connections": options.max_connections,
         "workers": options.workers,
         "threads": options.threads,

@@ -53,6 +53,7 @@ from gunicorn import sock as gunicorn_sock
 from gunicorn.http import wsgi
 from gunicorn.workers.gthread import STOP_KEEPALIVE_LINGER, TConn, ThreadWorker
 
+from webhook.balance import AcceptBalance
 from webhook.framing import FramingError, RequestFramer
 from webhook.observability import get_logger
 
@@ -77,6 +78,8 @@ _SWEEP_INTERVAL = 0.25
 #: A closed connection drains what its client still sends for this long, at most this much.
 _LINGER_SECONDS = 2.0
 _LINGER_BYTES = 64 * 1024
+#: How long a worker holding more connections than a sibling looks away from the listener.
+_DEFER_SECONDS = 0.002
 #: How long accepting pauses when every connection is busy and none can be closed.
 _ACCEPT_PAUSE = 0.1
 #: File descriptors left for the app (registry connections, files, logs).
@@ -162,6 +165,7 @@ class TrustgateWorker(ThreadWorker):  # type: ignore[misc]
 
     client_timeout: float = 10.0
     max_body_bytes: int = 4 * 1024 * 1024
+    balance: AcceptBalance | None = None
     alive: bool
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -193,10 +197,18 @@ class TrustgateWorker(ThreadWorker):  # type: ignore[misc]
         self.poller.register(
             self.method_queue.fileno(), selectors.EVENT_READ, self.method_queue.run_callbacks
         )
+        balance = self.balance
+        if balance is not None and not balance.join():
+            balance = None
         while self.alive:
             self.notify()
-            self.set_accept_enabled(time.monotonic() >= self._paused_until)
-            self.wait_for_and_dispatch_events(timeout=_SWEEP_INTERVAL)
+            now = time.monotonic()
+            paused = now < self._paused_until
+            self.set_accept_enabled(not paused)
+            if balance is not None:
+                balance.publish(self.nr_conns)
+            wait = min(_SWEEP_INTERVAL, self._paused_until - now) if paused else _SWEEP_INTERVAL
+            self.wait_for_and_dispatch_events(timeout=wait)
             if not self.is_parent_alive():
                 break
             self._sweep()
@@ -227,6 +239,8 @@ class TrustgateWorker(ThreadWorker):  # type: ignore[misc]
 
     def _stop(self) -> None:
         self.set_accept_enabled(False)
+        if self.balance is not None:
+            self.balance.leave()
         # Idle connections get a moment for a request already on its way (it is
         # answered with "Connection: close"); partial requests keep their deadline.
         linger = time.monotonic() + STOP_KEEPALIVE_LINGER
@@ -247,7 +261,15 @@ class TrustgateWorker(ThreadWorker):  # type: ignore[misc]
             listener.close()
 
     def accept(self, listener: socket.socket) -> None:
-        """Accept one connection; at capacity, make room by closing the oldest waiting."""
+        """Accept one connection; at capacity, make room by closing the oldest waiting.
+
+        With several workers, a worker holding more connections than a sibling
+        leaves the connection to it for a moment (see ``balance``).
+        """
+        if self.balance is not None and not self.balance.should_accept(self.nr_conns):
+            self._paused_until = time.monotonic() + _DEFER_SECONDS
+            self.set_accept_enabled(False)
+            return
         for _ in range(_ACCEPT_BATCH):
             if self.nr_conns >= self._capacity and not self._evict_oldest():
                 self._pause_accepting()
@@ -604,12 +626,17 @@ class TrustgateWorker(ThreadWorker):  # type: ignore[misc]
         util.close(conn.sock)
 
 
-def worker_class(client_timeout: float, max_body_bytes: int) -> type[TrustgateWorker]:
+def worker_class(
+    client_timeout: float, max_body_bytes: int, workers: int = 1
+) -> type[TrustgateWorker]:
     """A worker class with these limits, for gunicorn's ``worker_class`` setting.
 
     gunicorn builds workers from a class and its own settings only, so the
-    limits it has no setting for travel as class attributes.
+    limits it has no setting for travel as class attributes. With several
+    ``workers``, the class carries the shared memory in which they balance
+    connections (see ``balance``): made here, in the master, before the fork.
     """
+    balance = AcceptBalance(slots=2 * workers + 2) if workers > 1 else None
     return type(
         "TrustgateWorker",
         (TrustgateWorker,),
@@ -617,5 +644,6 @@ def worker_class(client_timeout: float, max_body_bytes: int) -> type[TrustgateWo
             "__module__": __name__,
             "client_timeout": float(client_timeout),
             "max_body_bytes": int(max_body_bytes),
+            "balance": balance,
         },
     )
