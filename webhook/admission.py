@@ -276,8 +276,12 @@ def _judge(
     recheck_unchanged_images: bool,
     now: datetime | None,
     user_known: bool = True,
-) -> tuple[Decision, list[dict[str, Any]] | None]:
-    """``decide``, with the decision log's image entries when the decision was kept."""
+) -> tuple[Decision, dict[str, Any] | None]:
+    """``decide``, with the decision log's outcome fields when the decision was kept.
+
+    The key holds the user and groups, so the kept break-glass entry names the
+    right user.
+    """
     if request.operation not in _JUDGED or request.object is None:
         return Decision(allowed=True, note=f"{request.operation} is not judged"), None
     found: tuple[ContainerImage, ...] | None = None
@@ -318,7 +322,7 @@ def _judge(
         user_known,
     )
     if memo is not None and (kept := memo.get(key)) is not None:
-        return kept  # type: ignore[no-any-return]  # (Decision, its log's image entries)
+        return kept  # type: ignore[no-any-return]  # (Decision, its log's outcome fields)
     who = requester(
         namespace, request.object, user=request.user, groups=request.groups, user_known=user_known
     )
@@ -335,7 +339,7 @@ def _judge(
     decision = _decision(verdicts, policy_set, who, now, containers, volumes)
     if memo is None or any(v.denials for v in verdicts):
         return decision, None
-    kept = memo[key] = (decision, [_image_entry(v, decision) for v in decision.verdicts])
+    kept = memo[key] = (decision, _log_outcome(request, decision))
     return kept
 
 
@@ -449,11 +453,11 @@ def review(
     """
     started = time.perf_counter()
     request = parse_review(body)
-    decision, images = _judge(
+    decision, outcome = _judge(
         engine, request, recheck_unchanged_images=recheck_unchanged_images, now=now
     )
     answer = response(request.uid, decision)
-    log_decision(request, decision, time.perf_counter() - started, images=images)
+    log_decision(request, decision, time.perf_counter() - started, outcome=outcome)
     return answer, decision, request
 
 
@@ -529,7 +533,7 @@ def log_decision(
     decision: Decision,
     seconds: float,
     *,
-    images: list[dict[str, Any]] | None = None,
+    outcome: dict[str, Any] | None = None,
 ) -> None:
     """Write the decision-log line of one review.
 
@@ -541,8 +545,8 @@ def log_decision(
     exception or break-glass say so (``waived``); ``exceptions`` names the
     exceptions used, and ``breakGlass`` records the annotation's reason, the
     user and whether it was honoured. An ignored annotation is also logged
-    as a warning of its own. ``images``: the image entries, when kept with the
-    decision (they follow from it alone).
+    as a warning of its own. ``outcome``: the line's fields from ``allowed``
+    to ``breakGlass`` (:func:`_log_outcome`), when kept with the decision.
     """
     if decision.ignored:
         log.warning(
@@ -559,10 +563,8 @@ def log_decision(
         )
     if not log.isEnabledFor(logging.INFO):
         return
-    if images is None:
-        images = [_image_entry(v, decision) for v in decision.verdicts]
-    exceptions = sorted({w.exception for w in decision.waivers if w.exception})
-    break_glass = _break_glass_entry(request, decision)
+    if outcome is None:
+        outcome = _log_outcome(request, decision)
     log_fields(
         log,
         logging.INFO,
@@ -576,13 +578,21 @@ def log_decision(
             "name": _object_name(request),
             "user": request.user,
             "dryRun": request.dry_run,
-            "allowed": decision.allowed,
-            "decision": decision.label,
-            "note": decision.note or None,
-            "images": images,
-            "notRechecked": list(decision.unchecked) or None,
-            "exceptions": exceptions or None,
-            "breakGlass": break_glass,
+            **outcome,
             "durationMs": round(seconds * 1000, 3),
         },
     )
+
+
+def _log_outcome(request: AdmissionRequest, decision: Decision) -> dict[str, Any]:
+    """The decision-log fields that follow from the decision (and, for break-glass, the user)."""
+    exceptions = sorted({w.exception for w in decision.waivers if w.exception})
+    return {
+        "allowed": decision.allowed,
+        "decision": decision.label,
+        "note": decision.note or None,
+        "images": [_image_entry(v, decision) for v in decision.verdicts],
+        "notRechecked": list(decision.unchecked) or None,
+        "exceptions": exceptions or None,
+        "breakGlass": _break_glass_entry(request, decision),
+    }

@@ -14,7 +14,7 @@ from typing import Any
 
 import orjson
 from flask import Flask, Response, request
-from prometheus_client import CONTENT_TYPE_LATEST, Counter
+from prometheus_client import CONTENT_TYPE_LATEST
 from werkzeug.exceptions import HTTPException
 
 from webhook.admission import Decision, review
@@ -66,26 +66,6 @@ def _dumps(data: Any) -> bytes:
         return json.dumps(data, separators=(",", ":")).encode()
 
 
-class _Children:
-    """The labelled children of the counters each review increments, looked up once.
-
-    ``Counter.labels()`` takes a lock and checks its labels on every call; a
-    review counts its decision and every image x policy outcome, so the children
-    are kept here by label values (as many as ``labels()`` itself keeps).
-    """
-
-    def __init__(self) -> None:
-        self._children: dict[tuple[Counter, tuple[str, ...]], Counter] = {}
-
-    def inc(self, counter: Counter, labels: tuple[str, ...], amount: int = 1) -> None:
-        """``counter.labels(*labels).inc(amount)``."""
-        key = (counter, labels)
-        child = self._children.get(key)
-        if child is None:
-            child = self._children[key] = counter.labels(*labels)
-        child.inc(amount)
-
-
 def create_app(settings: Settings) -> Flask:
     """Build the webhook app.
 
@@ -126,7 +106,6 @@ def create_app(settings: Settings) -> Flask:
         caches=caches,
     )
     runtime = Runtime(store, engine, metrics)
-    children = _Children()
     if interval > 0:
         store.start()
 
@@ -153,7 +132,7 @@ def create_app(settings: Settings) -> Flask:
             log.exception("review failed", extra={"outcome": "error"})
             metrics.requests.labels("error").inc()
             return _json(_internal_denial(body), 200)
-        _record(metrics, decision, children)
+        _record(metrics, decision)
         metrics.duration.observe(time.perf_counter() - started)
         return _json(answer)
 
@@ -243,22 +222,23 @@ def _not_a_review(exc: AdmissionReviewError) -> Response:
 _NOT_RECHECKED = {UNCHANGED: "unchanged", DELETING: "deleting"}
 
 
-def _record(metrics: Metrics, decision: Decision, children: _Children) -> None:
-    children.inc(metrics.requests, (decision.label,))
+def _record(metrics: Metrics, decision: Decision) -> None:
+    tally = metrics.tally
+    tally.inc(metrics.requests, (decision.label,))
     reason = decision.audit_annotations.get("not-rechecked")
     if reason in _NOT_RECHECKED:
-        children.inc(metrics.not_rechecked, (_NOT_RECHECKED[reason],))
+        tally.inc(metrics.not_rechecked, (_NOT_RECHECKED[reason],))
     # Images of one review mostly share their policy and outcome: one
-    # increment (one lock) per distinct label set, not per image.
+    # increment per distinct label set, not per image.
     outcomes: dict[tuple[str, ...], int] = {}
     for verdict in decision.verdicts:
         if verdict.no_match is not None:
-            children.inc(metrics.no_match, (verdict.no_match,))
+            tally.inc(metrics.no_match, (verdict.no_match,))
         for result in verdict.policies:
             outcome = (result.policy, result.mode, _outcome(result))
             outcomes[outcome] = outcomes.get(outcome, 0) + 1
     for labels, count in outcomes.items():
-        children.inc(metrics.policy_decisions, labels, count)
+        tally.inc(metrics.policy_decisions, labels, count)
     _record_waivers(metrics, decision)
 
 

@@ -34,6 +34,8 @@ from prometheus_client import (
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from webhook.tally import Tally
+
 _ROOT = "trustgate"
 #: Lines waiting for the writer thread; past this, new ones are dropped.
 _QUEUE_SIZE = 10_000
@@ -417,6 +419,8 @@ class Metrics:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
+        #: Increments of the request path, applied in batches (see ``tally``).
+        self.tally = Tally()
         #: What a scrape reads: this registry alone, or every worker's files.
         self._scraped = self.registry
         if _shared_directory is not None:
@@ -628,5 +632,6 @@ class Metrics:
         self.cache.labels(cache, result).inc()
 
     def render(self) -> bytes:
-        """The metrics in Prometheus text format."""
+        """The metrics in Prometheus text format, this worker's pending increments applied."""
+        self.tally.flush()
         return generate_latest(self._scraped)

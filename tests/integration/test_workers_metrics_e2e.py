@@ -16,6 +16,7 @@ import os
 import re
 import signal
 import stat
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -34,6 +35,7 @@ from tests.integration.conftest import (
 from tests.kube import pod_spec, review, workload
 from tests.scrape import samples
 from webhook.cpus import auto_workers
+from webhook.tally import FLUSH_SECONDS
 
 REVIEWS = 60
 SCRAPES = 8
@@ -81,6 +83,19 @@ def reviews_counted_by(directory: Path, pid: int) -> float:
     return total
 
 
+def counted_by_each(directory: Path, pids: set[int], reviews: int) -> dict[int, float]:
+    """What each worker counted, once their files add up to ``reviews``.
+
+    A worker applies its counts in batches, within tally.FLUSH_SECONDS.
+    """
+    deadline = time.monotonic() + 20 * FLUSH_SECONDS
+    per_worker = {pid: reviews_counted_by(directory, pid) for pid in pids}
+    while sum(per_worker.values()) < reviews and time.monotonic() < deadline:
+        time.sleep(FLUSH_SECONDS / 2)
+        per_worker = {pid: reviews_counted_by(directory, pid) for pid in pids}
+    return per_worker
+
+
 @pytest.fixture
 def two_workers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Server, Path]]:
     """A server with two workers whose temporary files go under ``tmp_path/tmp``."""
@@ -104,7 +119,7 @@ def test_every_scrape_counts_every_workers_reviews(two_workers: tuple[Server, Pa
     pids = worker_pids(directory)
     assert len(pids) == 2, pids
     # Both workers answered reviews: a scrape of either one alone would be short.
-    per_worker = {pid: reviews_counted_by(directory, pid) for pid in pids}
+    per_worker = counted_by_each(directory, pids, REVIEWS)
     assert all(count > 0 for count in per_worker.values()), per_worker
     assert sum(per_worker.values()) == REVIEWS
 
@@ -138,9 +153,11 @@ def test_a_killed_workers_counts_stay_and_its_live_gauges_go(
     # Private to the server's user: other users cannot forge its metrics.
     assert stat.S_IMODE(directory.stat().st_mode) == 0o700
     before = worker_pids(directory)
-    victim = max(before, key=lambda pid: reviews_counted_by(directory, pid))
-    counted = reviews_counted_by(directory, victim)
-    assert counted > 0
+    # Counted in the files, which is what a killed worker leaves (its last
+    # FLUSH_SECONDS of increments are lost with it).
+    per_worker = counted_by_each(directory, before, REVIEWS)
+    victim = max(before, key=lambda pid: per_worker[pid])
+    assert per_worker[victim] > 0
     os.kill(victim, signal.SIGKILL)
     # gunicorn starts a replacement, which writes its own files once its app is built.
     assert wait_for(lambda: len(worker_pids(directory) - before) == 1, timeout=30)
@@ -148,7 +165,10 @@ def test_a_killed_workers_counts_stay_and_its_live_gauges_go(
     for _ in range(SCRAPES):
         assert admitted(server.get("/metrics").text) == REVIEWS
     send_reviews(server, 10)
-    assert admitted(server.get("/metrics").text) == REVIEWS + 10
+    # The answering worker's own counts at once, the other's within FLUSH_SECONDS.
+    assert wait_for(
+        lambda: admitted(server.get("/metrics").text) == REVIEWS + 10, timeout=20 * FLUSH_SECONDS
+    )
 
     assert stop_server(server) == 0
     assert not directory.exists()
