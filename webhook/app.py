@@ -15,7 +15,8 @@ from typing import Any
 import orjson
 from flask import Flask, Response, request
 from prometheus_client import CONTENT_TYPE_LATEST
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+from werkzeug.wrappers import Request
 
 from webhook.admission import Decision, review
 from webhook.config import Config
@@ -24,6 +25,7 @@ from webhook.errors import AdmissionReviewError
 from webhook.mutation import mutation_review, unpatched
 from webhook.observability import Metrics, get_logger
 from webhook.policy.store import PolicyStore, ReloadStatus
+from webhook.reviewpath import ReviewPath
 from webhook.services import build_caches, build_engine
 from webhook.signatures.refresher import RootRefresher
 from webhook.signatures.trustroot import TrustRoots
@@ -110,14 +112,14 @@ def create_app(settings: Settings) -> Flask:
         store.start()
 
     recheck = settings.config.recheck_unchanged_images
+    limit = settings.config.max_request_bytes
     app = Flask("trustgate")
-    app.config["MAX_CONTENT_LENGTH"] = settings.config.max_request_bytes
+    app.config["MAX_CONTENT_LENGTH"] = limit
     app.extensions["trustgate"] = runtime
 
-    @app.post("/validate")
-    def validate() -> Response:
+    def validate(req: Request) -> Response:
         started = time.perf_counter()
-        body = _body()
+        body = _body(req, limit)
         if isinstance(body, Response):
             metrics.requests.labels("invalid").inc()
             return body
@@ -136,11 +138,10 @@ def create_app(settings: Settings) -> Flask:
         metrics.duration.observe(time.perf_counter() - started)
         return _json(answer)
 
-    @app.post("/mutate")
-    def mutate() -> Response:
+    def mutate(req: Request) -> Response:
         # Never a denial: the validating webhook decides. Whatever goes wrong
         # here, the object is admitted unchanged and /validate judges it.
-        body = _body()
+        body = _body(req, limit)
         if isinstance(body, Response):
             metrics.mutations.labels("invalid").inc()
             return body
@@ -158,6 +159,14 @@ def create_app(settings: Settings) -> Flask:
         metrics.mutations.labels(mutation.label).inc()
         metrics.pinned_images.inc(len(mutation.pins))
         return _json(answer)
+
+    # Served by ReviewPath below Flask; the routes stay for other methods
+    # (405) and for anything that calls Flask's own wsgi_app.
+    app.add_url_rule("/validate", "validate", lambda: validate(request), methods=["POST"])
+    app.add_url_rule("/mutate", "mutate", lambda: mutate(request), methods=["POST"])
+    app.wsgi_app = ReviewPath(  # type: ignore[method-assign]
+        app.wsgi_app, {"/validate": validate, "/mutate": mutate}, max_content_length=limit
+    )
 
     @app.get("/healthz")
     def healthz() -> Response:
@@ -186,14 +195,17 @@ def create_app(settings: Settings) -> Flask:
     def http_error(exc: HTTPException) -> Response:
         code = exc.code or 500
         if code == 413:
-            limit = settings.config.max_request_bytes
-            return _json({"error": f"the body is larger than {limit} bytes"}, 413)
+            return _too_large(limit)
         return _json({"error": exc.description or exc.name}, code)
 
     return app
 
 
-def _body() -> Any:
+def _too_large(limit: int) -> Response:
+    return _json({"error": f"the body is larger than {limit} bytes"}, 413)
+
+
+def _body(req: Request, limit: int) -> Any:
     """The request's JSON body, or the 400 answer for a body that is not JSON.
 
     ``/validate`` and ``/mutate`` read their AdmissionReview alike. orjson
@@ -203,7 +215,10 @@ def _body() -> Any:
     before; integers past 64 bits, which the API server cannot send, are
     read as floats.
     """
-    data = request.get_data(cache=False)
+    try:
+        data = req.get_data(cache=False)
+    except RequestEntityTooLarge:
+        return _too_large(limit)
     try:
         return orjson.loads(data)
     except orjson.JSONDecodeError:
