@@ -17,6 +17,7 @@ restart. Connections already open keep the certificate they started with.
 
 from __future__ import annotations
 
+import gc
 import os
 import resource
 import shutil
@@ -159,6 +160,7 @@ def _gunicorn_settings(options: ServeOptions, tls: _ReloadingTLSContext | None) 
     host = f"[{options.host}]" if ":" in options.host else options.host
     settings: dict[str, Any] = {
         "bind": [f"{host}:{options.port}"],
+        "post_worker_init": _worker_loaded,
         "worker_class": worker_class(
             options.client_timeout, options.max_body_bytes, options.workers
         ),
@@ -184,6 +186,22 @@ def _gunicorn_settings(options: ServeOptions, tls: _ReloadingTLSContext | None) 
             "ssl_context": tls,
         }
     return settings
+
+
+def _worker_loaded(worker: Any) -> None:
+    """gunicorn's post_worker_init hook: the app just loaded is left out of garbage collection.
+
+    A full collection walks every object the collector tracks, and after
+    start-up that is all of Flask, sigstore, cryptography and the policies:
+    measured, 40 to 65 ms per collection. Under load, objects that outlive a
+    young collection (those of reviews in flight) add up to one every few
+    seconds in each worker, a pause every review in flight waits out.
+    ``gc.freeze`` moves what exists now to a generation collections skip, so
+    they walk only what came after; what start-up made lives as long as the
+    worker anyway.
+    """
+    gc.collect()
+    gc.freeze()
 
 
 def _worker_exited(arbiter: object, worker: Any) -> None:
