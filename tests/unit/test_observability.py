@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -201,6 +202,7 @@ def test_a_backlog_wakes_the_writer_before_its_time(monkeypatch: pytest.MonkeyPa
 _SHARED = """
 import os, sys
 from pathlib import Path
+from typing import Any
 from webhook.observability import Metrics, forget_process, share_metrics
 share_metrics(Path(sys.argv[1]))
 
@@ -250,3 +252,58 @@ def test_shared_metrics_add_up_and_every_gauge_appears_once(tmp_path: Path) -> N
     # Once the ended worker is forgotten, its gauges no longer count.
     assert after["trustgate_policy_reload_success"] == [({}, 1.0)]
     assert after["trustgate_breaker_state"] == [({"host": "quay.io"}, 0.0)]
+
+
+def _fields() -> dict[str, Any]:
+    return {
+        "uid": "u-1",
+        "name": 'web "quoted" é',
+        "images": [{"image": "quay.io/acme/api:1", "containers": ["api"], "passed": ["p"]}],
+        "note": None,
+        "dryRun": False,
+        "durationMs": 0.125,
+        "big": 2**70,  # past 64 bits: the standard library writes it
+    }
+
+
+def test_the_direct_decision_log_line_is_the_line_logging_writes() -> None:
+    stream = io.StringIO()
+    configure_logging("json", "info", stream, background=True)
+    logger = get_logger("webhook.admission")
+    observability.log_fields(logger, logging.INFO, "admission review", _fields())
+    logger.info("admission review", extra={"fields": _fields()})
+    observability.log_fields(logger, logging.DEBUG, "not at info", _fields())
+    configure_logging("json", "warning", io.StringIO())  # stops and drains the writer thread
+    direct, logged = (json.loads(line) for line in stream.getvalue().splitlines())
+    assert direct.pop("time").endswith("Z")
+    logged.pop("time")
+    assert direct == logged
+    assert list(direct) == list(logged)  # the same keys in the same order
+    assert direct["big"] == 2**70
+
+
+def test_a_filter_or_another_format_sees_the_record_as_usual() -> None:
+    seen: list[logging.LogRecord] = []
+
+    class Keep(logging.Filter):
+        def filter(self, record: logging.LogRecord) -> bool:
+            seen.append(record)
+            return True
+
+    stream = io.StringIO()
+    configure_logging("json", "info", stream, background=True)
+    logger = get_logger("webhook.admission")
+    keep = Keep()
+    logger.addFilter(keep)
+    try:
+        observability.log_fields(logger, logging.INFO, "admission review", _fields())
+    finally:
+        logger.removeFilter(keep)
+    configure_logging("text", "info", stream)
+    observability.log_fields(logger, logging.INFO, "as text", _fields())
+    configure_logging("json", "warning", io.StringIO())
+    (record,) = seen
+    assert record.fields["uid"] == "u-1"  # type: ignore[attr-defined]
+    lines = stream.getvalue().splitlines()
+    assert json.loads(lines[0])["uid"] == "u-1"
+    assert lines[1].endswith("INFO trustgate.admission as text")
