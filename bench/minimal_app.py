@@ -1,7 +1,10 @@
-"""The baseline: a Flask app on the same server stack that admits everything.
+"""The baselines: webhooks on the same server stack that admit everything.
 
-It still reads the body and echoes the uid, as any correct webhook must, so the
-ratio to it measures what trustgate's decision costs and nothing else.
+Each still reads the body and echoes the uid, as any correct webhook must.
+The default is a bare Flask app (the view and Flask's request machinery);
+``--lean`` answers the same view through ``webhook.reviewpath.ReviewPath``,
+below Flask's request machinery, as trustgate serves its reviews: the ratio to
+it measures what trustgate's decision costs and nothing else.
 """
 
 from __future__ import annotations
@@ -11,23 +14,30 @@ import json
 from pathlib import Path
 
 from flask import Flask, Response, request
+from werkzeug.wrappers import Request
 
+from webhook.reviewpath import ReviewPath
 from webhook.server import ServeOptions, serve
 
 
-def create_minimal_app() -> Flask:
-    """An admission webhook that allows every request."""
-    app = Flask("minimal")
+def _allow(req: Request) -> Response:
+    body = json.loads(req.get_data())
+    answer = {
+        "apiVersion": "admission.k8s.io/v1",
+        "kind": "AdmissionReview",
+        "response": {"uid": body["request"]["uid"], "allowed": True},
+    }
+    return Response(json.dumps(answer), mimetype="application/json")
 
-    @app.post("/validate")
-    def validate() -> Response:
-        body = json.loads(request.get_data())
-        answer = {
-            "apiVersion": "admission.k8s.io/v1",
-            "kind": "AdmissionReview",
-            "response": {"uid": body["request"]["uid"], "allowed": True},
-        }
-        return Response(json.dumps(answer), mimetype="application/json")
+
+def create_minimal_app(*, lean: bool = False) -> Flask:
+    """An admission webhook that allows every request (``lean``: below Flask's machinery)."""
+    app = Flask("minimal")
+    app.add_url_rule("/validate", "validate", lambda: _allow(request), methods=["POST"])
+    if lean:
+        app.wsgi_app = ReviewPath(  # type: ignore[method-assign]
+            app.wsgi_app, {"/validate": _allow}, max_content_length=4 * 1024 * 1024
+        )
 
     @app.get("/healthz")
     def healthz() -> Response:
@@ -44,6 +54,7 @@ def main() -> None:
     parser.add_argument("--key", type=Path, required=True)
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--threads", type=int, default=16)
+    parser.add_argument("--lean", action="store_true", help="serve below Flask's machinery")
     args = parser.parse_args()
     options = ServeOptions(
         host="127.0.0.1",
@@ -53,7 +64,7 @@ def main() -> None:
         workers=args.workers,
         threads=args.threads,
     )
-    serve(create_minimal_app, options)
+    serve(lambda: create_minimal_app(lean=args.lean), options)
 
 
 if __name__ == "__main__":

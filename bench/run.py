@@ -1,9 +1,12 @@
-"""Load `trustgate serve` over TLS and, in the same run, a minimal app on the same stack.
+"""Load `trustgate serve` over TLS and, in the same run, minimal apps on the same stack.
 
-Both servers get the same gunicorn/TLS settings (trustgate's worker class, workers
-and threads) and the same realistic Deployment AdmissionReview (an allowlist-only
-policy); wrk drives each at 4 and 32 connections, the two servers in turn for
-several rounds so that load from elsewhere on the machine falls on both. Besides
+The baselines (bench/minimal_app.py) admit everything after reading the body:
+"minimal" is a bare Flask app, "lean" the same view below Flask's request
+machinery, on the path trustgate serves reviews by (webhook.reviewpath). All get
+the same gunicorn/TLS settings (trustgate's worker class, workers and threads)
+and the same realistic Deployment AdmissionReview (an allowlist-only policy);
+wrk drives each at 4 and 32 connections, the servers in turn for several rounds
+so that load from elsewhere on the machine falls on all. Besides
 requests/s and latency, each measurement takes the CPU time (user + system) the
 server's whole process tree (gunicorn's master and workers) spent, per request.
 The figures that matter are ratios measured in one run, since absolute numbers on
@@ -13,7 +16,8 @@ a shared 2-core machine move from run to run.
 
 Targets: capacity ratio (the minimal app's CPU per request over trustgate's, at 32
 connections, median over rounds) at least 0.9; trustgate's p99 at 4 connections
-within 1.25 x the minimal app's.
+within 1.25 x the minimal app's. The lean ratio (the lean app's CPU per request
+over trustgate's) is printed beside them: what the decision itself costs.
 """
 
 from __future__ import annotations
@@ -185,6 +189,7 @@ def main() -> None:
         "trustgate": [str(trustgate), "serve", "--policies", str(tmp / "policies"),
                       "--host", "127.0.0.1", *stack],
         "minimal": [python, str(ROOT / "bench" / "minimal_app.py"), *stack],
+        "lean": [python, str(ROOT / "bench" / "minimal_app.py"), "--lean", *stack],
     }  # fmt: skip
     env = {
         **os.environ,
@@ -223,6 +228,11 @@ def main() -> None:
         c: list(zip(runs["minimal"][c], runs["trustgate"][c], strict=True)) for c in ("c4", "c32")
     }
     capacity = [m["cpu_ms_per_request"] / t["cpu_ms_per_request"] for m, t in pairs["c32"]]
+    # What the decision alone costs: trustgate against the same view on its own serving path.
+    lean = [
+        m["cpu_ms_per_request"] / t["cpu_ms_per_request"]
+        for m, t in zip(runs["lean"]["c32"], runs["trustgate"]["c32"], strict=True)
+    ]
     p99 = [t["p99_ms"] / m["p99_ms"] for m, t in pairs["c4"]]
     throughput = tg["c32"]["rps"] / mini["c32"]["rps"]
     summary = {
@@ -236,6 +246,7 @@ def main() -> None:
         "rounds": runs,
         "capacity_ratio_c32": round(statistics.median(capacity), 3),
         "capacity_ratio_c32_rounds": [round(x, 3) for x in capacity],
+        "lean_capacity_ratio_c32": round(statistics.median(lean), 3),
         "p99_ratio_c4": round(statistics.median(p99), 3),
         "p99_ratio_c4_rounds": [round(x, 3) for x in p99],
         "throughput_ratio_c32": round(throughput, 3),
@@ -253,6 +264,12 @@ def main() -> None:
         f"median of [{spread}] (target <= 1.25)"
     )
     print(f"throughput ratio at 32 connections (medians): {throughput:.2f}")
+    spread = ", ".join(f"{x:.2f}" for x in lean)
+    print(
+        f"lean capacity ratio at 32 connections (the lean app's CPU/request over trustgate's, "
+        f"what the decision itself costs): {summary['lean_capacity_ratio_c32']:.2f} "
+        f"median of [{spread}]"
+    )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(summary, indent=2) + "\n")
     print(f"wrote {args.out}")
