@@ -46,6 +46,8 @@ _JUDGED = frozenset({"CREATE", "UPDATE"})
 _MAX_WARNING = 256
 _MAX_WARNINGS = 12
 _MAX_MESSAGE = 4000
+#: Decisions on more images than this are not kept: the memo's size stays bounded in bytes.
+_KEEP_MAX_IMAGES = 32
 
 log = get_logger(__name__)
 
@@ -337,7 +339,7 @@ def _judge(
         images, namespace=namespace, kind=request.kind, policy_set=policy_set
     )
     decision = _decision(verdicts, policy_set, who, now, containers, volumes)
-    if memo is None or any(v.denials for v in verdicts):
+    if memo is None or len(found) > _KEEP_MAX_IMAGES or any(v.denials for v in verdicts):
         return decision, None
     kept = memo[key] = (decision, _log_outcome(request, decision))
     return kept

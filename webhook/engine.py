@@ -31,6 +31,8 @@ Resolver = Callable[[ImageRef, Deadline], str]
 
 #: Distinct images (and image x namespace x kind verdicts) remembered per engine.
 _MEMO_SIZE = 4096
+#: Entries of a derived memo (a kept decision holds up to 32 images' worth).
+_DERIVED_MEMO_SIZE = 1024
 #: The last part of a review's deadline that belongs to the answer: calls stop
 #: this long (at most a tenth of the deadline) before it, so that the denial they
 #: end in is sent within ``deadlineSeconds``, not after it.
@@ -283,7 +285,7 @@ class Engine:
         lifetimes.
         """
         derived = self._memos(policy_set)[2]
-        if derived is not None and len(derived) >= _MEMO_SIZE:
+        if derived is not None and len(derived) >= _DERIVED_MEMO_SIZE:
             derived.clear()
         return derived
 

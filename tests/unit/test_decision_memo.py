@@ -165,12 +165,27 @@ def test_the_memo_is_bounded() -> None:
     engine = fresh(policy_set)
     memo = engine.derived_memo(policy_set)
     assert memo is not None
-    for index in range(5000):
+    for index in range(1500):
         body = base_body()
         body["request"]["namespace"] = f"prod-{index}"
         assert decide(engine, parse_review(body)).allowed
         engine.derived_memo(policy_set)  # as each decision asks for it
-        assert len(memo) <= 4096
+        assert len(memo) <= 1024
+
+
+def test_a_decision_on_many_images_is_not_kept() -> None:
+    # The memo is bounded in entries; entries are bounded in images.
+    policy_set = policies()
+    engine = fresh(policy_set)
+    memo = engine.derived_memo(policy_set)
+    assert memo is not None
+    many = [f"quay.io/acme/app-{n}:1" for n in range(33)]
+    body = as_user(review(workload("Deployment", pod_spec(*many))), "bob", "dev")
+    assert decide(engine, parse_review(body)).allowed
+    assert len(memo) == 0
+    body = as_user(review(workload("Deployment", pod_spec(*many[:32]))), "bob", "dev")
+    assert decide(engine, parse_review(body)).allowed
+    assert len(memo) == 1
 
 
 def test_concurrent_reviews_each_get_their_own_decision() -> None:
