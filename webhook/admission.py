@@ -15,29 +15,36 @@ loudly (see ``waivers``).
 from __future__ import annotations
 
 import json
-import logging
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from webhook.decision import AdmissionRequest, Decision
+from webhook.decisionlog import log_decision, log_outcome
 from webhook.engine import Engine, Verdict, display
 from webhook.errors import AdmissionReviewError, TrustgateError
-from webhook.observability import get_logger, log_fields
 from webhook.policy.model import PolicySet
 from webhook.updates import UNCHANGED, not_new
 from webhook.waivers import (
     Requester,
-    Waiver,
     audit_annotations,
     break_glass_annotation,
     break_glass_removed,
     requester,
     settle,
-    shown_reason,
 )
 from webhook.workloads import ContainerImage, find_images, is_understood
+
+__all__ = [
+    "API_VERSION",
+    "AdmissionRequest",
+    "Decision",
+    "decide",
+    "parse_review",
+    "response",
+    "review",
+]
 
 API_VERSION = "admission.k8s.io/v1"
 _OPERATIONS = frozenset({"CREATE", "UPDATE", "DELETE", "CONNECT"})
@@ -48,59 +55,6 @@ _MAX_WARNINGS = 12
 _MAX_MESSAGE = 4000
 #: Decisions on more images than this are not kept: the memo's size stays bounded in bytes.
 _KEEP_MAX_IMAGES = 32
-
-log = get_logger(__name__)
-
-
-@dataclass(frozen=True, slots=True)
-class AdmissionRequest:
-    """The parts of an AdmissionReview request a decision depends on."""
-
-    uid: str
-    kind: str
-    operation: str
-    namespace: str = ""
-    name: str = ""
-    group: str = ""
-    sub_resource: str = ""
-    user: str = ""
-    dry_run: bool = False
-    object: Mapping[str, Any] | None = None
-    old_object: Mapping[str, Any] | None = None
-    groups: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True, slots=True)
-class Decision:
-    """The answer to one request, with what it was based on.
-
-    ``containers`` and ``volumes`` name, per image (as shown), the containers
-    and image volumes that use it; ``unchecked`` are the images of an UPDATE
-    admitted without a re-check, and ``note`` says why. ``waivers`` are the
-    denials exceptions and break-glass waived; ``break_glass`` is the
-    annotation's reason (None without the annotation) and ``ignored`` says
-    why it was not honoured where it was not.
-    """
-
-    allowed: bool
-    message: str = ""
-    warnings: tuple[str, ...] = ()
-    audit_annotations: Mapping[str, str] = field(default_factory=dict)
-    verdicts: tuple[Verdict, ...] = ()
-    containers: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
-    note: str = ""
-    volumes: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
-    unchecked: tuple[str, ...] = ()
-    waivers: tuple[Waiver, ...] = ()
-    break_glass: str | None = None
-    ignored: tuple[str, ...] = ()
-
-    @property
-    def label(self) -> str:
-        """allowed, warned or denied: the decision metric's label."""
-        if not self.allowed:
-            return "denied"
-        return "warned" if self.warnings else "allowed"
 
 
 #: JSON's names for the decoded types, as messages about a JSON body use them.
@@ -230,21 +184,6 @@ def parse_review(body: Any) -> AdmissionRequest:
     )
 
 
-def _object_name(request: AdmissionRequest) -> str:
-    if request.name:
-        return request.name
-    metadata = (request.object or {}).get("metadata")
-    if isinstance(metadata, dict):
-        name = metadata.get("name") or metadata.get("generateName") or ""
-        return str(name)
-    return ""
-
-
-def object_name(request: AdmissionRequest) -> str:
-    """The object's name (or generateName) for logs; the request's name when it has one."""
-    return _object_name(request)
-
-
 def decide(
     engine: Engine,
     request: AdmissionRequest,
@@ -341,7 +280,7 @@ def _judge(
     decision = _decision(verdicts, policy_set, who, now, containers, volumes)
     if memo is None or len(found) > _KEEP_MAX_IMAGES or any(v.denials for v in verdicts):
         return decision, None
-    kept = memo[key] = (decision, _log_outcome(request, decision))
+    kept = memo[key] = (decision, log_outcome(request, decision))
     return kept
 
 
@@ -461,140 +400,3 @@ def review(
     answer = response(request.uid, decision)
     log_decision(request, decision, time.perf_counter() - started, outcome=outcome)
     return answer, decision, request
-
-
-def _image_entry(verdict: Verdict, decision: Decision) -> dict[str, Any]:
-    # One pass over the policy results (a result passed exactly when nothing
-    # failed); this runs for every image of every review.
-    passed: list[str] = []
-    failed: list[dict[str, Any]] = []
-    for r in verdict.policies:
-        f = r.failure
-        if f is None:
-            passed.append(r.policy)
-        else:
-            failed.append(
-                {
-                    "policy": r.policy,
-                    "mode": r.mode,
-                    "check": f.check,
-                    "outcome": f.outcome,
-                    "reason": f.message,
-                }
-            )
-    entry: dict[str, Any] = {
-        "image": verdict.image,
-        "containers": list(decision.containers.get(verdict.image, ())),
-        "allowed": verdict.allowed,
-        "passed": passed,
-    }
-    if verdict.digest is not None:
-        entry["digest"] = verdict.digest  # for a reference pinned to it, what runs
-    volumes = decision.volumes.get(verdict.image)
-    if volumes:
-        entry["volumes"] = list(volumes)
-    if failed:
-        entry["failed"] = failed
-    if verdict.no_match is not None:
-        entry["noMatch"] = verdict.no_match
-    if verdict.reference is None:
-        entry["reasons"] = list(verdict.denials)
-    if decision.waivers:
-        waived = [
-            {
-                "policy": w.policy or None,
-                "check": w.check,
-                "by": w.by,
-                "exception": w.exception or None,
-            }
-            for w in decision.waivers
-            if w.image == verdict.image
-        ]
-        if waived:
-            entry["waived"] = waived
-    return entry
-
-
-def _break_glass_entry(request: AdmissionRequest, decision: Decision) -> dict[str, Any] | None:
-    """The decision log's record of a break-glass annotation: who, why, what it did."""
-    if decision.break_glass is None:
-        return None
-    honoured = [w.image for w in decision.waivers if not w.exception]
-    return {
-        "reason": shown_reason(decision.break_glass),
-        "user": request.user,
-        "groups": list(request.groups),
-        "honoured": bool(honoured) and decision.allowed,
-        "images": list(dict.fromkeys(honoured)),
-        "ignored": list(decision.ignored) or None,
-    }
-
-
-def log_decision(
-    request: AdmissionRequest,
-    decision: Decision,
-    seconds: float,
-    *,
-    outcome: dict[str, Any] | None = None,
-) -> None:
-    """Write the decision-log line of one review.
-
-    Per image: the containers and image volumes that use it, the policies it
-    passed by name, and for each failure the policy, its mode, the check and
-    the reason; the line is written on every review, so passing checks are not
-    spelled out. An UPDATE admitted without a re-check lists its images under
-    ``notRechecked`` and says why in ``note``. Images admitted through an
-    exception or break-glass say so (``waived``); ``exceptions`` names the
-    exceptions used, and ``breakGlass`` records the annotation's reason, the
-    user and whether it was honoured. An ignored annotation is also logged
-    as a warning of its own. ``outcome``: the line's fields from ``allowed``
-    to ``breakGlass`` (:func:`_log_outcome`), when kept with the decision.
-    """
-    if decision.ignored:
-        log.warning(
-            "break-glass annotation not honoured",
-            extra={
-                "fields": {
-                    "uid": request.uid,
-                    "user": request.user,
-                    "namespace": request.namespace,
-                    "name": _object_name(request),
-                    "ignored": list(decision.ignored),
-                }
-            },
-        )
-    if not log.isEnabledFor(logging.INFO):
-        return
-    if outcome is None:
-        outcome = _log_outcome(request, decision)
-    log_fields(
-        log,
-        logging.INFO,
-        "admission review",
-        {
-            "uid": request.uid,
-            "operation": request.operation,
-            "kind": request.kind,
-            "subResource": request.sub_resource,
-            "namespace": request.namespace,
-            "name": _object_name(request),
-            "user": request.user,
-            "dryRun": request.dry_run,
-            **outcome,
-            "durationMs": round(seconds * 1000, 3),
-        },
-    )
-
-
-def _log_outcome(request: AdmissionRequest, decision: Decision) -> dict[str, Any]:
-    """The decision-log fields that follow from the decision (and, for break-glass, the user)."""
-    exceptions = sorted({w.exception for w in decision.waivers if w.exception})
-    return {
-        "allowed": decision.allowed,
-        "decision": decision.label,
-        "note": decision.note or None,
-        "images": [_image_entry(v, decision) for v in decision.verdicts],
-        "notRechecked": list(decision.unchecked) or None,
-        "exceptions": exceptions or None,
-        "breakGlass": _break_glass_entry(request, decision),
-    }

@@ -20,7 +20,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from webhook.admission import API_VERSION, AdmissionRequest, object_name, parse_review
+from webhook.admission import API_VERSION, AdmissionRequest, parse_review
+from webhook.decisionlog import object_name
 from webhook.engine import Engine, Verdict, display
 from webhook.errors import TrustgateError
 from webhook.observability import get_logger

@@ -22,9 +22,10 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from tests.builders import policy
 from tests.cosign import public_pem
 from tests.kube import as_user, pod_spec, review, workload
-from webhook.admission import Decision, _judge, _log_outcome, decide, parse_review
+from webhook.admission import Decision, _judge, decide, parse_review
 from webhook.admission import review as run_review
 from webhook.config import Config
+from webhook.decisionlog import log_outcome
 from webhook.engine import Engine
 from webhook.policy.loader import load_directory
 from webhook.policy.model import BreakGlass, PolicySet
@@ -58,7 +59,7 @@ def judged(engine: Engine, body: dict[str, Any], **options: Any) -> tuple[Decisi
     """The decision and the decision log's outcome fields (kept, or computed as a fresh one)."""
     request = parse_review(body)
     decision, outcome = _judge(engine, request, recheck_unchanged_images=False, now=None, **options)
-    return decision, json.loads(json.dumps(outcome or _log_outcome(request, decision)))
+    return decision, json.loads(json.dumps(outcome or log_outcome(request, decision)))
 
 
 def _set_annotation(body: dict[str, Any], value: str) -> None:

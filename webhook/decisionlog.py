@@ -1,0 +1,176 @@
+"""The decision log: one JSON line per review, saying what was decided and why.
+
+Written by ``admission.review`` for every review; the line's fields are
+documented in docs/webhook.md. The logger keeps the name it has always had,
+``trustgate.admission``, which log pipelines filter on.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from webhook.decision import AdmissionRequest, Decision
+from webhook.engine import Verdict
+from webhook.observability import get_logger, log_fields
+from webhook.waivers import shown_reason
+
+__all__ = ["log_decision", "log_outcome", "object_name"]
+
+log = get_logger("webhook.admission")
+
+
+def _object_name(request: AdmissionRequest) -> str:
+    if request.name:
+        return request.name
+    metadata = (request.object or {}).get("metadata")
+    if isinstance(metadata, dict):
+        name = metadata.get("name") or metadata.get("generateName") or ""
+        return str(name)
+    return ""
+
+
+def object_name(request: AdmissionRequest) -> str:
+    """The object's name (or generateName) for logs; the request's name when it has one."""
+    return _object_name(request)
+
+
+def _image_entry(verdict: Verdict, decision: Decision) -> dict[str, Any]:
+    # One pass over the policy results (a result passed exactly when nothing
+    # failed); this runs for every image of every review.
+    passed: list[str] = []
+    failed: list[dict[str, Any]] = []
+    for r in verdict.policies:
+        f = r.failure
+        if f is None:
+            passed.append(r.policy)
+        else:
+            failed.append(
+                {
+                    "policy": r.policy,
+                    "mode": r.mode,
+                    "check": f.check,
+                    "outcome": f.outcome,
+                    "reason": f.message,
+                }
+            )
+    entry: dict[str, Any] = {
+        "image": verdict.image,
+        "containers": list(decision.containers.get(verdict.image, ())),
+        "allowed": verdict.allowed,
+        "passed": passed,
+    }
+    if verdict.digest is not None:
+        entry["digest"] = verdict.digest  # for a reference pinned to it, what runs
+    volumes = decision.volumes.get(verdict.image)
+    if volumes:
+        entry["volumes"] = list(volumes)
+    if failed:
+        entry["failed"] = failed
+    if verdict.no_match is not None:
+        entry["noMatch"] = verdict.no_match
+    if verdict.reference is None:
+        entry["reasons"] = list(verdict.denials)
+    if decision.waivers:
+        waived = [
+            {
+                "policy": w.policy or None,
+                "check": w.check,
+                "by": w.by,
+                "exception": w.exception or None,
+            }
+            for w in decision.waivers
+            if w.image == verdict.image
+        ]
+        if waived:
+            entry["waived"] = waived
+    return entry
+
+
+def _break_glass_entry(request: AdmissionRequest, decision: Decision) -> dict[str, Any] | None:
+    """The decision log's record of a break-glass annotation: who, why, what it did."""
+    if decision.break_glass is None:
+        return None
+    honoured = [w.image for w in decision.waivers if not w.exception]
+    return {
+        "reason": shown_reason(decision.break_glass),
+        "user": request.user,
+        "groups": list(request.groups),
+        "honoured": bool(honoured) and decision.allowed,
+        "images": list(dict.fromkeys(honoured)),
+        "ignored": list(decision.ignored) or None,
+    }
+
+
+def log_decision(
+    request: AdmissionRequest,
+    decision: Decision,
+    seconds: float,
+    *,
+    outcome: dict[str, Any] | None = None,
+) -> None:
+    """Write the decision-log line of one review.
+
+    Per image: the containers and image volumes that use it, the policies it
+    passed by name, and for each failure the policy, its mode, the check and
+    the reason; the line is written on every review, so passing checks are not
+    spelled out. An UPDATE admitted without a re-check lists its images under
+    ``notRechecked`` and says why in ``note``. Images admitted through an
+    exception or break-glass say so (``waived``); ``exceptions`` names the
+    exceptions used, and ``breakGlass`` records the annotation's reason, the
+    user and whether it was honoured. An ignored annotation is also logged
+    as a warning of its own. ``outcome``: the line's fields from ``allowed``
+    to ``breakGlass`` (:func:`log_outcome`), when kept with the decision.
+    """
+    if decision.ignored:
+        log.warning(
+            "break-glass annotation not honoured",
+            extra={
+                "fields": {
+                    "uid": request.uid,
+                    "user": request.user,
+                    "namespace": request.namespace,
+                    "name": _object_name(request),
+                    "ignored": list(decision.ignored),
+                }
+            },
+        )
+    if not log.isEnabledFor(logging.INFO):
+        return
+    if outcome is None:
+        outcome = log_outcome(request, decision)
+    log_fields(
+        log,
+        logging.INFO,
+        "admission review",
+        {
+            "uid": request.uid,
+            "operation": request.operation,
+            "kind": request.kind,
+            "subResource": request.sub_resource,
+            "namespace": request.namespace,
+            "name": _object_name(request),
+            "user": request.user,
+            "dryRun": request.dry_run,
+            **outcome,
+            "durationMs": round(seconds * 1000, 3),
+        },
+    )
+
+
+def log_outcome(request: AdmissionRequest, decision: Decision) -> dict[str, Any]:
+    """The decision-log fields that follow from the decision (and, for break-glass, the user).
+
+    They are the same for every request with the same inputs, so a kept
+    decision keeps them too (see ``admission``).
+    """
+    exceptions = sorted({w.exception for w in decision.waivers if w.exception})
+    return {
+        "allowed": decision.allowed,
+        "decision": decision.label,
+        "note": decision.note or None,
+        "images": [_image_entry(v, decision) for v in decision.verdicts],
+        "notRechecked": list(decision.unchecked) or None,
+        "exceptions": exceptions or None,
+        "breakGlass": _break_glass_entry(request, decision),
+    }
