@@ -22,8 +22,9 @@ from webhook.admission import Decision, review
 from webhook.config import Config
 from webhook.engine import Engine, PolicyResult
 from webhook.errors import AdmissionReviewError
+from webhook.metrics import Metrics
 from webhook.mutation import mutation_review, unpatched
-from webhook.observability import Metrics, get_logger
+from webhook.observability import get_logger
 from webhook.policy.store import PolicyStore, ReloadStatus
 from webhook.reviewpath import ReviewPath
 from webhook.services import build_caches, build_engine

@@ -34,12 +34,8 @@ from gunicorn.app.base import BaseApplication
 
 from webhook.config import DEFAULT_MAX_BODY_BYTES
 from webhook.errors import ConfigError
-from webhook.observability import (
-    forget_process,
-    get_logger,
-    note_certificate_expiry,
-    share_metrics,
-)
+from webhook.metrics import forget_process, note_certificate_expiry, share_metrics
+from webhook.observability import get_logger
 from webhook.worker import worker_class
 
 if TYPE_CHECKING:

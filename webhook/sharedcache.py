@@ -59,7 +59,7 @@ State = Literal["up", "down"]
 
 
 class SharedObserver(Protocol):
-    """Metrics of the shared tier (``observability.Metrics`` implements it)."""
+    """Metrics of the shared tier (``metrics.Metrics`` implements it)."""
 
     def observe_shared(self, operation: str, cache: str, result: str, seconds: float) -> None:
         """One call: ``operation`` get or put, its ``result``, and how long it took."""

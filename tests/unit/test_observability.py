@@ -19,7 +19,8 @@ import pytest
 
 from tests.scrape import samples
 from webhook import observability
-from webhook.observability import Metrics, configure_logging, get_logger
+from webhook.metrics import Metrics
+from webhook.observability import configure_logging, get_logger
 
 
 @pytest.fixture(autouse=True)
@@ -203,7 +204,7 @@ _SHARED = """
 import os, sys
 from pathlib import Path
 from typing import Any
-from webhook.observability import Metrics, forget_process, share_metrics
+from webhook.metrics import Metrics, forget_process, share_metrics
 share_metrics(Path(sys.argv[1]))
 
 def work(value):

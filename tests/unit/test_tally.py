@@ -9,7 +9,7 @@ from collections import deque
 from prometheus_client import CollectorRegistry, Counter
 
 from tests.scrape import samples
-from webhook.observability import Metrics
+from webhook.metrics import Metrics
 from webhook.tally import FLUSH_SECONDS, Tally, take
 
 
