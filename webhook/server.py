@@ -198,6 +198,7 @@ def _worker_loaded(worker: Any) -> None:
     """
     gc.collect()
     gc.freeze()
+    _log.info("worker %d ready", os.getpid(), extra={"pid": os.getpid()})
 
 
 def _worker_exited(arbiter: object, worker: Any) -> None:

@@ -105,6 +105,10 @@ def two_workers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tup
     policies = e2e_policies(tmp_path)
     server = start_server(tmp_path, policies, serve_args=["--workers", "2"])
     try:
+        # Both workers serving, so that both answer reviews (one may still be starting).
+        assert wait_for(
+            lambda: len(re.findall(r'"msg":"worker \d+ ready"', server.log_text())) == 2
+        )
         yield server, temporary
     finally:
         if server.process.poll() is None:
