@@ -50,6 +50,7 @@ class AcceptBalance:
     _lock: Any = field(init=False, repr=False)
     _slot: int = field(default=-1, init=False)
     _deferred_since: float = field(default=0.0, init=False)
+    _others_then: int = field(default=0, init=False)
 
     def __post_init__(self) -> None:
         self._pids = multiprocessing.RawArray(ctypes.c_int64, self.slots)
@@ -102,21 +103,28 @@ class AcceptBalance:
             return True
         now = time.monotonic()
         fewer = False
+        others = 0  # what the live siblings hold together
         for other in range(self.slots):
             if (
                 other != slot
                 and self._pids[other] != 0
-                and self._counts[other] < connections
                 and now - self._beats[other] <= _STALE_SECONDS
             ):
-                fewer = True
-                break
+                count = self._counts[other]
+                others += count
+                fewer = fewer or count < connections
         if not fewer:
             self._deferred_since = 0.0
             return True
-        if self._deferred_since == 0.0:
+        if self._deferred_since == 0.0 or others > self._others_then:
+            # A new streak: the first deferral, or a sibling took a connection
+            # since the last one (the one left to it, most likely), so this
+            # is another connection, and the old streak's start must not
+            # make this worker accept it at once.
             self._deferred_since = now
+            self._others_then = others
             return False
+        self._others_then = others
         if now - self._deferred_since >= self.max_defer:
             self._deferred_since = 0.0
             return True
