@@ -49,6 +49,7 @@ class AcceptBalance:
     _beats: Any = field(init=False, repr=False)
     _lock: Any = field(init=False, repr=False)
     _slot: int = field(default=-1, init=False)
+    _pid: int = field(default=0, init=False)
     _deferred_since: float = field(default=0.0, init=False)
     _others_then: int = field(default=0, init=False)
 
@@ -69,7 +70,8 @@ class AcceptBalance:
         try:
             for slot in range(self.slots):
                 if self._pids[slot] == 0 or now - self._beats[slot] > _STALE_SECONDS:
-                    self._pids[slot] = os.getpid()
+                    self._pid = os.getpid()
+                    self._pids[slot] = self._pid
                     self._counts[slot] = 0
                     self._beats[slot] = now
                     self._slot = slot
@@ -88,6 +90,13 @@ class AcceptBalance:
     def publish(self, connections: int) -> None:
         """Record this worker's open connections, and that it is alive."""
         slot = self._slot
+        if slot >= 0 and self._pids[slot] != self._pid:
+            # This worker stalled past the staleness bound and a new worker
+            # took its slot: sharing it, each would skip the other as itself.
+            self._slot = -1
+            if not self.join():
+                return
+            slot = self._slot
         if slot >= 0:
             self._counts[slot] = connections
             self._beats[slot] = time.monotonic()

@@ -212,3 +212,23 @@ def test_without_a_slot_a_worker_always_accepts(spawn: Any) -> None:
     for _ in range(5):
         assert extra.should_accept(100) is True
         time.sleep(0.002)
+
+
+def test_a_worker_whose_slot_was_taken_while_it_stalled_takes_another(spawn: Any) -> None:
+    """A worker that stalls past the staleness bound loses its slot to a new joiner.
+
+    When it runs again, both must not write the same slot: each would skip it
+    as its own and ignore the other, so neither would ever defer to the other.
+    """
+    balance = AcceptBalance(slots=3, max_defer=60.0)
+    stalled = spawn(balance)
+    assert stalled.join()
+    time.sleep(PAST_STALE)  # no heartbeat: its slot is stale
+    newcomer = spawn(balance)
+    assert newcomer.join()  # takes the first stale or free slot: the stalled one's
+    stalled.publish(5)  # it runs again
+    newcomer.publish(0)
+    assert stalled.should_accept(5) is False
+    newcomer.publish(9)
+    assert newcomer.should_accept(9) is False
+    assert stalled.should_accept(5) is True
