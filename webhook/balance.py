@@ -31,6 +31,10 @@ __all__ = ["AcceptBalance"]
 #: least every sweep (0.25 s).
 _STALE_SECONDS = 1.0
 _LOCK_SECONDS = 1.0
+#: A deferral streak ends when the worker is not asked again within this many
+#: ``max_defer``: a worker that left a connection is asked again every few
+#: milliseconds (webhook.worker's _DEFER_SECONDS) while the connection waits.
+_STREAK_GAP = 5
 
 
 @dataclass
@@ -51,7 +55,7 @@ class AcceptBalance:
     _slot: int = field(default=-1, init=False)
     _pid: int = field(default=0, init=False)
     _deferred_since: float = field(default=0.0, init=False)
-    _others_then: int = field(default=0, init=False)
+    _deferred_last: float = field(default=0.0, init=False)
 
     def __post_init__(self) -> None:
         self._pids = multiprocessing.RawArray(ctypes.c_int64, self.slots)
@@ -112,28 +116,26 @@ class AcceptBalance:
             return True
         now = time.monotonic()
         fewer = False
-        others = 0  # what the live siblings hold together
         for other in range(self.slots):
             if (
                 other != slot
                 and self._pids[other] != 0
+                and self._counts[other] < connections
                 and now - self._beats[other] <= _STALE_SECONDS
             ):
-                count = self._counts[other]
-                others += count
-                fewer = fewer or count < connections
+                fewer = True
+                break
         if not fewer:
             self._deferred_since = 0.0
             return True
-        if self._deferred_since == 0.0 or others > self._others_then:
-            # A new streak: the first deferral, or a sibling took a connection
-            # since the last one (the one left to it, most likely), so this
-            # is another connection, and the old streak's start must not
-            # make this worker accept it at once.
+        last, self._deferred_last = self._deferred_last, now
+        if self._deferred_since == 0.0 or now - last > _STREAK_GAP * self.max_defer:
+            # A new streak. Asked again soon, this worker still sees the
+            # connection it left; not asked for a while, a sibling took that
+            # one and this is another, which the old streak's start must not
+            # make this worker accept at once.
             self._deferred_since = now
-            self._others_then = others
             return False
-        self._others_then = others
         if now - self._deferred_since >= self.max_defer:
             self._deferred_since = 0.0
             return True

@@ -12,6 +12,7 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import signal
 import ssl
 import threading
 import time
@@ -43,15 +44,15 @@ def port_of(server: Server) -> int:
     return int(server.url.rsplit(":", 1)[1])
 
 
-def worker_pids(server: Server) -> list[int]:
-    """The master's children: the workers (both, once both are up)."""
+def worker_pids(server: Server, other_than: tuple[int, ...] = ()) -> list[int]:
+    """The master's children: the workers (both, once both are up), none of ``other_than``."""
     pid = server.process.pid
     children = Path(f"/proc/{pid}/task/{pid}/children")
     found: list[int] = []
 
     def both() -> bool:
         found[:] = [int(p) for p in children.read_text().split()]
-        return len(found) == 2
+        return len(found) == 2 and not set(found) & set(other_than)
 
     assert wait_for(both, timeout=10), found
     return found
@@ -142,14 +143,13 @@ def until_both_serve(server: Server, pids: list[int]) -> None:
         time.sleep(0.05)
 
 
-def test_connections_opened_at_once_spread_over_both_workers(two_workers: Server) -> None:
-    server = two_workers
-    pids = worker_pids(server)
+def balanced_cycles(server: Server, pids: list[int], cycles: int) -> None:
+    """``cycles`` times: open CONNECTIONS at once, check each worker holds its half, close."""
     port = port_of(server)
     until_both_serve(server, pids)
     assert wait_for(lambda: not established_inodes(port), timeout=10)
     time.sleep(0.35)
-    for cycle in range(CYCLES):
+    for cycle in range(cycles):
         opened = open_at_once(server, CONNECTIONS)
         try:
             held = held_by_each(server, pids)
@@ -162,5 +162,32 @@ def test_connections_opened_at_once_spread_over_both_workers(two_workers: Server
         # The workers see the closes and publish counts of 0 again (every 0.25 s).
         assert wait_for(lambda: not established_inodes(port), timeout=10)
         time.sleep(0.35)
+
+
+def test_connections_opened_at_once_spread_over_both_workers(two_workers: Server) -> None:
+    server = two_workers
+    balanced_cycles(server, worker_pids(server), CYCLES)
     # The server answered everything and is still serving.
     assert server.get("/healthz").status_code == 200
+
+
+def test_a_killed_worker_strands_no_connection_and_its_replacement_balances(
+    tmp_path: Path,
+) -> None:
+    """Killed, a worker leaves its entry (count 0) live for a second: the survivor defers
+    each connection at most max_defer, then takes it; the replacement joins a slot."""
+    server = start_server(tmp_path, e2e_policies(tmp_path), serve_args=["--workers", "2"])
+    try:
+        pids = worker_pids(server)
+        until_both_serve(server, pids)
+        victim, survivor = pids
+        os.kill(victim, signal.SIGKILL)
+        started = time.monotonic()
+        opened = open_at_once(server, CONNECTIONS)  # every one answered (it asserts)
+        assert time.monotonic() - started < 5
+        for conn in opened:
+            conn.close()
+        balanced_cycles(server, worker_pids(server, other_than=(victim,)), 2)
+        assert survivor in worker_pids(server)
+    finally:
+        stop_server(server)

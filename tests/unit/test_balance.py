@@ -144,8 +144,8 @@ def test_a_new_deferral_starts_when_the_sibling_took_the_last_connection(spawn: 
     busy.publish(3)
     idle.publish(1)
     assert busy.should_accept(3) is False
-    idle.publish(2)  # the sibling took that connection
-    time.sleep(0.2)
+    idle.publish(2)  # the sibling took that connection: busy is not asked again
+    time.sleep(0.5)  # past 5 max_defer: the next ask is for another connection
     idle.publish(2)
     assert busy.should_accept(3) is False
 
