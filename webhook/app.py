@@ -197,7 +197,13 @@ def create_app(settings: Settings) -> Flask:
         code = exc.code or 500
         if code == 413:
             return _too_large(limit)
-        return _json({"error": exc.description or exc.name}, code)
+        answer = _json({"error": exc.description or exc.name}, code)
+        # What the error's own response would carry besides its HTML body: a
+        # 405 must name the methods that are allowed (RFC 9110, 15.5.6).
+        for name, value in exc.get_headers():
+            if name.lower() != "content-type":
+                answer.headers[name] = value
+        return answer
 
     return app
 
@@ -219,6 +225,11 @@ def _body(req: Request, limit: int) -> Any:
     try:
         data = req.get_data(cache=False)
     except RequestEntityTooLarge:
+        return _too_large(limit)
+    if len(data) >= limit and req.content_length is None and req.environ["wsgi.input"].read(1):
+        # A body without a length (chunked) werkzeug cuts at the limit without
+        # a word; what is cut could still parse. The server's worker refuses
+        # such a body before the app sees it; this holds without that worker.
         return _too_large(limit)
     try:
         return orjson.loads(data)

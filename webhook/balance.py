@@ -31,6 +31,10 @@ __all__ = ["AcceptBalance"]
 #: least every sweep (0.25 s).
 _STALE_SECONDS = 1.0
 _LOCK_SECONDS = 1.0
+#: A deferral streak ends when the worker is not asked again within this many
+#: ``max_defer``: a worker that left a connection is asked again every few
+#: milliseconds (webhook.worker's _DEFER_SECONDS) while the connection waits.
+_STREAK_GAP = 5
 
 
 @dataclass
@@ -49,7 +53,9 @@ class AcceptBalance:
     _beats: Any = field(init=False, repr=False)
     _lock: Any = field(init=False, repr=False)
     _slot: int = field(default=-1, init=False)
+    _pid: int = field(default=0, init=False)
     _deferred_since: float = field(default=0.0, init=False)
+    _deferred_last: float = field(default=0.0, init=False)
 
     def __post_init__(self) -> None:
         self._pids = multiprocessing.RawArray(ctypes.c_int64, self.slots)
@@ -68,7 +74,8 @@ class AcceptBalance:
         try:
             for slot in range(self.slots):
                 if self._pids[slot] == 0 or now - self._beats[slot] > _STALE_SECONDS:
-                    self._pids[slot] = os.getpid()
+                    self._pid = os.getpid()
+                    self._pids[slot] = self._pid
                     self._counts[slot] = 0
                     self._beats[slot] = now
                     self._slot = slot
@@ -87,6 +94,13 @@ class AcceptBalance:
     def publish(self, connections: int) -> None:
         """Record this worker's open connections, and that it is alive."""
         slot = self._slot
+        if slot >= 0 and self._pids[slot] != self._pid:
+            # This worker stalled past the staleness bound and a new worker
+            # took its slot: sharing it, each would skip the other as itself.
+            self._slot = -1
+            if not self.join():
+                return
+            slot = self._slot
         if slot >= 0:
             self._counts[slot] = connections
             self._beats[slot] = time.monotonic()
@@ -114,7 +128,12 @@ class AcceptBalance:
         if not fewer:
             self._deferred_since = 0.0
             return True
-        if self._deferred_since == 0.0:
+        last, self._deferred_last = self._deferred_last, now
+        if self._deferred_since == 0.0 or now - last > _STREAK_GAP * self.max_defer:
+            # A new streak. Asked again soon, this worker still sees the
+            # connection it left; not asked for a while, a sibling took that
+            # one and this is another, which the old streak's start must not
+            # make this worker accept at once.
             self._deferred_since = now
             return False
         if now - self._deferred_since >= self.max_defer:
