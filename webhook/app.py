@@ -237,8 +237,10 @@ def _body(req: Request, limit: int) -> Any:
         pass
     try:
         return json.loads(data)
-    except (ValueError, RecursionError):
+    except ValueError:
         return _json({"error": "the body is not valid JSON"}, 400)
+    except RecursionError:
+        return _json({"error": "the body nests too deeply to read (over ~1,000 levels)"}, 400)
 
 
 def _not_a_review(exc: AdmissionReviewError) -> Response:

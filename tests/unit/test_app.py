@@ -70,7 +70,7 @@ def test_admission(client: FlaskClient) -> None:
         (b"", "not valid JSON"),
         (b"[1,2]", "must be a JSON object"),
         (b'{"apiVersion": "v1"}', "expected apiVersion admission.k8s.io/v1"),
-        (b"[" * 5000 + b"]" * 5000, "not valid JSON"),
+        (b"[" * 5000 + b"]" * 5000, "nests too deeply"),
         ("\ud800".encode("utf-8", "surrogatepass"), "not valid JSON"),
     ],
 )
