@@ -565,6 +565,7 @@ def _test(args: argparse.Namespace, config: Config) -> int:
                         "case": r.case.name,
                         "expect": r.case.expect,
                         "got": r.got,
+                        "waived": list(r.waived),
                         "passed": r.passed,
                         "messages": list(r.messages),
                     }
@@ -578,8 +579,7 @@ def _test(args: argparse.Namespace, config: Config) -> int:
             status = "PASS" if r.passed else "FAIL"
             line = f"{status}  {r.case.suite} / {r.case.name}"
             if not r.passed:
-                want = r.case.expect + (f' with "{r.case.reason}"' if r.case.reason else "")
-                line += f": expected {want}, got {r.got}"
+                line += f": expected {r.case.expected}, got {r.outcome}"
                 line += "".join(f"\n        {m}" for m in r.messages)
             print(line)
         print(f"{len(results) - len(failed)} passed, {len(failed)} failed")

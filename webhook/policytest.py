@@ -9,6 +9,14 @@ for its images, in place of what the registry holds. The policy's attestation
 entries then read them, predicate type and ``conditions`` alike, through the
 same evaluator as the webhook; signatures are not checked for them, so such a
 case tests the policy's rules, not the signing.
+
+A case may name who asks: ``user`` and ``groups`` become the request's
+``userInfo``, so that a policy's ``breakGlass`` can be tested with a
+``resource`` carrying the annotation. Without them the request has no user
+and no groups, as ``trustgate review`` of a review without ``userInfo``; only
+a policy that lets every user break glass honours the annotation then. A case
+may expect ``waived: break-glass`` (or ``exception``): admitted with warnings
+because that waiver set aside a denial.
 """
 
 from __future__ import annotations
@@ -33,6 +41,9 @@ from webhook.policy.schema import schema_error
 from webhook.reference import ImageRef
 from webhook.signatures.conditions import Evaluator, held_note, holding
 
+#: What a case may expect to have waived a denial (``Waiver.by``).
+WAIVED_BY = ("break-glass", "exception")
+
 _CASE = {
     "type": "object",
     "additionalProperties": False,
@@ -47,6 +58,9 @@ _CASE = {
         "file": {"type": "string", "minLength": 1},
         "expect": {"enum": ["allowed", "warned", "denied"]},
         "reason": {"type": "string", "minLength": 1},
+        "user": {"type": "string", "minLength": 1},
+        "groups": {"type": "array", "items": {"type": "string", "minLength": 1}},
+        "waived": {"enum": list(WAIVED_BY)},
         "attestations": {
             "type": "array",
             "minItems": 1,
@@ -68,6 +82,9 @@ _CASE = {
         {"required": ["resource"]},
         {"required": ["file"]},
     ],
+    # A waiver admits with a warning; any other expectation contradicts it.
+    "if": {"required": ["waived"]},
+    "then": {"properties": {"expect": {"const": "warned"}}},
 }
 _SCHEMA = {
     "type": "object",
@@ -97,6 +114,19 @@ class Case:
     expect: str
     reason: str | None
     attestations: tuple[Mapping[str, Any], ...] = ()
+    user: str = ""
+    groups: tuple[str, ...] = ()
+    waived: str | None = None
+
+    @property
+    def expected(self) -> str:
+        """The expectation as failures show it: ``warned waived by break-glass with "..."``."""
+        want = self.expect
+        if self.waived:
+            want += f" waived by {self.waived}"
+        if self.reason:
+            want += f' with "{self.reason}"'
+        return want
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,13 +136,25 @@ class CaseResult:
     case: Case
     got: str
     messages: tuple[str, ...]
+    #: What waived a denial in the decision: ``break-glass``, ``exception``.
+    waived: tuple[str, ...] = ()
 
     @property
     def passed(self) -> bool:
-        """The decision matches and, if given, the reason appears in a message."""
+        """The decision matches, the expected waiver (if any) admitted the
+        object, and the reason (if any) appears in a message."""
         if self.got != self.case.expect:
             return False
+        if self.case.waived is not None and self.case.waived not in self.waived:
+            return False
         return self.case.reason is None or any(self.case.reason in m for m in self.messages)
+
+    @property
+    def outcome(self) -> str:
+        """What was decided, as failures show it: ``warned waived by exception``."""
+        if self.waived:
+            return f"{self.got} waived by {' and '.join(self.waived)}"
+        return self.got
 
 
 def _resource(case: Mapping[str, Any], file: Path, index: int, field: str) -> Mapping[str, Any]:
@@ -161,21 +203,24 @@ def load_cases(directory: Path) -> list[Case]:
                     expect=raw["expect"],
                     reason=raw.get("reason"),
                     attestations=tuple(raw.get("attestations", ())),
+                    user=raw.get("user", ""),
+                    groups=tuple(raw.get("groups", ())),
+                    waived=raw.get("waived"),
                 )
             )
     return cases
 
 
 def run_case(engine: Engine, case: Case) -> CaseResult:
-    """Decide ``case`` exactly as the webhook would."""
+    """Decide ``case`` exactly as the webhook would, asked by the case's user."""
     request = request_for(case.object, namespace=case.namespace, uid=f"test-{case.name}")
-    if case.kind != request.kind:
-        request = replace(request, kind=case.kind)
+    request = replace(request, kind=case.kind, user=case.user, groups=case.groups)
     decision = decide(engine, request)
     messages = tuple(m for v in decision.verdicts for m in v.denials + v.warnings)
     if not decision.verdicts and decision.message:
         messages = (decision.message,)
-    return CaseResult(case, decision.label, messages)
+    waived = tuple(dict.fromkeys(w.by for w in decision.waivers))
+    return CaseResult(case, decision.label, messages, waived)
 
 
 class SuppliedAttestations:
@@ -255,10 +300,8 @@ def junit(results: Sequence[CaseResult]) -> str:
             name=result.case.name,
         )  # fmt: skip
         if not result.passed:
-            want = result.case.expect
-            if result.case.reason:
-                want += f' with "{result.case.reason}"'
-            failure = ET.SubElement(case, "failure", message=f"expected {want}, got {result.got}")
+            message = f"expected {result.case.expected}, got {result.outcome}"
+            failure = ET.SubElement(case, "failure", message=message)
             failure.text = "\n".join(result.messages)
         elif result.messages:
             ET.SubElement(case, "system-out").text = "\n".join(result.messages)
