@@ -222,8 +222,10 @@ class Evaluator:
         seconds = min(self.cost_seconds, deadline.remaining())
         answer = None if child is None else child.ask(request, seconds)
         results = _parse(answer, len(conditions))
-        if results is None:
-            self._overran(_overrun(child, answer, self.cost_seconds <= remaining))
+        costly = self.cost_seconds <= remaining
+        reason = "" if results is not None else _overrun(child, answer, costly)
+        if reason:
+            self._overran(reason)
         if child is not None:
             child.answered += 1
             if results is None or child.answered >= self._requests_per_child:
@@ -232,24 +234,32 @@ class Evaluator:
                 self._idle.put(child)
         if results is None:
             log.warning(
-                "condition evaluator process killed and replaced: conditions %s overran",
+                "condition evaluation cut (%s): conditions %s",
+                reason,
                 _listed(texts),
                 extra={"check": "attestations", "outcome": "deny"},
             )
-            bound = (
-                f"the cost limit of {self.cost_seconds:g} s"
-                if self.cost_seconds <= remaining
-                else "the review's deadline"
-            )
-            raise CostExceeded(
-                f"conditions {_listed(texts)} did not finish within {bound}; "
-                "the attestation does not count",
-                check="attestations",
-            )
+            raise CostExceeded(self._cut(reason, texts, costly), check="attestations")
         return tuple(
             ConditionResult(condition, held is True, error)
             for condition, (held, error) in zip(conditions, results, strict=True)
         )
+
+    def _cut(self, reason: str, texts: Sequence[str], costly: bool) -> str:
+        """The denial of an evaluation cut for ``reason`` (one of OVERRUNS); ``costly``
+        when the cost limit, not the review's deadline, bounded it."""
+        listed = _listed(texts)
+        bound = f"the cost limit of {self.cost_seconds:g} s" if costly else "the review's deadline"
+        if reason == "crashed":
+            cause = f"the condition evaluator died evaluating conditions {listed} (at its memory "
+            return cause + "or CPU limit, or killed); the attestation does not count"
+        if reason == "busy":
+            return (
+                f"conditions {listed} found no free condition evaluator (all "
+                f"{self._processes} busy; conditions.processes) within {bound}; "
+                "the attestation does not count"
+            )
+        return f"conditions {listed} did not finish within {bound}; the attestation does not count"
 
     def _overran(self, reason: str) -> None:
         if self._observer is not None:
