@@ -27,7 +27,7 @@ from webhook.signatures.conditions import COST_SECONDS, PROCESSES
 DEFAULT_DEADLINE_SECONDS = 8.0
 MAX_DEADLINE_SECONDS = 29.0
 DEFAULT_MAX_BODY_BYTES = 4 * 1024 * 1024
-#: Most condition evaluator processes per worker; each holds an interpreter (~30 MB).
+#: Most condition evaluator processes per worker; each holds an interpreter (~20 MB resident).
 MAX_CONDITION_PROCESSES = 16
 
 _TTL: dict[str, Any] = {"type": "number", "exclusiveMinimum": 0}
