@@ -107,6 +107,7 @@ def create_app(settings: Settings) -> Flask:
         metrics.observe_cache,
         metrics.observe_network,
         caches=caches,
+        overrun_observer=metrics.observe_condition_overrun,
     )
     runtime = Runtime(store, engine, metrics)
     if interval > 0:

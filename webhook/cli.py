@@ -32,8 +32,7 @@ from webhook.policy.model import PolicyException
 from webhook.policy.schema import policy_schema
 from webhook.policyreport import GROUPS, MANAGED_BY, Group, reports
 from webhook.policytest import Case, SuppliedAttestations, junit, load_cases, run_case
-from webhook.services import build_engine
-from webhook.signatures.conditions import Evaluator
+from webhook.services import build_engine, build_evaluator
 from webhook.usage import about, installed_version, output_option
 
 if TYPE_CHECKING:
@@ -541,7 +540,7 @@ def _test(args: argparse.Namespace, config: Config) -> int:
     # One file's cases run against the policies deployed beside it: its directory's.
     policy_set = load_directory(directory.parent if directory.is_file() else directory)
     engine = build_engine(lambda: policy_set, config)
-    evaluator = Evaluator()
+    evaluator = build_evaluator(config)
 
     def engine_for(case: Case) -> Engine:
         if not case.attestations:

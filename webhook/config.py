@@ -20,12 +20,15 @@ from jsonschema.exceptions import best_match
 from webhook.errors import ConfigError
 from webhook.policy.model import NoMatch
 from webhook.registry.network import NetworkLimits
+from webhook.signatures.conditions import COST_SECONDS, PROCESSES
 
 #: Kubernetes caps a webhook's timeoutSeconds at 30 and defaults it to 10; the
 #: review must finish well inside it so the answer is ours, not the API server's.
 DEFAULT_DEADLINE_SECONDS = 8.0
 MAX_DEADLINE_SECONDS = 29.0
 DEFAULT_MAX_BODY_BYTES = 4 * 1024 * 1024
+#: Most condition evaluator processes per worker; each holds an interpreter (~20 MB resident).
+MAX_CONDITION_PROCESSES = 16
 
 _TTL: dict[str, Any] = {"type": "number", "exclusiveMinimum": 0}
 _SIZE: dict[str, Any] = {"type": "integer", "minimum": 1, "description": "Most entries kept."}
@@ -130,6 +133,28 @@ _SCHEMA: dict[str, Any] = {
                     "minimum": 1,
                     "maximum": 1024,
                     "description": "Threads per worker process that run the checks of reviews.",
+                },
+            },
+        },
+        "conditions": {
+            "type": "object",
+            "description": "How the CEL conditions of attestations are evaluated: in child "
+            "processes of each worker, each evaluation within a cost limit.",
+            "additionalProperties": False,
+            "properties": {
+                "costSeconds": {
+                    "type": "number",
+                    "exclusiveMinimum": 0,
+                    "maximum": MAX_DEADLINE_SECONDS,
+                    "description": "Wall-clock seconds all conditions of one statement may "
+                    "take; below deadlineSeconds.",
+                },
+                "processes": {
+                    "type": "integer",
+                    "minimum": 1,
+                    "maximum": MAX_CONDITION_PROCESSES,
+                    "description": "Evaluator processes per worker: conditions evaluated at "
+                    "once; one more waits for a free process.",
                 },
             },
         },
@@ -270,6 +295,14 @@ class SigstoreConfig:
     tuf_url: str = DEFAULT_TUF_URL
 
 
+@dataclass(frozen=True, slots=True)
+class ConditionsConfig:
+    """``conditions``: the cost limit of one evaluation and the evaluator processes."""
+
+    cost_seconds: float = COST_SECONDS
+    processes: int = PROCESSES
+
+
 #: Threads per worker that run the checks of reviews (network.reviewThreads).
 DEFAULT_REVIEW_THREADS = 32
 
@@ -308,6 +341,7 @@ class Config:
     sigstore: SigstoreConfig = field(default_factory=SigstoreConfig)
     recheck_unchanged_images: bool = False
     network: NetworkConfig = field(default_factory=NetworkConfig)
+    conditions: ConditionsConfig = field(default_factory=ConditionsConfig)
 
 
 def parse_config(data: Any, *, source: str = "<config>") -> Config:
@@ -329,9 +363,10 @@ def parse_config(data: Any, *, source: str = "<config>") -> Config:
     log = data.get("log", {})
     sigstore = data.get("sigstore", {})
     network = data.get("network", {})
+    deadline = float(data.get("deadlineSeconds", DEFAULT_DEADLINE_SECONDS))
     return Config(
         no_match=cast(NoMatch, defaults.get("noMatch", "deny")),
-        deadline_seconds=float(data.get("deadlineSeconds", DEFAULT_DEADLINE_SECONDS)),
+        deadline_seconds=deadline,
         max_request_bytes=int(data.get("maxRequestBytes", DEFAULT_MAX_BODY_BYTES)),
         reload_interval_seconds=float(policies.get("reloadIntervalSeconds", 2.0)),
         log_format=str(log.get("format", "json")),
@@ -353,7 +388,26 @@ def parse_config(data: Any, *, source: str = "<config>") -> Config:
             ),
             review_threads=int(network.get("reviewThreads", DEFAULT_REVIEW_THREADS)),
         ),
+        conditions=_conditions(data.get("conditions", {}), deadline, source),
     )
+
+
+def _conditions(raw: Mapping[str, Any], deadline: float, source: str) -> ConditionsConfig:
+    """``conditions`` (schema-checked): a cost limit must leave the review time to decide.
+
+    Only a cost limit that is set is refused; the default one is cut to what a shorter
+    deadline leaves, as every evaluation is.
+
+    Raises:
+        ConfigError: conditions.costSeconds is not below deadlineSeconds.
+    """
+    cost = float(raw.get("costSeconds", COST_SECONDS))
+    if "costSeconds" in raw and cost >= deadline:
+        raise ConfigError(
+            f"{source}: field conditions.costSeconds: {cost:g} s must be below "
+            f"deadlineSeconds ({deadline:g} s), which bounds the whole review"
+        )
+    return ConditionsConfig(cost, int(raw.get("processes", PROCESSES)))
 
 
 def load_config(path: Path | None) -> Config:

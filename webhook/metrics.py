@@ -24,6 +24,7 @@ from prometheus_client import (
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from webhook.signatures.conditions import OVERRUNS
 from webhook.tally import Tally
 
 _BREAKER_STATES = {"breaker_closed": 0, "breaker_half_open": 1, "breaker_open": 2}
@@ -232,6 +233,17 @@ class Metrics:
             ["host"],
             registry=self.registry,
         )
+        self.condition_overruns = Counter(
+            "trustgate_condition_overruns",
+            "Evaluations of attestation conditions cut, each a denial, by reason: cost (past "
+            "conditions.costSeconds), deadline (past what the review's deadline left), busy "
+            "(no evaluator process came free in time), crashed (the process died, e.g. at "
+            "its memory limit).",
+            ["reason"],
+            registry=self.registry,
+        )
+        for reason in OVERRUNS:  # shown at 0, so that a rate alert has a series from start
+            self.condition_overruns.labels(reason)
         self.registry.register(_CertificateExpiry())
 
         self.shared_lookups = Counter(
@@ -307,6 +319,10 @@ class Metrics:
         }.get(event)
         if counter is not None:
             counter.labels(host).inc()
+
+    def observe_condition_overrun(self, reason: str) -> None:
+        """Count one condition evaluation cut (see signatures.conditions.OVERRUNS)."""
+        self.condition_overruns.labels(reason).inc()
 
     def observe_cache(self, cache: str, result: str) -> None:
         """Count one cache lookup (``result`` is hit or miss)."""

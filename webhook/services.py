@@ -34,7 +34,7 @@ from webhook.registry.resolver import CachedResolver
 from webhook.sharedcache import SharedCache, SharedObserver, SharedSettings
 from webhook.signatures.attestations import AttestationCheck, AttestationOutcome
 from webhook.signatures.check import SignatureCheck, SignatureOutcome
-from webhook.signatures.conditions import Evaluator
+from webhook.signatures.conditions import Evaluator, OverrunObserver
 
 _DAY = 86400.0
 #: What the shared cache may hold besides strings and tuples: the outcomes of
@@ -206,6 +206,15 @@ def build_network(config: Config, observer: NetworkObserver | None = None) -> Ne
     )
 
 
+def build_evaluator(config: Config, observer: OverrunObserver | None = None) -> Evaluator:
+    """The condition evaluator of ``config.conditions``; ``observer`` hears each overrun."""
+    return Evaluator(
+        cost_seconds=config.conditions.cost_seconds,
+        processes=config.conditions.processes,
+        observer=observer,
+    )
+
+
 def build_caches(
     config: Config,
     observer: Observer | None = None,
@@ -240,11 +249,13 @@ def build_engine(
     replace: Mapping[str, Check] | None = None,
     *,
     caches: Caches | None = None,
+    overrun_observer: OverrunObserver | None = None,
 ) -> Engine:
     """The engine for ``config``, with network checks backed by a registry client.
 
     ``observer`` counts cache lookups; ``network_observer`` sees breaker, limit,
-    deadline and budget events per host. ``replace`` swaps checks by name
+    deadline and budget events per host; ``overrun_observer`` sees condition
+    evaluations cut. ``replace`` swaps checks by name
     (``policy test`` supplies attestations this way). ``caches`` defaults to local
     caches (``build_caches``).
 
@@ -257,7 +268,7 @@ def build_engine(
     network = build_network(config, network_observer)
     client = RegistryClient(registry_settings(config.registries), network=network)
     freshness = FreshnessSources(FreshnessSettings.from_config(config.freshness), network)
-    services = Services(client, caches, freshness)
+    services = Services(client, caches, freshness, build_evaluator(config, overrun_observer))
     replace = replace or {}
     if "attestations" not in replace and any(
         entry.conditions for p in policies().policies for entry in p.attestations
@@ -285,5 +296,6 @@ def build_grader(config: Config) -> Grader:
     network = build_network(config)
     client = RegistryClient(registry_settings(config.registries), network=network)
     sources = FreshnessSources(FreshnessSettings.from_config(config.freshness), network)
-    check = FreshnessCheck(sources, caches, AttestationCheck(client, caches))
+    attestations = AttestationCheck(client, caches, build_evaluator(config))
+    check = FreshnessCheck(sources, caches, attestations)
     return Grader(check, CachedResolver(client, caches.digests), config.deadline_seconds)

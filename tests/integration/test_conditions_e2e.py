@@ -8,6 +8,7 @@ review's deadline, and the server goes on answering.
 
 from __future__ import annotations
 
+import re
 import subprocess
 import time
 from collections.abc import Iterator
@@ -95,7 +96,8 @@ def server(registry: Registry, tmp_path_factory: pytest.TempPathFactory) -> Iter
             host=registry.host, slsa=SLSA, ci=CI, slow=SLOW, issuer=ISSUER, subject=SUBJECT
         ),
     }
-    config = serve_config(registry.host)
+    # One evaluator process per worker, and a cost limit below the default 0.5 s.
+    config = serve_config(registry.host, extra="conditions: {costSeconds: 0.3, processes: 1}\n")
     with serving(tmp_path_factory.mktemp("conditions"), files, config) as running:
         yield running
 
@@ -135,9 +137,20 @@ def test_the_image_is_part_of_what_conditions_read(registry: Registry, server: S
     assert f'does not hold (saw image.repository = "{registry.host}/elsewhere/cel")' in message
 
 
+def overruns(server: Server, reason: str) -> float:
+    """``trustgate_condition_overruns_total{reason=...}`` as the server exposes it."""
+    metrics = server.get("/metrics").text
+    found = re.search(
+        rf'^trustgate_condition_overruns_total{{reason="{reason}"}} (\S+)$', metrics, re.M
+    )
+    assert found is not None, metrics
+    return float(found.group(1))
+
+
 def test_a_condition_over_its_cost_limit_denies_within_the_deadline(
     registry: Registry, server: Server
 ) -> None:
+    before = overruns(server, "cost")
     ref, digest = small_image(registry, "acme/cel-costly")
     attest(registry, "acme/cel-costly", digest, {"numbers": list(range(5000))})
     started = time.monotonic()
@@ -146,8 +159,10 @@ def test_a_condition_over_its_cost_limit_denies_within_the_deadline(
     assert response["allowed"] is False
     assert response["status"]["message"] == (
         f'image {ref} denied by policy "costly": conditions {quoted(SLOW, 60)} did not '
-        "finish within the cost limit of 0.5 s; the attestation does not count"
+        "finish within the cost limit of 0.3 s; the attestation does not count"
     )
+    assert overruns(server, "cost") == before + 1
+    assert overruns(server, "crashed") == overruns(server, "busy") == 0
     assert elapsed < 4.0  # the deadline is 5 s; unbounded, the expression runs for minutes
     # The evaluator was replaced: the next review decides at once.
     ok, ok_digest = small_image(registry, "acme/cel-after-cost")

@@ -6,9 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from webhook.config import Config, NetworkConfig, load_config, parse_config
+from webhook.config import ConditionsConfig, Config, NetworkConfig, load_config, parse_config
 from webhook.errors import ConfigError
 from webhook.registry import NetworkLimits
+from webhook.signatures.conditions import COST_SECONDS, PROCESSES
 
 
 def test_defaults_without_a_file() -> None:
@@ -155,3 +156,51 @@ def test_a_complete_cache_section_loads() -> None:
         "shared": shared,
     }
     assert parse_config({"cache": cache}).cache["shared"] == shared
+
+
+def test_conditions_default_to_the_evaluator_s_own_limits_and_load() -> None:
+    assert (
+        parse_config({}).conditions
+        == ConditionsConfig(COST_SECONDS, PROCESSES)
+        == (ConditionsConfig(0.5, 2))
+    )
+    # The default cost limit is not refused under a short deadline: the deadline cuts it.
+    assert parse_config({"deadlineSeconds": 0.3}).conditions.cost_seconds == 0.5
+    loaded = parse_config(
+        {"deadlineSeconds": 4, "conditions": {"costSeconds": 1.5, "processes": 16}}
+    )
+    assert loaded.conditions == ConditionsConfig(1.5, 16)
+
+
+@pytest.mark.parametrize(
+    ("conditions", "message"),
+    [
+        ({"costSecond": 1}, r"field conditions: .*'costSecond' was unexpected"),
+        ({"costSeconds": "1s"}, r"field conditions.costSeconds: '1s' is not of type 'number'"),
+        ({"costSeconds": 0}, r"field conditions.costSeconds: 0 is less than or equal to"),
+        ({"processes": 0}, r"field conditions.processes: 0 is less than the minimum of 1"),
+        ({"processes": 17}, r"field conditions.processes: 17 is greater than the maximum of 16"),
+        ({"processes": 1.5}, r"field conditions.processes: 1.5 is not of type 'integer'"),
+        (
+            {"costSeconds": 8},
+            r"field conditions.costSeconds: 8 s must be below deadlineSeconds \(8 s\)",
+        ),
+        (
+            {"costSeconds": 12},
+            r"field conditions.costSeconds: 12 s must be below deadlineSeconds \(8 s\)",
+        ),
+    ],
+)
+def test_invalid_conditions_are_refused_naming_the_key(
+    conditions: dict[str, object], message: str
+) -> None:
+    with pytest.raises(ConfigError, match="^t.yaml: " + message):
+        parse_config({"conditions": conditions}, source="t.yaml")
+
+
+def test_a_cost_limit_at_a_short_deadline_is_refused_naming_both() -> None:
+    with pytest.raises(
+        ConfigError,
+        match=r"conditions.costSeconds: 2 s must be below deadlineSeconds \(1.5 s\)",
+    ):
+        parse_config({"deadlineSeconds": 1.5, "conditions": {"costSeconds": 2}})

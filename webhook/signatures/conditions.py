@@ -9,7 +9,9 @@ statement's conditions at most ``cost_seconds`` of wall-clock time, and never
 more than the review's deadline leaves. A child that overruns is killed
 (SIGKILL) and replaced on the next use; so is one that dies (its rlimits cap
 memory and CPU time). Either way the statement does not count and the review
-is denied, saying which expressions exceeded the limit.
+is denied, saying which expressions exceeded the limit, and the evaluator's
+``observer`` hears why the evaluation was cut (``OVERRUNS``): the server counts
+them in a metric, as ``cost_seconds`` and ``processes`` come from trustgate.yaml.
 
 A condition that does not hold is reported with the values it read: every
 ``predicate.a.b``-style path of the expression is looked up in the statement
@@ -27,7 +29,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -57,6 +59,15 @@ _PATH = re.compile(r"(?<![\w.])(" + "|".join(VARIABLES) + r")((?:\.[A-Za-z_]\w*)
 _LITERAL = re.compile(r"'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"")
 _SHOWN_PATHS = 3
 _SHOWN_VALUE = 80
+
+
+#: Why an evaluation was cut: ``cost`` (it ran past the cost limit), ``deadline`` (past
+#: what the review's deadline left, or the process did not start in it), ``busy`` (every
+#: process was busy until then), ``crashed`` (the process died, e.g. at its memory rlimit,
+#: or answered nonsense).
+OVERRUNS = ("cost", "deadline", "busy", "crashed")
+#: Hears the reason (one of OVERRUNS) of each evaluation cut; the server counts them.
+OverrunObserver = Callable[[str], None]
 
 
 class CostExceeded(CheckFailed):
@@ -96,6 +107,8 @@ class _Child:
         os.set_blocking(self._out, False)
         self._buffer = b""
         self.ready = False
+        #: Whether its output ended or its input broke: the process died.
+        self.ended = False
         self.answered = 0
         self.pid_of_parent = os.getpid()
 
@@ -115,6 +128,7 @@ class _Child:
                     return None
                 data = data[os.write(self._in, data) :]
         except OSError:  # a broken pipe: the child died
+            self.ended = True
             return None
         return self._line(end)
 
@@ -126,7 +140,8 @@ class _Child:
             try:
                 chunk = os.read(self._out, 65536)
             except OSError:
-                return None
+                chunk = b""
+            self.ended = not chunk
             if not chunk or len(self._buffer) + len(chunk) > _MAX_ANSWER:
                 return None  # the child died, or talks nonsense
             self._buffer += chunk
@@ -164,9 +179,16 @@ def _child_env() -> dict[str, str]:
 class Evaluator:
     """Runs conditions in child processes, each evaluation within a cost limit."""
 
-    def __init__(self, *, cost_seconds: float = COST_SECONDS, processes: int = PROCESSES) -> None:
+    def __init__(
+        self,
+        *,
+        cost_seconds: float = COST_SECONDS,
+        processes: int = PROCESSES,
+        observer: OverrunObserver | None = None,
+    ) -> None:
         self.cost_seconds = cost_seconds
         self._processes = processes
+        self._observer = observer
         budget = int(0.8 * celworker.CPU_LIMIT / max(cost_seconds, 0.001))
         self._requests_per_child = max(1, min(REQUESTS_PER_CHILD, budget))
         self._idle: queue.LifoQueue[_Child] = queue.LifoQueue()
@@ -192,6 +214,7 @@ class Evaluator:
         child = self._acquire(seconds)
         if child is not None and not child.start(deadline.remaining()):
             self._discard(child)
+            self._overran("crashed" if child.ended else "deadline")
             raise CostExceeded(
                 "the condition evaluator did not start within the review's deadline",
                 check="attestations",
@@ -199,6 +222,10 @@ class Evaluator:
         seconds = min(self.cost_seconds, deadline.remaining())
         answer = None if child is None else child.ask(request, seconds)
         results = _parse(answer, len(conditions))
+        costly = self.cost_seconds <= remaining
+        reason = "" if results is not None else _overrun(child, answer, costly)
+        if reason:
+            self._overran(reason)
         if child is not None:
             child.answered += 1
             if results is None or child.answered >= self._requests_per_child:
@@ -207,24 +234,36 @@ class Evaluator:
                 self._idle.put(child)
         if results is None:
             log.warning(
-                "condition evaluator process killed and replaced: conditions %s overran",
+                "condition evaluation cut (%s): conditions %s",
+                reason,
                 _listed(texts),
                 extra={"check": "attestations", "outcome": "deny"},
             )
-            bound = (
-                f"the cost limit of {self.cost_seconds:g} s"
-                if self.cost_seconds <= remaining
-                else "the review's deadline"
-            )
-            raise CostExceeded(
-                f"conditions {_listed(texts)} did not finish within {bound}; "
-                "the attestation does not count",
-                check="attestations",
-            )
+            raise CostExceeded(self._cut(reason, texts, costly), check="attestations")
         return tuple(
             ConditionResult(condition, held is True, error)
             for condition, (held, error) in zip(conditions, results, strict=True)
         )
+
+    def _cut(self, reason: str, texts: Sequence[str], costly: bool) -> str:
+        """The denial of an evaluation cut for ``reason`` (one of OVERRUNS); ``costly``
+        when the cost limit, not the review's deadline, bounded it."""
+        listed = _listed(texts)
+        bound = f"the cost limit of {self.cost_seconds:g} s" if costly else "the review's deadline"
+        if reason == "crashed":
+            cause = f"the condition evaluator died evaluating conditions {listed} (at its memory "
+            return cause + "or CPU limit, or killed); the attestation does not count"
+        if reason == "busy":
+            return (
+                f"conditions {listed} found no free condition evaluator (all "
+                f"{self._processes} busy; conditions.processes) within {bound}; "
+                "the attestation does not count"
+            )
+        return f"conditions {listed} did not finish within {bound}; the attestation does not count"
+
+    def _overran(self, reason: str) -> None:
+        if self._observer is not None:
+            self._observer(reason)
 
     def prestart(self) -> None:
         """Start one process now, so that the first review with conditions need not wait
@@ -279,6 +318,16 @@ class Evaluator:
             child.kill()
             with self._lock:
                 self._started -= 1
+
+
+def _overrun(child: _Child | None, answer: bytes | None, costly: bool) -> str:
+    """Why an evaluation without results was cut (one of OVERRUNS); ``costly`` when the
+    cost limit, not the review's deadline, bounded it."""
+    if child is None:
+        return "busy"
+    if answer is not None or child.ended or child.process.poll() is not None:
+        return "crashed"
+    return "cost" if costly else "deadline"
 
 
 def _parse(answer: bytes | None, count: int) -> list[tuple[bool | None, str | None]] | None:

@@ -8,8 +8,10 @@ from typing import Any
 
 import pytest
 
+from webhook.config import parse_config
 from webhook.policy.cel import compile_condition
 from webhook.registry import Deadline
+from webhook.services import build_evaluator
 from webhook.signatures.conditions import (
     CostExceeded,
     Evaluator,
@@ -129,12 +131,14 @@ def test_an_expression_over_its_cost_limit_is_stopped_and_the_evaluator_recovers
 
 
 def test_the_review_deadline_bounds_the_evaluation_below_the_cost_limit() -> None:
-    evaluator = Evaluator(cost_seconds=30.0)
+    overruns: list[str] = []
+    evaluator = Evaluator(cost_seconds=30.0, observer=overruns.append)
     numbers = statement_data({"predicate": {"numbers": list(range(5000))}}, "r", DIGEST)
     started = time.monotonic()
     with pytest.raises(CostExceeded, match="did not finish within the review's deadline"):
         evaluator.evaluate([compile_condition(SLOW)], numbers, Deadline(0.5))
     assert time.monotonic() - started < 3.0
+    assert overruns == ["deadline"]
     evaluator.close()
 
 
@@ -154,7 +158,8 @@ def test_an_expression_exhausting_memory_dies_at_its_rlimit_not_at_the_cost_limi
 def test_evaluations_beyond_the_processes_wait_no_longer_than_their_deadline() -> None:
     import threading
 
-    evaluator = Evaluator(cost_seconds=0.5, processes=1)
+    overruns: list[str] = []
+    evaluator = Evaluator(cost_seconds=0.5, processes=1, observer=overruns.append)
     assert evaluator.evaluate([compile_condition("true")], data(), Deadline(10))[0].held
     numbers = statement_data({"predicate": {"numbers": list(range(5000))}}, "r", DIGEST)
     errors: list[str] = []
@@ -170,11 +175,16 @@ def test_evaluations_beyond_the_processes_wait_no_longer_than_their_deadline() -
     time.sleep(0.1)
     started = time.monotonic()
     # The one process is busy: this review waits what its deadline leaves, then gives up.
-    with pytest.raises(CostExceeded, match="the review's deadline"):
+    busy = (
+        r"found no free condition evaluator \(all 1 busy; conditions.processes\) "
+        "within the review's deadline"
+    )
+    with pytest.raises(CostExceeded, match=busy):
         evaluator.evaluate([compile_condition("true")], data(), Deadline(0.2))
     assert time.monotonic() - started < 1.0
     thread.join(5)
     assert errors and "cost limit" in errors[0]
+    assert overruns == ["busy", "cost"]
     assert evaluator.evaluate([compile_condition("true")], data(), Deadline(10))[0].held
     evaluator.close()
 
@@ -188,4 +198,37 @@ def test_a_child_is_replaced_before_its_cpu_rlimit_could_end_a_request() -> None
         child = evaluator._idle.queue[0]
         pids.add(child.process.pid)
     assert len(pids) == 2
+    evaluator.close()
+
+
+def test_a_tiny_cost_limit_from_the_configuration_cuts_an_expensive_condition() -> None:
+    overruns: list[str] = []
+    config = parse_config({"conditions": {"costSeconds": 0.05, "processes": 1}})
+    evaluator = build_evaluator(config, overruns.append)
+    numbers = statement_data({"predicate": {"numbers": list(range(5000))}}, "r", DIGEST)
+    assert evaluator.evaluate([compile_condition("true")], data(), Deadline(10))[0].held
+    with pytest.raises(CostExceeded, match=r"within the cost limit of 0\.05 s;"):
+        evaluator.evaluate([compile_condition(SLOW)], numbers, Deadline(10))
+    assert overruns == ["cost"]
+    evaluator.close()
+
+
+def test_a_child_killed_mid_evaluation_counts_as_crashed_and_denies_at_once() -> None:
+    import os
+    import signal
+    import threading
+
+    overruns: list[str] = []
+    evaluator = Evaluator(cost_seconds=20.0, processes=1, observer=overruns.append)
+    assert evaluator.evaluate([compile_condition("true")], data(), Deadline(10))[0].held
+    (child,) = evaluator._idle.queue
+    # As the kernel's OOM killer would, while the child is busy with an endless condition.
+    threading.Timer(0.3, os.kill, (child.process.pid, signal.SIGKILL)).start()
+    numbers = statement_data({"predicate": {"numbers": list(range(5000))}}, "r", DIGEST)
+    started = time.monotonic()
+    with pytest.raises(CostExceeded, match="the condition evaluator died evaluating conditions"):
+        evaluator.evaluate([compile_condition(SLOW)], numbers, Deadline(30))
+    assert time.monotonic() - started < 5.0  # not the 20 s of the cost limit
+    assert overruns == ["crashed"]
+    assert evaluator.evaluate([compile_condition("true")], data(), Deadline(10))[0].held
     evaluator.close()
