@@ -66,13 +66,12 @@ MAX_HEAD_BYTES = 64 * 1024
 #: Bytes buffered for incomplete requests in one worker, at least.
 _MIN_BUFFER_BUDGET = 64 * 1024 * 1024
 _RECV_BYTES = 64 * 1024
-#: Connections accepted per readiness event of the listener. One: every worker
-#: wakes when a connection arrives, and the first to call accept() gets it, so a
-#: worker busy serving is slower to take the next one and connections spread
-#: over workers by load. Accepting a burst at once gives one worker all of a
-#: client pool's connections (the API server's, or a benchmark's) and leaves
-#: the others idle while that worker's threads contend for one GIL.
-_ACCEPT_BATCH = 1
+# One connection is accepted per readiness event of the listener: every
+# worker wakes when a connection arrives and the first to call accept() gets
+# it, so a worker busy serving is slower to take the next one. Accepting a
+# burst at once gave one worker all of a client pool's connections (the API
+# server's, or a benchmark's) while the others idled; ``balance`` evens out
+# what is left to chance.
 #: How often deadlines are checked, and so how late a connection may close.
 _SWEEP_INTERVAL = 0.25
 #: A closed connection drains what its client still sends for this long, at most this much.
@@ -270,24 +269,23 @@ class TrustgateWorker(ThreadWorker):  # type: ignore[misc]
             self._paused_until = time.monotonic() + _DEFER_SECONDS
             self.set_accept_enabled(False)
             return
-        for _ in range(_ACCEPT_BATCH):
-            if self.nr_conns >= self._capacity and not self._evict_oldest():
-                self._pause_accepting()
+        if self.nr_conns >= self._capacity and not self._evict_oldest():
+            self._pause_accepting()
+            return
+        try:
+            client, address = listener.accept()
+        except (BlockingIOError, InterruptedError):
+            return  # a sibling took it
+        except OSError as exc:
+            if exc.errno in (errno.ECONNABORTED, errno.EPROTO):
+                return  # the client left; the listener says when the next one waits
+            if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
+                if not self._evict_oldest():
+                    self._pause_accepting()
                 return
-            try:
-                client, address = listener.accept()
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError as exc:
-                if exc.errno in (errno.ECONNABORTED, errno.EPROTO):
-                    continue
-                if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
-                    if not self._evict_oldest():
-                        self._pause_accepting()
-                    return
-                raise
-            self.nr_conns += 1
-            self._open(client, address, listener.getsockname())
+            raise
+        self.nr_conns += 1
+        self._open(client, address, listener.getsockname())
 
     def _pause_accepting(self) -> None:
         self._paused_until = time.monotonic() + _ACCEPT_PAUSE
