@@ -23,6 +23,7 @@ import json
 import secrets
 import socket
 import ssl
+import statistics
 import threading
 import time
 from collections import Counter
@@ -65,11 +66,14 @@ class Tally:
     outcomes: dict[str, Counter[str]] = field(default_factory=dict)
     samples: dict[str, list[str]] = field(default_factory=dict)
     sizes: dict[str, int] = field(default_factory=dict)  # kind -> body bytes
+    seconds: dict[str, list[float]] = field(default_factory=dict)  # kind -> answer times
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def add(self, kind: str, outcome: str, sample: str = "") -> None:
+    def add(self, kind: str, outcome: str, sample: str = "", took: float | None = None) -> None:
         with self._lock:
             self.outcomes.setdefault(kind, Counter())[outcome] += 1
+            if took is not None:
+                self.seconds.setdefault(kind, []).append(took)
             found = self.samples.setdefault(kind, [])
             if sample and len(found) < 3 and sample[:300] not in found:
                 found.append(sample[:300])
@@ -82,6 +86,7 @@ class Tally:
                     "outcomes": dict(counts.most_common()),
                     "samples": self.samples.get(kind, []),
                     **({"body_bytes": self.sizes[kind]} if kind in self.sizes else {}),
+                    **_times(self.seconds.get(kind, [])),
                 }
                 for kind, counts in sorted(self.outcomes.items())
             }
@@ -91,7 +96,9 @@ class Tally:
         for kind, figures in self.figures().items():
             assert isinstance(figures, dict)
             outcomes = ", ".join(f"{o} x {n}" for o, n in figures["outcomes"].items())
-            print(f"  {kind:40s} {figures['attempts']:5d}: {outcomes}")
+            times = (f"; answered in p50 {figures['p50_s']:.1f} s, max {figures['max_s']:.1f} s"
+                     if "p50_s" in figures else "")  # fmt: skip
+            print(f"  {kind:40s} {figures['attempts']:5d}: {outcomes}{times}")
             for sample in figures["samples"]:
                 print(f"      e.g. {sample}")
 
@@ -146,6 +153,13 @@ def start(
     return tally, threads
 
 
+def _times(seconds: list[float]) -> dict[str, float]:
+    """p50 and the longest of ``seconds``, when there are any."""
+    if not seconds:
+        return {}
+    return {"p50_s": round(statistics.median(seconds), 2), "max_s": round(max(seconds), 2)}
+
+
 def _pod_body(refs: list[str], namespace: str) -> bytes:
     """An AdmissionReview of a Pod with one small container per reference."""
     spec = {"containers": [{"name": f"c{i}", "image": ref} for i, ref in enumerate(refs)]}
@@ -171,7 +185,7 @@ def _review_loop(
             answer = session.post(url, data=body, verify=str(target.ca), timeout=60,
                                   headers={"Content-Type": "application/json"})  # fmt: skip
         except requests.RequestException as exc:
-            tally.add(kind, type(exc).__name__, str(exc))
+            tally.add(kind, type(exc).__name__, str(exc), time.monotonic() - started)
         else:
             took = time.monotonic() - started
             try:
@@ -180,9 +194,9 @@ def _review_loop(
                 # A denial names each image on a line of its own: the first one says why.
                 why = response.get("status", {}).get("message", "").split("\n", 1)[0]
                 tally.add(kind, f"{answer.status_code} {decision}",
-                          f"{took:.1f} s, {decision}: {why}" if why else "")  # fmt: skip
+                          f"{took:.1f} s, {decision}: {why}" if why else "", took)  # fmt: skip
             except (ValueError, KeyError, TypeError, AttributeError):
-                tally.add(kind, f"HTTP {answer.status_code}", answer.text)
+                tally.add(kind, f"HTTP {answer.status_code}", answer.text, took)
         stop.wait(options.pause_seconds)
 
 

@@ -182,7 +182,7 @@ def report(mode: str, result: dict[str, Any], runs: int) -> bool:
           f"x {result['p50_over_warm']:.2f}")  # fmt: skip
     print(f"  burst p99 {burst_figures['p99_ms']:8.2f} ms, warm p99 {warm['p99_ms']:8.2f} ms: "
           f"x {result['p99_over_warm']:.2f}")  # fmt: skip
-    return result["denials"] == 0 and result["errors"] == 0 and worst <= target
+    return bool(result["denials"] == 0 and result["errors"] == 0 and worst <= target)
 
 
 def main() -> None:
