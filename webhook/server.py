@@ -125,6 +125,11 @@ def serve(app_factory: Callable[[], flask.Flask], options: ServeOptions) -> None
     settings = _gunicorn_settings(options, tls)
     if options.metrics_port is not None:
         app_factory = _with_metrics_listener(app_factory, options.metrics_port)
+        _log.info(
+            "serving GET /metrics on port %d only; port %d serves reviews and health",
+            options.metrics_port,
+            options.port,
+        )
     if options.workers == 1:
         _Application(app_factory, settings).run()
         return

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import json
 import re
+import socket
+import ssl
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -93,15 +95,38 @@ def test_the_metrics_port_serves_every_workers_metrics(
         assert len(found["trustgate_certificate_expiry_timestamp_seconds"]) == 1
 
 
+def raw_get(server: Server, head: bytes) -> bytes:
+    """What the webhook port answers to a request head sent as it is, over TLS."""
+    port = int(server.url.rsplit(":", 1)[1])
+    context = ssl.create_default_context(cafile=str(server.ca))
+    with (
+        socket.create_connection(("127.0.0.1", port), timeout=10) as sock,
+        context.wrap_socket(sock, server_hostname="localhost") as tls,
+    ):
+        tls.sendall(head)
+        answer = b""
+        while chunk := tls.recv(65536):
+            answer += chunk
+    return answer
+
+
 @pytest.mark.e2e
 def test_the_webhook_port_no_longer_serves_metrics(split_server: tuple[Server, int, Path]) -> None:
-    server, _, _ = split_server
+    server, metrics_port, _ = split_server
     send_reviews(server, 4)
     for path in ("/metrics", "//metrics", "///metrics//", "/%6Detrics", "/metrics?x=1"):
         answer = server.get(path)
         assert "trustgate_admission_requests" not in answer.text, path
         assert answer.status_code == 404, (path, answer.status_code)
-    assert server.get("/metrics").status_code == 404
+    # The port is the listener's, not what the client names.
+    for head in (
+        f"GET /metrics HTTP/1.1\r\nHost: localhost:{metrics_port}\r\nConnection: close\r\n\r\n",
+        f"GET https://localhost:{metrics_port}/metrics HTTP/1.1\r\nHost: localhost:"
+        f"{metrics_port}\r\nConnection: close\r\n\r\n",
+    ):
+        answer = raw_get(server, head.encode())
+        assert answer.startswith(b"HTTP/1.1 404"), answer[:200]
+        assert b"trustgate_admission_requests" not in answer
     # Reviews and health stay where they were.
     assert server.get("/healthz").status_code == 200
     assert server.get("/readyz").json()["ready"] is True
