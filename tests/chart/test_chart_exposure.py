@@ -309,3 +309,27 @@ def test_two_sources_of_the_key_fail_to_render_without_echoing_it(values: dict) 
     with pytest.raises(helm.HelmError, match="Pyxis API key") as refused:
         render(values)
     assert PYXIS_KEY not in str(refused.value)
+
+
+def notes(values: dict[str, Any] | None = None) -> str:
+    manifests = helm.Chart.load(CHART).render(
+        values, name=RELEASE, namespace=NAMESPACE, is_install=True
+    )
+    (text,) = [t for path, t in manifests.items() if path.endswith("NOTES.txt")]
+    return " ".join(text.split())
+
+
+def test_notes_say_what_is_exempt_and_open() -> None:
+    default = notes()
+    assert f"except {NAMESPACE}, kube-system to https://" in default
+    assert "namespaces carrying it are checked" in default  # the upgrade impact
+    assert "GET /metrics on port 9090" in default
+    unguarded = notes(
+        {
+            "webhook": {"optOutLabel": OPT_OUT, "optOutGuard": {"enabled": False}},
+            "networkPolicy": {"enabled": False},
+        }
+    )
+    assert f"namespaces labelled {OPT_OUT}=true" in unguarded
+    assert "WARNING: anyone who may label or create a namespace" in unguarded
+    assert "WARNING: networkPolicy.enabled is false" in unguarded
