@@ -114,8 +114,17 @@ _SCHEMA: dict[str, Any] = {
                 "breakerFailures": {
                     "type": "integer",
                     "minimum": 1,
-                    "description": "Consecutive timeouts or connection failures that open "
-                    "a host's circuit breaker.",
+                    "description": "Consecutive failures of a host itself (refused or reset "
+                    "connections, TLS failures, 5xx answers, timeouts within "
+                    "callTimeoutSeconds) that open its circuit breaker; calls cut off by "
+                    "their review's deadline do not count.",
+                },
+                "callTimeoutSeconds": {
+                    "type": "number",
+                    "exclusiveMinimum": 0,
+                    "maximum": MAX_DEADLINE_SECONDS,
+                    "description": "A registry call's own timeout; keep it below "
+                    "deadlineSeconds so that a hanging registry is counted by its breaker.",
                 },
                 "breakerOpenSeconds": {
                     "type": "number",
@@ -322,6 +331,7 @@ _NETWORK_LIMITS = {
     "breakerFailures": "failure_threshold",
     "breakerOpenSeconds": "open_seconds",
     "reviewBudgetBytes": "review_budget_bytes",
+    "callTimeoutSeconds": "call_seconds",
 }
 
 

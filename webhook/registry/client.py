@@ -300,6 +300,12 @@ class RegistryClient:
                     attempt += 1
                     continue
                 raise target.error(exc.message, HostFailure) from None
+            except CallCut as exc:
+                if attempt == 0:
+                    raise
+                # The host failed on its own before the deadline cut its retry short:
+                # the breaker counts that failure.
+                raise target.error(exc.message, HostFailure) from None
             status = response.status_code
             answered_by = urlsplit(response.url).netloc.lower()
             if status == 401 and answered_by != urlsplit(target.base).netloc:

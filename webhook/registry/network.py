@@ -140,9 +140,10 @@ class Network:
 
         Inside, sockets of this thread's session are shut down when the deadline
         passes. A HostFailure raised inside counts against the host's breaker
-        while the review still has time; a CallCut, or any failure once the
-        deadline has passed, counts for nothing; any other UpstreamError (an
-        answer, even an error status) counts as the host being up.
+        (the caller raises it only for what the host did while the review had
+        time); a CallCut, or an error outside the TrustgateError tree, counts
+        for nothing; any other UpstreamError (an answer, even an error status)
+        counts as the host being up.
 
         Raises:
             HostRefused: the breaker is open, or every slot is held by a slow call.
@@ -156,7 +157,7 @@ class Network:
                 yield
             outcome = "up"
         except HostFailure:
-            outcome = "failed" if deadline.remaining() > 0 else "cut"
+            outcome = "failed"
             raise
         except CallCut:
             raise

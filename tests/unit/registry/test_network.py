@@ -216,15 +216,18 @@ def test_calls_cut_by_their_deadline_or_never_started_do_not_count() -> None:
     assert events.count("deadline_exceeded") == 8
 
 
-def test_a_failure_seen_after_the_deadline_passed_does_not_count() -> None:
+def test_a_timeout_whose_retry_the_deadline_cut_short_counts() -> None:
     events, network = recorder()
-    for _ in range(4):
-        deadline = Deadline(0.05)
-        with pytest.raises(HostFailure), network.call(HOST, deadline):
-            time.sleep(0.1)
-            raise HostFailure("connection reset by peer")
-    assert network.state(HOST) == "closed"
-    assert "breaker_open" not in events
+    with hostile_server(hang) as server:
+        settings = {server.host: RegistrySettings(insecure=True)}
+        # The first attempt times out on its own at 0.3 s; the retry 0.2 s later is cut.
+        client = RegistryClient(settings, timeout=0.3, retries=1, network=network)
+        ref = ImageRef(server.host, "acme/app", "1.0", None)
+        for _ in range(2):
+            with pytest.raises(HostFailure, match=f"{server.host} timed out"):
+                client.resolve(ref, Deadline(0.6))
+        assert network.state(server.host) == "open"
+    assert events.count("breaker_open") == 1
 
 
 def test_calls_refused_by_the_per_host_limit_do_not_count() -> None:
@@ -268,7 +271,8 @@ def test_the_hosts_own_failures_open_its_breaker(registry: FakeRegistry, failure
         elif failure == "timeout":
             host = hanging.host  # the call's own 0.3 s timeout, deadline 5 s away
         registry.routes["HEAD /v2/acme/app/manifests/1.0"] = Reply(status=500)
-        client = RegistryClient({host: settings}, timeout=0.3, retries=0, network=network)
+        timeout = 0.3 if failure == "timeout" else 5.0
+        client = RegistryClient({host: settings}, timeout=timeout, retries=0, network=network)
         ref = ImageRef(host, "acme/app", "1.0", None)
         expected = {
             "refused": f"cannot reach {host}",
