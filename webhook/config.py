@@ -108,8 +108,10 @@ _SCHEMA: dict[str, Any] = {
                     "type": "number",
                     "minimum": 0,
                     "maximum": MAX_DEADLINE_SECONDS,
-                    "description": "Longest wait for a slot of a busy host; a host whose "
-                    "calls have all run longer than this is refused at once.",
+                    "description": "A call waits in line for a slot of a busy host, up "
+                    "to its review's deadline, while the host's calls finish; once every "
+                    "call in flight has run longer than this and none has finished for as "
+                    "long, the host is slow and further calls are refused at once.",
                 },
                 "breakerFailures": {
                     "type": "integer",

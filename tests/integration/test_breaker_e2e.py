@@ -68,6 +68,7 @@ def test_a_review_of_thousands_of_digests_leaves_the_breaker_closed(
 
         metrics = server.get("/metrics").text
         host = f'host="{registry.host}"'
+        assert f"trustgate_deadline_exceeded_total{{{host}}}" in metrics  # the flood was cut
         assert f"trustgate_breaker_state{{{host}}} 2.0" not in metrics, metrics
         other = server.decide(signed, namespace="tenant-b")
         assert other["allowed"] is True, other

@@ -366,7 +366,10 @@ class RegistryClient:
             try:
                 response = self._send(target, "GET", full, sent, deadline)
             except _Transient as exc:
-                raise target.error(f"token endpoint {realm.netloc}: {exc.message}") from None
+                # The registry's own token service failing: its breaker counts it.
+                raise target.error(
+                    f"token endpoint {realm.netloc}: {exc.message}", HostFailure
+                ) from None
             if not response.ok:
                 response.close()
                 kind = HostFailure if response.status_code >= 500 else UpstreamError
