@@ -134,6 +134,12 @@ class Network:
             entry = self._hosts.get(host)
             return "closed" if entry is None else entry.state
 
+    def waiting(self, host: str) -> int:
+        """How many calls wait in line for a slot of ``host``."""
+        with self._cond:
+            entry = self._hosts.get(host)
+            return 0 if entry is None else len(entry.queue)
+
     @contextlib.contextmanager
     def call(self, host: str, deadline: Deadline) -> Iterator[None]:
         """Hold a slot of ``host`` for one call within ``deadline``.
@@ -249,8 +255,7 @@ class Network:
         with self._cond:
             entry = self._hosts[host]
             entry.calls.remove(call)
-            probe = entry.probe is call
-            if probe:
+            if entry.probe is call:
                 entry.probe = None
             if outcome == "failed":
                 entry.finished = time.monotonic()

@@ -379,6 +379,9 @@ def test_a_burst_queues_for_a_prompt_host_and_a_hanging_host_is_refused_fast(
         held = [threading.Thread(target=call, args=(server.host, 3.0)) for _ in range(8)]
         for thread in held:
             thread.start()
+        until = time.monotonic() + 5
+        while server.connections < 8 and time.monotonic() < until:
+            time.sleep(0.01)
         time.sleep(0.3)  # all 8 slots held, every call past queue_seconds
         started = time.monotonic()
         refused = [threading.Thread(target=call, args=(server.host, 3.0)) for _ in range(8)]
@@ -416,7 +419,10 @@ def test_the_queue_is_first_come_first_served() -> None:
     for n in range(6):
         waiting.append(threading.Thread(target=wait_in_line, args=(n,)))
         waiting[-1].start()
-        time.sleep(0.05)  # in line before the next arrives
+        until = time.monotonic() + 5
+        while network.waiting(HOST) <= n and time.monotonic() < until:
+            time.sleep(0.005)  # in line before the next arrives
+        assert network.waiting(HOST) == n + 1
     release.set()
     for thread in [holder, *waiting]:
         thread.join(10)
