@@ -108,14 +108,25 @@ _SCHEMA: dict[str, Any] = {
                     "type": "number",
                     "minimum": 0,
                     "maximum": MAX_DEADLINE_SECONDS,
-                    "description": "Longest wait for a slot of a busy host; a host whose "
-                    "calls have all run longer than this is refused at once.",
+                    "description": "A call waits in line for a slot of a busy host, up "
+                    "to its review's deadline, while the host's calls finish; once every "
+                    "call in flight has run longer than this and none has finished for as "
+                    "long, the host is slow and further calls are refused at once.",
                 },
                 "breakerFailures": {
                     "type": "integer",
                     "minimum": 1,
-                    "description": "Consecutive timeouts or connection failures that open "
-                    "a host's circuit breaker.",
+                    "description": "Consecutive failures of a host itself (refused or reset "
+                    "connections, TLS failures, 5xx answers, timeouts within "
+                    "callTimeoutSeconds) that open its circuit breaker; calls cut off by "
+                    "their review's deadline do not count.",
+                },
+                "callTimeoutSeconds": {
+                    "type": "number",
+                    "exclusiveMinimum": 0,
+                    "maximum": MAX_DEADLINE_SECONDS,
+                    "description": "A registry call's own timeout; keep it below "
+                    "deadlineSeconds so that a hanging registry is counted by its breaker.",
                 },
                 "breakerOpenSeconds": {
                     "type": "number",
@@ -322,6 +333,7 @@ _NETWORK_LIMITS = {
     "breakerFailures": "failure_threshold",
     "breakerOpenSeconds": "open_seconds",
     "reviewBudgetBytes": "review_budget_bytes",
+    "callTimeoutSeconds": "call_seconds",
 }
 
 

@@ -53,7 +53,7 @@ from webhook.signatures.keyless import CERTIFICATE_ANNOTATION
 from webhook.signatures.keys import PublicKey
 from webhook.signatures.material import KeylessMaterial
 from webhook.signatures.signers import Signer, count_distinct, key_signer
-from webhook.untrusted import shown
+from webhook.untrusted import json_value, shown
 
 # How telling a failure is, from a malformed layer up to a statement of the
 # right predicate type about another image.
@@ -137,7 +137,7 @@ def _check(
             None,
         )
     try:
-        statement = json.loads(payload.decode("utf-8"))
+        statement = json_value(payload.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError):
         return _BAD_STATEMENT, "signed payload is not JSON", None
     if not isinstance(statement, dict) or statement.get("_type") not in STATEMENT_TYPES:

@@ -27,7 +27,7 @@ from webhook.signatures.rules import annotations_problem, reference_problem
 from webhook.signatures.rules import statement_subject_matches as statement_subject_matches
 from webhook.signatures.tlog import BUNDLE_ANNOTATION, verify_key_entry
 from webhook.signatures.trustroot import TrustRoot
-from webhook.untrusted import quoted, shown
+from webhook.untrusted import json_value, quoted, shown
 
 SIMPLESIGNING_MEDIA_TYPE = "application/vnd.dev.cosign.simplesigning.v1+json"
 SIGNATURE_ANNOTATION = "dev.cosignproject.cosign/signature"
@@ -104,7 +104,7 @@ def parse_payload(payload: bytes) -> SimpleSigning:
     ``optional``.
     """
     try:
-        document = json.loads(
+        document = json_value(
             payload.decode("utf-8"),
             object_pairs_hook=_unique_keys,
             parse_constant=_no_constant,

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from webhook.signatures.cosign import DSSE_MEDIA_TYPE
-from webhook.untrusted import shown
+from webhook.untrusted import json_value, shown
 
 #: Declared envelope sizes above this are refused before anything is fetched.
 MAX_ENVELOPE_SIZE = 1024 * 1024
@@ -88,7 +88,7 @@ def _envelope(
         ), b""
     raw = fetch_blob(digest, size)
     try:
-        envelope = json.loads(raw)
+        envelope = json_value(raw)
     except (UnicodeDecodeError, json.JSONDecodeError):
         return f"attestation layer {digest} is not a JSON DSSE envelope", raw
     if not isinstance(envelope, dict):

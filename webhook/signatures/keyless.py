@@ -65,7 +65,7 @@ from webhook.signatures.tlog import (
     parse_cosign_entry,
 )
 from webhook.signatures.trustroot import TrustRoot
-from webhook.untrusted import literal
+from webhook.untrusted import json_value, literal
 
 CERTIFICATE_ANNOTATION = "dev.sigstore.cosign/certificate"
 CHAIN_ANNOTATION = "dev.sigstore.cosign/chain"
@@ -377,7 +377,7 @@ def statement_payload_problem(
     if payload_type != IN_TOTO_PAYLOAD_TYPE:
         return f"signed payload type {literal(payload_type)} is not {IN_TOTO_PAYLOAD_TYPE}"
     try:
-        statement = json.loads(payload)
+        statement = json_value(payload)
     except (UnicodeDecodeError, json.JSONDecodeError):
         return "signed payload is not JSON"
     if not isinstance(statement, dict) or statement.get("_type") not in STATEMENT_TYPES:

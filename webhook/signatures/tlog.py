@@ -29,7 +29,6 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-import json
 from typing import Any
 
 from cryptography import x509
@@ -42,6 +41,7 @@ from sigstore_models.rekor import v1 as rekor_v1
 
 from webhook.signatures.keys import PublicKey
 from webhook.signatures.trustroot import TrustRoot
+from webhook.untrusted import json_value
 
 BUNDLE_ANNOTATION = "dev.sigstore.cosign/bundle"
 _SPKI = (serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
@@ -70,14 +70,14 @@ def parse_cosign_entry(text: str) -> rekor_v1.TransparencyLogEntry:
         ValueError: the text is not such an entry (pydantic's ValidationError,
             binascii.Error and JSONDecodeError are ValueErrors too).
     """
-    document = json.loads(text)
+    document = json_value(text)
     if not isinstance(document, dict) or not isinstance(document.get("Payload"), dict):
         raise ValueError("transparency log entry is not a JSON object with a Payload")
     entry = document["Payload"]
     body = entry.get("body")
     if not isinstance(body, str):
         raise ValueError("transparency log entry has no body")
-    kind = json.loads(base64.b64decode(body, validate=True))
+    kind = json_value(base64.b64decode(body, validate=True))
     if not isinstance(kind, dict):
         raise ValueError("transparency log entry body is not a JSON object")
     missing = [name for name in ("logIndex", "logID", "integratedTime") if name not in entry]
@@ -158,7 +158,7 @@ def hashedrekord_problem(
     SHA-256 ``digest_hex`` of what was signed.
     """
     try:
-        document = json.loads(body)
+        document = json_value(body)
         kind = document.get("kind")
         if kind != "hashedrekord":
             return f"log entry is a {str(kind)[:40]!r} entry, not a hashedrekord of a signature"
@@ -227,7 +227,7 @@ def dsse_v2_problem(body: bytes, payload: bytes, signature: bytes, key: PublicKe
 
 def _v2_spec(body: bytes, kind: str, field: str) -> dict[str, Any]:
     """The ``spec.<field>`` of a Rekor v2 entry of ``kind`` 0.0.2; raises ValueError or KeyError."""
-    document = json.loads(body)
+    document = json_value(body)
     if (document.get("kind"), document.get("apiVersion")) != (kind, "0.0.2"):
         raise ValueError(f"not a {kind} 0.0.2 entry")
     spec: dict[str, Any] = document["spec"][field]
@@ -248,7 +248,7 @@ def dsse_key_problem(body: bytes, payload: bytes, signature: bytes, key: PublicK
     (here the PUBLIC KEY block), base64-encoded; ``signature`` must be among them.
     """
     try:
-        document = json.loads(body)
+        document = json_value(body)
         if (document.get("kind"), document.get("apiVersion")) != ("dsse", "0.0.1"):
             return "log entry is not a dsse 0.0.1 entry"
         spec = document["spec"]
@@ -308,7 +308,7 @@ def intoto_body_problem(
     certificate, itself base64-encoded.
     """
     try:
-        document = json.loads(body)
+        document = json_value(body)
         if (document.get("kind"), document.get("apiVersion")) != ("intoto", "0.0.2"):
             shown = f"{str(document.get('kind'))[:40]}/{str(document.get('apiVersion'))[:16]}"
             return f"log entry is a {shown!r} entry, not an intoto 0.0.2 record of an attestation"
