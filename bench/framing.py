@@ -76,7 +76,9 @@ def by_h11(parts: list[bytes]) -> int | None:
     return None
 
 
-def best_us(fn: Callable[[list[bytes]], int | None], parts: list[bytes], rounds: int, n: int) -> float:
+def best_us(
+    fn: Callable[[list[bytes]], int | None], parts: list[bytes], rounds: int, n: int
+) -> float:
     return min(timeit.repeat(lambda: fn(parts), number=n, repeat=rounds)) / n * 1e6
 
 

@@ -35,7 +35,7 @@ class Generated:
     http10: bool
 
 
-def h11_end(data: bytes) -> int | None | str:
+def h11_end(data: bytes) -> int | str | None:
     """Where h11 says the first request in ``data`` ends; ``None`` if incomplete, "refused"."""
     conn = h11.Connection(h11.SERVER, max_incomplete_event_size=64 * 1024)
     conn.receive_data(data)
@@ -48,7 +48,7 @@ def h11_end(data: bytes) -> int | None | str:
     return None
 
 
-def expected_end(request: Generated, following: bytes = SENTINEL) -> int | None | str:
+def expected_end(request: Generated, following: bytes = SENTINEL) -> int | str | None:
     """The oracle: h11's answer for ``request`` (with ``following`` pipelined), or "refused"."""
     answer = h11_end(request.data + following)
     if answer == "refused" or (request.strict and answer is not None):
@@ -116,7 +116,10 @@ def requests(draw: st.DrawFn) -> Generated:
             "chunked-and-length": [b"Transfer-Encoding: chunked", b"Content-Length: " + size],
             "length-and-chunked": [b"Content-Length: 0", b"Transfer-Encoding: chunked"],
             "te-gzip-chunked": [b"Transfer-Encoding: gzip, chunked"],
-            "te-identity-then-chunked": [b"Transfer-Encoding: identity", b"Transfer-Encoding: chunked"],
+            "te-identity-then-chunked": [
+                b"Transfer-Encoding: identity",
+                b"Transfer-Encoding: chunked",
+            ],
             "te-gzip-then-chunked": [b"Transfer-Encoding: gzip", b"Transfer-Encoding: chunked"],
             "te-chunked-twice": [b"Transfer-Encoding: chunked"] * 2,
             "te-chunked-chunked": [b"Transfer-Encoding: chunked, chunked"],

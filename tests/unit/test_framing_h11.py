@@ -19,7 +19,7 @@ MAX_HEAD = 64 * 1024
 MAX_BODY = 1024 * 1024
 
 
-def framed(stream: bytes, *, bytewise: bool) -> int | None | str:
+def framed(stream: bytes, *, bytewise: bool) -> int | str | None:
     framer = RequestFramer(MAX_HEAD, MAX_BODY)
     try:
         if not bytewise:
