@@ -98,7 +98,7 @@ def main() -> None:
     for name, body in bodies.items():
         for chunked in (False, True):
             data = request(body, chunked=chunked)
-            for split in (len(data), RECORD):
+            for split in sorted({len(data), min(len(data), RECORD)}, reverse=True):
                 parts = pieces(data, split)
                 assert by_framer(parts) == by_h11(parts) == len(data)
                 number = args.number if len(parts) == 1 else max(1, args.number // 4)

@@ -200,6 +200,8 @@ class RequestFramer:
             if line_end < 0:
                 if len(buf) - self._pos > _MAX_CHUNK_LINE:
                     raise FramingError(400, "a chunk-size line of the body is too long")
+                if _BAD_BREAK.search(buf, self._pos):
+                    raise FramingError(400, "the chunked body has an invalid chunk-size line")
                 return None
             chunk = _CHUNK_LINE.fullmatch(buf, self._pos, line_end)
             if chunk is None:
@@ -209,7 +211,7 @@ class RequestFramer:
                 raise FramingError(413, f"the body is larger than {self._max_body} bytes")
             if size == 0:
                 self._trailers = True
-                self._pos = self._trailer_start = line_end + 2
+                self._pos = self._trailer_start = self._scanned = line_end + 2
                 break
             data_end = line_end + 2 + size + 2
             # The CRLF after the data is checked as soon as its bytes arrive.
@@ -225,17 +227,18 @@ class RequestFramer:
     def _trailers_end(self, buf: bytes | bytearray) -> int | None:
         """Trailer field lines, if any, end at an empty line; each is checked as it arrives."""
         while True:
-            line_end = buf.find(b"\r\n", self._pos)
+            line_end = buf.find(b"\r\n", max(self._pos, self._scanned - 1))
+            if (len(buf) if line_end < 0 else line_end) - self._trailer_start > self._max_head:
+                raise FramingError(431, f"the trailers are longer than {self._max_head} bytes")
             if line_end < 0:
-                rest = buf[self._pos :]
-                if _BAD_BREAK.search(rest) or rest[:1] in (b" ", b"\t"):
-                    raise _malformed(bytes(rest), "trailer field")
-                if len(buf) - self._trailer_start > self._max_head:
-                    raise FramingError(431, f"the trailers are longer than {self._max_head} bytes")
+                bad = _BAD_BREAK.search(buf, max(self._pos, self._scanned - 1))
+                if bad or buf[self._pos : self._pos + 1] in (b" ", b"\t"):
+                    raise _malformed(b"\r" if bad else b" ", "trailer field")
+                self._scanned = len(buf)
                 return None
             if line_end == self._pos:
                 return line_end + 2
             line = bytes(buf[self._pos : line_end])
             if _FIELD_LINE.fullmatch(line) is None:
                 raise _malformed(line, "trailer field")
-            self._pos = line_end + 2
+            self._pos = self._scanned = line_end + 2

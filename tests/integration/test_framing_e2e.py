@@ -68,7 +68,9 @@ def exchange(server: Server, data: bytes, wait: float = 5.0) -> tuple[bytes, boo
 
 
 REFUSED = {
-    "TE identity, then TE chunked": b"Transfer-Encoding: identity\r\nTransfer-Encoding: chunked\r\n",
+    "TE identity, then TE chunked": (
+        b"Transfer-Encoding: identity\r\nTransfer-Encoding: chunked\r\n"
+    ),
     "TE gzip, then TE chunked": b"Transfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n",
     "TE gzip, chunked": b"Transfer-Encoding: gzip, chunked\r\n",
     "TE chunked twice": b"Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n",

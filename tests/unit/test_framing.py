@@ -167,3 +167,18 @@ def test_100_continue_is_awaited_only_before_the_body(head: bytes, expected: boo
     assert framer.feed(head) is None
     assert framer.awaits_continue(head) is expected
     assert framer.awaits_continue(head + b"h") is False
+
+
+def test_a_trickled_long_trailer_is_framed() -> None:
+    """A 60,000-byte trailer line fed a byte at a time, within the head limit."""
+    data = CHUNKED + b"0\r\nX: " + b"a" * 60_000 + b"\r\n\r\n"
+    framer = RequestFramer(64 * 1024, 100)
+    start = len(CHUNKED) + 3
+    for n in range(start, len(data)):
+        assert framer.feed(data[:n]) is None
+    assert framer.feed(data) == len(data)
+
+
+def test_pipelined_bytes_do_not_count_against_the_trailers() -> None:
+    data = CHUNKED + b"0\r\nT: 1\r\n\r\n"
+    assert end_of(data + b"GET / HTTP/1.1\r\nHost: x\r\nX: " + b"a" * 2000) == len(data)
