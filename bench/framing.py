@@ -9,7 +9,7 @@ with h11 used as a framer (``h11.Connection`` fed the same bytes, events read
 until ``EndOfMessage``). Each request is fed whole, and in 16 KiB pieces as TLS
 records arrive.
 
-    python bench/framing.py [--rounds 5] [--number 2000]
+    python bench/framing.py [--rounds 25] [--number 200]
 
 It prints microseconds per request (best of the rounds) and h11's cost as a
 ratio of the framer's; the figures are for choosing, not a pass/fail line.
@@ -84,8 +84,8 @@ def best_us(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--number", type=int, default=2000)
+    parser.add_argument("--rounds", type=int, default=25)
+    parser.add_argument("--number", type=int, default=200)
     args = parser.parse_args()
     images = [f"registry.example.com/team/app-{i}:v{i}" for i in range(60)]
     bodies = {

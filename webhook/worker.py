@@ -371,7 +371,11 @@ class TrustgateWorker(ThreadWorker):  # type: ignore[misc]
         self.enqueue_req(conn)
 
     def handle(self, conn: _Conn) -> bool:
-        """Serve the buffered request in a pool thread; whether to keep the connection."""
+        """Serve the buffered request in a pool thread; whether to keep the connection.
+
+        gthread's ``handle`` (gunicorn 27.0.1) without what the loop has done
+        already: waiting for data, the TLS handshake, HTTP/2 negotiation.
+        """
         req = None
         try:
             # Blocking with a timeout: the parser reads the buffered request,
