@@ -85,6 +85,20 @@ _EXTENSIONS = [
     (b" ;a", False),  # h11 refuses whitespace before ";"
     (b" ", True),  # h11 allows trailing whitespace
 ]
+#: Head corruptions: a field line to add, and whether h11 accepts what trustgate refuses.
+_CORRUPTIONS: dict[str, tuple[bytes, bool] | None] = {
+    "fold": None,
+    "bare-lf": None,
+    "no-host": None,
+    "leading-crlf": None,
+    "bare-cr": (b"X-Cr: a\rb", False),
+    "colon": (b"X-Sp : a", False),
+    "nul": (b"X-Nul: a\x00b", False),
+    "vertical-tab": (b"X-Vt: a\x0bb", False),
+    "control": (b"X-Ctl: a\x01b", True),  # h11 takes controls other than whitespace
+    "second-host": (b"Host: other", False),
+    "name": (b"X(a): b", False),
+}
 _AFTER_DATA = [b"\r\n"] * 6 + [b"XX", b"\n", b"", b"\r"]
 
 
@@ -130,16 +144,19 @@ def requests(draw: st.DrawFn) -> Generated:
         strict = strict or http10  # Transfer-Encoding on HTTP/1.0
     else:
         encoded = b""
-    corruption = draw(st.sampled_from(["none"] * 6 + ["fold", "bare-cr", "bare-lf", "colon"]))
+    corruption = draw(st.sampled_from(["none"] * 8 + sorted(_CORRUPTIONS)))
     if corruption == "fold":
         lines.insert(draw(st.integers(2, len(lines))), b"X-Fold: a\r\n b")
         strict = True
-    elif corruption == "bare-cr":
-        lines.append(b"X-Cr: a\rb")
-    elif corruption == "colon":
-        lines.append(b"X-Sp : a")
+    elif corruption == "no-host":
+        lines.remove(b"Host: localhost")
+    elif (added := _CORRUPTIONS.get(corruption)) is not None:
+        lines.append(added[0])
+        strict = strict or added[1]
     order = draw(st.permutations(lines[1:]))
     head = b"\r\n".join([lines[0], *order]) + b"\r\n\r\n"
+    if corruption == "leading-crlf":
+        head = b"\r\n" + head
     if corruption == "bare-lf":
         head = head.replace(b"\r\n", b"\n", draw(st.integers(1, 2)))
         strict = True
