@@ -34,6 +34,12 @@ client meets:
   never reads cannot keep a thread, and closing a connection (draining what
   the client still sends, as RFC 9112 asks) happens in the loop, never in a
   blocking call.
+
+It extends gunicorn 27.0.1's ``ThreadWorker`` where gunicorn offers a seam
+(``accept``, ``handle``, ``finish_request``, ``enqueue_req``, the method queue,
+``_keepalive_after``) and replaces its ``run`` loop, which has none for reading
+in the loop. The two pieces copied from gunicorn, with why, are in
+``webhook.exchange``.
 """
 
 from __future__ import annotations
