@@ -153,6 +153,27 @@ def parse(file: Path, data: bytes) -> Iterator[tuple[Path, int, Any]]:
             yield file, index, document
 
 
+def load_yaml(text: str, source: str) -> Any:
+    """The one YAML document of ``text`` (from ``source``), read as policy files are.
+
+    A key given twice is refused, and a syntax error is reported by line and
+    column without quoting the text: a configuration file holds secrets.
+
+    Raises:
+        PolicyError: naming ``source``, the line and the column.
+    """
+    try:
+        document = yaml.load(text, Loader=_Loader)  # _Loader is a safe loader
+    except yaml.YAMLError as exc:
+        raise PolicyError(_yaml_message(exc), file=source) from None
+    except ValueError as exc:
+        raise PolicyError(f"not valid YAML: {exc}", file=source) from None
+    except RecursionError:
+        raise _too_deep(Path(source), None) from None
+    _check_plain(document, Path(source), None)
+    return document
+
+
 def _json(text: str, file: Path) -> Any:
     try:
         return json.loads(text, object_pairs_hook=_unique_keys)
@@ -165,7 +186,7 @@ def _json(text: str, file: Path) -> Any:
         raise _too_deep(file, 1) from exc
 
 
-def _too_deep(file: Path, document: int) -> PolicyError:
+def _too_deep(file: Path, document: int | None) -> PolicyError:
     message = f"nested too deeply to read (a policy document needs at most {MAX_DEPTH} levels)"
     return PolicyError(message, file=str(file), document=document)
 
@@ -173,7 +194,7 @@ def _too_deep(file: Path, document: int) -> PolicyError:
 _SCALARS = (str, bool, int, float, dt.date, type(None))  # dt.datetime is a dt.date
 
 
-def _check_plain(document: Any, file: Path, index: int) -> None:
+def _check_plain(document: Any, file: Path, index: int | None) -> None:
     """Refuse what is not plain data, too deep, or too large once aliases are expanded.
 
     Walks with its own stack and stops at ``MAX_NODES`` visits, so an alias
@@ -225,7 +246,7 @@ def _check_plain(document: Any, file: Path, index: int) -> None:
             )
 
 
-def _check_text(text: str, file: Path, index: int, where: str) -> None:
+def _check_text(text: str, file: Path, index: int | None, where: str) -> None:
     try:
         text.encode("utf-8")
     except UnicodeEncodeError as exc:
