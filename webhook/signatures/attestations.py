@@ -138,8 +138,10 @@ def _check(
         )
     try:
         statement = json.loads(payload.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError):
+    except ValueError:  # not UTF-8, not JSON, or a number of more than 4,300 digits
         return _BAD_STATEMENT, "signed payload is not JSON", None
+    except RecursionError:
+        return _BAD_STATEMENT, "signed payload is nested too deeply to read", None
     if not isinstance(statement, dict) or statement.get("_type") not in STATEMENT_TYPES:
         return _BAD_STATEMENT, "signed payload is not an in-toto Statement", None
     found = statement.get("predicateType")

@@ -115,6 +115,10 @@ def parse_payload(payload: bytes) -> SimpleSigning:
         raise SignatureInvalid(
             f"payload is not valid JSON: {exc.msg} at offset {exc.pos}"
         ) from None
+    except ValueError as exc:  # a number of more than 4,300 digits
+        raise SignatureInvalid(f"payload is not usable JSON: {exc}") from None
+    except RecursionError:
+        raise SignatureInvalid("payload is nested too deeply to read") from None
     if not isinstance(document, dict):
         raise SignatureInvalid(f"payload is a JSON {_json_kind(document)}, not an object")
     critical = _object(document, "critical", "critical")

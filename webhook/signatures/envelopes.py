@@ -89,8 +89,10 @@ def _envelope(
     raw = fetch_blob(digest, size)
     try:
         envelope = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError):
+    except ValueError:  # not UTF-8, not JSON, or a number of more than 4,300 digits
         return f"attestation layer {digest} is not a JSON DSSE envelope", raw
+    except RecursionError:
+        return f"attestation layer {digest} is nested too deeply to be a DSSE envelope", raw
     if not isinstance(envelope, dict):
         return f"attestation layer {digest} is not a JSON DSSE envelope", raw
     return envelope, raw

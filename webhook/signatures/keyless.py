@@ -378,8 +378,10 @@ def statement_payload_problem(
         return f"signed payload type {literal(payload_type)} is not {IN_TOTO_PAYLOAD_TYPE}"
     try:
         statement = json.loads(payload)
-    except (UnicodeDecodeError, json.JSONDecodeError):
+    except ValueError:  # not UTF-8, not JSON, or a number of more than 4,300 digits
         return "signed payload is not JSON"
+    except RecursionError:
+        return "signed payload is nested too deeply to read"
     if not isinstance(statement, dict) or statement.get("_type") not in STATEMENT_TYPES:
         return "signed payload is not an in-toto statement"
     found = statement.get("predicateType")
