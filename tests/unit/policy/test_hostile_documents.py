@@ -26,12 +26,14 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.cosign import generate_key, public_pem
 from webhook.errors import PolicyError
 from webhook.policy.documents import MAX_DEPTH, MAX_NODES
 from webhook.policy.loader import load_directory
 from webhook.policytest import load_cases
 
 API = "trustgate.dev/v1alpha1"
+PEM = public_pem(generate_key("ecdsa-p256"))
 
 POLICY: dict[str, Any] = {
     "apiVersion": API,
@@ -50,6 +52,27 @@ POLICY: dict[str, Any] = {
             "warnBeforeDays": 3,
         },
         "breakGlass": {"allowed": True, "groups": ["sre"]},
+        "signatures": {
+            "threshold": 1,
+            "annotations": {"env": "prod"},
+            "authorities": [
+                {"name": "release", "key": {"pem": PEM}},
+                {
+                    "name": "ci",
+                    "keyless": {
+                        "issuer": "https://token.actions.githubusercontent.com",
+                        "subjectRegExp": "https://github\\.com/acme/.*",
+                    },
+                },
+            ],
+        },
+        "attestations": [
+            {
+                "predicateType": "https://slsa.dev/provenance/v1",
+                "authorities": [{"name": "release", "key": {"pem": PEM}}],
+                "conditions": ["predicate.builder.id == 'ci'"],
+            }
+        ],
     },
 }
 EXCEPTION: dict[str, Any] = {
@@ -108,6 +131,9 @@ ODD_STRINGS = st.sampled_from(
         "https://evil/x",
         "size(x) > 1 ? 'a' : [",
         "(" * 500,
+        "[" * 3000,
+        "a." * 2000 + "b",
+        "size(" * 300 + "x" + ")" * 300,
         "[z-a]",
         "${HOME}",
     ]
@@ -403,3 +429,22 @@ def test_any_expiry_loads_or_is_a_policy_error_on_spec_expires(
         load_directory(directory)
     except PolicyError as exc:
         assert "spec.expires" in str(exc) or "not valid YAML" in str(exc)
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "says"),
+    [
+        (
+            "warnBeforeDays",
+            "10000000000",
+            "field spec.freshness.warnBeforeDays: must be at most 36500",
+        ),
+        ("maxReportAge", "9999999999d", "field spec.freshness.maxReportAge: '9999999999d' must be"),
+    ],
+)
+def test_numbers_no_review_could_use_are_policy_errors(
+    tmp_path: Path, field: str, value: str, says: str
+) -> None:
+    """Such a value loaded, then failed every review it applied to (timedelta overflows)."""
+    text = yaml.safe_dump(POLICY).replace(f"    {field}: ", f"    {field}: {value} #")
+    assert says in _errors(tmp_path, text)
