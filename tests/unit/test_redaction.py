@@ -150,3 +150,37 @@ def test_serve_start_up_failure_does_not_print_the_key(tmp_path: Path) -> None:
         assert "field" in output or "not valid YAML" in output
         assert SECRET not in output
         assert "Traceback" not in output
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        f"redis://:{SECRET[:6]}/{SECRET[6:]}@redis:6379",
+        f"redis://user:{SECRET[:6]}#{SECRET[6:]}@redis",
+        f"redis://user:{SECRET[:6]}?{SECRET[6:]}@redis:1",
+        f"redis://user:{SECRET}@[::1",
+    ],
+)
+def test_a_redis_url_that_does_not_parse_is_refused_without_its_password(
+    tmp_path: Path, url: str
+) -> None:
+    """The URL passes the schema; the Redis URL parser's message quoted part of the password."""
+    from webhook.sharedcache import SharedSettings
+
+    key = tmp_path / "key"
+    key.write_bytes(b"k" * 32)
+    with pytest.raises(ConfigError, match="not shown: it may hold credentials") as caught:
+        SharedSettings.from_config({"url": url, "keyFile": str(key)})
+    assert SECRET[:6] not in str(caught.value)
+
+
+def test_a_redis_url_with_a_bad_port_names_the_port_not_the_password(tmp_path: Path) -> None:
+    from webhook.sharedcache import SharedSettings
+
+    key = tmp_path / "key"
+    key.write_bytes(b"k" * 32)
+    with pytest.raises(ConfigError) as caught:
+        SharedSettings.from_config({"url": f"redis://u:{SECRET}@r:port", "keyFile": str(key)})
+    assert str(caught.value) == (
+        "cache.shared.url: redis://r:port: Port could not be cast to integer value as 'port'"
+    )
