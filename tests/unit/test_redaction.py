@@ -184,3 +184,9 @@ def test_a_redis_url_with_a_bad_port_names_the_port_not_the_password(tmp_path: P
     assert str(caught.value) == (
         "cache.shared.url: redis://r:port: Port could not be cast to integer value as 'port'"
     )
+
+
+def test_the_pyxis_settings_never_show_the_key() -> None:
+    from webhook.freshness.pyxis import PyxisSettings
+
+    assert SECRET not in repr(PyxisSettings(api_key=SECRET))
