@@ -101,7 +101,23 @@ TEST: dict[str, Any] = {
                 "expect": "allowed",
                 "user": "alice",
                 "groups": ["sre"],
-            }
+            },
+            {
+                "name": "a Deployment with a provenance statement",
+                "namespace": "prod-a",
+                "expect": "warned",
+                "reason": "attestation",
+                "waived": "exception",
+                "resource": {
+                    "apiVersion": "apps/v1",
+                    "kind": "Deployment",
+                    "metadata": {"name": "web"},
+                    "spec": {"template": {"spec": {"containers": [{"image": "quay.io/acme/x"}]}}},
+                },
+                "attestations": [
+                    {"predicateType": "https://slsa.dev/provenance/v1", "predicate": {"a": [1]}}
+                ],
+            },
         ]
     },
 }
