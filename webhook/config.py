@@ -13,12 +13,13 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, cast
 
-import yaml
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import best_match
 
-from webhook.errors import ConfigError
+from webhook.errors import ConfigError, PolicyError
+from webhook.policy.documents import load_yaml
 from webhook.policy.model import NoMatch
+from webhook.redaction import schema_message
 from webhook.registry.network import NetworkLimits
 from webhook.signatures.conditions import COST_SECONDS, PROCESSES
 
@@ -369,7 +370,7 @@ def parse_config(data: Any, *, source: str = "<config>") -> Config:
     error = best_match(Draft202012Validator(_SCHEMA).iter_errors(data))
     if error is not None:
         where = ".".join(str(p) for p in error.absolute_path) or "(top level)"
-        raise ConfigError(f"{source}: field {where}: {error.message}")
+        raise ConfigError(f"{source}: field {where}: {schema_message(error)}")
     defaults = data.get("defaults", {})
     policies = data.get("policies", {})
     log = data.get("log", {})
@@ -435,7 +436,7 @@ def load_config(path: Path | None) -> Config:
     except OSError as exc:
         raise ConfigError(f"cannot read configuration file {path}: {exc.strerror}") from exc
     try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+        data = load_yaml(text, str(path))
+    except PolicyError as exc:
+        raise ConfigError(str(exc)) from None
     return parse_config(data, source=str(path))

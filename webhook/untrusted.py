@@ -18,6 +18,10 @@ from typing import Any
 TOO_DEEP = "it nests too deeply to read (over ~1,000 levels)"
 
 
+class NestedTooDeep(json.JSONDecodeError):
+    """A JSON document nested past the parser's recursion limit (``json_value``)."""
+
+
 def _plain(text: str, limit: int) -> bool:
     return text.isascii() and text.isprintable() and len(text) <= limit
 
@@ -57,12 +61,14 @@ def json_value(
     what is wrong; errors raised by the hooks pass through unchanged.
 
     Raises:
+        NestedTooDeep: ``data`` nests past the parser's recursion limit (a JSONDecodeError).
         json.JSONDecodeError: ``data`` is not a JSON document this parser can read.
+        ValueError: a number of more than 4,300 digits (Python's limit on int parsing).
     """
     try:
         return json.loads(data, object_pairs_hook=object_pairs_hook, parse_constant=parse_constant)
     except RecursionError:
-        raise json.JSONDecodeError(TOO_DEEP, _text(data), 0) from None
+        raise NestedTooDeep(TOO_DEEP, _text(data), 0) from None
     except UnicodeDecodeError as exc:
         raise json.JSONDecodeError(
             f"it is not UTF-8, UTF-16 or UTF-32 ({exc.reason})", "", exc.start

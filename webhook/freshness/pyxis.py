@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urljoin, urlsplit
@@ -65,7 +65,7 @@ class PyxisSettings:
     """``freshness.pyxis`` of trustgate.yaml."""
 
     url: str = DEFAULT_URL
-    api_key: str | None = None
+    api_key: str | None = field(default=None, repr=False)  # a secret: never in a log line
     timeout: float = DEFAULT_TIMEOUT
 
 
