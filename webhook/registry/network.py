@@ -23,6 +23,7 @@ from typing import Literal
 import requests
 
 from webhook.errors import UpstreamError
+from webhook.offline import needs_io
 from webhook.registry.deadline import Deadline
 from webhook.registry.guard import guarded_session, watching
 
@@ -104,6 +105,7 @@ class Network:
         being up. Raises HostRefused when the breaker is open or no slot frees
         up in time, and HostFailure when the deadline has already passed.
         """
+        needs_io(host)  # an offline pass stops here (see webhook.offline)
         deadline.host = host
         started = self._enter(host, deadline)
         failed = False
