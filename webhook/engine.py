@@ -205,6 +205,9 @@ class Engine:
         if policy_set is None:
             policy_set = self._policies()
         distinct = list(dict.fromkeys(images))
+        refusal = self.over_limit(len(distinct), kind)
+        if refusal is not None:  # admission refuses first; this guards every other caller
+            return tuple(Verdict(display(i), None, (), denials=(refusal,)) for i in distinct)
         memo = self._memo_for(policy_set)
         if memo is not None and not pinning:
             return tuple(memo(image, namespace, kind) for image in distinct)
@@ -241,6 +244,21 @@ class Engine:
             finally:
                 lane.close()  # what is still queued past the deadline frees its threads
         return tuple(judged)
+
+    def over_limit(self, count: int, kind: str) -> str | None:
+        """The denial of a ``kind`` naming ``count`` distinct images, when that is too many.
+
+        None within ``admission.maxImages``. A review past it is refused before
+        any image is checked or logged one by one: every image costs threads,
+        registry calls and a decision-log entry.
+        """
+        limit = self.max_images
+        if limit is None or count <= limit:
+            return None
+        return (
+            f"the {kind} names {count} distinct images, more than the {limit} one review "
+            f"may judge (admission.maxImages); split the workload or raise the limit"
+        )
 
     def parse(self, image: str) -> ImageRef:
         """``parse_reference(image)``, remembered: the same few images come back on every deploy.

@@ -285,6 +285,7 @@ def build_engine(
         max_workers=config.network.review_threads,
         budget_bytes=config.network.limits.review_budget_bytes,
         on_event=network_observer,
+        max_images=config.max_images,
     )
 
 
