@@ -192,6 +192,7 @@ def log_outcome(request: AdmissionRequest, decision: Decision) -> dict[str, Any]
         outcome["notRecheckedOmitted"] = unchecked_omitted
     return outcome
 
+
 def _bounded(entries: list[Any], limit: int = MAX_IMAGES_BYTES) -> tuple[list[Any], int]:
     """``entries`` within ``limit`` bytes of JSON, and how many were left out.
 

@@ -1,4 +1,4 @@
-"""One review cannot take another's check threads, nor cost without bound, through `trustgate serve`.
+"""Through `trustgate serve`: one review cannot take another's threads, nor cost without bound.
 
 - Fair share: a review of 2,000 images on a slow registry (each call answered after
   0.3 s, so every check holds a thread) runs while an unrelated signed review of an
@@ -42,9 +42,9 @@ class _SlowHandler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", "0")
         self.end_headers()
 
-    do_GET = do_HEAD = _slow_404  # noqa: N815
+    do_GET = do_HEAD = _slow_404
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+    def log_message(self, format: str, *args: Any) -> None:
         pass
 
 
@@ -146,7 +146,9 @@ def test_a_review_past_max_images_is_denied_unchecked_with_a_small_log_line(
         assert elapsed < DEADLINE
         uid = body["request"]["uid"]
         (logged,) = [entry for entry in server.log_lines(uid) if entry["msg"] == "admission review"]
-        (line,) = [t for t in server.log_text().splitlines() if uid in t and "admission review" in t]
+        (line,) = [
+            t for t in server.log_text().splitlines() if uid in t and "admission review" in t
+        ]
         assert len(line) < 10_000
         assert logged["images"] == []
         assert "admission.maxImages" in logged["note"]
