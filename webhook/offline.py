@@ -15,9 +15,9 @@ The flag is per thread: check threads never set it, so for them
 
 from __future__ import annotations
 
-import contextlib
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
+from typing import Literal
 
 __all__ = ["NeedsNetwork", "deferred", "needs_io", "offline"]
 
@@ -52,25 +52,33 @@ def needs_io(what: str) -> None:
         raise NeedsNetwork(what)
 
 
-@contextlib.contextmanager
-def offline() -> Iterator[None]:
+class offline:
     """Within this block, in this thread, :func:`needs_io` raises :class:`NeedsNetwork`.
 
     What :func:`deferred` observers see inside is reported when the block ends
     normally, and forgotten when it ends in NeedsNetwork: the check thread
-    that then judges the image reports it once.
+    that then judges the image reports it once. A class rather than a
+    generator: it is entered once per image of every review.
     """
-    if _state.active:  # nested: the outer block decides
-        yield
-        return
-    held: list[tuple[Observer, str, str]] = []
-    _state.active, _state.held = True, held
-    try:
-        yield
-    finally:
+
+    __slots__ = ("_outer",)
+
+    def __enter__(self) -> None:
+        self._outer = _state.active  # nested: the outer block decides
+        if not self._outer:
+            _state.active, _state.held = True, []
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: object, trace: object
+    ) -> Literal[False]:
+        if self._outer:
+            return False
+        held = _state.held
         _state.active, _state.held = False, None
-    for observer, name, result in held:
-        observer(name, result)
+        if kind is None and held:
+            for observer, name, result in held:
+                observer(name, result)
+        return False
 
 
 def deferred(observer: Observer | None) -> Observer | None:
