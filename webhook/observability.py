@@ -157,13 +157,16 @@ class _BatchingHandler(logging.Handler):
     A request thread never waits on a slow log sink: the review's deadline
     matters more than one log line. Past ``_QUEUE_SIZE`` waiting lines, or
     ``_QUEUE_BYTES`` waiting characters, new ones are dropped, counted (the
-    drop observer, see :func:`observe_drops`) and reported on stderr.
+    drop observer, see :func:`observe_drops`) and reported in the log itself
+    once the sink takes lines again: never written from the request thread,
+    since the sink that is behind is often stderr itself.
     """
 
     def __init__(self, target: logging.Handler) -> None:
         super().__init__()
         self.target = target
         self.dropped = 0
+        self._reported = 0  # drops already noted in the log
         #: Characters of the lines waiting; changed under ``_size_lock`` only.
         self.backlog_bytes = 0
         self._size_lock = threading.Lock()
@@ -215,10 +218,18 @@ class _BatchingHandler(logging.Handler):
         observer = _drop_observer
         if observer is not None:
             observer()
-        if self.dropped % 1000 == 1:
-            sys.stderr.write(
-                f"trustgate: the log writer is behind; {self.dropped} records dropped\n"
-            )
+
+    def _drop_note(self) -> str | None:
+        """A line saying how many lines were dropped since the last such line, if any were."""
+        dropped = self.dropped
+        new, self._reported = dropped - self._reported, dropped
+        if new <= 0:
+            return None
+        msg = f"the log writer fell behind; {new} lines dropped ({dropped} in all)"
+        fields = {"dropped": new, "droppedTotal": dropped}
+        if self.direct is not None:
+            return self.direct.line(time.time(), logging.WARNING, _ROOT, msg, fields)
+        return f"trustgate: {msg}"
 
     def _run(self) -> None:
         while not self._stopping:
@@ -231,6 +242,9 @@ class _BatchingHandler(logging.Handler):
         if not batch:
             return
         taken = sum(map(len, batch))
+        note = self._drop_note()
+        if note is not None:
+            batch.append(note)
         batch.append("")
         try:
             stream = self.target.stream  # type: ignore[attr-defined]
