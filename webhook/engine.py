@@ -193,12 +193,16 @@ class Engine:
     ) -> tuple[Verdict, ...]:
         """A Verdict for each distinct image of a request, in first-seen order.
 
-        Images whose policies need the network are checked concurrently in the
-        engine's threads, each outbound call within what is left of ``deadline``
-        and its byte budget. The answer never waits longer than the deadline
-        (plus a short grace), also for a single image: an image whose checks
-        have not finished by then is denied, never admitted, naming the host
-        the review was waiting for. ``pinning``: the verdicts only decide what
+        Each image is first judged here, offline (see ``webhook.offline``): an
+        image whose every answer is cached costs no thread. Images that need
+        I/O are checked concurrently in this review's lane of the engine's
+        threads (see ``webhook.scheduler``: a review gets at most its share of
+        them, and reviews take turns), each outbound call within what is left
+        of ``deadline`` and its byte budget. More distinct images than
+        ``max_images`` are all denied unchecked (see :meth:`over_limit`). The
+        answer never waits longer than the deadline (plus a short grace), also
+        for a single image: an image whose checks have not finished by then is
+        denied, never admitted, naming the host the review was waiting for. ``pinning``: the verdicts only decide what
         ``/mutate`` pins, never an admission (see ``CheckContext.pinning``).
         ``policy_set``: the set to judge by (default: the set in force now).
         """
