@@ -202,8 +202,9 @@ class Engine:
         ``max_images`` are all denied unchecked (see :meth:`over_limit`). The
         answer never waits longer than the deadline (plus a short grace), also
         for a single image: an image whose checks have not finished by then is
-        denied, never admitted, naming the host the review was waiting for. ``pinning``: the verdicts only decide what
-        ``/mutate`` pins, never an admission (see ``CheckContext.pinning``).
+        denied, never admitted, naming the host the review was waiting for.
+        ``pinning``: the verdicts only decide what ``/mutate`` pins, never an
+        admission (see ``CheckContext.pinning``).
         ``policy_set``: the set to judge by (default: the set in force now).
         """
         if policy_set is None:
