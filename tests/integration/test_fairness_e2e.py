@@ -79,6 +79,9 @@ def _server(tmp: Path, hosts: list[str], admission: str) -> Server:
     config = (
         f"deadlineSeconds: {DEADLINE}\npolicies: {{reloadIntervalSeconds: 0}}\n"
         f"registries: {{{registries}}}\nadmission: {admission}\n"
+        # Every signed review asks the registry again (tag, signature, blob), so it needs
+        # the check threads: answered from the caches, it would need none.
+        "cache: {digestTTL: 0.001, verifiedTTL: 0.001, failureTTL: 0.001}\n"
     )
     return start_server(tmp, policies, config)
 
