@@ -230,23 +230,23 @@ class Engine:
         # review's lane of the check threads as soon as they are known to.
         judged: list[Verdict] = []
         waiting: list[tuple[int, Future[Verdict]]] = []
-        lane: Lane[Verdict] | None = None
-        for image in distinct:
-            try:
-                with offline():
-                    judged.append(judge(image))
-                continue
-            except NeedsNetwork:
-                pass
-            if lane is None:
-                lane = self._executor().lane()
-            waiting.append((len(judged), lane.submit(functools.partial(judge, image))))
-            judged.append(_PENDING)
-        if lane is not None:
-            try:
-                for index, future in waiting:
-                    judged[index] = self._collect(distinct[index], future, deadline)
-            finally:
+        lane: Lane[Verdict] | None = None  # made only when an image needs a thread
+        try:
+            for image in distinct:
+                try:
+                    with offline():
+                        judged.append(judge(image))
+                    continue
+                except NeedsNetwork:
+                    pass
+                if lane is None:
+                    lane = self._executor().lane()
+                waiting.append((len(judged), lane.submit(functools.partial(judge, image))))
+                judged.append(_PENDING)
+            for index, future in waiting:
+                judged[index] = self._collect(distinct[index], future, deadline)
+        finally:
+            if lane is not None:
                 lane.close()  # what is still queued past the deadline frees its threads
         return tuple(judged)
 
