@@ -17,6 +17,8 @@ from typing import Any, Generic, Protocol, TypeVar, cast
 
 from cachetools import TLRUCache
 
+from webhook.offline import needs_io
+
 V = TypeVar("V")
 
 
@@ -132,6 +134,7 @@ class Cache(Generic[V]):
             return entry.value
         if self._shared is None:
             return None
+        needs_io("the shared cache")  # an offline pass stops here (see webhook.offline)
         found = self._shared.get(self.name, key)
         if found is None:
             return None
@@ -141,6 +144,8 @@ class Cache(Generic[V]):
 
     def put(self, key: Hashable, value: V) -> None:
         """Remember ``value`` for the cache's lifetime, and share it when a tier is set."""
+        if self._shared is not None:
+            needs_io("the shared cache")  # an offline pass stops here (see webhook.offline)
         self._remember(key, value, self.ttl)
         if self._shared is not None:
             self._shared.put(self.name, key, value, self._shared_ttl)

@@ -28,6 +28,10 @@ from webhook.signatures.conditions import COST_SECONDS, PROCESSES
 DEFAULT_DEADLINE_SECONDS = 8.0
 MAX_DEADLINE_SECONDS = 29.0
 DEFAULT_MAX_BODY_BYTES = 4 * 1024 * 1024
+#: admission.maxImages: real Pods name a few dozen images at most (containers,
+#: init and ephemeral containers, image volumes); 200 leaves a wide margin while
+#: bounding what one review can cost (each image is checked and logged).
+DEFAULT_MAX_IMAGES = 200
 #: Most condition evaluator processes per worker; each holds an interpreter (~20 MB resident).
 MAX_CONDITION_PROCESSES = 16
 
@@ -59,6 +63,13 @@ _SCHEMA: dict[str, Any] = {
             "type": "object",
             "additionalProperties": False,
             "properties": {
+                "maxImages": {
+                    "type": "integer",
+                    "minimum": 1,
+                    "description": "Most distinct images one review may name; a review naming "
+                    "more is denied before any image is checked (default "
+                    f"{DEFAULT_MAX_IMAGES}: a real Pod names a few dozen at most).",
+                },
                 "recheckUnchangedImages": {
                     "type": "boolean",
                     "description": "Judge again an UPDATE whose images are all unchanged from "
@@ -353,6 +364,8 @@ class Config:
     cache: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
     sigstore: SigstoreConfig = field(default_factory=SigstoreConfig)
     recheck_unchanged_images: bool = False
+    #: admission.maxImages: most distinct images one review may name.
+    max_images: int = DEFAULT_MAX_IMAGES
     network: NetworkConfig = field(default_factory=NetworkConfig)
     conditions: ConditionsConfig = field(default_factory=ConditionsConfig)
 
@@ -376,6 +389,7 @@ def parse_config(data: Any, *, source: str = "<config>") -> Config:
     log = data.get("log", {})
     sigstore = data.get("sigstore", {})
     network = data.get("network", {})
+    admission = data.get("admission", {})
     deadline = float(data.get("deadlineSeconds", DEFAULT_DEADLINE_SECONDS))
     return Config(
         no_match=cast(NoMatch, defaults.get("noMatch", "deny")),
@@ -387,9 +401,8 @@ def parse_config(data: Any, *, source: str = "<config>") -> Config:
         registries=MappingProxyType(dict(data.get("registries", {}))),
         freshness=MappingProxyType(dict(data.get("freshness", {}))),
         cache=MappingProxyType(dict(data.get("cache", {}))),
-        recheck_unchanged_images=bool(
-            data.get("admission", {}).get("recheckUnchangedImages", False)
-        ),
+        recheck_unchanged_images=bool(admission.get("recheckUnchangedImages", False)),
+        max_images=int(admission.get("maxImages", DEFAULT_MAX_IMAGES)),
         sigstore=SigstoreConfig(
             refresh_trusted_root=bool(sigstore.get("refreshTrustedRoot", False)),
             refresh_timeout_seconds=float(sigstore.get("refreshTimeoutSeconds", 10.0)),

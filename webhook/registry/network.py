@@ -34,6 +34,7 @@ from typing import Literal
 import requests
 
 from webhook.errors import TrustgateError, UpstreamError
+from webhook.offline import needs_io
 from webhook.registry.deadline import Deadline
 from webhook.registry.guard import guarded_session, watching
 
@@ -155,6 +156,7 @@ class Network:
             HostRefused: the breaker is open, or every slot is held by a slow call.
             CallCut: the deadline passed before a slot came free.
         """
+        needs_io(host)  # an offline pass stops here (see webhook.offline)
         deadline.host = host
         call = self._enter(host, deadline)
         outcome: _Outcome = "cut"
