@@ -40,6 +40,11 @@ def policy(registry_host: str) -> str:
     )
 
 
+#: The flood must reach the registry: admission.maxImages (200 by default) would deny it
+#: before any call, which is the first line of defence but not what this test is about.
+UNCAPPED = f"admission: {{maxImages: {DIGESTS}}}\n"
+
+
 def many_digests(registry: Registry) -> list[str]:
     return [
         f"{registry.host}/flood/app@sha256:{hashlib.sha256(str(n).encode()).hexdigest()}"
@@ -53,7 +58,9 @@ def test_a_review_of_thousands_of_digests_leaves_the_breaker_closed(
     signed, digest = image(registry, "tenant-b/api", b"tenant-b")
     sign(registry, "tenant-b/api", digest, RELEASE)
     files = {"keys/release.pub": public_pem(RELEASE), "signed.yaml": policy(registry.host)}
-    with serving(tmp_path, files, serve_config(registry.host, deadline=DEADLINE)) as server:
+    with serving(
+        tmp_path, files, serve_config(registry.host, deadline=DEADLINE, extra=UNCAPPED)
+    ) as server:
         flood = review(workload("Pod", pod_spec(*many_digests(registry)), namespace="tenant-a"))
         started = time.monotonic()
         answer = server.post(json.dumps(flood), timeout=60)
