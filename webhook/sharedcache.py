@@ -9,11 +9,22 @@ few types the webhook shares is ignored, counted and logged: never trusted.
 Values are plain JSON of frozen dataclasses named in an allowlist, so even a
 sealed entry cannot make the reader run code.
 
-Redis down is not an outage. Every call has a socket budget of a few
-milliseconds and no retries; after ``FAILURES_TO_OPEN`` consecutive failures
-the tier is skipped for ``retrySeconds`` (no call at all), then one call probes
-it. A failure is a miss, never a failed review, and the local caches in front
-keep serving warm entries without any network call.
+Redis down is not an outage, and a hostile Redis is not one either. Every
+call has one deadline of a few milliseconds for connect, write and read
+together, no retries, and a reply of at most ``MAX_ENTRY_BYTES``: a larger
+one is not read (``redisclient``), but counted ("oversized") and its
+connection dropped. After ``FAILURES_TO_OPEN`` consecutive failures (a
+dripping Redis fails each call at its deadline) the tier is skipped for
+``retrySeconds`` (no call at all), then one call probes it. A failure is a
+miss, never a failed review, and the local caches in front keep serving warm
+entries without any network call.
+
+While one worker computes an answer, it marks the key in Redis (SET NX PX,
+for at most ``waitMilliseconds``), and other workers and replicas asking for
+it wait that long at most for the sealed answer (``cache.Cache.get_or_compute``).
+A mark is sealed like an entry: a forged one is ignored, so a writable Redis
+can make no one skip a verification, nor deny; a genuine mark only makes
+others wait, for a bounded time, then compute themselves.
 
 Only images, digests and verification outcomes are stored; never credentials.
 """
@@ -33,13 +44,9 @@ from pathlib import Path
 from typing import Any, Literal, Protocol
 from urllib.parse import urlsplit
 
-import redis
-from redis.backoff import NoBackoff
-from redis.exceptions import RedisError
-from redis.retry import Retry
-
 from webhook.errors import ConfigError
 from webhook.observability import get_logger
+from webhook.redisclient import RedisClient, RedisFailure, ReplyTooLarge, parse_url
 
 log = get_logger(__name__)
 
@@ -54,6 +61,8 @@ MAX_ENTRY_BYTES = 1024 * 1024
 FAILURES_TO_OPEN = 3
 #: A key file shorter than this is refused: the MAC is only as strong as its key.
 MIN_KEY_BYTES = 32
+#: Names marks of keys being computed (not entries); part of their MAC.
+_MARK = "in-flight:"
 
 State = Literal["up", "down"]
 
@@ -79,6 +88,7 @@ class SharedSettings:
     password: str | None = None
     timeout_seconds: float = 0.01
     retry_seconds: float = 5.0
+    wait_seconds: float = 2.0
 
     def __repr__(self) -> str:
         # Never print the key or the password (logs, error messages).
@@ -94,8 +104,7 @@ class SharedSettings:
         """
         url = str(raw["url"])
         try:
-            urlsplit(url).port  # noqa: B018  (raises ValueError for a port that is not one)
-            redis.Redis.from_url(url)  # parses; connects only when first used
+            parse_url(url)  # connects only when first used
         except ValueError as exc:
             raise ConfigError(f"cache.shared.url: {redacted(url)}: {exc}") from None
         key = _read("cache.shared.keyFile", raw["keyFile"]).strip()
@@ -113,6 +122,7 @@ class SharedSettings:
             password=password,
             timeout_seconds=float(raw.get("timeoutMilliseconds", 10)) / 1000,
             retry_seconds=float(raw.get("retrySeconds", 5.0)),
+            wait_seconds=float(raw.get("waitMilliseconds", 2000)) / 1000,
         )
 
 
@@ -224,7 +234,7 @@ class SharedCache:
         self._codec = Codec(types)
         self._observer = observer
         self._clock = clock
-        self._client: redis.Redis | None = None
+        self._client: RedisClient | None = None
         self._lock = threading.Lock()
         self._failures = 0
         self._open_until = 0.0  # monotonic; 0 while the tier is up
@@ -244,18 +254,14 @@ class SharedCache:
             self._observe("get", cache, "unavailable", 0.0)
             return None
         started = time.perf_counter()
-        try:
-            data = self._redis().getrange(_redis_key(name), 0, MAX_ENTRY_BYTES - 1)
-        except (RedisError, OSError, ValueError) as exc:
-            self._failed(exc)
-            self._observe("get", cache, "error", time.perf_counter() - started)
+        data = self._call("get", cache, "GETRANGE", _redis_key(name), 0, MAX_ENTRY_BYTES - 1)
+        if data is False:
             return None
-        self._succeeded()
         took = time.perf_counter() - started
-        if not data:
+        if not isinstance(data, bytes) or not data:
             self._observe("get", cache, "miss", took)
             return None
-        found = self._open(cache, name, data if isinstance(data, bytes) else data.encode())
+        found = self._open(cache, name, data)
         if found is None:
             self._observe("get", cache, "rejected", took)
         elif found[1] <= 0:
@@ -278,14 +284,88 @@ class SharedCache:
         expires_ms = int((self._clock() + ttl) * 1000)
         entry = seal(self.settings.key, cache, name, expires_ms, payload)
         started = time.perf_counter()
+        ms = max(1, int(ttl * 1000))
+        if self._call("put", cache, "SET", _redis_key(name), entry, "PX", ms) is not False:
+            self._observe("put", cache, "stored", time.perf_counter() - started)
+
+    # -- marks of keys being computed --------------------------------------
+
+    @property
+    def wait_seconds(self) -> float:
+        """How long a worker waits for another's computation (``waitMilliseconds``)."""
+        return self.settings.wait_seconds
+
+    def claim(self, cache: str, key: Hashable, seconds: float) -> float:
+        """Mark ``key`` as computed here for ``seconds`` (SET NX PX), unless it is marked.
+
+        Returns 0 when this worker should compute: it now holds the mark, Redis
+        failed or is skipped, or the mark there is not genuine (a forged mark is
+        ignored, counted and logged). Otherwise the seconds the mark has left.
+        """
+        name = canonical_key(cache, key)
+        if name is None or seconds <= 0 or not self._admit():
+            return 0.0
+        expires_ms = int((self._clock() + seconds) * 1000)
+        mark = seal(self.settings.key, _MARK + cache, name, expires_ms, b"")
+        started = time.perf_counter()
+        ms = max(1, int(seconds * 1000))
+        stored = self._call("mark", cache, "SET", _mark_key(name), mark, "NX", "PX", ms)
+        if stored is False:
+            return 0.0
+        if stored is not None:
+            self._observe("mark", cache, "claimed", time.perf_counter() - started)
+            return 0.0
+        left = self._mark_left(cache, name)
+        self._observe(
+            "mark", cache, "held" if left > 0 else "claimed", time.perf_counter() - started
+        )
+        return left
+
+    def marked(self, cache: str, key: Hashable) -> bool:
+        """Whether a genuine, live mark of ``key`` is in Redis (False when Redis fails)."""
+        name = canonical_key(cache, key)
+        if name is None or not self._admit():
+            return False
+        return self._mark_left(cache, name) > 0
+
+    def release(self, cache: str, key: Hashable) -> None:
+        """Drop the mark of ``key``; best effort (it expires anyway)."""
+        name = canonical_key(cache, key)
+        if name is not None and self._admit():
+            self._call("mark", cache, "DEL", _mark_key(name))
+
+    def _mark_left(self, cache: str, name: bytes) -> float:
+        data = self._call("mark", cache, "GETRANGE", _mark_key(name), 0, _MAC_SIZE + _EXPIRY_SIZE)
+        if not isinstance(data, bytes) or not data:
+            return 0.0
+        mac, expiry = data[:_MAC_SIZE], data[_MAC_SIZE:]
+        expires_ms = int.from_bytes(expiry, "big")
+        wanted = _mac(self.settings.key, _MARK + cache, name, expires_ms, b"")
+        if len(expiry) != _EXPIRY_SIZE or not hmac.compare_digest(mac, wanted):
+            self._observe("mark", cache, "rejected", 0.0)
+            log.warning(
+                "shared cache in-flight mark ignored: its MAC does not verify (tampered, "
+                "forged, or sealed with another key)",
+                extra={"fields": {"cache": cache, "key": name.decode(errors="replace")[:300]}},
+            )
+            return 0.0
+        return max(0.0, expires_ms / 1000 - self._clock())
+
+    def _call(self, operation: str, cache: str, *command: bytes | str | int) -> object:
+        """One Redis call through the breaker; False when it failed (counted and observed)."""
+        started = time.perf_counter()
         try:
-            self._redis().set(_redis_key(name), entry, px=max(1, int(ttl * 1000)))
-        except (RedisError, OSError, ValueError) as exc:
+            reply = self._redis().call(*command)
+        except ReplyTooLarge as exc:
             self._failed(exc)
-            self._observe("put", cache, "error", time.perf_counter() - started)
-            return
+            self._observe(operation, cache, "oversized", time.perf_counter() - started)
+            return False
+        except RedisFailure as exc:
+            self._failed(exc)
+            self._observe(operation, cache, "error", time.perf_counter() - started)
+            return False
         self._succeeded()
-        self._observe("put", cache, "stored", time.perf_counter() - started)
+        return reply
 
     def status(self) -> dict[str, Any]:
         """What /readyz shows: where the tier is, whether it is used, and the last error."""
@@ -333,18 +413,14 @@ class SharedCache:
 
     # -- the connection and its breaker -----------------------------------
 
-    def _redis(self) -> redis.Redis:
+    def _redis(self) -> RedisClient:
         client = self._client
         if client is None:
             s = self.settings
-            client = redis.Redis.from_url(
-                s.url,
-                password=s.password,
-                socket_timeout=s.timeout_seconds,
-                socket_connect_timeout=s.timeout_seconds,
-                retry=Retry(NoBackoff(), 0),
-                health_check_interval=0,
-            )
+            endpoint = parse_url(s.url)
+            if s.password is not None:
+                endpoint = dataclasses.replace(endpoint, password=s.password)
+            client = RedisClient(endpoint, timeout=s.timeout_seconds, max_reply=MAX_ENTRY_BYTES)
             self._client = client
         return client
 
@@ -369,7 +445,9 @@ class SharedCache:
             self._observer.observe_shared_state(True)
 
     def _failed(self, exc: BaseException) -> None:
-        reason = f"{type(exc).__name__}: {exc}"[:300]
+        reason = (exc.message if isinstance(exc, RedisFailure) else f"{type(exc).__name__}: {exc}")[
+            :300
+        ]
         with self._lock:
             self._last_error = reason
             self._failures += 1
@@ -393,6 +471,10 @@ class SharedCache:
 
 def _redis_key(name: bytes) -> str:
     return _PREFIX + hashlib.sha256(name).hexdigest()
+
+
+def _mark_key(name: bytes) -> str:
+    return _PREFIX + "mark:" + hashlib.sha256(name).hexdigest()
 
 
 def _mac(key: bytes, cache: str, name: bytes, expires_ms: int, payload: bytes) -> bytes:

@@ -22,11 +22,10 @@ from tests.integration.conftest import Server, start_server, stop_server, wait_f
 from tests.integration.test_signatures_e2e import policy, sign
 from tests.redisserver import RedisServer
 from tests.registry import Registry, default_layer, push_image
-from webhook.cache import fingerprint
 from webhook.policy.loader import load_directory
 from webhook.services import SHARED_TYPES
 from webhook.sharedcache import Codec, canonical_key, redis_key, seal
-from webhook.signatures.check import SignatureOutcome
+from webhook.signatures.check import SignatureOutcome, trust_fingerprint
 
 pytestmark = pytest.mark.e2e
 
@@ -61,7 +60,10 @@ class Pair:
     def signature_key(self, repository: str, digest: str, policy_name: str) -> tuple[str, bytes]:
         """Where the servers share the signature outcome of this image, and its sealed name."""
         chosen = next(p for p in load_directory(self.policies) if p.name == policy_name)
-        key = (f"{self.proxy.host}/{repository}", digest, fingerprint(chosen.signatures))
+        signatures = chosen.signatures
+        assert signatures is not None
+        basis = trust_fingerprint(signatures, signatures.authorities)
+        key = (f"{self.proxy.host}/{repository}", digest, basis)
         where, name = redis_key("verified", key), canonical_key("verified", key)
         assert where is not None and name is not None
         return where, name

@@ -234,7 +234,7 @@ def test_a_down_redis_costs_nothing_once_skipped(records: Records) -> None:
     assert seen.states == [True, False]
     status = shared.status()
     assert status["state"] == "down"
-    assert "ConnectionError" in status["lastError"]
+    assert "Redis is unreachable: Connection refused" in status["lastError"]
     assert any("shared cache unreachable" in m for m in records.messages)
 
 

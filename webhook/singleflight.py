@@ -1,0 +1,121 @@
+"""Single flight: concurrent askers of one answer wait for one computation.
+
+A rollout sends many reviews of the same new image at once; without this,
+each of a worker's threads verifies it on its own and the registry sees every
+one of them. Here the first asker of a key (the leader) computes, and the
+others wait for its answer, each only within its own review's deadline.
+
+A leader's failure is not always an answer for the others: when it ran out
+of its own time or byte budget, a waiter with more of either would have
+succeeded. Such a waiter computes again (leading a new flight, so the rest
+still wait for one computation). A failure the waiter would have met just as
+well (the leader had at least as much time left, and some of it unspent) is
+shared. Results are never kept here: caching is the caller's business.
+
+No library in reach does this with per-waiter deadlines and this rule for
+failures, so it is the few lines below.
+"""
+
+from __future__ import annotations
+
+import copy
+import threading
+from collections.abc import Callable, Hashable
+from typing import Generic, TypeVar
+
+from webhook.errors import UpstreamError
+from webhook.registry.deadline import BudgetExceeded, Deadline
+
+V = TypeVar("V")
+
+#: A leader that failed with less than this left had run out of time: its
+#: failure is its own deadline's, not an answer for others.
+SPENT_SECONDS = 0.05
+
+
+class _Flight(Generic[V]):
+    __slots__ = ("deadline", "done", "error", "left", "value")
+
+    def __init__(self, deadline: Deadline) -> None:
+        self.deadline = deadline
+        self.done = threading.Event()
+        self.value: V | None = None
+        self.error: BaseException | None = None
+        self.left = 0.0
+
+
+class SingleFlight(Generic[V]):
+    """One computation per key at a time, shared by everyone asking meanwhile."""
+
+    def __init__(self) -> None:
+        self._flights: dict[Hashable, _Flight[V]] = {}
+        self._lock = threading.Lock()
+
+    def run(
+        self, key: Hashable, compute: Callable[[Deadline], V], deadline: Deadline
+    ) -> tuple[V, bool]:
+        """``compute(deadline)``'s value for ``key``, and whether it was another's (waited for).
+
+        Raises:
+            UpstreamError: ``deadline`` passed while waiting for another computation.
+            Whatever ``compute`` raises: this caller's own computation, or a
+                leader's failure that this caller would have met as well.
+        """
+        while True:
+            with self._lock:
+                flight = self._flights.get(key)
+                leading = flight is None
+                if flight is None:
+                    flight = self._flights[key] = _Flight(deadline)
+            if leading:
+                return self._lead(key, flight, compute, deadline), False
+            if not flight.done.wait(deadline.remaining()):
+                raise UpstreamError(
+                    "timed out waiting for a verification of the same image that another "
+                    "review started"
+                )
+            if flight.error is None:
+                return flight.value, True  # type: ignore[return-value]
+            if _shared(flight, deadline):
+                raise _copy(flight.error)
+            # The leader ran out of its own limits; compute (or wait) again.
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._flights)
+
+    def _lead(
+        self,
+        key: Hashable,
+        flight: _Flight[V],
+        compute: Callable[[Deadline], V],
+        deadline: Deadline,
+    ) -> V:
+        try:
+            flight.value = compute(deadline)
+            return flight.value
+        except BaseException as exc:
+            flight.error = exc
+            flight.left = deadline.remaining()
+            raise
+        finally:
+            with self._lock:
+                del self._flights[key]
+            flight.done.set()
+
+
+def _shared(flight: _Flight[V], waiter: Deadline) -> bool:
+    """Whether the leader's failure is one ``waiter`` would have met as well."""
+    if isinstance(flight.error, BudgetExceeded):
+        return False  # the leader's review spent its bytes, maybe on other images
+    if flight.left < SPENT_SECONDS:
+        return False  # the leader ran out of time
+    return flight.deadline.expires_at >= waiter.expires_at
+
+
+def _copy(error: BaseException) -> BaseException:
+    """A copy to raise in this thread, so concurrent raisers do not share a traceback."""
+    try:
+        return copy.copy(error).with_traceback(None)
+    except Exception:  # a type that cannot be copied: raise it as is
+        return error
