@@ -494,3 +494,9 @@ def redis_key(cache: str, key: Hashable) -> str | None:
     """Where ``key`` of ``cache`` is stored in Redis (for tests and operators)."""
     name = canonical_key(cache, key)
     return None if name is None else _redis_key(name)
+
+
+def mark_key(cache: str, key: Hashable) -> str | None:
+    """Where the in-flight mark of ``key`` of ``cache`` is kept (for tests and operators)."""
+    name = canonical_key(cache, key)
+    return None if name is None else _mark_key(name)
