@@ -34,12 +34,10 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import hmac
-import json
 import threading
 import time
 from collections.abc import Callable, Hashable, Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal, Protocol
 from urllib.parse import urlsplit
@@ -47,14 +45,13 @@ from urllib.parse import urlsplit
 from webhook.errors import ConfigError
 from webhook.observability import get_logger
 from webhook.redisclient import RedisClient, RedisFailure, ReplyTooLarge, parse_url
+from webhook.sealing import EXPIRY_SIZE, MAC_SIZE, Codec, Undecodable, canonical_key, entry_mac
+from webhook.sealing import FORMAT as FORMAT
+from webhook.sealing import seal as seal
 
 log = get_logger(__name__)
 
-#: Version of the entry format; part of every key and of every MAC.
-FORMAT = "trustgate-shared-cache/1"
 _PREFIX = "trustgate:1:"
-_MAC_SIZE = 32
-_EXPIRY_SIZE = 8
 #: Larger entries are not shared, and no more than this is read of one.
 MAX_ENTRY_BYTES = 1024 * 1024
 #: Consecutive failed calls that make the tier skip Redis for ``retrySeconds``.
@@ -137,86 +134,6 @@ def redacted(url: str) -> str:
     """``url`` without its user, password and query, for logs and /readyz."""
     parts = urlsplit(url)
     return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}{parts.path}"
-
-
-class Undecodable(ValueError):
-    """A sealed entry whose value is not one the webhook shares."""
-
-
-class Codec:
-    """JSON of frozen dataclasses from an allowlist, tuples, datetimes and scalars.
-
-    Lists decode as tuples (cached values are immutable), datetimes keep their
-    offset, and a dataclass is rebuilt from exactly its fields.
-    """
-
-    def __init__(self, types: Iterable[type]) -> None:
-        self._types: dict[str, type] = {}
-        for kind in types:
-            if not dataclasses.is_dataclass(kind):
-                raise TypeError(f"{kind.__qualname__} is not a dataclass")
-            if kind.__qualname__ in self._types:
-                raise TypeError(f"two shared types are named {kind.__qualname__}")
-            self._types[kind.__qualname__] = kind
-
-    def encode(self, value: Any) -> bytes | None:
-        """The JSON of ``value``, or None when it holds a type that is not shared."""
-        try:
-            return json.dumps(self._out(value), separators=(",", ":")).encode()
-        except Undecodable:
-            return None
-
-    def decode(self, data: bytes) -> Any:
-        """The value of ``data``.
-
-        Raises:
-            Undecodable: not JSON, or a type or field the allowlist does not know.
-        """
-        try:
-            return self._in(json.loads(data))
-        except (ValueError, TypeError, RecursionError) as exc:
-            raise Undecodable(str(exc)) from None
-
-    def _out(self, value: Any) -> Any:
-        if value is None or isinstance(value, str | int | float | bool):
-            return value
-        if isinstance(value, tuple):
-            return [self._out(item) for item in value]
-        if isinstance(value, datetime):
-            return {"d": value.isoformat()}
-        kind = type(value)
-        if self._types.get(kind.__qualname__) is kind:
-            return {
-                "c": kind.__qualname__,
-                "f": {f.name: self._out(getattr(value, f.name)) for f in dataclasses.fields(value)},
-            }
-        raise Undecodable(f"{kind.__qualname__} is not shared")
-
-    def _in(self, data: Any) -> Any:
-        if data is None or isinstance(data, str | int | float | bool):
-            return data
-        if isinstance(data, list):
-            return tuple(self._in(item) for item in data)
-        if isinstance(data, dict) and set(data) == {"d"}:
-            return datetime.fromisoformat(data["d"])
-        if isinstance(data, dict) and set(data) == {"c", "f"} and isinstance(data["f"], dict):
-            kind = self._types.get(data["c"])
-            if kind is None:
-                raise Undecodable(f"{data['c']!r} is not a shared type")
-            names = {f.name for f in dataclasses.fields(kind)}
-            unknown = set(data["f"]) - names
-            if unknown:
-                raise Undecodable(f"unknown fields of {data['c']}: {sorted(unknown)}")
-            return kind(**{name: self._in(item) for name, item in data["f"].items()})
-        raise Undecodable("not a shared value")
-
-
-def canonical_key(cache: str, key: Hashable) -> bytes | None:
-    """The bytes that name ``key`` in ``cache``, or None when the key is not JSON-able."""
-    try:
-        return json.dumps([cache, key], separators=(",", ":")).encode()
-    except (TypeError, ValueError):
-        return None
 
 
 class SharedCache:
@@ -335,13 +252,13 @@ class SharedCache:
             self._call("mark", cache, "DEL", _mark_key(name))
 
     def _mark_left(self, cache: str, name: bytes) -> float:
-        data = self._call("mark", cache, "GETRANGE", _mark_key(name), 0, _MAC_SIZE + _EXPIRY_SIZE)
+        data = self._call("mark", cache, "GETRANGE", _mark_key(name), 0, MAC_SIZE + EXPIRY_SIZE)
         if not isinstance(data, bytes) or not data:
             return 0.0
-        mac, expiry = data[:_MAC_SIZE], data[_MAC_SIZE:]
+        mac, expiry = data[:MAC_SIZE], data[MAC_SIZE:]
         expires_ms = int.from_bytes(expiry, "big")
-        wanted = _mac(self.settings.key, _MARK + cache, name, expires_ms, b"")
-        if len(expiry) != _EXPIRY_SIZE or not hmac.compare_digest(mac, wanted):
+        wanted = entry_mac(self.settings.key, _MARK + cache, name, expires_ms, b"")
+        if len(expiry) != EXPIRY_SIZE or not hmac.compare_digest(mac, wanted):
             self._observe("mark", cache, "rejected", 0.0)
             log.warning(
                 "shared cache in-flight mark ignored: its MAC does not verify (tampered, "
@@ -385,16 +302,16 @@ class SharedCache:
     def _open(self, cache: str, name: bytes, data: bytes) -> tuple[Any, float] | None:
         """The value and seconds left of a sealed entry, or None after logging why not."""
         reason = None
-        if len(data) < _MAC_SIZE + _EXPIRY_SIZE:
+        if len(data) < MAC_SIZE + EXPIRY_SIZE:
             reason = "too short to be an entry"
         else:
             mac, expiry, payload = (
-                data[:_MAC_SIZE],
-                data[_MAC_SIZE : _MAC_SIZE + _EXPIRY_SIZE],
-                data[_MAC_SIZE + _EXPIRY_SIZE :],
+                data[:MAC_SIZE],
+                data[MAC_SIZE : MAC_SIZE + EXPIRY_SIZE],
+                data[MAC_SIZE + EXPIRY_SIZE :],
             )
             expires_ms = int.from_bytes(expiry, "big")
-            wanted = _mac(self.settings.key, cache, name, expires_ms, payload)
+            wanted = entry_mac(self.settings.key, cache, name, expires_ms, payload)
             if not hmac.compare_digest(mac, wanted):
                 reason = "its MAC does not verify (tampered, forged, or sealed with another key)"
             else:
@@ -475,19 +392,6 @@ def _redis_key(name: bytes) -> str:
 
 def _mark_key(name: bytes) -> str:
     return _PREFIX + "mark:" + hashlib.sha256(name).hexdigest()
-
-
-def _mac(key: bytes, cache: str, name: bytes, expires_ms: int, payload: bytes) -> bytes:
-    message = b"\0".join(
-        (FORMAT.encode(), cache.encode(), name, expires_ms.to_bytes(_EXPIRY_SIZE, "big"), payload)
-    )
-    return hmac.new(key, message, hashlib.sha256).digest()
-
-
-def seal(key: bytes, cache: str, name: bytes, expires_ms: int, payload: bytes) -> bytes:
-    """An entry: the MAC, the expiry (ms since the epoch, big-endian) and the payload."""
-    mac = _mac(key, cache, name, expires_ms, payload)
-    return mac + expires_ms.to_bytes(_EXPIRY_SIZE, "big") + payload
 
 
 def redis_key(cache: str, key: Hashable) -> str | None:

@@ -262,7 +262,7 @@ def test_signed_images_are_admitted_while_redis_drips(
         assert dripper.commands <= 3
         ready = server.get("/readyz").json()["sharedCache"]
         assert ready["state"] == "down"
-        assert "did not answer in time" in ready["lastError"]
+        assert "in time" in ready["lastError"]
         assert metric(server, "trustgate_shared_cache_up") == 0
     finally:
         assert stop_server(server) == 0
