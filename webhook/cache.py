@@ -187,14 +187,13 @@ class Cache(Generic[V]):
         a value for which ``passed`` is false is put there instead of here.
         Concurrent askers in this worker wait for one computation
         (``singleflight``); with a shared tier, askers in other workers and
-        replicas wait for it too, for at most the tier's ``wait_seconds`` and
-        half of what their own deadline has left, then compute themselves.
+        replicas wait for it too, for at most the tier's ``wait_seconds``. Any
+        wait takes at most half of what the asker's deadline has left; then it
+        computes itself.
         Waiting never denies: it ends in an answer or in computing one.
 
         Raises:
             Whatever ``compute`` raises (nothing is cached then).
-            UpstreamError: ``deadline`` passed while waiting for another review's
-                computation.
         """
         found = self._cached(key, failures)
         if found is not None:

@@ -234,7 +234,7 @@ class SharedCache:
             return 0.0
         left = self._mark_left(cache, name)
         self._observe(
-            "mark", cache, "held" if left > 0 else "claimed", time.perf_counter() - started
+            "mark", cache, "held" if left > 0 else "unheld", time.perf_counter() - started
         )
         return left
 

@@ -5,6 +5,8 @@ each of a worker's threads verifies it on its own and the registry sees every
 one of them. Here the first asker of a key (the leader) computes, and the
 others wait for its answer, each only within its own review's deadline.
 
+A waiter waits for at most half of what its deadline has left, then computes
+on its own, so that waiting for a slow leader never costs it its answer.
 A leader's failure is not always an answer for the others: when it ran out
 of its own time or byte budget, a waiter with more of either would have
 succeeded. Such a waiter computes again (leading a new flight, so the rest
@@ -23,7 +25,6 @@ import threading
 from collections.abc import Callable, Hashable
 from typing import Generic, TypeVar
 
-from webhook.errors import UpstreamError
 from webhook.registry.deadline import BudgetExceeded, Deadline
 
 V = TypeVar("V")
@@ -57,7 +58,6 @@ class SingleFlight(Generic[V]):
         """``compute(deadline)``'s value for ``key``, and whether it was another's (waited for).
 
         Raises:
-            UpstreamError: ``deadline`` passed while waiting for another computation.
             Whatever ``compute`` raises: this caller's own computation, or a
                 leader's failure that this caller would have met as well.
         """
@@ -69,11 +69,10 @@ class SingleFlight(Generic[V]):
                     flight = self._flights[key] = _Flight(deadline)
             if leading:
                 return self._lead(key, flight, compute, deadline), False
-            if not flight.done.wait(deadline.remaining()):
-                raise UpstreamError(
-                    "timed out waiting for a verification of the same image that another "
-                    "review started"
-                )
+            if not flight.done.wait(deadline.remaining() / 2):
+                # Half of what was left is gone: the rest is this caller's to compute
+                # with, on its own, so that waiting never costs it its answer.
+                return compute(deadline), False
             if flight.error is None:
                 return flight.value, True  # type: ignore[return-value]
             if _shared(flight, deadline):
