@@ -202,7 +202,10 @@ class Cache(Generic[V]):
         def lead(limit: Deadline) -> V:
             return self._lead(key, compute, limit, failures, passed)
 
-        value, coalesced = self._flights.run(key, lead, deadline)
+        def alone(limit: Deadline) -> V:
+            return self._store(key, compute(limit), failures, passed)
+
+        value, coalesced = self._flights.run(key, lead, deadline, alone=alone)
         if coalesced and self._observer is not None:
             self._observer(self.name, "coalesced")
         return value
@@ -243,10 +246,20 @@ class Cache(Generic[V]):
             if marked and shared is not None:
                 shared.release(self.name, key)
             raise
-        target = self if passed is None or passed(value) or failures is None else failures
-        target.put(key, value)
+        self._store(key, value, failures, passed)
         if marked and shared is not None:
             shared.release(self.name, key)
+        return value
+
+    def _store(
+        self,
+        key: Hashable,
+        value: V,
+        failures: Cache[V] | None,
+        passed: Callable[[V], bool] | None,
+    ) -> V:
+        target = self if passed is None or passed(value) or failures is None else failures
+        target.put(key, value)
         return value
 
     def _await(self, key: Hashable, failures: Cache[V] | None, seconds: float) -> V | None:

@@ -53,9 +53,17 @@ class SingleFlight(Generic[V]):
         self._lock = threading.Lock()
 
     def run(
-        self, key: Hashable, compute: Callable[[Deadline], V], deadline: Deadline
+        self,
+        key: Hashable,
+        compute: Callable[[Deadline], V],
+        deadline: Deadline,
+        *,
+        alone: Callable[[Deadline], V] | None = None,
     ) -> tuple[V, bool]:
         """``compute(deadline)``'s value for ``key``, and whether it was another's (waited for).
+
+        ``alone`` (default ``compute``) is what a waiter that stopped waiting
+        computes with, outside the flight: it must not wait for others again.
 
         Raises:
             Whatever ``compute`` raises: this caller's own computation, or a
@@ -72,7 +80,7 @@ class SingleFlight(Generic[V]):
             if not flight.done.wait(deadline.remaining() / 2):
                 # Half of what was left is gone: the rest is this caller's to compute
                 # with, on its own, so that waiting never costs it its answer.
-                return compute(deadline), False
+                return (alone or compute)(deadline), False
             if flight.error is None:
                 return flight.value, True  # type: ignore[return-value]
             if _shared(flight, deadline):
