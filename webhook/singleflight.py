@@ -14,8 +14,9 @@ still wait for one computation). A failure the waiter would have met just as
 well (the leader had at least as much time left, and some of it unspent) is
 shared. Results are never kept here: caching is the caller's business.
 
-No library in reach does this with per-waiter deadlines and this rule for
-failures, so it is the few lines below.
+The single-flight packages on PyPI are young (0.x); what matters here is
+the per-waiter deadline and the rule for failures, in a few lines, so they
+are kept in the house.
 """
 
 from __future__ import annotations

@@ -318,13 +318,17 @@ def test_settings_refuse_a_short_or_missing_key(tmp_path: Path) -> None:
             "keyFile": str(good),
             "passwordFile": str(password),
             "timeoutMilliseconds": 5,
+            "waitMilliseconds": 500,
         }
     )
-    assert (settings.key, settings.password, settings.timeout_seconds) == (
+    assert (settings.key, settings.password, settings.timeout_seconds, settings.wait_seconds) == (
         b"z" * 44,
         "hunter2",
         0.005,
+        0.5,
     )
+    default = SharedSettings.from_config({"url": "redis://r:6379", "keyFile": str(good)})
+    assert default.wait_seconds == 2.0
 
 
 def test_a_dripping_redis_is_cut_at_each_calls_deadline_and_skipped() -> None:
