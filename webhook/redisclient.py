@@ -6,8 +6,9 @@ announces a reply of hundreds of megabytes, is an attacker's tool against
 every review. General clients bound each socket read, not a call, and read a
 reply in full before anyone can look at its size. This one:
 
-- gives each call one deadline for connect, TLS, AUTH, write and read
-  together (every ``recv`` gets only what is left of it);
+- gives each call one deadline for name lookup, connect, TLS, AUTH, write
+  and read together (every ``recv`` gets only what is left of it; a lookup
+  runs on a thread of its own and is waited for only that long);
 - reads RESP2 replies of the few types those commands answer (simple string,
   error, integer, bulk string, null), refusing a line or a bulk string over
   ``max_reply`` bytes before reading it: the connection is then dropped, as
@@ -27,13 +28,18 @@ import socket
 import ssl
 import threading
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from webhook.errors import UpstreamError
 
 #: The longest line (simple string, error, length) a reply may have.
 MAX_LINE = 4096
+#: How long a resolved address of Redis is used before the name is looked up again.
+RESOLVED_SECONDS = 30.0
 _CHUNK = 65536
 _IDLE = 8
 
@@ -220,6 +226,9 @@ class RedisClient:
         self._idle: list[_Connection] = []
         self._lock = threading.Lock()
         self._tls: ssl.SSLContext | None = None
+        self._resolver: ThreadPoolExecutor | None = None
+        self._resolving: Future[tuple[int, Any]] | None = None
+        self._resolved: tuple[float, tuple[int, Any]] | None = None
         if endpoint.tls:
             self._tls = ssl.create_default_context(cafile=endpoint.ca_file)
 
@@ -276,10 +285,17 @@ class RedisClient:
                 sock.close()
                 raise
         else:
+            family, address = self._address(end)
+            sock = socket.socket(family, socket.SOCK_STREAM)
             try:
-                sock = socket.create_connection((e.host, e.port), timeout=_left(end))
+                sock.settimeout(_left(end))
+                sock.connect(address)
             except TimeoutError:
+                sock.close()
                 raise RedisTimeout("Redis did not accept a connection in time") from None
+            except BaseException:
+                sock.close()
+                raise
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         if self._tls is not None:
             sock = _handshake(self._tls, sock, e.host, end)
@@ -290,6 +306,40 @@ class RedisClient:
             conn.close()
             raise
         return conn
+
+    def _address(self, end: float) -> tuple[int, Any]:
+        """The host's first address, resolved off the call's thread and kept a while.
+
+        A name lookup (a cluster's DNS, with its search list) is not bounded by
+        any socket timeout; here the call waits for it only until its deadline.
+        """
+        with self._lock:
+            known = self._resolved
+            if known is not None and known[0] > time.monotonic():
+                return known[1]
+            if self._resolving is None:
+                if self._resolver is None:
+                    self._resolver = ThreadPoolExecutor(1, thread_name_prefix="redis-resolve")
+                self._resolving = self._resolver.submit(self._resolve)
+            pending = self._resolving
+        try:
+            return pending.result(timeout=_left(end))
+        except FutureTimeout:
+            raise RedisTimeout(f"the name {self.endpoint.host} did not resolve in time") from None
+
+    def _resolve(self) -> tuple[int, Any]:
+        e = self.endpoint
+        try:
+            found = socket.getaddrinfo(e.host, e.port, type=socket.SOCK_STREAM)
+        except OSError as exc:
+            with self._lock:
+                self._resolving = None
+            raise RedisFailure(f"the name {e.host} does not resolve: {exc}") from None
+        family, _, _, _, address = found[0]
+        with self._lock:
+            self._resolved = (time.monotonic() + RESOLVED_SECONDS, (family, address))
+            self._resolving = None
+        return family, address
 
     def _login(self, conn: _Connection, end: float) -> None:
         e = self.endpoint

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -124,3 +125,21 @@ def test_login_with_a_password_and_a_database(tmp_path: Path) -> None:
             ).call("GET", "k")
     finally:
         own.stop()
+
+
+def test_a_host_name_is_resolved_and_kept(redis_server: RedisServer) -> None:
+    redis = RedisClient(
+        parse_url(f"redis://localhost:{redis_server.port}/0"), timeout=2.0, max_reply=1024
+    )
+    assert redis.call("SET", "t:name", "v") == b"OK"
+    redis.close()  # the next call connects again, to the address kept
+    assert redis.call("GET", "t:name") == b"v"
+
+
+def test_a_name_that_does_not_resolve_costs_no_more_than_the_call() -> None:
+    """Without a reachable DNS a lookup can hang for seconds: the call still ends on time."""
+    redis = RedisClient(parse_url("redis://no-such-redis.invalid:6379/0"), timeout=0.2, max_reply=1)
+    started = time.monotonic()
+    with pytest.raises(RedisFailure, match=r"no-such-redis\.invalid"):
+        redis.call("GET", "k")
+    assert time.monotonic() - started < 2  # 0.2 s, generous for a loaded machine
