@@ -19,7 +19,7 @@ import pytest
 
 from tests.cosign import generate_key, public_pem
 from tests.countingproxy import CountingProxy
-from tests.hostileredis import DrippingRedis
+from tests.hostileredis import DrippingRedis, FloodingRedis
 from tests.integration.conftest import Server, start_server, stop_server, wait_for
 from tests.integration.test_signatures_e2e import policy, sign
 from tests.redisserver import RedisServer
@@ -304,3 +304,44 @@ def test_a_burst_of_reviews_of_new_images_verifies_each_once(pair: Pair) -> None
         + metric(pair.b, "trustgate_cache_lookups_total", 'result="coalesced"')
         >= 1
     )
+
+
+def worker_peak_rss(server: Server) -> int:
+    """The highest resident memory any worker of the server has had, in bytes (Linux)."""
+    pid = server.process.pid
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    peaks = [0]
+    for child in children:
+        for line in Path(f"/proc/{child}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                peaks.append(int(line.split()[1]) * 1024)
+    return max(peaks)
+
+
+def test_a_flooding_redis_is_not_read(pair: Pair, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """A Redis answering every lookup with a 300 MB reply: the worker reads its
+    announcement only, drops the connection, counts an oversized reply, and admits
+    signed images; its memory never holds the flood (a worker is about 100 MB)."""
+    tmp = tmp_path_factory.mktemp("flooding")
+    flooder = FloodingRedis()
+    key_file = tmp / "cache.key"
+    key_file.write_bytes(KEY.hex().encode())
+    config = (
+        "deadlineSeconds: 5\n"
+        f'registries: {{"{pair.proxy.host}": {{insecure: true}}}}\n'
+        f"cache: {{shared: {{url: '{flooder.url}', keyFile: '{key_file}',\n"
+        "                   timeoutMilliseconds: 250, retrySeconds: 0.2}}\n"
+    )
+    server = start_server(tmp, pair.policies, config)
+    try:
+        for number in range(3):
+            signed, _ = pair.image(f"flood/signed-{number}")
+            assert server.decide(signed)["allowed"] is True
+            time.sleep(0.3)  # past retrySeconds: the next review probes Redis again
+        assert flooder.commands >= 3
+        assert flooder.sent < 64 * 1024 * 1024, "the worker kept reading the flood"
+        assert worker_peak_rss(server) < 300 * 1024 * 1024
+        assert metric(server, "trustgate_shared_cache_lookups_total", 'result="oversized"') >= 3
+    finally:
+        assert stop_server(server) == 0
+        flooder.stop()
