@@ -26,6 +26,7 @@ import threading
 from collections.abc import Callable, Hashable
 from typing import Generic, TypeVar
 
+from webhook.errors import UpstreamError
 from webhook.registry.deadline import BudgetExceeded, Deadline
 
 V = TypeVar("V")
@@ -103,7 +104,9 @@ class SingleFlight(Generic[V]):
             flight.value = compute(deadline)
             return flight.value
         except BaseException as exc:
-            flight.error = exc
+            # A copy, without the traceback: the flight must not keep the failed
+            # call's frames (and the responses they hold) alive in a cycle.
+            flight.error = _copy(exc)
             flight.left = deadline.remaining()
             raise
         finally:
@@ -122,8 +125,8 @@ def _shared(flight: _Flight[V], waiter: Deadline) -> bool:
 
 
 def _copy(error: BaseException) -> BaseException:
-    """A copy to raise in this thread, so concurrent raisers do not share a traceback."""
+    """A copy without traceback: to keep in a flight, and to raise in a waiter's thread."""
     try:
         return copy.copy(error).with_traceback(None)
-    except Exception:  # a type that cannot be copied: raise it as is
-        return error
+    except Exception:  # a type that cannot be copied: its message, in the tree
+        return UpstreamError(f"{type(error).__name__}: {error}")

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import threading
 import time
+import weakref
 from collections.abc import Callable
 
 import pytest
@@ -171,3 +174,27 @@ def test_a_waiter_waits_for_at_most_half_its_time_then_computes_itself() -> None
     assert 1.5 < time.monotonic() - started < 3.5  # about 2 s: half of the 4 s it had
     release.set()
     leader.join(5)
+
+
+def test_a_failed_flight_keeps_no_frames_alive() -> None:
+    """The failed call's frames hold what it read (up to a review's byte budget): once the
+    error is handled they go at once, not at the next garbage collection."""
+    flights: SingleFlight[str] = SingleFlight()
+
+    class Response:
+        pass
+
+    held: list[weakref.ref[Response]] = []
+
+    def compute(_: Deadline) -> str:
+        response = Response()
+        held.append(weakref.ref(response))
+        raise UpstreamError("registry.example sent too much")
+
+    gc.disable()
+    try:
+        with contextlib.suppress(UpstreamError):
+            flights.run("key", compute, Deadline(5))
+        assert held[0]() is None
+    finally:
+        gc.enable()
