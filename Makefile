@@ -77,9 +77,13 @@ bench: $(TEST_STAMP) test-deps
 	$(BIN)/python bench/mutate.py
 	$(BIN)/python bench/waivers.py
 	$(BIN)/python bench/shared_cache.py
+	$(BIN)/python bench/herd.py
 
+# Ten minutes of mixed reviews with the attacker mix beside them; SOAK_ARGS= (empty)
+# soaks without attackers, SOAK_ARGS="--attackers --minutes 1" for a short run.
+SOAK_ARGS ?= --attackers
 soak: $(TEST_STAMP) test-deps
-	$(BIN)/python bench/soak.py
+	$(BIN)/python bench/soak.py $(SOAK_ARGS)
 
 schema: $(RUN_STAMP)
 	$(BIN)/trustgate policy schema > docs/policy.schema.json

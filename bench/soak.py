@@ -9,13 +9,19 @@ connections and then drips its answer one byte at a time, and `trustgate serve` 
 - unsigned: an image without one, denied;
 - slow: an image on the dripping registry, denied (deadline, then the circuit breaker).
 
+With ``--attackers`` (``make soak`` passes it), attacker threads run beside them for the whole
+soak (bench/attackers.py): framing shapes dripped slowly (two Transfer-Encoding lines,
+Transfer-Encoding with Content-Length, a head alone), a huge review (a Pod of 60,000 images)
+and a Pod naming 2,000 distinct digests on the healthy registry, each sent again and again.
+Their answers are counted apart, by status code; they are expected to be refused or denied.
+
 Every minute it prints the requests, errors (a non-200 answer, a wrong decision, a client
 timeout), answers slower than the review deadline, and p50/p99 latency; at the end the RSS of
 each gunicorn worker at the start (after a warm-up) and at the end, and the server's CPU time
 per request (master and workers). Goal: 0 errors, 0 answers over the deadline, worker RSS
-growth under 10%.
+growth under 10%: with the attackers too.
 
-    python bench/soak.py [--minutes 10] [--clients 8] [--out bench/results/soak.json]
+    python bench/soak.py [--minutes 10] [--clients 8] [--attackers] [--out bench/results/soak.json]
 """
 
 from __future__ import annotations
@@ -39,7 +45,8 @@ import requests
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from serving import free_port, usage, wait_ready  # noqa: E402  (bench/, the script's own directory)
+import attackers  # noqa: E402  (bench/, the script's own directory)
+from serving import free_port, usage, wait_ready  # noqa: E402
 from stage import SIGNED_BY_RELEASE, push_app  # noqa: E402
 
 from tests.cosign import generate_key, public_pem  # noqa: E402
@@ -109,6 +116,7 @@ class Minute:
     errors: int = 0
     over_deadline: int = 0
     by_kind: dict[str, int] = field(default_factory=dict)
+    errors_by_kind: dict[str, int] = field(default_factory=dict)
     samples: list[str] = field(default_factory=list)
 
 
@@ -117,12 +125,27 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=10.0)
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "soak.json")
+    attack = parser.add_argument_group("attackers (bench/attackers.py)")
+    attack.add_argument("--attackers", action="store_true", help="add the attacker mix")
+    defaults = attackers.Options()
+    attack.add_argument("--drippers", type=int, default=defaults.drippers,
+                        help="framing connections at once")  # fmt: skip
+    attack.add_argument("--drip-seconds", type=float, default=defaults.drip_seconds)
+    attack.add_argument("--hold-seconds", type=float, default=defaults.hold_seconds,
+                        help="a framing connection without an answer ends then")  # fmt: skip
+    attack.add_argument("--huge-images", type=int, default=defaults.huge_images)
+    attack.add_argument("--many-digests", type=int, default=defaults.many_digests)
     args = parser.parse_args()
+    options = attackers.Options(args.drippers, args.drip_seconds, args.hold_seconds,
+                                args.huge_images, args.many_digests)  # fmt: skip
 
     tmp = Path(tempfile.mkdtemp(prefix="trustgate-soak-"))
     registry = start_registry(tmp / "registry")
     dripping = DrippingRegistry()
     process: subprocess.Popen[bytes] | None = None
+    attacking = threading.Event()  # set: the attackers stop
+    tally: attackers.Tally | None = None
+    attack_threads: list[threading.Thread] = []
     try:
         key = generate_key("ecdsa-p256")
         signed, unsigned = [], []
@@ -168,6 +191,10 @@ def main() -> None:
         )  # fmt: skip
         url = f"https://127.0.0.1:{port}/validate"
         wait_ready(f"https://127.0.0.1:{port}", paths.ca, process, log)
+        if args.attackers:
+            # From the warm-up on, so the RSS at the start already includes what they cost.
+            target = attackers.Target(port, paths.ca, registry.host)
+            tally, attack_threads = attackers.start(target, options, attacking)
 
         def body(kind: str, n: int) -> bytes:
             if kind == "allowlist":
@@ -216,6 +243,7 @@ def main() -> None:
                         minute.over_deadline += 1
                     if problem:
                         minute.errors += 1
+                        minute.errors_by_kind[kind] = minute.errors_by_kind.get(kind, 0) + 1
                         if len(minute.samples) < 3:
                             minute.samples.append(problem[:300])
 
@@ -247,11 +275,15 @@ def main() -> None:
         for thread in threads:
             thread.join()
         after = usage(process.pid)
+        attacking.set()
+        for thread in attack_threads:
+            thread.join(timeout=max(options.drip_seconds, 5))
         with lock:
             while printed < len(minutes):
                 _print_minute(printed, minutes[printed])
                 printed += 1
     finally:
+        attacking.set()
         if process is not None:
             process.send_signal(signal.SIGTERM)
             try:
@@ -262,6 +294,10 @@ def main() -> None:
         registry.stop()
 
     total = sum(len(m.latencies) for m in minutes)
+    failed: dict[str, int] = {}
+    for minute in minutes:
+        for kind, count in minute.errors_by_kind.items():
+            failed[kind] = failed.get(kind, 0) + count
     errors = sum(m.errors for m in minutes)
     over = sum(m.over_deadline for m in minutes)
     workers = sorted(set(before.rss_bytes) & set(after.rss_bytes) - {process.pid})
@@ -273,6 +309,7 @@ def main() -> None:
         "minutes": [_figures(m) for m in minutes],
         "requests": total,
         "errors": errors,
+        "errors_by_kind": failed,
         "over_deadline": over,
         "deadline_seconds": DEADLINE_SECONDS,
         "worker_rss_mib": {
@@ -282,15 +319,20 @@ def main() -> None:
         "worker_rss_growth": round(growth, 4),
         "server_cpu_ms_per_request": round(cpu_ms, 3),
         "slow_registry_connections": dripping.connections,
+        "attackers": tally.figures() if tally is not None else None,
         "goal": {"errors": 0, "over_deadline": 0, "worker_rss_growth": "< 0.10"},
         "met": errors == 0 and over == 0 and growth < 0.10,
     }
     print(f"requests {total}, errors {errors}, "
           f"answers over the {DEADLINE_SECONDS:g} s deadline {over}")  # fmt: skip
+    if failed:
+        print("errors by kind: " + ", ".join(f"{k}={n}" for k, n in sorted(failed.items())))
     print(f"worker RSS {rss_before / 2**20:.1f} MiB at the start, "
           f"{rss_after / 2**20:.1f} MiB at the end ({growth:+.1%}; goal < +10%)")  # fmt: skip
     print(f"server CPU {cpu_ms:.2f} ms per request (master and workers), "
           f"{dripping.connections} connections reached the dripping registry")  # fmt: skip
+    if tally is not None:
+        tally.print()
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(summary, indent=2) + "\n")
     print(f"wrote {args.out}")
@@ -306,6 +348,7 @@ def _figures(minute: Minute) -> dict[str, object]:
         "p50_ms": round(statistics.median(ordered) * 1000, 2) if ordered else 0.0,
         "p99_ms": round(p99 * 1000, 2),
         "by_kind": minute.by_kind,
+        "errors_by_kind": minute.errors_by_kind,
         "error_samples": minute.samples,
     }
 

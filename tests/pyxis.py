@@ -76,7 +76,8 @@ class Pyxis:
 
     url: str
     images: list[dict[str, Any]] = field(default_factory=list)
-    failures: dict[str, str] = field(default_factory=dict)  # digest -> "404" | "500" | "slow"
+    #: digest -> "404" | "500" | "slow" | "deep" (JSON nested 3,000 levels)
+    failures: dict[str, str] = field(default_factory=dict)
     requests: list[tuple[str, dict[str, str]]] = field(default_factory=list)
     slow_seconds: float = 10.0
     #: When set, every lookup is answered 307 to this base URL (same path and query).
@@ -108,7 +109,7 @@ def _handler(pyxis: Pyxis) -> type[BaseHTTPRequestHandler]:
             pass
 
         def _send(self, status: int, body: Any) -> None:
-            data = json.dumps(body).encode()
+            data = body if isinstance(body, bytes) else json.dumps(body).encode()
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(data)))
@@ -139,6 +140,9 @@ def _handler(pyxis: Pyxis) -> type[BaseHTTPRequestHandler]:
             failure = pyxis.failures.get(digest)
             if failure == "slow":
                 time.sleep(pyxis.slow_seconds)
+            elif failure == "deep":
+                self._send(200, b'{"data":' + b"[" * 3000 + b"]" * 3000 + b"}")
+                return
             elif failure in ("404", "500"):
                 self._send(int(failure), {"status": int(failure), "title": "failure"})
                 return

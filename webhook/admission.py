@@ -242,6 +242,9 @@ def _judge(
             Decision(allowed=False, message=f"the {request.kind} cannot be judged: {problem}"),
             None,
         )
+    refusal = engine.over_limit(len({item.image for item in found}), request.kind)
+    if refusal is not None:
+        return Decision(allowed=False, message=refusal, note=refusal), None
     if not found:
         note = "no pod spec found"
         if not is_understood(request.kind):

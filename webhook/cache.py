@@ -17,6 +17,7 @@ from typing import Any, Generic, Protocol, TypeVar, cast
 
 from cachetools import TLRUCache
 
+from webhook.offline import needs_io
 from webhook.registry.deadline import Deadline
 from webhook.singleflight import SingleFlight
 
@@ -165,6 +166,7 @@ class Cache(Generic[V]):
             return entry.value
         if self._shared is None:
             return None
+        needs_io("the shared cache")  # an offline pass stops here (see webhook.offline)
         found = self._shared.get(self.name, key)
         if found is None:
             return None
@@ -198,6 +200,8 @@ class Cache(Generic[V]):
         found = self._cached(key, failures)
         if found is not None:
             return found
+        # An offline pass stops before it could lead or join a flight (see webhook.offline).
+        needs_io(f"computing a {self.name} entry")
 
         def lead(limit: Deadline) -> V:
             return self._lead(key, compute, limit, failures, passed)
@@ -303,6 +307,8 @@ class Cache(Generic[V]):
 
     def put(self, key: Hashable, value: V) -> None:
         """Remember ``value`` for the cache's lifetime, and share it when a tier is set."""
+        if self._shared is not None:
+            needs_io("the shared cache")  # an offline pass stops here (see webhook.offline)
         self._remember(key, value, self.ttl)
         if self._shared is not None:
             self._shared.put(self.name, key, value, self._shared_ttl)

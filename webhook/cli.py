@@ -148,6 +148,14 @@ def build_parser(env: os._Environ[str] | dict[str, str] | None = None) -> argpar
         "complete request is closed for a new one (default 4096)",
     )
     serve.add_argument(
+        "--metrics-port",
+        type=int,
+        default=None,
+        metavar="PORT",
+        help="serve GET /metrics on this port alone (same address and TLS), and answer 404 "
+        "for /metrics on --port (default: /metrics on --port)",
+    )
+    serve.add_argument(
         "--insecure-http", action="store_true", help="serve plain HTTP (local testing only)"
     )
 
@@ -395,6 +403,7 @@ def _serve(args: argparse.Namespace, config: Config) -> int:
         max_body_bytes=config.max_request_bytes,
         client_timeout=args.client_timeout,
         max_connections=args.max_connections,
+        metrics_port=args.metrics_port,
     )
 
     def worker_app() -> Flask:

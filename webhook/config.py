@@ -13,12 +13,13 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, cast
 
-import yaml
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import best_match
 
-from webhook.errors import ConfigError
+from webhook.errors import ConfigError, PolicyError
+from webhook.policy.documents import load_yaml
 from webhook.policy.model import NoMatch
+from webhook.redaction import schema_message
 from webhook.registry.network import NetworkLimits
 from webhook.signatures.conditions import COST_SECONDS, PROCESSES
 
@@ -27,6 +28,10 @@ from webhook.signatures.conditions import COST_SECONDS, PROCESSES
 DEFAULT_DEADLINE_SECONDS = 8.0
 MAX_DEADLINE_SECONDS = 29.0
 DEFAULT_MAX_BODY_BYTES = 4 * 1024 * 1024
+#: admission.maxImages: real Pods name a few dozen images at most (containers,
+#: init and ephemeral containers, image volumes); 200 leaves a wide margin while
+#: bounding what one review can cost (each image is checked and logged).
+DEFAULT_MAX_IMAGES = 200
 #: Most condition evaluator processes per worker; each holds an interpreter (~20 MB resident).
 MAX_CONDITION_PROCESSES = 16
 
@@ -58,6 +63,13 @@ _SCHEMA: dict[str, Any] = {
             "type": "object",
             "additionalProperties": False,
             "properties": {
+                "maxImages": {
+                    "type": "integer",
+                    "minimum": 1,
+                    "description": "Most distinct images one review may name; a review naming "
+                    "more is denied before any image is checked (default "
+                    f"{DEFAULT_MAX_IMAGES}: a real Pod names a few dozen at most).",
+                },
                 "recheckUnchangedImages": {
                     "type": "boolean",
                     "description": "Judge again an UPDATE whose images are all unchanged from "
@@ -108,14 +120,25 @@ _SCHEMA: dict[str, Any] = {
                     "type": "number",
                     "minimum": 0,
                     "maximum": MAX_DEADLINE_SECONDS,
-                    "description": "Longest wait for a slot of a busy host; a host whose "
-                    "calls have all run longer than this is refused at once.",
+                    "description": "A call waits in line for a slot of a busy host, up "
+                    "to its review's deadline, while the host's calls finish; once every "
+                    "call in flight has run longer than this and none has finished for as "
+                    "long, the host is slow and further calls are refused at once.",
                 },
                 "breakerFailures": {
                     "type": "integer",
                     "minimum": 1,
-                    "description": "Consecutive timeouts or connection failures that open "
-                    "a host's circuit breaker.",
+                    "description": "Consecutive failures of a host itself (refused or reset "
+                    "connections, TLS failures, 5xx answers, timeouts within "
+                    "callTimeoutSeconds) that open its circuit breaker; calls cut off by "
+                    "their review's deadline do not count.",
+                },
+                "callTimeoutSeconds": {
+                    "type": "number",
+                    "exclusiveMinimum": 0,
+                    "maximum": MAX_DEADLINE_SECONDS,
+                    "description": "A registry call's own timeout; keep it below "
+                    "deadlineSeconds so that a hanging registry is counted by its breaker.",
                 },
                 "breakerOpenSeconds": {
                     "type": "number",
@@ -330,6 +353,7 @@ _NETWORK_LIMITS = {
     "breakerFailures": "failure_threshold",
     "breakerOpenSeconds": "open_seconds",
     "reviewBudgetBytes": "review_budget_bytes",
+    "callTimeoutSeconds": "call_seconds",
 }
 
 
@@ -348,6 +372,8 @@ class Config:
     cache: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
     sigstore: SigstoreConfig = field(default_factory=SigstoreConfig)
     recheck_unchanged_images: bool = False
+    #: admission.maxImages: most distinct images one review may name.
+    max_images: int = DEFAULT_MAX_IMAGES
     network: NetworkConfig = field(default_factory=NetworkConfig)
     conditions: ConditionsConfig = field(default_factory=ConditionsConfig)
 
@@ -365,12 +391,13 @@ def parse_config(data: Any, *, source: str = "<config>") -> Config:
     error = best_match(Draft202012Validator(_SCHEMA).iter_errors(data))
     if error is not None:
         where = ".".join(str(p) for p in error.absolute_path) or "(top level)"
-        raise ConfigError(f"{source}: field {where}: {error.message}")
+        raise ConfigError(f"{source}: field {where}: {schema_message(error)}")
     defaults = data.get("defaults", {})
     policies = data.get("policies", {})
     log = data.get("log", {})
     sigstore = data.get("sigstore", {})
     network = data.get("network", {})
+    admission = data.get("admission", {})
     deadline = float(data.get("deadlineSeconds", DEFAULT_DEADLINE_SECONDS))
     return Config(
         no_match=cast(NoMatch, defaults.get("noMatch", "deny")),
@@ -382,9 +409,8 @@ def parse_config(data: Any, *, source: str = "<config>") -> Config:
         registries=MappingProxyType(dict(data.get("registries", {}))),
         freshness=MappingProxyType(dict(data.get("freshness", {}))),
         cache=MappingProxyType(dict(data.get("cache", {}))),
-        recheck_unchanged_images=bool(
-            data.get("admission", {}).get("recheckUnchangedImages", False)
-        ),
+        recheck_unchanged_images=bool(admission.get("recheckUnchangedImages", False)),
+        max_images=int(admission.get("maxImages", DEFAULT_MAX_IMAGES)),
         sigstore=SigstoreConfig(
             refresh_trusted_root=bool(sigstore.get("refreshTrustedRoot", False)),
             refresh_timeout_seconds=float(sigstore.get("refreshTimeoutSeconds", 10.0)),
@@ -431,7 +457,7 @@ def load_config(path: Path | None) -> Config:
     except OSError as exc:
         raise ConfigError(f"cannot read configuration file {path}: {exc.strerror}") from exc
     try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+        data = load_yaml(text, str(path))
+    except PolicyError as exc:
+        raise ConfigError(str(exc)) from None
     return parse_config(data, source=str(path))

@@ -10,6 +10,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import orjson
+
 from webhook.decision import AdmissionRequest, Decision
 from webhook.engine import Verdict
 from webhook.observability import get_logger, log_fields
@@ -18,6 +20,13 @@ from webhook.waivers import shown_reason
 __all__ = ["log_decision", "log_outcome", "object_name"]
 
 log = get_logger("webhook.admission")
+
+#: Most bytes the ``images`` entries of one decision-log line may take. Past it
+#: the line keeps the denied images first, then the others in order, as many as
+#: fit, and says how many it left out (``imagesOmitted``): a review of
+#: thousands of images must not write a line of megabytes (each line is held in
+#: memory until the log sink takes it).
+MAX_IMAGES_BYTES = 64 * 1024
 
 
 def _object_name(request: AdmissionRequest) -> str:
@@ -165,12 +174,41 @@ def log_outcome(request: AdmissionRequest, decision: Decision) -> dict[str, Any]
     decision keeps them too (see ``admission``).
     """
     exceptions = sorted({w.exception for w in decision.waivers if w.exception})
-    return {
+    images, omitted = _bounded([_image_entry(v, decision) for v in decision.verdicts])
+    unchecked, unchecked_omitted = _bounded(list(decision.unchecked))
+    outcome = {
         "allowed": decision.allowed,
         "decision": decision.label,
         "note": decision.note or None,
-        "images": [_image_entry(v, decision) for v in decision.verdicts],
-        "notRechecked": list(decision.unchecked) or None,
+        "images": images,
+        "notRechecked": unchecked or None,
         "exceptions": exceptions or None,
         "breakGlass": _break_glass_entry(request, decision),
     }
+    # Only on a line that was cut: how many entries it left out.
+    if omitted:
+        outcome["imagesOmitted"] = omitted
+    if unchecked_omitted:
+        outcome["notRecheckedOmitted"] = unchecked_omitted
+    return outcome
+
+
+def _bounded(entries: list[Any], limit: int = MAX_IMAGES_BYTES) -> tuple[list[Any], int]:
+    """``entries`` within ``limit`` bytes of JSON, and how many were left out.
+
+    One encoding of the whole list decides (orjson, microseconds for a usual
+    review); only a list past the limit is cut, keeping the entries of denied
+    images first.
+    """
+    if len(orjson.dumps(entries, default=str)) <= limit:
+        return entries, 0
+    ranked = sorted(entries, key=lambda e: not isinstance(e, dict) or e.get("allowed", True))
+    kept: list[Any] = []
+    used = 2  # the brackets
+    for entry in ranked:
+        size = len(orjson.dumps(entry, default=str)) + 1
+        if used + size > limit:
+            break
+        kept.append(entry)
+        used += size
+    return kept, len(entries) - len(kept)

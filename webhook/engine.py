@@ -8,7 +8,6 @@ frozen dataclasses. It knows nothing of Kubernetes requests or HTTP.
 from __future__ import annotations
 
 import functools
-import queue
 import threading
 import time
 from collections.abc import Callable, Hashable, Iterable
@@ -19,9 +18,11 @@ from typing import Any, Literal
 
 from webhook.checks import Caution, Check, CheckContext, checks_for, offline_checks
 from webhook.errors import CheckUnavailable, TrustgateError
+from webhook.offline import NeedsNetwork, offline
 from webhook.policy.model import Mode, NoMatch, Policy, PolicySet
 from webhook.reference import ImageRef, parse_reference
 from webhook.registry import Deadline
+from webhook.scheduler import FairPool, Lane
 
 #: "warn": the check passed, and the workload gets a warning (a Caution).
 Outcome = Literal["pass", "warn", "deny", "error"]
@@ -131,6 +132,10 @@ class Verdict:
         return not self.denials
 
 
+#: A place held for a verdict that a check thread is working out.
+_PENDING = Verdict("", None, ())
+
+
 def _line(image: str, policy: str, mode: Mode, failure: CheckResult) -> str:
     verb = "denied" if mode == "enforce" else "would be denied"
     suffix = "" if mode == "enforce" else " (audit mode)"
@@ -155,6 +160,8 @@ class Engine:
         max_workers: int = 32,
         budget_bytes: int | None = None,
         on_event: Callable[[str, str], None] | None = None,
+        review_share: int | None = None,
+        max_images: int | None = None,
     ) -> None:
         self._policies = policies
         self._no_match = no_match
@@ -164,7 +171,10 @@ class Engine:
         self._max_workers = max_workers
         self._budget_bytes = budget_bytes
         self._on_event = on_event
-        self._pool: _DaemonPool | None = None
+        #: Most distinct images one review may name (admission.maxImages); None: no limit.
+        self.max_images = max_images
+        self._review_share = review_share
+        self._pool: FairPool[Verdict] | None = None
         self._pool_lock = threading.Lock()
         # Parsing is pure and the same few images come back on every deploy;
         # a bounded memo keeps the grammar off the hot path.
@@ -183,36 +193,76 @@ class Engine:
     ) -> tuple[Verdict, ...]:
         """A Verdict for each distinct image of a request, in first-seen order.
 
-        Images whose policies need the network are checked concurrently in the
-        engine's threads, each outbound call within what is left of ``deadline``
-        and its byte budget. The answer never waits longer than the deadline
-        (plus a short grace), also for a single image: an image whose checks
-        have not finished by then is denied, never admitted, naming the host
-        the review was waiting for. ``pinning``: the verdicts only decide what
-        ``/mutate`` pins, never an admission (see ``CheckContext.pinning``).
+        Each image is first judged here, offline (see ``webhook.offline``): an
+        image whose every answer is cached costs no thread. Images that need
+        I/O are checked concurrently in this review's lane of the engine's
+        threads (see ``webhook.scheduler``: a review gets at most its share of
+        them, and reviews take turns), each outbound call within what is left
+        of ``deadline`` and its byte budget. More distinct images than
+        ``max_images`` are all denied unchecked (see :meth:`over_limit`). The
+        answer never waits longer than the deadline (plus a short grace), also
+        for a single image: an image whose checks have not finished by then is
+        denied, never admitted, naming the host the review was waiting for.
+        ``pinning``: the verdicts only decide what ``/mutate`` pins, never an
+        admission (see ``CheckContext.pinning``).
         ``policy_set``: the set to judge by (default: the set in force now).
         """
         if policy_set is None:
             policy_set = self._policies()
         distinct = list(dict.fromkeys(images))
+        refusal = self.over_limit(len(distinct), kind)
+        if refusal is not None:  # admission refuses first; this guards every other caller
+            return tuple(Verdict(display(i), None, (), denials=(refusal,)) for i in distinct)
         memo = self._memo_for(policy_set)
         if memo is not None and not pinning:
             return tuple(memo(image, namespace, kind) for image in distinct)
         deadline = deadline or self.deadline()
+        judge = functools.partial(
+            self.evaluate_one,
+            namespace=namespace,
+            kind=kind,
+            policy_set=policy_set,
+            deadline=deadline,
+            pinning=pinning,
+        )
+        # First in this thread, offline: an image whose every answer is cached
+        # needs no check thread (see webhook.offline). The others go to this
+        # review's lane of the check threads as soon as they are known to.
+        judged: list[Verdict] = []
+        waiting: list[tuple[int, Future[Verdict]]] = []
+        lane: Lane[Verdict] | None = None  # made only when an image needs a thread
+        try:
+            for image in distinct:
+                try:
+                    with offline():
+                        judged.append(judge(image))
+                    continue
+                except NeedsNetwork:
+                    pass
+                if lane is None:
+                    lane = self._executor().lane()
+                waiting.append((len(judged), lane.submit(functools.partial(judge, image))))
+                judged.append(_PENDING)
+            for index, future in waiting:
+                judged[index] = self._collect(distinct[index], future, deadline)
+        finally:
+            if lane is not None:
+                lane.close()  # what is still queued past the deadline frees its threads
+        return tuple(judged)
 
-        def judge(image: str) -> Verdict:
-            return self.evaluate_one(
-                image,
-                namespace=namespace,
-                kind=kind,
-                policy_set=policy_set,
-                deadline=deadline,
-                pinning=pinning,
-            )
+    def over_limit(self, count: int, kind: str) -> str | None:
+        """The denial of a ``kind`` naming ``count`` distinct images, when that is too many.
 
-        futures = [self._executor().submit(judge, image) for image in distinct]
-        return tuple(
-            self._collect(image, f, deadline) for image, f in zip(distinct, futures, strict=True)
+        None within ``admission.maxImages``. A review past it is refused before
+        any image is checked or logged one by one: every image costs threads,
+        registry calls and a decision-log entry.
+        """
+        limit = self.max_images
+        if limit is None or count <= limit:
+            return None
+        return (
+            f"the {kind} names {count} distinct images, more than the {limit} one review "
+            f"may judge (admission.maxImages); split the workload or raise the limit"
         )
 
     def parse(self, image: str) -> ImageRef:
@@ -252,10 +302,10 @@ class Engine:
             )
             return Verdict(shown, None, (), denials=(line,))
 
-    def _executor(self) -> _DaemonPool:
+    def _executor(self) -> FairPool[Verdict]:
         with self._pool_lock:
             if self._pool is None:
-                self._pool = _DaemonPool(self._max_workers)
+                self._pool = FairPool(self._max_workers, self._review_share)
             return self._pool
 
     def close(self) -> None:
@@ -389,48 +439,3 @@ class Engine:
             line = f"{text} (defaults.noMatch: warn)"
             return Verdict(shown, ref, (), warnings=(line,), no_match="warn")
         return Verdict(shown, ref, (), no_match="allow")
-
-
-_Task = tuple[Future[Verdict], Callable[[str], Verdict], str] | None
-
-
-class _DaemonPool:
-    """Up to ``size`` daemon threads that run checks, started as work arrives.
-
-    Not a ThreadPoolExecutor: its threads are joined when the interpreter
-    exits, so one stuck where no deadline reaches (a DNS lookup) would keep a
-    CLI command from exiting after it has answered. Daemon threads are not.
-    """
-
-    def __init__(self, size: int) -> None:
-        self._size = size
-        self._tasks: queue.SimpleQueue[_Task] = queue.SimpleQueue()
-        self._lock = threading.Lock()
-        self._threads = 0
-
-    def submit(self, fn: Callable[[str], Verdict], image: str) -> Future[Verdict]:
-        future: Future[Verdict] = Future()
-        self._tasks.put((future, fn, image))
-        with self._lock:
-            if self._threads < self._size:
-                self._threads += 1
-                threading.Thread(target=self._work, name="trustgate-check", daemon=True).start()
-        return future
-
-    def close(self) -> None:
-        with self._lock:
-            for _ in range(self._threads):
-                self._tasks.put(None)
-            self._threads = 0
-
-    def _work(self) -> None:
-        while (task := self._tasks.get()) is not None:
-            future, fn, image = task
-            if not future.set_running_or_notify_cancel():
-                continue
-            # The boundary of a worker thread: whatever a check raises goes to
-            # the caller through the future, as ThreadPoolExecutor does.
-            try:
-                future.set_result(fn(image))
-            except BaseException as exc:
-                future.set_exception(exc)

@@ -24,6 +24,7 @@ from prometheus_client import (
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from webhook.observability import observe_drops
 from webhook.signatures.conditions import OVERRUNS
 from webhook.tally import Tally
 
@@ -245,6 +246,14 @@ class Metrics:
         for reason in OVERRUNS:  # shown at 0, so that a rate alert has a series from start
             self.condition_overruns.labels(reason)
         self.registry.register(_CertificateExpiry())
+
+        self.log_lines_dropped = Counter(
+            "trustgate_log_lines_dropped",
+            "Log lines (decision-log lines included) dropped because the log sink fell behind "
+            "and the worker's backlog of lines waiting for it was full.",
+            registry=self.registry,
+        )
+        observe_drops(self.log_lines_dropped.inc)
 
         self.shared_lookups = Counter(
             "trustgate_shared_cache_lookups",

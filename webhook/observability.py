@@ -13,6 +13,7 @@ import sys
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from typing import Any, TextIO
 
 import orjson
@@ -22,6 +23,10 @@ from webhook.tally import take
 _ROOT = "trustgate"
 #: Lines waiting for the writer thread; past this, new ones are dropped.
 _QUEUE_SIZE = 10_000
+#: Characters (bytes, for the ASCII that JSON lines mostly are) waiting for the
+#: writer thread; past this, new lines are dropped. A stalled log sink then
+#: holds at most this much of a worker's memory, however large the lines.
+_QUEUE_BYTES = 8 * 1024 * 1024
 #: How long a line waits for the writer thread at most, in seconds.
 _FLUSH_SECONDS = 0.05
 #: Lines waiting that wake the writer before its time.
@@ -150,14 +155,21 @@ class _BatchingHandler(logging.Handler):
     ``_FLUSH_SECONDS``; :meth:`close` writes what is left.
 
     A request thread never waits on a slow log sink: the review's deadline
-    matters more than one log line. Past ``_QUEUE_SIZE`` waiting lines new ones
-    are dropped, counted and reported.
+    matters more than one log line. Past ``_QUEUE_SIZE`` waiting lines, or
+    ``_QUEUE_BYTES`` waiting characters, new ones are dropped, counted (the
+    drop observer, see :func:`observe_drops`) and reported in the log itself
+    once the sink takes lines again: never written from the request thread,
+    since the sink that is behind is often stderr itself.
     """
 
     def __init__(self, target: logging.Handler) -> None:
         super().__init__()
         self.target = target
         self.dropped = 0
+        self._reported = 0  # drops already noted in the log
+        #: Characters of the lines waiting; changed under ``_size_lock`` only.
+        self.backlog_bytes = 0
+        self._size_lock = threading.Lock()
         self._lines: deque[str] = deque()
         self._wake = threading.Event()
         self._stopping = False
@@ -177,7 +189,8 @@ class _BatchingHandler(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         """Queue ``record``'s line for the writer."""
-        if self._full():
+        if len(self._lines) >= _QUEUE_SIZE:
+            self._drop()  # not even formatted
             return
         try:
             line = self.target.format(record)
@@ -188,22 +201,35 @@ class _BatchingHandler(logging.Handler):
 
     def queue(self, line: str) -> None:
         """Queue a formatted line for the writer (dropped and counted when it is behind)."""
-        backlog = len(self._lines)
-        if self._full():
-            return
-        self._lines.append(line)
-        if backlog >= _WAKE_BACKLOG and not self._wake.is_set():
+        size = len(line)
+        with self._size_lock:  # uncontended: well under a microsecond
+            backlog = len(self._lines)
+            full = backlog >= _QUEUE_SIZE or self.backlog_bytes + size > _QUEUE_BYTES
+            if not full:
+                self.backlog_bytes += size
+                self._lines.append(line)
+        if full:
+            self._drop()
+        elif backlog >= _WAKE_BACKLOG and not self._wake.is_set():
             self._wake.set()
 
-    def _full(self) -> bool:
-        if len(self._lines) < _QUEUE_SIZE:
-            return False
+    def _drop(self) -> None:
         self.dropped += 1
-        if self.dropped % 1000 == 1:
-            sys.stderr.write(
-                f"trustgate: the log writer is behind; {self.dropped} records dropped\n"
-            )
-        return True
+        observer = _drop_observer
+        if observer is not None:
+            observer()
+
+    def _drop_note(self) -> str | None:
+        """A line saying how many lines were dropped since the last such line, if any were."""
+        dropped = self.dropped
+        new, self._reported = dropped - self._reported, dropped
+        if new <= 0:
+            return None
+        msg = f"the log writer fell behind; {new} lines dropped ({dropped} in all)"
+        fields = {"dropped": new, "droppedTotal": dropped}
+        if self.direct is not None:
+            return self.direct.line(time.time(), logging.WARNING, _ROOT, msg, fields)
+        return f"trustgate: {msg}"
 
     def _run(self) -> None:
         while not self._stopping:
@@ -215,6 +241,10 @@ class _BatchingHandler(logging.Handler):
         batch = list(take(self._lines))  # in C: the GIL is held for microseconds
         if not batch:
             return
+        taken = sum(map(len, batch))
+        note = self._drop_note()
+        if note is not None:
+            batch.append(note)
         batch.append("")
         try:
             stream = self.target.stream  # type: ignore[attr-defined]
@@ -224,6 +254,10 @@ class _BatchingHandler(logging.Handler):
             # As logging does when a stream fails: say so on stderr, go on.
             if logging.raiseExceptions:
                 sys.stderr.write("trustgate: writing the log failed\n")
+        finally:
+            # Counted until written: a batch stuck in a stalled sink is backlog too.
+            with self._size_lock:
+                self.backlog_bytes -= taken
 
     def close(self) -> None:
         """Stop the writer and write every line still waiting."""
@@ -236,6 +270,18 @@ class _BatchingHandler(logging.Handler):
 
 
 _writer: _BatchingHandler | None = None
+#: Called once per dropped log line (the metric trustgate_log_lines_dropped_total).
+_drop_observer: Callable[[], None] | None = None
+
+
+def observe_drops(observer: Callable[[], None] | None) -> None:
+    """Have ``observer`` called for every log line dropped because the writer is behind.
+
+    Process-wide, like the writer it watches: the metrics of the process set it
+    once (see ``metrics.Metrics``); it outlives a reconfigured writer.
+    """
+    global _drop_observer
+    _drop_observer = observer
 
 
 def _stop_writer() -> None:

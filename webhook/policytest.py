@@ -27,7 +27,6 @@ from pathlib import Path
 from typing import Any
 from xml.etree import ElementTree as ET
 
-import yaml
 from jsonschema import Draft202012Validator
 
 from webhook.admission import decide
@@ -35,7 +34,7 @@ from webhook.audit import pod_for_images, request_for
 from webhook.checks import CheckContext
 from webhook.engine import Engine
 from webhook.errors import CheckFailed, PolicyError
-from webhook.policy.loader import iter_documents
+from webhook.policy.documents import iter_documents, parse, read
 from webhook.policy.model import Policy
 from webhook.policy.schema import schema_error
 from webhook.reference import ImageRef
@@ -163,10 +162,11 @@ def _resource(case: Mapping[str, Any], file: Path, index: int, field: str) -> Ma
     if "file" in case:
         path = file.parent / case["file"]
         try:
-            loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except (OSError, yaml.YAMLError) as exc:
-            message = f"cannot read resource file {path}: {exc}"
+            documents = [document for _, _, document in parse(path, read(path))]
+        except PolicyError as exc:
+            message = f"cannot read resource file {path}: {exc.message}"
             raise PolicyError(message, file=str(file), document=index, field=field) from exc
+        loaded = documents[0] if len(documents) == 1 else None
         if not isinstance(loaded, dict) or "kind" not in loaded:
             message = f"{path} must hold one Kubernetes object"
             raise PolicyError(message, file=str(file), document=index, field=field)

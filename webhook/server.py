@@ -13,12 +13,23 @@ worker asks the ``ssl_context`` hook for a context on every new connection;
 the certificate or key file changes, so a renewed certificate (a rotated
 Kubernetes Secret, a new ``trustgate certs generate``) is served without a
 restart. Connections already open keep the certificate they started with.
+
+With a metrics port (``--metrics-port``) gunicorn listens on a second port and
+the same workers serve it, with the same TLS and the same slow-client
+protection: that port answers ``GET /metrics`` and nothing else, and the
+webhook port then answers 404 for ``/metrics`` (:class:`_MetricsListener`). A
+NetworkPolicy can so open the webhook port to the API server and the metrics
+port to Prometheus alone. A listener of the workers rather than a server in the
+master: the master forks workers whenever one exits, which a thread of its own
+could deadlock (a lock held at the fork), and several workers already add their
+metrics up through shared files, so any worker's answer is the pod's.
 """
 
 from __future__ import annotations
 
 import gc
 import os
+import re
 import resource
 import shutil
 import ssl
@@ -80,6 +91,8 @@ class ServeOptions:
     client_timeout: float = 10.0
     max_connections: int = 4096
     access_log: bool = False
+    #: A port of its own for ``GET /metrics``; None serves it on ``port`` as well.
+    metrics_port: int | None = None
 
 
 def serve(app_factory: Callable[[], flask.Flask], options: ServeOptions) -> None:
@@ -110,6 +123,13 @@ def serve(app_factory: Callable[[], flask.Flask], options: ServeOptions) -> None
             options.port,
         )
     settings = _gunicorn_settings(options, tls)
+    if options.metrics_port is not None:
+        app_factory = _with_metrics_listener(app_factory, options.metrics_port)
+        _log.info(
+            "serving GET /metrics on port %d only; port %d serves reviews and health",
+            options.metrics_port,
+            options.port,
+        )
     if options.workers == 1:
         _Application(app_factory, settings).run()
         return
@@ -129,6 +149,16 @@ def _check(options: ServeOptions) -> None:
         raise ConfigError("TLS needs both a certificate file and a key file, or neither")
     if not 0 < options.port < 65536:
         raise ConfigError(f"port must be between 1 and 65535, got {options.port}")
+    if options.metrics_port is not None:
+        if not 0 < options.metrics_port < 65536:
+            raise ConfigError(
+                f"the metrics port must be between 1 and 65535, got {options.metrics_port}"
+            )
+        if options.metrics_port == options.port:
+            raise ConfigError(
+                f"the metrics port must differ from the webhook port ({options.port}), "
+                "or be left out to serve /metrics on the webhook port"
+            )
     if options.workers < 1 or options.threads < 1:
         raise ConfigError(
             f"workers and threads must be at least 1, got {options.workers} and {options.threads}"
@@ -154,8 +184,11 @@ def _check(options: ServeOptions) -> None:
 
 def _gunicorn_settings(options: ServeOptions, tls: _ReloadingTLSContext | None) -> dict[str, Any]:
     host = f"[{options.host}]" if ":" in options.host else options.host
+    bind = [f"{host}:{options.port}"]
+    if options.metrics_port is not None:
+        bind.append(f"{host}:{options.metrics_port}")
     settings: dict[str, Any] = {
-        "bind": [f"{host}:{options.port}"],
+        "bind": bind,
         "post_worker_init": _worker_loaded,
         "worker_class": worker_class(
             options.client_timeout, options.max_body_bytes, options.workers
@@ -182,6 +215,55 @@ def _gunicorn_settings(options: ServeOptions, tls: _ReloadingTLSContext | None) 
             "ssl_context": tls,
         }
     return settings
+
+
+def _with_metrics_listener(
+    app_factory: Callable[[], flask.Flask], metrics_port: int
+) -> Callable[[], flask.Flask]:
+    """``app_factory``, its app's requests split between the webhook and the metrics port."""
+
+    def build() -> flask.Flask:
+        app = app_factory()
+        # Outermost, ahead of the review path that answers /validate below Flask.
+        app.wsgi_app = _MetricsListener(app.wsgi_app, metrics_port)  # type: ignore[method-assign]
+        return app
+
+    return build
+
+
+#: The one path the metrics port serves, and the one the webhook port then refuses.
+_METRICS_PATH = "/metrics"
+_NOT_FOUND = b'{"error":"Not Found"}'
+_SLASHES = re.compile("/{2,}")
+
+
+class _MetricsListener:
+    """WSGI middleware: ``/metrics`` on the metrics port only, and only ``/metrics`` there.
+
+    gunicorn puts the port of the listener that accepted the connection in
+    ``SERVER_PORT`` (from the socket, not from the client's Host header), so a
+    client cannot reach one port's paths through the other. What is let through
+    goes to the app unchanged, which answers a method other than GET with 405.
+    """
+
+    def __init__(self, app: Callable[..., Any], metrics_port: int) -> None:
+        self._app = app
+        self._metrics_port = str(metrics_port)
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        path = environ.get("PATH_INFO", "")
+        if environ.get("SERVER_PORT") == self._metrics_port:
+            allowed = path == _METRICS_PATH
+        else:
+            # werkzeug routes //metrics to /metrics (it merges slashes): so does this.
+            allowed = _SLASHES.sub("/", path).rstrip("/") != _METRICS_PATH
+        if allowed:
+            return self._app(environ, start_response)
+        start_response(
+            "404 NOT FOUND",
+            [("Content-Type", "application/json"), ("Content-Length", str(len(_NOT_FOUND)))],
+        )
+        return [_NOT_FOUND]
 
 
 def _worker_loaded(worker: Any) -> None:

@@ -26,6 +26,7 @@ from webhook.freshness.check import FreshnessCheck
 from webhook.freshness.grader import Grader
 from webhook.freshness.grades import Fix, Window
 from webhook.freshness.sources import FreshnessSettings, FreshnessSources, GradeReport, Unknown
+from webhook.offline import deferred
 from webhook.policy.model import PolicySet
 from webhook.reference import DOCKER_HUB_ALIASES
 from webhook.registry import Network, RegistryClient, RegistrySettings
@@ -238,7 +239,8 @@ def build_caches(
     raw = config.cache.get("shared")
     if shared and raw is not None:
         tier = SharedCache(SharedSettings.from_config(raw), SHARED_TYPES, shared_observer)
-    return Caches(settings, observer, tier)
+    # An offline pass counts its lookups only if it finishes (see webhook.offline).
+    return Caches(settings, deferred(observer), tier)
 
 
 def build_engine(
@@ -283,6 +285,7 @@ def build_engine(
         max_workers=config.network.review_threads,
         budget_bytes=config.network.limits.review_budget_bytes,
         on_event=network_observer,
+        max_images=config.max_images,
     )
 
 

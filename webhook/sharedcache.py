@@ -103,7 +103,7 @@ class SharedSettings:
         try:
             parse_url(url)  # connects only when first used
         except ValueError as exc:
-            raise ConfigError(f"cache.shared.url: {redacted(url)}: {exc}") from None
+            raise ConfigError(f"cache.shared.url: {_unparsed(url, exc)}") from None
         key = _read("cache.shared.keyFile", raw["keyFile"]).strip()
         if len(key) < MIN_KEY_BYTES:
             raise ConfigError(
@@ -128,6 +128,25 @@ def _read(field: str, path: str) -> bytes:
         return Path(path).read_bytes()
     except OSError as exc:
         raise ConfigError(f"{field}: {path} cannot be read: {exc.strerror}") from None
+
+
+def _unparsed(url: str, exc: ValueError) -> str:
+    """Why ``url`` does not parse, quoting none of its password.
+
+    A password holding ``/``, ``?`` or ``#`` ends the URL's authority early, so
+    the parser takes part of the password for the host or port, and says so.
+    """
+    try:
+        netloc = urlsplit(url).netloc
+        shown = redacted(url)
+    except ValueError:
+        netloc, shown = "", ""
+    if ("@" in url and "@" not in netloc) or not shown:
+        return (
+            "not a valid Redis URL (not shown: it may hold credentials; percent-encode "
+            "any / ? # @ in the password, or use passwordFile)"
+        )
+    return f"{shown}: {exc}"
 
 
 def redacted(url: str) -> str:

@@ -117,6 +117,8 @@ class SingleFlight(Generic[V]):
 
 def _shared(flight: _Flight[V], waiter: Deadline) -> bool:
     """Whether the leader's failure is one ``waiter`` would have met as well."""
+    if not isinstance(flight.error, Exception):
+        return False  # a signal to the leader's thread (an offline pass, an exit), not an answer
     if isinstance(flight.error, BudgetExceeded):
         return False  # the leader's review spent its bytes, maybe on other images
     if flight.left < SPENT_SECONDS:

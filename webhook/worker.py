@@ -9,8 +9,9 @@ accepted. Any pod in the cluster can connect to the webhook, so both matter.
 Here the event loop does all the waiting, without blocking: the TLS handshake,
 the request head and the body (as long as the head says, up to the body limit)
 go into a buffer, and only a complete request goes to a pool thread, whose
-gunicorn parser reads it from that buffer. A thread never waits for a client
-to send. The rules a client meets:
+gunicorn parser reads exactly that request's bytes and never the socket
+(``webhook.exchange``). A thread never waits for a client to send. The rules a
+client meets:
 
 - A connection must deliver a complete request within ``client_timeout``
   seconds of being accepted (handshake, head and body together), or of the
@@ -20,6 +21,10 @@ to send. The rules a client meets:
   ``keepalive`` idle seconds.
 - At capacity, the oldest connection that has not sent a complete request is
   closed to make room: the listener never stops accepting for slow clients.
+- A request whose framing two HTTP parsers could read differently (repeated or
+  combined Transfer-Encoding and Content-Length, folding, bare CR or LF, a
+  malformed chunk) is refused with 400 and the connection closed, as soon as
+  the offending bytes arrive (``webhook.framing``).
 - A body announced larger than the limit is refused (413) before it is read;
   so is a head past 64 KiB (431). All buffers of a worker share a budget, and
   the oldest incomplete requests are dropped when it runs out.
@@ -29,6 +34,12 @@ to send. The rules a client meets:
   never reads cannot keep a thread, and closing a connection (draining what
   the client still sends, as RFC 9112 asks) happens in the loop, never in a
   blocking call.
+
+It extends gunicorn 27.0.1's ``ThreadWorker`` where gunicorn offers a seam
+(``accept``, ``handle``, ``finish_request``, ``enqueue_req``, the method queue,
+``_keepalive_after``) and replaces its ``run`` loop, which has none for reading
+in the loop. The two pieces copied from gunicorn, with why, are in
+``webhook.exchange``.
 """
 
 from __future__ import annotations
@@ -43,21 +54,20 @@ import ssl
 import time
 from collections import Counter
 from concurrent.futures import Future
-from datetime import datetime
 from functools import partial
 from typing import Any
 
 import prometheus_client
 from gunicorn import http, util
 from gunicorn import sock as gunicorn_sock
-from gunicorn.http import wsgi
 from gunicorn.workers.gthread import STOP_KEEPALIVE_LINGER, TConn, ThreadWorker
 
 from webhook.balance import AcceptBalance
+from webhook.exchange import OneWriteResponse, buffered_parser, serve, unread_bytes
 from webhook.framing import FramingError, RequestFramer
 from webhook.observability import get_logger
 
-__all__ = ["TrustgateWorker", "worker_class"]
+__all__ = ["OneWriteResponse", "TrustgateWorker", "worker_class"]
 
 _log = get_logger(__name__)
 
@@ -90,48 +100,6 @@ _REASONS = {
     413: "Content Too Large",
     431: "Request Header Fields Too Large",
 }
-
-
-class OneWriteResponse(wsgi.Response):  # type: ignore[misc]
-    """gunicorn's response, with the head held back and sent with the first body bytes.
-
-    gunicorn writes the head and then each body chunk: over TLS that is a record,
-    an encryption and a system call per write, and the client wakes for a head
-    it cannot use without the body. A webhook's answer is one small body, so
-    holding the head makes the whole response one write.
-    """
-
-    _head = b""
-    headers_sent: bool
-
-    def send_headers(self) -> None:
-        """Prepare the head (as gunicorn words it); the next write sends it."""
-        if self.headers_sent:
-            return
-        lines = self.default_headers()
-        lines.extend(f"{name}: {value}\r\n" for name, value in self.headers)
-        self._head = "".join((*lines, "\r\n")).encode("latin-1")
-        self.headers_sent = True
-
-    def _emit_body(self, data: bytes) -> None:
-        if self.chunked:
-            data = b"%X\r\n%s\r\n" % (len(data), data)
-        self._send(data)
-
-    def close(self) -> None:
-        """Send what is held: the head of a response without body bytes, the last chunk."""
-        if not self.headers_sent:
-            self.send_headers()
-        self._send(b"0\r\n\r\n" if self.chunked else b"")
-
-    def sendfile(self, respiter: Any) -> bool:
-        """Never: a file goes through ``write`` like any body, its head with its first bytes."""
-        return False
-
-    def _send(self, data: bytes) -> None:
-        head, self._head = self._head, b""
-        if head or data:
-            self.sock.sendall(head + data if head else data)
 
 
 class _Conn(TConn):  # type: ignore[misc]
@@ -344,7 +312,7 @@ class TrustgateWorker(ThreadWorker):  # type: ignore[misc]
             if not conn.handshaken:
                 conn.sock.do_handshake()
                 conn.handshaken = True
-            complete = self._receive(conn)
+            end = self._receive(conn)
         except ssl.SSLWantReadError:
             self._listen(conn, selectors.EVENT_READ)
         except ssl.SSLWantWriteError:
@@ -355,18 +323,18 @@ class TrustgateWorker(ThreadWorker):  # type: ignore[misc]
         except (OSError, ValueError):  # a failed handshake, a reset, an early close
             self._drop(conn)
         else:
-            if complete:
-                self._dispatch(conn)
+            if end is not None:
+                self._dispatch(conn, end)
             else:
                 self._listen(conn, selectors.EVENT_READ)
 
-    def _receive(self, conn: _Conn) -> bool:
-        """Read until the request is complete (True) or the socket has no more now (False).
+    def _receive(self, conn: _Conn) -> int | None:
+        """Read until the request is complete (its end) or the socket has no more now (None).
 
         Raises:
             ConnectionResetError: the client closed before its request was complete.
         """
-        while conn.framer.feed(conn.buf) is None:
+        while (end := conn.framer.feed(conn.buf)) is None:
             if not conn.continued and conn.framer.awaits_continue(conn.buf):
                 # As gunicorn would, but from here: the body is awaited here.
                 conn.continued = True
@@ -375,7 +343,7 @@ class TrustgateWorker(ThreadWorker):  # type: ignore[misc]
             try:
                 data = conn.sock.recv(_RECV_BYTES)
             except BlockingIOError:
-                return False
+                return None
             if not data:
                 raise ConnectionResetError("closed before the request was complete")
             if conn.kept:
@@ -386,7 +354,7 @@ class TrustgateWorker(ThreadWorker):  # type: ignore[misc]
             self._buffered += len(data)
             if self._buffered > self._budget:
                 self._shed(conn)
-        return True
+        return end
 
     def _shed(self, keep: _Conn) -> None:
         """Close the oldest incomplete requests until the buffers fit the budget again."""
@@ -396,23 +364,28 @@ class TrustgateWorker(ThreadWorker):  # type: ignore[misc]
             self._count("shed")
             self._drop(conn)
 
-    def _dispatch(self, conn: _Conn) -> None:
-        """Hand a complete request to a pool thread, its bytes already in the parser."""
+    def _dispatch(self, conn: _Conn, end: int) -> None:
+        """Hand a complete request to a pool thread: its parser gets exactly the request's bytes.
+
+        Pipelined bytes after it stay here, framed once the request is answered.
+        """
         self._unlisten(conn)
         del self._waiting[conn]
-        self._buffered -= len(conn.buf)
-        if conn.parser is None:
-            conn.parser = http.get_parser(self.cfg, conn.sock, conn.client)
-        conn.parser.unreader.unread(bytes(conn.buf))
-        conn.buf = bytearray()
+        conn.parser = buffered_parser(self.cfg, bytes(conn.buf[:end]), conn.client)
+        self._buffered -= end
+        del conn.buf[:end]
         self.enqueue_req(conn)
 
     def handle(self, conn: _Conn) -> bool:
-        """Serve the buffered request in a pool thread; whether to keep the connection."""
+        """Serve the buffered request in a pool thread; whether to keep the connection.
+
+        gthread's ``handle`` (gunicorn 27.0.1) without what the loop has done
+        already: waiting for data, the TLS handshake, HTTP/2 negotiation.
+        """
         req = None
         try:
-            # Blocking with a timeout: the request is buffered, so only writes
-            # (and a body the framing did not foresee) can wait on the client.
+            # Blocking with a timeout: the parser reads the buffered request,
+            # never the socket, so only writes can wait on the client.
             conn.sock.settimeout(self.client_timeout)
             req = next(conn.parser)
             if not req:
@@ -430,56 +403,8 @@ class TrustgateWorker(ThreadWorker):  # type: ignore[misc]
             return False
 
     def handle_request(self, req: Any, conn: _Conn) -> bool:
-        """gthread's ``handle_request``, answering through :class:`OneWriteResponse`."""
-        environ: dict[str, Any] = {}
-        resp = None
-        try:
-            self.cfg.pre_request(self, req)
-            request_start = datetime.now()
-            resp, environ = wsgi.create(
-                req, conn.sock, conn.client, conn.server, self.cfg, OneWriteResponse
-            )
-            environ["wsgi.multithread"] = True
-            self.nr += 1
-            if self.nr >= self.max_requests:
-                if self.alive:
-                    self.log.info("Autorestarting worker after current request.")
-                    self.alive = False
-                resp.force_close()
-            if (
-                not self.alive
-                or not self.cfg.keepalive
-                or len(self.keepalived_conns) >= self.max_keepalived
-            ):
-                resp.force_close()
-            respiter = self.wsgi(environ, resp.start_response)
-            try:
-                for item in respiter:
-                    resp.write(item)
-                resp.close()
-            finally:
-                self.log.access(resp, req, environ, datetime.now() - request_start)
-                if hasattr(respiter, "close"):
-                    respiter.close()
-            if resp.should_close():
-                self.log.debug("Closing connection.")
-                return False
-        except OSError:
-            raise
-        except (Exception, SystemExit):
-            if resp and resp.headers_sent:
-                # The response has begun (or is held): the connection cannot carry
-                # another answer. A timeout abort is SystemExit.
-                self.log.exception("Error handling request")
-                util.close_graceful(conn.sock)
-                raise StopIteration() from None
-            raise
-        finally:
-            try:
-                self.cfg.post_request(self, req, environ, resp)
-            except Exception:
-                self.log.exception("Exception in post_request hook")
-        return True
+        """gthread's ``handle_request``, answering in one write (see ``webhook.exchange``)."""
+        return serve(self, req, conn)
 
     def finish_request(self, conn: _Conn, fs: Future[Any]) -> None:
         """Back in the loop after a request: wait for the next one, or close."""
@@ -490,15 +415,21 @@ class TrustgateWorker(ThreadWorker):  # type: ignore[misc]
         if not keep:
             self._close_gracefully(conn)
             return
-        # Pipelined bytes the parser read ahead go through the same buffered path.
-        leftover = conn.parser.unreader.take_buffered()
+        unread = unread_bytes(conn.parser)
+        if unread:
+            # The framing and gunicorn's parser disagree on where the request
+            # ended (module doc of webhook.framing): the connection cannot go on.
+            _log.warning(
+                "closing a connection whose request gunicorn read %d bytes short of its framing",
+                len(unread),
+            )
+            self._close_gracefully(conn)
+            return
         conn.sock.setblocking(False)
-        conn.buf = bytearray(leftover)
         conn.framer = self._framer()
         conn.continued = False
-        self._buffered += len(leftover)
         now = time.monotonic()
-        conn.kept = not leftover
+        conn.kept = not conn.buf
         if conn.kept:
             conn.expires = now + self.cfg.keepalive
             if not self.alive:

@@ -200,7 +200,7 @@ def test_custom_resources_are_well_formed(case: tuple[str, dict, list[dict]]) ->
             assert obj["apiVersion"] == "monitoring.coreos.com/v1"
             (endpoint,) = obj["spec"]["endpoints"]
             assert (endpoint["port"], endpoint["path"], endpoint["scheme"]) == (
-                "https",
+                "metrics",
                 "/metrics",
                 "https",
             )
@@ -287,7 +287,8 @@ def _check_rules_and_exclusions(hook: dict) -> None:
         "operator": "NotIn",
         "values": [NAMESPACE, "kube-system"],
     } in expressions
-    assert {"key": "trustgate.dev/ignore", "operator": "NotIn", "values": ["true"]} in expressions
+    # No label a namespace's owner could set exempts it (webhook.optOutLabel is off).
+    assert [e["key"] for e in expressions] == ["kubernetes.io/metadata.name"]
 
 
 def test_own_namespace_is_excluded_wherever_the_release_goes(ca_pem: str) -> None:
@@ -479,25 +480,23 @@ def test_hard_anti_affinity() -> None:
 
 def test_optional_objects_only_when_asked(case: tuple[str, dict, list[dict]]) -> None:
     name, _, objects = case
-    optional = {"HorizontalPodAutoscaler", "NetworkPolicy", "ServiceMonitor", "CronJob"}
+    optional = {"HorizontalPodAutoscaler", "ServiceMonitor", "CronJob", "ValidatingAdmissionPolicy"}
+    assert "NetworkPolicy" in kinds(objects)  # on by default
     expected = {
-        "hpa-networkpolicy-servicemonitor": {
-            "HorizontalPodAutoscaler",
-            "NetworkPolicy",
-            "ServiceMonitor",
-        },
+        "hpa-networkpolicy-servicemonitor": {"HorizontalPodAutoscaler", "ServiceMonitor"},
         "audit-job": {"CronJob"},
         "audit-job-namespace": {"CronJob"},
     }.get(name, set())
     assert kinds(objects) & optional == expected
 
 
-def test_network_policy_admits_only_the_webhook_port() -> None:
+def test_network_policy_admits_only_the_webhook_and_metrics_ports() -> None:
     objects = render(CASES["hpa-networkpolicy-servicemonitor"])
     policy = one(objects, "NetworkPolicy")
-    (rule,) = policy["spec"]["ingress"]
-    assert rule["ports"] == [{"port": "https", "protocol": "TCP"}]
-    assert rule["from"] == [{"ipBlock": {"cidr": "10.0.0.0/8"}}]
+    webhook, metrics = policy["spec"]["ingress"]
+    assert webhook["ports"] == [{"port": "https", "protocol": "TCP"}]
+    assert webhook["from"] == [{"ipBlock": {"cidr": "10.0.0.0/8"}}]
+    assert metrics["ports"] == [{"port": "metrics", "protocol": "TCP"}]
     assert policy["spec"]["policyTypes"] == ["Ingress", "Egress"]
 
 

@@ -106,6 +106,9 @@ def test_reviews_hanging_on_one_registry_leave_other_reviews_their_latency(
             f'"{slow.host}": {{insecure: true}}}}\n'
             # Every signed review asks the real registry again: tag, signature, blob.
             "cache: {digestTTL: 0.001, verifiedTTL: 0.001, failureTTL: 0.001}\n"
+            # A first call times out on its own (what the breaker counts), its retry at the
+            # deadline (which it does not).
+            "network: {callTimeoutSeconds: 3}\n"
         )
         server = start_server(tmp_path, policies, config)
         try:

@@ -88,17 +88,20 @@ def tls_connection(server: Server) -> ssl.SSLSocket:
 
 
 class Trickle:
-    """Sends one more byte on each connection every half second, as a slow client does."""
+    """Sends one more byte on each connection every ``interval`` seconds, as a slow client does."""
 
-    def __init__(self, connections: list[tuple[socket.socket, bytes]]) -> None:
+    def __init__(
+        self, connections: list[tuple[socket.socket, bytes]], interval: float = 0.5
+    ) -> None:
         self._connections = connections
+        self._interval = interval
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
 
     def _run(self) -> None:
         sent = 0
-        while not self._stop.wait(0.5):
+        while not self._stop.wait(self._interval):
             for sock, pattern in self._connections:
                 with contextlib.suppress(OSError, ValueError):
                     sock.send(pattern[sent % len(pattern) : sent % len(pattern) + 1])
@@ -218,6 +221,58 @@ def test_idle_and_slow_clients_do_not_delay_a_review(server: Server) -> None:
     log = server.log_text()
     assert "Traceback" not in log
     assert "Logging error" not in log
+
+
+@pytest.mark.parametrize(
+    "codings",
+    [
+        b"Transfer-Encoding: identity\r\nTransfer-Encoding: chunked\r\n",
+        b"Transfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n",
+    ],
+    ids=["identity then chunked", "gzip then chunked"],
+)
+def test_dripping_behind_two_transfer_encodings_holds_no_thread(
+    server: Server, codings: bytes
+) -> None:
+    """20 clients announce a chunked body behind a second Transfer-Encoding line, then drip it.
+
+    The framing judged such a request complete at its head, while gunicorn's
+    parser read a chunked body from the socket in a pool thread: a byte every
+    3 s held a thread for good, and 20 such clients held all 16, so a review
+    got no answer. Now each is refused with 400 and closed at once.
+    """
+    drippers = []
+    for _ in range(20):
+        tls = tls_connection(server)
+        tls.sendall(
+            b"POST /validate HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
+            + codings
+            + b"\r\n"
+        )
+        drippers.append(tls)
+    drip = Trickle([(sock, b"1\r\n{\r\n") for sock in drippers], interval=3.0)
+    try:
+        time.sleep(0.5)
+        started = time.monotonic()
+        result = server.post(REVIEW, timeout=15)
+        assert time.monotonic() - started < 3.0
+        assert result.status_code == 200, result.text
+        answers = closed(drippers, 5.0)
+    finally:
+        drip.stop()
+    assert len(answers) == len(drippers), f"{len(drippers) - len(answers)} still open"
+    for answer in answers.values():
+        assert answer.startswith(b"HTTP/1.1 400 Bad Request\r\n"), answer
+        assert b"\r\nConnection: close\r\n" in answer
+        assert b"Transfer-Encoding is given more than once" in answer
+    for sock in drippers:
+        sock.close()
+    refused = metric(
+        server.get("/metrics").text,
+        'trustgate_client_connections_closed_total{reason="refused"}',
+    )
+    assert refused >= len(drippers)
+    assert "Traceback" not in server.log_text()
 
 
 def test_clients_that_never_close_do_not_stall_the_loop(server: Server) -> None:

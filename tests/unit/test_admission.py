@@ -13,7 +13,10 @@ from tests.builders import engine, policy
 from tests.kube import RESOURCES, pod_spec, review, workload
 from webhook.admission import decide, parse_review, response
 from webhook.admission import review as run_review
+from webhook.decisionlog import MAX_IMAGES_BYTES
+from webhook.engine import Engine
 from webhook.errors import AdmissionReviewError
+from webhook.policy.model import PolicySet
 
 GOOD = "registry.redhat.io/ubi9/ubi:9.4"
 BAD = "docker.io/library/nginx:1.27"
@@ -413,3 +416,83 @@ def test_an_update_of_an_object_without_images_is_admitted_as_before(prod) -> No
     assert decision.allowed
     assert decision.audit_annotations == {}
     assert decision.note == "kind Scale is not one trustgate knows and has no pod spec"
+
+
+# --- admission.maxImages and the size of the decision-log line -------------------------
+
+
+class Counting:
+    """The allowlist check, counting the images it is asked about."""
+
+    name = "allowlist"
+    pure = False
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def run(self, image: object, policy: object, context: object) -> None:
+        self.calls += 1
+
+
+def capped(limit: int | None) -> tuple[Engine, Counting]:
+    check = Counting()
+    policy_set = PolicySet((policy(namespaces=("*",), registries=("**",)),))
+    return Engine(lambda: policy_set, checks={"allowlist": check}, max_images=limit), check
+
+
+def many(count: int, repeat: int = 1) -> dict:
+    images = [f"quay.io/acme/app{i % count}:1" for i in range(count * repeat)]
+    return review(workload("Pod", pod_spec(*images)))
+
+
+def test_a_review_past_max_images_is_denied_naming_the_limit_before_any_check() -> None:
+    e, check = capped(200)
+    decision = decide_on(e, many(201))
+    assert not decision.allowed
+    assert decision.message == (
+        "the Pod names 201 distinct images, more than the 200 one review may judge "
+        "(admission.maxImages); split the workload or raise the limit"
+    )
+    assert check.calls == 0
+    assert decision.verdicts == ()
+
+
+def test_max_images_counts_distinct_images() -> None:
+    e, check = capped(200)
+    assert decide_on(e, many(200, repeat=3)).allowed  # 600 containers, 200 images
+    assert check.calls == 200
+
+
+def test_the_engine_refuses_too_many_images_for_any_caller() -> None:
+    e, check = capped(2)
+    images = ["quay.io/acme/a:1", "quay.io/acme/b:1", "quay.io/acme/c:1"]
+    verdicts = e.evaluate(images, namespace="prod-web", kind="Pod", pinning=True)
+    assert [v.allowed for v in verdicts] == [False, False, False]
+    assert "admission.maxImages" in verdicts[0].denials[0]
+    assert check.calls == 0
+
+
+def test_the_decision_log_line_is_bounded_and_counts_what_it_left_out(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    images = [f"quay.io/acme/{'x' * 150}{i}:1" for i in range(3000)] + [BAD]
+    policy_set = PolicySet((policy(),))  # BAD is denied, the rest allowed
+    e = Engine(lambda: policy_set)
+    with caplog.at_level(logging.INFO, logger="trustgate"):
+        answer, _, _ = run_review(e, review(workload("Pod", pod_spec(*images))))
+    assert answer["response"]["allowed"] is False
+    (record,) = [r for r in caplog.records if r.name == "trustgate.admission"]
+    fields: dict[str, Any] = record.__dict__["fields"]
+    size = len(json.dumps(fields["images"], separators=(",", ":")))
+    assert size <= MAX_IMAGES_BYTES
+    assert fields["images"][0]["image"] == BAD  # the denied image is kept first
+    assert fields["imagesOmitted"] == len(images) - len(fields["images"]) > 2000
+
+
+def test_a_usual_line_has_no_omitted_fields(prod, caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.INFO, logger="trustgate"):
+        run_review(prod, review(workload("Pod", pod_spec(GOOD, BAD))))
+    (record,) = [r for r in caplog.records if r.name == "trustgate.admission"]
+    fields = record.__dict__["fields"]
+    assert [i["image"] for i in fields["images"]] == [GOOD, BAD]
+    assert "imagesOmitted" not in fields and "notRecheckedOmitted" not in fields

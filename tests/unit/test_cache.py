@@ -11,6 +11,7 @@ import pytest
 
 from tests.redisserver import RedisServer
 from webhook.cache import Cache, Caches, CacheSettings
+from webhook.offline import NeedsNetwork, offline
 from webhook.registry.deadline import Deadline
 from webhook.services import SHARED_TYPES
 from webhook.sharedcache import SharedCache, SharedSettings, canonical_key, mark_key, seal
@@ -186,3 +187,21 @@ def test_waiting_takes_at_most_half_of_what_the_deadline_has_left(
     )
     assert got == PASSED and calls == ["b"]
     assert 1.5 < time.monotonic() - started < 3.9  # about 2 s: it kept time to verify itself
+
+
+def test_an_offline_pass_stops_before_it_could_lead_a_flight() -> None:
+    """The engine's offline pass judges from what is cached; a miss goes to a check thread,
+    and no flight (which other reviews would wait on) is started for it."""
+    cache: Cache[str] = Cache("digest", 16, 60)
+    calls: list[str] = []
+
+    def resolve(_: Deadline) -> str:
+        calls.append("resolve")
+        return "sha256:1"
+
+    with pytest.raises(NeedsNetwork), offline():
+        cache.get_or_compute(("r", "v1"), resolve, Deadline(1))
+    assert calls == []
+    cache.put(("r", "v1"), "sha256:1")
+    with offline():
+        assert cache.get_or_compute(("r", "v1"), resolve, Deadline(1)) == "sha256:1"

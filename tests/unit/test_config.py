@@ -209,3 +209,13 @@ def test_a_cost_limit_at_a_short_deadline_is_refused_naming_both() -> None:
         match=r"conditions.costSeconds: 2 s must be below deadlineSeconds \(1.5 s\)",
     ):
         parse_config({"deadlineSeconds": 1.5, "conditions": {"costSeconds": 2}})
+
+
+def test_max_images_defaults_to_200_and_is_schema_checked() -> None:
+    assert Config().max_images == 200
+    assert parse_config({"admission": {}}).max_images == 200
+    assert parse_config({"admission": {"maxImages": 500}}).max_images == 500
+    with pytest.raises(ConfigError, match=r"field admission\.maxImages: 0 is less than"):
+        parse_config({"admission": {"maxImages": 0}})
+    with pytest.raises(ConfigError, match=r"field admission\.maxImages: 'many'"):
+        parse_config({"admission": {"maxImages": "many"}})

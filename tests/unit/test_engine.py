@@ -15,6 +15,7 @@ from tests.builders import engine, policy
 from webhook.checks import CheckContext
 from webhook.engine import Engine, display
 from webhook.errors import UpstreamError
+from webhook.offline import needs_io
 from webhook.policy.model import Authority, Freshness, KeyRef, PolicySet, Signatures
 from webhook.reference import ImageRef
 from webhook.registry import Deadline
@@ -262,6 +263,7 @@ class StuckCheck:
         self.release = threading.Event()
 
     def run(self, image: object, policy: object, context: CheckContext) -> None:
+        needs_io("slow.example:5000")  # as every registry call does (Network.call)
         context.deadline.host = "slow.example:5000"
         self.release.wait(30)
 
@@ -297,6 +299,7 @@ class CutAtDeadline:
     pure = False
 
     def run(self, image: object, policy: object, context: CheckContext) -> None:
+        needs_io("slow.example")
         time.sleep(max(0.0, context.deadline.expires_at - time.monotonic()))
         raise UpstreamError("slow.example timed out", check="signatures")
 
@@ -339,3 +342,37 @@ def test_a_stuck_check_does_not_keep_the_process_from_exiting(tmp_path: Path) ->
     )
     assert done.stdout.strip() == "False"
     assert time.monotonic() - started < 15  # the stuck thread waits 30 s; exit does not
+
+
+class Recording:
+    """A network check whose answer for some images is cached: those need no I/O."""
+
+    name = "allowlist"
+    pure = False
+
+    def __init__(self, cached: set[str]) -> None:
+        self.cached = cached
+        self.threads: dict[str, list[str]] = {}
+
+    def run(self, image: ImageRef, policy: object, context: CheckContext) -> None:
+        if image.repository not in self.cached:
+            needs_io("registry.example")  # as Network.call does
+        self.threads.setdefault(image.repository, []).append(threading.current_thread().name)
+
+
+def test_cached_images_are_judged_in_the_request_thread_the_rest_in_check_threads() -> None:
+    check = Recording(cached={"quay.io/acme/warm"})
+    policy_set = PolicySet((policy(),))
+    e = Engine(lambda: policy_set, checks={"allowlist": check})
+    images = ["quay.io/acme/cold:1", "quay.io/acme/warm:1"]
+    verdicts = e.evaluate(images, namespace="prod-x", kind="Pod")
+    assert [v.image for v in verdicts] == images  # in order, whatever ran where
+    assert all(v.allowed for v in verdicts)
+    here = threading.current_thread().name
+    # Each ran to its end exactly once: the warm one here, the cold one in a check
+    # thread (its offline attempt stopped at the I/O and is not counted).
+    assert check.threads == {
+        "quay.io/acme/warm": [here],
+        "quay.io/acme/cold": ["trustgate-check"],
+    }
+    e.close()

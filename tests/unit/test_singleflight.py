@@ -12,6 +12,7 @@ from collections.abc import Callable
 import pytest
 
 from webhook.errors import UpstreamError
+from webhook.offline import NeedsNetwork
 from webhook.registry.deadline import BudgetExceeded, Deadline
 from webhook.singleflight import SingleFlight
 
@@ -198,3 +199,29 @@ def test_a_failed_flight_keeps_no_frames_alive() -> None:
         assert held[0]() is None
     finally:
         gc.enable()
+
+
+def test_a_signal_to_the_leaders_thread_is_no_answer_for_waiters() -> None:
+    """A leader stopped by a BaseException (an offline pass's NeedsNetwork, an exit):
+    the waiter computes itself instead of receiving that signal."""
+    flights: SingleFlight[str] = SingleFlight()
+    entered = threading.Event()
+    errors: list[BaseException] = []
+
+    def stopped(_: Deadline) -> str:
+        entered.set()
+        time.sleep(0.1)
+        raise NeedsNetwork("registry.example")
+
+    def lead() -> None:
+        try:
+            flights.run("key", stopped, Deadline(10))
+        except NeedsNetwork as exc:
+            errors.append(exc)
+
+    leader = threading.Thread(target=lead)
+    leader.start()
+    assert entered.wait(5)
+    assert flights.run("key", lambda _: "verified", Deadline(5)) == ("verified", False)
+    leader.join(5)
+    assert [type(e) for e in errors] == [NeedsNetwork]

@@ -245,4 +245,9 @@ def parse_date(value: Any) -> datetime | None:
         return None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC)
+    try:
+        moment = moment.astimezone(UTC)
+    except OverflowError:  # 0001-01-01T00:00+05:00 is before the first moment a datetime holds
+        return None
+    # A grade's windows run up to a year past a fix's release; past 9998 that is no datetime.
+    return moment if moment.year < 9999 else None

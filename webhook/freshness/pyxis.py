@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urljoin, urlsplit
@@ -28,7 +28,8 @@ from webhook.failures import describe
 from webhook.freshness.grades import GRADES, Grade, Window, parse_date
 from webhook.registry import Deadline, Network
 from webhook.registry.deadline import BudgetExceeded
-from webhook.registry.network import HostFailure
+from webhook.registry.network import CallCut, HostFailure
+from webhook.untrusted import json_value
 
 DEFAULT_URL = "https://catalog.redhat.com/api/containers/v1"
 DEFAULT_TIMEOUT = 3.0
@@ -64,7 +65,7 @@ class PyxisSettings:
     """``freshness.pyxis`` of trustgate.yaml."""
 
     url: str = DEFAULT_URL
-    api_key: str | None = None
+    api_key: str | None = field(default=None, repr=False)  # a secret: never in a log line
     timeout: float = DEFAULT_TIMEOUT
 
 
@@ -124,17 +125,17 @@ class PyxisClient:
                 try:
                     body = self._fetch(self._base + path, params, timeout, deadline)
                 except requests.RequestException as exc:
-                    raise HostFailure(self._failure(exc, timeout, deadline)) from None
+                    raise self._failure(exc, timeout, deadline) from None
         except BudgetExceeded as exc:
             self._network.event("budget_exceeded", self._host)
             raise UpstreamError(exc.message) from None
         if body is None:
             return None
         try:
-            data = json.loads(body)
-        except ValueError:
+            data = json_value(body)
+        except json.JSONDecodeError as exc:
             raise UpstreamError(
-                f"Pyxis at {self._base} answered something that is not JSON"
+                f"Pyxis at {self._base} answered something that is not JSON: {exc.msg}"
             ) from None
         if not isinstance(data, dict):
             raise UpstreamError(f"Pyxis at {self._base} answered JSON that is not an object")
@@ -165,22 +166,25 @@ class PyxisClient:
                 if response.status_code == 404:
                     return None
                 if response.status_code != 200:
-                    raise UpstreamError(
-                        f"Pyxis at {self._base} answered HTTP {response.status_code}"
-                    )
+                    kind = HostFailure if response.status_code >= 500 else UpstreamError
+                    raise kind(f"Pyxis at {self._base} answered HTTP {response.status_code}")
                 return _read(response, self._base, self._host, deadline)
         raise UpstreamError(f"Pyxis at {self._base} redirected more than {_MAX_REDIRECTS} times")
 
-    def _failure(self, exc: requests.RequestException, timeout: float, deadline: Deadline) -> str:
-        if deadline.remaining() <= 0:
+    def _failure(
+        self, exc: requests.RequestException, timeout: float, deadline: Deadline
+    ) -> UpstreamError:
+        """What the breaker is told: Pyxis failed (HostFailure), or the review ran out of time."""
+        timed_out = isinstance(exc, requests.Timeout)
+        if deadline.remaining() <= 0 or (timed_out and timeout < self._settings.timeout):
             self._network.event("deadline_exceeded", self._host)
-            return (
+            return CallCut(
                 f"Pyxis at {self._base} timed out: it was still answering when the "
                 f"review's deadline of {deadline.seconds:g} s passed"
             )
-        if isinstance(exc, requests.Timeout):
-            return f"Pyxis at {self._base} did not answer within {timeout:.1f} s"
-        return f"Pyxis at {self._base} cannot be reached: {describe(exc)}"
+        if timed_out:
+            return HostFailure(f"Pyxis at {self._base} did not answer within {timeout:.1f} s")
+        return HostFailure(f"Pyxis at {self._base} cannot be reached: {describe(exc)}")
 
     def _redirect(self, url: str, location: str) -> str:
         target = urljoin(url, location)

@@ -63,14 +63,22 @@ def parse_report(predicate: Mapping[str, Any]) -> Report:
     """The fixes and scan time of a report, whatever its shape.
 
     Raises:
-        ReportError: the predicate is none of cosign vuln, Trivy or Grype JSON.
+        ReportError: the predicate is none of cosign vuln, Trivy or Grype JSON, or
+            is nested too deeply to read (a signed report is still untrusted input).
     """
+    try:
+        return _report(predicate)
+    except RecursionError:
+        raise ReportError("the report is nested too deeply to read") from None
+
+
+def _report(predicate: Mapping[str, Any]) -> Report:
     scanner = predicate.get("scanner")
     if isinstance(scanner, Mapping) and "result" in scanner:
         inner = scanner.get("result")
         if not isinstance(inner, Mapping):
             raise ReportError("the cosign vuln predicate's scanner.result is not an object")
-        report = parse_report(inner)
+        report = _report(inner)
         metadata = predicate.get("metadata")
         scanned = None
         if isinstance(metadata, Mapping):

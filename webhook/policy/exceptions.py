@@ -22,6 +22,8 @@ from webhook.policy.schema import EXCEPTION_SCHEMA, validate_document
 KIND = "ImagePolicyException"
 #: ``policy lint`` warns about exceptions that expire within this many days.
 WARN_DAYS = 14
+#: The first day an exception cannot end on: its end of day is not a datetime.
+_LAST_DAY = dt.date.max
 
 
 def _expiry(value: object, *, file: str, document: int) -> str:
@@ -56,6 +58,13 @@ def compile_exception(document: Mapping[str, Any], *, file: str, index: int) -> 
     except ValueError as exc:
         message = f"{spec['expires']!r} is not a valid date ({exc})"
         raise PolicyError(message, file=file, document=index, field="spec.expires") from exc
+    if last_day >= _LAST_DAY:
+        # Its end (midnight UTC of the next day) is past what a datetime holds.
+        message = (
+            f"{last_day.isoformat()} is too far ahead: the last day must be before "
+            f"{_LAST_DAY.isoformat()} (an exception should expire; renew it when it does)"
+        )
+        raise PolicyError(message, file=file, document=index, field="spec.expires")
     policies = spec.get("policies")
     return PolicyException(
         name=document["metadata"]["name"],

@@ -143,6 +143,8 @@ def _simple_message(validator: str, value: Any, instance: Any, schema: Any) -> s
         return f"must have at most {value} {unit} (got {len(instance)})"
     if validator == "minimum":
         return f"must be at least {value} (got {_shown(instance)})"
+    if validator == "maximum":
+        return f"must be at most {value} (got {_shown(instance)})"
     if validator == "uniqueItems":
         seen: list[Any] = []
         for item in instance:

@@ -141,18 +141,13 @@ class PolicyStore:
         try:
             policy_set = load_directory(self._directory, self._roots)
         except PolicyError as exc:
-            self._status = replace(
-                previous,
-                last_error=str(exc),
-                last_error_at=time.time(),
-                failures=previous.failures + 1,
-            )
-            log.error(
-                "policy reload failed, keeping the last good set: %s",
-                exc,
-                extra={"directory": str(self._directory), "outcome": "error"},
-            )
-            return False, self._status
+            return False, self._failed(str(exc))
+        except Exception as exc:
+            # The loader raises only PolicyError; should a defect let something else
+            # through, the reload still fails where readiness and metrics show it,
+            # instead of leaving the old set in force with no sign of the change.
+            log.exception("policy loader defect", extra={"outcome": "error"})
+            return False, self._failed(f"cannot load the policies ({type(exc).__name__}: {exc})")
         if policy_set.fingerprint == self._set.fingerprint:
             if previous.last_error is None:
                 return False, None  # touched, not changed
@@ -185,6 +180,19 @@ class PolicyStore:
             },
         )
         return True, self._status
+
+    def _failed(self, error: str) -> ReloadStatus:
+        """Record a failed reload; the set in force stays."""
+        previous = self._status
+        self._status = replace(
+            previous, last_error=error, last_error_at=time.time(), failures=previous.failures + 1
+        )
+        log.error(
+            "policy reload failed, keeping the last good set: %s",
+            error,
+            extra={"directory": str(self._directory), "outcome": "error"},
+        )
+        return self._status
 
     def start(self) -> None:
         """Check the directory every ``interval`` seconds in a daemon thread (idempotent)."""

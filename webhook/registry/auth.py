@@ -21,6 +21,7 @@ from typing import NamedTuple
 from cachetools import TLRUCache
 
 from webhook.errors import UpstreamError
+from webhook.untrusted import json_value
 
 DEFAULT_EXPIRES_IN = 60.0
 _MAX_LIFETIME = 3600.0
@@ -119,9 +120,9 @@ def parse_token(body: bytes) -> tuple[str, float]:
     Raises UpstreamError when the body is not JSON or carries no token.
     """
     try:
-        data = json.loads(body)
-    except ValueError:
-        raise UpstreamError("token endpoint answered a body that is not JSON") from None
+        data = json_value(body)
+    except json.JSONDecodeError as exc:
+        raise UpstreamError(f"token endpoint answered a body that is not JSON: {exc.msg}") from None
     if not isinstance(data, dict):
         raise UpstreamError("token endpoint answered JSON that is not an object")
     token = data.get("token") or data.get("access_token")

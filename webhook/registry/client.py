@@ -29,7 +29,8 @@ from webhook.failures import describe
 from webhook.reference import ImageRef
 from webhook.registry.auth import Authenticator, basic_authorization, bearer_challenge
 from webhook.registry.deadline import BudgetExceeded, Deadline
-from webhook.registry.network import HostFailure, Network
+from webhook.registry.network import CallCut, HostFailure, Network
+from webhook.untrusted import json_value
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
@@ -95,7 +96,7 @@ class _Target:
     def remaining(self, deadline: Deadline) -> float:
         remaining = deadline.remaining()
         if remaining <= 0:
-            raise self.error(_late(deadline, self.host), HostFailure)
+            raise self.error(_late(deadline, self.host), CallCut)
         return remaining
 
 
@@ -104,13 +105,18 @@ class RegistryClient:
 
     ``settings`` maps a registry host (``host[:port]``) to how to reach it;
     hosts without settings get HTTPS, system CAs and anonymous access.
+    ``timeout`` is each call's own timeout (default: the network's
+    ``call_seconds``). What the host's breaker counts: a refused or reset
+    connection, a TLS failure, a 5xx answer after retries, or a timeout within
+    that per-call timeout; a call cut at the review's deadline is a CallCut,
+    and a 429 is the host asking for less, not failing.
     """
 
     def __init__(
         self,
         settings: Mapping[str, RegistrySettings] | None = None,
         *,
-        timeout: float = 5.0,
+        timeout: float | None = None,
         max_manifest_bytes: int = 4 * 1024 * 1024,
         max_blob_bytes: int = 1024 * 1024,
         retries: int = 2,
@@ -118,7 +124,7 @@ class RegistryClient:
     ) -> None:
         self._settings = dict(settings or {})
         self._network = network or Network()
-        self._timeout = timeout
+        self._timeout = self._network.limits.call_seconds if timeout is None else timeout
         self._max_manifest_bytes = max_manifest_bytes
         self._max_blob_bytes = max_blob_bytes
         self._retries = retries
@@ -294,6 +300,12 @@ class RegistryClient:
                     attempt += 1
                     continue
                 raise target.error(exc.message, HostFailure) from None
+            except CallCut as exc:
+                if attempt == 0:
+                    raise
+                # The host failed on its own before the deadline cut its retry short:
+                # the breaker counts that failure.
+                raise target.error(exc.message, HostFailure) from None
             status = response.status_code
             answered_by = urlsplit(response.url).netloc.lower()
             if status == 401 and answered_by != urlsplit(target.base).netloc:
@@ -321,7 +333,9 @@ class RegistryClient:
                 raise target.error(f"rate limited by {target.host}")
             if status >= 500:
                 response.close()
-                raise target.error(f"{target.host} answered {status} {response.reason}")
+                raise target.error(
+                    f"{target.host} answered {status} {response.reason}", HostFailure
+                )
             if status in (401, 403):
                 response.close()
                 raise target.error(
@@ -352,12 +366,17 @@ class RegistryClient:
             try:
                 response = self._send(target, "GET", full, sent, deadline)
             except _Transient as exc:
-                raise target.error(f"token endpoint {realm.netloc}: {exc.message}") from None
+                # The registry's own token service failing: its breaker counts it.
+                raise target.error(
+                    f"token endpoint {realm.netloc}: {exc.message}", HostFailure
+                ) from None
             if not response.ok:
                 response.close()
+                kind = HostFailure if response.status_code >= 500 else UpstreamError
                 raise target.error(
                     f"token endpoint {realm.netloc} answered {response.status_code} "
-                    f"{response.reason} for {target.host}"
+                    f"{response.reason} for {target.host}",
+                    kind,
                 )
             return self._read(target, response, self._max_manifest_bytes, deadline, "token")
 
@@ -366,7 +385,9 @@ class RegistryClient:
                 target.host, target.ref.path, challenge, fetch, credentials=credentials
             )
         except UpstreamError as exc:
-            raise target.error(f"{target.host}: {exc.message}") from None
+            # A cut or a failure stays one, so that the breaker counts it rightly.
+            kind = type(exc) if isinstance(exc, HostFailure | CallCut) else UpstreamError
+            raise target.error(f"{target.host}: {exc.message}", kind) from None
 
     def _send(
         self,
@@ -402,12 +423,16 @@ class RegistryClient:
                     verify=verify,
                 )
             except requests.exceptions.RequestException as exc:
-                if deadline.remaining() <= 0:
+                timed_out = isinstance(exc, requests.exceptions.Timeout)
+                if deadline.remaining() <= 0 or (timed_out and limit < self._timeout):
+                    # The review's deadline, not the host's own timeout, ended it.
                     self._network.event("deadline_exceeded", netloc)
-                    raise target.error(_late(deadline, netloc), HostFailure) from None
+                    raise target.error(_late(deadline, netloc), CallCut) from None
                 if isinstance(exc, requests.exceptions.SSLError):
-                    raise target.error(f"TLS with {netloc} failed: {describe(exc)}") from None
-                if isinstance(exc, requests.exceptions.Timeout):
+                    raise target.error(
+                        f"TLS with {netloc} failed: {describe(exc)}", HostFailure
+                    ) from None
+                if timed_out:
                     raise _Transient(f"{netloc} timed out") from None
                 raise _Transient(f"cannot reach {netloc}: {describe(exc)}") from None
             if response.status_code not in _REDIRECTS:
@@ -451,6 +476,7 @@ class RegistryClient:
         chunks: list[bytes] = []
         total = 0
         raw: urllib3.HTTPResponse = response.raw
+        limited = self._timeout
         try:
             length = response.headers.get("Content-Length", "")
             if length.isdigit() and int(length) > limit:
@@ -459,7 +485,8 @@ class RegistryClient:
                 remaining = target.remaining(deadline)
                 sock = getattr(raw.connection, "sock", None)
                 if sock is not None:
-                    sock.settimeout(min(self._timeout, remaining))
+                    limited = min(self._timeout, remaining)
+                    sock.settimeout(limited)
                 chunk = raw.read1(_CHUNK, decode_content=False)
                 if not chunk:
                     break
@@ -473,11 +500,12 @@ class RegistryClient:
             self._network.event("budget_exceeded", target.host)
             raise target.error(exc.message) from None
         except (urllib3.exceptions.HTTPError, OSError) as exc:
-            if deadline.remaining() <= 0:
+            timed_out = isinstance(exc, TimeoutError | urllib3.exceptions.TimeoutError)
+            if deadline.remaining() <= 0 or (timed_out and limited < self._timeout):
                 self._network.event("deadline_exceeded", target.host)
                 late = _late(deadline, target.host, f"sending the {what}")
-                raise target.error(late, HostFailure) from None
-            if isinstance(exc, TimeoutError | urllib3.exceptions.TimeoutError):
+                raise target.error(late, CallCut) from None
+            if timed_out:
                 raise target.error(
                     f"{target.host} timed out sending the {what}", HostFailure
                 ) from None
@@ -536,9 +564,9 @@ def _verified(target: _Target, body: bytes, expected: str | None, what: str) -> 
 
 def _json_object(target: _Target, body: bytes, what: str) -> dict[str, Any]:
     try:
-        data = json.loads(body)
-    except ValueError:
-        raise target.error(f"{what} from {target.host} is not JSON") from None
+        data = json_value(body)
+    except json.JSONDecodeError as exc:
+        raise target.error(f"{what} from {target.host} is not JSON: {exc.msg}") from None
     if not isinstance(data, dict):
         raise target.error(f"{what} from {target.host} is not a JSON object")
     return data

@@ -52,7 +52,7 @@ from webhook.signatures.keyless import CERTIFICATE_ANNOTATION
 from webhook.signatures.keys import PublicKey
 from webhook.signatures.material import KeylessMaterial
 from webhook.signatures.signers import Signer, count_distinct, key_signer
-from webhook.untrusted import shown
+from webhook.untrusted import NestedTooDeep, json_value, shown
 
 # How telling a failure is, from a malformed layer up to a statement of the
 # right predicate type about another image.
@@ -136,8 +136,10 @@ def _check(
             None,
         )
     try:
-        statement = json.loads(payload.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError):
+        statement = json_value(payload.decode("utf-8"))
+    except NestedTooDeep:
+        return _BAD_STATEMENT, "signed payload is nested too deeply to read", None
+    except ValueError:  # not UTF-8, not JSON, or a number of more than 4,300 digits
         return _BAD_STATEMENT, "signed payload is not JSON", None
     if not isinstance(statement, dict) or statement.get("_type") not in STATEMENT_TYPES:
         return _BAD_STATEMENT, "signed payload is not an in-toto Statement", None

@@ -27,7 +27,7 @@ from webhook.signatures.rules import annotations_problem, reference_problem
 from webhook.signatures.rules import statement_subject_matches as statement_subject_matches
 from webhook.signatures.tlog import BUNDLE_ANNOTATION, verify_key_entry
 from webhook.signatures.trustroot import TrustRoot
-from webhook.untrusted import quoted, shown
+from webhook.untrusted import NestedTooDeep, json_value, quoted, shown
 
 SIMPLESIGNING_MEDIA_TYPE = "application/vnd.dev.cosign.simplesigning.v1+json"
 SIGNATURE_ANNOTATION = "dev.cosignproject.cosign/signature"
@@ -104,17 +104,21 @@ def parse_payload(payload: bytes) -> SimpleSigning:
     ``optional``.
     """
     try:
-        document = json.loads(
+        document = json_value(
             payload.decode("utf-8"),
             object_pairs_hook=_unique_keys,
             parse_constant=_no_constant,
         )
     except UnicodeDecodeError:
         raise SignatureInvalid("payload is not UTF-8") from None
+    except NestedTooDeep:
+        raise SignatureInvalid("payload is nested too deeply to read") from None
     except json.JSONDecodeError as exc:
         raise SignatureInvalid(
             f"payload is not valid JSON: {exc.msg} at offset {exc.pos}"
         ) from None
+    except ValueError as exc:  # a number of more than 4,300 digits
+        raise SignatureInvalid(f"payload is not usable JSON: {exc}") from None
     if not isinstance(document, dict):
         raise SignatureInvalid(f"payload is a JSON {_json_kind(document)}, not an object")
     critical = _object(document, "critical", "critical")

@@ -10,13 +10,12 @@ import it.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from webhook.signatures.cosign import DSSE_MEDIA_TYPE
-from webhook.untrusted import shown
+from webhook.untrusted import NestedTooDeep, json_value, shown
 
 #: Declared envelope sizes above this are refused before anything is fetched.
 MAX_ENVELOPE_SIZE = 1024 * 1024
@@ -88,8 +87,10 @@ def _envelope(
         ), b""
     raw = fetch_blob(digest, size)
     try:
-        envelope = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError):
+        envelope = json_value(raw)
+    except NestedTooDeep:
+        return f"attestation layer {digest} is nested too deeply to be a DSSE envelope", raw
+    except ValueError:  # not UTF-8, not JSON, or a number of more than 4,300 digits
         return f"attestation layer {digest} is not a JSON DSSE envelope", raw
     if not isinstance(envelope, dict):
         return f"attestation layer {digest} is not a JSON DSSE envelope", raw

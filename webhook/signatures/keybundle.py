@@ -94,6 +94,8 @@ def parse_key_bundle(raw: bytes) -> bundle_v1.Bundle | str:
     """The bundle in ``raw`` when it is signed with a key, else why it is unusable here."""
     try:
         bundle = bundle_v1.Bundle.from_json(raw)
+    except RecursionError:
+        return "malformed Sigstore bundle: nested too deeply to read"
     except (ValidationError, ValueError, TypeError) as exc:
         return f"malformed Sigstore bundle: {_first_line(exc)}"
     if bundle.media_type not in BUNDLE_MEDIA_TYPES:

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -65,7 +64,7 @@ from webhook.signatures.tlog import (
     parse_cosign_entry,
 )
 from webhook.signatures.trustroot import TrustRoot
-from webhook.untrusted import literal
+from webhook.untrusted import NestedTooDeep, json_value, literal
 
 CERTIFICATE_ANNOTATION = "dev.sigstore.cosign/certificate"
 CHAIN_ANNOTATION = "dev.sigstore.cosign/chain"
@@ -377,8 +376,10 @@ def statement_payload_problem(
     if payload_type != IN_TOTO_PAYLOAD_TYPE:
         return f"signed payload type {literal(payload_type)} is not {IN_TOTO_PAYLOAD_TYPE}"
     try:
-        statement = json.loads(payload)
-    except (UnicodeDecodeError, json.JSONDecodeError):
+        statement = json_value(payload)
+    except NestedTooDeep:
+        return "signed payload is nested too deeply to read"
+    except ValueError:  # not UTF-8, not JSON, or a number of more than 4,300 digits
         return "signed payload is not JSON"
     if not isinstance(statement, dict) or statement.get("_type") not in STATEMENT_TYPES:
         return "signed payload is not an in-toto statement"

@@ -29,7 +29,6 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-import json
 from typing import Any
 
 from cryptography import x509
@@ -42,6 +41,7 @@ from sigstore_models.rekor import v1 as rekor_v1
 
 from webhook.signatures.keys import PublicKey
 from webhook.signatures.trustroot import TrustRoot
+from webhook.untrusted import NestedTooDeep, json_value
 
 BUNDLE_ANNOTATION = "dev.sigstore.cosign/bundle"
 _SPKI = (serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
@@ -70,14 +70,14 @@ def parse_cosign_entry(text: str) -> rekor_v1.TransparencyLogEntry:
         ValueError: the text is not such an entry (pydantic's ValidationError,
             binascii.Error and JSONDecodeError are ValueErrors too).
     """
-    document = json.loads(text)
+    document = _json(text)
     if not isinstance(document, dict) or not isinstance(document.get("Payload"), dict):
         raise ValueError("transparency log entry is not a JSON object with a Payload")
     entry = document["Payload"]
     body = entry.get("body")
     if not isinstance(body, str):
         raise ValueError("transparency log entry has no body")
-    kind = json.loads(base64.b64decode(body, validate=True))
+    kind = _json(base64.b64decode(body, validate=True))
     if not isinstance(kind, dict):
         raise ValueError("transparency log entry body is not a JSON object")
     missing = [name for name in ("logIndex", "logID", "integratedTime") if name not in entry]
@@ -158,7 +158,7 @@ def hashedrekord_problem(
     SHA-256 ``digest_hex`` of what was signed.
     """
     try:
-        document = json.loads(body)
+        document = json_value(body)
         kind = document.get("kind")
         if kind != "hashedrekord":
             return f"log entry is a {str(kind)[:40]!r} entry, not a hashedrekord of a signature"
@@ -167,7 +167,7 @@ def hashedrekord_problem(
         logged_key = base64.b64decode(spec["signature"]["publicKey"]["content"], validate=True)
         algorithm = spec["data"]["hash"]["algorithm"]
         logged_hash = spec["data"]["hash"]["value"]
-    except (ValueError, TypeError, KeyError, AttributeError):
+    except (ValueError, RecursionError, TypeError, KeyError, AttributeError):
         return "log entry's body is not a valid hashedrekord entry"
     if logged_signature != signature:
         return "log entry is for another signature"
@@ -193,7 +193,7 @@ def hashedrekord_v2_problem(
         data = spec["data"]
         logged_digest = base64.b64decode(data["digest"], validate=True)
         logged = _v2_signature(spec["signature"])
-    except (ValueError, TypeError, KeyError, AttributeError):
+    except (ValueError, RecursionError, TypeError, KeyError, AttributeError):
         return "log entry's body is not a valid hashedrekord 0.0.2 entry with a public key"
     if logged[0] != signature:
         return "log entry is for another signature"
@@ -215,7 +215,7 @@ def dsse_v2_problem(body: bytes, payload: bytes, signature: bytes, key: PublicKe
         payload_hash = spec["payloadHash"]
         logged_hash = base64.b64decode(payload_hash["digest"], validate=True)
         logged = [_v2_signature(item) for item in spec["signatures"][:16]]
-    except (ValueError, TypeError, KeyError, AttributeError):
+    except (ValueError, RecursionError, TypeError, KeyError, AttributeError):
         return "log entry's body is not a valid dsse 0.0.2 entry with a public key"
     expected = hashlib.sha256(payload).digest()
     if payload_hash["algorithm"] != "SHA2_256" or logged_hash != expected:
@@ -225,9 +225,17 @@ def dsse_v2_problem(body: bytes, payload: bytes, signature: bytes, key: PublicKe
     return None
 
 
+def _json(text: str | bytes) -> Any:
+    """``text`` parsed; raises ValueError, also for nesting too deep to parse."""
+    try:
+        return json_value(text)
+    except NestedTooDeep:
+        raise ValueError("transparency log entry is nested too deeply to read") from None
+
+
 def _v2_spec(body: bytes, kind: str, field: str) -> dict[str, Any]:
     """The ``spec.<field>`` of a Rekor v2 entry of ``kind`` 0.0.2; raises ValueError or KeyError."""
-    document = json.loads(body)
+    document = _json(body)
     if (document.get("kind"), document.get("apiVersion")) != (kind, "0.0.2"):
         raise ValueError(f"not a {kind} 0.0.2 entry")
     spec: dict[str, Any] = document["spec"][field]
@@ -248,7 +256,7 @@ def dsse_key_problem(body: bytes, payload: bytes, signature: bytes, key: PublicK
     (here the PUBLIC KEY block), base64-encoded; ``signature`` must be among them.
     """
     try:
-        document = json.loads(body)
+        document = json_value(body)
         if (document.get("kind"), document.get("apiVersion")) != ("dsse", "0.0.1"):
             return "log entry is not a dsse 0.0.1 entry"
         spec = document["spec"]
@@ -260,7 +268,7 @@ def dsse_key_problem(body: bytes, payload: bytes, signature: bytes, key: PublicK
             )
             for item in spec["signatures"][:16]
         ]
-    except (ValueError, TypeError, KeyError, AttributeError):
+    except (ValueError, RecursionError, TypeError, KeyError, AttributeError):
         return "log entry's body is not a valid dsse 0.0.1 entry"
     if payload_hash != ("sha256", hashlib.sha256(payload).hexdigest()):
         return "log entry is for another payload (its payload hash differs from this envelope's)"
@@ -308,7 +316,7 @@ def intoto_body_problem(
     certificate, itself base64-encoded.
     """
     try:
-        document = json.loads(body)
+        document = json_value(body)
         if (document.get("kind"), document.get("apiVersion")) != ("intoto", "0.0.2"):
             shown = f"{str(document.get('kind'))[:40]}/{str(document.get('apiVersion'))[:16]}"
             return f"log entry is a {shown!r} entry, not an intoto 0.0.2 record of an attestation"
@@ -321,7 +329,7 @@ def intoto_body_problem(
         text = base64.b64decode(signatures[0]["sig"], validate=True)
         logged = base64.b64decode(text, validate=True)
         logged_pem = base64.b64decode(signatures[0]["publicKey"], validate=True)
-    except (ValueError, TypeError, KeyError, AttributeError, binascii.Error):
+    except (ValueError, RecursionError, TypeError, KeyError, AttributeError, binascii.Error):
         return "log entry's body is not a valid intoto 0.0.2 entry"
     expected = hashlib.sha256(envelope).hexdigest()
     if envelope_hash != ("sha256", expected):

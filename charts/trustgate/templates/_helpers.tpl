@@ -91,6 +91,16 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- if gt (addf (float64 $config.deadlineSeconds) 1.0) (float64 .Values.webhook.timeoutSeconds) }}
 {{- fail (printf "config.deadlineSeconds (%v) must be at least 1 s below webhook.timeoutSeconds (%v): reviews must answer before the API server stops waiting" $config.deadlineSeconds .Values.webhook.timeoutSeconds) }}
 {{- end }}
+{{- if include "trustgate.pyxisKeyInUse" . }}
+{{- $freshness := deepCopy (default (dict) $config.freshness) }}
+{{- $pyxis := deepCopy (default (dict) $freshness.pyxis) }}
+{{- if hasKey $pyxis "apiKeyFile" }}
+{{- fail "config.freshness.pyxis.apiKeyFile and freshness.pyxis.apiKey/apiKeySecret both name the Pyxis API key: keep one (the chart mounts its Secret and sets apiKeyFile)" }}
+{{- end }}
+{{- $_ := set $pyxis "apiKeyFile" "/etc/trustgate/pyxis/apiKey" }}
+{{- $_ = set $freshness "pyxis" $pyxis }}
+{{- $_ = set $config "freshness" $freshness }}
+{{- end }}
 {{- if .Values.cache.shared.url }}
 {{- $cache := deepCopy (default (dict) $config.cache) }}
 {{- $_ := set $cache "shared" (include "trustgate.sharedCacheConfig" . | fromJson) }}
@@ -123,6 +133,15 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
   secret:
     secretName: {{ . }}
 {{- end }}
+{{- if include "trustgate.pyxisKeyInUse" . }}
+- name: pyxis-key
+  secret:
+    secretName: {{ include "trustgate.pyxisKeySecret" . }}
+    defaultMode: 0440
+    items:
+      - key: {{ include "trustgate.pyxisKeySecretKey" . }}
+        path: apiKey
+{{- end }}
 {{- end }}
 
 {{- define "trustgate.policyMounts" -}}
@@ -143,6 +162,33 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
   mountPath: /etc/trustgate/registry/{{ . }}
   readOnly: true
 {{- end }}
+{{- if include "trustgate.pyxisKeyInUse" . }}
+- name: pyxis-key
+  mountPath: /etc/trustgate/pyxis
+  readOnly: true
+{{- end }}
+{{- end }}
+
+{{/*
+The Pyxis API key: from an existing Secret (freshness.pyxis.apiKeySecret) or from
+freshness.pyxis.apiKey, which the chart writes into a Secret of its own. Either way it
+is mounted as a file that trustgate.yaml names (apiKeyFile); it is never written into
+the config ConfigMap.
+*/}}
+{{- define "trustgate.pyxisKeyInUse" -}}
+{{- $p := .Values.freshness.pyxis }}
+{{- if and $p.apiKey $p.apiKeySecret.name }}
+{{- fail "freshness.pyxis.apiKey and freshness.pyxis.apiKeySecret.name both give the Pyxis API key: keep one" }}
+{{- end }}
+{{- if or $p.apiKey $p.apiKeySecret.name }}true{{ end }}
+{{- end }}
+
+{{- define "trustgate.pyxisKeySecret" -}}
+{{- default (printf "%s-pyxis" (include "trustgate.fullname" .)) .Values.freshness.pyxis.apiKeySecret.name }}
+{{- end }}
+
+{{- define "trustgate.pyxisKeySecretKey" -}}
+{{- if .Values.freshness.pyxis.apiKeySecret.name }}{{ .Values.freshness.pyxis.apiKeySecret.key }}{{ else }}apiKey{{ end }}
 {{- end }}
 
 {{/* A git-sync container; "init" clones once before the server starts. */}}
@@ -264,9 +310,13 @@ webhooks:
         - key: kubernetes.io/metadata.name
           operator: NotIn
           values: {{ concat (list $root.Release.Namespace "kube-system") $root.Values.webhook.excludeNamespaces | uniq | toJson }}
-        - key: {{ $root.Values.webhook.optOutLabel }}
+        {{- with $root.Values.webhook.optOutLabel }}
+        # Opt-out by label, asked for by webhook.optOutLabel: anyone who may label (or
+        # create) a namespace may set it, unless the opt-out guard restricts who may.
+        - key: {{ . }}
           operator: NotIn
           values: ["true"]
+        {{- end }}
         {{- with $root.Values.webhook.namespaceSelectorExpressions }}
         {{- toYaml . | nindent 8 }}
         {{- end }}
@@ -362,4 +412,12 @@ trustgate_exception_admissions_total
 
 {{- define "trustgate.metric.breakGlass" -}}
 trustgate_break_glass_total
+{{- end }}
+
+{{/* The port of GET /metrics, which must differ from the webhook's. */}}
+{{- define "trustgate.metricsPort" -}}
+{{- if eq (int .Values.metrics.port) (int .Values.server.port) }}
+{{- fail (printf "metrics.port (%v) must differ from server.port: the webhook port serves reviews and health only" .Values.metrics.port) }}
+{{- end }}
+{{- .Values.metrics.port }}
 {{- end }}

@@ -95,6 +95,17 @@ def test_404_is_unknown_and_500_an_upstream_error(pyxis: Pyxis) -> None:
         sources(pyxis).from_pyxis(broken, Deadline(5))
 
 
+def test_an_answer_nested_3000_levels_is_an_upstream_error(pyxis: Pyxis) -> None:
+    deep = "sha256:" + "7" * 64
+    pyxis.failures[deep] = "deep"
+    with pytest.raises(
+        UpstreamError,
+        match=r"^Pyxis at http://127\.0\.0\.1:\d+/api/containers/v1 answered something that is "
+        r"not JSON: it nests too deeply",
+    ):
+        sources(pyxis).from_pyxis(deep, Deadline(5))
+
+
 def test_slow_pyxis_times_out_within_the_deadline(pyxis: Pyxis) -> None:
     slow = "sha256:" + "6" * 64
     pyxis.failures[slow] = "slow"

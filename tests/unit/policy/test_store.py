@@ -371,3 +371,40 @@ def test_same_policy_text_with_another_key_file_content_is_another_set(tmp_path:
     before = load_directory(tmp_path).fingerprint
     (tmp_path / "release.pub").write_text(public_pem(generate_key("ecdsa-p256")))
     assert load_directory(tmp_path).fingerprint != before
+
+
+KEYLESS = policy(
+    extra=(
+        "  signatures:\n    authorities:\n      - name: ci\n        keyless:\n"
+        "          issuer: https://issuer.example\n          subject: ci@example.com\n"
+    )
+)
+
+
+def test_a_loader_defect_fails_the_reload_where_readiness_shows_it(
+    tmp_path: Path, statuses: list[ReloadStatus], records: list[logging.LogRecord]
+) -> None:
+    """Should anything but a PolicyError escape the loader, the change is not silently dropped."""
+    from webhook.signatures.trustroot import TrustRoots
+
+    class Defective(TrustRoots):
+        broken = False
+
+        def load(self, spec: str, base: Path):  # type: ignore[no-untyped-def]
+            if self.broken:
+                raise KeyError("a defect")
+            return super().load(spec, base)
+
+    roots = Defective()
+    file = tmp_path / "prod.yaml"
+    file.write_text(KEYLESS)
+    store = PolicyStore(tmp_path, on_reload=statuses.append, roots=roots)
+    first = store.current
+    roots.broken = True
+    file.write_text(KEYLESS + "  mode: audit\n")
+    assert store.check() is False
+    assert store.current is first
+    assert store.status.failures == 1
+    assert store.status.last_error == "cannot load the policies (KeyError: 'a defect')"
+    assert statuses == [store.status]
+    assert any(r.getMessage().startswith("policy reload failed") for r in records)

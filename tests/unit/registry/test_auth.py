@@ -128,7 +128,13 @@ def test_parse_token(body: dict[str, object], expected: tuple[str, float]) -> No
 
 @pytest.mark.parametrize(
     ("body", "message"),
-    [(b"<html>", "not JSON"), (b"[]", "not an object"), (b'{"token": ""}', "no token")],
+    [
+        (b"<html>", "not JSON"),
+        (b"[]", "not an object"),
+        (b'{"token": ""}', "no token"),
+        (b'{"token":' * 3000 + b'"t"' + b"}" * 3000, "not JSON: it nests too deeply"),
+        (b"\xff\xfe\xff", "not JSON: it is not UTF-8"),
+    ],
 )
 def test_parse_token_failures(body: bytes, message: str) -> None:
     with pytest.raises(UpstreamError, match=message):

@@ -22,7 +22,14 @@ from cryptography.x509.oid import NameOID
 
 from webhook.errors import UpstreamError
 from webhook.reference import ImageRef
-from webhook.registry import Deadline, NotFound, RegistryClient, RegistrySettings
+from webhook.registry import (
+    Deadline,
+    Network,
+    NetworkLimits,
+    NotFound,
+    RegistryClient,
+    RegistrySettings,
+)
 from webhook.registry.client import MANIFEST_ACCEPT, OCI_INDEX, OCI_MANIFEST
 
 REPO = "acme/app"
@@ -219,6 +226,33 @@ def test_manifest_digest_mismatch_is_rejected(registry: FakeRegistry) -> None:
     registry.routes[f"GET {DIGEST_PATH}"] = Reply(body=manifest_body(annotations={"x": "y"}))
     with pytest.raises(UpstreamError, match="does not match its digest"):
         make_client(registry).manifest(registry.ref(), DIGEST, Deadline(5))
+
+
+#: A manifest, an index or a referrers page nested 3,000 levels deep: 6 kB anyone may push.
+DEEP = b'{"schemaVersion":2,"x":' + b"[" * 3000 + b"]" * 3000 + b"}"
+
+
+@pytest.mark.parametrize("what", ["manifest", "referrers"])
+def test_json_nested_3000_levels_is_an_upstream_error_naming_the_host(
+    registry: FakeRegistry, what: str
+) -> None:
+    client = make_client(registry)
+    digest = sha256(DEEP)
+    expected = rf"{what}.* from {registry.host} is not JSON: "
+    with pytest.raises(UpstreamError, match=expected + "it nests too deeply"):
+        if what == "referrers":
+            path = f"/v2/{REPO}/referrers/{DIGEST}"
+            registry.routes[f"GET {path}"] = Reply(body=DEEP, headers={"Content-Type": OCI_INDEX})
+            client.referrers(registry.ref(), DIGEST, Deadline(5))
+        else:
+            registry.routes[f"GET /v2/{REPO}/manifests/{digest}"] = Reply(body=DEEP)
+            client.manifest(registry.ref(), digest, Deadline(5))
+
+
+def test_calls_take_the_networks_call_timeout_unless_given_one() -> None:
+    network = Network(NetworkLimits(call_seconds=1.5))
+    assert RegistryClient(network=network)._timeout == 1.5
+    assert RegistryClient(network=network, timeout=3.0)._timeout == 3.0
 
 
 def test_manifest_by_tag_is_checked_against_the_digest_header(registry: FakeRegistry) -> None:
