@@ -14,9 +14,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import redis
-
 from tests.registry import free_port
+from webhook.redisclient import Endpoint, RedisClient, Reply
 
 REDIS_BINARY = "redis-server"
 READY_DEADLINE = 20.0
@@ -29,16 +28,16 @@ class RedisServer:
     port: int
     log: Path
     process: subprocess.Popen[bytes] | None = None
-    _client: redis.Redis | None = field(default=None, repr=False)
+    _client: TestClient | None = field(default=None, repr=False)
 
     @property
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
 
-    def client(self) -> redis.Redis:
+    def client(self) -> TestClient:
         """A client for the test's own reads and writes (not the webhook's)."""
         if self._client is None:
-            self._client = redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=5)
+            self._client = TestClient(self.port)
         return self._client
 
     def start(self) -> None:
@@ -89,6 +88,44 @@ class RedisServer:
         if self.process is not None and self.process.poll() is None:
             self.process.kill()
             self.process.wait(timeout=10)
+
+
+class TestClient:
+    """The few commands tests send to Redis themselves, with patient limits."""
+
+    def __init__(self, port: int) -> None:
+        endpoint = Endpoint(host="127.0.0.1", port=port)
+        self._client = RedisClient(endpoint, timeout=5.0, max_reply=64 * 1024 * 1024)
+
+    def call(self, *args: bytes | str | int) -> Reply:
+        return self._client.call(*args)
+
+    def flushall(self) -> None:
+        self.call("FLUSHALL")
+
+    def get(self, key: str) -> bytes | None:
+        found = self.call("GET", key)
+        assert found is None or isinstance(found, bytes)
+        return found
+
+    def set(self, key: str, value: bytes) -> None:
+        self.call("SET", key, value)
+
+    def pttl(self, key: str) -> int:
+        found = self.call("PTTL", key)
+        assert isinstance(found, int)
+        return found
+
+    def persist(self, key: str) -> None:
+        self.call("PERSIST", key)
+
+    def exists(self, key: str) -> int:
+        found = self.call("EXISTS", key)
+        assert isinstance(found, int)
+        return found
+
+    def close(self) -> None:
+        self._client.close()
 
 
 def start_redis(tmp: Path) -> RedisServer:

@@ -18,6 +18,8 @@ from typing import Any, Generic, Protocol, TypeVar, cast
 from cachetools import TLRUCache
 
 from webhook.offline import needs_io
+from webhook.registry.deadline import Deadline
+from webhook.singleflight import SingleFlight
 
 V = TypeVar("V")
 
@@ -32,8 +34,16 @@ def fingerprint(basis: object) -> str:
     return hashlib.sha256(repr(basis).encode()).hexdigest()[:32]
 
 
-#: Called with (cache name, "hit" | "miss") on every lookup, for metrics.
+#: Called with (cache name, result) on every lookup, for metrics: "hit" or
+#: "miss"; and for ``get_or_compute``'s waits: "coalesced" (the answer another
+#: review of this worker computed), "awaited" (the answer another worker or
+#: replica computed, through the shared tier) or "unawaited" (that worker did
+#: not answer in time, so this one computed).
 Observer = Callable[[str, str], None]
+
+#: Polling the shared tier for another worker's answer: first and longest pause.
+_FIRST_POLL = 0.005
+_LONGEST_POLL = 0.05
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +95,27 @@ class SharedTier(Protocol):
         """Where the tier is and whether it is used, for /readyz."""
         ...
 
+    @property
+    def wait_seconds(self) -> float:
+        """How long a worker waits for another's computation of the same key (0: never)."""
+        ...
+
+    def claim(self, cache: str, key: Hashable, seconds: float) -> float:
+        """Mark ``key`` as being computed here for ``seconds``, unless another worker has.
+
+        Returns 0 when this worker should compute (it holds the mark, or the tier
+        cannot tell), else the seconds the other worker's mark has left.
+        """
+        ...
+
+    def release(self, cache: str, key: Hashable) -> None:
+        """Drop the mark of ``key`` (its answer is stored, or its computation failed)."""
+        ...
+
+    def marked(self, cache: str, key: Hashable) -> bool:
+        """Whether a (genuine, live) mark of ``key`` is there."""
+        ...
+
 
 @dataclass(frozen=True, slots=True)
 class _Entry(Generic[V]):
@@ -123,6 +154,7 @@ class Cache(Generic[V]):
         self._observer = observer
         self._shared = shared
         self._shared_ttl = ttl if shared_ttl is None else min(ttl, shared_ttl)
+        self._flights: SingleFlight[V] = SingleFlight()
 
     def get(self, key: Hashable) -> V | None:
         """The live value for ``key``, or None; a local miss asks the shared tier."""
@@ -141,6 +173,137 @@ class Cache(Generic[V]):
         value, left = found
         self._remember(key, value, min(left, self.ttl))
         return cast(V, value)
+
+    def get_or_compute(
+        self,
+        key: Hashable,
+        compute: Callable[[Deadline], V],
+        deadline: Deadline,
+        *,
+        failures: Cache[V] | None = None,
+        passed: Callable[[V], bool] | None = None,
+    ) -> V:
+        """The cached value of ``key``, else ``compute(deadline)``'s, computed once for all askers.
+
+        ``failures`` is the cache denials are kept in: it is looked up too, and
+        a value for which ``passed`` is false is put there instead of here.
+        Concurrent askers in this worker wait for one computation
+        (``singleflight``); with a shared tier, askers in other workers and
+        replicas wait for it too, for at most the tier's ``wait_seconds``. Any
+        wait takes at most half of what the asker's deadline has left; then it
+        computes itself.
+        Waiting never denies: it ends in an answer or in computing one.
+
+        Raises:
+            Whatever ``compute`` raises (nothing is cached then).
+        """
+        found = self._cached(key, failures)
+        if found is not None:
+            return found
+        # An offline pass stops before it could lead or join a flight (see webhook.offline).
+        needs_io(f"computing a {self.name} entry")
+
+        def lead(limit: Deadline) -> V:
+            return self._lead(key, compute, limit, failures, passed)
+
+        def alone(limit: Deadline) -> V:
+            return self._store(key, compute(limit), failures, passed)
+
+        value, coalesced = self._flights.run(key, lead, deadline, alone=alone)
+        if coalesced and self._observer is not None:
+            self._observer(self.name, "coalesced")
+        return value
+
+    def _cached(self, key: Hashable, failures: Cache[V] | None) -> V | None:
+        found = self.get(key)
+        if found is None and failures is not None:
+            found = failures.get(key)
+        return found
+
+    def _lead(
+        self,
+        key: Hashable,
+        compute: Callable[[Deadline], V],
+        deadline: Deadline,
+        failures: Cache[V] | None,
+        passed: Callable[[V], bool] | None,
+    ) -> V:
+        """Compute (or await another worker's answer) as this worker's one asker of ``key``."""
+        # A flight that ended between the caller's miss and this one's start left its answer.
+        found = self._local(key, failures)
+        if found is not None:
+            return found
+        shared = self._shared
+        marked = False
+        if shared is not None and shared.wait_seconds > 0:
+            wait = min(shared.wait_seconds, deadline.remaining() / 2)
+            held = shared.claim(self.name, key, wait) if wait > 0 else 0.0
+            if held > 0:
+                found = self._await(key, failures, min(held, wait))
+                if found is not None:
+                    return found
+            else:
+                marked = wait > 0
+        try:
+            value = compute(deadline)
+        except BaseException:
+            if marked and shared is not None:
+                shared.release(self.name, key)
+            raise
+        self._store(key, value, failures, passed)
+        if marked and shared is not None:
+            shared.release(self.name, key)
+        return value
+
+    def _store(
+        self,
+        key: Hashable,
+        value: V,
+        failures: Cache[V] | None,
+        passed: Callable[[V], bool] | None,
+    ) -> V:
+        target = self if passed is None or passed(value) or failures is None else failures
+        target.put(key, value)
+        return value
+
+    def _await(self, key: Hashable, failures: Cache[V] | None, seconds: float) -> V | None:
+        """Another worker's answer for ``key`` through the shared tier, within ``seconds``."""
+        assert self._shared is not None
+        end = time.monotonic() + seconds
+        pause = _FIRST_POLL
+        while True:
+            time.sleep(min(pause, max(0.0, end - time.monotonic())))
+            found = self._shared_answer(key, failures)
+            if found is not None:
+                if self._observer is not None:
+                    self._observer(self.name, "awaited")
+                return found
+            if time.monotonic() >= end or not self._shared.marked(self.name, key):
+                # The other worker gave up (or its mark expired); check once more.
+                found = self._shared_answer(key, failures)
+                if self._observer is not None:
+                    self._observer(self.name, "unawaited" if found is None else "awaited")
+                return found
+            pause = min(pause * 2, _LONGEST_POLL)
+
+    def _shared_answer(self, key: Hashable, failures: Cache[V] | None) -> V | None:
+        for cache in (self, failures):
+            if cache is not None and cache._shared is not None:
+                found = cache._shared.get(cache.name, key)
+                if found is not None:
+                    value, left = found
+                    cache._remember(key, value, min(left, cache.ttl))
+                    return cast(V, value)
+        return None
+
+    def _local(self, key: Hashable, failures: Cache[V] | None) -> V | None:
+        for cache in (self, failures):
+            if cache is not None:
+                with cache._lock:
+                    entry = cache._data.get(key)
+                if entry is not None:
+                    return entry.value
+        return None
 
     def put(self, key: Hashable, value: V) -> None:
         """Remember ``value`` for the cache's lifetime, and share it when a tier is set."""

@@ -265,8 +265,8 @@ _SCHEMA: dict[str, Any] = {
                             "type": "number",
                             "exclusiveMinimum": 0,
                             "maximum": 250,
-                            "description": "Budget of one Redis call (connect, read, write); "
-                            "a review waits out at most 3 before Redis is skipped.",
+                            "description": "Budget of one Redis call (connect, write and read "
+                            "together); a review waits out at most 3 before Redis is skipped.",
                         },
                         "retrySeconds": {
                             "type": "number",
@@ -274,6 +274,14 @@ _SCHEMA: dict[str, Any] = {
                             "maximum": 3600,
                             "description": "How long Redis is skipped after failing calls "
                             "before one call probes it again.",
+                        },
+                        "waitMilliseconds": {
+                            "type": "number",
+                            "minimum": 0,
+                            "maximum": 10000,
+                            "description": "How long a review waits for another worker or "
+                            "replica that is verifying the same image (at most half of what "
+                            "its deadline has left) before verifying it itself; 0: never wait.",
                         },
                     },
                 },

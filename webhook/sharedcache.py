@@ -9,11 +9,22 @@ few types the webhook shares is ignored, counted and logged: never trusted.
 Values are plain JSON of frozen dataclasses named in an allowlist, so even a
 sealed entry cannot make the reader run code.
 
-Redis down is not an outage. Every call has a socket budget of a few
-milliseconds and no retries; after ``FAILURES_TO_OPEN`` consecutive failures
-the tier is skipped for ``retrySeconds`` (no call at all), then one call probes
-it. A failure is a miss, never a failed review, and the local caches in front
-keep serving warm entries without any network call.
+Redis down is not an outage, and a hostile Redis is not one either. Every
+call has one deadline of a few milliseconds for connect, write and read
+together, no retries, and a reply of at most ``MAX_ENTRY_BYTES``: a larger
+one is not read (``redisclient``), but counted ("oversized") and its
+connection dropped. After ``FAILURES_TO_OPEN`` consecutive failures (a
+dripping Redis fails each call at its deadline) the tier is skipped for
+``retrySeconds`` (no call at all), then one call probes it. A failure is a
+miss, never a failed review, and the local caches in front keep serving warm
+entries without any network call.
+
+While one worker computes an answer, it marks the key in Redis (SET NX PX,
+for at most ``waitMilliseconds``), and other workers and replicas asking for
+it wait that long at most for the sealed answer (``cache.Cache.get_or_compute``).
+A mark is sealed like an entry: a forged one is ignored, so a writable Redis
+can make no one skip a verification, nor deny; a genuine mark only makes
+others wait, for a bounded time, then compute themselves.
 
 Only images, digests and verification outcomes are stored; never credentials.
 """
@@ -23,37 +34,32 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import hmac
-import json
 import threading
 import time
 from collections.abc import Callable, Hashable, Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal, Protocol
 from urllib.parse import urlsplit
 
-import redis
-from redis.backoff import NoBackoff
-from redis.exceptions import RedisError
-from redis.retry import Retry
-
 from webhook.errors import ConfigError
 from webhook.observability import get_logger
+from webhook.redisclient import RedisClient, RedisFailure, ReplyTooLarge, parse_url
+from webhook.sealing import EXPIRY_SIZE, MAC_SIZE, Codec, Undecodable, canonical_key, entry_mac
+from webhook.sealing import FORMAT as FORMAT
+from webhook.sealing import seal as seal
 
 log = get_logger(__name__)
 
-#: Version of the entry format; part of every key and of every MAC.
-FORMAT = "trustgate-shared-cache/1"
 _PREFIX = "trustgate:1:"
-_MAC_SIZE = 32
-_EXPIRY_SIZE = 8
 #: Larger entries are not shared, and no more than this is read of one.
 MAX_ENTRY_BYTES = 1024 * 1024
 #: Consecutive failed calls that make the tier skip Redis for ``retrySeconds``.
 FAILURES_TO_OPEN = 3
 #: A key file shorter than this is refused: the MAC is only as strong as its key.
 MIN_KEY_BYTES = 32
+#: Names marks of keys being computed (not entries); part of their MAC.
+_MARK = "in-flight:"
 
 State = Literal["up", "down"]
 
@@ -79,6 +85,7 @@ class SharedSettings:
     password: str | None = None
     timeout_seconds: float = 0.01
     retry_seconds: float = 5.0
+    wait_seconds: float = 2.0
 
     def __repr__(self) -> str:
         # Never print the key or the password (logs, error messages).
@@ -94,8 +101,7 @@ class SharedSettings:
         """
         url = str(raw["url"])
         try:
-            urlsplit(url).port  # noqa: B018  (raises ValueError for a port that is not one)
-            redis.Redis.from_url(url)  # parses; connects only when first used
+            parse_url(url)  # connects only when first used
         except ValueError as exc:
             raise ConfigError(f"cache.shared.url: {_unparsed(url, exc)}") from None
         key = _read("cache.shared.keyFile", raw["keyFile"]).strip()
@@ -113,6 +119,7 @@ class SharedSettings:
             password=password,
             timeout_seconds=float(raw.get("timeoutMilliseconds", 10)) / 1000,
             retry_seconds=float(raw.get("retrySeconds", 5.0)),
+            wait_seconds=float(raw.get("waitMilliseconds", 2000)) / 1000,
         )
 
 
@@ -148,86 +155,6 @@ def redacted(url: str) -> str:
     return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}{parts.path}"
 
 
-class Undecodable(ValueError):
-    """A sealed entry whose value is not one the webhook shares."""
-
-
-class Codec:
-    """JSON of frozen dataclasses from an allowlist, tuples, datetimes and scalars.
-
-    Lists decode as tuples (cached values are immutable), datetimes keep their
-    offset, and a dataclass is rebuilt from exactly its fields.
-    """
-
-    def __init__(self, types: Iterable[type]) -> None:
-        self._types: dict[str, type] = {}
-        for kind in types:
-            if not dataclasses.is_dataclass(kind):
-                raise TypeError(f"{kind.__qualname__} is not a dataclass")
-            if kind.__qualname__ in self._types:
-                raise TypeError(f"two shared types are named {kind.__qualname__}")
-            self._types[kind.__qualname__] = kind
-
-    def encode(self, value: Any) -> bytes | None:
-        """The JSON of ``value``, or None when it holds a type that is not shared."""
-        try:
-            return json.dumps(self._out(value), separators=(",", ":")).encode()
-        except Undecodable:
-            return None
-
-    def decode(self, data: bytes) -> Any:
-        """The value of ``data``.
-
-        Raises:
-            Undecodable: not JSON, or a type or field the allowlist does not know.
-        """
-        try:
-            return self._in(json.loads(data))
-        except (ValueError, TypeError, RecursionError) as exc:
-            raise Undecodable(str(exc)) from None
-
-    def _out(self, value: Any) -> Any:
-        if value is None or isinstance(value, str | int | float | bool):
-            return value
-        if isinstance(value, tuple):
-            return [self._out(item) for item in value]
-        if isinstance(value, datetime):
-            return {"d": value.isoformat()}
-        kind = type(value)
-        if self._types.get(kind.__qualname__) is kind:
-            return {
-                "c": kind.__qualname__,
-                "f": {f.name: self._out(getattr(value, f.name)) for f in dataclasses.fields(value)},
-            }
-        raise Undecodable(f"{kind.__qualname__} is not shared")
-
-    def _in(self, data: Any) -> Any:
-        if data is None or isinstance(data, str | int | float | bool):
-            return data
-        if isinstance(data, list):
-            return tuple(self._in(item) for item in data)
-        if isinstance(data, dict) and set(data) == {"d"}:
-            return datetime.fromisoformat(data["d"])
-        if isinstance(data, dict) and set(data) == {"c", "f"} and isinstance(data["f"], dict):
-            kind = self._types.get(data["c"])
-            if kind is None:
-                raise Undecodable(f"{data['c']!r} is not a shared type")
-            names = {f.name for f in dataclasses.fields(kind)}
-            unknown = set(data["f"]) - names
-            if unknown:
-                raise Undecodable(f"unknown fields of {data['c']}: {sorted(unknown)}")
-            return kind(**{name: self._in(item) for name, item in data["f"].items()})
-        raise Undecodable("not a shared value")
-
-
-def canonical_key(cache: str, key: Hashable) -> bytes | None:
-    """The bytes that name ``key`` in ``cache``, or None when the key is not JSON-able."""
-    try:
-        return json.dumps([cache, key], separators=(",", ":")).encode()
-    except (TypeError, ValueError):
-        return None
-
-
 class SharedCache:
     """The Redis tier behind the local caches; implements ``cache.SharedTier``."""
 
@@ -243,7 +170,7 @@ class SharedCache:
         self._codec = Codec(types)
         self._observer = observer
         self._clock = clock
-        self._client: redis.Redis | None = None
+        self._client: RedisClient | None = None
         self._lock = threading.Lock()
         self._failures = 0
         self._open_until = 0.0  # monotonic; 0 while the tier is up
@@ -263,18 +190,14 @@ class SharedCache:
             self._observe("get", cache, "unavailable", 0.0)
             return None
         started = time.perf_counter()
-        try:
-            data = self._redis().getrange(_redis_key(name), 0, MAX_ENTRY_BYTES - 1)
-        except (RedisError, OSError, ValueError) as exc:
-            self._failed(exc)
-            self._observe("get", cache, "error", time.perf_counter() - started)
+        data = self._call("get", cache, "GETRANGE", _redis_key(name), 0, MAX_ENTRY_BYTES - 1)
+        if data is False:
             return None
-        self._succeeded()
         took = time.perf_counter() - started
-        if not data:
+        if not isinstance(data, bytes) or not data:
             self._observe("get", cache, "miss", took)
             return None
-        found = self._open(cache, name, data if isinstance(data, bytes) else data.encode())
+        found = self._open(cache, name, data)
         if found is None:
             self._observe("get", cache, "rejected", took)
         elif found[1] <= 0:
@@ -297,14 +220,88 @@ class SharedCache:
         expires_ms = int((self._clock() + ttl) * 1000)
         entry = seal(self.settings.key, cache, name, expires_ms, payload)
         started = time.perf_counter()
+        ms = max(1, int(ttl * 1000))
+        if self._call("put", cache, "SET", _redis_key(name), entry, "PX", ms) is not False:
+            self._observe("put", cache, "stored", time.perf_counter() - started)
+
+    # -- marks of keys being computed --------------------------------------
+
+    @property
+    def wait_seconds(self) -> float:
+        """How long a worker waits for another's computation (``waitMilliseconds``)."""
+        return self.settings.wait_seconds
+
+    def claim(self, cache: str, key: Hashable, seconds: float) -> float:
+        """Mark ``key`` as computed here for ``seconds`` (SET NX PX), unless it is marked.
+
+        Returns 0 when this worker should compute: it now holds the mark, Redis
+        failed or is skipped, or the mark there is not genuine (a forged mark is
+        ignored, counted and logged). Otherwise the seconds the mark has left.
+        """
+        name = canonical_key(cache, key)
+        if name is None or seconds <= 0 or not self._admit():
+            return 0.0
+        expires_ms = int((self._clock() + seconds) * 1000)
+        mark = seal(self.settings.key, _MARK + cache, name, expires_ms, b"")
+        started = time.perf_counter()
+        ms = max(1, int(seconds * 1000))
+        stored = self._call("mark", cache, "SET", _mark_key(name), mark, "NX", "PX", ms)
+        if stored is False:
+            return 0.0
+        if stored is not None:
+            self._observe("mark", cache, "claimed", time.perf_counter() - started)
+            return 0.0
+        left = self._mark_left(cache, name)
+        self._observe(
+            "mark", cache, "held" if left > 0 else "unheld", time.perf_counter() - started
+        )
+        return left
+
+    def marked(self, cache: str, key: Hashable) -> bool:
+        """Whether a genuine, live mark of ``key`` is in Redis (False when Redis fails)."""
+        name = canonical_key(cache, key)
+        if name is None or not self._admit():
+            return False
+        return self._mark_left(cache, name) > 0
+
+    def release(self, cache: str, key: Hashable) -> None:
+        """Drop the mark of ``key``; best effort (it expires anyway)."""
+        name = canonical_key(cache, key)
+        if name is not None and self._admit():
+            self._call("mark", cache, "DEL", _mark_key(name))
+
+    def _mark_left(self, cache: str, name: bytes) -> float:
+        data = self._call("mark", cache, "GETRANGE", _mark_key(name), 0, MAC_SIZE + EXPIRY_SIZE)
+        if not isinstance(data, bytes) or not data:
+            return 0.0
+        mac, expiry = data[:MAC_SIZE], data[MAC_SIZE:]
+        expires_ms = int.from_bytes(expiry, "big")
+        wanted = entry_mac(self.settings.key, _MARK + cache, name, expires_ms, b"")
+        if len(expiry) != EXPIRY_SIZE or not hmac.compare_digest(mac, wanted):
+            self._observe("mark", cache, "rejected", 0.0)
+            log.warning(
+                "shared cache in-flight mark ignored: its MAC does not verify (tampered, "
+                "forged, or sealed with another key)",
+                extra={"fields": {"cache": cache, "key": name.decode(errors="replace")[:300]}},
+            )
+            return 0.0
+        return max(0.0, expires_ms / 1000 - self._clock())
+
+    def _call(self, operation: str, cache: str, *command: bytes | str | int) -> object:
+        """One Redis call through the breaker; False when it failed (counted and observed)."""
+        started = time.perf_counter()
         try:
-            self._redis().set(_redis_key(name), entry, px=max(1, int(ttl * 1000)))
-        except (RedisError, OSError, ValueError) as exc:
+            reply = self._redis().call(*command)
+        except ReplyTooLarge as exc:
             self._failed(exc)
-            self._observe("put", cache, "error", time.perf_counter() - started)
-            return
+            self._observe(operation, cache, "oversized", time.perf_counter() - started)
+            return False
+        except RedisFailure as exc:
+            self._failed(exc)
+            self._observe(operation, cache, "error", time.perf_counter() - started)
+            return False
         self._succeeded()
-        self._observe("put", cache, "stored", time.perf_counter() - started)
+        return reply
 
     def status(self) -> dict[str, Any]:
         """What /readyz shows: where the tier is, whether it is used, and the last error."""
@@ -324,16 +321,16 @@ class SharedCache:
     def _open(self, cache: str, name: bytes, data: bytes) -> tuple[Any, float] | None:
         """The value and seconds left of a sealed entry, or None after logging why not."""
         reason = None
-        if len(data) < _MAC_SIZE + _EXPIRY_SIZE:
+        if len(data) < MAC_SIZE + EXPIRY_SIZE:
             reason = "too short to be an entry"
         else:
             mac, expiry, payload = (
-                data[:_MAC_SIZE],
-                data[_MAC_SIZE : _MAC_SIZE + _EXPIRY_SIZE],
-                data[_MAC_SIZE + _EXPIRY_SIZE :],
+                data[:MAC_SIZE],
+                data[MAC_SIZE : MAC_SIZE + EXPIRY_SIZE],
+                data[MAC_SIZE + EXPIRY_SIZE :],
             )
             expires_ms = int.from_bytes(expiry, "big")
-            wanted = _mac(self.settings.key, cache, name, expires_ms, payload)
+            wanted = entry_mac(self.settings.key, cache, name, expires_ms, payload)
             if not hmac.compare_digest(mac, wanted):
                 reason = "its MAC does not verify (tampered, forged, or sealed with another key)"
             else:
@@ -352,18 +349,14 @@ class SharedCache:
 
     # -- the connection and its breaker -----------------------------------
 
-    def _redis(self) -> redis.Redis:
+    def _redis(self) -> RedisClient:
         client = self._client
         if client is None:
             s = self.settings
-            client = redis.Redis.from_url(
-                s.url,
-                password=s.password,
-                socket_timeout=s.timeout_seconds,
-                socket_connect_timeout=s.timeout_seconds,
-                retry=Retry(NoBackoff(), 0),
-                health_check_interval=0,
-            )
+            endpoint = parse_url(s.url)
+            if s.password is not None:
+                endpoint = dataclasses.replace(endpoint, password=s.password)
+            client = RedisClient(endpoint, timeout=s.timeout_seconds, max_reply=MAX_ENTRY_BYTES)
             self._client = client
         return client
 
@@ -388,7 +381,9 @@ class SharedCache:
             self._observer.observe_shared_state(True)
 
     def _failed(self, exc: BaseException) -> None:
-        reason = f"{type(exc).__name__}: {exc}"[:300]
+        reason = (exc.message if isinstance(exc, RedisFailure) else f"{type(exc).__name__}: {exc}")[
+            :300
+        ]
         with self._lock:
             self._last_error = reason
             self._failures += 1
@@ -414,20 +409,17 @@ def _redis_key(name: bytes) -> str:
     return _PREFIX + hashlib.sha256(name).hexdigest()
 
 
-def _mac(key: bytes, cache: str, name: bytes, expires_ms: int, payload: bytes) -> bytes:
-    message = b"\0".join(
-        (FORMAT.encode(), cache.encode(), name, expires_ms.to_bytes(_EXPIRY_SIZE, "big"), payload)
-    )
-    return hmac.new(key, message, hashlib.sha256).digest()
-
-
-def seal(key: bytes, cache: str, name: bytes, expires_ms: int, payload: bytes) -> bytes:
-    """An entry: the MAC, the expiry (ms since the epoch, big-endian) and the payload."""
-    mac = _mac(key, cache, name, expires_ms, payload)
-    return mac + expires_ms.to_bytes(_EXPIRY_SIZE, "big") + payload
+def _mark_key(name: bytes) -> str:
+    return _PREFIX + "mark:" + hashlib.sha256(name).hexdigest()
 
 
 def redis_key(cache: str, key: Hashable) -> str | None:
     """Where ``key`` of ``cache`` is stored in Redis (for tests and operators)."""
     name = canonical_key(cache, key)
     return None if name is None else _redis_key(name)
+
+
+def mark_key(cache: str, key: Hashable) -> str | None:
+    """Where the in-flight mark of ``key`` of ``cache`` is kept (for tests and operators)."""
+    name = canonical_key(cache, key)
+    return None if name is None else _mark_key(name)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 import secrets
 import shutil
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -18,15 +19,15 @@ import pytest
 
 from tests.cosign import generate_key, public_pem
 from tests.countingproxy import CountingProxy
+from tests.hostileredis import DrippingRedis, FloodingRedis
 from tests.integration.conftest import Server, start_server, stop_server, wait_for
 from tests.integration.test_signatures_e2e import policy, sign
 from tests.redisserver import RedisServer
 from tests.registry import Registry, default_layer, push_image
-from webhook.cache import fingerprint
 from webhook.policy.loader import load_directory
 from webhook.services import SHARED_TYPES
 from webhook.sharedcache import Codec, canonical_key, redis_key, seal
-from webhook.signatures.check import SignatureOutcome
+from webhook.signatures.check import SignatureOutcome, trust_fingerprint
 
 pytestmark = pytest.mark.e2e
 
@@ -61,7 +62,10 @@ class Pair:
     def signature_key(self, repository: str, digest: str, policy_name: str) -> tuple[str, bytes]:
         """Where the servers share the signature outcome of this image, and its sealed name."""
         chosen = next(p for p in load_directory(self.policies) if p.name == policy_name)
-        key = (f"{self.proxy.host}/{repository}", digest, fingerprint(chosen.signatures))
+        signatures = chosen.signatures
+        assert signatures is not None
+        basis = trust_fingerprint(signatures, signatures.authorities)
+        key = (f"{self.proxy.host}/{repository}", digest, basis)
         where, name = redis_key("verified", key), canonical_key("verified", key)
         assert where is not None and name is not None
         return where, name
@@ -226,3 +230,118 @@ def test_redis_killed_mid_run_reviews_go_on_and_sharing_resumes(
     assert pair.b.decide(after)["allowed"] is True
     assert pair.proxy.requests == 0, pair.proxy.paths
     assert metric(pair.b, "trustgate_shared_cache_up") == 1
+
+
+def test_signed_images_are_admitted_while_redis_drips(
+    pair: Pair, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """A Redis that answers one byte per millisecond (no read ever waits long): each call
+    ends at its own 200 ms deadline, the breaker skips Redis after 3 of them, and
+    signed images are admitted in time, unsigned ones denied on their merits."""
+    tmp = tmp_path_factory.mktemp("dripping")
+    dripper = DrippingRedis()
+    key_file = tmp / "cache.key"
+    key_file.write_bytes(KEY.hex().encode())
+    config = (
+        "deadlineSeconds: 5\n"
+        f'registries: {{"{pair.proxy.host}": {{insecure: true}}}}\n'
+        f"cache: {{shared: {{url: '{dripper.url}', keyFile: '{key_file}',\n"
+        "                   timeoutMilliseconds: 200, retrySeconds: 600}}\n"
+    )
+    server = start_server(tmp, pair.policies, config)
+    try:
+        started = time.monotonic()
+        for number in range(3):
+            signed, _ = pair.image(f"drip/signed-{number}")
+            unsigned, _ = pair.image(f"drip/unsigned-{number}", signed_by=None)
+            assert server.decide(signed)["allowed"] is True
+            assert "no signature found" in server.decide(unsigned)["status"]["message"]
+        # 6 reviews; 3 Redis calls of 200 ms at most before Redis is skipped. The drip of
+        # one reply alone takes 2 s, so a client bounded per read only is far slower.
+        assert time.monotonic() - started < 4.5
+        assert dripper.commands <= 3
+        ready = server.get("/readyz").json()["sharedCache"]
+        assert ready["state"] == "down"
+        assert "in time" in ready["lastError"]
+        assert metric(server, "trustgate_shared_cache_up") == 0
+    finally:
+        assert stop_server(server) == 0
+        dripper.stop()
+
+
+def test_a_burst_of_reviews_of_new_images_verifies_each_once(pair: Pair) -> None:
+    """16 concurrent reviews of each of 3 new signed images, split over two servers that
+    share Redis: concurrent reviews wait for one verification, in a server (single
+    flight) and across servers (the in-flight mark), so the registry sees about one cold
+    verification per image, not one per review."""
+    images = [pair.image(f"burst/app-{number}")[0] for number in range(3)]
+    pair.proxy.reset()
+    answers: list[bool] = []
+    lock = threading.Lock()
+
+    def review(server: Server, image: str) -> None:
+        allowed = server.decide(image)["allowed"] is True
+        with lock:
+            answers.append(allowed)
+
+    threads = [
+        threading.Thread(target=review, args=(server, image))
+        for image in images
+        for _ in range(8)
+        for server in (pair.a, pair.b)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert answers == [True] * len(threads)
+    per_image = pair.proxy.requests / len(images)
+    # One cold verification is 3 requests (tag, .sig manifest, signed payload); without
+    # coalescing this burst makes 25-30 per image. Two servers may each verify once.
+    assert per_image <= 6, pair.proxy.paths
+    assert (
+        metric(pair.a, "trustgate_cache_lookups_total", 'result="coalesced"')
+        + metric(pair.b, "trustgate_cache_lookups_total", 'result="coalesced"')
+        >= 1
+    )
+
+
+def worker_peak_rss(server: Server) -> int:
+    """The highest resident memory any worker of the server has had, in bytes (Linux)."""
+    pid = server.process.pid
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    peaks = [0]
+    for child in children:
+        for line in Path(f"/proc/{child}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                peaks.append(int(line.split()[1]) * 1024)
+    return max(peaks)
+
+
+def test_a_flooding_redis_is_not_read(pair: Pair, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """A Redis answering every lookup with a 300 MB reply: the worker reads its
+    announcement only, drops the connection, counts an oversized reply, and admits
+    signed images; its memory never holds the flood (a worker is about 100 MB)."""
+    tmp = tmp_path_factory.mktemp("flooding")
+    flooder = FloodingRedis()
+    key_file = tmp / "cache.key"
+    key_file.write_bytes(KEY.hex().encode())
+    config = (
+        "deadlineSeconds: 5\n"
+        f'registries: {{"{pair.proxy.host}": {{insecure: true}}}}\n'
+        f"cache: {{shared: {{url: '{flooder.url}', keyFile: '{key_file}',\n"
+        "                   timeoutMilliseconds: 250, retrySeconds: 0.2}}\n"
+    )
+    server = start_server(tmp, pair.policies, config)
+    try:
+        for number in range(3):
+            signed, _ = pair.image(f"flood/signed-{number}")
+            assert server.decide(signed)["allowed"] is True
+            time.sleep(0.3)  # past retrySeconds: the next review probes Redis again
+        assert flooder.commands >= 3
+        assert flooder.sent < 64 * 1024 * 1024, "the worker kept reading the flood"
+        assert worker_peak_rss(server) < 300 * 1024 * 1024
+        assert metric(server, "trustgate_shared_cache_lookups_total", 'result="oversized"') >= 3
+    finally:
+        assert stop_server(server) == 0
+        flooder.stop()

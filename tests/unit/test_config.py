@@ -129,6 +129,10 @@ def test_invalid_network_limits(network: dict[str, object], message: str) -> Non
             {"shared": {"url": "redis://r", "keyFile": "/k", "timeoutMilliseconds": 5000}},
             r"field cache.shared.timeoutMilliseconds: 5000 is greater than the maximum of 250",
         ),
+        (
+            {"shared": {"url": "redis://r", "keyFile": "/k", "waitMilliseconds": 60000}},
+            r"field cache.shared.waitMilliseconds: 60000 is greater than the maximum of 10000",
+        ),
     ],
 )
 def test_the_cache_section_is_schema_checked(cache: dict[str, object], message: str) -> None:
@@ -143,6 +147,7 @@ def test_a_complete_cache_section_loads() -> None:
         "passwordFile": "/etc/trustgate/cache/password",
         "timeoutMilliseconds": 5,
         "retrySeconds": 10,
+        "waitMilliseconds": 1500,
     }
     cache = {
         "digestTTL": 30,

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.hostileredis import DrippingRedis, FloodingRedis
 from tests.redisserver import RedisServer, start_redis
 from tests.registry import free_port
 from webhook.cache import Caches, CacheSettings
@@ -234,7 +235,7 @@ def test_a_down_redis_costs_nothing_once_skipped(records: Records) -> None:
     assert seen.states == [True, False]
     status = shared.status()
     assert status["state"] == "down"
-    assert "ConnectionError" in status["lastError"]
+    assert "Redis is unreachable: Connection refused" in status["lastError"]
     assert any("shared cache unreachable" in m for m in records.messages)
 
 
@@ -317,10 +318,77 @@ def test_settings_refuse_a_short_or_missing_key(tmp_path: Path) -> None:
             "keyFile": str(good),
             "passwordFile": str(password),
             "timeoutMilliseconds": 5,
+            "waitMilliseconds": 500,
         }
     )
-    assert (settings.key, settings.password, settings.timeout_seconds) == (
+    assert (settings.key, settings.password, settings.timeout_seconds, settings.wait_seconds) == (
         b"z" * 44,
         "hunter2",
         0.005,
+        0.5,
     )
+    default = SharedSettings.from_config({"url": "redis://r:6379", "keyFile": str(good)})
+    assert default.wait_seconds == 2.0
+
+
+def test_a_dripping_redis_is_cut_at_each_calls_deadline_and_skipped() -> None:
+    """A Redis that answers one byte per millisecond never makes a read wait long, but each
+    call still ends at its own deadline (connect, write and read together), and the
+    breaker skips it after FAILURES_TO_OPEN calls."""
+    dripper = DrippingRedis()
+    try:
+        seen = Seen()
+        shared = SharedCache(
+            SharedSettings(url=dripper.url, key=KEY, timeout_seconds=0.02, retry_seconds=60),
+            SHARED_TYPES,
+            seen,
+        )
+        longest = 0.0
+        for _ in range(10):
+            started = time.monotonic()
+            assert shared.get("verified", VERIFIED_KEY) is None
+            longest = max(longest, time.monotonic() - started)
+        # Each call has 20 ms; the drip alone would take 2 s. Generous for a loaded machine.
+        assert longest < 0.5
+        assert dripper.commands <= FAILURES_TO_OPEN
+        assert seen.results().count("error") == FAILURES_TO_OPEN
+        assert shared.status()["state"] == "down"
+        # "did not answer in time" (or, on a loaded machine, "did not accept a connection").
+        assert "in time" in shared.status()["lastError"]
+    finally:
+        dripper.stop()
+
+
+def test_an_oversized_reply_is_not_read_and_its_connection_dropped() -> None:
+    """A Redis announcing a 300 MB reply: the announcement alone is read, the call ends
+    at once (the budget here is 2 s, so the byte bound is what stops it), and the tier
+    counts an oversized reply."""
+    flooder = FloodingRedis()
+    try:
+        seen = Seen()
+        shared = SharedCache(
+            SharedSettings(url=flooder.url, key=KEY, timeout_seconds=2.0), SHARED_TYPES, seen
+        )
+        before = _rss()
+        started = time.monotonic()
+        assert shared.get("verified", VERIFIED_KEY) is None
+        took = time.monotonic() - started
+        grown = _rss() - before
+        time.sleep(0.2)  # the flooder finds the connection closed
+        assert flooder.sent < 64 * 1024 * 1024, "the client kept reading the flood"
+        assert grown < 64 * 1024 * 1024
+        assert took < 1.0
+        assert seen.results() == ["oversized"]
+        # A second call opens a new connection: the half-read reply is never parsed.
+        assert shared.get("verified", VERIFIED_KEY) is None
+        assert flooder.connections == 2
+    finally:
+        flooder.stop()
+
+
+def _rss() -> int:
+    """This process's resident memory in bytes (Linux)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError("no VmRSS in /proc/self/status")

@@ -31,6 +31,7 @@ from webhook.freshness.reports import REPORT_TYPES, ReportError, parse_report
 from webhook.freshness.sources import LABELS, FreshnessSources, GradeReport, Unknown
 from webhook.policy.model import Attestation, Freshness, Policy
 from webhook.reference import ImageRef
+from webhook.registry.deadline import Deadline
 
 Clock = Callable[[], datetime]
 _SHOWN_FIXES = 3
@@ -137,18 +138,20 @@ class FreshnessCheck:
         failed = self._caches.failures.get(key)
         if isinstance(failed, Unknown):
             return failed
-        cached = self._caches.grades.get(key)
-        answer: GradeReport | Unknown
-        if isinstance(cached, GradeReport | Unknown):
-            answer = cached
-        else:
-            try:
-                answer = self._ask(source, image, digest, policy, context)
-            except TrustgateError as exc:
-                unknown = Unknown(source, exc.message, failed=True)
-                self._caches.failures.put(key, unknown)
-                return unknown
-            self._caches.grades.put(key, answer)
+
+        def ask(limit: Deadline) -> GradeReport | Unknown:
+            # ``limit`` is this review's deadline (context.deadline).
+            return self._ask(source, image, digest, policy, context)
+
+        # Concurrent reviews of one image ask each source once (single flight).
+        try:
+            answer = self._caches.grades.get_or_compute(key, ask, context.deadline)
+        except TrustgateError as exc:
+            unknown = Unknown(source, exc.message, failed=True)
+            self._caches.failures.put(key, unknown)
+            return unknown
+        if not isinstance(answer, GradeReport | Unknown):
+            return Unknown(source, "the cached answer is not a grade")
         if isinstance(answer, GradeReport) and source == "attestation":
             return _recent_enough(answer, freshness, now)
         return answer

@@ -13,7 +13,7 @@ from webhook.registry.deadline import Deadline
 
 
 class CachedResolver:
-    """Resolves references to digests, one registry call per tag per TTL."""
+    """Resolves references to digests, one registry call per tag per TTL, however many ask."""
 
     def __init__(self, client: RegistryClient, cache: Cache[str]) -> None:
         self._client = client
@@ -28,8 +28,9 @@ class CachedResolver:
         if ref.digest is not None:
             return ref.digest
         key = (ref.repository, ref.tag)
-        digest = self._cache.get(key)
-        if digest is None:
-            digest = self._client.resolve(ref, deadline)
-            self._cache.put(key, digest)
-        return digest
+
+        def resolve(limit: Deadline) -> str:
+            return self._client.resolve(ref, limit)
+
+        # Concurrent reviews of one tag (a rollout) make one registry call.
+        return self._cache.get_or_compute(key, resolve, deadline)

@@ -23,19 +23,18 @@ checks through ``AttestationCheck.verified_predicates``.
 
 from __future__ import annotations
 
-import functools
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from webhook.cache import Caches, fingerprint
+from webhook.cache import Caches
 from webhook.checks import CheckContext
 from webhook.errors import CheckFailed, TrustgateError
 from webhook.policy.model import Attestation, Authority, Policy
 from webhook.reference import ImageRef
 from webhook.registry import Deadline, NotFound, RegistryClient
-from webhook.signatures.check import load_key
+from webhook.signatures.check import load_key, trust_fingerprint
 from webhook.signatures.conditions import Evaluator, held_note, holding
 from webhook.signatures.cosign import (
     IN_TOTO_PAYLOAD_TYPE,
@@ -155,11 +154,8 @@ def _check(
     return 0, "", json.dumps(statement, sort_keys=True)
 
 
-@functools.lru_cache(maxsize=1024)
-def _fingerprint(requirement: Attestation) -> str:
-    """``fingerprint`` of an entry, remembered: its repr grows with its keys and conditions,
-    and the same few entries come back on every review."""
-    return fingerprint(requirement)
+def _passed(outcome: AttestationOutcome) -> bool:
+    return outcome.passed
 
 
 def _predicate(statement: str) -> str:
@@ -214,16 +210,20 @@ class AttestationCheck:
 
         notes: list[str] = []
         for requirement in policy.attestations:
-            key = self._key(image, digest, requirement)
-            outcome: AttestationOutcome | None = self._caches.verified.get(key)
-            if outcome is None:
-                outcome = self._caches.failures.get(key)
-            if outcome is None:
-                outcome = self._verify(
-                    (image.repository, digest), requirement, layers, bundles, context.deadline
-                )
-                cache = self._caches.verified if outcome.passed else self._caches.failures
-                cache.put(key, outcome)
+
+            def verify(
+                limit: Deadline, requirement: Attestation = requirement
+            ) -> AttestationOutcome:
+                # ``limit`` is this review's deadline, which layers() and bundles() use.
+                return self._verify((image.repository, digest), requirement, layers, bundles, limit)
+
+            outcome: AttestationOutcome = self._caches.verified.get_or_compute(
+                self._key(image, digest, requirement),
+                verify,
+                context.deadline,
+                failures=self._caches.failures,
+                passed=_passed,
+            )
             if not outcome.passed:
                 raise CheckFailed(outcome.reason(), check=self.name)
             notes.append(
@@ -253,7 +253,7 @@ class AttestationCheck:
 
     @staticmethod
     def _key(image: ImageRef, digest: str, requirement: Attestation) -> tuple[str, ...]:
-        key_part = _fingerprint(requirement)
+        key_part = trust_fingerprint(requirement, requirement.authorities)
         return ("attestations", image.repository, digest, requirement.predicate_type, key_part)
 
     def _layers(

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -143,6 +143,43 @@ def _platform(platform: object, number: int) -> str:
     return text
 
 
+def _passed(outcome: SignatureOutcome) -> bool:
+    return outcome.passed
+
+
+def trust_roots(authorities: Iterable[Authority]) -> tuple[str, ...]:
+    """The digest of each trusted root ``authorities`` verify against ("" for none), in order.
+
+    Part of every cache key of an outcome: a replaced root must never meet
+    an answer the old one gave (the policy dataclasses compare equal across
+    a root's rotation, as their ``root_digest`` is left out of equality).
+    """
+    found = []
+    for authority in authorities:
+        if authority.keyless is not None:
+            found.append(authority.keyless.root_digest)
+        elif authority.key is not None and authority.key.tlog_required:
+            found.append(authority.key.root_digest)
+        else:
+            found.append("")
+    return tuple(found)
+
+
+def trust_fingerprint(section: object, authorities: Iterable[Authority]) -> str:
+    """``fingerprint`` of a policy section, memoised, with its authorities' trusted roots.
+
+    The ``repr`` of a section grows with its keys and conditions, and the same
+    few sections come back on every review, so it is remembered; the
+    remembering is keyed by the roots' digests too, never by equality alone.
+    """
+    return _section_fingerprint(section, trust_roots(authorities))
+
+
+@functools.lru_cache(maxsize=1024)
+def _section_fingerprint(section: object, roots: tuple[str, ...]) -> str:
+    return fingerprint((section, roots))
+
+
 @functools.lru_cache(maxsize=256)
 def load_key(pem: str, source: str) -> PublicKey:
     """The public key of ``pem``, parsed once; raises PolicyError when it is not one."""
@@ -189,13 +226,14 @@ class SignatureCheck:
     def _outcome(
         self, image: ImageRef, digest: str, signatures: Signatures, deadline: Deadline
     ) -> SignatureOutcome:
-        key = (image.repository, digest, fingerprint(signatures))
-        outcome: SignatureOutcome | None = self._caches.verified.get(key)
-        if outcome is None:
-            outcome = self._caches.failures.get(key)
-        if outcome is None:
-            outcome = self._verify(image, digest, signatures, deadline)
-            (self._caches.verified if outcome.passed else self._caches.failures).put(key, outcome)
+        key = (image.repository, digest, trust_fingerprint(signatures, signatures.authorities))
+
+        def verify(limit: Deadline) -> SignatureOutcome:
+            return self._verify(image, digest, signatures, limit)
+
+        outcome: SignatureOutcome = self._caches.verified.get_or_compute(
+            key, verify, deadline, failures=self._caches.failures, passed=_passed
+        )
         return outcome
 
     def _platforms(
@@ -203,14 +241,17 @@ class SignatureCheck:
     ) -> tuple[tuple[str, str], ...]:
         """The platform images of ``digest`` if it is an index; cached, as digests never change."""
         key = ("platforms", image.repository, digest)
-        cached: tuple[tuple[str, str], ...] | None = self._caches.verified.get(key)
-        if cached is None:
+
+        def read(limit: Deadline) -> tuple[tuple[str, str], ...]:
             try:
-                cached = index_platforms(self._client.manifest(image, digest, deadline))
+                return index_platforms(self._client.manifest(image, digest, limit))
             except CheckFailed as exc:
                 raise CheckFailed(exc.message, check=self.name) from None
-            self._caches.verified.put(key, cached)
-        return cached
+
+        platforms: tuple[tuple[str, str], ...] = self._caches.verified.get_or_compute(
+            key, read, deadline
+        )
+        return platforms
 
     def _verify(
         self, image: ImageRef, digest: str, signatures: Signatures, deadline: Deadline

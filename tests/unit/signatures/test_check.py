@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -31,11 +32,16 @@ from webhook.cache import Caches
 from webhook.checks import CheckContext
 from webhook.errors import CheckFailed
 from webhook.policy.globs import Glob
-from webhook.policy.model import Authority, KeyRef, Match, Policy, Signatures
+from webhook.policy.model import Attestation, Authority, Keyless, KeyRef, Match, Policy, Signatures
 from webhook.reference import ImageRef, parse_reference
 from webhook.registry import Deadline, Manifest, RegistryClient, RegistrySettings
 from webhook.registry.client import DOCKER_MANIFEST_LIST
-from webhook.signatures.check import MAX_PLATFORMS, SignatureCheck, index_platforms
+from webhook.signatures.check import (
+    MAX_PLATFORMS,
+    SignatureCheck,
+    index_platforms,
+    trust_fingerprint,
+)
 from webhook.signatures.cosign import signature_tag
 
 RELEASE = generate_key("ecdsa-p256")
@@ -322,3 +328,31 @@ def test_index_without_manifests_list_is_refused() -> None:
     data: dict[str, Any] = {"schemaVersion": 2, "mediaType": OCI_INDEX}
     with pytest.raises(CheckFailed, match="has no manifests list"):
         index_platforms(Manifest("sha256:" + "0" * 64, OCI_INDEX, b"{}", data))
+
+
+def test_cache_keys_name_the_trusted_roots_though_the_sections_compare_equal() -> None:
+    """The policy dataclasses leave ``root_digest`` out of equality, so a memo keyed by the
+    section alone would hand a rotated root the old root's key (and its outcomes)."""
+    old = Keyless(
+        issuer="https://issuer", subject="ci", trusted_root="r.json", root_digest="a" * 64
+    )
+    new = replace(old, root_digest="b" * 64)
+    keyed = KeyRef(pem="PEM", tlog_required=True, trusted_root="r.json", root_digest="a" * 64)
+    for before, after in (
+        (Authority("ci", keyless=old), Authority("ci", keyless=new)),
+        (
+            Authority("release", key=keyed),
+            Authority("release", key=replace(keyed, root_digest="b")),
+        ),
+    ):
+        first, second = (
+            Attestation("https://slsa.dev/provenance/v1", (before,)),
+            Attestation("https://slsa.dev/provenance/v1", (after,)),
+        )
+        assert first == second  # what made the memoised fingerprint stale
+        assert trust_fingerprint(first, first.authorities) == trust_fingerprint(
+            first, first.authorities
+        )
+        assert trust_fingerprint(first, first.authorities) != trust_fingerprint(
+            second, second.authorities
+        )
