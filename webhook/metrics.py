@@ -151,7 +151,9 @@ class Metrics:
         )
         self.cache = Counter(
             "trustgate_cache_lookups",
-            "Cache lookups, by cache (digest, verified, failure, grade) and result (hit, miss).",
+            "Cache lookups, by cache (digest, verified, failure, grade) and result: hit, miss, "
+            "coalesced (waited for the same verification in this worker), awaited (got another "
+            "worker's result through the shared cache), unawaited (stopped waiting, verified).",
             ["cache", "result"],
             registry=self.registry,
         )
@@ -259,14 +261,15 @@ class Metrics:
             "trustgate_shared_cache_lookups",
             "Lookups in the shared cache (Redis), by cache and result: hit, miss, rejected "
             "(an entry that failed verification), error (Redis failed or timed out), "
-            "unavailable (skipped while Redis is down).",
+            "unavailable (skipped while Redis is down), oversized (a reply over the limit).",
             ["cache", "result"],
             registry=self.registry,
         )
         self.shared_writes = Counter(
             "trustgate_shared_cache_writes",
             "Writes to the shared cache, by cache and result: stored, error, unavailable, "
-            "skipped (a value that is not shared).",
+            "skipped (a value that is not shared); and for in-flight marks: claimed, held "
+            "(by another worker), unheld, error, oversized.",
             ["cache", "result"],
             registry=self.registry,
         )
@@ -334,7 +337,7 @@ class Metrics:
         self.condition_overruns.labels(reason).inc()
 
     def observe_cache(self, cache: str, result: str) -> None:
-        """Count one cache lookup (``result`` is hit or miss)."""
+        """Count one cache lookup (``result``: hit, miss, coalesced, awaited, unawaited)."""
         self.cache.labels(cache, result).inc()
 
     def render(self) -> bytes:
