@@ -681,7 +681,7 @@ def test_containerfile_matches_the_chart() -> None:
     assert user.isdigit() and int(user) != 0
     defaults = yaml.safe_load((CHART / "values.yaml").read_text())
     assert defaults["podSecurityContext"]["runAsUser"] == int(user)
-    assert f"EXPOSE {defaults['server']['port']}" in lines
+    assert f"EXPOSE {defaults['server']['port']} {defaults['metrics']['port']}" in lines
 
 
 def test_generated_certificate_is_kept_across_upgrades(tmp_path: Path) -> None:

@@ -73,6 +73,7 @@ def test_lint_strict_is_clean_with_every_shared_value() -> None:
                 "passwordSecret": "redis-auth",
                 "timeoutMilliseconds": 5,
                 "retrySeconds": 10,
+                "waitMilliseconds": 500,
                 "networkPolicyPeers": [{"namespaceSelector": {}}],
             }
         },
@@ -80,7 +81,11 @@ def test_lint_strict_is_clean_with_every_shared_value() -> None:
     report = helm.lint(CHART, values, strict=True, namespace=NAMESPACE, kube_version="v1.30.0")
     assert report["errors"] == []
     assert report["messages"] == []
-    for obj in render(values):
+    objects = render(values)
+    shared = server_config(objects)["cache"]["shared"]
+    assert (shared["timeoutMilliseconds"], shared["retrySeconds"]) == (5, 10)
+    assert shared["waitMilliseconds"] == 500
+    for obj in objects:
         for version in KUBERNETES:
             kubernetes_validate.validate(obj, version, strict=True)
 

@@ -334,7 +334,7 @@ webhooks:
 {{/* cache.shared of trustgate.yaml, from the chart's cache.shared values. */}}
 {{- define "trustgate.sharedCacheConfig" -}}
 {{- $s := .Values.cache.shared }}
-{{- $shared := dict "url" $s.url "keyFile" "/etc/trustgate/cache/key" "timeoutMilliseconds" $s.timeoutMilliseconds "retrySeconds" $s.retrySeconds }}
+{{- $shared := dict "url" $s.url "keyFile" "/etc/trustgate/cache/key" "timeoutMilliseconds" $s.timeoutMilliseconds "retrySeconds" $s.retrySeconds "waitMilliseconds" $s.waitMilliseconds }}
 {{- if $s.passwordSecret }}
 {{- $_ := set $shared "passwordFile" "/etc/trustgate/cache-password/password" }}
 {{- end }}
