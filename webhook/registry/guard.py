@@ -15,6 +15,8 @@ from __future__ import annotations
 import contextlib
 import functools
 import heapq
+import http.cookiejar
+import importlib.metadata
 import os
 import socket
 import threading
@@ -25,6 +27,7 @@ from urllib.parse import urlsplit
 
 import requests
 from requests.adapters import HTTPAdapter
+from requests.structures import CaseInsensitiveDict
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
@@ -162,6 +165,14 @@ class _GuardedAdapter(HTTPAdapter):
         }
 
 
+@functools.lru_cache(maxsize=1)
+def _version() -> str:
+    try:
+        return importlib.metadata.version("trustgate")
+    except importlib.metadata.PackageNotFoundError:
+        return "dev"
+
+
 @functools.lru_cache(maxsize=1024)
 def _environment(scheme: str, netloc: str) -> tuple[tuple[tuple[str, str], ...], str | None]:
     """The proxies (``*_PROXY`` less ``NO_PROXY``) and CA bundle the environment gives a host.
@@ -176,17 +187,51 @@ def _environment(scheme: str, netloc: str) -> tuple[tuple[tuple[str, str], ...],
     return tuple(sorted(proxies.items())), bundle
 
 
+#: The arguments of the calls trustgate makes, which ``_Session.request`` serves itself.
+_LEAN = frozenset({"params", "headers", "timeout", "allow_redirects", "stream", "verify"})
+
+
 class _Session(requests.Session):
-    """A session that reads the environment once per host (see ``_environment``).
+    """A session that keeps no state between calls and reads the environment once per host.
 
     ``trust_env`` is off, so requests neither scans the environment per call
     nor reads ``~/.netrc`` (credentials come from trustgate's configuration
-    only); the proxies and CA bundle are merged here instead, as requests would.
+    only); the proxies and CA bundle are merged here instead (``_environment``).
+    Cookies are refused: a registry's cookie would otherwise be kept in the
+    thread's session and sent with the next call, whichever review makes it,
+    and a hostile registry could grow the jar without bound.
     """
 
     def __init__(self) -> None:
         super().__init__()
         self.trust_env = False
+        self.cookies.set_policy(http.cookiejar.DefaultCookiePolicy(allowed_domains=[]))
+
+    def request(  # type: ignore[override]
+        self, method: str, url: str, *args: Any, **kwargs: Any
+    ) -> requests.Response:
+        """Send one request; the calls trustgate makes skip the session's merging.
+
+        ``Session.request`` merges session cookies, auth, hooks and settings
+        into every call, a third of its cost; trustgate's sessions hold none of
+        them, so its calls are prepared alone and sent as they are.
+        """
+        if args or not _LEAN.issuperset(kwargs):
+            return super().request(method, url, *args, **kwargs)
+        headers = CaseInsensitiveDict(self.headers)
+        headers.update(kwargs.get("headers") or {})
+        prepared = requests.Request(
+            method.upper(), url, headers=headers, params=kwargs.get("params")
+        ).prepare()
+        settings = self.merge_environment_settings(
+            prepared.url, None, kwargs.get("stream"), kwargs.get("verify"), None
+        )
+        return self.send(
+            prepared,
+            timeout=kwargs.get("timeout"),
+            allow_redirects=kwargs.get("allow_redirects", True),
+            **settings,
+        )
 
     def merge_environment_settings(
         self, url: str | bytes | None, proxies: Any, stream: Any, verify: Any, cert: Any
@@ -204,6 +249,7 @@ class _Session(requests.Session):
 def guarded_session() -> requests.Session:
     """A requests session whose sockets obey the calling thread's ``watching`` deadline."""
     session = _Session()
+    session.headers["User-Agent"] = f"trustgate/{_version()}"
     adapter = _GuardedAdapter()
     session.mount("http://", adapter)
     session.mount("https://", adapter)

@@ -16,10 +16,13 @@ from webhook.registry import guard
 
 class _Proxy(BaseHTTPRequestHandler):
     seen: ClassVar[list[str]] = []
+    headers_seen: ClassVar[list[dict[str, str]]] = []
 
     def do_GET(self) -> None:
         self.seen.append(self.path)  # absolute-form when asked as a proxy
+        self.headers_seen.append(dict(self.headers))
         self.send_response(200)
+        self.send_header("Set-Cookie", f"tenant{len(self.seen)}=secret; Path=/")
         self.send_header("Content-Length", "2")
         self.end_headers()
         self.wfile.write(b"ok")
@@ -33,6 +36,7 @@ def proxy(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     server = ThreadingHTTPServer(("127.0.0.1", 0), _Proxy)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     _Proxy.seen = []
+    _Proxy.headers_seen = []
     for name in ("HTTP_PROXY", "http_proxy", "NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy"):
         monkeypatch.delenv(name, raising=False)
     guard._environment.cache_clear()
@@ -71,3 +75,15 @@ def test_netrc_credentials_are_never_sent(
     monkeypatch.setenv("HTTP_PROXY", proxy)
     answer = guard.guarded_session().get("http://registry.invalid:5000/v2/", timeout=5)
     assert "Authorization" not in answer.request.headers
+
+
+def test_cookies_are_never_kept_nor_sent(proxy: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A thread's session serves every review: a cookie one registry set must not follow
+    # the next call, and a registry setting many must not grow a jar.
+    monkeypatch.setenv("HTTP_PROXY", proxy)
+    session = guard.guarded_session()
+    for _ in range(3):
+        session.get("http://registry.invalid:5000/v2/", timeout=5)
+    assert [h.get("Cookie") for h in _Proxy.headers_seen] == [None, None, None]
+    assert len(session.cookies) == 0
+    assert _Proxy.headers_seen[0]["User-Agent"].startswith("trustgate/")
