@@ -33,6 +33,7 @@ ALERTS = {
     "TrustgateRegistryDeadlines": "registry errors",
     "TrustgateHostLimitRejections": "registry errors",
     "TrustgateByteBudgetExceeded": "registry errors",
+    "TrustgateLogLinesDropped": "a log sink that falls behind (decision-log lines lost)",
     "TrustgateCircuitBreakerOpen": "open circuit breakers",
     "TrustgateReviewsNearTimeout": "p99 latency near the webhook timeout",
     "TrustgateCertificateExpiresSoon": "certificates near expiry",
