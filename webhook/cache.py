@@ -245,15 +245,11 @@ class Cache(Generic[V]):
             else:
                 marked = wait > 0
         try:
-            value = compute(deadline)
-        except BaseException:
+            # Stored before the mark goes, so those it made wait find the answer.
+            return self._store(key, compute(deadline), failures, passed)
+        finally:
             if marked and shared is not None:
                 shared.release(self.name, key)
-            raise
-        self._store(key, value, failures, passed)
-        if marked and shared is not None:
-            shared.release(self.name, key)
-        return value
 
     def _store(
         self,

@@ -30,6 +30,16 @@ def is_secret_field(name: object) -> bool:
     return bool(_SECRET_NAME.search(text)) and not _FILE_NAME.search(text)
 
 
+def redacted_url(url: str) -> str:
+    """``url`` without its user, password and query, for logs, errors and /readyz.
+
+    Raises:
+        ValueError: the URL does not parse (its port is not a number, say).
+    """
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}{parts.path}"
+
+
 def url_has_secret(text: str) -> bool:
     """Whether ``text`` looks like a URL carrying a password (``redis://:pw@host``)."""
     if "://" not in text or "@" not in text:

@@ -44,6 +44,7 @@ from urllib.parse import urlsplit
 
 from webhook.errors import ConfigError
 from webhook.observability import get_logger
+from webhook.redaction import redacted_url
 from webhook.redisclient import RedisClient, RedisFailure, ReplyTooLarge, parse_url
 from webhook.sealing import EXPIRY_SIZE, MAC_SIZE, Codec, Undecodable, canonical_key, entry_mac
 from webhook.sealing import FORMAT as FORMAT
@@ -89,7 +90,7 @@ class SharedSettings:
 
     def __repr__(self) -> str:
         # Never print the key or the password (logs, error messages).
-        return f"SharedSettings(url={redacted(self.url)!r})"
+        return f"SharedSettings(url={redacted_url(self.url)!r})"
 
     @classmethod
     def from_config(cls, raw: Mapping[str, Any]) -> SharedSettings:
@@ -138,7 +139,7 @@ def _unparsed(url: str, exc: ValueError) -> str:
     """
     try:
         netloc = urlsplit(url).netloc
-        shown = redacted(url)
+        shown = redacted_url(url)
     except ValueError:
         netloc, shown = "", ""
     if ("@" in url and "@" not in netloc) or not shown:
@@ -147,12 +148,6 @@ def _unparsed(url: str, exc: ValueError) -> str:
             "any / ? # @ in the password, or use passwordFile)"
         )
     return f"{shown}: {exc}"
-
-
-def redacted(url: str) -> str:
-    """``url`` without its user, password and query, for logs and /readyz."""
-    parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}{parts.path}"
 
 
 class SharedCache:
@@ -308,7 +303,7 @@ class SharedCache:
         with self._lock:
             left = self._open_until - time.monotonic()
             state: State = "down" if self._open_until else "up"
-            shown: dict[str, Any] = {"url": redacted(self.settings.url), "state": state}
+            shown: dict[str, Any] = {"url": redacted_url(self.settings.url), "state": state}
             if state == "down":
                 shown["retryInSeconds"] = round(max(left, 0.0), 1)
                 shown["note"] = "Redis is unreachable: reviews use the local caches only"
@@ -376,7 +371,7 @@ class SharedCache:
             if not self._open_until:
                 return
             self._open_until = 0.0
-        log.info("shared cache reachable again: %s", redacted(self.settings.url))
+        log.info("shared cache reachable again: %s", redacted_url(self.settings.url))
         if self._observer is not None:
             self._observer.observe_shared_state(True)
 
@@ -395,7 +390,7 @@ class SharedCache:
             "shared cache unreachable (%s): using the local caches only, next try in %.0f s",
             reason,
             self.settings.retry_seconds,
-            extra={"fields": {"url": redacted(self.settings.url)}},
+            extra={"fields": {"url": redacted_url(self.settings.url)}},
         )
         if self._observer is not None:
             self._observer.observe_shared_state(False)
