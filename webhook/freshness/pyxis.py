@@ -19,9 +19,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import urlencode, urljoin, urlsplit
 
-import requests
+import urllib3
 
 from webhook.errors import UpstreamError
 from webhook.failures import describe
@@ -29,6 +29,7 @@ from webhook.freshness.grades import GRADES, Grade, Window, parse_date
 from webhook.registry import Deadline, Network
 from webhook.registry.deadline import BudgetExceeded
 from webhook.registry.network import CallCut, HostFailure
+from webhook.registry.transport import Answer, timed_out_waiting
 from webhook.untrusted import json_value
 
 DEFAULT_URL = "https://catalog.redhat.com/api/containers/v1"
@@ -70,7 +71,7 @@ class PyxisSettings:
 
 
 class PyxisClient:
-    """Looks images up in Pyxis; one HTTP session per thread (the Network's), created lazily."""
+    """Looks images up in Pyxis through the Network's transport; thread-safe."""
 
     def __init__(self, settings: PyxisSettings, network: Network | None = None) -> None:
         self._settings = settings
@@ -85,8 +86,8 @@ class PyxisClient:
         return self._base
 
     def _headers(self) -> dict[str, str]:
-        # Per request, never a session header: requests strips only
-        # Authorization on a redirect, and the key is for this host alone.
+        # Per request: the key is for this host alone, and redirects are followed
+        # only within it (``_redirect``).
         headers = {"Accept": "application/json"}
         if self._settings.api_key:
             headers["X-API-KEY"] = self._settings.api_key
@@ -124,7 +125,7 @@ class PyxisClient:
             with self._network.call(self._host, deadline):
                 try:
                     body = self._fetch(self._base + path, params, timeout, deadline)
-                except requests.RequestException as exc:
+                except (urllib3.exceptions.HTTPError, OSError) as exc:
                     raise self._failure(exc, timeout, deadline) from None
         except BudgetExceeded as exc:
             self._network.event("budget_exceeded", self._host)
@@ -146,36 +147,31 @@ class PyxisClient:
     ) -> bytes | None:
         """The body at ``url`` (None for 404), following redirects within the Pyxis host only.
 
-        Raises requests' exceptions for transport failures and UpstreamError
-        for answers that are not the catalog's.
+        Raises urllib3's exceptions (and OSError) for transport failures and
+        UpstreamError for answers that are not the catalog's.
         """
+        if params:
+            url += ("&" if "?" in url else "?") + urlencode(params)
+        headers = {**self._headers(), "Accept-Encoding": "identity"}
         for _ in range(_MAX_REDIRECTS + 1):
-            response = self._network.session().get(
-                url,
-                params=params,
-                headers=self._headers(),
-                timeout=timeout,
-                stream=True,
-                allow_redirects=False,
-            )
-            with response:
-                if response.status_code in _REDIRECTS:
+            response = self._network.transport.request("GET", url, headers, timeout=timeout)
+            try:
+                if response.status in _REDIRECTS:
                     url = self._redirect(url, response.headers.get("Location", ""))
-                    params = None
                     continue
-                if response.status_code == 404:
+                if response.status == 404:
                     return None
-                if response.status_code != 200:
-                    kind = HostFailure if response.status_code >= 500 else UpstreamError
-                    raise kind(f"Pyxis at {self._base} answered HTTP {response.status_code}")
+                if response.status != 200:
+                    kind = HostFailure if response.status >= 500 else UpstreamError
+                    raise kind(f"Pyxis at {self._base} answered HTTP {response.status}")
                 return _read(response, self._base, self._host, deadline)
+            finally:
+                response.close()
         raise UpstreamError(f"Pyxis at {self._base} redirected more than {_MAX_REDIRECTS} times")
 
-    def _failure(
-        self, exc: requests.RequestException, timeout: float, deadline: Deadline
-    ) -> UpstreamError:
+    def _failure(self, exc: BaseException, timeout: float, deadline: Deadline) -> UpstreamError:
         """What the breaker is told: Pyxis failed (HostFailure), or the review ran out of time."""
-        timed_out = isinstance(exc, requests.Timeout)
+        timed_out = timed_out_waiting(exc)
         if deadline.remaining() <= 0 or (timed_out and timeout < self._settings.timeout):
             self._network.event("deadline_exceeded", self._host)
             return CallCut(
@@ -197,10 +193,10 @@ class PyxisClient:
         return target
 
 
-def _read(response: requests.Response, base: str, host: str, deadline: Deadline) -> bytes:
+def _read(response: Answer, base: str, host: str, deadline: Deadline) -> bytes:
     chunks: list[bytes] = []
     size = 0
-    for chunk in response.iter_content(64 * 1024):
+    while chunk := response.raw.read1(64 * 1024, decode_content=False):
         size += len(chunk)
         if size > MAX_RESPONSE_BYTES:
             raise UpstreamError(f"Pyxis at {base} answered more than {MAX_RESPONSE_BYTES} bytes")

@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode, urljoin, urlsplit
 
-import requests
 import urllib3
 
 from webhook.errors import UpstreamError
@@ -30,6 +29,7 @@ from webhook.reference import ImageRef
 from webhook.registry.auth import Authenticator, basic_authorization, bearer_challenge
 from webhook.registry.deadline import BudgetExceeded, Deadline
 from webhook.registry.network import CallCut, HostFailure, Network
+from webhook.registry.transport import Answer, timed_out_waiting
 from webhook.untrusted import json_value
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
@@ -144,8 +144,8 @@ class RegistryClient:
         path = self._path(target, "manifests", _checked_reference(target, tag))
         with self._network.call(target.host, deadline):
             response = self._request(target, "HEAD", path, deadline, accept=MANIFEST_ACCEPT)
-            response.raw.drain_conn()
-        if response.status_code == 404:
+            response.drain()
+        if response.status == 404:
             raise target.error(f"tag {tag} not found in {target.host}/{ref.path}", NotFound)
         digest = response.headers.get("Docker-Content-Digest", "")
         if response.ok and _DIGEST.fullmatch(digest):
@@ -228,13 +228,13 @@ class RegistryClient:
             with self._network.call(target.host, deadline):
                 response = self._request(target, "GET", path, deadline, accept=OCI_INDEX)
                 missing = (
-                    response.status_code == 404
+                    response.status == 404
                     and page == 0
                     and urlsplit(response.url).path == urlsplit(target.base + path).path
                 )
                 if not missing:
                     self._expect_ok(target, response, f"referrers of {digest}")
-                    next_url = response.links.get("next", {}).get("url")
+                    next_url = response.next_link()
                     limit = self._max_manifest_bytes
                     body = self._read(target, response, limit, deadline, "referrers")
             if missing:
@@ -278,7 +278,7 @@ class RegistryClient:
 
     def _request(
         self, target: _Target, method: str, path: str, deadline: Deadline, *, accept: str
-    ) -> requests.Response:
+    ) -> Answer:
         """Send with auth, retries and redirects; the body is left unread.
 
         Returns any answer but 401/403/429/5xx, which raise UpstreamError.
@@ -306,7 +306,7 @@ class RegistryClient:
                 # The host failed on its own before the deadline cut its retry short:
                 # the breaker counts that failure.
                 raise target.error(exc.message, HostFailure) from None
-            status = response.status_code
+            status = response.status
             answered_by = urlsplit(response.url).netloc.lower()
             if status == 401 and answered_by != urlsplit(target.base).netloc:
                 # A redirect target asking for credentials: they belong to the
@@ -372,9 +372,9 @@ class RegistryClient:
                 ) from None
             if not response.ok:
                 response.close()
-                kind = HostFailure if response.status_code >= 500 else UpstreamError
+                kind = HostFailure if response.status >= 500 else UpstreamError
                 raise target.error(
-                    f"token endpoint {realm.netloc} answered {response.status_code} "
+                    f"token endpoint {realm.netloc} answered {response.status} "
                     f"{response.reason} for {target.host}",
                     kind,
                 )
@@ -396,7 +396,7 @@ class RegistryClient:
         url: str,
         headers: dict[str, str],
         deadline: Deadline,
-    ) -> requests.Response:
+    ) -> Answer:
         """One request, following up to three redirects by hand.
 
         Authorization is dropped on a redirect to another host, plain HTTP is
@@ -411,36 +411,33 @@ class RegistryClient:
             limit = min(self._timeout, remaining)
             netloc = urlsplit(url).netloc.lower()
             ca = target.settings.ca
-            verify: bool | str = str(ca) if ca is not None and netloc == origin else True
             try:
-                response = self._network.session().request(
+                response = self._network.transport.request(
                     method,
                     url,
-                    headers=headers,
-                    allow_redirects=False,
-                    stream=True,
-                    timeout=(limit, limit),
-                    verify=verify,
+                    headers,
+                    timeout=limit,
+                    ca=str(ca) if ca is not None and netloc == origin else None,
                 )
-            except requests.exceptions.RequestException as exc:
-                timed_out = isinstance(exc, requests.exceptions.Timeout)
+            except (urllib3.exceptions.HTTPError, OSError) as exc:
+                timed_out = timed_out_waiting(exc)
                 if deadline.remaining() <= 0 or (timed_out and limit < self._timeout):
                     # The review's deadline, not the host's own timeout, ended it.
                     self._network.event("deadline_exceeded", netloc)
                     raise target.error(_late(deadline, netloc), CallCut) from None
-                if isinstance(exc, requests.exceptions.SSLError):
+                if isinstance(exc, urllib3.exceptions.SSLError):
                     raise target.error(
                         f"TLS with {netloc} failed: {describe(exc)}", HostFailure
                     ) from None
                 if timed_out:
                     raise _Transient(f"{netloc} timed out") from None
                 raise _Transient(f"cannot reach {netloc}: {describe(exc)}") from None
-            if response.status_code not in _REDIRECTS:
+            if response.status not in _REDIRECTS:
                 return response
             response.close()
             location = response.headers.get("Location")
             if not location:
-                raise target.error(f"{netloc} answered {response.status_code} without a Location")
+                raise target.error(f"{netloc} answered {response.status} without a Location")
             url = urljoin(url, location)
             parts = urlsplit(url)
             if parts.scheme != "https" and not (
@@ -451,22 +448,22 @@ class RegistryClient:
                 )
             if parts.netloc.lower() != netloc:
                 headers.pop("Authorization", None)
-            if response.status_code == 303 and method != "HEAD":
+            if response.status == 303 and method != "HEAD":
                 method = "GET"
         raise target.error(f"{target.host} redirected more than {_MAX_REDIRECTS} times")
 
-    def _expect_ok(self, target: _Target, response: requests.Response, what: str) -> None:
+    def _expect_ok(self, target: _Target, response: Answer, what: str) -> None:
         if response.ok:
             return
         response.close()
-        if response.status_code == 404:
+        if response.status == 404:
             raise target.error(f"{what} not found in {target.host}/{target.ref.path}", NotFound)
-        raise target.error(f"{target.host} answered {response.status_code} for {what}")
+        raise target.error(f"{target.host} answered {response.status} for {what}")
 
     def _read(
         self,
         target: _Target,
-        response: requests.Response,
+        response: Answer,
         limit: int,
         deadline: Deadline,
         what: str,
@@ -475,7 +472,7 @@ class RegistryClient:
         too_large = f"{what} from {target.host} is larger than {limit} bytes"
         chunks: list[bytes] = []
         total = 0
-        raw: urllib3.HTTPResponse = response.raw
+        raw = response.raw
         limited = self._timeout
         try:
             length = response.headers.get("Content-Length", "")
@@ -500,7 +497,7 @@ class RegistryClient:
             self._network.event("budget_exceeded", target.host)
             raise target.error(exc.message) from None
         except (urllib3.exceptions.HTTPError, OSError) as exc:
-            timed_out = isinstance(exc, TimeoutError | urllib3.exceptions.TimeoutError)
+            timed_out = timed_out_waiting(exc)
             if deadline.remaining() <= 0 or (timed_out and limited < self._timeout):
                 self._network.event("deadline_exceeded", target.host)
                 late = _late(deadline, target.host, f"sending the {what}")

@@ -1,11 +1,11 @@
 """No socket outlives the deadline of the review that uses it.
 
-requests' ``timeout`` bounds each wait for bytes, not a response: a server that
+A socket timeout bounds each wait for bytes, not a response: a server that
 trickles its headers, its TLS handshake or a chunked body one byte at a time
-restarts that clock with every byte and can hold a call for minutes. Neither
-requests nor urllib3 offers a total response timeout, so the sessions built
-here use connection classes that register their socket, when it is created and
-on every request, with the deadline the calling thread is ``watching`` for.
+restarts that clock with every byte and can hold a call for minutes. urllib3
+offers no total response timeout, so the pools here use connection classes
+that register their socket, when it is created and on every request, with the
+deadline the calling thread is ``watching`` for.
 One reaper thread per process shuts down every socket whose deadline has
 passed; the blocked read then fails at once, whatever the server does.
 """
@@ -13,21 +13,14 @@ passed; the blocked read then fails at once, whatever the server does.
 from __future__ import annotations
 
 import contextlib
-import functools
 import heapq
-import http.cookiejar
-import importlib.metadata
 import os
 import socket
 import threading
 import time
 from collections.abc import Iterator
 from typing import Any
-from urllib.parse import urlsplit
 
-import requests
-from requests.adapters import HTTPAdapter
-from requests.structures import CaseInsensitiveDict
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
@@ -156,101 +149,8 @@ class _GuardedHTTPSPool(_Forgetting, HTTPSConnectionPool):
     ConnectionCls = _GuardedHTTPSConnection
 
 
-class _GuardedAdapter(HTTPAdapter):
-    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
-        super().init_poolmanager(*args, **kwargs)
-        self.poolmanager.pool_classes_by_scheme = {
-            "http": _GuardedPool,
-            "https": _GuardedHTTPSPool,
-        }
-
-
-@functools.lru_cache(maxsize=1)
-def _version() -> str:
-    try:
-        return importlib.metadata.version("trustgate")
-    except importlib.metadata.PackageNotFoundError:
-        return "dev"
-
-
-@functools.lru_cache(maxsize=1024)
-def _environment(scheme: str, netloc: str) -> tuple[tuple[tuple[str, str], ...], str | None]:
-    """The proxies (``*_PROXY`` less ``NO_PROXY``) and CA bundle the environment gives a host.
-
-    requests reads them on every call: a scan of the environment, the proxy
-    bypass rules and two ``stat()``s of ``~/.netrc``, about 0.4 ms of a cold
-    review's three calls, with the GIL released between them. The environment
-    of a server does not change while it runs, so each host's answer is kept.
-    """
-    proxies = requests.utils.get_environ_proxies(f"{scheme}://{netloc}/")
-    bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
-    return tuple(sorted(proxies.items())), bundle
-
-
-#: The arguments of the calls trustgate makes, which ``_Session.request`` serves itself.
-_LEAN = frozenset({"params", "headers", "timeout", "allow_redirects", "stream", "verify"})
-
-
-class _Session(requests.Session):
-    """A session that keeps no state between calls and reads the environment once per host.
-
-    ``trust_env`` is off, so requests neither scans the environment per call
-    nor reads ``~/.netrc`` (credentials come from trustgate's configuration
-    only); the proxies and CA bundle are merged here instead (``_environment``).
-    Cookies are refused: a registry's cookie would otherwise be kept in the
-    thread's session and sent with the next call, whichever review makes it,
-    and a hostile registry could grow the jar without bound.
-    """
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.trust_env = False
-        self.cookies.set_policy(http.cookiejar.DefaultCookiePolicy(allowed_domains=[]))
-
-    def request(  # type: ignore[override]
-        self, method: str, url: str, *args: Any, **kwargs: Any
-    ) -> requests.Response:
-        """Send one request; the calls trustgate makes skip the session's merging.
-
-        ``Session.request`` merges session cookies, auth, hooks and settings
-        into every call, a third of its cost; trustgate's sessions hold none of
-        them, so its calls are prepared alone and sent as they are.
-        """
-        if args or not _LEAN.issuperset(kwargs):
-            return super().request(method, url, *args, **kwargs)
-        headers = CaseInsensitiveDict(self.headers)
-        headers.update(kwargs.get("headers") or {})
-        prepared = requests.Request(
-            method.upper(), url, headers=headers, params=kwargs.get("params")
-        ).prepare()
-        settings = self.merge_environment_settings(
-            prepared.url, None, kwargs.get("stream"), kwargs.get("verify"), None
-        )
-        return self.send(
-            prepared,
-            timeout=kwargs.get("timeout"),
-            allow_redirects=kwargs.get("allow_redirects", True),
-            **settings,
-        )
-
-    def merge_environment_settings(
-        self, url: str | bytes | None, proxies: Any, stream: Any, verify: Any, cert: Any
-    ) -> Any:
-        text = url.decode() if isinstance(url, bytes) else url or ""
-        parts = urlsplit(text)
-        found, bundle = _environment(parts.scheme, parts.netloc.lower())
-        merged = dict(found)
-        merged.update(proxies or {})
-        if verify is True or verify is None:
-            verify = bundle or verify
-        return super().merge_environment_settings(text, merged, stream, verify, cert)
-
-
-def guarded_session() -> requests.Session:
-    """A requests session whose sockets obey the calling thread's ``watching`` deadline."""
-    session = _Session()
-    session.headers["User-Agent"] = f"trustgate/{_version()}"
-    adapter = _GuardedAdapter()
-    session.mount("http://", adapter)
-    session.mount("https://", adapter)
-    return session
+#: The pools of ``urllib3.PoolManager.pool_classes_by_scheme`` whose sockets are watched.
+POOL_CLASSES: dict[str, type[HTTPConnectionPool]] = {
+    "http": _GuardedPool,
+    "https": _GuardedHTTPSPool,
+}

@@ -31,12 +31,11 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Literal
 
-import requests
-
 from webhook.errors import TrustgateError, UpstreamError
 from webhook.offline import needs_io
 from webhook.registry.deadline import Deadline
-from webhook.registry.guard import guarded_session, watching
+from webhook.registry.guard import watching
+from webhook.registry.transport import Transport
 
 #: ``observer(event, host)``: breaker_open, breaker_half_open, breaker_closed,
 #: breaker_rejected, limit_rejected, deadline_exceeded, budget_exceeded.
@@ -105,7 +104,7 @@ class _Host:
 
 
 class Network:
-    """Per-host limits and breakers, and the per-thread guarded HTTP sessions."""
+    """Per-host limits and breakers, and the transport whose sockets obey each call's deadline."""
 
     def __init__(
         self, limits: NetworkLimits | None = None, observer: NetworkObserver | None = None
@@ -114,15 +113,7 @@ class Network:
         self._observer = observer
         self._cond = threading.Condition()
         self._hosts: dict[str, _Host] = {}
-        self._local = threading.local()
-
-    def session(self) -> requests.Session:
-        """This thread's HTTP session, created lazily; its sockets obey the call's deadline."""
-        session: requests.Session | None = getattr(self._local, "session", None)
-        if session is None:
-            session = guarded_session()
-            self._local.session = session
-        return session
+        self.transport = Transport(per_host=self.limits.concurrency)
 
     def event(self, name: str, host: str) -> None:
         """Report ``name`` for ``host`` to the observer (metrics)."""

@@ -1,4 +1,4 @@
-"""The guarded session reads the proxies of the environment once per host, not per call."""
+"""The transport sends a request as given: the proxy read once per host, no state kept."""
 
 from __future__ import annotations
 
@@ -9,9 +9,10 @@ from pathlib import Path
 from typing import ClassVar
 
 import pytest
-import requests
+import urllib3
 
-from webhook.registry import guard
+from webhook.registry import transport
+from webhook.registry.transport import Transport
 
 
 class _Proxy(BaseHTTPRequestHandler):
@@ -39,9 +40,9 @@ def proxy(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     _Proxy.headers_seen = []
     for name in ("HTTP_PROXY", "http_proxy", "NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy"):
         monkeypatch.delenv(name, raising=False)
-    guard._environment.cache_clear()
+    transport.environment.cache_clear()
     yield f"http://127.0.0.1:{server.server_address[1]}"
-    guard._environment.cache_clear()
+    transport.environment.cache_clear()
     server.shutdown()
     server.server_close()
 
@@ -50,18 +51,19 @@ def test_calls_go_through_the_environments_proxy(
     proxy: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("HTTP_PROXY", proxy)
-    session = guard.guarded_session()
+    sender = Transport()
     for _ in range(3):
-        answer = session.get("http://registry.invalid:5000/v2/", timeout=5)
-        assert answer.status_code == 200
+        answer = sender.request("GET", "http://registry.invalid:5000/v2/", {}, timeout=5)
+        assert answer.status == 200
+        assert answer.raw.read() == b"ok"
     assert _Proxy.seen == ["http://registry.invalid:5000/v2/"] * 3
 
 
 def test_no_proxy_is_honoured(proxy: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HTTP_PROXY", proxy)
     monkeypatch.setenv("NO_PROXY", "registry.invalid")
-    with pytest.raises(requests.exceptions.ConnectionError):
-        guard.guarded_session().get("http://registry.invalid:5000/v2/", timeout=5)
+    with pytest.raises(urllib3.exceptions.NameResolutionError):
+        Transport().request("GET", "http://registry.invalid:5000/v2/", {}, timeout=5)
     assert _Proxy.seen == []
 
 
@@ -73,17 +75,51 @@ def test_netrc_credentials_are_never_sent(
     monkeypatch.setenv("NETRC", str(tmp_path / ".netrc"))
     monkeypatch.setenv("HOME", str(tmp_path))
     monkeypatch.setenv("HTTP_PROXY", proxy)
-    answer = guard.guarded_session().get("http://registry.invalid:5000/v2/", timeout=5)
-    assert "Authorization" not in answer.request.headers
+    Transport().request("GET", "http://registry.invalid:5000/v2/", {}, timeout=5)
+    assert "Authorization" not in _Proxy.headers_seen[0]
 
 
 def test_cookies_are_never_kept_nor_sent(proxy: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    # A thread's session serves every review: a cookie one registry set must not follow
-    # the next call, and a registry setting many must not grow a jar.
+    # One transport serves every review: a cookie one registry set must not follow
+    # the next call, and nothing keeps what a registry sets.
     monkeypatch.setenv("HTTP_PROXY", proxy)
-    session = guard.guarded_session()
+    sender = Transport()
     for _ in range(3):
-        session.get("http://registry.invalid:5000/v2/", timeout=5)
+        sender.request("GET", "http://registry.invalid:5000/v2/", {}, timeout=5).drain()
     assert [h.get("Cookie") for h in _Proxy.headers_seen] == [None, None, None]
-    assert len(session.cookies) == 0
     assert _Proxy.headers_seen[0]["User-Agent"].startswith("trustgate/")
+
+
+def test_proxy_credentials_go_to_the_proxy_only(
+    proxy: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HTTP_PROXY", proxy.replace("http://", "http://alice:s3cret@"))
+    Transport().request("GET", "http://registry.invalid:5000/v2/", {}, timeout=5).drain()
+    sent = {name.lower(): value for name, value in _Proxy.headers_seen[0].items()}
+    assert sent["proxy-authorization"] == "Basic YWxpY2U6czNjcmV0"
+    assert "authorization" not in sent
+
+
+@pytest.mark.parametrize(
+    ("header", "expected"),
+    [
+        (
+            '<https://r.example/v2/a/referrers/x?n=2>; rel="next"',
+            "https://r.example/v2/a/referrers/x?n=2",
+        ),
+        (
+            '</v2/a/referrers/x?last=b>; rel="prev", </v2/a/referrers/x?last=c>; rel=next',
+            "/v2/a/referrers/x?last=c",
+        ),
+        ('</v2/a/referrers/x?last=b>; rel="prev"', None),
+        ("", None),
+    ],
+)
+def test_next_link(
+    header: str, expected: str | None, proxy: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HTTP_PROXY", proxy)
+    answer = Transport().request("GET", "http://registry.invalid:5000/v2/", {}, timeout=5)
+    answer.drain()
+    answer.headers["Link"] = header
+    assert answer.next_link() == expected
