@@ -47,7 +47,7 @@ run: $(RUN_STAMP) certs/tls.crt
 		--host $(HOST) --port $(PORT)
 
 demo: $(RUN_STAMP) registry-deps
-	$(BIN)/python -m webhook.demo
+	$(BIN)/python -m webhook.cli.demo
 
 lint: $(TEST_STAMP)
 	$(BIN)/ruff check webhook tests bench

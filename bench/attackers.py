@@ -33,7 +33,7 @@ from pathlib import Path
 
 import requests
 
-from tests.kube import review, workload
+from tests.support.kube import review, workload
 
 #: Framing shape -> the lines of its head after the request line (CRLF-joined below).
 SHAPES: dict[str, tuple[str, ...]] = {

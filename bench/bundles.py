@@ -1,7 +1,7 @@
 """Key-signed Sigstore bundles (cosign 3) against ``.sig`` signatures, cold and warm.
 
 Starts Debian's docker-registry on 127.0.0.1 and the referrers API front of the tests
-(``tests/referrers.py``) over it, pushes three small images signed with one key:
+(``tests/support/referrers.py``) over it, pushes three small images signed with one key:
 
 - ``sig``: cosign's legacy ``sha256-<hex>.sig`` layer;
 - ``bundle_tag``: a DSSE bundle of the cosign sign predicate, attached as an OCI referrer and
@@ -33,15 +33,15 @@ sys.path.insert(0, str(ROOT))
 from stage import insecure, key_policies, pod_review, push_app  # noqa: E402  (bench/)
 from timing import report, review_timings  # noqa: E402
 
-from tests.cosign import (  # noqa: E402
+from tests.support.cosign import (  # noqa: E402
     BUNDLE_V03,
     dsse_envelope,
     generate_key,
     key_bundle,
     sign_statement,
 )
-from tests.referrers import ReferrersFront, push_referrer  # noqa: E402
-from tests.registry import start_registry  # noqa: E402
+from tests.support.referrers import ReferrersFront, push_referrer  # noqa: E402
+from tests.support.registry import start_registry  # noqa: E402
 from webhook.config import parse_config  # noqa: E402
 from webhook.policy.loader import load_directory  # noqa: E402
 

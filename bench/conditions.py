@@ -32,13 +32,13 @@ sys.path.insert(0, str(ROOT))
 from stage import insecure, pod_review, policy_head, push_app, write_policy  # noqa: E402
 from timing import percentiles, report, review_timings, timed  # noqa: E402
 
-from tests.cosign import dsse_envelope, generate_key, in_toto_statement  # noqa: E402
-from tests.registry import start_registry  # noqa: E402
+from tests.support.cosign import dsse_envelope, generate_key, in_toto_statement  # noqa: E402
+from tests.support.registry import start_registry  # noqa: E402
 from tests.unit.signatures.test_attestations import push_attestations  # noqa: E402
 from webhook.config import parse_config  # noqa: E402
+from webhook.core.deadline import Deadline  # noqa: E402
 from webhook.policy.cel import compile_condition  # noqa: E402
 from webhook.policy.loader import load_directory  # noqa: E402
-from webhook.registry import Deadline  # noqa: E402
 from webhook.signatures.conditions import Evaluator, statement_data  # noqa: E402
 
 SLSA = "https://slsa.dev/provenance/v1"

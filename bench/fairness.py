@@ -40,9 +40,9 @@ sys.path.insert(0, str(ROOT))
 from stage import SIGNED_BY_RELEASE, pod_review, push_app, write_policy  # noqa: E402
 from timing import percentiles, report  # noqa: E402
 
-from tests.cosign import generate_key  # noqa: E402
-from tests.registry import start_registry  # noqa: E402
-from webhook.admission import review  # noqa: E402
+from tests.support.cosign import generate_key  # noqa: E402
+from tests.support.registry import start_registry  # noqa: E402
+from webhook.admission.review import review  # noqa: E402
 from webhook.config import parse_config  # noqa: E402
 from webhook.engine import Engine  # noqa: E402
 from webhook.policy.loader import load_directory  # noqa: E402

@@ -1,10 +1,10 @@
 """CPU per request of finding where a request ends: trustgate's framer against h11.
 
-The event loop of each worker (webhook/worker.py) frames every request before a
+The event loop of each worker (webhook/serving/worker.py) frames every request before a
 thread serves it, so the framer's cost is paid once per review, in the one
 thread that all connections of a worker share. This compares, on realistic
 AdmissionReview requests as kube-apiserver sends them (Content-Length, and the
-same body chunked), the framer of the tree (``webhook.framing.RequestFramer``)
+same body chunked), the framer of the tree (``webhook.serving.framing.RequestFramer``)
 with h11 used as a framer (``h11.Connection`` fed the same bytes, events read
 until ``EndOfMessage``). Each request is fed whole, and in 16 KiB pieces as TLS
 records arrive.
@@ -29,8 +29,8 @@ sys.path.insert(0, str(ROOT))
 
 import h11  # noqa: E402
 
-from tests.kube import pod_spec, review, workload  # noqa: E402
-from webhook.framing import RequestFramer  # noqa: E402
+from tests.support.kube import pod_spec, review, workload  # noqa: E402
+from webhook.serving.framing import RequestFramer  # noqa: E402
 
 RECORD = 16 * 1024
 MAX_HEAD = 64 * 1024

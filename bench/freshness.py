@@ -29,8 +29,8 @@ sys.path.insert(0, str(ROOT))
 from stage import pod_review, policy_head, push_app, write_policy  # noqa: E402  (bench/)
 from timing import report, review_timings  # noqa: E402
 
-from tests.pyxis import grades, image_record, running_pyxis  # noqa: E402
-from tests.registry import start_registry  # noqa: E402
+from tests.support.pyxis import grades, image_record, running_pyxis  # noqa: E402
+from tests.support.registry import start_registry  # noqa: E402
 from webhook.config import parse_config  # noqa: E402
 from webhook.policy.loader import load_directory  # noqa: E402
 

@@ -2,7 +2,7 @@
 
 Scaling a Deployment up, rolling out a DaemonSet or draining a node sends many
 reviews of the same new images at once. This starts Debian's docker-registry
-behind a counting proxy (tests/countingproxy.py), Debian's redis-server, and for
+behind a counting proxy (tests/support/countingproxy.py), Debian's redis-server, and for
 each mode (local caches only, then ``cache.shared``) 2 ``trustgate serve``
 processes of 2 workers each (their other settings are the server's defaults).
 96 client threads each keep one TLS connection to one of the servers, 48 each.

@@ -1,7 +1,7 @@
 """Keyless signature verification against a real local registry, cold and warm.
 
 Starts Debian's docker-registry on 127.0.0.1, signs 20 small images keylessly
-with the test Sigstore of tests/sigstore_instance.py (Fulcio-style certificates
+with the test Sigstore of tests/support/sigstore_instance.py (Fulcio-style certificates
 with embedded SCTs, a transparency log with signed entry timestamps, inclusion
 proofs and checkpoints), half in cosign's legacy ``.sig`` layout and half as
 Sigstore bundles attached as OCI referrers (found through the ``sha256-<hex>``
@@ -43,7 +43,7 @@ from tests.integration.test_keyless_e2e import (  # noqa: E402
     push_referrer,
     sign_legacy,
 )
-from tests.registry import start_registry  # noqa: E402
+from tests.support.registry import start_registry  # noqa: E402
 from webhook.config import parse_config  # noqa: E402
 from webhook.policy.loader import load_directory  # noqa: E402
 

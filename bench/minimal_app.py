@@ -2,7 +2,7 @@
 
 Each still reads the body and echoes the uid, as any correct webhook must.
 The default is a bare Flask app (the view and Flask's request machinery);
-``--lean`` answers the same view through ``webhook.reviewpath.ReviewPath``,
+``--lean`` answers the same view through ``webhook.serving.reviewpath.ReviewPath``,
 below Flask's request machinery, as trustgate serves its reviews: the ratio to
 it measures what trustgate's decision costs and nothing else.
 """
@@ -16,8 +16,8 @@ from pathlib import Path
 from flask import Flask, Response, request
 from werkzeug.wrappers import Request
 
-from webhook.reviewpath import ReviewPath
-from webhook.server import ServeOptions, serve
+from webhook.serving.reviewpath import ReviewPath
+from webhook.serving.server import ServeOptions, serve
 
 
 def _allow(req: Request) -> Response:

@@ -40,11 +40,11 @@ from flask.testing import FlaskClient  # noqa: E402
 from stage import insecure, key_policies, pod_review, push_app  # noqa: E402  (bench/)
 from timing import percentiles, report  # noqa: E402
 
-from tests.cosign import generate_key  # noqa: E402
-from tests.registry import start_registry  # noqa: E402
-from webhook.app import Settings, create_app  # noqa: E402
+from tests.support.cosign import generate_key  # noqa: E402
+from tests.support.registry import start_registry  # noqa: E402
 from webhook.config import parse_config  # noqa: E402
-from webhook.observability import configure_logging  # noqa: E402
+from webhook.core.observability import configure_logging  # noqa: E402
+from webhook.serving.app import Settings, create_app  # noqa: E402
 
 TARGET = 2.2
 Body = dict[str, Any]

@@ -2,7 +2,7 @@
 
 The baselines (bench/minimal_app.py) admit everything after reading the body:
 "minimal" is a bare Flask app, "lean" the same view below Flask's request
-machinery, on the path trustgate serves reviews by (webhook.reviewpath). All get
+machinery, on the path trustgate serves reviews by (webhook.serving.reviewpath). All get
 the same gunicorn/TLS settings (trustgate's worker class, workers and threads)
 and the same realistic Deployment AdmissionReview (an allowlist-only policy);
 wrk drives each at 4 and 32 connections, the servers in turn for several rounds
@@ -39,7 +39,7 @@ sys.path.insert(0, str(ROOT))
 
 from serving import free_port, usage, wait_ready  # noqa: E402  (bench/, the script's own directory)
 
-from webhook import certs  # noqa: E402
+from webhook.core import certs  # noqa: E402
 
 POLICY = """\
 apiVersion: trustgate.dev/v1alpha1

@@ -28,8 +28,8 @@ sys.path.insert(0, str(ROOT))
 from stage import insecure, key_policies, pod_review, push_app  # noqa: E402  (bench/)
 from timing import report, review_timings  # noqa: E402
 
-from tests.cosign import generate_key  # noqa: E402
-from tests.registry import start_registry  # noqa: E402
+from tests.support.cosign import generate_key  # noqa: E402
+from tests.support.registry import start_registry  # noqa: E402
 from webhook.config import parse_config  # noqa: E402
 from webhook.policy.loader import load_directory  # noqa: E402
 

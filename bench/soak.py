@@ -50,10 +50,10 @@ import attackers  # noqa: E402  (bench/, the script's own directory)
 from serving import free_port, usage, wait_ready  # noqa: E402
 from stage import SIGNED_BY_RELEASE, push_app  # noqa: E402
 
-from tests.cosign import generate_key, public_pem  # noqa: E402
-from tests.kube import pod_spec, review, workload  # noqa: E402
-from tests.registry import start_registry  # noqa: E402
-from webhook import certs  # noqa: E402
+from tests.support.cosign import generate_key, public_pem  # noqa: E402
+from tests.support.kube import pod_spec, review, workload  # noqa: E402
+from tests.support.registry import start_registry  # noqa: E402
+from webhook.core import certs  # noqa: E402
 
 DEADLINE_SECONDS = 4.0
 #: kind -> share of the requests, and whether the review must admit.

@@ -19,12 +19,12 @@ from typing import Any
 
 import requests
 
-from tests.cosign import PrivateKey, generate_key, public_pem, push_signature
-from tests.countingproxy import CountingProxy
 from tests.integration.conftest import Server, start_server
-from tests.kube import pod_spec, review, workload
-from tests.redisserver import RedisServer, start_redis
-from tests.registry import Registry, default_layer, push_image, start_registry
+from tests.support.cosign import PrivateKey, generate_key, public_pem, push_signature
+from tests.support.countingproxy import CountingProxy
+from tests.support.kube import pod_spec, review, workload
+from tests.support.redisserver import RedisServer, start_redis
+from tests.support.registry import Registry, default_layer, push_image, start_registry
 
 #: The ``signatures`` section that trusts the key written next to the policy as release.pub.
 SIGNED_BY_RELEASE = (

@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from webhook.admission import review as answer
+from webhook.admission.review import review as answer
 from webhook.config import Config
 from webhook.policy.model import PolicySet
 from webhook.services import build_engine

@@ -33,8 +33,8 @@ sys.path.insert(0, str(ROOT))
 
 from timing import percentiles, timed  # noqa: E402  (bench/, the script's own directory)
 
-from tests.kube import as_user, pod_spec, policy_yaml, review, workload  # noqa: E402
-from webhook.admission import review as answer  # noqa: E402
+from tests.support.kube import as_user, pod_spec, policy_yaml, review, workload  # noqa: E402
+from webhook.admission.review import review as answer  # noqa: E402
 from webhook.config import Config  # noqa: E402
 from webhook.policy.loader import load_directory  # noqa: E402
 from webhook.policy.model import PolicySet  # noqa: E402

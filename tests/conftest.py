@@ -7,8 +7,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.redisserver import RedisServer, start_redis
-from tests.registry import Registry, start_registry, start_token_registry
+from tests.support.redisserver import RedisServer, start_redis
+from tests.support.registry import Registry, start_registry, start_token_registry
 
 
 @pytest.fixture(scope="session")

@@ -1,7 +1,7 @@
 """trustgate: a Kubernetes admission webhook that admits only trusted images.
 
 The public surface is four names. They are imported on first use, so that
-``import webhook.reference`` (or the CLI's lighter commands) does not pull in
+``import webhook.core.reference`` (or the CLI's lighter commands) does not pull in
 Flask and the whole server.
 """
 
@@ -11,18 +11,18 @@ from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from webhook.app import create_app as create_app
+    from webhook.core.errors import TrustgateError as TrustgateError
     from webhook.engine import Engine as Engine
     from webhook.engine import Verdict as Verdict
-    from webhook.errors import TrustgateError as TrustgateError
+    from webhook.serving.app import create_app as create_app
 
 __all__ = ["Engine", "TrustgateError", "Verdict", "create_app"]
 
 _EXPORTS = {
-    "create_app": "webhook.app",
+    "create_app": "webhook.serving.app",
     "Engine": "webhook.engine",
     "Verdict": "webhook.engine",
-    "TrustgateError": "webhook.errors",
+    "TrustgateError": "webhook.core.errors",
 }
 
 

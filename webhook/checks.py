@@ -15,10 +15,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from webhook.errors import CheckFailed, CheckUnavailable
+from webhook.core.deadline import Deadline
+from webhook.core.errors import CheckFailed, CheckUnavailable
+from webhook.core.reference import ImageRef
 from webhook.policy.model import Policy
-from webhook.reference import ImageRef
-from webhook.registry import Deadline
 
 
 @dataclass(slots=True)

@@ -16,10 +16,10 @@ from typing import Any, cast
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import best_match
 
-from webhook.errors import ConfigError, PolicyError
+from webhook.core.errors import ConfigError, PolicyError
+from webhook.core.redaction import schema_message
 from webhook.policy.documents import load_yaml
 from webhook.policy.model import NoMatch
-from webhook.redaction import schema_message
 from webhook.registry.network import NetworkLimits
 from webhook.signatures.conditions import COST_SECONDS, PROCESSES
 

@@ -17,12 +17,12 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from webhook.checks import Caution, Check, CheckContext, checks_for, offline_checks
-from webhook.errors import CheckUnavailable, TrustgateError
-from webhook.offline import NeedsNetwork, offline
+from webhook.core.deadline import Deadline
+from webhook.core.errors import CheckUnavailable, TrustgateError
+from webhook.core.offline import NeedsNetwork, offline
+from webhook.core.reference import ImageRef, parse_reference
+from webhook.core.scheduler import FairPool, Lane
 from webhook.policy.model import Mode, NoMatch, Policy, PolicySet
-from webhook.reference import ImageRef, parse_reference
-from webhook.registry import Deadline
-from webhook.scheduler import FairPool, Lane
 
 #: "warn": the check passed, and the workload gets a warning (a Caution).
 Outcome = Literal["pass", "warn", "deny", "error"]
@@ -193,10 +193,10 @@ class Engine:
     ) -> tuple[Verdict, ...]:
         """A Verdict for each distinct image of a request, in first-seen order.
 
-        Each image is first judged here, offline (see ``webhook.offline``): an
+        Each image is first judged here, offline (see ``webhook.core.offline``): an
         image whose every answer is cached costs no thread. Images that need
         I/O are checked concurrently in this review's lane of the engine's
-        threads (see ``webhook.scheduler``: a review gets at most its share of
+        threads (see ``webhook.core.scheduler``: a review gets at most its share of
         them, and reviews take turns), each outbound call within what is left
         of ``deadline`` and its byte budget. More distinct images than
         ``max_images`` are all denied unchecked (see :meth:`over_limit`). The
@@ -226,7 +226,7 @@ class Engine:
             pinning=pinning,
         )
         # First in this thread, offline: an image whose every answer is cached
-        # needs no check thread (see webhook.offline). The others go to this
+        # needs no check thread (see webhook.core.offline). The others go to this
         # review's lane of the check threads as soon as they are known to.
         judged: list[Verdict] = []
         waiting: list[tuple[int, Future[Verdict]]] = []

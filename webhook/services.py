@@ -17,22 +17,22 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from webhook.cache import Caches, CacheSettings, Observer
+from webhook.cache.local import Caches, CacheSettings, Observer
+from webhook.cache.shared import SharedCache, SharedObserver, SharedSettings
 from webhook.checks import Check, Unavailable, offline_checks
 from webhook.config import Config
+from webhook.core.errors import ConfigError
+from webhook.core.offline import deferred
+from webhook.core.reference import DOCKER_HUB_ALIASES
 from webhook.engine import Engine
-from webhook.errors import ConfigError
 from webhook.freshness.check import FreshnessCheck
 from webhook.freshness.grader import Grader
 from webhook.freshness.grades import Fix, Window
 from webhook.freshness.sources import FreshnessSettings, FreshnessSources, GradeReport, Unknown
-from webhook.offline import deferred
 from webhook.policy.model import PolicySet
-from webhook.reference import DOCKER_HUB_ALIASES
-from webhook.registry import Network, RegistryClient, RegistrySettings
-from webhook.registry.network import NetworkObserver
+from webhook.registry.client import RegistryClient, RegistrySettings
+from webhook.registry.network import Network, NetworkObserver
 from webhook.registry.resolver import CachedResolver
-from webhook.sharedcache import SharedCache, SharedObserver, SharedSettings
 from webhook.signatures.attestations import AttestationCheck, AttestationOutcome
 from webhook.signatures.check import SignatureCheck, SignatureOutcome
 from webhook.signatures.conditions import Evaluator, OverrunObserver
@@ -239,7 +239,7 @@ def build_caches(
     raw = config.cache.get("shared")
     if shared and raw is not None:
         tier = SharedCache(SharedSettings.from_config(raw), SHARED_TYPES, shared_observer)
-    # An offline pass counts its lookups only if it finishes (see webhook.offline).
+    # An offline pass counts its lookups only if it finishes (see webhook.core.offline).
     return Caches(settings, deferred(observer), tier)
 
 

@@ -19,7 +19,7 @@ import pytest
 import yaml
 from cryptography import x509
 
-from webhook.cli import build_parser
+from webhook.cli.main import build_parser
 from webhook.policy.loader import load_directory
 
 REPO = Path(__file__).resolve().parents[2]
@@ -89,7 +89,7 @@ CASES: dict[str, dict[str, Any]] = {
 
 @pytest.fixture(scope="module")
 def ca_pem(tmp_path_factory: pytest.TempPathFactory) -> str:
-    from webhook import certs
+    from webhook.core import certs
 
     paths = certs.generate(tmp_path_factory.mktemp("ca"), service="x", namespace="y")
     return paths.ca.read_text()
@@ -119,10 +119,10 @@ def render_upgrade(
 ) -> tuple[list[dict], list[str]]:
     """What ``helm upgrade`` renders while the API server holds the ``installed`` Secrets.
 
-    Helm renders against a stand-in API server (tests/kubeapi.py); also returned are the
+    Helm renders against a stand-in API server (tests/support/kubeapi.py); also returned are the
     paths Helm asked it for.
     """
-    from tests.kubeapi import start_api_server
+    from tests.support.kubeapi import start_api_server
 
     api = start_api_server(tmp)
     try:

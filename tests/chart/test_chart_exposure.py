@@ -28,7 +28,7 @@ from tests.chart.test_chart import (
     one,
     render,
 )
-from webhook.cli import build_parser
+from webhook.cli.main import build_parser
 from webhook.config import parse_config
 
 OPT_OUT = "trustgate.dev/ignore"

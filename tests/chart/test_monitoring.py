@@ -16,7 +16,7 @@ import promql_parser
 import pytest
 
 from tests.chart.test_chart import NAMESPACE, RELEASE, one, render
-from webhook.cli import build_parser
+from webhook.cli.main import build_parser
 
 MONITORING = {
     "metrics": {

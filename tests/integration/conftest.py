@@ -22,11 +22,11 @@ import requests
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from tests.hostile import Hanging
-from tests.kube import pod_spec, policy_yaml, review, workload
-from tests.referrers import ReferrersFront
-from tests.registry import Registry, default_layer, push_image
-from webhook import certs
+from tests.support.hostile import Hanging
+from tests.support.kube import pod_spec, policy_yaml, review, workload
+from tests.support.referrers import ReferrersFront
+from tests.support.registry import Registry, default_layer, push_image
+from webhook.core import certs
 
 READY_DEADLINE = 30.0
 
@@ -40,7 +40,7 @@ def free_port() -> int:
 def trustgate_command() -> list[str]:
     """The installed console script, or the module when running from a source tree."""
     script = Path(sys.executable).with_name("trustgate")
-    return [str(script)] if script.exists() else [sys.executable, "-m", "webhook.cli"]
+    return [str(script)] if script.exists() else [sys.executable, "-m", "webhook.cli.main"]
 
 
 @dataclass
@@ -272,7 +272,7 @@ def hanging() -> Iterator[Hanging]:
 
 @pytest.fixture(scope="module")
 def front(registry: Registry) -> Iterator[ReferrersFront]:
-    """The referrers API (tests/referrers.py) in front of the session's registry."""
+    """The referrers API (tests/support/referrers.py) in front of the session's registry."""
     running = ReferrersFront(registry).start()
     yield running
     running.stop()

@@ -17,7 +17,9 @@ from typing import Any
 
 import pytest
 
-from tests.cosign import (
+from tests.integration.conftest import Server, serve_config, serving, small_image
+from tests.integration.test_cosign3_e2e import attach
+from tests.support.cosign import (
     PrivateKey,
     dsse_envelope,
     generate_key,
@@ -26,10 +28,8 @@ from tests.cosign import (
     public_pem,
     sign_statement,
 )
-from tests.integration.conftest import Server, serve_config, serving, small_image
-from tests.integration.test_cosign3_e2e import attach
-from tests.referrers import ReferrersFront
-from tests.registry import Registry
+from tests.support.referrers import ReferrersFront
+from tests.support.registry import Registry
 from tests.unit.signatures.test_attestations import push_attestations
 
 pytestmark = pytest.mark.e2e

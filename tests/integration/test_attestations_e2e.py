@@ -8,7 +8,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.cosign import (
+from tests.integration.conftest import Server, serve_config, serving, small_image
+from tests.support.cosign import (
     PrivateKey,
     dsse_envelope,
     generate_key,
@@ -16,8 +17,7 @@ from tests.cosign import (
     public_pem,
     push_signature,
 )
-from tests.integration.conftest import Server, serve_config, serving, small_image
-from tests.registry import OCI_MANIFEST, Registry
+from tests.support.registry import OCI_MANIFEST, Registry
 from tests.unit.signatures.test_attestations import push_attestations
 from webhook.signatures.cosign import attestation_tag
 

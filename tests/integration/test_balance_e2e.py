@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from tests.integration.conftest import Server, e2e_policies, start_server, stop_server, wait_for
-from tests.kube import pod_spec, review, workload
+from tests.support.kube import pod_spec, review, workload
 
 pytestmark = pytest.mark.e2e
 

@@ -17,7 +17,6 @@ from typing import Any
 
 import pytest
 
-from tests.cosign import dsse_envelope, generate_key, in_toto_statement, public_pem
 from tests.integration.conftest import (
     Server,
     serve_config,
@@ -26,10 +25,11 @@ from tests.integration.conftest import (
     trustgate_command,
 )
 from tests.integration.test_keyless_e2e import push_referrer
-from tests.registry import Registry
-from tests.sigstore_instance import Identity, SigstoreInstance, bundle
+from tests.support.cosign import dsse_envelope, generate_key, in_toto_statement, public_pem
+from tests.support.registry import Registry
+from tests.support.sigstore_instance import Identity, SigstoreInstance, bundle
 from tests.unit.signatures.test_attestations import push_attestations
-from webhook.untrusted import quoted
+from webhook.core.untrusted import quoted
 
 pytestmark = pytest.mark.e2e
 

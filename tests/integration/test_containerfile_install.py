@@ -23,7 +23,7 @@ import pytest
 import requests
 
 from tests.integration.conftest import free_port
-from webhook import certs
+from webhook.core import certs
 
 REPO = Path(__file__).resolve().parents[2]
 CONTAINERFILE = REPO / "Containerfile"

@@ -7,7 +7,8 @@ digest. Images are read two ways:
 
 - straight from Debian's docker-registry (distribution 2.8), which has no referrers API: it
   answers 404 and trustgate falls back to the ``sha256-<hex>`` tag index;
-- through ``ReferrersFront`` (tests/referrers.py), which serves the referrers API over the same
+- through ``ReferrersFront`` (tests/support/referrers.py), which serves the referrers API
+  over the same
   registry, computed from the stored manifests' ``subject`` fields as the distribution spec says.
 """
 
@@ -23,7 +24,8 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from tests.cosign import (
+from tests.integration.conftest import Server, serve_config, serving, small_image
+from tests.support.cosign import (
     BUNDLE_V03,
     PrivateKey,
     dsse_envelope,
@@ -34,10 +36,9 @@ from tests.cosign import (
     sign_digest,
     sign_statement,
 )
-from tests.integration.conftest import Server, serve_config, serving, small_image
-from tests.referrers import ReferrersFront, push_referrer
-from tests.registry import Registry
-from tests.sigstore_instance import (
+from tests.support.referrers import ReferrersFront, push_referrer
+from tests.support.registry import Registry
+from tests.support.sigstore_instance import (
     Identity,
     SigstoreInstance,
     bundle,
@@ -46,7 +47,7 @@ from tests.sigstore_instance import (
     pae,
     tlog_entry,
 )
-from tests.tsa import TimestampAuthority
+from tests.support.tsa import TimestampAuthority
 
 pytestmark = pytest.mark.e2e
 
@@ -452,7 +453,7 @@ def test_keyless_rekor_v2_bundle_with_a_timestamp_is_admitted(
 
 def test_sign_digest_helper_matches_the_key(registry: Registry) -> None:
     """The message-signature helper signs what the verifier checks: guard for the tests above."""
-    from webhook.signatures.keys import load_public_key, verify_digest
+    from webhook.trust.keys import load_public_key, verify_digest
 
     digest = "sha256:" + "ef" * 32
     key = load_public_key(public_pem(RELEASE), source="release")

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.hostile import hostile_server, trickle_body, trickle_headers
 from tests.integration.conftest import start_server, stop_server, trustgate_command
 from tests.integration.test_isolation_e2e import KEY_SIGNATURES, policy, post, write_policies
+from tests.support.hostile import hostile_server, trickle_body, trickle_headers
 
 pytestmark = pytest.mark.e2e
 

@@ -15,12 +15,12 @@ from typing import Any
 
 import pytest
 
-from tests.cosign import generate_key, public_pem, sign_b64, signature_manifest
-from tests.cosign import simple_signing_payload as payload_of
 from tests.integration.conftest import Server, serve_config, serving
 from tests.integration.test_signatures_e2e import image
-from tests.pyxis import Pyxis, running_pyxis
-from tests.registry import OCI_MANIFEST, Registry, push_blob, push_manifest
+from tests.support.cosign import generate_key, public_pem, sign_b64, signature_manifest
+from tests.support.cosign import simple_signing_payload as payload_of
+from tests.support.pyxis import Pyxis, running_pyxis
+from tests.support.registry import OCI_MANIFEST, Registry, push_blob, push_manifest
 from webhook.signatures.cosign import signature_tag
 
 pytestmark = pytest.mark.e2e

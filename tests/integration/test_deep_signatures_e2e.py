@@ -17,7 +17,8 @@ from typing import Any
 
 import pytest
 
-from tests.cosign import (
+from tests.integration.conftest import Server, serve_config, serving, small_image
+from tests.support.cosign import (
     BUNDLE_V03,
     generate_key,
     key_bundle,
@@ -26,10 +27,9 @@ from tests.cosign import (
     signature_manifest,
     simple_signing_payload,
 )
-from tests.integration.conftest import Server, serve_config, serving, small_image
-from tests.referrers import push_referrer
-from tests.registry import Registry, push_artifact
-from tests.sigstore_instance import SigstoreInstance
+from tests.support.referrers import push_referrer
+from tests.support.registry import Registry, push_artifact
+from tests.support.sigstore_instance import SigstoreInstance
 from tests.unit.signatures.test_attestations import push_attestation_layers
 from webhook.signatures.cosign import IN_TOTO_PAYLOAD_TYPE, pae, signature_tag
 

@@ -1,4 +1,4 @@
-"""``make demo`` (python -m webhook.demo): the offline tour runs, shows every outcome, cleans up."""
+"""``make demo`` (python -m webhook.cli.demo): the offline tour runs, shows every outcome."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ pytestmark = pytest.mark.e2e
 
 def test_demo_shows_allowed_warned_and_denied_then_stops_what_it_started() -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "webhook.demo"],
+        [sys.executable, "-m", "webhook.cli.demo"],
         capture_output=True,
         text=True,
         timeout=300,

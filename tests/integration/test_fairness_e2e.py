@@ -21,12 +21,12 @@ from typing import Any
 
 import pytest
 
-from tests.cosign import generate_key, public_pem
-from tests.cosign import push_signature as sign
 from tests.integration.conftest import Server, start_server, stop_server
 from tests.integration.test_signatures_e2e import image
-from tests.kube import pod_spec, review, workload
-from tests.registry import Registry
+from tests.support.cosign import generate_key, public_pem
+from tests.support.cosign import push_signature as sign
+from tests.support.kube import pod_spec, review, workload
+from tests.support.registry import Registry
 
 pytestmark = pytest.mark.e2e
 

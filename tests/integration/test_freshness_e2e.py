@@ -9,16 +9,16 @@ from typing import Any
 
 import pytest
 
-from tests.cosign import (
+from tests.integration.conftest import Server, serve_config, serving, small_image
+from tests.support.cosign import (
     PrivateKey,
     dsse_envelope,
     generate_key,
     in_toto_statement,
     public_pem,
 )
-from tests.integration.conftest import Server, serve_config, serving, small_image
-from tests.pyxis import Pyxis, grades, image_record, running_pyxis
-from tests.registry import Registry
+from tests.support.pyxis import Pyxis, grades, image_record, running_pyxis
+from tests.support.registry import Registry
 from tests.unit.signatures.test_attestations import push_attestations
 
 pytestmark = pytest.mark.e2e

@@ -23,12 +23,12 @@ from typing import Any
 import pytest
 import requests
 
-from tests.cosign import generate_key, public_pem
-from tests.hostile import hang, hostile_server
 from tests.integration.conftest import Server, start_server, stop_server
 from tests.integration.test_signatures_e2e import image, sign
-from tests.kube import pod_spec, review, workload
-from tests.registry import Registry
+from tests.support.cosign import generate_key, public_pem
+from tests.support.hostile import hang, hostile_server
+from tests.support.kube import pod_spec, review, workload
+from tests.support.registry import Registry
 
 pytestmark = pytest.mark.e2e
 

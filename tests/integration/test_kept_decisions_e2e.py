@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 
 from tests.integration.conftest import Server
-from tests.kube import as_user, pod_spec, review, workload
-from webhook.waivers import BREAK_GLASS
+from tests.support.kube import as_user, pod_spec, review, workload
+from webhook.admission.waivers import BREAK_GLASS
 
 GOOD = "registry.redhat.io/ubi9/ubi:9.4"
 

@@ -29,7 +29,8 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from tests import referrers
-from tests.cosign import (
+from tests.integration.conftest import Server, serve_config, serving, small_image
+from tests.support.cosign import (
     generate_key,
     public_pem,
     sha256,
@@ -37,13 +38,12 @@ from tests.cosign import (
     signature_manifest,
     simple_signing_payload,
 )
-from tests.integration.conftest import Server, serve_config, serving, small_image
-from tests.registry import (
+from tests.support.registry import (
     OCI_MANIFEST,
     Registry,
     push_artifact,
 )
-from tests.sigstore_instance import (
+from tests.support.sigstore_instance import (
     BUNDLE_V03,
     Identity,
     SigstoreInstance,
@@ -272,7 +272,8 @@ def push_referrer(
 ) -> str:
     """Push ``document`` as a referrer of ``digest`` and list it in the referrers tag index.
 
-    The manifest is what ``cosign sign --new-bundle-format`` pushes (tests/referrers.py): the
+    The manifest is what ``cosign sign --new-bundle-format`` pushes
+    (tests/support/referrers.py): the
     empty config, one bundle layer, ``artifactType``, ``subject`` and the predicate type
     annotation. The registry has no referrers API, so the ``sha256-<hex>`` index is updated as
     the OCI 1.1 distribution spec tells clients to.

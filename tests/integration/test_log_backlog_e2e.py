@@ -20,8 +20,8 @@ import pytest
 import requests
 
 from tests.integration.conftest import READY_DEADLINE, free_port, trustgate_command
-from tests.kube import pod_spec, review, workload
-from webhook import certs
+from tests.support.kube import pod_spec, review, workload
+from webhook.core import certs
 
 pytestmark = pytest.mark.e2e
 

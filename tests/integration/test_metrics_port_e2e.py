@@ -36,8 +36,8 @@ from tests.integration.test_workers_metrics_e2e import (
     shared_directory,
     worker_pids,
 )
-from tests.kube import pod_spec, review, workload
-from tests.scrape import samples
+from tests.support.kube import pod_spec, review, workload
+from tests.support.scrape import samples
 
 REVIEWS = 40
 SCRAPES = 6

@@ -22,8 +22,8 @@ from tests.chart.test_chart import render
 from tests.chart.test_monitoring import MONITORING, selectors
 from tests.integration.conftest import E2E_POLICIES, Server, start_server, stop_server
 from tests.integration.test_serve_certificate_rotation import secret_volume
-from tests.kube import pod_spec, review, workload
-from webhook import certs
+from tests.support.kube import pod_spec, review, workload
+from webhook.core import certs
 
 #: The sample names each metric type exports, by suffix.
 SUFFIXES = {"counter": ("_total",), "histogram": ("_bucket", "_count", "_sum"), "gauge": ("",)}

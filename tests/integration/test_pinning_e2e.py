@@ -18,15 +18,15 @@ import jsonpatch
 import pytest
 import requests
 
-from tests.cosign import public_pem
-from tests.hostile import Hanging
 from tests.integration.conftest import Server, serve_config, serving
 from tests.integration.test_signatures_e2e import RELEASE, policy, sign
-from tests.kube import pod_spec, review, workload
-from tests.kubeapi import kubeconfig, start_api_server
-from tests.registry import Registry, default_layer, push_image, start_registry
-from webhook.cli import main
-from webhook.workloads import find_images
+from tests.support.cosign import public_pem
+from tests.support.hostile import Hanging
+from tests.support.kube import pod_spec, review, workload
+from tests.support.kubeapi import kubeconfig, start_api_server
+from tests.support.registry import Registry, default_layer, push_image, start_registry
+from webhook.admission.workloads import find_images
+from webhook.cli.main import main
 
 pytestmark = pytest.mark.e2e
 

@@ -12,10 +12,11 @@ from collections.abc import Iterator
 import pytest
 import requests
 
-from tests.referrers import ReferrersFront, push_referrer
-from tests.registry import OCI_INDEX, Registry, default_layer, push_image
-from webhook.reference import ImageRef
-from webhook.registry import Deadline, RegistryClient, RegistrySettings
+from tests.support.referrers import ReferrersFront, push_referrer
+from tests.support.registry import OCI_INDEX, Registry, default_layer, push_image
+from webhook.core.deadline import Deadline
+from webhook.core.reference import ImageRef
+from webhook.registry.client import RegistryClient, RegistrySettings
 
 BUNDLE = "application/vnd.dev.sigstore.bundle.v0.3+json"
 SBOM = "application/spdx+json"

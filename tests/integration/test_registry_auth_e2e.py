@@ -18,14 +18,14 @@ from typing import Any
 import pytest
 import requests
 
-from tests.cosign import generate_key, public_pem, push_signature
 from tests.integration.conftest import Server, small_image, start_server, stop_server
-from tests.kube import policy_yaml
-from tests.registry import (
+from tests.support.cosign import generate_key, public_pem, push_signature
+from tests.support.kube import policy_yaml
+from tests.support.registry import (
     OCI_MANIFEST,
     Registry,
 )
-from tests.tokenserver import TokenServer
+from tests.support.tokenserver import TokenServer
 
 pytestmark = pytest.mark.e2e
 

@@ -18,9 +18,9 @@ from typing import Any
 
 import pytest
 
-from tests.cosign import generate_key, public_pem
 from tests.integration.conftest import Server, start_server, stop_server
-from tests.kube import pod_spec, review, workload
+from tests.support.cosign import generate_key, public_pem
+from tests.support.kube import pod_spec, review, workload
 
 pytestmark = pytest.mark.e2e
 

@@ -1,4 +1,4 @@
-"""tests.registry: the registry fixtures run a real distribution server that stores what we push."""
+"""tests.support.registry: the fixtures run a real distribution server that stores what we push."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import json
 import pytest
 import requests
 
-from tests.registry import (
+from tests.support.registry import (
     OCI_INDEX,
     OCI_MANIFEST,
     Registry,

@@ -1,4 +1,4 @@
-"""POST /validate and /mutate below Flask (webhook.reviewpath), through the real server.
+"""POST /validate and /mutate below Flask (webhook.serving.reviewpath), through the real server.
 
 The review paths skip Flask's routing, so what Flask did for them must still
 hold: the query string the API server adds plays no part, other paths and
@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 from tests.integration.conftest import Server, e2e_policies, start_server, stop_server
-from tests.kube import pod_spec, review, workload
+from tests.support.kube import pod_spec, review, workload
 
 pytestmark = pytest.mark.e2e
 

@@ -20,7 +20,6 @@ from typing import Any
 
 import pytest
 
-from tests.cosign import public_pem, sign_b64, signature_manifest, simple_signing_payload
 from tests.integration.conftest import Server, serve_config, serving, small_image, wait_for
 from tests.integration.test_keyless_e2e import (
     ISSUER,
@@ -34,9 +33,10 @@ from tests.integration.test_keyless_e2e import (
     push_referrer,
     sign_legacy,
 )
-from tests.redisserver import RedisServer
-from tests.registry import Registry, push_artifact
-from tests.sigstore_instance import bundle, rekor_bundle
+from tests.support.cosign import public_pem, sign_b64, signature_manifest, simple_signing_payload
+from tests.support.redisserver import RedisServer
+from tests.support.registry import Registry, push_artifact
+from tests.support.sigstore_instance import bundle, rekor_bundle
 from webhook.signatures.cosign import signature_tag
 
 pytestmark = pytest.mark.e2e

@@ -20,7 +20,7 @@ from tests.integration.conftest import (
     start_server,
     stop_server,
 )
-from webhook import certs
+from webhook.core import certs
 
 SWAP_DEADLINE = 10.0
 

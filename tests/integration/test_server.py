@@ -1,4 +1,4 @@
-"""webhook.server: real gunicorn processes serving a tiny app over TLS."""
+"""webhook.serving.server: real gunicorn processes serving a tiny app over TLS."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ import pytest
 import requests
 
 from tests.integration.conftest import der, free_port, served_certificate
-from webhook import certs
+from webhook.core import certs
 
 ROOT = Path(__file__).resolve().parents[2]
 READY_DEADLINE = 15.0

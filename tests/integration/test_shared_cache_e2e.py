@@ -17,16 +17,16 @@ from pathlib import Path
 
 import pytest
 
-from tests.cosign import generate_key, public_pem
-from tests.countingproxy import CountingProxy
-from tests.hostileredis import DrippingRedis, FloodingRedis
 from tests.integration.conftest import Server, start_server, stop_server, wait_for
 from tests.integration.test_signatures_e2e import policy, sign
-from tests.redisserver import RedisServer
-from tests.registry import Registry, default_layer, push_image
+from tests.support.cosign import generate_key, public_pem
+from tests.support.countingproxy import CountingProxy
+from tests.support.hostileredis import DrippingRedis, FloodingRedis
+from tests.support.redisserver import RedisServer
+from tests.support.registry import Registry, default_layer, push_image
+from webhook.cache.shared import Codec, canonical_key, redis_key, seal
 from webhook.policy.loader import load_directory
 from webhook.services import SHARED_TYPES
-from webhook.sharedcache import Codec, canonical_key, redis_key, seal
 from webhook.signatures.check import SignatureOutcome, trust_fingerprint
 
 pytestmark = pytest.mark.e2e

@@ -11,23 +11,23 @@ from pathlib import Path
 
 import pytest
 
-from tests.cosign import (
-    generate_key,
-    public_pem,
-    sign_b64,
-    signature_manifest,
-    simple_signing_payload,
-)
-from tests.cosign import push_signature as sign
-from tests.hostile import Hanging
 from tests.integration.conftest import (
     Server,
     serve_config,
     serving,
     trustgate_command,
 )
-from tests.kube import pod_spec, review, workload
-from tests.registry import (
+from tests.support.cosign import (
+    generate_key,
+    public_pem,
+    sign_b64,
+    signature_manifest,
+    simple_signing_payload,
+)
+from tests.support.cosign import push_signature as sign
+from tests.support.hostile import Hanging
+from tests.support.kube import pod_spec, review, workload
+from tests.support.registry import (
     OCI_INDEX,
     OCI_MANIFEST,
     Registry,

@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 
 from tests.integration.conftest import Server, start_server, stop_server
-from tests.kube import as_user, pod_spec, pod_with, policy_yaml, review, workload
-from webhook.waivers import BREAK_GLASS
+from tests.support.kube import as_user, pod_spec, pod_with, policy_yaml, review, workload
+from webhook.admission.waivers import BREAK_GLASS
 
 CURRENT = "quay.io/vendor/current/app:1.0"
 LAPSED = "quay.io/vendor/lapsed/app:1.0"

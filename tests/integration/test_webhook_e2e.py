@@ -12,8 +12,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.integration.conftest import Server, start_server, stop_server, wait_for
-from tests.kube import RESOURCES, pod_spec, policy_yaml, review, workload
-from tests.mutations import admitted_by_accident, mutated_reviews
+from tests.support.kube import RESOURCES, pod_spec, policy_yaml, review, workload
+from tests.support.mutations import admitted_by_accident, mutated_reviews
 
 pytestmark = pytest.mark.e2e
 

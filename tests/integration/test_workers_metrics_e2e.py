@@ -32,10 +32,10 @@ from tests.integration.conftest import (
     stop_server,
     wait_for,
 )
-from tests.kube import pod_spec, review, workload
-from tests.scrape import samples
-from webhook.cpus import auto_workers
-from webhook.tally import FLUSH_SECONDS
+from tests.support.kube import pod_spec, review, workload
+from tests.support.scrape import samples
+from webhook.core.tally import FLUSH_SECONDS
+from webhook.serving.cpus import auto_workers
 
 REVIEWS = 60
 SCRAPES = 8

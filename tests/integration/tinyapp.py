@@ -1,4 +1,4 @@
-"""A tiny app for testing webhook.server on its own: ``python -m tests.integration.tinyapp``.
+"""A tiny app for testing webhook.serving.server alone: ``python -m tests.integration.tinyapp``.
 
 ``/healthz`` reports which process built the app and which serves the request;
 ``/slow`` holds a request open (touching a marker file once it has started) so
@@ -16,8 +16,8 @@ from pathlib import Path
 
 from flask import Flask, Response, jsonify, request
 
-from webhook.errors import TrustgateError
-from webhook.server import ServeOptions, serve
+from webhook.core.errors import TrustgateError
+from webhook.serving.server import ServeOptions, serve
 
 
 def create_tiny_app() -> Flask:

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from webhook.config import ConditionsConfig, Config, NetworkConfig, load_config, parse_config
-from webhook.errors import ConfigError
-from webhook.registry import NetworkLimits
+from webhook.core.errors import ConfigError
+from webhook.registry.network import NetworkLimits
 from webhook.signatures.conditions import COST_SECONDS, PROCESSES
 
 

@@ -11,14 +11,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.builders import engine, policy
+from tests.support.builders import engine, policy
 from webhook.checks import CheckContext
+from webhook.core.deadline import Deadline
+from webhook.core.errors import UpstreamError
+from webhook.core.offline import needs_io
+from webhook.core.reference import ImageRef
 from webhook.engine import Engine, display
-from webhook.errors import UpstreamError
-from webhook.offline import needs_io
 from webhook.policy.model import Authority, Freshness, KeyRef, PolicySet, Signatures
-from webhook.reference import ImageRef
-from webhook.registry import Deadline
 
 
 def one(e: Engine, image: str, namespace: str = "prod-web", kind: str = "Pod"):
@@ -322,7 +322,7 @@ def test_a_stuck_check_does_not_keep_the_process_from_exiting(tmp_path: Path) ->
     script = tmp_path / "stuck.py"
     script.write_text(
         "import threading, time\n"
-        "from tests.builders import policy\n"
+        "from tests.support.builders import policy\n"
         "from tests.unit.test_engine import StuckCheck\n"
         "from webhook.engine import Engine\n"
         "from webhook.policy.model import PolicySet\n"

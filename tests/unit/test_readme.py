@@ -13,8 +13,8 @@ from xml.etree import ElementTree as ET
 
 import pytest
 
-from tests.cosign import generate_key, public_pem
-from tests.kubeapi import ApiServer, kubeconfig, start_api_server, stored
+from tests.support.cosign import generate_key, public_pem
+from tests.support.kubeapi import ApiServer, kubeconfig, start_api_server, stored
 from webhook.policy.loader import load_directory
 
 REPO = Path(__file__).resolve().parents[2]
@@ -82,7 +82,7 @@ def test_readme_commands_run_as_written(tmp_path: Path, api: ApiServer) -> None:
         (tmp_path / name).symlink_to(REPO / name)
     script = tmp_path / ".venv" / "bin" / "trustgate"
     script.parent.mkdir(parents=True)
-    script.write_text(f'#!/bin/sh\nexec {sys.executable} -m webhook.cli "$@"\n')
+    script.write_text(f'#!/bin/sh\nexec {sys.executable} -m webhook.cli.main "$@"\n')
     script.chmod(0o755)
     env = {
         **os.environ,

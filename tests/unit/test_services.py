@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from webhook.errors import ConfigError
-from webhook.registry import RegistrySettings
+from webhook.core.errors import ConfigError
+from webhook.registry.client import RegistrySettings
 from webhook.services import docker_credentials, registry_settings
 
 HOST = "registry.example.com:5000"

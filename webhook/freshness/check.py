@@ -16,9 +16,11 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
-from webhook.cache import Caches, fingerprint
+from webhook.cache.local import Caches, fingerprint
 from webhook.checks import Caution, CheckContext
-from webhook.errors import CheckFailed, TrustgateError, UpstreamError
+from webhook.core.deadline import Deadline
+from webhook.core.errors import CheckFailed, TrustgateError, UpstreamError
+from webhook.core.reference import ImageRef
 from webhook.freshness.grades import (
     Window,
     at_least,
@@ -30,8 +32,6 @@ from webhook.freshness.grades import (
 from webhook.freshness.reports import REPORT_TYPES, ReportError, parse_report
 from webhook.freshness.sources import LABELS, FreshnessSources, GradeReport, Unknown
 from webhook.policy.model import Attestation, Freshness, Policy
-from webhook.reference import ImageRef
-from webhook.registry.deadline import Deadline
 
 Clock = Callable[[], datetime]
 _SHOWN_FIXES = 3

@@ -14,7 +14,9 @@ from datetime import datetime
 from typing import Any
 
 from webhook.checks import CheckContext
-from webhook.errors import TrustgateError
+from webhook.core.deadline import Deadline
+from webhook.core.errors import TrustgateError
+from webhook.core.reference import ImageRef, parse_reference
 from webhook.freshness.check import FreshnessCheck, day, windows_text
 from webhook.freshness.grades import (
     Fix,
@@ -29,8 +31,6 @@ from webhook.freshness.grades import (
 from webhook.freshness.sources import LABELS, Unknown
 from webhook.policy.globs import Glob
 from webhook.policy.model import Freshness, Match, Policy, PolicySet
-from webhook.reference import ImageRef, parse_reference
-from webhook.registry import Deadline
 
 Resolver = Callable[[ImageRef, Deadline], str]
 

@@ -23,14 +23,13 @@ from urllib.parse import urlencode, urljoin, urlsplit
 
 import urllib3
 
-from webhook.errors import UpstreamError
-from webhook.failures import describe
+from webhook.core.deadline import BudgetExceeded, Deadline
+from webhook.core.errors import UpstreamError
+from webhook.core.failures import describe
+from webhook.core.untrusted import json_value
 from webhook.freshness.grades import GRADES, Grade, Window, parse_date
-from webhook.registry import Deadline, Network
-from webhook.registry.deadline import BudgetExceeded
-from webhook.registry.network import CallCut, HostFailure
+from webhook.registry.network import CallCut, HostFailure, Network
 from webhook.registry.transport import Answer, timed_out_waiting
-from webhook.untrusted import json_value
 
 DEFAULT_URL = "https://catalog.redhat.com/api/containers/v1"
 DEFAULT_TIMEOUT = 3.0

@@ -14,7 +14,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from webhook.errors import ConfigError
+from webhook.core.deadline import Deadline
+from webhook.core.errors import ConfigError
 from webhook.freshness.grades import Fix, Window, combine
 from webhook.freshness.pyxis import (
     DEFAULT_TIMEOUT,
@@ -24,7 +25,7 @@ from webhook.freshness.pyxis import (
     PyxisSettings,
 )
 from webhook.freshness.static import StaticGrades, load_grades
-from webhook.registry import Deadline, Network
+from webhook.registry.network import Network
 
 #: How each source is named in messages.
 LABELS = {"pyxis": "Pyxis", "attestation": "signed vulnerability report", "static": "grades file"}

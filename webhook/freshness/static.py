@@ -23,7 +23,7 @@ from typing import Any
 
 import yaml
 
-from webhook.errors import ConfigError
+from webhook.core.errors import ConfigError
 from webhook.freshness.grades import GRADES, Fix, Grade, Window, parse_date, schedule
 from webhook.freshness.reports import severity
 from webhook.policy.globs import Glob

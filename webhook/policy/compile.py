@@ -19,7 +19,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, cast
 
-from webhook.errors import PolicyError
+from webhook.core.errors import PolicyError
 from webhook.policy.cel import Condition, ConditionError, compile_condition
 from webhook.policy.exceptions import KIND as EXCEPTION_KIND
 from webhook.policy.exceptions import compile_exception
@@ -40,9 +40,8 @@ from webhook.policy.model import (
     Signatures,
 )
 from webhook.policy.schema import validate_document
-from webhook.signatures.keys import load_public_key
-from webhook.signatures.signers import key_fingerprint
-from webhook.signatures.trustroot import (
+from webhook.trust.keys import key_fingerprint, load_public_key
+from webhook.trust.trustroot import (
     PRODUCTION,
     TrustRoot,
     TrustRoots,

@@ -29,7 +29,7 @@ from typing import Any
 
 import yaml
 
-from webhook.errors import PolicyError
+from webhook.core.errors import PolicyError
 
 SUFFIXES = frozenset({".yaml", ".yml", ".json"})
 #: Deepest nesting a document may have; a policy needs about 8, a test case's

@@ -14,7 +14,7 @@ import datetime as dt
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from webhook.errors import PolicyError
+from webhook.core.errors import PolicyError
 from webhook.policy.globs import Glob
 from webhook.policy.model import Policy, PolicyException
 from webhook.policy.schema import EXCEPTION_SCHEMA, validate_document

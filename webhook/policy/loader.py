@@ -18,12 +18,12 @@ import hashlib
 from collections.abc import Iterator
 from pathlib import Path
 
-from webhook.errors import PolicyError, PolicyErrors
+from webhook.core.errors import PolicyError, PolicyErrors
 from webhook.policy.compile import Origin, compile_document
 from webhook.policy.documents import iter_documents, parse, policy_files, read
 from webhook.policy.exceptions import cross_check
 from webhook.policy.model import Keyless, KeyRef, Policy, PolicyException, PolicySet
-from webhook.signatures.trustroot import EMBEDDED_ROOTS, PRODUCTION, TrustRoots
+from webhook.trust.trustroot import EMBEDDED_ROOTS, PRODUCTION, TrustRoots
 
 __all__ = ["PolicyErrors", "iter_documents", "load_directory", "load_file"]
 

@@ -13,12 +13,12 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Literal
 
+from webhook.core.reference import ImageRef
 from webhook.policy.cel import Condition
 from webhook.policy.globs import Glob, any_match
-from webhook.reference import ImageRef
 
 if TYPE_CHECKING:
-    from webhook.signatures.trustroot import TrustRoot
+    from webhook.trust.trustroot import TrustRoot
 
 Mode = Literal["enforce", "audit"]
 NoMatch = Literal["deny", "warn", "allow"]

@@ -18,7 +18,7 @@ from typing import Any, cast
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError, best_match, by_relevance
 
-from webhook.errors import PolicyError
+from webhook.core.errors import PolicyError
 
 #: Among errors at the same place, an unknown field (often a misspelt one) says
 #: more than the required field it was probably meant to be.

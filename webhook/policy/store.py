@@ -24,10 +24,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from webhook.errors import PolicyError
+from webhook.core.errors import PolicyError
 from webhook.policy.loader import load_directory
 from webhook.policy.model import PolicySet
-from webhook.signatures.trustroot import TrustRoots
+from webhook.trust.trustroot import TrustRoots
 
 log = logging.getLogger("trustgate.policy")
 

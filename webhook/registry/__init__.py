@@ -1,20 +1,10 @@
 """OCI distribution client: auth, manifests, blobs and referrers; per-host limits,
-breakers, deadlines and byte budgets for every outbound call; no Kubernetes here."""
+breakers and byte budgets for every outbound call, sockets bound to the review's
+deadline; no Kubernetes here.
 
-from webhook.registry.client import Manifest as Manifest
-from webhook.registry.client import NotFound as NotFound
-from webhook.registry.client import RegistryClient as RegistryClient
-from webhook.registry.client import RegistrySettings as RegistrySettings
-from webhook.registry.deadline import Deadline as Deadline
-from webhook.registry.network import Network as Network
-from webhook.registry.network import NetworkLimits as NetworkLimits
-
-__all__ = [
-    "Deadline",
-    "Manifest",
-    "Network",
-    "NetworkLimits",
-    "NotFound",
-    "RegistryClient",
-    "RegistrySettings",
-]
+The modules are ``client`` (RegistryClient, RegistrySettings, Manifest,
+NotFound), ``network`` (Network, NetworkLimits and the breaker's errors),
+``transport`` and ``guard`` (one HTTP call, its sockets shut at the deadline),
+``auth`` (tokens) and ``resolver`` (cached tag resolution). Nothing is imported
+here, so that importing one module does not load the others.
+"""

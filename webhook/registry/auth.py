@@ -20,8 +20,8 @@ from typing import NamedTuple
 
 from cachetools import TLRUCache
 
-from webhook.errors import UpstreamError
-from webhook.untrusted import json_value
+from webhook.core.errors import UpstreamError
+from webhook.core.untrusted import json_value
 
 DEFAULT_EXPIRES_IN = 60.0
 _MAX_LIFETIME = 3600.0

@@ -23,14 +23,14 @@ from urllib.parse import quote, urlencode, urljoin, urlsplit
 
 import urllib3
 
-from webhook.errors import UpstreamError
-from webhook.failures import describe
-from webhook.reference import ImageRef
+from webhook.core.deadline import BudgetExceeded, Deadline
+from webhook.core.errors import UpstreamError
+from webhook.core.failures import describe
+from webhook.core.reference import ImageRef
+from webhook.core.untrusted import json_value
 from webhook.registry.auth import Authenticator, basic_authorization, bearer_challenge
-from webhook.registry.deadline import BudgetExceeded, Deadline
 from webhook.registry.network import CallCut, HostFailure, Network
 from webhook.registry.transport import Answer, timed_out_waiting
-from webhook.untrusted import json_value
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"

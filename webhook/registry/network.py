@@ -31,9 +31,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Literal
 
-from webhook.errors import TrustgateError, UpstreamError
-from webhook.offline import needs_io
-from webhook.registry.deadline import Deadline
+from webhook.core.deadline import Deadline
+from webhook.core.errors import TrustgateError, UpstreamError
+from webhook.core.offline import needs_io
 from webhook.registry.guard import watching
 from webhook.registry.transport import Transport
 
@@ -147,7 +147,7 @@ class Network:
             HostRefused: the breaker is open, or every slot is held by a slow call.
             CallCut: the deadline passed before a slot came free.
         """
-        needs_io(host)  # an offline pass stops here (see webhook.offline)
+        needs_io(host)  # an offline pass stops here (see webhook.core.offline)
         deadline.host = host
         call = self._enter(host, deadline)
         outcome: _Outcome = "cut"

@@ -6,10 +6,10 @@ verified afterwards is keyed by the digest, never by the tag.
 
 from __future__ import annotations
 
-from webhook.cache import Cache
-from webhook.reference import ImageRef
+from webhook.cache.local import Cache
+from webhook.core.deadline import Deadline
+from webhook.core.reference import ImageRef
 from webhook.registry.client import RegistryClient
-from webhook.registry.deadline import Deadline
 
 
 class CachedResolver:

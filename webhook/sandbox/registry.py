@@ -32,7 +32,7 @@ from urllib.parse import urlsplit
 import requests
 import yaml
 
-from webhook import certs
+from webhook.core import certs
 
 REGISTRY_BINARY = "docker-registry"
 READY_DEADLINE = 20.0
@@ -59,7 +59,7 @@ _CHALLENGE_PARAM = re.compile(r'(\w+)="([^"]*)"')
 
 
 class TokenServer(Protocol):
-    """What a registry needs of a Bearer token server (tests/tokenserver.py runs one)."""
+    """What a registry needs of a Bearer token server (tests/support/tokenserver.py runs one)."""
 
     realm: str
     service: str

@@ -28,12 +28,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from webhook.cache import Caches
+from webhook.cache.local import Caches
 from webhook.checks import CheckContext
-from webhook.errors import CheckFailed, TrustgateError
+from webhook.core.deadline import Deadline
+from webhook.core.errors import CheckFailed, TrustgateError
+from webhook.core.reference import ImageRef
+from webhook.core.untrusted import NestedTooDeep, json_value, shown
 from webhook.policy.model import Attestation, Authority, Policy
-from webhook.reference import ImageRef
-from webhook.registry import Deadline, NotFound, RegistryClient
+from webhook.registry.client import NotFound, RegistryClient
 from webhook.signatures.check import load_key, trust_fingerprint
 from webhook.signatures.conditions import Evaluator, held_note, holding
 from webhook.signatures.cosign import (
@@ -49,10 +51,9 @@ from webhook.signatures.envelopes import AttestationLayer, Envelope, attestation
 from webhook.signatures.envelopes import attestation_envelopes as attestation_envelopes
 from webhook.signatures.keybundle import VERIFIED, verify_key_attestations
 from webhook.signatures.keyless import CERTIFICATE_ANNOTATION
-from webhook.signatures.keys import PublicKey
 from webhook.signatures.material import KeylessMaterial
 from webhook.signatures.signers import Signer, count_distinct, key_signer
-from webhook.untrusted import NestedTooDeep, json_value, shown
+from webhook.trust.keys import PublicKey
 
 # How telling a failure is, from a malformed layer up to a statement of the
 # right predicate type about another image.

@@ -25,18 +25,24 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from webhook.cache import Caches, fingerprint
+from webhook.cache.local import Caches, fingerprint
 from webhook.checks import CheckContext
-from webhook.errors import CheckFailed, TrustgateError
+from webhook.core.deadline import Deadline
+from webhook.core.errors import CheckFailed, TrustgateError
+from webhook.core.reference import ImageRef
 from webhook.policy.model import Authority, Policy, Signatures
-from webhook.reference import ImageRef
-from webhook.registry import Deadline, Manifest, NotFound, RegistryClient
-from webhook.registry.client import DOCKER_MANIFEST_LIST, OCI_INDEX
+from webhook.registry.client import (
+    DOCKER_MANIFEST_LIST,
+    OCI_INDEX,
+    Manifest,
+    NotFound,
+    RegistryClient,
+)
 from webhook.signatures.cosign import KeyVerification, signature_tag, verify_with_key
 from webhook.signatures.keybundle import VERIFIED, verify_key_bundles
-from webhook.signatures.keys import PublicKey, load_public_key
 from webhook.signatures.material import KeylessMaterial
 from webhook.signatures.signers import Signer, count_distinct, key_signer
+from webhook.trust.keys import PublicKey, load_public_key
 
 
 @dataclass(frozen=True, slots=True)

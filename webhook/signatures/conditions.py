@@ -34,12 +34,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from webhook.errors import CheckFailed
-from webhook.observability import get_logger
+from webhook.core.deadline import Deadline
+from webhook.core.errors import CheckFailed
+from webhook.core.observability import get_logger
+from webhook.core.untrusted import quoted, shown
 from webhook.policy.cel import VARIABLES, Condition
-from webhook.registry import Deadline
 from webhook.signatures import celworker
-from webhook.untrusted import quoted, shown
 
 log = get_logger(__name__)
 

@@ -21,13 +21,13 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, NoReturn
 
-from webhook.errors import CheckFailed, ImageReferenceError
-from webhook.signatures.keys import PublicKey, verify
+from webhook.core.errors import CheckFailed, ImageReferenceError
+from webhook.core.untrusted import NestedTooDeep, json_value, quoted, shown
 from webhook.signatures.rules import annotations_problem, reference_problem
 from webhook.signatures.rules import statement_subject_matches as statement_subject_matches
 from webhook.signatures.tlog import BUNDLE_ANNOTATION, verify_key_entry
-from webhook.signatures.trustroot import TrustRoot
-from webhook.untrusted import NestedTooDeep, json_value, quoted, shown
+from webhook.trust.keys import PublicKey, verify
+from webhook.trust.trustroot import TrustRoot
 
 SIMPLESIGNING_MEDIA_TYPE = "application/vnd.dev.cosign.simplesigning.v1+json"
 SIGNATURE_ANNOTATION = "dev.cosignproject.cosign/signature"

@@ -14,8 +14,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from webhook.core.untrusted import NestedTooDeep, json_value, shown
 from webhook.signatures.cosign import DSSE_MEDIA_TYPE
-from webhook.untrusted import NestedTooDeep, json_value, shown
 
 #: Declared envelope sizes above this are refused before anything is fetched.
 MAX_ENVELOPE_SIZE = 1024 * 1024

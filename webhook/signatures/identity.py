@@ -21,8 +21,8 @@ from sigstore.errors import VerificationError
 from sigstore.verify import policy as sigstore_policy
 from sigstore.verify.policy import VerificationPolicy
 
+from webhook.core.untrusted import literal
 from webhook.policy.model import Keyless
-from webhook.untrusted import literal
 
 _ISSUER_V1 = ObjectIdentifier("1.3.6.1.4.1.57264.1.1")
 _ISSUER_V2 = ObjectIdentifier("1.3.6.1.4.1.57264.1.8")

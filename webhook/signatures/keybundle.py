@@ -52,7 +52,6 @@ from webhook.signatures.keyless import (
     COSIGN_SIGN_PREDICATE,
     statement_payload_problem,
 )
-from webhook.signatures.keys import PublicKey, verify, verify_digest
 from webhook.signatures.rules import message_signature_problem, statement_problem
 from webhook.signatures.tlog import (
     dsse_key_problem,
@@ -61,7 +60,8 @@ from webhook.signatures.tlog import (
     hashedrekord_problem,
     hashedrekord_v2_problem,
 )
-from webhook.signatures.trustroot import TrustRoot
+from webhook.trust.keys import PublicKey, verify, verify_digest
+from webhook.trust.trustroot import TrustRoot
 
 #: At most this many log entries and timestamps of one bundle are looked at.
 MAX_ENTRIES = 4

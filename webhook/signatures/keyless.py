@@ -50,6 +50,7 @@ from sigstore_models.bundle import v1 as bundle_v1
 from sigstore_models.common import v1 as common_v1
 from sigstore_models.rekor import v1 as rekor_v1
 
+from webhook.core.untrusted import NestedTooDeep, json_value, literal
 from webhook.policy.model import Keyless
 from webhook.signatures.cosign import (
     IN_TOTO_PAYLOAD_TYPE,
@@ -63,8 +64,7 @@ from webhook.signatures.tlog import (
     intoto_body_problem,
     parse_cosign_entry,
 )
-from webhook.signatures.trustroot import TrustRoot
-from webhook.untrusted import NestedTooDeep, json_value, literal
+from webhook.trust.trustroot import TrustRoot
 
 CERTIFICATE_ANNOTATION = "dev.sigstore.cosign/certificate"
 CHAIN_ANNOTATION = "dev.sigstore.cosign/chain"

@@ -18,9 +18,10 @@ from typing import Any
 
 from sigstore.models import Bundle
 
+from webhook.core.deadline import Deadline
+from webhook.core.reference import ImageRef
 from webhook.policy.model import Authority, Signatures
-from webhook.reference import ImageRef
-from webhook.registry import Deadline, Manifest, NotFound, RegistryClient
+from webhook.registry.client import Manifest, NotFound, RegistryClient
 from webhook.signatures.cosign import (
     MAX_PAYLOAD_SIZE,
     MAX_SIGNATURE_LAYERS,

@@ -23,9 +23,9 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
-from webhook.errors import PolicyError
-from webhook.observability import get_logger
-from webhook.signatures.trustroot import TrustRoots, embedded_tuf_root
+from webhook.core.errors import PolicyError
+from webhook.core.observability import get_logger
+from webhook.trust.trustroot import TrustRoots, embedded_tuf_root
 
 log = get_logger(__name__)
 

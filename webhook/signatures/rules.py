@@ -27,9 +27,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from webhook.errors import ImageReferenceError
-from webhook.reference import parse_reference
-from webhook.untrusted import shown
+from webhook.core.errors import ImageReferenceError
+from webhook.core.reference import parse_reference
+from webhook.core.untrusted import shown
 
 
 def annotations_problem(found: Mapping[str, Any], required: Mapping[str, str]) -> str | None:

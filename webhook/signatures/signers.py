@@ -19,16 +19,14 @@ Sans-I/O and pure: certificates and keys in, names out.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from cryptography import x509
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
+from webhook.core.untrusted import literal
 from webhook.signatures.identity import certificate_identities, certificate_issuer
-from webhook.untrusted import literal
+from webhook.trust.keys import key_fingerprint
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,17 +39,6 @@ class Signer:
 
     tokens: frozenset[str]
     label: str
-
-
-def key_fingerprint(key: object) -> str:
-    """``sha256:<hex>`` of a public key's DER SubjectPublicKeyInfo: equal keys, equal prints.
-
-    Raises TypeError for anything but an EC, RSA or Ed25519 public key.
-    """
-    if not isinstance(key, ec.EllipticCurvePublicKey | rsa.RSAPublicKey | ed25519.Ed25519PublicKey):
-        raise TypeError(f"not a supported public key: {type(key).__name__}")
-    der = key.public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
-    return "sha256:" + hashlib.sha256(der).hexdigest()
 
 
 def key_signer(key: object) -> Signer:

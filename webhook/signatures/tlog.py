@@ -39,9 +39,9 @@ from sigstore.models import InvalidBundle, TransparencyLogEntry
 from sigstore_models.common import v1 as common_v1
 from sigstore_models.rekor import v1 as rekor_v1
 
-from webhook.signatures.keys import PublicKey
-from webhook.signatures.trustroot import TrustRoot
-from webhook.untrusted import NestedTooDeep, json_value
+from webhook.core.untrusted import NestedTooDeep, json_value
+from webhook.trust.keys import PublicKey
+from webhook.trust.trustroot import TrustRoot
 
 BUNDLE_ANNOTATION = "dev.sigstore.cosign/bundle"
 _SPKI = (serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)

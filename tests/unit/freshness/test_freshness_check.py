@@ -8,17 +8,18 @@ from pathlib import Path
 
 import pytest
 
-from tests.pyxis import Pyxis, grades, image_record, running_pyxis
-from webhook.cache import Caches
+from tests.support.pyxis import Pyxis, grades, image_record, running_pyxis
+from webhook.cache.local import Caches
 from webhook.checks import Caution, CheckContext
-from webhook.errors import CheckFailed, UpstreamError
+from webhook.core.deadline import Deadline
+from webhook.core.errors import CheckFailed, UpstreamError
+from webhook.core.reference import parse_reference
 from webhook.freshness.check import FreshnessCheck
 from webhook.freshness.pyxis import PyxisSettings
 from webhook.freshness.sources import FreshnessSettings, FreshnessSources
 from webhook.policy.globs import Glob
 from webhook.policy.model import Freshness, Match, OnUnknown, Policy
-from webhook.reference import parse_reference
-from webhook.registry import Deadline, RegistryClient
+from webhook.registry.client import RegistryClient
 from webhook.signatures.attestations import AttestationCheck
 
 NOW = datetime(2024, 6, 1, tzinfo=UTC)

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.pyxis import grades, image_record, running_pyxis
-from tests.registry import Registry, default_layer, push_image
-from webhook.cli import main
+from tests.support.pyxis import grades, image_record, running_pyxis
+from tests.support.registry import Registry, default_layer, push_image
+from webhook.cli.main import main
 
 POLICY = """\
 apiVersion: trustgate.dev/v1alpha1

@@ -7,12 +7,12 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from tests.pyxis import Pyxis, grades, image_record, running_pyxis
-from webhook.errors import UpstreamError
+from tests.support.pyxis import Pyxis, grades, image_record, running_pyxis
+from webhook.core.deadline import Deadline
+from webhook.core.errors import UpstreamError
 from webhook.freshness.grades import Window, parse_date
 from webhook.freshness.pyxis import PyxisClient, PyxisSettings
 from webhook.freshness.sources import FreshnessSettings, FreshnessSources, GradeReport, Unknown
-from webhook.registry import Deadline
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
 DAY = timedelta(days=1)

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.cosign import generate_key, public_pem
-from webhook.errors import ConfigError, PolicyError
+from tests.support.cosign import generate_key, public_pem
+from webhook.core.errors import ConfigError, PolicyError
 from webhook.freshness.reports import UNDATED, ReportError, parse_report
 from webhook.freshness.static import load_grades
 from webhook.policy.loader import load_directory

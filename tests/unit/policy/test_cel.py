@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from webhook.errors import PolicyError
+from webhook.core.errors import PolicyError
 from webhook.policy.cel import MAX_LENGTH, VARIABLES, ConditionError, compile_condition
 from webhook.policy.loader import load_directory
 from webhook.signatures import celworker
@@ -88,7 +88,7 @@ spec:
 
 
 def test_a_policy_whose_condition_does_not_compile_does_not_load(tmp_path: Path) -> None:
-    from tests.cosign import generate_key, public_pem
+    from tests.support.cosign import generate_key, public_pem
 
     (tmp_path / "ci.pub").write_text(public_pem(generate_key("ecdsa-p256")))
     policy = tmp_path / "policy.yaml"
@@ -110,7 +110,7 @@ def test_a_policy_whose_condition_does_not_compile_does_not_load(tmp_path: Path)
 
 
 def test_conditions_are_bounded_by_the_schema(tmp_path: Path) -> None:
-    from tests.cosign import generate_key, public_pem
+    from tests.support.cosign import generate_key, public_pem
 
     (tmp_path / "ci.pub").write_text(public_pem(generate_key("ecdsa-p256")))
     many = "\n".join(["        - 'true'"] * 32)

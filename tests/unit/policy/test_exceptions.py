@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.kube import policy_yaml
-from webhook.errors import PolicyErrors
+from tests.support.kube import policy_yaml
+from webhook.core.errors import PolicyErrors
+from webhook.core.reference import parse_reference
 from webhook.policy.exceptions import breadth_warnings, end_of_day, expiry_warnings
 from webhook.policy.loader import load_directory
 from webhook.policy.model import BreakGlass
-from webhook.reference import parse_reference
 
 EXCEPTION = """\
 apiVersion: trustgate.dev/v1alpha1

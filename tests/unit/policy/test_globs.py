@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 
 from tests.unit.policy.test_loader import policy, write
-from webhook.errors import PolicyError
+from webhook.core.errors import PolicyError
+from webhook.core.reference import parse_reference
 from webhook.policy.globs import Glob, repository_glob_problem
 from webhook.policy.loader import load_directory
-from webhook.reference import parse_reference
 
 # (pattern, what the message must say, what it must suggest)
 NEVER_MATCH = [

@@ -26,11 +26,11 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.cosign import generate_key, public_pem
-from webhook.errors import PolicyError
+from tests.support.cosign import generate_key, public_pem
+from webhook.cli.policytest import load_cases
+from webhook.core.errors import PolicyError
 from webhook.policy.documents import MAX_DEPTH, MAX_NODES
 from webhook.policy.loader import load_directory
-from webhook.policytest import load_cases
 
 API = "trustgate.dev/v1alpha1"
 PEM = public_pem(generate_key("ecdsa-p256"))
@@ -421,7 +421,7 @@ def test_the_day_before_the_last_representable_one_loads(tmp_path: Path) -> None
 def test_lint_of_a_far_expiry_exits_2_without_a_traceback(tmp_path: Path) -> None:
     (tmp_path / "p.yaml").write_text(_exception_yaml("9999-12-31"))
     done = subprocess.run(
-        [sys.executable, "-m", "webhook.cli", "policy", "lint", str(tmp_path)],
+        [sys.executable, "-m", "webhook.cli.main", "policy", "lint", str(tmp_path)],
         capture_output=True,
         text=True,
         timeout=120,

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.sigstore_instance import SigstoreInstance
-from webhook.errors import PolicyErrors
+from tests.support.sigstore_instance import SigstoreInstance
+from webhook.core.errors import PolicyErrors
 from webhook.policy.loader import load_directory
 
 

@@ -12,8 +12,8 @@ import pytest
 import yaml
 from jsonschema import Draft202012Validator
 
-from tests.sigstore_instance import SigstoreInstance
-from webhook.errors import PolicyError
+from tests.support.sigstore_instance import SigstoreInstance
+from webhook.core.errors import PolicyError
 from webhook.policy.globs import Glob
 from webhook.policy.loader import (
     PolicyErrors,

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.cosign import generate_key, public_pem
-from webhook.errors import PolicyError
+from tests.support.cosign import generate_key, public_pem
+from webhook.core.errors import PolicyError
 from webhook.policy.globs import Glob
 from webhook.policy.store import PolicyStore, ReloadStatus
 
@@ -385,7 +385,7 @@ def test_a_loader_defect_fails_the_reload_where_readiness_shows_it(
     tmp_path: Path, statuses: list[ReloadStatus], records: list[logging.LogRecord]
 ) -> None:
     """Should anything but a PolicyError escape the loader, the change is not silently dropped."""
-    from webhook.signatures.trustroot import TrustRoots
+    from webhook.trust.trustroot import TrustRoots
 
     class Defective(TrustRoots):
         broken = False

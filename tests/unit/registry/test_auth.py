@@ -17,8 +17,8 @@ from tests.unit.registry.test_client import (
     Request,
     make_client,
 )
-from webhook.errors import UpstreamError
-from webhook.registry import Deadline
+from webhook.core.deadline import Deadline
+from webhook.core.errors import UpstreamError
 from webhook.registry.auth import (
     Authenticator,
     BearerChallenge,

@@ -20,17 +20,18 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from webhook.errors import UpstreamError
-from webhook.reference import ImageRef
-from webhook.registry import (
-    Deadline,
-    Network,
-    NetworkLimits,
+from webhook.core.deadline import Deadline
+from webhook.core.errors import UpstreamError
+from webhook.core.reference import ImageRef
+from webhook.registry.client import (
+    MANIFEST_ACCEPT,
+    OCI_INDEX,
+    OCI_MANIFEST,
     NotFound,
     RegistryClient,
     RegistrySettings,
 )
-from webhook.registry.client import MANIFEST_ACCEPT, OCI_INDEX, OCI_MANIFEST
+from webhook.registry.network import Network, NetworkLimits
 
 REPO = "acme/app"
 

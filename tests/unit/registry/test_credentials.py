@@ -20,8 +20,8 @@ from tests.unit.registry.test_client import (
     Request,
     make_client,
 )
-from webhook.errors import UpstreamError
-from webhook.registry import Deadline
+from webhook.core.deadline import Deadline
+from webhook.core.errors import UpstreamError
 
 PASSWORD = "s3cret-password"
 BASIC = "Basic YWxpY2U6czNjcmV0LXBhc3N3b3Jk"  # alice:s3cret-password

@@ -16,13 +16,13 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.hostile import drip_tls, hang, hostile_server, trickle_body, trickle_headers
+from tests.support.hostile import drip_tls, hang, hostile_server, trickle_body, trickle_headers
 from tests.unit.registry.test_client import FakeRegistry, Reply
-from webhook.errors import UpstreamError
-from webhook.reference import ImageRef
-from webhook.registry import Deadline, Network, NetworkLimits, RegistryClient, RegistrySettings
-from webhook.registry.client import OCI_INDEX
-from webhook.registry.network import CallCut, HostFailure, HostRefused
+from webhook.core.deadline import Deadline
+from webhook.core.errors import UpstreamError
+from webhook.core.reference import ImageRef
+from webhook.registry.client import OCI_INDEX, RegistryClient, RegistrySettings
+from webhook.registry.network import CallCut, HostFailure, HostRefused, Network, NetworkLimits
 
 DIGEST = "sha256:" + "ab" * 32
 #: Time allowed past the deadline: the reaper's shutdown and the error's way back.

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.sigstore_instance import SigstoreInstance
-from webhook.signatures.trustroot import TrustRoot, load_trusted_root
+from tests.support.sigstore_instance import SigstoreInstance
+from webhook.trust.trustroot import TrustRoot, load_trusted_root
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from tests.cosign import (
+from tests.support.cosign import (
     BUNDLE_V03,
     PrivateKey,
     dsse_envelope,
@@ -28,16 +28,17 @@ from tests.cosign import (
     public_pem,
     sign_statement,
 )
-from tests.referrers import push_referrer
-from tests.registry import Registry, default_layer, push_image
+from tests.support.referrers import push_referrer
+from tests.support.registry import Registry, default_layer, push_image
 from tests.unit.signatures.test_attestations import authority, policy, push_attestations
-from webhook.cache import Caches
+from webhook.cache.local import Caches
 from webhook.checks import CheckContext
-from webhook.errors import CheckFailed
+from webhook.core.deadline import Deadline
+from webhook.core.errors import CheckFailed
+from webhook.core.reference import ImageRef, parse_reference
 from webhook.policy.cel import compile_condition
 from webhook.policy.model import Attestation
-from webhook.reference import ImageRef, parse_reference
-from webhook.registry import Deadline, RegistryClient, RegistrySettings
+from webhook.registry.client import RegistryClient, RegistrySettings
 from webhook.signatures.attestations import AttestationCheck
 from webhook.signatures.keybundle import (
     MALFORMED,
@@ -47,8 +48,8 @@ from webhook.signatures.keybundle import (
     verify_key_attestations,
     verify_key_bundle,
 )
-from webhook.signatures.keys import load_public_key
 from webhook.signatures.material import MAX_BUNDLE_SIZE
+from webhook.trust.keys import load_public_key
 
 SLSA = "https://slsa.dev/provenance/v1"
 SIGN = "https://sigstore.dev/cosign/sign/v1"

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from tests.cosign import (
+from tests.support.cosign import (
     OCI_CONFIG,
     PrivateKey,
     dsse_envelope,
@@ -22,17 +22,18 @@ from tests.cosign import (
     sha256,
     sign_b64,
 )
-from tests.registry import OCI_MANIFEST, Registry, default_layer, push_blob, push_image
-from tests.registry import push_manifest as push_manifest_body
-from tests.sigstore_instance import Identity, SigstoreInstance
-from webhook.cache import Caches
+from tests.support.registry import OCI_MANIFEST, Registry, default_layer, push_blob, push_image
+from tests.support.registry import push_manifest as push_manifest_body
+from tests.support.sigstore_instance import Identity, SigstoreInstance
+from webhook.cache.local import Caches
 from webhook.checks import CheckContext, Unavailable, checks_for
-from webhook.errors import CheckFailed, UpstreamError
+from webhook.core.deadline import Deadline
+from webhook.core.errors import CheckFailed, UpstreamError
+from webhook.core.reference import ImageRef, parse_reference
 from webhook.policy.cel import Condition, compile_condition
 from webhook.policy.globs import Glob
 from webhook.policy.model import Attestation, Authority, Keyless, KeyRef, Match, Policy
-from webhook.reference import ImageRef, parse_reference
-from webhook.registry import Deadline, RegistryClient, RegistrySettings
+from webhook.registry.client import RegistryClient, RegistrySettings
 from webhook.services import build_checks
 from webhook.signatures.attestations import (
     MAX_ATTESTATION_LAYERS,
@@ -44,7 +45,7 @@ from webhook.signatures.attestations import (
 from webhook.signatures.check import load_key
 from webhook.signatures.conditions import CostExceeded, Evaluator
 from webhook.signatures.cosign import DSSE_MEDIA_TYPE, attestation_tag, pae
-from webhook.signatures.trustroot import load_trusted_root
+from webhook.trust.trustroot import load_trusted_root
 
 SLSA = "https://slsa.dev/provenance/v1"
 VULN = "https://cosign.sigstore.dev/attestation/vuln/v1"

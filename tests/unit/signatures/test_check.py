@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from tests.cosign import (
+from tests.support.cosign import (
     PrivateKey,
     generate_key,
     public_pem,
@@ -18,7 +18,7 @@ from tests.cosign import (
     signature_manifest,
     simple_signing_payload,
 )
-from tests.registry import (
+from tests.support.registry import (
     OCI_INDEX,
     OCI_MANIFEST,
     Registry,
@@ -28,14 +28,14 @@ from tests.registry import (
     push_index,
     push_manifest,
 )
-from webhook.cache import Caches
+from webhook.cache.local import Caches
 from webhook.checks import CheckContext
-from webhook.errors import CheckFailed
+from webhook.core.deadline import Deadline
+from webhook.core.errors import CheckFailed
+from webhook.core.reference import ImageRef, parse_reference
 from webhook.policy.globs import Glob
 from webhook.policy.model import Attestation, Authority, Keyless, KeyRef, Match, Policy, Signatures
-from webhook.reference import ImageRef, parse_reference
-from webhook.registry import Deadline, Manifest, RegistryClient, RegistrySettings
-from webhook.registry.client import DOCKER_MANIFEST_LIST
+from webhook.registry.client import DOCKER_MANIFEST_LIST, Manifest, RegistryClient, RegistrySettings
 from webhook.signatures.check import (
     MAX_PLATFORMS,
     SignatureCheck,

@@ -9,8 +9,9 @@ from typing import Any
 import pytest
 
 from webhook.config import parse_config
+from webhook.core.deadline import Deadline
+from webhook.core.untrusted import quoted
 from webhook.policy.cel import compile_condition
-from webhook.registry import Deadline
 from webhook.services import build_evaluator
 from webhook.signatures.conditions import (
     CostExceeded,
@@ -20,7 +21,6 @@ from webhook.signatures.conditions import (
     holding,
     statement_data,
 )
-from webhook.untrusted import quoted
 
 DIGEST = "sha256:" + "a" * 64
 STATEMENT = {

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from tests.cosign import (
+from tests.support.cosign import (
     COSIGN_KEY_LABEL,
     KEY_KINDS,
     SIGSTORE_KEY_LABEL,
@@ -30,7 +30,7 @@ from tests.cosign import (
     signature_manifest,
     simple_signing_payload,
 )
-from webhook.errors import CheckFailed, ImageReferenceError, UpstreamError
+from webhook.core.errors import CheckFailed, ImageReferenceError, UpstreamError
 from webhook.signatures.cosign import (
     MAX_SIGNATURE_LAYERS,
     SIGNATURE_ANNOTATION,
@@ -45,7 +45,7 @@ from webhook.signatures.cosign import (
     verify_dsse,
     verify_with_key,
 )
-from webhook.signatures.keys import PublicKey, load_public_key
+from webhook.trust.keys import PublicKey, load_public_key
 
 DATA = Path(__file__).resolve().parents[2] / "data" / "cosign"
 REPO = "quay.io/acme/app"

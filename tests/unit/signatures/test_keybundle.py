@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from tests.cosign import (
+from tests.support.cosign import (
     COSIGN_SIGN_PREDICATE,
     dsse_envelope,
     generate_key,
@@ -27,7 +27,7 @@ from tests.cosign import (
     sign_digest,
     sign_statement,
 )
-from tests.sigstore_instance import (
+from tests.support.sigstore_instance import (
     Identity,
     SigstoreInstance,
     bundle,
@@ -38,8 +38,8 @@ from tests.sigstore_instance import (
     pae,
     tlog_entry,
 )
-from tests.tsa import TimestampAuthority
-from webhook.errors import PolicyError
+from tests.support.tsa import TimestampAuthority
+from webhook.core.errors import PolicyError
 from webhook.signatures.keybundle import (
     UNLOGGED,
     UNVERIFIED,
@@ -49,8 +49,8 @@ from webhook.signatures.keybundle import (
     verify_key_bundle,
     verify_key_bundles,
 )
-from webhook.signatures.keys import load_public_key
-from webhook.signatures.trustroot import TrustRoot, load_trusted_root
+from webhook.trust.keys import load_public_key
+from webhook.trust.trustroot import TrustRoot, load_trusted_root
 
 DATA = Path(__file__).parents[2] / "data" / "conformance"
 DIGEST = "sha256:" + "ab" * 32

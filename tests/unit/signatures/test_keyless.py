@@ -1,4 +1,4 @@
-"""Keyless verification against a private Sigstore made by tests/sigstore_instance.py."""
+"""Keyless verification against a private Sigstore made by tests/support/sigstore_instance.py."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from tests.sigstore_instance import (
+from tests.support.sigstore_instance import (
     BUNDLE_V01,
     BUNDLE_V02,
     BUNDLE_V03,
@@ -23,8 +23,8 @@ from tests.sigstore_instance import (
     now,
     tlog_entry,
 )
-from tests.tsa import TimestampAuthority
-from webhook.errors import PolicyError
+from tests.support.tsa import TimestampAuthority
+from webhook.core.errors import PolicyError
 from webhook.policy.model import Keyless
 from webhook.signatures.keyless import (
     COSIGN_SIGN_PREDICATE,
@@ -34,7 +34,7 @@ from webhook.signatures.keyless import (
     verify_legacy,
     verify_legacy_attestation,
 )
-from webhook.signatures.trustroot import TrustRoot, load_trusted_root
+from webhook.trust.trustroot import TrustRoot, load_trusted_root
 
 ISSUER = "https://token.actions.githubusercontent.com"
 SUBJECT = "https://github.com/acme/api/.github/workflows/release.yml@refs/tags/v1.0"

@@ -13,7 +13,7 @@ from sigstore.models import Bundle
 
 from webhook.policy.model import Keyless
 from webhook.signatures.keyless import parse_bundle, verify_bundle
-from webhook.signatures.trustroot import TrustRoot, load_trusted_root
+from webhook.trust.trustroot import TrustRoot, load_trusted_root
 
 DATA = Path(__file__).parents[2] / "data" / "sigstore"
 ISSUER = "https://token.actions.githubusercontent.com"

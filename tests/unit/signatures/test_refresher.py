@@ -17,15 +17,15 @@ from pathlib import Path
 import pytest
 from sigstore.models import Bundle
 
-from tests.sigstore_instance import SigstoreInstance
+from tests.support.sigstore_instance import SigstoreInstance
 from tests.unit.signatures.test_keyless_production import DATA, DIGEST, keyless
-from webhook.app import Settings, create_app
 from webhook.config import parse_config
 from webhook.policy.model import Authority
 from webhook.policy.store import PolicyStore
+from webhook.serving.app import Settings, create_app
 from webhook.signatures.keyless import parse_bundle, verify_bundle
 from webhook.signatures.refresher import RootRefresher, fetch_from_tuf
-from webhook.signatures.trustroot import TrustRoots, load_trusted_root
+from webhook.trust.trustroot import TrustRoots, load_trusted_root
 
 EMBEDDED = load_trusted_root("production", Path("."))
 POLICY = """\

@@ -6,16 +6,16 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
-from tests.cosign import generate_key, public_pem
-from tests.sigstore_instance import Identity, SigstoreInstance
+from tests.support.cosign import generate_key, public_pem
+from tests.support.sigstore_instance import Identity, SigstoreInstance
 from webhook.signatures.signers import (
     Count,
     Signer,
     certificate_signer,
     count_distinct,
-    key_fingerprint,
     key_signer,
 )
+from webhook.trust.keys import key_fingerprint
 
 INSTANCE = SigstoreInstance()
 ISSUER = "https://token.actions.githubusercontent.com"

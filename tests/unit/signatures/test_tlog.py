@@ -1,7 +1,7 @@
 """Transparency-log entries of key-signed ``.sig`` layers (``tlog: required``), and the
 ``intoto`` entries of keyless ``.att`` layers.
 
-The entries come from the test Sigstore's log (tests/sigstore_instance.py),
+The entries come from the test Sigstore's log (tests/support/sigstore_instance.py),
 as ``cosign sign --key`` stores Rekor's answer on the layer.
 """
 
@@ -13,18 +13,18 @@ from typing import Any
 
 import pytest
 
-from tests.cosign import (
+from tests.support.cosign import (
     generate_key,
     public_pem,
     sign,
     signature_manifest,
     simple_signing_payload,
 )
-from tests.sigstore_instance import Identity, SigstoreInstance, intoto_body, rekor_bundle
+from tests.support.sigstore_instance import Identity, SigstoreInstance, intoto_body, rekor_bundle
 from webhook.signatures.cosign import KeyVerification, verify_with_key
-from webhook.signatures.keys import load_public_key
 from webhook.signatures.tlog import BUNDLE_ANNOTATION, intoto_body_problem, parse_cosign_entry
-from webhook.signatures.trustroot import TrustRoot
+from webhook.trust.keys import load_public_key
+from webhook.trust.trustroot import TrustRoot
 
 REPO = "quay.io/acme/app"
 DIGEST = "sha256:" + "a" * 64

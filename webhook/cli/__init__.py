@@ -1,0 +1,1 @@
+"""The ``trustgate`` command: one module per command group, with its output formats."""
