@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from webhook.admission.mutation import mutation_review
 from webhook.admission.review import decide
 from webhook.admission.review import review as review_body
+from webhook.cli import report
 from webhook.cli.audit import (
     Manifest,
     audit,
@@ -31,7 +32,7 @@ from webhook.cli.policyreport import GROUPS, MANAGED_BY, Group, reports
 from webhook.cli.policytest import Case, SuppliedAttestations, junit, load_cases, run_case
 from webhook.cli.usage import about, installed_version, output_option
 from webhook.config import Config, load_config
-from webhook.core import certs, report
+from webhook.core import certs
 from webhook.core.errors import TrustgateError
 from webhook.core.observability import configure_logging, get_logger
 from webhook.engine import Engine, display
