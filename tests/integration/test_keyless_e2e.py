@@ -28,8 +28,8 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from tests import referrers
 from tests.integration.conftest import Server, serve_config, serving, small_image
+from tests.support import referrers
 from tests.support.cosign import (
     generate_key,
     public_pem,
