@@ -52,6 +52,7 @@ demo: $(RUN_STAMP) registry-deps
 lint: $(TEST_STAMP)
 	$(BIN)/ruff check webhook tests bench
 	$(BIN)/ruff format --check webhook tests bench
+	$(BIN)/lint-imports
 
 typecheck: $(TEST_STAMP)
 	$(BIN)/mypy
