@@ -90,7 +90,7 @@ schema: $(RUN_STAMP)
 	$(BIN)/trustgate policy schema > docs/policy.schema.json
 
 clean:
-	rm -rf $(VENV) certs/*.crt certs/*.key certs/*.pem .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) certs/*.crt certs/*.key certs/*.pem .pytest_cache .mypy_cache .ruff_cache .import_linter_cache
 
 # The container image, built without a daemon: buildah (Debian: apt-get install buildah),
 # else podman. The base image comes from a registry (BASE_IMAGE, default UBI 9 Python 3.11);
