@@ -298,7 +298,7 @@ def test_a_filter_or_another_format_sees_the_record_as_usual() -> None:
 
     stream = io.StringIO()
     configure_logging("json", "info", stream, background=True)
-    logger = get_logger("webhook.admission.review")
+    logger = get_logger("admission")
     keep = Keep()
     logger.addFilter(keep)
     try:
