@@ -44,7 +44,7 @@ from webhook.services import build_engine, build_evaluator
 from webhook.serving.cpus import MAX_AUTO_WORKERS, WorkerCount, auto_workers
 
 if TYPE_CHECKING:
-    from webhook.kube.cluster import KubeClient
+    from webhook.kube.client import KubeClient
 
 EXIT_OK, EXIT_DENIED, EXIT_USAGE = 0, 1, 2
 
@@ -480,7 +480,9 @@ def _audit(args: argparse.Namespace, config: Config) -> int:
     if not args.cluster:
         rows = audit(engine, read_manifests(args.paths), namespace=args.namespace or "default")
         return _print_rows(rows, args.output, args.report_group)
-    from webhook.kube.cluster import KubeClient, cluster_workloads, load_credentials
+    from webhook.kube.client import KubeClient
+    from webhook.kube.credentials import load_credentials
+    from webhook.kube.workloads import cluster_workloads
 
     credentials = load_credentials(args.kubeconfig, args.context, os.environ)
     print(f"trustgate: auditing {credentials.server} ({credentials.source})", file=sys.stderr)
@@ -499,7 +501,8 @@ def _audit(args: argparse.Namespace, config: Config) -> int:
 
 
 def _write_reports(client: KubeClient, rows: list[Any], args: argparse.Namespace) -> None:
-    from webhook.kube.cluster import Resource, write_reports
+    from webhook.kube.client import Resource
+    from webhook.kube.reports import write_reports
 
     names = GROUPS[args.report_group]
     objects = reports(rows, group=args.report_group, now=datetime.now(UTC))

@@ -304,7 +304,8 @@ def test_report_writes_that_fail_say_why(
 def test_stand_in_refuses_what_the_crd_does_not_allow(cluster: ApiServer, tmp_path: Path) -> None:
     """The schema check is real: a report with a result the CRD does not know is refused."""
     from webhook.core.errors import KubeError
-    from webhook.kube.cluster import KubeClient, Resource, from_kubeconfig
+    from webhook.kube.client import KubeClient, Resource
+    from webhook.kube.credentials import from_kubeconfig
 
     bad = {
         "apiVersion": "openreports.io/v1alpha1",

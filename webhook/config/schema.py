@@ -1,44 +1,25 @@
-"""The global configuration file (``trustgate.yaml``).
+"""What ``trustgate.yaml`` may say: its JSON Schema and the bounds written into it.
 
-It holds what is not a policy: the default for images no policy governs, the
-review deadline, reload cadence, and the sections later checks read (registries,
-freshness, caches). It is read once, at start-up, into a frozen ``Config``.
+Separate from the settings and their parsing because it is the longest part
+(every field, its limits and its description) and changes only when a field is
+added, while what the program reads from a valid file lives in ``model``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, field
-from pathlib import Path
-from types import MappingProxyType
-from typing import Any, cast
+from typing import Any
 
-from jsonschema import Draft202012Validator
-from jsonschema.exceptions import best_match
+from webhook.config.model import DEFAULT_MAX_IMAGES, MAX_DEADLINE_SECONDS
 
-from webhook.core.errors import ConfigError, PolicyError
-from webhook.core.redaction import schema_message
-from webhook.policy.documents import load_yaml
-from webhook.policy.model import NoMatch
-from webhook.registry.network import NetworkLimits
-from webhook.signatures.conditions import COST_SECONDS, PROCESSES
+__all__ = ["MAX_CONDITION_PROCESSES", "SCHEMA"]
 
-#: Kubernetes caps a webhook's timeoutSeconds at 30 and defaults it to 10; the
-#: review must finish well inside it so the answer is ours, not the API server's.
-DEFAULT_DEADLINE_SECONDS = 8.0
-MAX_DEADLINE_SECONDS = 29.0
-DEFAULT_MAX_BODY_BYTES = 4 * 1024 * 1024
-#: admission.maxImages: real Pods name a few dozen images at most (containers,
-#: init and ephemeral containers, image volumes); 200 leaves a wide margin while
-#: bounding what one review can cost (each image is checked and logged).
-DEFAULT_MAX_IMAGES = 200
 #: Most condition evaluator processes per worker; each holds an interpreter (~20 MB resident).
 MAX_CONDITION_PROCESSES = 16
 
 _TTL: dict[str, Any] = {"type": "number", "exclusiveMinimum": 0}
 _SIZE: dict[str, Any] = {"type": "integer", "minimum": 1, "description": "Most entries kept."}
 
-_SCHEMA: dict[str, Any] = {
+SCHEMA: dict[str, Any] = {
     "$schema": "https://json-schema.org/draft/2020-12/schema",
     "type": "object",
     "additionalProperties": False,
@@ -312,152 +293,3 @@ _SCHEMA: dict[str, Any] = {
         },
     },
 }
-
-#: Sigstore's production TUF repository, where a refresh fetches trusted_root.json.
-DEFAULT_TUF_URL = "https://tuf-repo-cdn.sigstore.dev"
-
-
-@dataclass(frozen=True, slots=True)
-class SigstoreConfig:
-    """``sigstore``: whether, where from and how long to refresh the production root."""
-
-    refresh_trusted_root: bool = False
-    refresh_timeout_seconds: float = 10.0
-    tuf_url: str = DEFAULT_TUF_URL
-
-
-@dataclass(frozen=True, slots=True)
-class ConditionsConfig:
-    """``conditions``: the cost limit of one evaluation and the evaluator processes."""
-
-    cost_seconds: float = COST_SECONDS
-    processes: int = PROCESSES
-
-
-#: Threads per worker that run the checks of reviews (network.reviewThreads).
-DEFAULT_REVIEW_THREADS = 32
-
-
-@dataclass(frozen=True, slots=True)
-class NetworkConfig:
-    """``network``: per-host limits, breakers and the byte budget, and the threads of reviews."""
-
-    limits: NetworkLimits = field(default_factory=NetworkLimits)
-    review_threads: int = DEFAULT_REVIEW_THREADS
-
-
-#: ``network`` keys of trustgate.yaml -> NetworkLimits fields.
-_NETWORK_LIMITS = {
-    "perHostConcurrency": "concurrency",
-    "perHostQueueSeconds": "queue_seconds",
-    "breakerFailures": "failure_threshold",
-    "breakerOpenSeconds": "open_seconds",
-    "reviewBudgetBytes": "review_budget_bytes",
-    "callTimeoutSeconds": "call_seconds",
-}
-
-
-@dataclass(frozen=True, slots=True)
-class Config:
-    """Settings that apply to every policy."""
-
-    no_match: NoMatch = "deny"
-    deadline_seconds: float = DEFAULT_DEADLINE_SECONDS
-    max_request_bytes: int = DEFAULT_MAX_BODY_BYTES
-    reload_interval_seconds: float = 2.0
-    log_format: str = "json"
-    log_level: str = "info"
-    registries: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
-    freshness: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
-    cache: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
-    sigstore: SigstoreConfig = field(default_factory=SigstoreConfig)
-    recheck_unchanged_images: bool = False
-    #: admission.maxImages: most distinct images one review may name.
-    max_images: int = DEFAULT_MAX_IMAGES
-    network: NetworkConfig = field(default_factory=NetworkConfig)
-    conditions: ConditionsConfig = field(default_factory=ConditionsConfig)
-
-
-def parse_config(data: Any, *, source: str = "<config>") -> Config:
-    """Validate a parsed configuration document and build a ``Config``.
-
-    Raises:
-        ConfigError: naming the source and the offending field.
-    """
-    if data is None:
-        return Config()
-    if not isinstance(data, dict):
-        raise ConfigError(f"{source}: the configuration must be a mapping")
-    error = best_match(Draft202012Validator(_SCHEMA).iter_errors(data))
-    if error is not None:
-        where = ".".join(str(p) for p in error.absolute_path) or "(top level)"
-        raise ConfigError(f"{source}: field {where}: {schema_message(error)}")
-    defaults = data.get("defaults", {})
-    policies = data.get("policies", {})
-    log = data.get("log", {})
-    sigstore = data.get("sigstore", {})
-    network = data.get("network", {})
-    admission = data.get("admission", {})
-    deadline = float(data.get("deadlineSeconds", DEFAULT_DEADLINE_SECONDS))
-    return Config(
-        no_match=cast(NoMatch, defaults.get("noMatch", "deny")),
-        deadline_seconds=deadline,
-        max_request_bytes=int(data.get("maxRequestBytes", DEFAULT_MAX_BODY_BYTES)),
-        reload_interval_seconds=float(policies.get("reloadIntervalSeconds", 2.0)),
-        log_format=str(log.get("format", "json")),
-        log_level=str(log.get("level", "info")),
-        registries=MappingProxyType(dict(data.get("registries", {}))),
-        freshness=MappingProxyType(dict(data.get("freshness", {}))),
-        cache=MappingProxyType(dict(data.get("cache", {}))),
-        recheck_unchanged_images=bool(admission.get("recheckUnchangedImages", False)),
-        max_images=int(admission.get("maxImages", DEFAULT_MAX_IMAGES)),
-        sigstore=SigstoreConfig(
-            refresh_trusted_root=bool(sigstore.get("refreshTrustedRoot", False)),
-            refresh_timeout_seconds=float(sigstore.get("refreshTimeoutSeconds", 10.0)),
-            tuf_url=str(sigstore.get("tufUrl", DEFAULT_TUF_URL)),
-        ),
-        network=NetworkConfig(
-            NetworkLimits(
-                **{attr: network[key] for key, attr in _NETWORK_LIMITS.items() if key in network}
-            ),
-            review_threads=int(network.get("reviewThreads", DEFAULT_REVIEW_THREADS)),
-        ),
-        conditions=_conditions(data.get("conditions", {}), deadline, source),
-    )
-
-
-def _conditions(raw: Mapping[str, Any], deadline: float, source: str) -> ConditionsConfig:
-    """``conditions`` (schema-checked): a cost limit must leave the review time to decide.
-
-    Only a cost limit that is set is refused; the default one is cut to what a shorter
-    deadline leaves, as every evaluation is.
-
-    Raises:
-        ConfigError: conditions.costSeconds is not below deadlineSeconds.
-    """
-    cost = float(raw.get("costSeconds", COST_SECONDS))
-    if "costSeconds" in raw and cost >= deadline:
-        raise ConfigError(
-            f"{source}: field conditions.costSeconds: {cost:g} s must be below "
-            f"deadlineSeconds ({deadline:g} s), which bounds the whole review"
-        )
-    return ConditionsConfig(cost, int(raw.get("processes", PROCESSES)))
-
-
-def load_config(path: Path | None) -> Config:
-    """Read the configuration file at ``path``; ``None`` gives the defaults.
-
-    Raises:
-        ConfigError: when the file cannot be read or is invalid.
-    """
-    if path is None:
-        return Config()
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"cannot read configuration file {path}: {exc.strerror}") from exc
-    try:
-        data = load_yaml(text, str(path))
-    except PolicyError as exc:
-        raise ConfigError(str(exc)) from None
-    return parse_config(data, source=str(path))
