@@ -26,7 +26,7 @@ from tests.support.http1 import SENTINEL, Generated, expected_end, requests
 pytestmark = pytest.mark.e2e
 
 HEAD = b"POST /validate HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
-_STATUS = re.compile(rb"HTTP/1\.1 (\d{3}) ")
+_STATUS = re.compile(rb"HTTP/1\.[01] (\d{3}) ")
 
 
 @pytest.fixture(scope="module")
