@@ -1,0 +1,190 @@
+"""``trustgate policy lint | test | schema``: work on policies without judging images.
+
+Separate because these commands read policy files and their test cases, not
+workloads: they validate, run ImagePolicyTest cases, or print the schema.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+from webhook.cli.common import EXIT_DENIED, EXIT_OK, whole
+from webhook.cli.policytest import Case, SuppliedAttestations, junit, load_cases, run_case
+from webhook.cli.usage import about, output_option
+from webhook.config import Config
+from webhook.core.errors import TrustgateError
+from webhook.engine import Engine
+from webhook.policy.exceptions import WARN_DAYS, breadth_warnings, expiry_warnings
+from webhook.policy.loader import load_directory, load_file
+from webhook.policy.model import PolicyException
+from webhook.policy.schema import policy_schema
+from webhook.services import build_engine, build_evaluator
+
+
+def add_policy(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser],
+    common: argparse.ArgumentParser,
+) -> None:
+    """Add ``policy`` and its subcommands ``lint``, ``test`` and ``schema``."""
+    policy = commands.add_parser(
+        "policy",
+        **about(
+            "lint, test or describe policies",
+            "trustgate policy lint policies/",
+            "the command succeeded",
+            "see the command's own --help",
+        ),
+    )
+    policy_commands = policy.add_subparsers(dest="policy_command", required=True)
+    lint = policy_commands.add_parser(
+        "lint",
+        parents=[common],
+        **about(
+            "validate the policies, exceptions and test cases of a directory, or of one file",
+            "trustgate policy lint policies/production.yaml",
+            "valid",
+        ),
+    )
+    lint.set_defaults(handler=_lint)
+    lint.add_argument(
+        "directory", nargs="?", type=Path, metavar="PATH", help="directory or file (--policies)"
+    )
+    lint.add_argument(
+        "--warn-days",
+        type=_days,
+        default=WARN_DAYS,
+        metavar="N",
+        help=f"warn about exceptions that expire within N days (default {WARN_DAYS})",
+    )
+    output_option(lint, ("table", "json"))
+    test = policy_commands.add_parser(
+        "test",
+        parents=[common],
+        **about(
+            "run ImagePolicyTest cases: those of a directory against its policies, or those "
+            "of one file against the policies of the directory holding it",
+            "trustgate policy test policies/ --output junit > policy-tests.xml",
+            "every case passed",
+            "a case failed, or there are none",
+        ),
+    )
+    test.set_defaults(handler=_test)
+    test.add_argument(
+        "directory", nargs="?", type=Path, metavar="PATH", help="directory or file (--policies)"
+    )
+    output_option(test, ("table", "json", "junit"))
+    schema = policy_commands.add_parser(
+        "schema",
+        **about(
+            "print the ImagePolicy JSON Schema (draft 2020-12), for editors",
+            "trustgate policy schema > docs/policy.schema.json",
+            "printed",
+        ),
+    )
+    schema.set_defaults(handler=_schema)
+
+
+def _days(text: str) -> int:
+    days = whole(text, 0)
+    if days is None:
+        raise argparse.ArgumentTypeError(
+            f"must be a whole number of days, 0 or more (got {text!r})"
+        )
+    return days
+
+
+def _lint(args: argparse.Namespace, config: Config) -> int:
+    directory = args.directory or args.policies
+    cases = load_cases(directory)
+    exceptions: tuple[PolicyException, ...] = ()
+    if directory.is_file():
+        policies = load_file(directory)
+    else:
+        policy_set = load_directory(directory)
+        policies, exceptions = list(policy_set.policies), policy_set.exceptions
+    if not policies and not cases:
+        raise TrustgateError(f"{directory}: no ImagePolicy or ImagePolicyTest documents")
+    warnings = expiry_warnings(exceptions, datetime.now(UTC), args.warn_days)
+    warnings += breadth_warnings(exceptions)
+    if args.output == "json":
+        print(
+            json.dumps(
+                {
+                    "valid": True,
+                    "policies": [p.name for p in policies],
+                    "exceptions": [e.name for e in exceptions],
+                    "testCases": len(cases),
+                    "warnings": warnings,
+                }
+            )
+        )
+    else:
+        counted = f"{len(policies)} policies"
+        if exceptions:
+            counted += f", {len(exceptions)} exceptions"
+        print(f"{directory}: {counted} and {len(cases)} test cases are valid")
+        for warning in warnings:
+            print(f"warning: {warning}")
+    return EXIT_OK
+
+
+def _test(args: argparse.Namespace, config: Config) -> int:
+    directory = args.directory or args.policies
+    # One file's cases run against the policies deployed beside it: its directory's.
+    policy_set = load_directory(directory.parent if directory.is_file() else directory)
+    engine = build_engine(lambda: policy_set, config)
+    evaluator = build_evaluator(config)
+
+    def engine_for(case: Case) -> Engine:
+        if not case.attestations:
+            return engine
+        supplied = SuppliedAttestations(case.attestations, evaluator)
+        return build_engine(lambda: policy_set, config, replace={"attestations": supplied})
+
+    try:
+        results = [run_case(engine_for(case), case) for case in load_cases(directory)]
+    finally:
+        evaluator.close()
+    failed = [r for r in results if not r.passed]
+    if args.output == "junit":
+        sys.stdout.write(junit(results))
+    elif args.output == "json":
+        print(
+            json.dumps(
+                [
+                    {
+                        "suite": r.case.suite,
+                        "case": r.case.name,
+                        "expect": r.case.expect,
+                        "got": r.got,
+                        "waived": list(r.waived),
+                        "passed": r.passed,
+                        "messages": list(r.messages),
+                    }
+                    for r in results
+                ],
+                indent=2,
+            )
+        )
+    else:
+        for r in results:
+            status = "PASS" if r.passed else "FAIL"
+            line = f"{status}  {r.case.suite} / {r.case.name}"
+            if not r.passed:
+                line += f": expected {r.case.expected}, got {r.outcome}"
+                line += "".join(f"\n        {m}" for m in r.messages)
+            print(line)
+        print(f"{len(results) - len(failed)} passed, {len(failed)} failed")
+    if not results:
+        print(f"no ImagePolicyTest cases found in {directory}", file=sys.stderr)
+        return EXIT_DENIED
+    return EXIT_DENIED if failed else EXIT_OK
+
+
+def _schema(args: argparse.Namespace, config: Config) -> int:
+    print(json.dumps(policy_schema(), indent=2))
+    return EXIT_OK

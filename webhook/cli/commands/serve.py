@@ -1,0 +1,149 @@
+"""``trustgate serve``: run the admission webhook under gunicorn.
+
+Separate because it is the one long-running command: it alone starts the
+server, so the server and Flask are imported only when it runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Mapping
+from pathlib import Path
+
+from webhook.cli.common import EXIT_OK, whole
+from webhook.cli.usage import about
+from webhook.config import Config
+from webhook.core.errors import TrustgateError
+from webhook.core.observability import configure_logging, get_logger
+from webhook.policy.loader import load_directory
+from webhook.serving.cpus import MAX_AUTO_WORKERS, WorkerCount, auto_workers
+
+_log = get_logger("cli")
+
+
+def _workers(text: str) -> int | str:
+    """``--workers``: ``auto`` or a whole number of at least 1."""
+    value = "auto" if text == "auto" else whole(text, 1)
+    if value is None:
+        raise argparse.ArgumentTypeError(
+            f"must be auto or a whole number of at least 1, got {text!r}"
+        )
+    return value
+
+
+def _millicores(text: str) -> int:
+    """``--cpu-request``: millicores, as the Downward API gives them with ``divisor: 1m``."""
+    value = whole(text, 0)
+    if value is None:
+        raise argparse.ArgumentTypeError(f"must be a whole number of millicores, got {text!r}")
+    return value
+
+
+def add_serve(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser],
+    common: argparse.ArgumentParser,
+    env: Mapping[str, str],
+) -> None:
+    """Add ``serve``; ``env`` gives the default of --cpu-request."""
+    serve = commands.add_parser(
+        "serve",
+        parents=[common],
+        **about(
+            "run the admission webhook (gunicorn over TLS)",
+            "trustgate serve --policies policies --cert certs/tls.crt --key certs/tls.key",
+            "stopped cleanly (SIGTERM)",
+        ),
+    )
+    serve.set_defaults(handler=_serve)
+    serve.add_argument("--cert", type=Path, help="TLS certificate (PEM)")
+    serve.add_argument("--key", type=Path, help="TLS private key (PEM)")
+    serve.add_argument("--host", default="0.0.0.0", help="address to listen on")
+    serve.add_argument("--port", type=int, default=8443)
+    serve.add_argument(
+        "--workers",
+        type=_workers,
+        default="auto",
+        metavar="N|auto",
+        help="worker processes; auto (the default) starts one per CPU this process may use "
+        "(the cgroup CPU limit, else --cpu-request, else the CPU affinity), 1 to "
+        f"{MAX_AUTO_WORKERS}",
+    )
+    serve.add_argument(
+        "--cpu-request",
+        type=_millicores,
+        default=env.get("TRUSTGATE_CPU_REQUEST_MILLICORES") or None,
+        metavar="MILLICORES",
+        help="the pod's CPU request, which --workers auto counts when there is no CPU limit "
+        "(default: $TRUSTGATE_CPU_REQUEST_MILLICORES, which the chart sets)",
+    )
+    serve.add_argument("--threads", type=int, default=16, help="threads per worker")
+    serve.add_argument(
+        "--client-timeout",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="time a client has to send a complete request (TLS handshake, head and body) "
+        "from connecting, or from the first byte of its next request on a kept-alive "
+        "connection; also bounds each write of a response (default 10)",
+    )
+    serve.add_argument(
+        "--max-connections",
+        type=int,
+        default=4096,
+        metavar="N",
+        help="open connections per worker; at this many, the oldest that has not sent a "
+        "complete request is closed for a new one (default 4096)",
+    )
+    serve.add_argument(
+        "--metrics-port",
+        type=int,
+        default=None,
+        metavar="PORT",
+        help="serve GET /metrics on this port alone (same address and TLS), and answer 404 "
+        "for /metrics on --port (default: /metrics on --port)",
+    )
+    serve.add_argument(
+        "--insecure-http", action="store_true", help="serve plain HTTP (local testing only)"
+    )
+
+
+def _serve(args: argparse.Namespace, config: Config) -> int:
+    from flask import Flask
+
+    from webhook.serving.app import Settings, create_app
+    from webhook.serving.server import ServeOptions, serve
+
+    if not args.insecure_http and (args.cert is None or args.key is None):
+        raise TrustgateError("--cert and --key are required (or --insecure-http for local tests)")
+    load_directory(args.policies)  # fail fast, before any worker starts
+    settings = Settings(policies=args.policies, config=config)
+    options = ServeOptions(
+        host=args.host,
+        port=args.port,
+        certfile=None if args.insecure_http else args.cert,
+        keyfile=None if args.insecure_http else args.key,
+        workers=_worker_count(args),
+        threads=args.threads,
+        max_body_bytes=config.max_request_bytes,
+        client_timeout=args.client_timeout,
+        max_connections=args.max_connections,
+        metrics_port=args.metrics_port,
+    )
+
+    def worker_app() -> Flask:
+        # Called in each worker after the fork: the log writer thread starts there.
+        configure_logging(config.log_format, config.log_level, background=True)
+        return create_app(settings)
+
+    serve(worker_app, options)
+    return EXIT_OK
+
+
+def _worker_count(args: argparse.Namespace) -> int:
+    """``--workers``, with ``auto`` resolved from the CPUs available; logged either way."""
+    if args.workers == "auto":
+        count = auto_workers(request_millicores=args.cpu_request)
+    else:
+        count = WorkerCount(args.workers, "set by --workers")
+    _log.info("%s", count)
+    return count.workers

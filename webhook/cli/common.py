@@ -1,0 +1,51 @@
+"""What every ``trustgate`` command shares: exit codes, the handler shape, judging and printing.
+
+Separate from ``main`` so the command modules can use it without importing the
+module that imports them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from webhook.cli import report
+from webhook.cli.policyreport import Group
+from webhook.config import Config
+from webhook.engine import Engine
+from webhook.policy.loader import load_directory
+from webhook.services import build_engine
+
+EXIT_OK, EXIT_DENIED, EXIT_USAGE = 0, 1, 2
+
+#: A command: its parsed arguments and the global configuration in, its exit code out.
+Handler = Callable[[argparse.Namespace, Config], int]
+
+
+def whole(text: str, minimum: int) -> int | None:
+    """``text`` as a whole number of at least ``minimum``, else None."""
+    try:
+        value = int(text)
+    except ValueError:
+        return None
+    return value if value >= minimum else None
+
+
+def engine_for(args: argparse.Namespace, config: Config, directory: Path | None = None) -> Engine:
+    """An engine over the policies of ``directory`` (default ``--policies``), loaded once.
+
+    Raises PolicyError when the policies do not load.
+    """
+    policy_set = load_directory(directory or args.policies)
+    return build_engine(lambda: policy_set, config)
+
+
+def print_rows(rows: list[Any], fmt: str, group: Group = "openreports") -> int:
+    """Print ``rows``; exit 2 when a document could not be read, 1 when one is denied."""
+    sys.stdout.write(report.render(rows, fmt, group=group))
+    if any(r.decision == "error" for r in rows):
+        return EXIT_USAGE
+    return EXIT_DENIED if any(r.decision == "denied" for r in rows) else EXIT_OK
