@@ -29,7 +29,7 @@ from webhook.core.failures import describe
 from webhook.core.untrusted import json_value
 from webhook.freshness.grades import GRADES, Grade, Window, parse_date
 from webhook.registry.network import CallCut, HostFailure, Network
-from webhook.registry.transport import Answer, timed_out_waiting
+from webhook.registry.transport import Answer, cut_by_deadline, timed_out_waiting
 
 DEFAULT_URL = "https://catalog.redhat.com/api/containers/v1"
 DEFAULT_TIMEOUT = 3.0
@@ -170,14 +170,13 @@ class PyxisClient:
 
     def _failure(self, exc: BaseException, timeout: float, deadline: Deadline) -> UpstreamError:
         """What the breaker is told: Pyxis failed (HostFailure), or the review ran out of time."""
-        timed_out = timed_out_waiting(exc)
-        if deadline.remaining() <= 0 or (timed_out and timeout < self._settings.timeout):
+        if cut_by_deadline(exc, deadline.remaining(), timeout, self._settings.timeout):
             self._network.event("deadline_exceeded", self._host)
             return CallCut(
                 f"Pyxis at {self._base} timed out: it was still answering when the "
                 f"review's deadline of {deadline.seconds:g} s passed"
             )
-        if timed_out:
+        if timed_out_waiting(exc):
             return HostFailure(f"Pyxis at {self._base} did not answer within {timeout:.1f} s")
         return HostFailure(f"Pyxis at {self._base} cannot be reached: {describe(exc)}")
 

@@ -81,6 +81,18 @@ def timed_out_waiting(exc: BaseException) -> bool:
     return isinstance(exc, TimeoutError | urllib3.exceptions.TimeoutError)
 
 
+def cut_by_deadline(exc: BaseException, remaining: float, waited: float, own: float) -> bool:
+    """Whether the review's deadline, not the host, ended a request that raised ``exc``.
+
+    It did when the review has no time left (``remaining``), or when a wait for
+    bytes ran out under a timeout (``waited``) that the deadline had cut below
+    the host's own (``own``). The caller raises a CallCut then, which the
+    host's breaker does not count, and a HostFailure otherwise: the host failed
+    while the review still had time.
+    """
+    return remaining <= 0 or (timed_out_waiting(exc) and waited < own)
+
+
 @functools.lru_cache(maxsize=1)
 def user_agent() -> str:
     """``trustgate/<version>``, sent with every outbound call."""

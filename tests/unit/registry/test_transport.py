@@ -123,3 +123,29 @@ def test_next_link(
     answer.drain()
     answer.headers["Link"] = header
     assert answer.next_link() == expected
+
+
+_READ_TIMEOUT = urllib3.exceptions.ReadTimeoutError(None, "/v2/", "read timed out")  # type: ignore[arg-type]
+_REFUSED = urllib3.exceptions.NewConnectionError(None, "refused")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("exc", "remaining", "waited", "own", "cut"),
+    [
+        # No time left: whatever failed, the review's deadline ended the call.
+        (_REFUSED, 0.0, 5.0, 5.0, True),
+        (_READ_TIMEOUT, 0.0, 5.0, 5.0, True),
+        # A wait shortened by the deadline ran out: the deadline, not the host.
+        (_READ_TIMEOUT, 0.1, 2.0, 5.0, True),
+        # The host's own timeout ran out while the review had time: the host.
+        (_READ_TIMEOUT, 3.0, 5.0, 5.0, False),
+        (TimeoutError(), 3.0, 5.0, 5.0, False),
+        # A refused connection is not a wait, even under a shortened timeout.
+        (_REFUSED, 0.1, 2.0, 5.0, False),
+        (ConnectionResetError(), 0.1, 2.0, 5.0, False),
+    ],
+)
+def test_cut_by_deadline(
+    exc: BaseException, remaining: float, waited: float, own: float, cut: bool
+) -> None:
+    assert transport.cut_by_deadline(exc, remaining, waited, own) is cut
