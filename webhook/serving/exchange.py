@@ -53,6 +53,10 @@ class OneWriteResponse(wsgi.Response):  # type: ignore[misc]
     an encryption and a system call per write, and the client wakes for a head
     it cannot use without the body. A webhook's answer is one small body, so
     holding the head makes the whole response one write.
+
+    Its methods follow gunicorn 27.0.1's ``wsgi.Response``: ``send_headers``
+    words the head as gunicorn's does, and ``_emit_body`` is the seam that
+    version gives subclasses for framing the body.
     """
 
     _head = b""

@@ -35,24 +35,27 @@ client meets:
   the client still sends, as RFC 9112 asks) happens in the loop, never in a
   blocking call.
 
-It extends gunicorn 27.0.1's ``ThreadWorker`` where gunicorn offers a seam
-(``accept``, ``handle``, ``finish_request``, ``enqueue_req``, the method queue,
-``_keepalive_after``) and replaces its ``run`` loop, which has none for reading
-in the loop. The two pieces copied from gunicorn, with why, are in
-``webhook.serving.exchange``.
+On gunicorn 27.0.1's ``ThreadWorker`` (pyproject.toml allows ``>=27,<28``), it
+uses as they are the pool, poller and method queue, ``set_accept_enabled``,
+``enqueue_req``, ``_keepalive_after``, the signal handlers and ``handle_error``.
+It overrides the seams gthread's loop calls (``accept``; ``handle`` in a pool
+thread, ``finish_request`` back in the loop): gthread's own hand the socket to
+a thread that reads it, what this worker exists not to do, so none can be
+called through ``super()``. It replaces ``run``, which has no seam for reading
+in the loop. ``handle_request`` is copied (``webhook.serving.exchange`` says why).
+The connections, their byte budget and the ways they close are in
+``webhook.serving.connections``; what the closings count, in ``connstats``.
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
-import json
 import resource
 import selectors
 import socket
 import ssl
 import time
-from collections import Counter
 from concurrent.futures import Future
 from functools import partial
 from typing import Any
@@ -60,22 +63,21 @@ from typing import Any
 import prometheus_client
 from gunicorn import http, util
 from gunicorn import sock as gunicorn_sock
-from gunicorn.workers.gthread import STOP_KEEPALIVE_LINGER, TConn, ThreadWorker
+from gunicorn.workers.gthread import STOP_KEEPALIVE_LINGER, ThreadWorker
 
 from webhook.core.observability import get_logger
 from webhook.serving.balance import AcceptBalance
-from webhook.serving.exchange import OneWriteResponse, buffered_parser, serve, unread_bytes
+from webhook.serving.connections import RECV_BYTES, Conn, Connections
+from webhook.serving.connstats import ConnectionStats
+from webhook.serving.exchange import buffered_parser, serve, unread_bytes
 from webhook.serving.framing import FramingError, RequestFramer
 
-__all__ = ["OneWriteResponse", "TrustgateWorker", "worker_class"]
+__all__ = ["TrustgateWorker", "worker_class"]
 
 _log = get_logger("worker")
 
 #: The longest request head (request line and header fields) accepted.
 MAX_HEAD_BYTES = 64 * 1024
-#: Bytes buffered for incomplete requests in one worker, at least.
-_MIN_BUFFER_BUDGET = 64 * 1024 * 1024
-_RECV_BYTES = 64 * 1024
 # One connection is accepted per readiness event of the listener: every
 # worker wakes when a connection arrives and the first to call accept() gets
 # it, so a worker busy serving is slower to take the next one. Accepting a
@@ -84,70 +86,34 @@ _RECV_BYTES = 64 * 1024
 # what is left to chance.
 #: How often deadlines are checked, and so how late a connection may close.
 _SWEEP_INTERVAL = 0.25
-#: A closed connection drains what its client still sends for this long, at most this much.
-_LINGER_SECONDS = 2.0
-_LINGER_BYTES = 64 * 1024
 #: How long a worker holding more connections than a sibling looks away from the listener.
 _DEFER_SECONDS = 0.002
 #: How long accepting pauses when every connection is busy and none can be closed.
 _ACCEPT_PAUSE = 0.1
 #: File descriptors left for the app (registry connections, files, logs).
 _FD_RESERVE = 256
-_REPORT_INTERVAL = 60.0
-_REASONS = {
-    400: "Bad Request",
-    408: "Request Timeout",
-    413: "Content Too Large",
-    431: "Request Header Fields Too Large",
-}
-
-
-class _Conn(TConn):  # type: ignore[misc]
-    """One client connection and what the loop has received of its next request."""
-
-    def __init__(
-        self, cfg: Any, sock: socket.socket, client: Any, server: Any, framer: RequestFramer
-    ) -> None:
-        super().__init__(cfg, sock, client, server)
-        # TConn.init (handshake and parser in the thread) is never used here.
-        self.initialized = True
-        self.data_ready = True
-        self.handshaken = not cfg.is_ssl
-        self.buf = bytearray()
-        self.framer = framer
-        self.expires = 0.0
-        #: Kept alive and idle: the deadline is the keep-alive timeout until a byte arrives.
-        self.kept = False
-        self.closing = False
-        self.closed = False
-        self.drained = 0
-        #: "100 Continue" went out for the request being received.
-        self.continued = False
-        self.events = 0
-        self.callback: Any = None
 
 
 class TrustgateWorker(ThreadWorker):  # type: ignore[misc]
-    """gthread with the handshake and request reads in the event loop (see the module doc)."""
+    """gthread with the handshake and request reads in the event loop (see the module doc).
+
+    gthread's own connection bookkeeping (``nr_conns``, ``keepalived_conns``,
+    ``pending_conns``) stays unused: :class:`Connections` keeps the count.
+    """
 
     client_timeout: float = 10.0
     max_body_bytes: int = 4 * 1024 * 1024
     balance: AcceptBalance | None = None
     alive: bool
+    #: Made when the loop starts, with the poller that ``init_process`` made.
+    _conns: Connections
+    _stats: ConnectionStats
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._waiting: dict[_Conn, None] = {}  # oldest first
-        self._lingering: dict[_Conn, None] = {}
-        self._buffered = 0
-        self._budget = max(_MIN_BUFFER_BUDGET, 4 * (self.max_body_bytes + MAX_HEAD_BYTES))
         self._capacity = int(self.worker_connections)
         self._paused_until = 0.0
         self._next_sweep = 0.0
-        self._next_report = time.monotonic() + _REPORT_INTERVAL
-        self._closed: Counter[str] = Counter()
-        self._metrics: prometheus_client.Counter | None = None
-        self._open_gauge: prometheus_client.Gauge | None = None
 
     def init_process(self) -> None:
         """Size the capacity to the descriptors this process may open, then run."""
@@ -160,6 +126,13 @@ class TrustgateWorker(ThreadWorker):  # type: ignore[misc]
 
     def run(self) -> None:
         """Serve until told to stop, then finish what is in flight within the graceful timeout."""
+        self._stats = ConnectionStats(self.client_timeout, self._capacity)
+        self._conns = Connections(
+            self.poller,
+            self._stats,
+            client_timeout=self.client_timeout,
+            largest_request=self.max_body_bytes + MAX_HEAD_BYTES,
+        )
         self._attach_metrics()
         self.poller.register(
             self.method_queue.fileno(), selectors.EVENT_READ, self.method_queue.run_callbacks
@@ -173,7 +146,7 @@ class TrustgateWorker(ThreadWorker):  # type: ignore[misc]
             paused = now < self._paused_until
             self.set_accept_enabled(not paused)
             if balance is not None:
-                balance.publish(self.nr_conns)
+                balance.publish(self._conns.open)
             wait = min(_SWEEP_INTERVAL, self._paused_until - now) if paused else _SWEEP_INTERVAL
             self.wait_for_and_dispatch_events(timeout=wait)
             if not self.is_parent_alive():
@@ -185,24 +158,8 @@ class TrustgateWorker(ThreadWorker):  # type: ignore[misc]
         """Count closed connections in the app's metrics registry, when the app has one."""
         state = getattr(self.wsgi, "extensions", {}).get("trustgate")
         registry = getattr(getattr(state, "metrics", None), "registry", None)
-        if not isinstance(registry, prometheus_client.CollectorRegistry):
-            return
-        self._metrics = prometheus_client.Counter(
-            "trustgate_client_connections_closed",
-            "Client connections closed by the server before a complete request, by reason: "
-            "timeout (no complete request within the client timeout), evicted (to make room "
-            "at the connection limit), shed (to bound buffered bytes), refused (431, 413, 400).",
-            ["reason"],
-            registry=registry,
-        )
-        self._open_gauge = prometheus_client.Gauge(
-            "trustgate_client_connections",
-            "Open client connections of the server's workers, by state: waiting (for a complete "
-            "request or idle between requests) and busy (a request being served).",
-            ["state"],
-            registry=registry,
-            multiprocess_mode="livesum",  # the pod's, when workers share metrics
-        )
+        if isinstance(registry, prometheus_client.CollectorRegistry):
+            self._stats.attach(registry)
 
     def _stop(self) -> None:
         self.set_accept_enabled(False)
@@ -210,22 +167,27 @@ class TrustgateWorker(ThreadWorker):  # type: ignore[misc]
             self.balance.leave()
         # Idle connections get a moment for a request already on its way (it is
         # answered with "Connection: close"); partial requests keep their deadline.
-        linger = time.monotonic() + STOP_KEEPALIVE_LINGER
-        for conn in self._waiting:
-            if not conn.buf:
-                conn.expires = min(conn.expires, linger)
+        self._conns.cap_idle(time.monotonic() + STOP_KEEPALIVE_LINGER)
         give_up = time.monotonic() + self.cfg.graceful_timeout
-        while self.nr_conns > 0 and time.monotonic() < give_up:
+        while self._conns.open > 0 and time.monotonic() < give_up:
             self.notify()
             self.wait_for_and_dispatch_events(timeout=_SWEEP_INTERVAL)
             self._sweep()
-        for conn in [*self._waiting, *self._lingering]:
-            self._drop(conn)
+        self._conns.drop_all()
+        # As gthread's run ends (gunicorn 27.0.1).
         self.tpool.shutdown(wait=False)
         self.poller.close()
         self.method_queue.close()
         for listener in self.sockets:
             listener.close()
+
+    def _sweep(self) -> None:
+        now = time.monotonic()
+        if now < self._next_sweep:
+            return
+        self._next_sweep = now + _SWEEP_INTERVAL
+        self._conns.expire(now)
+        self._stats.observe(now, self._conns.waiting, self._conns.busy)
 
     def accept(self, listener: socket.socket) -> None:
         """Accept one connection; at capacity, make room by closing the oldest waiting.
@@ -233,11 +195,11 @@ class TrustgateWorker(ThreadWorker):  # type: ignore[misc]
         With several workers, a worker holding more connections than a sibling
         leaves the connection to it for a moment (see ``balance``).
         """
-        if self.balance is not None and not self.balance.should_accept(self.nr_conns):
+        if self.balance is not None and not self.balance.should_accept(self._conns.open):
             self._paused_until = time.monotonic() + _DEFER_SECONDS
             self.set_accept_enabled(False)
             return
-        if self.nr_conns >= self._capacity and not self._evict_oldest():
+        if self._conns.open >= self._capacity and not self._conns.evict_oldest():
             self._pause_accepting()
             return
         try:
@@ -248,11 +210,10 @@ class TrustgateWorker(ThreadWorker):  # type: ignore[misc]
             if exc.errno in (errno.ECONNABORTED, errno.EPROTO):
                 return  # the client left; the listener says when the next one waits
             if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
-                if not self._evict_oldest():
+                if not self._conns.evict_oldest():
                     self._pause_accepting()
                 return
             raise
-        self.nr_conns += 1
         self._open(client, address, listener.getsockname())
 
     def _pause_accepting(self) -> None:
@@ -263,6 +224,8 @@ class TrustgateWorker(ThreadWorker):  # type: ignore[misc]
         client.setblocking(False)
         sock: socket.socket = client
         if self.cfg.is_ssl:
+            # gunicorn's sock.ssl_wrap_socket, but never handshaking here: the
+            # loop does it as the client's bytes arrive.
             try:
                 sock = gunicorn_sock.ssl_context(self.cfg).wrap_socket(
                     client,
@@ -271,42 +234,25 @@ class TrustgateWorker(ThreadWorker):  # type: ignore[misc]
                     suppress_ragged_eofs=self.cfg.suppress_ragged_eofs,
                 )
             except (OSError, ValueError):  # the client left already
-                self.nr_conns -= 1
                 util.close(client)
                 return
-        conn = _Conn(self.cfg, sock, address, server, self._framer())
+        conn = Conn(self.cfg, sock, address, server, self._framer())
         conn.callback = partial(self._on_event, conn)
         conn.expires = time.monotonic() + self.client_timeout
-        self._waiting[conn] = None
-        self._listen(conn, selectors.EVENT_READ)
+        self._conns.add(conn)
 
     def _framer(self) -> RequestFramer:
         return RequestFramer(MAX_HEAD_BYTES, self.max_body_bytes)
 
-    def _listen(self, conn: _Conn, events: int) -> None:
-        if conn.events == events:
-            return
-        if conn.events:
-            self.poller.modify(conn.sock, events, conn.callback)
-        else:
-            self.poller.register(conn.sock, events, conn.callback)
-        conn.events = events
-
-    def _unlisten(self, conn: _Conn) -> None:
-        if conn.events:
-            with contextlib.suppress(KeyError, ValueError, OSError):
-                self.poller.unregister(conn.sock)
-            conn.events = 0
-
-    def _on_event(self, conn: _Conn, _fileobj: object) -> None:
+    def _on_event(self, conn: Conn, _fileobj: object) -> None:
         if conn.closing:
-            self._drain(conn)
+            self._conns.drain(conn)
         else:
             self._progress(conn)
 
     # Receiving a request --------------------------------------------------
 
-    def _progress(self, conn: _Conn) -> None:
+    def _progress(self, conn: Conn) -> None:
         """Advance the handshake and the request as far as the bytes received allow."""
         try:
             if not conn.handshaken:
@@ -314,21 +260,21 @@ class TrustgateWorker(ThreadWorker):  # type: ignore[misc]
                 conn.handshaken = True
             end = self._receive(conn)
         except ssl.SSLWantReadError:
-            self._listen(conn, selectors.EVENT_READ)
+            self._conns.listen(conn, selectors.EVENT_READ)
         except ssl.SSLWantWriteError:
-            self._listen(conn, selectors.EVENT_WRITE)
+            self._conns.listen(conn, selectors.EVENT_WRITE)
         except FramingError as exc:
-            self._count("refused")
-            self._refuse(conn, exc.status, exc.reason)
+            self._stats.count("refused")
+            self._conns.refuse(conn, exc.status, exc.reason)
         except (OSError, ValueError):  # a failed handshake, a reset, an early close
-            self._drop(conn)
+            self._conns.drop(conn)
         else:
             if end is not None:
                 self._dispatch(conn, end)
             else:
-                self._listen(conn, selectors.EVENT_READ)
+                self._conns.listen(conn, selectors.EVENT_READ)
 
-    def _receive(self, conn: _Conn) -> int | None:
+    def _receive(self, conn: Conn) -> int | None:
         """Read until the request is complete (its end) or the socket has no more now (None).
 
         Raises:
@@ -341,7 +287,7 @@ class TrustgateWorker(ThreadWorker):  # type: ignore[misc]
                 with contextlib.suppress(OSError, ValueError):
                     conn.sock.send(b"HTTP/1.1 100 Continue\r\n\r\n")
             try:
-                data = conn.sock.recv(_RECV_BYTES)
+                data = conn.sock.recv(RECV_BYTES)
             except BlockingIOError:
                 return None
             if not data:
@@ -350,37 +296,25 @@ class TrustgateWorker(ThreadWorker):  # type: ignore[misc]
                 # The next request starts: it has the same time as a first one.
                 conn.kept = False
                 conn.expires = time.monotonic() + self.client_timeout
-            conn.buf += data
-            self._buffered += len(data)
-            if self._buffered > self._budget:
-                self._shed(conn)
+            self._conns.received(conn, data)
         return end
 
-    def _shed(self, keep: _Conn) -> None:
-        """Close the oldest incomplete requests until the buffers fit the budget again."""
-        for conn in [c for c in self._waiting if c.buf and c is not keep]:
-            if self._buffered <= self._budget:
-                return
-            self._count("shed")
-            self._drop(conn)
-
-    def _dispatch(self, conn: _Conn, end: int) -> None:
-        """Hand a complete request to a pool thread: its parser gets exactly the request's bytes.
-
-        Pipelined bytes after it stay here, framed once the request is answered.
-        """
-        self._unlisten(conn)
-        del self._waiting[conn]
-        conn.parser = buffered_parser(self.cfg, bytes(conn.buf[:end]), conn.client)
-        self._buffered -= end
-        del conn.buf[:end]
+    def _dispatch(self, conn: Conn, end: int) -> None:
+        """Hand a complete request to a pool thread: its parser gets exactly the request's bytes."""
+        conn.parser = buffered_parser(self.cfg, self._conns.take(conn, end), conn.client)
         self.enqueue_req(conn)
 
-    def handle(self, conn: _Conn) -> bool:
+    # In a pool thread, then back in the loop ------------------------------
+
+    def handle(self, conn: Conn) -> bool:
         """Serve the buffered request in a pool thread; whether to keep the connection.
 
         gthread's ``handle`` (gunicorn 27.0.1) without what the loop has done
         already: waiting for data, the TLS handshake, HTTP/2 negotiation.
+        ``super().handle`` cannot serve instead: it makes the socket blocking
+        with no timeout (a client that never reads would keep the thread), and
+        it logs a write timeout, this worker's everyday way to shed a stuck
+        client, as a socket error with its traceback.
         """
         req = None
         try:
@@ -402,18 +336,18 @@ class TrustgateWorker(ThreadWorker):  # type: ignore[misc]
             self.handle_error(req, conn.sock, conn.client, exc)
             return False
 
-    def handle_request(self, req: Any, conn: _Conn) -> bool:
+    def handle_request(self, req: Any, conn: Conn) -> bool:
         """gthread's ``handle_request``, answering in one write (see ``serving.exchange``)."""
         return serve(self, req, conn)
 
-    def finish_request(self, conn: _Conn, fs: Future[Any]) -> None:
+    def finish_request(self, conn: Conn, fs: Future[Any]) -> None:
         """Back in the loop after a request: wait for the next one, or close."""
         try:
             keep = bool(fs.result()) if not fs.cancelled() else False
         except Exception:
             keep = False
         if not keep:
-            self._close_gracefully(conn)
+            self._conns.close_gracefully(conn)
             return
         unread = unread_bytes(conn.parser)
         if unread:
@@ -423,7 +357,7 @@ class TrustgateWorker(ThreadWorker):  # type: ignore[misc]
                 "closing a connection whose request gunicorn read %d bytes short of its framing",
                 len(unread),
             )
-            self._close_gracefully(conn)
+            self._conns.close_gracefully(conn)
             return
         conn.sock.setblocking(False)
         conn.framer = self._framer()
@@ -436,123 +370,9 @@ class TrustgateWorker(ThreadWorker):  # type: ignore[misc]
                 conn.expires = min(conn.expires, now + STOP_KEEPALIVE_LINGER)
         else:
             conn.expires = now + self.client_timeout
-        self._waiting[conn] = None
+        self._conns.wait(conn)
         # TLS may hold decrypted bytes the poller cannot see: read now.
         self._progress(conn)
-
-    # Closing --------------------------------------------------------------
-
-    def _sweep(self) -> None:
-        now = time.monotonic()
-        if now < self._next_sweep:
-            return
-        self._next_sweep = now + _SWEEP_INTERVAL
-        for conn in [c for c in self._lingering if c.expires <= now]:
-            self._drop(conn)
-        for conn in [c for c in self._waiting if c.expires <= now]:
-            if conn.buf:
-                self._count("timeout")
-                reason = f"the request was not complete within {self.client_timeout:g} seconds"
-                self._refuse(conn, 408, reason)
-            else:
-                if not conn.kept:
-                    self._count("timeout")
-                self._drop(conn)
-        if self._open_gauge is not None:
-            waiting = len(self._waiting)
-            self._open_gauge.labels("waiting").set(waiting)
-            self._open_gauge.labels("busy").set(self.nr_conns - waiting - len(self._lingering))
-        if now >= self._next_report:
-            self._next_report = now + _REPORT_INTERVAL
-            self._report()
-
-    def _count(self, reason: str) -> None:
-        self._closed[reason] += 1
-        if self._metrics is not None:
-            self._metrics.labels(reason).inc()
-
-    def _report(self) -> None:
-        if not self._closed:
-            return
-        _log.warning(
-            "closed %d connections that sent no complete request within %g s, %d to make room "
-            "at %d connections, %d to bound buffered bytes, refused %d requests that were too "
-            "large or malformed, in the last %g s",
-            self._closed["timeout"],
-            self.client_timeout,
-            self._closed["evicted"],
-            self._capacity,
-            self._closed["shed"],
-            self._closed["refused"],
-            _REPORT_INTERVAL,
-            extra={"fields": dict(self._closed)},
-        )
-        self._closed.clear()
-
-    def _evict_oldest(self) -> bool:
-        """Close a lingering connection, or the oldest still waiting for its request."""
-        for pool, reason in ((self._lingering, None), (self._waiting, "evicted")):
-            if pool:
-                if reason:
-                    self._count(reason)
-                self._drop(next(iter(pool)))
-                return True
-        return False
-
-    def _refuse(self, conn: _Conn, status: int, reason: str) -> None:
-        """Answer ``status`` without waiting (best effort), then close."""
-        body = json.dumps({"error": reason}).encode() + b"\n"
-        head = (
-            f"HTTP/1.1 {status} {_REASONS[status]}\r\nContent-Type: application/json\r\n"
-            f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
-        )
-        with contextlib.suppress(OSError, ValueError):
-            conn.sock.send(head.encode() + body)
-        self._close_gracefully(conn)
-
-    def _close_gracefully(self, conn: _Conn) -> None:
-        """Half-close, then drain in the loop what the client still sends, briefly (RFC 9112 9.6).
-
-        Closing at once with unread bytes would make the kernel answer RST and
-        could cut off the response the client has not read yet.
-        """
-        self._forget(conn)
-        try:
-            conn.sock.setblocking(False)
-            conn.sock.shutdown(socket.SHUT_WR)
-        except (OSError, ValueError):
-            self._drop(conn)
-            return
-        conn.closing = True
-        conn.expires = time.monotonic() + _LINGER_SECONDS
-        self._lingering[conn] = None
-        self._listen(conn, selectors.EVENT_READ)
-
-    def _drain(self, conn: _Conn) -> None:
-        try:
-            data = conn.sock.recv(_RECV_BYTES)
-        except (BlockingIOError, InterruptedError):
-            return
-        except (OSError, ValueError):
-            data = b""
-        conn.drained += len(data)
-        if not data or conn.drained > _LINGER_BYTES:
-            self._drop(conn)
-
-    def _forget(self, conn: _Conn) -> None:
-        self._waiting.pop(conn, None)
-        self._buffered -= len(conn.buf)
-        conn.buf = bytearray()
-
-    def _drop(self, conn: _Conn) -> None:
-        if conn.closed:
-            return
-        conn.closed = True
-        self._forget(conn)
-        self._lingering.pop(conn, None)
-        self._unlisten(conn)
-        self.nr_conns -= 1
-        util.close(conn.sock)
 
 
 def worker_class(

@@ -7,7 +7,7 @@ from gunicorn.config import Config
 from gunicorn.http import wsgi
 from gunicorn.http.parser import RequestParser
 
-from webhook.serving.worker import OneWriteResponse
+from webhook.serving.exchange import OneWriteResponse
 
 
 class Recorder:
