@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.cli import BAD, GOOD, REPO, run
 from tests.support.kube import pod_spec, policy_yaml, review, workload
-from tests.unit.cli.test_main import BAD, GOOD, REPO, run
 
 EXAMPLE = REPO / "docs" / "examples" / "admission-review.json"
 

@@ -10,7 +10,7 @@ from xml.etree import ElementTree as ET
 
 import pytest
 
-from tests.unit.cli.test_main import REPO, run
+from tests.support.cli import REPO, run
 from tests.unit.core.test_failures import closed_port
 from webhook.cli.main import build_parser
 

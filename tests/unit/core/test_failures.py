@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 import requests
 
+from tests.support.cli import run
 from tests.support.hostile import hang, hostile_server
-from tests.unit.cli.test_main import run
 from webhook.core import certs
 from webhook.core.failures import describe
 
