@@ -86,8 +86,11 @@ SOAK_ARGS ?= --attackers
 soak: $(TEST_STAMP) test-deps
 	$(BIN)/python bench/soak.py $(SOAK_ARGS)
 
+# The policy schema for editors, and the config part of the chart's values schema, made
+# from the server's configuration schema (webhook/config/schema.py).
 schema: $(RUN_STAMP)
 	$(BIN)/trustgate policy schema > docs/policy.schema.json
+	$(BIN)/python -m webhook.config.chartschema --write
 
 clean:
 	rm -rf $(VENV) certs/*.crt certs/*.key certs/*.pem .pytest_cache .mypy_cache .ruff_cache .import_linter_cache

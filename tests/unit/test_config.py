@@ -219,3 +219,31 @@ def test_max_images_defaults_to_200_and_is_schema_checked() -> None:
         parse_config({"admission": {"maxImages": 0}})
     with pytest.raises(ConfigError, match=r"field admission\.maxImages: 'many'"):
         parse_config({"admission": {"maxImages": "many"}})
+
+
+@pytest.mark.parametrize(
+    ("entry", "message"),
+    [
+        ({"insecur": True}, r"field registries\.quay\.io: .*'insecur' was unexpected"),
+        ({"insecure": "yes"}, r"field registries\.quay\.io\.insecure: 'yes' is not of type"),
+        ({"ca": 3}, r"field registries\.quay\.io\.ca: 3 is not of type 'string'"),
+        ({"credentials": ""}, r"field registries\.quay\.io\.credentials: .*'minLength' rule"),
+        (
+            {"credentials": "/c", "username": "u"},
+            r"field registries\.quay\.io: set only one of credentials and username",
+        ),
+        (
+            {"credentials": "/c", "password": "p"},
+            r"field registries\.quay\.io: set only one of credentials and password$",
+        ),
+        ("robot:s3cret", r"field registries\.quay\.io: is not of type 'object' \(the value is not"),
+    ],
+)
+def test_a_registry_entry_is_schema_checked_when_the_file_is_read(
+    entry: object, message: str
+) -> None:
+    """Not only when a worker builds its registry client: the schema the chart and
+    `policy lint --config` use refuses it too, and never prints a password."""
+    with pytest.raises(ConfigError, match=message) as refused:
+        parse_config({"registries": {"quay.io": entry}})
+    assert "s3cret" not in str(refused.value)

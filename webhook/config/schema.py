@@ -19,6 +19,34 @@ MAX_CONDITION_PROCESSES = 16
 _TTL: dict[str, Any] = {"type": "number", "exclusiveMinimum": 0}
 _SIZE: dict[str, Any] = {"type": "integer", "minimum": 1, "description": "Most entries kept."}
 
+#: One entry of ``registries``. ``services.registry_settings`` reads it and checks the
+#: files it names; the shape is here so that every reader of the schema (the server at
+#: start-up, ``policy lint --config``, the chart's values.schema.json) refuses a typo alike.
+_REGISTRY: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        "insecure": {"type": "boolean", "description": "Plain HTTP; only for local registries."},
+        "ca": {
+            "type": "string",
+            "minLength": 1,
+            "description": "File holding an extra CA for this registry's HTTPS certificate.",
+        },
+        "username": {"description": "Basic credentials (or credentials: a file)."},
+        "password": {"description": "The password of username."},
+        "credentials": {
+            "type": "string",
+            "minLength": 1,
+            "description": "A Docker config.json (or dockerconfigjson Secret) holding the "
+            "credentials of this registry; not with username or password.",
+        },
+    },
+    "allOf": [
+        {"not": {"required": ["credentials", "username"]}},
+        {"not": {"required": ["credentials", "password"]}},
+    ],
+}
+
 SCHEMA: dict[str, Any] = {
     "$schema": "https://json-schema.org/draft/2020-12/schema",
     "type": "object",
@@ -83,7 +111,11 @@ SCHEMA: dict[str, Any] = {
                 "level": {"enum": ["debug", "info", "warning", "error"]},
             },
         },
-        "registries": {"type": "object", "description": "Per-registry settings."},
+        "registries": {
+            "type": "object",
+            "description": "Per-registry settings, by host[:port] as written in image references.",
+            "additionalProperties": _REGISTRY,
+        },
         "network": {
             "type": "object",
             "description": "Limits on the outbound calls of reviews (registries, token "

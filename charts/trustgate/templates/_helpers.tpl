@@ -72,6 +72,25 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- default (printf "%s-policies" (include "trustgate.fullname" .)) .Values.policies.existingConfigMap }}
 {{- end }}
 
+{{/*
+The data of the policies ConfigMap: policies.files, one key per file. The preflight
+check (preflight.yaml) lints a copy made by this same template.
+*/}}
+{{- define "trustgate.policyFiles" -}}
+{{- if not .Values.policies.files }}
+{{- fail "policies.files is empty: give at least one policy, policies.existingConfigMap, or gitSync" }}
+{{- end }}
+{{- range $name, $content := .Values.policies.files }}
+{{- $file := ternary $name (printf "%s.yaml" $name) (or (hasSuffix ".yaml" $name) (hasSuffix ".yml" $name) (hasSuffix ".json" $name)) }}
+{{ $file }}: |
+  {{- if kindIs "string" $content }}
+  {{- $content | trimSuffix "\n" | nindent 2 }}
+  {{- else }}
+  {{- toYaml $content | nindent 2 }}
+  {{- end }}
+{{- end }}
+{{- end }}
+
 {{/* The policy directory as the server sees it. */}}
 {{- define "trustgate.policyDir" -}}
 {{- if .Values.gitSync.enabled }}

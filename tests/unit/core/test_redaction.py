@@ -50,7 +50,14 @@ def test_both_api_key_and_key_file_are_refused_without_the_key() -> None:
         ({"cache": {"shared": [f"redis://:{SECRET}@redis"]}}, "cache.shared"),
         ({"freshness": {"pyxis": {"url": f"ftp://u:{SECRET}@pyxis"}}}, "freshness.pyxis.url"),
         ({"registries": [{"quay.io": {"password": SECRET}}]}, "registries"),
-        ({"registries": {"password": SECRET}, "log": {"level": "loud"}}, "log.level"),
+        (
+            {
+                "registries": {"quay.io": {"username": "u", "password": SECRET}},
+                "log": {"level": "loud"},
+            },
+            "log.level",
+        ),
+        ({"registries": {"quay.io": {"password": SECRET, "token": 1}}}, "registries.quay.io"),
     ],
 )
 def test_a_schema_error_never_shows_a_secret(data: Any, field: str) -> None:
