@@ -700,3 +700,24 @@ def test_generated_certificate_is_kept_across_upgrades(tmp_path: Path) -> None:
     # Without the Secret (a first install), a new CA is generated.
     (fresh,) = one(render(), "ValidatingWebhookConfiguration")["webhooks"]
     assert fresh["clientConfig"]["caBundle"] != secret["data"]["ca.crt"]
+
+
+def _pod_templates(objects: list[dict]) -> Iterator[tuple[str, dict]]:
+    for obj in objects:
+        spec = obj.get("spec") or {}
+        if obj["kind"] == "CronJob":
+            spec = spec["jobTemplate"]["spec"]
+        if "template" in spec:
+            yield f"{obj['kind']}/{obj['metadata']['name']}", spec["template"]
+
+
+def test_only_the_webhooks_pods_carry_its_selector(case: tuple[str, dict, list[dict]]) -> None:
+    # A pod the Service selects gets admission reviews: an audit or preflight pod serves none.
+    _, _, objects = case
+    selector = one(objects, "Service")["spec"]["selector"]
+    selecting = [
+        name
+        for name, template in _pod_templates(objects)
+        if selector.items() <= (template.get("metadata", {}).get("labels") or {}).items()
+    ]
+    assert selecting == [f"Deployment/{one(objects, 'Deployment')['metadata']['name']}"]
