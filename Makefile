@@ -61,9 +61,11 @@ typecheck: $(TEST_STAMP)
 registry-deps:
 	@command -v docker-registry >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-registry; }
 
-# Redis for the shared-cache tests, besides the registry.
+# Redis for the shared-cache tests, besides the registry; kubectl (Debian's kubernetes-client)
+# for the audits of kustomizations.
 test-deps: registry-deps
 	@command -v redis-server >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server; }
+	@command -v kubectl >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq kubernetes-client; }
 
 test: $(TEST_STAMP) test-deps lint typecheck
 	$(BIN)/python -m pytest

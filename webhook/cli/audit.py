@@ -14,12 +14,17 @@ a string) becomes an ``error`` row naming the file and the document, and the
 audit goes on with the next one. An AdmissionReview (a request saved from the
 API server, or docs/examples/) is judged as ``trustgate review`` judges it:
 its request's object, namespace and operation.
+
+A kustomization or a Helm chart is judged as rendered (``webhook.cli.tree``
+decides what is one, ``webhook.cli.render`` runs the tool); a tree that cannot be
+rendered is an ``error`` row quoting the tool.
 """
 
 from __future__ import annotations
 
+import os
 import sys
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -29,12 +34,13 @@ import yaml
 
 from webhook.admission.review import AdmissionRequest, Decision, decide, parse_review
 from webhook.admission.waivers import shown_reason
-from webhook.core.errors import AdmissionReviewError, ManifestError
+from webhook.cli.render import RenderError, Renderers, find_renderers, render
+from webhook.cli.tree import Source
+from webhook.core.errors import AdmissionReviewError
 from webhook.engine import Engine, PolicyResult
 from webhook.policy.model import NoMatch
 
 DecisionLabel = Literal["allowed", "warned", "waived", "denied", "error"]
-_SUFFIXES = frozenset({".yaml", ".yml", ".json"})
 #: trustgate's own documents live beside manifests in Git; they are not workloads.
 _OWN_KINDS = frozenset({"ImagePolicy", "ImagePolicyTest", "ImagePolicyException"})
 _Loader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -92,18 +98,6 @@ class Row:
         return f"{self.kind}/{self.name}"
 
 
-def _files(path: Path) -> Iterator[Path]:
-    if path.is_dir():
-        for child in sorted(path.rglob("*")):
-            hidden = any(part.startswith(".") for part in child.relative_to(path).parts)
-            if child.is_file() and child.suffix in _SUFFIXES and not hidden:
-                yield child
-    elif path.exists():
-        yield path
-    else:
-        raise ManifestError(f"{path}: no such file or directory")
-
-
 _TYPE_NAMES: dict[type, str] = {dict: "a mapping", list: "a list", str: "a string"}
 
 
@@ -141,7 +135,8 @@ def _error(source: str, index: int, message: str) -> Manifest:
     return Manifest(source, index, {}, error=f"{source}: document {index}: {message}")
 
 
-def _parse(text: str, source: str) -> Iterator[Manifest]:
+def parse_manifests(text: str, source: str) -> Iterator[Manifest]:
+    """The objects of the YAML or JSON documents of ``text``, read from ``source``."""
     index = 0
     documents = yaml.load_all(text, Loader=_Loader)
     while True:
@@ -162,26 +157,47 @@ def _parse(text: str, source: str) -> Iterator[Manifest]:
         yield from _objects(document, source, index)
 
 
-def read_manifests(paths: Iterable[str]) -> Iterator[Manifest]:
-    """Every Kubernetes object in ``paths`` (files, directories, ``-``).
+def read_manifests(
+    sources: Iterable[Source],
+    renderers: Renderers | None = None,
+    *,
+    values: Sequence[Path] = (),
+    namespace: str = "default",
+) -> Iterator[Manifest]:
+    """Every Kubernetes object of ``sources`` (see ``webhook.cli.tree.plan``).
 
-    A file that cannot be read or parsed, and a document that is not an
-    object, yield a Manifest carrying the error.
-
-    Raises:
-        ManifestError: a path is missing.
+    Kustomizations and charts are rendered by ``renderers`` (default: those on
+    PATH), charts as release namespace ``namespace`` with the ``values`` files.
+    A file that cannot be read or parsed, a tree that cannot be rendered, and a
+    document that is not an object, yield a Manifest carrying the error.
     """
-    for name in paths:
-        if name == "-":
-            yield from _parse(sys.stdin.read(), "-")
-            continue
-        for file in _files(Path(name)):
+    for source in sources:
+        if source.kind == "stdin":
+            yield from parse_manifests(sys.stdin.read(), "-")
+        elif source.kind == "file":
             try:
-                text = file.read_text(encoding="utf-8")
+                text = source.path.read_text(encoding="utf-8")
             except (OSError, UnicodeDecodeError) as exc:
-                yield Manifest(str(file), 0, {}, error=f"{file}: cannot read: {exc}")
+                yield Manifest(source.name, 0, {}, error=f"{source.path}: cannot read: {exc}")
                 continue
-            yield from _parse(text, str(file))
+            yield from parse_manifests(text, source.name)
+        else:
+            renderers = renderers or find_renderers(os.environ)
+            try:
+                text = render(source, renderers, values=values, namespace=namespace)
+            except RenderError as exc:
+                yield Manifest(source.name, 0, {}, error=str(exc))
+                continue
+            yield from parse_manifests(text, source.name)
+
+
+def assumes_namespace(manifest: Manifest) -> bool:
+    """Whether ``manifest`` is an object that names no namespace, judged in the assumed one."""
+    if manifest.error or manifest.request is not None:
+        return False
+    metadata = manifest.object.get("metadata")
+    named = isinstance(metadata, Mapping) and metadata.get("namespace")
+    return not (isinstance(named, str) and named)
 
 
 def request_for(obj: Mapping[str, Any], *, namespace: str, uid: str) -> AdmissionRequest:

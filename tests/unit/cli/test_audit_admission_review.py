@@ -48,8 +48,12 @@ def test_audit_follows_the_request_operation_and_namespace(
     # A DELETE is not judged, by review or by audit.
     deleted = review(workload("Deployment", pod_spec(BAD), namespace="prod-a"), operation="DELETE")
     (tmp_path / "delete.json").write_text(json.dumps(deleted))
-    code, out, _ = run(capsys, "audit", str(tmp_path / "delete.json"), "--policies", str(policies))
-    assert code == 0 and "no workload images found" in out
+    code, out, err = run(
+        capsys, "audit", str(tmp_path / "delete.json"), "--policies", str(policies)
+    )
+    # Nothing judged is no pass.
+    assert code == 2 and "no workload images found" in out
+    assert "nothing was judged" in err
 
 
 def test_audit_says_when_a_review_cannot_be_judged(

@@ -10,19 +10,23 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from webhook.cli import report
-from webhook.cli.audit import Manifest, audit, read_manifests
-from webhook.cli.common import engine_for, print_rows
+from webhook.cli.audit import Manifest, Row, assumes_namespace, audit, read_manifests, request_for
+from webhook.cli.common import EXIT_USAGE, engine_for, print_rows
 from webhook.cli.policyreport import GROUPS, MANAGED_BY, reports
+from webhook.cli.render import find_renderers, refusal
+from webhook.cli.tree import Base, Plan, plan
 from webhook.cli.usage import about, output_option
 from webhook.config import Config
-from webhook.core.errors import TrustgateError
+from webhook.core.errors import ManifestError, TrustgateError
 
 if TYPE_CHECKING:
+    from webhook.engine import Engine
     from webhook.kube.client import KubeClient
 
 
@@ -35,7 +39,8 @@ def add_audit(
         "audit",
         parents=[common],
         **about(
-            "dry-run: judge manifests (files, directories, -) or a live cluster (--cluster)",
+            "dry-run: judge manifests, kustomizations and charts (files, directories, -) "
+            "or a live cluster (--cluster)",
             "trustgate audit examples/ --output junit > trustgate.xml",
             "nothing would be denied",
             "something would be denied",
@@ -47,11 +52,36 @@ def add_audit(
     audit_cmd.add_argument(
         "--namespace",
         "-n",
-        help="manifests: namespace of objects that name none (default: default); "
-        "--cluster: audit only this namespace",
+        help="manifests: namespace of objects that name none, and of rendered charts "
+        "(default: default, with a warning); --cluster: audit only this namespace",
     )
+    _add_tree_flags(audit_cmd)
     _add_cluster_flags(audit_cmd)
     _add_report_flags(audit_cmd)
+
+
+def _add_tree_flags(audit_cmd: argparse.ArgumentParser) -> None:
+    tree = audit_cmd.add_argument_group(
+        "kustomizations and charts",
+        "A directory with a kustomization.yaml is judged as `kubectl kustomize` renders it,\n"
+        "one with a Chart.yaml as `helm template` renders it.",
+    )
+    tree.add_argument(
+        "--values",
+        "-f",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="values file for the chart among the paths, as helm template -f (repeatable; "
+        "later files win)",
+    )
+    tree.add_argument(
+        "--include-bases",
+        action="store_true",
+        help="also judge, on its own, each kustomization that another one below the same "
+        "PATH builds on (by default a base is judged only as its overlays render it)",
+    )
 
 
 def _add_cluster_flags(audit_cmd: argparse.ArgumentParser) -> None:
@@ -96,10 +126,11 @@ def _audit(args: argparse.Namespace, config: Config) -> int:
         raise TrustgateError("give manifest paths or --cluster, not both or neither")
     if args.write_reports and (not args.cluster or args.output != "policyreport"):
         raise TrustgateError("--write-reports needs --cluster and --output policyreport")
+    if args.cluster and (args.values or args.include_bases):
+        raise TrustgateError("--values and --include-bases read manifest paths, not --cluster")
     engine = engine_for(args, config)
     if not args.cluster:
-        rows = audit(engine, read_manifests(args.paths), namespace=args.namespace or "default")
-        return print_rows(rows, args.output, args.report_group)
+        return _audit_manifests(engine, args)
     from webhook.kube.client import KubeClient
     from webhook.kube.credentials import load_credentials
     from webhook.kube.workloads import cluster_workloads
@@ -118,6 +149,109 @@ def _audit(args: argparse.Namespace, config: Config) -> int:
         if args.write_reports:
             _write_reports(client, rows, args)
     return print_rows(rows, args.output, args.report_group)
+
+
+def _audit_manifests(engine: Engine, args: argparse.Namespace) -> int:
+    """Judge the manifests of ``args.paths``, kustomizations and charts rendered first.
+
+    Nothing is judged when a kustomization or chart cannot be rendered here; an
+    audit that finds no image to judge exits 2, since an empty result is no pass.
+    """
+    namespace = args.namespace or "default"
+    sources = plan(args.paths, include_bases=args.include_bases)
+    _check_values(sources, args.values)
+    renderers = find_renderers(os.environ)
+    refused = refusal(sources.sources, renderers, args.values, namespace)
+    if refused:
+        raise ManifestError(refused)
+    for base in sources.bases:
+        _say(_left_out(base))
+    unnamed = _Unnamespaced()
+    manifests = read_manifests(sources.sources, renderers, values=args.values, namespace=namespace)
+    rows = audit(engine, unnamed.watch(manifests), namespace=namespace)
+    code = print_rows(rows, args.output, args.report_group)
+    if not args.namespace:
+        _warn_assumed(unnamed.rows(rows), [s.name for s in sources.sources if s.kind == "chart"])
+    if not rows:
+        _say(
+            f"no workload images found in {' '.join(args.paths)}: nothing was judged, and that "
+            "is no pass. Give the files or directories that hold the workloads (a directory "
+            "with a kustomization.yaml or a Chart.yaml is rendered first), or render them "
+            "yourself and pipe them in: ... | trustgate audit -"
+        )
+        return EXIT_USAGE
+    return code
+
+
+def _check_values(sources: Plan, values: list[Path]) -> None:
+    """Refuse ``--values`` that no chart, or more than one chart, would read."""
+    if not values:
+        return
+    charts = [s.name for s in sources.sources if s.kind == "chart"]
+    if not charts:
+        raise TrustgateError(
+            "--values is for a Helm chart, and the paths hold none (a directory with a Chart.yaml)"
+        )
+    if len(charts) > 1:
+        raise TrustgateError(
+            f"--values is for one chart, and the paths hold {len(charts)} ({', '.join(charts)}): "
+            "audit each chart with its own values"
+        )
+    for file in values:
+        if not file.is_file():
+            raise TrustgateError(f"--values {file}: no such file")
+
+
+def _left_out(base: Base) -> str:
+    if not base.used_by:
+        return f"{base.path}: a kustomize Component, judged only through what uses it"
+    users = ", ".join(str(u) for u in base.used_by)
+    return (
+        f"{base.path}: not judged on its own, but as {users} render it (a base; "
+        "--include-bases judges it on its own too)"
+    )
+
+
+class _Unnamespaced:
+    """Remembers the objects that name no namespace as they pass into the audit."""
+
+    def __init__(self) -> None:
+        self._keys: set[tuple[str, str, str]] = set()
+
+    def watch(self, manifests: Iterable[Manifest]) -> Iterator[Manifest]:
+        for manifest in manifests:
+            if assumes_namespace(manifest):
+                request = request_for(manifest.object, namespace="", uid="")
+                self._keys.add((manifest.source, request.kind, request.name))
+            yield manifest
+
+    def rows(self, rows: Iterable[Row]) -> list[str]:
+        """The workloads (``Kind/name``) of ``rows`` judged in the assumed namespace."""
+        found = {
+            r.resource if r.name else f"{r.kind} (no name)": None
+            for r in rows
+            if (r.source, r.kind, r.name) in self._keys
+        }
+        return list(found)
+
+
+def _warn_assumed(workloads: list[str], charts: list[str]) -> None:
+    subjects = []
+    if workloads:
+        shown = ", ".join(workloads[:3]) + (", ..." if len(workloads) > 3 else "")
+        noun = "workload that names" if len(workloads) == 1 else "workloads that name"
+        subjects.append(f"{len(workloads)} {noun} no namespace ({shown})")
+    if charts:
+        subjects.append(f"the release of {', '.join(charts)}")
+    if subjects:
+        _say(
+            f'warning: judged {" and ".join(subjects)} in namespace "default", which the '
+            "audit assumed: give --namespace NS to judge them in the namespace they will run in"
+        )
+
+
+def _say(line: str) -> None:
+    print(f"trustgate: {line}", file=sys.stderr)
 
 
 def _write_reports(client: KubeClient, rows: list[Any], args: argparse.Namespace) -> None:
