@@ -106,14 +106,17 @@ def test_a_chart_is_judged_as_helm_renders_it(
 
     code, out, err = run(capsys, "audit", CHART, "-n", "prod-web", "-o", "json")
     assert code == 1
-    assert judged(out) == [(CHART, "prod-web", "quay.io/trustgate/trustgate:0.1.0", "denied")]
+    # The Deployment, and the pre-install Job that lints what it will load: the same image.
+    denied = (CHART, "prod-web", "quay.io/trustgate/trustgate:0.1.0", "denied")
+    assert judged(out) == [denied, denied]
     assert "warning" not in err
 
     values = tmp_path / "prod.yaml"
     values.write_text(yaml.safe_dump({"image": {"repository": "quay.io/acme/trustgate"}}))
     code, out, _ = run(capsys, "audit", CHART, "-n", "prod-web", "-f", str(values), "-o", "json")
     assert code == 0
-    assert judged(out) == [(CHART, "prod-web", "quay.io/acme/trustgate:0.1.0", "allowed")]
+    allowed = (CHART, "prod-web", "quay.io/acme/trustgate:0.1.0", "allowed")
+    assert judged(out) == [allowed, allowed]
 
 
 def test_without_helm_a_chart_is_refused_with_the_helm_template_hint(
