@@ -38,7 +38,7 @@ $(TEST_STAMP): $(RUN_STAMP)
 	@touch $@
 
 certs/tls.crt certs/tls.key: | $(RUN_STAMP)
-	$(BIN)/trustgate certs generate --out certs --service trustgate --namespace trustgate \
+	$(BIN)/trustgate certs generate --out certs --service trustgate --namespace trustgate-system \
 		--san localhost --san $(HOST)
 
 run: $(RUN_STAMP) certs/tls.crt
@@ -62,10 +62,12 @@ registry-deps:
 	@command -v docker-registry >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-registry; }
 
 # Redis for the shared-cache tests, besides the registry; kubectl (Debian's kubernetes-client)
-# for the audits of kustomizations.
+# for the audits of kustomizations and the documents' `kubectl create` lines, and curl for
+# the README's (tests/unit/test_readme.py runs the documents' commands).
 test-deps: registry-deps
 	@command -v redis-server >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server; }
 	@command -v kubectl >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq kubernetes-client; }
+	@command -v curl >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq curl; }
 
 test: $(TEST_STAMP) test-deps lint typecheck
 	$(BIN)/python -m pytest
@@ -97,18 +99,27 @@ schema: $(RUN_STAMP)
 clean:
 	rm -rf $(VENV) certs/*.crt certs/*.key certs/*.pem .pytest_cache .mypy_cache .ruff_cache .import_linter_cache
 
-# The container image, built without a daemon: buildah (Debian: apt-get install buildah),
-# else podman. The base image comes from a registry (BASE_IMAGE, default UBI 9 Python 3.11);
-# docs/install.md says how to build, check and push it.
+# The container image: with buildah or podman (daemonless; Debian: apt-get install buildah,
+# or podman), else with docker (its daemon must be running); the first of them on PATH, or
+# BUILDER=docker (podman, buildah) to choose. .dockerignore is .containerignore. The base image comes from a registry
+# (BASE_IMAGE, default UBI 9 Python 3.11); docs/install.md says how to build, check and
+# push it, or load it into kind.
 IMAGE      ?= quay.io/trustgate/trustgate
 IMAGE_TAG  ?= $(shell sed -n 's/^appVersion: *"\{0,1\}\([^"]*\)"\{0,1\}/\1/p' charts/trustgate/Chart.yaml)
 BASE_IMAGE ?= registry.access.redhat.com/ubi9/python-311:latest
-# More flags for the builder, e.g. a proxy's CA for pip: --volume /etc/ssl/certs/ca-certificates.crt:/etc/ssl/certs/ca-certificates.crt:ro --volume $(PWD)/pip.conf:/etc/pip.conf:ro
+# More flags for the builder, e.g. a proxy's CA for pip (buildah and podman): --volume /etc/ssl/certs/ca-certificates.crt:/etc/ssl/certs/ca-certificates.crt:ro --volume $(PWD)/pip.conf:/etc/pip.conf:ro
 IMAGE_BUILD_FLAGS ?=
-BUILDER    ?= $(shell command -v buildah >/dev/null && echo buildah || { command -v podman >/dev/null && echo podman; })
+BUILDER    ?= $(firstword $(foreach tool,buildah podman docker,$(if $(shell command -v $(tool) 2>/dev/null),$(tool))))
+# buildah and podman keep intermediate layers only when asked; docker always does.
+LAYERS_buildah := --layers
+LAYERS_podman  := --layers
+# kind loads from docker's image store, or from an archive of what podman or buildah built.
+KIND_LOAD = $(if $(filter docker,$(notdir $(BUILDER))),kind load docker-image $(IMAGE):$(IMAGE_TAG),$(BUILDER) push $(IMAGE):$(IMAGE_TAG) docker-archive:/tmp/trustgate.tar && kind load image-archive /tmp/trustgate.tar)
 
 .PHONY: image
 image:
-	@test -n "$(BUILDER)" || { echo "make image needs buildah or podman (apt-get install buildah)" >&2; exit 2; }
-	$(BUILDER) build --layers --build-arg BASE_IMAGE=$(BASE_IMAGE) $(IMAGE_BUILD_FLAGS) -f Containerfile -t $(IMAGE):$(IMAGE_TAG) .
+	@test -n "$(BUILDER)" || { echo "make image needs docker, podman or buildah, and none is on PATH: install one (Debian: apt-get install podman), or name yours with BUILDER=" >&2; exit 2; }
+	@test "$(notdir $(BUILDER))" != docker || $(BUILDER) info >/dev/null 2>&1 || { echo "make image: docker is installed but its daemon does not answer ($(BUILDER) info fails): start it (systemctl start docker), or build with podman or buildah (BUILDER=podman)" >&2; exit 2; }
+	$(BUILDER) build $(LAYERS_$(notdir $(BUILDER))) --build-arg BASE_IMAGE=$(BASE_IMAGE) $(IMAGE_BUILD_FLAGS) -f Containerfile -t $(IMAGE):$(IMAGE_TAG) .
 	@echo "built $(IMAGE):$(IMAGE_TAG); push it with: $(BUILDER) push $(IMAGE):$(IMAGE_TAG)"
+	@echo "or load it into a kind cluster with: $(KIND_LOAD)"

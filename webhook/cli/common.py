@@ -15,6 +15,7 @@ from typing import Any
 from webhook.cli import report
 from webhook.cli.policyreport import Group
 from webhook.config import Config
+from webhook.core.errors import PolicyError
 from webhook.engine import Engine
 from webhook.policy.loader import load_directory
 from webhook.services import build_engine
@@ -34,12 +35,53 @@ def whole(text: str, minimum: int) -> int | None:
     return value if value >= minimum else None
 
 
+#: Where ``--policies`` came from (``args.policies_from``) when the flag is not given.
+POLICIES_ENV, POLICIES_DEFAULT = "$TRUSTGATE_POLICIES", "default"
+
+
+class PoliciesFlag(argparse.Action):
+    """``--policies DIR``, remembering that the directory came from the flag."""
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: Any,
+        option_string: str | None = None,
+    ) -> None:
+        setattr(namespace, self.dest, values)
+        namespace.policies_from = option_string or "--policies"
+
+
+def policy_directory(args: argparse.Namespace) -> Path:
+    """``--policies``, checked to exist.
+
+    Raises:
+        PolicyError: when it does not, saying where the path came from (the flag,
+            ``$TRUSTGATE_POLICIES`` or the default ``./policies``) and what to change.
+    """
+    directory: Path = args.policies
+    if directory.exists():
+        return directory
+    where = getattr(args, "policies_from", POLICIES_DEFAULT)
+    if where == POLICIES_ENV:
+        hint = f"from {POLICIES_ENV}: set it to your policy directory, or pass --policies DIR"
+    elif where == POLICIES_DEFAULT:
+        hint = (
+            f"the default, ./policies, relative to {Path.cwd()}: run trustgate from the "
+            f"directory that holds policies/, pass --policies DIR or set {POLICIES_ENV}"
+        )
+    else:
+        hint = f"from {where}: check the path"
+    raise PolicyError(f"policy directory {directory} does not exist ({hint})")
+
+
 def engine_for(args: argparse.Namespace, config: Config, directory: Path | None = None) -> Engine:
     """An engine over the policies of ``directory`` (default ``--policies``), loaded once.
 
-    Raises PolicyError when the policies do not load.
+    Raises PolicyError when the policies do not load, or when ``--policies`` does not exist.
     """
-    policy_set = load_directory(directory or args.policies)
+    policy_set = load_directory(directory or policy_directory(args))
     return build_engine(lambda: policy_set, config)
 
 

@@ -21,7 +21,13 @@ from webhook.cli.commands.grade import add_grade
 from webhook.cli.commands.policy import add_policy
 from webhook.cli.commands.review import add_check, add_review
 from webhook.cli.commands.serve import add_serve
-from webhook.cli.common import EXIT_USAGE, Handler
+from webhook.cli.common import (
+    EXIT_USAGE,
+    POLICIES_DEFAULT,
+    POLICIES_ENV,
+    Handler,
+    PoliciesFlag,
+)
 from webhook.cli.usage import installed_version
 from webhook.config import load_config
 from webhook.core.errors import TrustgateError
@@ -34,8 +40,13 @@ def _common(env: Mapping[str, str]) -> argparse.ArgumentParser:
     common.add_argument(
         "--policies",
         type=Path,
+        action=PoliciesFlag,
         default=Path(env.get("TRUSTGATE_POLICIES", "policies")),
         help="policy directory (default: $TRUSTGATE_POLICIES or ./policies)",
+    )
+    # Where --policies came from, for the message when the directory is missing.
+    common.set_defaults(
+        policies_from=POLICIES_ENV if env.get("TRUSTGATE_POLICIES") else POLICIES_DEFAULT
     )
     common.add_argument(
         "--config",

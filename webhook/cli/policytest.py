@@ -32,12 +32,12 @@ from jsonschema import Draft202012Validator
 from webhook.admission.review import decide
 from webhook.checks import CheckContext
 from webhook.cli.audit import pod_for_images, request_for
-from webhook.core.errors import CheckFailed, PolicyError
+from webhook.core.errors import CheckFailed, PolicyError, PolicyErrors
 from webhook.core.reference import ImageRef
 from webhook.engine import Engine
-from webhook.policy.documents import iter_documents, parse, read
+from webhook.policy.documents import parse, policy_files, read
 from webhook.policy.model import Policy
-from webhook.policy.schema import schema_error
+from webhook.policy.schema import schema_errors
 from webhook.signatures.conditions import Evaluator, held_note, holding
 
 #: What a case may expect to have waived a denial (``Waiver.by``).
@@ -176,38 +176,67 @@ def _resource(case: Mapping[str, Any], file: Path, index: int, field: str) -> Ma
 
 
 def load_cases(directory: Path) -> list[Case]:
-    """Every ImagePolicyTest case in ``directory``.
+    """Every ImagePolicyTest case in ``directory``, or in the one file ``directory`` names.
+
+    Every file and every case is read before anything is raised, so that
+    ``policy lint`` shows all the mistakes of a run at once.
 
     Raises:
-        PolicyError: naming the file, document and field of an invalid case.
+        PolicyError: naming the file, document and field of an invalid case;
+            PolicyErrors listing each, in file order, when there are several.
     """
     cases: list[Case] = []
+    errors: list[PolicyError] = []
     validator = Draft202012Validator(_SCHEMA)
-    for file, index, document in iter_documents(directory):
-        if not isinstance(document, dict) or document.get("kind") != "ImagePolicyTest":
-            continue
-        error = schema_error(validator, document, file=str(file), document=index)
-        if error is not None:
-            raise error
-        suite = str(document["metadata"]["name"])
-        for number, raw in enumerate(document["spec"]["cases"]):
+    files = [directory] if directory.is_file() else policy_files(directory)
+    for file in files:
+        try:
+            for _, index, document in parse(file, read(file)):
+                if isinstance(document, dict) and document.get("kind") == "ImagePolicyTest":
+                    cases.extend(_suite(validator, document, file, index, errors))
+        except PolicyError as exc:
+            errors.append(exc)
+    if errors:
+        raise errors[0] if len(errors) == 1 else PolicyErrors(errors)
+    return cases
+
+
+def _suite(
+    validator: Draft202012Validator,
+    document: dict[str, Any],
+    file: Path,
+    index: int,
+    errors: list[PolicyError],
+) -> list[Case]:
+    """The cases of one ImagePolicyTest document; its mistakes go to ``errors``."""
+    found = schema_errors(validator, document, file=str(file), document=index)
+    if found:
+        errors.extend(found)
+        return []
+    cases = []
+    suite = str(document["metadata"]["name"])
+    for number, raw in enumerate(document["spec"]["cases"]):
+        try:
             obj = _resource(raw, file, index, f"spec.cases[{number}]")
-            cases.append(
-                Case(
-                    suite=suite,
-                    name=raw["name"],
-                    file=str(file),
-                    namespace=raw.get("namespace", "default"),
-                    kind=raw.get("kind", str(obj.get("kind", "Pod"))),
-                    object=obj,
-                    expect=raw["expect"],
-                    reason=raw.get("reason"),
-                    attestations=tuple(raw.get("attestations", ())),
-                    user=raw.get("user", ""),
-                    groups=tuple(raw.get("groups", ())),
-                    waived=raw.get("waived"),
-                )
+        except PolicyError as exc:
+            errors.append(exc)
+            continue
+        cases.append(
+            Case(
+                suite=suite,
+                name=raw["name"],
+                file=str(file),
+                namespace=raw.get("namespace", "default"),
+                kind=raw.get("kind", str(obj.get("kind", "Pod"))),
+                object=obj,
+                expect=raw["expect"],
+                reason=raw.get("reason"),
+                attestations=tuple(raw.get("attestations", ())),
+                user=raw.get("user", ""),
+                groups=tuple(raw.get("groups", ())),
+                waived=raw.get("waived"),
             )
+        )
     return cases
 
 

@@ -17,6 +17,7 @@ import yaml
 
 from webhook.cli.audit import Row
 from webhook.cli.policyreport import Group, reports
+from webhook.core.counts import counted
 
 FORMATS = ("table", "json", "junit", "policyreport")
 
@@ -55,13 +56,13 @@ def _table(rows: Sequence[Row]) -> str:
     counts = {d: sum(1 for r in rows if r.decision == d) for d in _LABELS}
     out.append("")
     summary = (
-        f"{len(rows) - counts['error']} images: {counts['allowed']} allowed, "
+        f"{counted(len(rows) - counts['error'], 'image')}: {counts['allowed']} allowed, "
         f"{counts['warned']} warned, {counts['denied']} denied"
     )
     if counts["waived"]:
         summary += f"; {counts['waived']} run only thanks to an exception or break-glass"
     if counts["error"]:
-        summary += f"; {counts['error']} unreadable documents"
+        summary += f"; {counted(counts['error'], 'unreadable document')}"
     out.append(summary)
     return "\n".join(out) + "\n"
 

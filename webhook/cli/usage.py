@@ -24,15 +24,17 @@ def output_option(parser: argparse.ArgumentParser, formats: Sequence[str]) -> No
     )
 
 
-_USAGE_ERROR = "bad usage or input: a policy that does not load, an unreadable file"
+_USAGE_ERROR = "a policy that does not load, an unreadable file"
 
 
-def about(summary: str, example: str, *exits: str) -> dict[str, Any]:
+def about(summary: str, example: str, *exits: str, usage: str = _USAGE_ERROR) -> dict[str, Any]:
     """``add_parser`` keywords: the help line, a description, an example and the exit codes.
 
-    ``exits`` are the meanings of exit codes 0, 1, ... ; 2 is always bad usage or input.
+    ``exits`` are the meanings of exit codes 0, 1, ... ; 2 is always bad usage or input,
+    ``usage`` saying which (by default, policies that do not load and unreadable files:
+    commands that read no policies say what else).
     """
-    codes = {**dict(enumerate(exits)), 2: _USAGE_ERROR}
+    codes = {**dict(enumerate(exits)), 2: f"bad usage or input: {usage}"}
     lines = "\n".join(f"  {code}  {text}" for code, text in codes.items())
     return {
         "help": summary,

@@ -37,6 +37,8 @@ _TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
 _LOWER_HEX = re.compile(r"[0-9a-f]+")
 # What containerd and docker resolve as a local image ID rather than a name.
 _IMAGE_ID = re.compile(r"(?:sha256|sha384|sha512):[0-9a-fA-F]+|[0-9a-f]{64}")
+# A URL's scheme, which a reference copied from a browser or a registry's web page carries.
+_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,6 +108,12 @@ def _parse(text: str) -> ImageRef:
     if not text:
         raise ImageReferenceError("image reference is empty")
     _check_characters(text)
+    scheme = _SCHEME.match(text)
+    if scheme is not None:
+        raise ImageReferenceError(
+            f"{_quote(text)} starts with a URL scheme ({scheme.group()}), which an image "
+            f"reference does not have: write {_quote(text[scheme.end() :])}"
+        )
     if _IMAGE_ID.fullmatch(text):
         raise ImageReferenceError(
             f"{_quote(text)} looks like an image ID, which a runtime may resolve to a local "

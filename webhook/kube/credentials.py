@@ -14,6 +14,7 @@ starts from the same ``Credentials``.
 from __future__ import annotations
 
 import base64
+import difflib
 import json
 import os
 from collections.abc import Mapping
@@ -140,7 +141,7 @@ def from_kubeconfig(path: Path, context: str | None = None) -> Credentials:
         raise KubeError(f"{path}: no current-context; pass --context")
     ctx = kubeconfig.contexts.get(name)
     if ctx is None:
-        raise KubeError(f"{path}: no context named {name!r}")
+        raise KubeError(f"{path}: no context named {name!r}; {_contexts(kubeconfig, name)}")
     cluster = kubeconfig.clusters.get(ctx.cluster)
     if cluster is None:
         raise KubeError(f"{path}: context {name!r} names no cluster {ctx.cluster!r}")
@@ -181,6 +182,18 @@ def from_kubeconfig(path: Path, context: str | None = None) -> Credentials:
         SingleConfig(name, ctx, cluster, _user(user, source, base), base / path.name),
         source,
     )
+
+
+def _contexts(kubeconfig: KubeConfig, name: str) -> str:
+    """The contexts that exist, the closest to ``name`` first: what to pass to --context."""
+    names = sorted(kubeconfig.contexts)
+    if not names:
+        return "it defines no contexts"
+    close = difflib.get_close_matches(name, names, n=1)
+    listed = f"its contexts: {', '.join(names)}"
+    if kubeconfig.current_context in names:
+        listed += f" (current-context: {kubeconfig.current_context})"
+    return f"did you mean --context {close[0]}? {listed}" if close else f"pass one of {listed}"
 
 
 def load_credentials(

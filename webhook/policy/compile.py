@@ -19,7 +19,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, cast
 
-from webhook.core.errors import PolicyError
+from webhook.core.errors import PolicyError, PolicyErrors
 from webhook.policy.cel import Condition, ConditionError, compile_condition
 from webhook.policy.exceptions import KIND as EXCEPTION_KIND
 from webhook.policy.exceptions import compile_exception
@@ -83,7 +83,8 @@ def compile_document(document: Any, origin: Origin) -> Policy | PolicyException 
     """``document`` compiled; None for an ImagePolicyTest or a Sigstore trusted root.
 
     Raises:
-        PolicyError: naming the file, document and field of the first mistake.
+        PolicyError: naming the file, document and field of the mistake; PolicyErrors
+            listing each when the schema or the repository globs find several.
     """
     if not isinstance(document, dict):
         raise origin.error(f"a document must be a mapping, not {type(document).__name__}")
@@ -164,14 +165,18 @@ def _pin_digest(spec: Mapping[str, Any], origin: Origin) -> bool:
 
 
 def _check_repository_globs(spec: Mapping[str, Any], origin: Origin) -> None:
-    """Refuse repository globs that can never match (a scheme, a tag, a character class)."""
+    """Refuse repository globs that can never match (a scheme, a tag, a character class): all
+    of them at once (PolicyErrors), so that lint shows each."""
     images = spec.get("match", {}).get("images", [])
     fields = (("spec.registries", spec["registries"]), ("spec.match.images", images))
-    for where, patterns in fields:
-        for number, pattern in enumerate(patterns):
-            problem = repository_glob_problem(pattern)
-            if problem is not None:
-                raise origin.error(problem, f"{where}[{number}]")
+    errors = [
+        origin.error(problem, f"{where}[{number}]")
+        for where, patterns in fields
+        for number, pattern in enumerate(patterns)
+        if (problem := repository_glob_problem(pattern)) is not None
+    ]
+    if errors:
+        raise errors[0] if len(errors) == 1 else PolicyErrors(errors)
 
 
 def _globs(patterns: Sequence[str]) -> tuple[Glob, ...]:

@@ -145,6 +145,9 @@ def _load(
             origin = Origin(file, index, roots)
             try:
                 policy = compile_document(document, origin)
+            except PolicyErrors as exc:
+                errors.extend(exc.errors)
+                continue
             except PolicyError as exc:
                 errors.append(exc)
                 continue

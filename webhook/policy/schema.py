@@ -18,7 +18,7 @@ from typing import Any, cast
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError, best_match, by_relevance
 
-from webhook.core.errors import PolicyError
+from webhook.core.errors import PolicyError, PolicyErrors
 
 #: Among errors at the same place, an unknown field (often a misspelt one) says
 #: more than the required field it was probably meant to be.
@@ -72,28 +72,95 @@ def validate_document(
     """Check one parsed document against the schema of its kind (ImagePolicy by default).
 
     Raises:
-        PolicyError: for the most relevant mistake, with ``field`` set to its
-            JSON path (``spec.registries[0]``) and a message saying what to change.
+        PolicyError: for a single mistake, with ``field`` set to its JSON path
+            (``spec.registries[0]``) and a message saying what to change.
+        PolicyErrors: for several, each as above, in the document's order, so that
+            ``policy lint`` shows every typo of a document in one run.
     """
     _, validator = _loaded(schema)
-    error = schema_error(validator, doc, file=file, document=document)
-    if error is not None:
-        raise error
+    errors = schema_errors(validator, doc, file=file, document=document)
+    if len(errors) == 1:
+        raise errors[0]
+    if errors:
+        raise PolicyErrors(errors)
 
 
 def schema_error(
     validator: Draft202012Validator, doc: Any, *, file: str | None, document: int | None
 ) -> PolicyError | None:
-    """The most relevant mistake in ``doc`` against ``validator``'s schema, in plain words.
+    """The first of :func:`schema_errors`, or None when ``doc`` is valid."""
+    errors = schema_errors(validator, doc, file=file, document=document)
+    return errors[0] if errors else None
 
-    Used for every trustgate document (policies, policy tests), so that each
-    names its file, document and field the same way.
+
+def schema_errors(
+    validator: Draft202012Validator, doc: Any, *, file: str | None, document: int | None
+) -> list[PolicyError]:
+    """Every mistake in ``doc`` against ``validator``'s schema, in plain words.
+
+    One error per place: each violation of the schema gives its most relevant
+    cause, an unknown field gives one error per unknown key, and a required field
+    that an unknown one nearby was probably meant to be (``registrie`` for
+    ``registries``) is not reported twice. Errors come in the order of the
+    document's keys. Used for every trustgate document (policies, exceptions,
+    policy tests), so that each names its file, document and field the same way.
     """
-    error = best_match(validator.iter_errors(doc), key=_RELEVANCE)
-    if error is None:
-        return None
-    parts, message = _describe(error)
-    return PolicyError(message, file=file, document=document, field=_json_path(parts) or None)
+    found: list[tuple[list[str | int], str]] = []
+    unknown: list[tuple[list[str | int], str]] = []
+    violations = list(validator.iter_errors(doc))
+    # A value of the wrong type breaks every other rule about it: say only that.
+    mistyped = [list(v.absolute_path) for v in violations if v.validator == "type"]
+    for violation in violations:
+        path = list(violation.absolute_path)
+        if violation.validator != "type" and any(path[: len(t)] == t for t in mistyped):
+            continue
+        error = best_match([violation], key=_RELEVANCE)
+        if error is None:  # pragma: no cover - best_match of one error is that error
+            continue
+        if error.validator == "additionalProperties" and not _exactly_one_ancestor(error):
+            path = list(error.absolute_path)
+            known = sorted(error.schema.get("properties", {}))
+            for extra in (key for key in error.instance if key not in known):
+                unknown.append((path, str(extra)))
+                found.append(([*path, extra], _unknown_field(extra, known)))
+            continue
+        found.append(_describe(error))
+    kept: dict[tuple[str, str], tuple[list[str | int], str]] = {}
+    for parts, message in found:
+        if message == "is required" and _meant(parts, unknown):
+            continue
+        kept.setdefault((_json_path(parts), message), (parts, message))
+    ordered = sorted(kept.values(), key=lambda item: _position(doc, item[0]))
+    return [
+        PolicyError(message, file=file, document=document, field=_json_path(parts) or None)
+        for parts, message in ordered
+    ]
+
+
+def _meant(parts: list[str | int], unknown: list[tuple[list[str | int], str]]) -> bool:
+    """Whether a missing field ``parts`` is probably one misspelt beside it."""
+    *parent, name = parts
+    return any(
+        path == parent and difflib.get_close_matches(str(name), [extra], n=1)
+        for path, extra in unknown
+    )
+
+
+def _position(doc: Any, parts: Sequence[str | int]) -> tuple[int, ...]:
+    """Where ``parts`` is in ``doc``, as indices in key order; a missing key sorts last."""
+    position = []
+    value = doc
+    for part in parts:
+        if isinstance(value, dict) and part in value:
+            position.append(list(value).index(part))
+            value = value[part]
+        elif isinstance(value, list) and isinstance(part, int) and 0 <= part < len(value):
+            position.append(part)
+            value = value[part]
+        else:
+            position.append(len(value) if isinstance(value, dict | list) else 0)
+            break
+    return tuple(position)
 
 
 def _describe(error: ValidationError) -> tuple[list[str | int], str]:
@@ -114,7 +181,7 @@ def _describe(error: ValidationError) -> tuple[list[str | int], str]:
     if validator == "oneOf":
         names = _exactly_one_names(value)
         if names is not None:
-            present = [name for name in names if name in instance]
+            present = [name for name in names if isinstance(instance, dict) and name in instance]
             if present:
                 return path, f"set only one of {_alternatives(present, 'and')}"
             return path, f"needs one of {_alternatives(names, 'or')}"

@@ -24,6 +24,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from webhook.core.counts import counted
 from webhook.core.errors import PolicyError
 from webhook.policy.loader import load_directory
 from webhook.policy.model import PolicySet
@@ -88,8 +89,8 @@ class PolicyStore:
             loaded_at=time.time(), policies=len(self._set), fingerprint=self._set.fingerprint
         )
         log.info(
-            "loaded %d policies from %s",
-            len(self._set),
+            "loaded %s from %s",
+            counted(len(self._set), "policy", "policies"),
             directory,
             extra={"directory": str(directory), "fingerprint": self._set.fingerprint},
         )
@@ -170,8 +171,8 @@ class PolicyStore:
             failures=previous.failures,
         )
         log.info(
-            "reloaded %d policies from %s",
-            len(policy_set),
+            "reloaded %s from %s",
+            counted(len(policy_set), "policy", "policies"),
             self._directory,
             extra={
                 "directory": str(self._directory),

@@ -70,4 +70,4 @@ def test_audit_says_when_a_review_cannot_be_judged(
     assert (
         "old.json: document 1: an AdmissionReview that cannot be judged: expected apiVersion" in out
     )
-    assert "ERROR" in out and "1 images: 1 allowed" in out
+    assert "ERROR" in out and "1 image: 1 allowed" in out

@@ -107,7 +107,7 @@ def test_audit_cluster_one_namespace_clean(
     code, out, _ = run(argv, capsys, monkeypatch, {})
     assert code == 0
     assert "StatefulSet/db" in out
-    assert "1 images: 1 allowed, 0 warned, 0 denied" in out
+    assert "1 image: 1 allowed, 0 warned, 0 denied" in out
 
 
 def test_audit_cluster_excludes_namespaces_as_the_webhook_does(

@@ -48,6 +48,10 @@ def test_help_has_a_description_an_example_and_exit_codes(
     text = parser.format_help()
     assert "\nexample:\n  trustgate " in text
     assert "\nexit codes:\n  0  " in text and "\n  2  bad usage or input" in text
+    # Exit code 2 names what can go wrong with this command: policies only where it reads them.
+    reads_policies = any("--policies" in a.option_strings for a in parser._actions)
+    codes = text.split("\nexit codes:\n")[1]
+    assert ("polic" in codes.split("\n  2  ")[1]) == reads_policies, codes
     # The example is a command line this parser accepts, for this very command.
     example = text.split("example:\n  ")[1].splitlines()[0]
     argv = shlex.split(example.split(" > ")[0])[1:]
@@ -147,7 +151,7 @@ def test_lint_and_test_take_one_file(tmp_path: Path, capsys: pytest.CaptureFixtu
     policies = _write_policies(tmp_path)
     (policies / "other.yaml").write_text("not: [valid")  # another file's mistake is not this one's
     code, out, _ = run(capsys, "policy", "lint", str(policies / "p.yaml"))
-    assert (code, out) == (0, f"{policies / 'p.yaml'}: 1 policies and 2 test cases are valid\n")
+    assert (code, out) == (0, f"{policies / 'p.yaml'}: 1 policy and 2 test cases are valid\n")
     cases = REPO / "policies" / "tests.yaml"
     code, out, _ = run(capsys, "policy", "test", str(cases))
     assert code == 0 and " 0 failed" in out

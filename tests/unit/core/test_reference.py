@@ -203,7 +203,9 @@ INVALID: list[tuple[str, str]] = [
     ("quay-.io/x", r'registry host "quay-.io" is invalid'),
     ("quay_io.com/x", r'registry host "quay_io.com" is invalid'),
     ("Acme/api", r'registry host "Acme" is a host only because of its uppercase letters'),
-    ("https://quay.io/x", r'port "" must be a number from 1 to 65535'),
+    # a URL, copied from a browser: the scheme is named, and what to write instead
+    ("https://quay.io/x", r'URL scheme \(https://\), .* write "quay.io/x"'),
+    ("docker://nginx:1.27", r'URL scheme \(docker://\), .* write "nginx:1.27"'),
     ("quay.io:/x", r'port "" must be a number'),
     ("quay.io:abc/x", r'port "abc" must be a number'),
     ("quay.io:0/x", r'port "0" must be a number from 1 to 65535'),

@@ -208,6 +208,18 @@ def test_context_chooses_the_user(api: ApiServer, tmp_path: Path) -> None:
     assert api.requests[-1].path == "/apis/apps/v1/deployments"
 
 
+def test_a_context_typo_lists_the_contexts_there_are(api: ApiServer, tmp_path: Path) -> None:
+    config = kubeconfig(tmp_path / "config", api, token="t", others={"prod-admin": api.token})
+    message = (
+        r"no context named 'prod-admn'; did you mean --context prod-admin\? "
+        r"its contexts: audit, prod-admin \(current-context: audit\)"
+    )
+    with pytest.raises(KubeError, match=message):
+        from_kubeconfig(config, "prod-admn")
+    with pytest.raises(KubeError, match=r"no context named 'x'; pass one of its contexts: audit, "):
+        from_kubeconfig(config, "x")
+
+
 def test_relative_paths_are_relative_to_the_kubeconfig(
     api: ApiServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -569,7 +569,7 @@ BROKEN = [
     ),
     Broken(
         "both key and keyless",
-        _signed(f"{{name: a, key: {{pem: x}}, {_KEYLESS}}}"),
+        _signed(f"{{name: a, key: {{file: release.pub}}, {_KEYLESS}}}"),
         "set only one of key and keyless",
         "p.yaml",
         field="spec.signatures.authorities[0]",

@@ -23,6 +23,7 @@ from webhook.cli.render import find_renderers, refusal
 from webhook.cli.tree import Base, Plan, plan
 from webhook.cli.usage import about, output_option
 from webhook.config import Config
+from webhook.core.counts import counted
 from webhook.core.errors import ManifestError, TrustgateError
 
 if TYPE_CHECKING:
@@ -269,7 +270,7 @@ def _write_reports(client: KubeClient, rows: list[Any], args: argparse.Namespace
         exclude_namespaces=frozenset(args.exclude_namespace),
     )
     print(
-        f"trustgate: wrote {written} {names.kind} objects ({names.api_version}), "
+        f"trustgate: wrote {counted(written, names.kind + ' object')} ({names.api_version}), "
         f"deleted {deleted} of workloads that are gone",
         file=sys.stderr,
     )

@@ -15,6 +15,10 @@ from webhook.cli.usage import about, output_option
 from webhook.config import Config
 from webhook.core import certs
 
+#: The namespace docs/install.md installs the chart into.
+NAMESPACE = "trustgate-system"
+_USAGE = "an unknown flag, a file that exists already (--force) or cannot be written"
+
 
 def add_certs(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add ``certs`` and its subcommand ``generate``."""
@@ -24,6 +28,7 @@ def add_certs(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
             "certificates for the webhook",
             "trustgate certs generate --out certs --san localhost --san 127.0.0.1",
             "written",
+            usage=_USAGE,
         ),
     )
     certs_commands = certs_cmd.add_subparsers(dest="certs_command", required=True)
@@ -31,15 +36,20 @@ def add_certs(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
         "generate",
         **about(
             "write a new CA (ca.crt) and a serving certificate (tls.crt, tls.key)",
-            "trustgate certs generate --out certs --service trustgate --namespace trustgate",
+            "trustgate certs generate --out certs --service trustgate --namespace " + NAMESPACE,
             "written",
+            usage=_USAGE,
         ),
     )
     generate.set_defaults(handler=_certs)
     output_option(generate, ("table", "json"))
     generate.add_argument("--out", type=Path, default=Path("certs"))
     generate.add_argument("--service", default="trustgate")
-    generate.add_argument("--namespace", default="trustgate")
+    generate.add_argument(
+        "--namespace",
+        default=NAMESPACE,
+        help=f"the Service's namespace, for its DNS names (default {NAMESPACE})",
+    )
     generate.add_argument(
         "--san", action="append", default=[], help="extra DNS name or IP address (repeatable)"
     )

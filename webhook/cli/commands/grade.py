@@ -10,7 +10,7 @@ import argparse
 import json
 from datetime import UTC, datetime
 
-from webhook.cli.common import EXIT_DENIED, EXIT_OK
+from webhook.cli.common import EXIT_DENIED, EXIT_OK, policy_directory
 from webhook.cli.usage import about, output_option
 from webhook.config import Config
 from webhook.policy.loader import load_directory
@@ -47,7 +47,7 @@ def add_grade(
 def _grade(args: argparse.Namespace, config: Config) -> int:
     from webhook.services import build_grader
 
-    policy_set = load_directory(args.policies)
+    policy_set = load_directory(policy_directory(args))
     grader = build_grader(config)
     now = datetime.now(UTC)
     results = [

@@ -12,15 +12,16 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
-from webhook.cli.common import EXIT_DENIED, EXIT_OK, whole
+from webhook.cli.common import EXIT_DENIED, EXIT_OK, EXIT_USAGE, policy_directory, whole
 from webhook.cli.policytest import Case, SuppliedAttestations, junit, load_cases, run_case
 from webhook.cli.usage import about, output_option
 from webhook.config import Config
-from webhook.core.errors import TrustgateError
+from webhook.core.counts import counted
+from webhook.core.errors import PolicyError, PolicyErrors, TrustgateError
 from webhook.engine import Engine
 from webhook.policy.exceptions import WARN_DAYS, breadth_warnings, expiry_warnings
 from webhook.policy.loader import load_directory, load_file
-from webhook.policy.model import PolicyException
+from webhook.policy.model import Policy, PolicyException
 from webhook.policy.schema import policy_schema
 from webhook.services import build_engine, build_evaluator
 
@@ -37,6 +38,7 @@ def add_policy(
             "trustgate policy lint policies/",
             "the command succeeded",
             "see the command's own --help",
+            usage="an unknown flag; see the command's own --help",
         ),
     )
     policy_commands = policy.add_subparsers(dest="policy_command", required=True)
@@ -83,6 +85,7 @@ def add_policy(
             "print the ImagePolicy JSON Schema (draft 2020-12), for editors",
             "trustgate policy schema > docs/policy.schema.json",
             "printed",
+            usage="an unknown flag",
         ),
     )
     schema.set_defaults(handler=_schema)
@@ -98,16 +101,15 @@ def _days(text: str) -> int:
 
 
 def _lint(args: argparse.Namespace, config: Config) -> int:
-    directory = args.directory or args.policies
-    cases = load_cases(directory)
-    exceptions: tuple[PolicyException, ...] = ()
-    if directory.is_file():
-        policies = load_file(directory)
-    else:
-        policy_set = load_directory(directory)
-        policies, exceptions = list(policy_set.policies), policy_set.exceptions
-    if not policies and not cases:
-        raise TrustgateError(f"{directory}: no ImagePolicy or ImagePolicyTest documents")
+    try:
+        directory = args.directory or policy_directory(args)
+        policies, exceptions, cases = _linted(directory)
+    except TrustgateError as exc:
+        if args.output != "json":
+            raise
+        # A JSON consumer gets JSON on failure too: every mistake, where it is, what it is.
+        print(json.dumps({"valid": False, "errors": _as_json(exc), "warnings": []}))
+        return EXIT_USAGE
     warnings = expiry_warnings(exceptions, datetime.now(UTC), args.warn_days)
     warnings += breadth_warnings(exceptions)
     if args.output == "json":
@@ -115,6 +117,7 @@ def _lint(args: argparse.Namespace, config: Config) -> int:
             json.dumps(
                 {
                     "valid": True,
+                    "errors": [],
                     "policies": [p.name for p in policies],
                     "exceptions": [e.name for e in exceptions],
                     "testCases": len(cases),
@@ -123,17 +126,68 @@ def _lint(args: argparse.Namespace, config: Config) -> int:
             )
         )
     else:
-        counted = f"{len(policies)} policies"
+        found = counted(len(policies), "policy", "policies")
         if exceptions:
-            counted += f", {len(exceptions)} exceptions"
-        print(f"{directory}: {counted} and {len(cases)} test cases are valid")
+            found += f", {counted(len(exceptions), 'exception')}"
+        print(f"{directory}: {found} and {counted(len(cases), 'test case')} are valid")
         for warning in warnings:
             print(f"warning: {warning}")
     return EXIT_OK
 
 
+def _linted(
+    directory: Path,
+) -> tuple[list[Policy], tuple[PolicyException, ...], list[Case]]:
+    """The policies, exceptions and test cases of ``directory`` (or of one file).
+
+    Policies and test cases are both read before anything is raised, so one run
+    shows every mistake of every file.
+
+    Raises:
+        PolicyError: the one mistake; PolicyErrors listing each, in file order.
+        TrustgateError: neither policies nor test cases were found.
+    """
+    errors: list[PolicyError] = []
+    cases: list[Case] = []
+    policies: list[Policy] = []
+    exceptions: tuple[PolicyException, ...] = ()
+    try:
+        cases = load_cases(directory)
+    except PolicyError as exc:
+        errors.extend(_each(exc))
+    try:
+        if directory.is_file():
+            policies = load_file(directory)
+        else:
+            policy_set = load_directory(directory)
+            policies, exceptions = list(policy_set.policies), policy_set.exceptions
+    except PolicyError as exc:
+        errors.extend(_each(exc))
+    # A file that does not parse is reported by both readers: once is enough.
+    unique = list({str(error): error for error in errors}.values())
+    unique.sort(key=lambda error: (error.file or "", error.document or 0))
+    if unique:
+        raise unique[0] if len(unique) == 1 else PolicyErrors(unique)
+    if not policies and not cases:
+        raise TrustgateError(f"{directory}: no ImagePolicy or ImagePolicyTest documents")
+    return policies, exceptions, cases
+
+
+def _each(error: PolicyError) -> list[PolicyError]:
+    return error.errors if isinstance(error, PolicyErrors) else [error]
+
+
+def _as_json(error: TrustgateError) -> list[dict[str, object]]:
+    if not isinstance(error, PolicyError):
+        return [{"file": None, "document": None, "field": None, "message": str(error)}]
+    return [
+        {"file": e.file, "document": e.document, "field": e.field, "message": e.message}
+        for e in _each(error)
+    ]
+
+
 def _test(args: argparse.Namespace, config: Config) -> int:
-    directory = args.directory or args.policies
+    directory = args.directory or policy_directory(args)
     # One file's cases run against the policies deployed beside it: its directory's.
     policy_set = load_directory(directory.parent if directory.is_file() else directory)
     engine = build_engine(lambda: policy_set, config)

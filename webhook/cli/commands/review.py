@@ -21,6 +21,7 @@ from webhook.cli.common import EXIT_DENIED, EXIT_OK, engine_for, print_rows
 from webhook.cli.usage import about, output_option
 from webhook.config import Config
 from webhook.core.errors import TrustgateError
+from webhook.core.reference import parse_reference
 from webhook.engine import display
 
 
@@ -78,6 +79,10 @@ def add_check(
     check.add_argument("--kind", default="Pod", help="the object kind policies see (default Pod)")
 
 
+#: What to run instead of ``review`` on manifests.
+_AUDIT_HINT = "to judge Kubernetes manifests (YAML or JSON), run: trustgate audit {file}"
+
+
 def _review(args: argparse.Namespace, config: Config) -> int:
     engine = engine_for(args, config)
     try:
@@ -86,7 +91,16 @@ def _review(args: argparse.Namespace, config: Config) -> int:
     except OSError as exc:
         raise TrustgateError(f"cannot read {args.file}: {exc.strerror}") from exc
     except ValueError as exc:
-        raise TrustgateError(f"{args.file} is not valid JSON: {exc}") from exc
+        raise TrustgateError(
+            f"{args.file} is not valid JSON ({exc}): review answers one AdmissionReview in "
+            f"JSON, as the API server sends it; {_AUDIT_HINT.format(file=args.file)}"
+        ) from exc
+    kind = body.get("kind") if isinstance(body, dict) else None
+    if isinstance(kind, str) and kind != "AdmissionReview":
+        raise TrustgateError(
+            f"{args.file} holds a {kind}, not an AdmissionReview; "
+            + _AUDIT_HINT.format(file=args.file)
+        )
     recheck = config.recheck_unchanged_images
     if args.mutate:
         answer, mutation, _ = mutation_review(engine, body, recheck_unchanged_images=recheck)
@@ -108,6 +122,10 @@ def _review(args: argparse.Namespace, config: Config) -> int:
 def _check(args: argparse.Namespace, config: Config) -> int:
     if not args.images and not args.volume:
         raise TrustgateError("give at least one IMAGE or --volume IMAGE")
+    for image in (*args.images, *args.volume):
+        # Raises ImageReferenceError: a typo on the command line is bad input (exit 2),
+        # not a denial (exit 1).
+        parse_reference(image)
     engine = engine_for(args, config)
     pod = pod_for_images(args.images, namespace=args.namespace, volumes=args.volume)
     request = request_for(pod, namespace=args.namespace, uid="check")

@@ -7,10 +7,12 @@ server, so the server and Flask are imported only when it runs.
 from __future__ import annotations
 
 import argparse
+import errno
+import socket
 from collections.abc import Mapping
 from pathlib import Path
 
-from webhook.cli.common import EXIT_OK, whole
+from webhook.cli.common import EXIT_OK, policy_directory, whole
 from webhook.cli.usage import about
 from webhook.config import Config
 from webhook.core.errors import TrustgateError
@@ -115,7 +117,10 @@ def _serve(args: argparse.Namespace, config: Config) -> int:
 
     if not args.insecure_http and (args.cert is None or args.key is None):
         raise TrustgateError("--cert and --key are required (or --insecure-http for local tests)")
-    load_directory(args.policies)  # fail fast, before any worker starts
+    load_directory(policy_directory(args))  # fail fast, before any worker starts
+    _check_free(args.host, args.port, "--port N (make run: PORT=N)")
+    if args.metrics_port is not None:
+        _check_free(args.host, args.metrics_port, "--metrics-port N")
     settings = Settings(policies=args.policies, config=config)
     options = ServeOptions(
         host=args.host,
@@ -137,6 +142,32 @@ def _serve(args: argparse.Namespace, config: Config) -> int:
 
     serve(worker_app, options)
     return EXIT_OK
+
+
+def _check_free(host: str, port: int, flag: str) -> None:
+    """Refuse a port that another process listens on, naming the flag that sets it.
+
+    gunicorn would retry for five seconds and then say only "Can't connect to";
+    this says which setting to change. The probe binds as gunicorn does
+    (SO_REUSEADDR), so a port whose last connections are closing is not refused.
+    """
+    if not 0 < port < 65536:
+        return  # the server refuses it with its own message
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise TrustgateError(
+                    f"port {port} on {host} is in use by another process: stop that "
+                    f"process, or choose another port with {flag}"
+                ) from None
+            raise TrustgateError(
+                f"cannot listen on {host} port {port}: {exc.strerror}; choose another "
+                f"address or port with --host and {flag}"
+            ) from None
 
 
 def _worker_count(args: argparse.Namespace) -> int:

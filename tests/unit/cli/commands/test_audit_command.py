@@ -190,7 +190,7 @@ def test_audit_table_counts_unreadable_documents(
     code, out, _ = run(capsys, "audit", str(tmp_path), "--policies", str(policies))
     assert code == 2
     assert "ERROR" in out
-    assert "1 images: 1 allowed, 0 warned, 0 denied; 1 unreadable documents" in out
+    assert "1 image: 1 allowed, 0 warned, 0 denied; 1 unreadable document" in out
     _, out, _ = run(capsys, "audit", str(tmp_path), "--policies", str(policies), "-o", "junit")
     suite = ET.fromstring(out.split("\n", 1)[1])
     assert suite.get("errors") == "1"
