@@ -85,14 +85,6 @@ def validate_document(
         raise PolicyErrors(errors)
 
 
-def schema_error(
-    validator: Draft202012Validator, doc: Any, *, file: str | None, document: int | None
-) -> PolicyError | None:
-    """The first of :func:`schema_errors`, or None when ``doc`` is valid."""
-    errors = schema_errors(validator, doc, file=file, document=document)
-    return errors[0] if errors else None
-
-
 def schema_errors(
     validator: Draft202012Validator, doc: Any, *, file: str | None, document: int | None
 ) -> list[PolicyError]:
