@@ -103,7 +103,6 @@ def test_docker_without_its_daemon_is_refused_before_building(tmp_path: Path) ->
     assert "BUILDER=podman" in done.stderr
 
 
-@pytest.mark.skipif(shutil.which("docker") is None, reason="the docker command is not installed")
 def test_docker_sends_the_build_the_containerfile_needs(tmp_path: Path) -> None:
     daemon = start_dockerd(tmp_path)
     try:
