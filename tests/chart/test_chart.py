@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import ipaddress
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -216,13 +217,26 @@ def test_default_values_satisfy_the_schema() -> None:
 # --- the webhook configuration -----------------------------------------------------
 
 
+def registration(objects: list[dict]) -> dict:
+    """registration.json: the webhooks the pods register once ready, as the chart renders it."""
+    config_map = one(objects, "ConfigMap", f"{RELEASE}-registration")
+    document: dict = json.loads(config_map["data"]["registration.json"])
+    return document
+
+
 def webhooks(objects: list[dict]) -> list[tuple[dict, dict]]:
-    """Each webhook configuration with its one webhook: validating, then mutating if any."""
+    """Each webhook configuration, as Helm installs it (empty), with the one webhook the
+    pods register into it: validating, then mutating if any."""
+    registered = {
+        (c["kind"], c["name"]): c["webhooks"] for c in registration(objects)["configurations"]
+    }
     found = []
     for kind in ("ValidatingWebhookConfiguration", "MutatingWebhookConfiguration"):
         for config in (o for o in objects if o["kind"] == kind):
-            (hook,) = config["webhooks"]
+            assert "webhooks" not in config, "Helm would enforce before a pod is ready"
+            (hook,) = registered.pop((kind, config["metadata"]["name"]))
             found.append((config, hook))
+    assert registered == {}, "registered into a configuration Helm does not install"
     return found
 
 
@@ -268,7 +282,7 @@ def test_pinning_can_be_switched_off_and_fail_closed() -> None:
     assert "MutatingWebhookConfiguration" not in kinds_rendered
     assert "ValidatingWebhookConfiguration" in kinds_rendered
     strict = render({"webhook": {"mutate": {"failurePolicy": "Fail"}}})
-    (hook,) = one(strict, "MutatingWebhookConfiguration")["webhooks"]
+    (_, hook) = webhooks(strict)[1]
     assert hook["failurePolicy"] == "Fail"
 
 
@@ -303,21 +317,24 @@ def test_own_namespace_is_excluded_wherever_the_release_goes(ca_pem: str) -> Non
 def test_the_api_server_trusts_the_serving_certificate(
     case: tuple[str, dict, list[dict]], ca_pem: str
 ) -> None:
-    """caBundle (or cert-manager's injection) is there for every TLS option."""
+    """Every TLS option gives the registered webhooks a caBundle that signs the served
+    certificate: in the registration (tls.mode secret), or the TLS Secret's ca.crt, which the
+    pod mounts beside its certificate and registers (generate, certManager)."""
     name, values, objects = case
-    config = one(objects, "ValidatingWebhookConfiguration")
-    (hook,) = config["webhooks"]
+    config, hook = webhooks(objects)[0]
     mode = values.get("tls", {}).get("mode", "generate")
     deployment = one(objects, "Deployment")
-    secret_name = next(
-        v["secret"]["secretName"] for v in deployment["spec"]["template"]["spec"]["volumes"]
-        if v["name"] == "tls"
-    )  # fmt: skip
+    volume = next(
+        v for v in deployment["spec"]["template"]["spec"]["volumes"] if v["name"] == "tls"
+    )
+    secret_name = volume["secret"]["secretName"]
+    mounted = {item["key"] for item in volume["secret"]["items"]}
+    # trustgate writes caBundle; cert-manager's injector would be a second writer.
+    assert "cert-manager.io/inject-ca-from" not in (config["metadata"].get("annotations") or {})
     if mode == "certManager":
         assert "caBundle" not in hook["clientConfig"]
-        source = config["metadata"]["annotations"]["cert-manager.io/inject-ca-from"]
+        assert mounted == {"tls.crt", "tls.key", "ca.crt"}
         certificate = one(objects, "Certificate", RELEASE)
-        assert source == f"{NAMESPACE}/{certificate['metadata']['name']}"
         assert certificate["spec"]["secretName"] == secret_name
         assert f"{RELEASE}.{NAMESPACE}.svc" in certificate["spec"]["dnsNames"]
         issuer = certificate["spec"]["issuerRef"]
@@ -330,16 +347,20 @@ def test_the_api_server_trusts_the_serving_certificate(
             assert ca_issuer["spec"]["ca"]["secretName"] == ca_certificate["spec"]["secretName"]
             assert ca_certificate["spec"]["isCA"] is True
         return
-    bundle = base64.b64decode(hook["clientConfig"]["caBundle"])
-    ca = x509.load_pem_x509_certificate(bundle)
     if mode == "secret":
+        bundle = base64.b64decode(hook["clientConfig"]["caBundle"])
+        x509.load_pem_x509_certificate(bundle)
         assert bundle.decode() == ca_pem
         assert secret_name == "webhook-tls"
+        assert mounted == {"tls.crt", "tls.key"}
         assert not [o for o in objects if o["kind"] == "Secret"]
         return
+    assert "caBundle" not in hook["clientConfig"]
+    assert mounted == {"tls.crt", "tls.key", "ca.crt"}
     secret = one(objects, "Secret", secret_name)
+    bundle = base64.b64decode(secret["data"]["ca.crt"])
+    ca = x509.load_pem_x509_certificate(bundle)
     assert secret["type"] == "kubernetes.io/tls"
-    assert base64.b64decode(secret["data"]["ca.crt"]) == bundle
     served = x509.load_pem_x509_certificate(base64.b64decode(secret["data"]["tls.crt"]))
     served.verify_directly_issued_by(ca)
     names = served.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
@@ -393,7 +414,7 @@ def test_deployment_runs_trustgate_serve_with_its_real_flags(
     server_values = values.get("server", {})
     assert args.client_timeout == server_values.get("clientTimeoutSeconds", 10)
     assert args.max_connections == server_values.get("maxConnections", 4096)
-    for path in (args.cert, args.key, args.config, args.policies):
+    for path in (args.cert, args.key, args.config, args.policies, args.register):
         assert mounts_cover(server, str(path)), f"{path} is not on a mounted volume"
     port = next(p for p in server["ports"] if p["name"] == "https")
     assert port["containerPort"] == args.port == 8443
@@ -576,7 +597,8 @@ def test_existing_policy_config_map() -> None:
     objects = render({"policies": {"existingConfigMap": "platform-policies"}})
     released = [o for o in objects if "helm.sh/hook" not in o["metadata"].get("annotations", {})]
     assert [o["metadata"]["name"] for o in released if o["kind"] == "ConfigMap"] == [
-        f"{RELEASE}-config"
+        f"{RELEASE}-config",
+        f"{RELEASE}-registration",
     ]
     volumes = one(objects, "Deployment")["spec"]["template"]["spec"]["volumes"]
     assert {"name": "policies", "configMap": {"name": "platform-policies"}} in volumes
@@ -617,6 +639,10 @@ def test_least_privilege(case: tuple[str, dict, list[dict]]) -> None:
     webhook_account = deployment["spec"]["template"]["spec"]["serviceAccountName"]
     account = one(objects, "ServiceAccount", webhook_account)
     assert account["automountServiceAccountToken"] is False
+    # The webhook's one grant, registering its webhooks: tests/chart/test_chart_registration.py.
+    register = one(objects, "ClusterRoleBinding", f"{RELEASE}-register")
+    roles.remove(one(objects, "ClusterRole", f"{RELEASE}-register"))
+    bindings.remove(register)
     for binding in bindings:
         assert webhook_account not in {s["name"] for s in binding["subjects"]}
     if not values.get("auditJob", {}).get("enabled"):
@@ -694,12 +720,10 @@ def test_generated_certificate_is_kept_across_upgrades(tmp_path: Path) -> None:
     secret = one(installed, "Secret", f"{RELEASE}-tls")
     upgraded, asked = render_upgrade(tmp_path, None, secret)
     assert one(upgraded, "Secret", f"{RELEASE}-tls")["data"] == secret["data"]
-    (hook,) = one(upgraded, "ValidatingWebhookConfiguration")["webhooks"]
-    assert hook["clientConfig"]["caBundle"] == secret["data"]["ca.crt"]
     assert f"/api/v1/namespaces/{NAMESPACE}/secrets/{RELEASE}-tls" in asked
     # Without the Secret (a first install), a new CA is generated.
-    (fresh,) = one(render(), "ValidatingWebhookConfiguration")["webhooks"]
-    assert fresh["clientConfig"]["caBundle"] != secret["data"]["ca.crt"]
+    fresh = one(render(), "Secret", f"{RELEASE}-tls")
+    assert fresh["data"]["ca.crt"] != secret["data"]["ca.crt"]
 
 
 def _pod_templates(objects: list[dict]) -> Iterator[tuple[str, dict]]:

@@ -27,6 +27,7 @@ from tests.chart.test_chart import (
     mounts_cover,
     one,
     render,
+    webhooks,
 )
 from webhook.cli.main import build_parser
 from webhook.config import parse_config
@@ -36,13 +37,8 @@ PYXIS_KEY = "pyxis-key-0f3b9c2e7a"
 
 
 def hooks(objects: list[dict]) -> list[dict]:
-    """The validating and the mutating webhook."""
-    found = [
-        hook
-        for o in objects
-        if o["kind"] in ("ValidatingWebhookConfiguration", "MutatingWebhookConfiguration")
-        for hook in o["webhooks"]
-    ]
+    """The validating and the mutating webhook, as the pods register them."""
+    found = [hook for _, hook in webhooks(objects)]
     assert len(found) == 2
     return found
 

@@ -200,7 +200,7 @@ def test_dashboard_is_a_sidecar_config_map() -> None:
 def test_audit_job_writes_policy_reports(group: str, api_group: str, plural: str) -> None:
     values = {"auditJob": {"enabled": True, "output": "policyreport", "reportGroup": group}}
     objects = render(values)
-    role = one(objects, "ClusterRole")
+    role = one(objects, "ClusterRole", f"{RELEASE}-audit")
     report_rules = [r for r in role["rules"] if r["apiGroups"] == [api_group]]
     assert report_rules == [
         {"apiGroups": [api_group], "resources": [plural], "verbs": ["list", "patch", "delete"]}
@@ -215,7 +215,7 @@ def test_audit_job_writes_policy_reports(group: str, api_group: str, plural: str
 
 def test_audit_job_without_policy_reports_writes_nothing() -> None:
     objects = render({"auditJob": {"enabled": True, "output": "json"}})
-    role = one(objects, "ClusterRole")
+    role = one(objects, "ClusterRole", f"{RELEASE}-audit")
     assert all(r["verbs"] == ["list"] for r in role["rules"])
     cron = one(objects, "CronJob")
     (audit,) = cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"]

@@ -161,5 +161,6 @@ class ManifestError(TrustgateError):
 class KubeError(TrustgateError):
     """The Kubernetes API cannot be reached, refuses a request, or is not configured.
 
-    Raised by ``trustgate audit --cluster``; never on the admission path.
+    Raised by ``trustgate audit --cluster`` and by the registration of the webhooks
+    (``serve --register``); never on the admission path.
     """

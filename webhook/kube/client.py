@@ -1,4 +1,4 @@
-"""A connection to one API server (lightkube) that lists, applies and deletes objects.
+"""A connection to one API server (lightkube) that lists, reads, writes and deletes objects.
 
 The connection is lightkube's (a maintained client, chosen over the official
 ``kubernetes`` client for its size and import time: docs/design-notes.md). Lists
@@ -23,13 +23,19 @@ from typing import Any
 import httpx2
 import msgspec
 from lightkube import ALL_NS, ApiError, Client, ConfigError, LoadResourceError
-from lightkube.generic_resource import GenericNamespacedResource, create_namespaced_resource
+from lightkube.generic_resource import (
+    GenericGlobalResource,
+    GenericNamespacedResource,
+    create_global_resource,
+    create_namespaced_resource,
+)
+from lightkube.types import PatchType
 
 from webhook.core.errors import KubeError
 from webhook.core.failures import describe
 from webhook.kube.credentials import Credentials
 
-__all__ = ["DEFAULT_PAGE_SIZE", "TIMEOUT_SECONDS", "KubeClient", "Resource"]
+__all__ = ["DEFAULT_PAGE_SIZE", "TIMEOUT_SECONDS", "KubeClient", "Resource", "refusal_status"]
 
 DEFAULT_PAGE_SIZE = 500
 #: Each call to the API server (connect, each read) is bounded by this.
@@ -38,11 +44,13 @@ TIMEOUT_SECONDS = 30.0
 
 @dataclass(frozen=True, slots=True)
 class Resource:
-    """One namespaced resource the client reads or writes: kind, API group/version, plural."""
+    """One resource the client reads or writes: kind, API group/version, plural, scope."""
 
     kind: str
     api_version: str
     plural: str
+    #: False for cluster-scoped kinds (webhook configurations), which take no namespace.
+    namespaced: bool = True
 
     @property
     def group(self) -> str:
@@ -56,23 +64,40 @@ class Resource:
 
 
 @functools.cache
-def _generic(resource: Resource) -> type[GenericNamespacedResource]:
+def _generic(resource: Resource) -> Any:
     # The class lightkube lists with: it keeps each object's JSON as sent. Made
     # once per resource: lightkube registers it, and refuses a second class for
-    # a core-group kind.
-    return create_namespaced_resource(
-        resource.group, resource.version, resource.kind, resource.plural
-    )
+    # a core-group kind. Typed Any: lightkube's overloads tell namespaced classes
+    # from global ones by type, which a Resource decides only when it runs.
+    made: type[GenericNamespacedResource | GenericGlobalResource]
+    if resource.namespaced:
+        made = create_namespaced_resource(
+            resource.group, resource.version, resource.kind, resource.plural
+        )
+    else:
+        made = create_global_resource(
+            resource.group, resource.version, resource.kind, resource.plural
+        )
+    return made
 
 
 class KubeClient:
-    """Reads lists from one API server; use it as a context manager."""
+    """Reads and writes objects of one API server; use it as a context manager.
 
-    def __init__(self, credentials: Credentials, *, page_size: int = DEFAULT_PAGE_SIZE) -> None:
+    ``timeout`` bounds each call's connect and each read and write (seconds).
+    """
+
+    def __init__(
+        self,
+        credentials: Credentials,
+        *,
+        page_size: int = DEFAULT_PAGE_SIZE,
+        timeout: float = TIMEOUT_SECONDS,
+    ) -> None:
         self.credentials = credentials
         self.page_size = page_size
         try:
-            self._client = Client(credentials.config, timeout=httpx2.Timeout(TIMEOUT_SECONDS))
+            self._client = Client(credentials.config, timeout=httpx2.Timeout(timeout))
         except (ConfigError, OSError, ValueError) as exc:
             # An unreadable CA or client certificate file, or inline data that is not base64.
             raise KubeError(f"{credentials.source}: {exc}") from exc
@@ -120,6 +145,44 @@ class KubeClient:
         with self._errors(resource, "writing"):
             self._client.apply(_generic(resource)(**obj), field_manager="trustgate", force=True)
 
+    def get(self, resource: Resource, name: str, namespace: str | None = None) -> dict[str, Any]:
+        """One object, as the API server sent it.
+
+        Raises:
+            KubeError: as ``list``; a missing object is a KubeError that says "not found".
+        """
+        with self._errors(resource, "reading"):
+            return dict(self._client.get(_generic(resource), name, namespace=namespace))
+
+    def merge_patch(
+        self,
+        resource: Resource,
+        name: str,
+        patch: Mapping[str, Any],
+        namespace: str | None = None,
+    ) -> dict[str, Any]:
+        """Change one existing object by a JSON merge patch (RFC 7386), as field manager
+        ``trustgate``; returns the object as stored.
+
+        A merge patch never creates: an object that is gone stays gone. A patch that
+        carries ``metadata.resourceVersion`` applies only to that version (409 otherwise).
+
+        Raises:
+            KubeError: as ``list``; also when the object is missing (404), has changed
+                since it was read (409), or the server rejects the result (422).
+        """
+        with self._errors(resource, "patching"):
+            return dict(
+                self._client.patch(
+                    _generic(resource),
+                    name,
+                    dict(patch),
+                    namespace=namespace,
+                    patch_type=PatchType.MERGE,
+                    field_manager="trustgate",
+                )
+            )
+
     def delete(self, resource: Resource, name: str, namespace: str) -> None:
         """Delete one object; one already gone is no error.
 
@@ -130,7 +193,7 @@ class KubeClient:
             with self._errors(resource, "deleting"):
                 self._client.delete(_generic(resource), name, namespace=namespace)
         except KubeError as exc:
-            if not isinstance(exc.__cause__, ApiError) or exc.__cause__.status.code != 404:
+            if refusal_status(exc) != 404:
                 raise
 
     @contextlib.contextmanager
@@ -151,8 +214,25 @@ class KubeClient:
             ) from exc
 
 
+def refusal_status(exc: KubeError) -> int | None:
+    """The HTTP status with which the API server refused the call behind ``exc``, if it did.
+
+    None when the server was not reached or its answer was not understood.
+    """
+    cause = exc.__cause__
+    if isinstance(cause, ApiError):
+        return cause.status.code or cause.response.status_code
+    return None
+
+
 #: The verb of RBAC each kind of call needs.
-_RBAC_VERBS = {"listing": "list", "writing": "patch", "deleting": "delete"}
+_RBAC_VERBS = {
+    "listing": "list",
+    "reading": "get",
+    "writing": "patch",
+    "patching": "patch",
+    "deleting": "delete",
+}
 
 
 def _refusal(exc: ApiError, resource: Resource, credentials: Credentials, verb: str) -> str:
@@ -164,9 +244,13 @@ def _refusal(exc: ApiError, resource: Resource, credentials: Credentials, verb: 
     if status == 403:
         need = _RBAC_VERBS[verb]
         return f"{what}: forbidden; the identity needs '{need}' on {resource.plural}: {message}"
+    if status == 404 and verb in ("reading", "patching"):
+        return f"{what}: not found: {message}"
     if status == 404 and verb != "deleting":
         served = f"{resource.api_version} {resource.plural}"
         return f"{what}: not found (does the API server serve {served}?): {message}"
+    if status == 409:
+        return f"{what}: changed by another writer meanwhile; read it again: {message}"
     if status == 410:
         return f"{what}: the list changed too much while it was read; run again: {message}"
     return f"{what}: HTTP {status}: {message}"

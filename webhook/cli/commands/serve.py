@@ -11,6 +11,7 @@ import errno
 import socket
 from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from webhook.cli.common import EXIT_OK, policy_directory, whole
 from webhook.cli.usage import about
@@ -19,6 +20,9 @@ from webhook.core.errors import TrustgateError
 from webhook.core.observability import configure_logging, get_logger
 from webhook.policy.loader import load_directory
 from webhook.serving.cpus import MAX_AUTO_WORKERS, WorkerCount, auto_workers
+
+if TYPE_CHECKING:
+    from webhook.serving.registrar import Target
 
 _log = get_logger("cli")
 
@@ -107,6 +111,16 @@ def add_serve(
     serve.add_argument(
         "--insecure-http", action="store_true", help="serve plain HTTP (local testing only)"
     )
+    serve.add_argument(
+        "--register",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="once this server answers /readyz over TLS, write the webhooks FILE describes "
+        "(the JSON the chart renders) into their webhook configurations through the "
+        "Kubernetes API, and keep them there; a webhook without caBundle gets ca.crt "
+        'beside --cert (docs/install.md, "Install, upgrade, rollback, uninstall")',
+    )
 
 
 def _serve(args: argparse.Namespace, config: Config) -> int:
@@ -118,6 +132,7 @@ def _serve(args: argparse.Namespace, config: Config) -> int:
     if not args.insecure_http and (args.cert is None or args.key is None):
         raise TrustgateError("--cert and --key are required (or --insecure-http for local tests)")
     load_directory(policy_directory(args))  # fail fast, before any worker starts
+    target = _registration_target(args)
     _check_free(args.host, args.port, "--port N (make run: PORT=N)")
     if args.metrics_port is not None:
         _check_free(args.host, args.metrics_port, "--metrics-port N")
@@ -140,6 +155,10 @@ def _serve(args: argparse.Namespace, config: Config) -> int:
         configure_logging(config.log_format, config.log_level, background=True)
         return create_app(settings)
 
+    if target is not None:
+        from webhook.serving.registrar import start_registrar
+
+        start_registrar(target)
     serve(worker_app, options)
     return EXIT_OK
 
@@ -168,6 +187,25 @@ def _check_free(host: str, port: int, flag: str) -> None:
                 f"cannot listen on {host} port {port}: {exc.strerror}; choose another "
                 f"address or port with --host and {flag}"
             ) from None
+
+
+def _registration_target(args: argparse.Namespace) -> Target | None:
+    """``--register``: what to register, checked now so that a bad file fails at start-up."""
+    if args.register is None:
+        return None
+    from webhook.kube.registration import load_registration
+    from webhook.serving.registrar import Target
+
+    if args.insecure_http:
+        raise TrustgateError("--register needs TLS: the API server calls webhooks over HTTPS")
+    target = Target(
+        registration=args.register,
+        ca_file=args.cert.parent / "ca.crt",
+        host={"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(args.host, args.host),
+        port=args.port,
+    )
+    load_registration(target.registration, target.ca_file)
+    return target
 
 
 def _worker_count(args: argparse.Namespace) -> int:

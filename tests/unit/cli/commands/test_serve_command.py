@@ -57,3 +57,33 @@ def test_serve_cpu_request_comes_from_the_downward_api_variable(
     with pytest.raises(SystemExit):
         build_parser({}).parse_args(["serve", "--cpu-request", "1.5"])
     assert "must be a whole number of millicores, got '1.5'" in capsys.readouterr().err
+
+
+def test_serve_register_needs_tls(
+    policies: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    registration = tmp_path / "registration.json"
+    registration.write_text("{}")
+    code, _, err = run(
+        capsys, "serve", "--policies", str(policies), "--insecure-http",
+        "--register", str(registration),
+    )  # fmt: skip
+    assert code == 2
+    assert "--register needs TLS: the API server calls webhooks over HTTPS" in err
+
+
+def test_serve_register_refuses_a_registration_that_does_not_load_before_serving(
+    policies: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tests.support.registration import document, write
+    from webhook.core import certs
+
+    tls = certs.generate(tmp_path / "tls", service="trustgate", namespace="trustgate-system")
+    tls.ca.unlink()  # no ca.crt beside --cert, and no caBundle in the file
+    registration = write(tmp_path, document())
+    code, _, err = run(
+        capsys, "serve", "--policies", str(policies), "--cert", str(tls.cert),
+        "--key", str(tls.key), "--port", "1", "--register", str(registration),
+    )  # fmt: skip
+    assert code == 2
+    assert f"{registration}: a webhook has no caBundle, and {tls.ca} cannot be read" in err
