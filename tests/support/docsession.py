@@ -15,7 +15,8 @@ counterpart and is checked against what came before in the same document:
   configuration the chart rendered, against the comment's ``warned``/``denied``;
   it then runs in the stand-in API for a later ``audit --cluster``;
 - ``kubectl rollout status|delete|patch``: the object exists in the rendered
-  chart, and a JSON patch applies to it.
+  chart, and a JSON patch applies to it (to a webhook configuration as the pods
+  register it from the chart's registration.json).
 """
 
 from __future__ import annotations
@@ -251,7 +252,8 @@ class DocSession:
             assert found is not None, f"{command.text}: the chart renders no {argv[1]} {argv[2]}"
             if argv[0] == "patch":
                 patch = json.loads(argv[argv.index("-p") + 1])
-                jsonpatch.apply_patch(found, patch)  # raises when a path is not there
+                live = _as_registered(release, found)
+                jsonpatch.apply_patch(live, patch)  # raises when a path is not there
         else:
             raise AssertionError(f"{command.text}: no local counterpart for this kubectl command")
 
@@ -301,6 +303,28 @@ class DocSession:
         lint = self.shell(f".venv/bin/trustgate policy lint {directory}")
         assert lint.returncode == 0, ("the rendered policies do not load", lint.stderr)
         return directory, path
+
+
+def _as_registered(release: Any, found: dict[str, Any]) -> dict[str, Any]:
+    """A webhook configuration as it is once the pods registered it.
+
+    The chart renders the configurations without webhooks; ready pods write in
+    the webhooks of the chart's registration.json (docs/install.md), and that
+    is what a kubectl patch of the recovery steps meets.
+    """
+    kind = found["kind"]
+    if kind not in ("ValidatingWebhookConfiguration", "MutatingWebhookConfiguration"):
+        return found
+    name = found["metadata"]["name"]
+    registration = next(
+        json.loads(obj["data"]["registration.json"])
+        for obj in release.objects
+        if obj["kind"] == "ConfigMap" and "registration.json" in obj.get("data", {})
+    )
+    (configuration,) = [
+        c for c in registration["configurations"] if (c["kind"], c["name"]) == (kind, name)
+    ]
+    return {**found, "webhooks": json.loads(json.dumps(configuration["webhooks"]))}
 
 
 def _dry_make(*args: str) -> list[str]:
