@@ -57,6 +57,10 @@ def _common(env: Mapping[str, str]) -> argparse.ArgumentParser:
     return common
 
 
+#: 128 + SIGPIPE, what a shell reports for a writer whose reader went away.
+EXIT_BROKEN_PIPE = 141
+
+
 def build_parser(env: os._Environ[str] | dict[str, str] | None = None) -> argparse.ArgumentParser:
     """The argument parser; ``env`` gives the defaults of --policies, --config, --cpu-request."""
     env_map = os.environ if env is None else env
@@ -92,6 +96,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except TrustgateError as exc:
         print(f"trustgate: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except BrokenPipeError:
+        # The reader left (``trustgate audit ... | head``): nothing more to say, and no
+        # traceback. Standard output goes to /dev/null so that Python's own flush at exit
+        # does not fail again; the exit code is the shell's for a closed pipe.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
 
 
 if __name__ == "__main__":

@@ -6,6 +6,9 @@ help, examples, exit codes and --version in test_conventions.py.
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -33,3 +36,23 @@ def test_config_no_match_warn(
     )
     assert code == 0
     assert "defaults.noMatch: warn" in out
+
+
+def test_a_reader_that_leaves_gets_no_traceback() -> None:
+    # `trustgate policy schema | head -c 10`, with the reader gone before the first write.
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        writer = subprocess.run(
+            [sys.executable, "-m", "webhook.cli", "policy", "schema"],
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    finally:
+        os.close(write_end)
+    assert "Traceback" not in writer.stderr, writer.stderr
+    assert writer.stderr == ""
+    assert writer.returncode == 141
