@@ -22,6 +22,28 @@ class NestedTooDeep(json.JSONDecodeError):
     """A JSON document nested past the parser's recursion limit (``json_value``)."""
 
 
+class DuplicateKey(ValueError):
+    """A JSON object names ``key`` twice (``unique_keys``)."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__(f"key {key!r} is given twice")
+        self.key = key
+
+
+def unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """An ``object_pairs_hook`` for JSON that must name each key once.
+
+    ``json`` keeps the last of two equal keys silently, so a document could say
+    one thing to a reader and another to trustgate. Raises DuplicateKey.
+    """
+    result: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in result:
+            raise DuplicateKey(key)
+        result[key] = value
+    return result
+
+
 def _plain(text: str, limit: int) -> bool:
     return text.isascii() and text.isprintable() and len(text) <= limit
 

@@ -31,6 +31,7 @@ from typing import Any
 from cryptography import x509
 
 from webhook.core.errors import ConfigError, KubeError
+from webhook.core.untrusted import unique_keys
 from webhook.kube.client import KubeClient, Resource, refusal_status
 
 __all__ = [
@@ -106,7 +107,7 @@ def load_registration(path: Path, ca_file: Path | None) -> Registration:
             no caBundle and ``ca_file`` is missing or holds no PEM certificate.
     """
     try:
-        document = json.loads(path.read_text(encoding="utf-8"), object_pairs_hook=_unique)
+        document = json.loads(path.read_text(encoding="utf-8"), object_pairs_hook=unique_keys)
     except OSError as exc:
         raise ConfigError(f"cannot read the registration file {path}: {exc.strerror}") from exc
     except ValueError as exc:
@@ -262,16 +263,6 @@ def _field(parent: Any, key: str, kind: type, where: object) -> Any:
 
 
 _KIND_NAMES: dict[type, str] = {list: "a list", dict: "an object", str: "a string"}
-
-
-def _unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    """A JSON object that names no key twice (json keeps the last silently)."""
-    result: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in result:
-            raise ValueError(f"key {key!r} is given twice")
-        result[key] = value
-    return result
 
 
 def _ca_file_bundle(ca_file: Path | None, path: Path) -> str:

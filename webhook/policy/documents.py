@@ -30,6 +30,7 @@ from typing import Any
 import yaml
 
 from webhook.core.errors import PolicyError
+from webhook.core.untrusted import unique_keys
 
 SUFFIXES = frozenset({".yaml", ".yml", ".json"})
 #: Deepest nesting a document may have; a policy needs about 8, a test case's
@@ -176,7 +177,7 @@ def load_yaml(text: str, source: str) -> Any:
 
 def _json(text: str, file: Path) -> Any:
     try:
-        return json.loads(text, object_pairs_hook=_unique_keys)
+        return json.loads(text, object_pairs_hook=unique_keys)
     except json.JSONDecodeError as exc:
         message = f"not valid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}"
         raise PolicyError(message, file=str(file), document=1) from exc
@@ -259,15 +260,6 @@ def _check_text(text: str, file: Path, index: int | None, where: str) -> None:
 def _shown(key: object) -> str:
     text = repr(key)
     return text if len(text) <= 40 else text[:37] + "..."
-
-
-def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    result: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in result:
-            raise ValueError(f"found duplicate key {key!r}")
-        result[key] = value
-    return result
 
 
 def _yaml_message(exc: yaml.YAMLError) -> str:

@@ -22,7 +22,14 @@ from types import MappingProxyType
 from typing import Any, NoReturn
 
 from webhook.core.errors import CheckFailed, ImageReferenceError
-from webhook.core.untrusted import NestedTooDeep, json_value, quoted, shown
+from webhook.core.untrusted import (
+    DuplicateKey,
+    NestedTooDeep,
+    json_value,
+    quoted,
+    shown,
+    unique_keys,
+)
 from webhook.signatures.rules import annotations_problem, reference_problem
 from webhook.signatures.rules import statement_subject_matches as statement_subject_matches
 from webhook.signatures.tlog import BUNDLE_ANNOTATION, verify_key_entry
@@ -106,9 +113,11 @@ def parse_payload(payload: bytes) -> SimpleSigning:
     try:
         document = json_value(
             payload.decode("utf-8"),
-            object_pairs_hook=_unique_keys,
+            object_pairs_hook=unique_keys,
             parse_constant=_no_constant,
         )
+    except DuplicateKey as exc:
+        raise SignatureInvalid(f"payload has the key {json.dumps(exc.key)} twice") from None
     except UnicodeDecodeError:
         raise SignatureInvalid("payload is not UTF-8") from None
     except NestedTooDeep:
@@ -135,15 +144,6 @@ def parse_payload(payload: bytes) -> SimpleSigning:
         extra = _object(document, "optional", "optional")
         optional = {key: value for key, value in extra.items() if isinstance(value, str)}
     return SimpleSigning(digest, reference, kind, MappingProxyType(optional))
-
-
-def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    result: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in result:
-            raise SignatureInvalid(f"payload has the key {json.dumps(key)} twice")
-        result[key] = value
-    return result
 
 
 def _no_constant(name: str) -> NoReturn:

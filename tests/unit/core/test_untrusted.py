@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from webhook.core.untrusted import json_value, literal, quoted, shown
+from webhook.core.untrusted import DuplicateKey, json_value, literal, quoted, shown, unique_keys
 
 
 @pytest.mark.parametrize(
@@ -65,3 +65,13 @@ def test_json_value_reads_what_json_reads_and_passes_hook_errors_through() -> No
     with pytest.raises(KeyError, match="NaN"):
         json_value("[NaN]", parse_constant=no_constant)
     assert sys.getrecursionlimit() >= 1000  # the limit the message quotes
+
+
+def test_a_key_given_twice_is_refused_not_last_one_wins() -> None:
+    with pytest.raises(DuplicateKey, match="key 'a' is given twice") as caught:
+        json_value('{"a": 1, "b": {"a": 2}, "a": 3}', object_pairs_hook=unique_keys)
+    assert caught.value.key == "a"
+    assert json_value('{"a": 1, "b": {"a": 2}}', object_pairs_hook=unique_keys) == {
+        "a": 1,
+        "b": {"a": 2},
+    }

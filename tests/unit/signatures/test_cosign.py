@@ -685,3 +685,10 @@ def test_reasons_quote_odd_signed_text() -> None:
     assert result.reason == 'annotation env="dev\\nDENIED", not env=prod'
     result, _ = check(manifest, blobs, public(SIGNER), check_reference=True)
     assert result.reason == f'signed for repository "{"x" * 128}...", not {REPO}'
+
+
+def test_a_signed_payload_with_a_key_twice_is_an_invalid_signature() -> None:
+    # Two "critical" objects: a reader could see one digest and trustgate another.
+    payload = b'{"critical": {"type": "a"}, "critical": {"type": "b"}, "optional": null}'
+    with pytest.raises(SignatureInvalid, match='payload has the key "critical" twice'):
+        parse_payload(payload)
