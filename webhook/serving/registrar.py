@@ -227,7 +227,7 @@ def probe_readyz(host: str, port: int, endpoint: Endpoint, timeout: float) -> No
         ):
             request = f"GET /readyz HTTP/1.1\r\nHost: {endpoint.host}\r\nConnection: close\r\n\r\n"
             tls.sendall(request.encode("ascii"))
-            status = _status_line(tls)
+            status = _status_line(tls, time.monotonic() + timeout)
     except ssl.SSLCertVerificationError as exc:
         message = (
             f"{where}: the API server would refuse this certificate too: "
@@ -242,10 +242,18 @@ def probe_readyz(host: str, port: int, endpoint: Endpoint, timeout: float) -> No
     return None
 
 
-def _status_line(tls: ssl.SSLSocket) -> int | None:
-    """The status code of the response's first line, read without its body."""
+def _status_line(tls: ssl.SSLSocket, deadline: float) -> int | None:
+    """The status code of the response's first line, read without its body by ``deadline``.
+
+    The whole read is bounded, not each wait: a server that sends its head a byte
+    at a time is not ready.
+    """
     head = b""
     while b"\r\n" not in head and len(head) < 4096:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError("no status line within the probe's timeout")
+        tls.settimeout(left)
         chunk = tls.recv(4096)
         if not chunk:
             break

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import socket
 import ssl
 import threading
 import time
@@ -119,6 +120,37 @@ def test_probe_checks_readyz_as_the_api_server_would_call_it(
     problem = probe_readyz("127.0.0.1", 1, endpoint, 2.0)
     assert problem is not None and not problem.misconfigured
     assert "Connection refused" in problem.message
+
+
+def test_a_status_line_that_drips_is_not_ready_within_the_probe_timeout(
+    tls: certs.CertPaths,
+) -> None:
+    # Each byte comes before the per-read timeout; the whole line never comes in time.
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(tls.cert, tls.key)
+    listener = socket.create_server(("127.0.0.1", 0))
+    stop = threading.Event()
+
+    def drip() -> None:
+        conn, _ = listener.accept()
+        with context.wrap_socket(conn, server_side=True) as client:
+            client.recv(4096)
+            for byte in b"HTTP/1.1 200 OK" * 10:
+                if stop.wait(0.2):
+                    return
+                client.sendall(bytes([byte]))
+
+    threading.Thread(target=drip, daemon=True).start()
+    endpoint = Endpoint("trustgate.trustgate-system.svc", tls.ca.read_bytes())
+    started = time.monotonic()
+    try:
+        problem = probe_readyz("127.0.0.1", listener.getsockname()[1], endpoint, 1.0)
+    finally:
+        stop.set()
+        listener.close()
+    assert time.monotonic() - started < 2.0
+    assert problem is not None and not problem.misconfigured
+    assert "timed out" in problem.message or "within the probe's timeout" in problem.message
 
 
 # --- the registrar ---------------------------------------------------------------------
