@@ -14,6 +14,7 @@ import datetime as dt
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from webhook.core.counts import counted
 from webhook.core.errors import PolicyError
 from webhook.policy.globs import Glob
 from webhook.policy.model import Policy, PolicyException
@@ -140,6 +141,6 @@ def expiry_warnings(
             continue
         days = (exception.expires - now.astimezone(dt.UTC).date()).days
         if days <= warn_days:
-            when = "today" if days == 0 else f"in {days} day{'s' if days != 1 else ''}"
+            when = "today" if days == 0 else f"in {counted(days, 'day')}"
             warnings.append(f"{where} expires at the end of {day} (UTC), {when}")
     return warnings
