@@ -15,6 +15,7 @@ from typing import Any, cast
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import best_match
 
+from webhook.config.credentials import parse_credentials, parse_kubernetes
 from webhook.config.model import (
     DEFAULT_DEADLINE_SECONDS,
     DEFAULT_MAX_BODY_BYTES,
@@ -92,6 +93,8 @@ def parse_config(data: Any, *, source: str = "<config>") -> Config:
             review_threads=int(network.get("reviewThreads", DEFAULT_REVIEW_THREADS)),
         ),
         conditions=_conditions(data.get("conditions", {}), deadline, source),
+        credentials=parse_credentials(data.get("credentials", {}), source),
+        kubernetes=parse_kubernetes(data.get("kubernetes", {})),
     )
 
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
+from webhook.config.credentials import CredentialsConfig, KubernetesConfig
 from webhook.policy.model import NoMatch
 from webhook.registry.network import NetworkLimits
 from webhook.signatures.conditions import COST_SECONDS, PROCESSES
@@ -90,3 +91,5 @@ class Config:
     max_images: int = DEFAULT_MAX_IMAGES
     network: NetworkConfig = field(default_factory=NetworkConfig)
     conditions: ConditionsConfig = field(default_factory=ConditionsConfig)
+    credentials: CredentialsConfig = field(default_factory=CredentialsConfig)
+    kubernetes: KubernetesConfig = field(default_factory=KubernetesConfig)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from webhook.config.credentials import CREDENTIALS_SCHEMA, KUBERNETES_SCHEMA
 from webhook.config.model import DEFAULT_MAX_IMAGES, MAX_DEADLINE_SECONDS
 
 __all__ = ["MAX_CONDITION_PROCESSES", "SCHEMA"]
@@ -111,6 +112,8 @@ SCHEMA: dict[str, Any] = {
                 "level": {"enum": ["debug", "info", "warning", "error"]},
             },
         },
+        "credentials": CREDENTIALS_SCHEMA,
+        "kubernetes": KUBERNETES_SCHEMA,
         "registries": {
             "type": "object",
             "description": "Per-registry settings, by host[:port] as written in image references.",

@@ -11,6 +11,7 @@ import threading
 import time
 
 from webhook.core.errors import UpstreamError
+from webhook.core.scope import Scope
 
 
 class BudgetExceeded(UpstreamError):
@@ -31,7 +32,12 @@ class Deadline:
     """
 
     def __init__(
-        self, seconds: float, *, max_bytes: int | None = None, reserve: float = 0.0
+        self,
+        seconds: float,
+        *,
+        max_bytes: int | None = None,
+        reserve: float = 0.0,
+        scope: Scope | None = None,
     ) -> None:
         self.seconds = seconds
         now = time.monotonic()
@@ -40,6 +46,14 @@ class Deadline:
         self.max_bytes = max_bytes
         self.read_bytes = 0
         self.host: str | None = None
+        #: Whose pull secrets the review's calls may use (see ``webhook.core.scope``).
+        #: It travels with the deadline because everything that calls a registry
+        #: or caches what one fetched is already handed the deadline.
+        self.scope = scope
+        #: Repository -> the source of the login the registry accepted for it
+        #: (``pull secret team-a/regcred``, ``anonymous``): what ``check`` and the
+        #: decision log show. Never a secret.
+        self.logins: dict[str, str] = {}
         self._lock = threading.Lock()
 
     @property
