@@ -24,6 +24,7 @@ from webhook.config import Config
 from webhook.core.errors import ConfigError
 from webhook.core.offline import deferred
 from webhook.core.reference import DOCKER_HUB_ALIASES
+from webhook.core.sources import LoginSource, ScopeReader
 from webhook.engine import Engine
 from webhook.freshness.check import FreshnessCheck
 from webhook.freshness.grader import Grader
@@ -199,6 +200,18 @@ def registry_settings(raw: Mapping[str, Any]) -> dict[str, RegistrySettings]:
     return settings
 
 
+def build_sources(config: Config) -> list[LoginSource]:
+    """trustgate's own login sources: ``credentials.providers`` and ``kubeletPlugins``.
+
+    Each provider's library is imported only when it is configured.
+
+    Raises:
+        ConfigError: a provider's library is not installed, or the plug-in
+            configuration cannot be read.
+    """
+    return []
+
+
 def build_network(config: Config, observer: NetworkObserver | None = None) -> Network:
     """Per-host limits and breakers shared by every outbound call of one engine."""
     return Network(
@@ -252,12 +265,15 @@ def build_engine(
     *,
     caches: Caches | None = None,
     overrun_observer: OverrunObserver | None = None,
+    pull_secrets: ScopeReader | None = None,
 ) -> Engine:
     """The engine for ``config``, with network checks backed by a registry client.
 
     ``observer`` counts cache lookups; ``network_observer`` sees breaker, limit,
     deadline and budget events per host; ``overrun_observer`` sees condition
-    evaluations cut. ``replace`` swaps checks by name
+    evaluations cut. ``pull_secrets`` reads the pull secrets of a workload
+    (``credentials.pullSecrets``: a watched cache for the server, the API
+    server as it is now for one-shot commands). ``replace`` swaps checks by name
     (``policy test`` supplies attestations this way). ``caches`` defaults to local
     caches (``build_caches``).
 
@@ -268,7 +284,9 @@ def build_engine(
     if caches is None:
         caches = build_caches(config, observer)
     network = build_network(config, network_observer)
-    client = RegistryClient(registry_settings(config.registries), network=network)
+    client = RegistryClient(
+        registry_settings(config.registries), network=network, sources=build_sources(config)
+    )
     freshness = FreshnessSources(FreshnessSettings.from_config(config.freshness), network)
     services = Services(client, caches, freshness, build_evaluator(config, overrun_observer))
     replace = replace or {}
@@ -286,6 +304,7 @@ def build_engine(
         budget_bytes=config.network.limits.review_budget_bytes,
         on_event=network_observer,
         max_images=config.max_images,
+        pull_secrets=pull_secrets,
     )
 
 
@@ -297,7 +316,9 @@ def build_grader(config: Config) -> Grader:
     """
     caches = build_caches(config)
     network = build_network(config)
-    client = RegistryClient(registry_settings(config.registries), network=network)
+    client = RegistryClient(
+        registry_settings(config.registries), network=network, sources=build_sources(config)
+    )
     sources = FreshnessSources(FreshnessSettings.from_config(config.freshness), network)
     attestations = AttestationCheck(client, caches, build_evaluator(config))
     check = FreshnessCheck(sources, caches, attestations)

@@ -71,6 +71,8 @@ def _image_entry(verdict: Verdict, decision: Decision) -> dict[str, Any]:
     }
     if verdict.digest is not None:
         entry["digest"] = verdict.digest  # for a reference pinned to it, what runs
+    if verdict.login is not None:
+        entry["login"] = verdict.login  # the source the registry accepted, never the secret
     volumes = decision.volumes.get(verdict.image)
     if volumes:
         entry["volumes"] = list(volumes)

@@ -22,6 +22,7 @@ from typing import Any
 
 from webhook.admission.decision import AdmissionRequest, Decision
 from webhook.admission.decisionlog import log_decision, log_outcome
+from webhook.admission.pullidentity import pull_identity
 from webhook.admission.updates import UNCHANGED, not_new
 from webhook.admission.waivers import (
     Requester,
@@ -278,7 +279,11 @@ def _judge(
         used_by = volumes if item.kind == "imageVolume" else containers
         used_by.setdefault(item.image, []).append(item.container)
     verdicts = engine.evaluate(
-        images, namespace=namespace, kind=request.kind, policy_set=policy_set
+        images,
+        namespace=namespace,
+        kind=request.kind,
+        policy_set=policy_set,
+        pull=pull_identity(namespace, request.object) if engine.pull_secrets else None,
     )
     decision = _decision(verdicts, policy_set, who, now, containers, volumes)
     if memo is None or len(found) > _KEEP_MAX_IMAGES or any(v.denials for v in verdicts):

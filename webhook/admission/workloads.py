@@ -166,7 +166,7 @@ def find_images(obj: Mapping[str, Any]) -> tuple[ContainerImage, ...]:
     MAX_NODES values.
     """
     check_object(obj)
-    anchor, anchor_path = _known_pod_spec(obj)
+    anchor, anchor_path = known_pod_spec(obj)
     if anchor is not None and obj.get("apiVersion") in _TYPED_API_VERSIONS[obj["kind"]]:
         return _pod_spec_images(anchor, anchor_path)
     found: list[ContainerImage] = []
@@ -218,7 +218,7 @@ def check_object(obj: object) -> None:
             raise WorkloadError(f"metadata.{key} must be a string, got {_type_name(value)}")
 
 
-def _known_pod_spec(obj: Mapping[str, Any]) -> tuple[Mapping[str, Any] | None, _Path]:
+def known_pod_spec(obj: Mapping[str, Any]) -> tuple[Mapping[str, Any] | None, _Path]:
     """The mapping at the pod-spec path of ``obj``'s kind, if it has one, and its path.
 
     A step that is missing (a partial manifest) means no pod spec; a step of

@@ -127,6 +127,11 @@ def _entry_expiry(_key: Hashable, entry: _Entry[Any], _now: float) -> float:
     return entry.expires
 
 
+#: Marks a key as one review partition's (``webhook.core.scope``): no other key is a
+#: tuple starting with it.
+_PARTITION = "\x00partition"
+
+
 class Cache(Generic[V]):
     """A named, locked TTL cache that reports hits and misses.
 
@@ -197,32 +202,34 @@ class Cache(Generic[V]):
         Raises:
             Whatever ``compute`` raises (nothing is cached then).
         """
-        found = self._cached(key, failures)
+        # What a review with pull secrets fetched failing, or still fetching, is its
+        # own: it waits for and learns from flights and failures in its partition
+        # only. A value that passed is a fact about the key and serves everyone.
+        partition = deadline.scope.key if deadline.scope is not None else None
+        failed_key = key if partition is None else (_PARTITION, partition, key)
+        found = self.get(key)
+        if found is None and failures is not None:
+            found = failures.get(failed_key)
         if found is not None:
             return found
         # An offline pass stops before it could lead or join a flight (see webhook.core.offline).
         needs_io(f"computing a {self.name} entry")
 
         def lead(limit: Deadline) -> V:
-            return self._lead(key, compute, limit, failures, passed)
+            return self._lead(key, failed_key, compute, limit, failures, passed)
 
         def alone(limit: Deadline) -> V:
-            return self._store(key, compute(limit), failures, passed)
+            return self._store(key, failed_key, compute(limit), failures, passed)
 
-        value, coalesced = self._flights.run(key, lead, deadline, alone=alone)
+        value, coalesced = self._flights.run(failed_key, lead, deadline, alone=alone)
         if coalesced and self._observer is not None:
             self._observer(self.name, "coalesced")
         return value
 
-    def _cached(self, key: Hashable, failures: Cache[V] | None) -> V | None:
-        found = self.get(key)
-        if found is None and failures is not None:
-            found = failures.get(key)
-        return found
-
     def _lead(
         self,
         key: Hashable,
+        failed_key: Hashable,
         compute: Callable[[Deadline], V],
         deadline: Deadline,
         failures: Cache[V] | None,
@@ -230,73 +237,80 @@ class Cache(Generic[V]):
     ) -> V:
         """Compute (or await another worker's answer) as this worker's one asker of ``key``."""
         # A flight that ended between the caller's miss and this one's start left its answer.
-        found = self._local(key, failures)
+        found = self._local(key, failed_key, failures)
         if found is not None:
             return found
         shared = self._shared
         marked = False
         if shared is not None and shared.wait_seconds > 0:
             wait = min(shared.wait_seconds, deadline.remaining() / 2)
-            held = shared.claim(self.name, key, wait) if wait > 0 else 0.0
+            held = shared.claim(self.name, failed_key, wait) if wait > 0 else 0.0
             if held > 0:
-                found = self._await(key, failures, min(held, wait))
+                found = self._await(key, failed_key, failures, min(held, wait))
                 if found is not None:
                     return found
             else:
                 marked = wait > 0
         try:
             # Stored before the mark goes, so those it made wait find the answer.
-            return self._store(key, compute(deadline), failures, passed)
+            return self._store(key, failed_key, compute(deadline), failures, passed)
         finally:
             if marked and shared is not None:
-                shared.release(self.name, key)
+                shared.release(self.name, failed_key)
 
     def _store(
         self,
         key: Hashable,
+        failed_key: Hashable,
         value: V,
         failures: Cache[V] | None,
         passed: Callable[[V], bool] | None,
     ) -> V:
-        target = self if passed is None or passed(value) or failures is None else failures
-        target.put(key, value)
+        if passed is None or passed(value) or failures is None:
+            self.put(key, value)
+        else:
+            failures.put(failed_key, value)
         return value
 
-    def _await(self, key: Hashable, failures: Cache[V] | None, seconds: float) -> V | None:
+    def _await(
+        self, key: Hashable, failed_key: Hashable, failures: Cache[V] | None, seconds: float
+    ) -> V | None:
         """Another worker's answer for ``key`` through the shared tier, within ``seconds``."""
         assert self._shared is not None
         end = time.monotonic() + seconds
         pause = _FIRST_POLL
         while True:
             time.sleep(min(pause, max(0.0, end - time.monotonic())))
-            found = self._shared_answer(key, failures)
+            found = self._shared_answer(key, failed_key, failures)
             if found is not None:
                 if self._observer is not None:
                     self._observer(self.name, "awaited")
                 return found
-            if time.monotonic() >= end or not self._shared.marked(self.name, key):
+            if time.monotonic() >= end or not self._shared.marked(self.name, failed_key):
                 # The other worker gave up (or its mark expired); check once more.
-                found = self._shared_answer(key, failures)
+                found = self._shared_answer(key, failed_key, failures)
                 if self._observer is not None:
                     self._observer(self.name, "unawaited" if found is None else "awaited")
                 return found
             pause = min(pause * 2, _LONGEST_POLL)
 
-    def _shared_answer(self, key: Hashable, failures: Cache[V] | None) -> V | None:
-        for cache in (self, failures):
+    def _shared_answer(
+        self, key: Hashable, failed_key: Hashable, failures: Cache[V] | None
+    ) -> V | None:
+        for cache, wanted in ((self, key), (failures, failed_key)):
             if cache is not None and cache._shared is not None:
-                found = cache._shared.get(cache.name, key)
+                found = cache._shared.get(cache.name, wanted)
                 if found is not None:
                     value, left = found
-                    cache._remember(key, value, min(left, cache.ttl))
+                    cache._remember(wanted, value, min(left, cache.ttl))
                     return cast(V, value)
         return None
 
-    def _local(self, key: Hashable, failures: Cache[V] | None) -> V | None:
-        for cache in (self, failures):
+    def _local(self, key: Hashable, failed_key: Hashable, failures: Cache[V] | None) -> V | None:
+        for cache, wanted in ((self, key), (failures, failed_key)):
             if cache is not None:
                 with cache._lock:
-                    entry = cache._data.get(key)
+                    entry = cache._data.get(wanted)
                 if entry is not None:
                     return entry.value
         return None

@@ -250,7 +250,7 @@ def rows_for(source: str, request: AdmissionRequest, decision: Decision) -> list
                 label,
                 reasons,
                 verdict.digest,
-                verdict.notes,
+                verdict.notes + ((f"login: {verdict.login}",) if verdict.login else ()),
                 *used_by,
                 waivers=waivers,
                 policies=verdict.policies,
@@ -300,11 +300,25 @@ def audit(
 
 
 def pod_for_images(
-    images: Iterable[str], *, namespace: str, volumes: Iterable[str] = ()
+    images: Iterable[str],
+    *,
+    namespace: str,
+    volumes: Iterable[str] = (),
+    service_account: str | None = None,
+    pull_secrets: Iterable[str] = (),
 ) -> dict[str, Any]:
-    """A Pod running ``images`` and mounting image volumes ``volumes``, for ``trustgate check``."""
+    """A Pod running ``images`` and mounting image volumes ``volumes``, for ``trustgate check``.
+
+    ``service_account`` and ``pull_secrets`` are what it pulls with, as a
+    Pod's ``serviceAccountName`` and ``imagePullSecrets``.
+    """
     containers = [{"name": f"c{i}", "image": image} for i, image in enumerate(images)]
     spec: dict[str, Any] = {"containers": containers}
+    if service_account is not None:
+        spec["serviceAccountName"] = service_account
+    secrets = [{"name": name} for name in pull_secrets]
+    if secrets:
+        spec["imagePullSecrets"] = secrets
     mounted = [{"name": f"v{i}", "image": {"reference": ref}} for i, ref in enumerate(volumes)]
     if mounted:
         spec["volumes"] = mounted

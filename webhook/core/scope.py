@@ -6,7 +6,8 @@ credential plug-in that trustgate holds. The first two differ in whom they
 belong to: a pull secret is one namespace's, and must never authenticate a
 review in another (see docs/configuration.md, "Registry credentials").
 
-This module names those things and nothing more, so that the registry client
+This module names those things (``sources`` the protocols of who provides
+them) and nothing more, so that the registry client
 (which tries logins), the caches (which keep what one namespace's logins
 fetched apart from another's) and the code that reads secrets and cloud
 identities agree on them without importing one another.
@@ -17,10 +18,9 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Final, Protocol
+from typing import TYPE_CHECKING, Final
 
 if TYPE_CHECKING:
-    from webhook.core.deadline import Deadline
     from webhook.core.reference import ImageRef
 
 #: The source kinds metrics count authentication failures by (label ``source``).
@@ -52,32 +52,6 @@ class Login:
         return hashlib.sha256(material).hexdigest()[:32]
 
 
-class LoginSource(Protocol):
-    """A source of logins trustgate holds itself: a cloud identity, a kubelet plug-in.
-
-    Unlike pull secrets, these serve every namespace alike, as the node's own
-    identity does for the kubelet.
-    """
-
-    #: What messages and the decision log call it (``ecr``, ``plugin ecr-credential-provider``).
-    name: str
-    #: One of ``SOURCE_KINDS``.
-    kind: str
-
-    def matches(self, host: str) -> bool:
-        """Whether this source serves the registry at ``host`` (``host[:port]``)."""
-        ...
-
-    def logins(self, image: ImageRef, deadline: Deadline) -> Sequence[Login]:
-        """The logins to try for ``image``, fetched (or renewed) within ``deadline``.
-
-        Raises:
-            UpstreamError: the identity could not be turned into a login in
-                time (the message says why, never a secret).
-        """
-        ...
-
-
 @dataclass(frozen=True, slots=True)
 class Scope:
     """The pull secrets one review may authenticate with, and the partition they make.
@@ -102,3 +76,17 @@ class Scope:
 def partition(scope: Scope | None) -> str | None:
     """The cache partition of a review with ``scope``: None for trustgate's own logins only."""
     return None if scope is None else scope.key
+
+
+@dataclass(frozen=True, slots=True)
+class PullIdentity:
+    """What a workload pulls with: its namespace, its pull secrets' names, its service account.
+
+    ``secrets`` are the pod spec's ``imagePullSecrets`` in order; the
+    service account's own come after them (``default`` when unnamed), as the
+    kubelet uses them.
+    """
+
+    namespace: str
+    secrets: tuple[str, ...] = ()
+    service_account: str = "default"

@@ -21,6 +21,7 @@ from typing import NamedTuple
 from cachetools import TLRUCache
 
 from webhook.core.errors import UpstreamError
+from webhook.core.scope import Login
 from webhook.core.untrusted import json_value
 
 DEFAULT_EXPIRES_IN = 60.0
@@ -147,30 +148,35 @@ class Authenticator:
     """Authorization headers for one registry client, with a Bearer token cache."""
 
     def __init__(self, *, maxsize: int = 1024, timer: Callable[[], float] = time.monotonic):
-        self._tokens: TLRUCache[tuple[str, str], _Cached] = TLRUCache(
+        self._tokens: TLRUCache[tuple[str, str, str], _Cached] = TLRUCache(
             maxsize, ttu=_time_to_use, timer=timer
         )
         self._lock = threading.Lock()
 
-    def header(
-        self, host: str, repository: str, username: str | None, password: str | None
-    ) -> str | None:
-        """The header to send first: a cached token, else Basic credentials, else None."""
+    def header(self, host: str, repository: str, key: str, login: Login | None) -> str | None:
+        """The header to send first: a cached token, else ``login`` as Basic, else None.
+
+        ``key`` is what tokens fetched with the login are cached by (see
+        ``registry.logins.token_key_of``): a token is reused only with its own login.
+        """
         with self._lock:
-            cached = self._tokens.get((host, pull_scope(repository)))
+            cached = self._tokens.get((host, pull_scope(repository), key))
         if cached is not None:
             return cached.header
-        return basic_authorization(username, password)
+        if login is None:
+            return None
+        return basic_authorization(login.username, login.password)
 
-    def forget(self, host: str, repository: str) -> None:
-        """Drop the cached token for ``repository`` on ``host`` (the registry refused it)."""
+    def forget(self, host: str, repository: str, key: str) -> None:
+        """Drop the token of ``key`` for ``repository`` on ``host``: the registry refused it."""
         with self._lock:
-            self._tokens.pop((host, pull_scope(repository)), None)
+            self._tokens.pop((host, pull_scope(repository), key), None)
 
     def fetch_token(
         self,
         host: str,
         repository: str,
+        key: str,
         challenge: BearerChallenge,
         fetch: TokenFetcher,
         *,
@@ -192,5 +198,5 @@ class Authenticator:
         lifetime = min(expires_in, _MAX_LIFETIME) - min(_MARGIN, expires_in / 4)
         if lifetime > 0:
             with self._lock:
-                self._tokens[(host, scope)] = _Cached(header, lifetime)
+                self._tokens[(host, scope, key)] = _Cached(header, lifetime)
         return header

@@ -14,8 +14,8 @@ when the review's deadline ended the call.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlencode, urljoin, urlsplit
 
@@ -25,7 +25,14 @@ from webhook.core.deadline import BudgetExceeded, Deadline
 from webhook.core.errors import UpstreamError
 from webhook.core.failures import describe
 from webhook.core.reference import ImageRef
-from webhook.registry.auth import Authenticator, basic_authorization, bearer_challenge
+from webhook.core.scope import Login
+from webhook.core.sources import LoginSource
+from webhook.registry.auth import (
+    Authenticator,
+    basic_authorization,
+    bearer_challenge,
+)
+from webhook.registry.logins import Logins, kind_of, source_of, token_key_of
 from webhook.registry.network import CallCut, HostFailure, Network
 from webhook.registry.transport import Answer, cut_by_deadline, timed_out_waiting
 
@@ -45,6 +52,10 @@ class _Transient(HostFailure):
     """A connection failure or timeout that a retry may cure."""
 
 
+class _Refused(UpstreamError):
+    """The registry or its token service refused one login: the next one is tried."""
+
+
 @dataclass(frozen=True, slots=True)
 class RegistrySettings:
     """How to reach one registry host (``host[:port]``, as in image references)."""
@@ -52,7 +63,13 @@ class RegistrySettings:
     insecure: bool = False
     ca: Path | None = None
     username: str | None = None
-    password: str | None = None
+    password: str | None = field(default=None, repr=False)
+
+    def login(self, host: str) -> Login | None:
+        """The configured login for ``host``, when both username and password are set."""
+        if self.username is None or self.password is None:
+            return None
+        return Login(self.username, self.password, f"registries.{host}", "config")
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,9 +110,16 @@ class Caller:
     """
 
     def __init__(
-        self, network: Network, *, timeout: float, retries: int, max_token_bytes: int
+        self,
+        network: Network,
+        *,
+        timeout: float,
+        retries: int,
+        max_token_bytes: int,
+        sources: Sequence[LoginSource] = (),
     ) -> None:
         self._network = network
+        self._logins = Logins(sources, self._network.event)
         self._timeout = timeout
         self._retries = retries
         self._max_token_bytes = max_token_bytes
@@ -104,14 +128,46 @@ class Caller:
     def request(
         self, target: Target, method: str, path: str, deadline: Deadline, *, accept: str
     ) -> Answer:
-        """Send with auth, retries and redirects; the body is left unread.
+        """Send with a login the registry accepts, retries and redirects; the body is left unread.
 
-        Returns any answer but 401/403/429/5xx, which raise UpstreamError.
+        The logins are tried in order (``_logins``) until the registry accepts
+        one; the one it accepted is tried first next time, and its source is
+        recorded in ``deadline.logins``. Returns any answer but 401/403/429/5xx,
+        which raise UpstreamError; when every login is refused, the error
+        names each source tried and why.
         """
-        settings = target.settings
-        authorization = self._auth.header(
-            target.host, target.ref.path, settings.username, settings.password
+        tried: list[str] = []
+        configured = target.settings.login(target.host)
+        for login in self._logins.candidates(target.host, target.ref, configured, deadline, tried):
+            try:
+                response = self._attempt(target, login, method, path, deadline, accept)
+            except _Refused as exc:
+                tried.append(f"{source_of(login)} ({exc.message})")
+                self._network.event(f"auth_failed:{kind_of(login)}", target.host)
+                continue
+            self._logins.accepted(target.host, target.ref, deadline, login)
+            return response
+        untried = deadline.scope.problems if deadline.scope is not None else ()
+        raise target.error(
+            f"authentication to {target.host} failed for {target.ref.path}; "
+            f"tried: {'; '.join(tried)}" + (f"; not tried: {'; '.join(untried)}" if untried else "")
         )
+
+    def _attempt(
+        self,
+        target: Target,
+        login: Login | None,
+        method: str,
+        path: str,
+        deadline: Deadline,
+        accept: str,
+    ) -> Answer:
+        """The request made with ``login`` (None: anonymously), retried and redirected.
+
+        Raises _Refused when the registry (or its token service) refuses the login.
+        """
+        token_key = token_key_of(login, deadline)
+        authorization = self._auth.header(target.host, target.ref.path, token_key, login)
         authenticated = False
         attempt = 0
         while True:
@@ -143,9 +199,9 @@ class Caller:
                 )
             if status == 401 and not authenticated:
                 response.close()
-                self._auth.forget(target.host, target.ref.path)
+                self._auth.forget(target.host, target.ref.path, token_key)
                 challenge = response.headers.get("WWW-Authenticate", "")
-                authorization = self._token(target, challenge, deadline)
+                authorization = self._token(target, login, token_key, challenge, deadline)
                 authenticated = True
                 continue
             if status in _RETRYABLE and attempt < self._retries:
@@ -163,27 +219,35 @@ class Caller:
                 )
             if status in (401, 403):
                 response.close()
-                raise target.error(
-                    f"{target.host} denied access to {target.ref.path} ({status} {response.reason})"
-                )
+                self._auth.forget(target.host, target.ref.path, token_key)
+                raise _Refused(f"{status} {response.reason}")
             return response
 
-    def _token(self, target: Target, header: str, deadline: Deadline) -> str:
-        """Answer a 401 challenge with a Bearer token; raises UpstreamError."""
-        settings = target.settings
+    def _token(
+        self,
+        target: Target,
+        login: Login | None,
+        token_key: str,
+        header: str,
+        deadline: Deadline,
+    ) -> str:
+        """Answer a 401 challenge with a Bearer token; raises UpstreamError, _Refused."""
         try:
             challenge = bearer_challenge(header)
         except UpstreamError as exc:
             raise target.error(f"{target.host}: {exc.message}") from None
         if challenge is None:
-            if settings.username is not None:
-                raise target.error(f"{target.host} refused the credentials of {settings.username}")
-            raise target.error(f"{target.host} requires credentials, and none are configured")
+            # Basic auth: the login was sent and refused, or none was sent.
+            raise _Refused("refused" if login is not None else "credentials required")
         realm = urlsplit(challenge.realm)
         if realm.scheme not in ("http", "https") or not realm.netloc:
             raise target.error(f"{target.host} named an unusable token realm {challenge.realm!r}")
-        private = realm.scheme == "https" or settings.insecure
-        credentials = basic_authorization(settings.username, settings.password) if private else None
+        private = realm.scheme == "https" or target.settings.insecure
+        credentials = (
+            basic_authorization(login.username, login.password)
+            if private and login is not None
+            else None
+        )
 
         def fetch(url: str, query: Mapping[str, str], headers: Mapping[str, str]) -> bytes:
             full = url + ("&" if "?" in url else "?") + urlencode(query)
@@ -195,6 +259,9 @@ class Caller:
                 raise target.error(
                     f"token endpoint {realm.netloc}: {exc.message}", HostFailure
                 ) from None
+            if response.status in (401, 403):
+                response.close()
+                raise _Refused(f"token endpoint {realm.netloc} answered {response.status}")
             if not response.ok:
                 response.close()
                 kind = HostFailure if response.status >= 500 else UpstreamError
@@ -207,8 +274,10 @@ class Caller:
 
         try:
             return self._auth.fetch_token(
-                target.host, target.ref.path, challenge, fetch, credentials=credentials
+                target.host, target.ref.path, token_key, challenge, fetch, credentials=credentials
             )
+        except _Refused:
+            raise
         except UpstreamError as exc:
             # A cut or a failure stays one, so that the breaker counts it rightly.
             kind = type(exc) if isinstance(exc, HostFailure | CallCut) else UpstreamError

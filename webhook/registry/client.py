@@ -18,13 +18,14 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, urlencode, urljoin, urlsplit
 
 from webhook.core.deadline import Deadline
 from webhook.core.reference import ImageRef
+from webhook.core.sources import LoginSource
 from webhook.core.untrusted import json_value
 from webhook.registry.call import Caller, Target
 from webhook.registry.call import NotFound as NotFound
@@ -59,7 +60,10 @@ class RegistryClient:
     """A thread-safe client for OCI distribution registries.
 
     ``settings`` maps a registry host (``host[:port]``) to how to reach it;
-    hosts without settings get HTTPS, system CAs and anonymous access.
+    hosts without settings get HTTPS and system CAs. ``sources`` are the
+    login sources trustgate holds (cloud identities, kubelet plug-ins); a
+    review's pull secrets come with its deadline (``deadline.scope``). Each
+    call tries the logins in the order of ``registry.logins``.
     ``timeout`` is each call's own timeout (default: the network's
     ``call_seconds``). What the host's breaker counts: a refused or reset
     connection, a TLS failure, a 5xx answer after retries, or a timeout within
@@ -76,6 +80,7 @@ class RegistryClient:
         max_blob_bytes: int = 1024 * 1024,
         retries: int = 2,
         network: Network | None = None,
+        sources: Sequence[LoginSource] = (),
     ) -> None:
         self._settings = dict(settings or {})
         self._network = network or Network()
@@ -87,6 +92,7 @@ class RegistryClient:
             timeout=self._timeout,
             retries=retries,
             max_token_bytes=max_manifest_bytes,
+            sources=sources,
         )
 
     def resolve(self, ref: ImageRef, deadline: Deadline) -> str:

@@ -1,7 +1,8 @@
 """Tag -> digest through the client, remembered briefly.
 
 A tag can move, so its digest is kept for a short TTL only; everything that is
-verified afterwards is keyed by the digest, never by the tag.
+verified afterwards is keyed by the digest, never by the tag. What a review
+with pull secrets resolved is kept for reviews with the same secrets only.
 """
 
 from __future__ import annotations
@@ -27,7 +28,12 @@ class CachedResolver:
         """
         if ref.digest is not None:
             return ref.digest
-        key = (ref.repository, ref.tag)
+        # Whether a tag may be read at all depends on the login: a review with pull
+        # secrets resolves in its own partition (see webhook.core.scope).
+        partition = deadline.scope.key if deadline.scope is not None else None
+        key = (
+            (ref.repository, ref.tag) if partition is None else (ref.repository, ref.tag, partition)
+        )
 
         def resolve(limit: Deadline) -> str:
             return self._client.resolve(ref, limit)

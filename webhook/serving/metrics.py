@@ -25,6 +25,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from webhook.core.observability import observe_drops
+from webhook.core.scope import SOURCE_KINDS
 from webhook.core.tally import Tally
 from webhook.signatures.conditions import OVERRUNS
 
@@ -236,6 +237,16 @@ class Metrics:
             ["host"],
             registry=self.registry,
         )
+        self.auth_failures = Counter(
+            "trustgate_registry_auth_failures",
+            "Logins a registry (or its token service) refused, and login sources that could "
+            "not give one, by source: config (registries.<host>), pullSecret, ecr, gcp, acr, "
+            "plugin, anonymous. A refusal followed by another login's success counts too.",
+            ["source"],
+            registry=self.registry,
+        )
+        for kind in SOURCE_KINDS:  # shown at 0, so that a rate alert has a series from start
+            self.auth_failures.labels(kind)
         self.condition_overruns = Counter(
             "trustgate_condition_overruns",
             "Evaluations of attestation conditions cut, each a denial, by reason: cost (past "
@@ -319,6 +330,10 @@ class Metrics:
 
     def observe_network(self, event: str, host: str) -> None:
         """Record one outbound-call event of ``host`` (see registry.network.NetworkObserver)."""
+        if event.startswith("auth_failed:"):
+            kind = event.partition(":")[2]
+            self.auth_failures.labels(kind if kind in SOURCE_KINDS else "other").inc()
+            return
         state = _BREAKER_STATES.get(event)
         if state is not None:
             self.breaker_state.labels(host).set(state)

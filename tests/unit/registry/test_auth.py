@@ -19,6 +19,7 @@ from tests.unit.registry.test_client import (
 )
 from webhook.core.deadline import Deadline
 from webhook.core.errors import UpstreamError
+from webhook.core.scope import Login
 from webhook.registry.auth import (
     Authenticator,
     BearerChallenge,
@@ -157,15 +158,33 @@ def test_tokens_expire_before_the_registry_says() -> None:
         calls.append((url, dict(query), dict(headers)))  # type: ignore[call-overload]
         return b'{"token": "t1", "expires_in": 60}'
 
-    assert auth.fetch_token("r", "a/b", challenge, fetch, credentials=None) == "Bearer t1"
+    alice = Login("alice", "pw", "registries.r", "config")
+    assert auth.fetch_token("r", "a/b", "", challenge, fetch, credentials=None) == "Bearer t1"
     assert calls == [("https://r/token", {"scope": "repository:a/b:pull", "service": "r"}, {})]
-    assert auth.header("r", "a/b", "alice", "pw") == "Bearer t1"
-    assert auth.header("r", "other/repo", None, None) is None
-    assert auth.header("other-host", "a/b", None, None) is None
+    # A token is reused with its own login only: the anonymous one serves no login.
+    assert auth.header("r", "a/b", "", None) == "Bearer t1"
+    assert auth.header("r", "a/b", alice.key, alice) == basic_authorization("alice", "pw")
+    assert auth.header("r", "other/repo", "", None) is None
+    assert auth.header("other-host", "a/b", "", None) is None
     now[0] = 44.0
-    assert auth.header("r", "a/b", None, None) == "Bearer t1"
+    assert auth.header("r", "a/b", "", None) == "Bearer t1"
     now[0] = 46.0
-    assert auth.header("r", "a/b", "alice", "pw") == basic_authorization("alice", "pw")
+    assert auth.header("r", "a/b", "", None) is None
+
+
+def test_a_token_is_kept_per_login_key() -> None:
+    auth = Authenticator()
+    challenge = BearerChallenge("https://r/token", "r")
+
+    def fetch(url: str, query: object, headers: object) -> bytes:
+        return b'{"token": "for-team-a", "expires_in": 600}'
+
+    auth.fetch_token("r", "a/b", "team-a/k1", challenge, fetch, credentials="Basic x")
+    assert auth.header("r", "a/b", "team-a/k1", None) == "Bearer for-team-a"
+    assert auth.header("r", "a/b", "team-b/k1", None) is None
+    assert auth.header("r", "a/b", "", None) is None
+    auth.forget("r", "a/b", "team-a/k1")
+    assert auth.header("r", "a/b", "team-a/k1", None) is None
 
 
 @pytest.fixture
@@ -210,7 +229,10 @@ def test_bearer_flow_sends_basic_credentials_to_the_realm(registry: FakeRegistry
 
 def test_rejected_token_is_an_error_not_a_loop(registry: FakeRegistry) -> None:
     registry.routes["GET /token"] = Reply(body=b'{"token": "wrong"}')
-    with pytest.raises(UpstreamError, match=f"{registry.host} denied access to {REPO}"):
+    with pytest.raises(
+        UpstreamError,
+        match=rf"authentication to {registry.host} failed for {REPO}; tried: anonymous \(401",
+    ):
         make_client(registry).resolve(registry.ref(), Deadline(5))
     assert len(registry.hits("GET", "/token")) == 1
 
@@ -223,7 +245,8 @@ def test_failing_token_endpoint_is_named(registry: FakeRegistry) -> None:
 
 def test_basic_challenge_without_credentials(registry: FakeRegistry) -> None:
     registry.routes[f"HEAD {TAG_PATH}"] = Reply(401, {"WWW-Authenticate": 'Basic realm="r"'})
-    with pytest.raises(UpstreamError, match="requires credentials"):
+    with pytest.raises(UpstreamError, match=r"tried: anonymous \(credentials required\)$"):
         make_client(registry).resolve(registry.ref(), Deadline(5))
-    with pytest.raises(UpstreamError, match="refused the credentials of alice"):
+    refused = rf"tried: registries\.{registry.host} \(refused\); anonymous \(credentials required"
+    with pytest.raises(UpstreamError, match=refused):
         make_client(registry, username="alice", password="x").resolve(registry.ref(), Deadline(5))

@@ -76,6 +76,20 @@ def add_check(
         help="also judge IMAGE mounted as an image volume (repeatable)",
     )
     check.add_argument("--namespace", "-n", default="default")
+    check.add_argument(
+        "--service-account",
+        metavar="NAME",
+        help="the Pod's service account, whose pull secrets are used after --pull-secret's "
+        "(with credentials.pullSecrets; default: default)",
+    )
+    check.add_argument(
+        "--pull-secret",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="a pull secret of the Pod, in the namespace (repeatable, in order; "
+        "with credentials.pullSecrets)",
+    )
     check.add_argument("--kind", default="Pod", help="the object kind policies see (default Pod)")
 
 
@@ -126,8 +140,20 @@ def _check(args: argparse.Namespace, config: Config) -> int:
         # Raises ImageReferenceError: a typo on the command line is bad input (exit 2),
         # not a denial (exit 1).
         parse_reference(image)
+    if (args.service_account or args.pull_secret) and not config.credentials.pull_secrets:
+        print(
+            "trustgate: --service-account and --pull-secret are unused: "
+            "credentials.pullSecrets is not on in the configuration",
+            file=sys.stderr,
+        )
     engine = engine_for(args, config)
-    pod = pod_for_images(args.images, namespace=args.namespace, volumes=args.volume)
+    pod = pod_for_images(
+        args.images,
+        namespace=args.namespace,
+        volumes=args.volume,
+        service_account=args.service_account,
+        pull_secrets=args.pull_secret,
+    )
     request = request_for(pod, namespace=args.namespace, uid="check")
     if args.kind != "Pod":
         request = replace(request, kind=args.kind)

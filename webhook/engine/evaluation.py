@@ -13,20 +13,27 @@ import time
 from collections.abc import Callable, Hashable, Iterable
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
-from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 from webhook.checks import Caution, Check, CheckContext, checks_for, offline_checks
 from webhook.core.deadline import Deadline
-from webhook.core.errors import CheckUnavailable, TrustgateError
+from webhook.core.errors import CheckUnavailable, TrustgateError, UpstreamError
 from webhook.core.offline import NeedsNetwork, offline
 from webhook.core.reference import ImageRef, parse_reference
 from webhook.core.scheduler import FairPool, Lane
-from webhook.policy.model import Mode, NoMatch, Policy, PolicySet
+from webhook.core.scope import PullIdentity, Scope
+from webhook.core.sources import ScopeReader
+from webhook.engine.verdict import (
+    PENDING,
+    CheckResult,
+    PolicyResult,
+    Verdict,
+    denial_line,
+    display,
+)
+from webhook.policy.model import NoMatch, Policy, PolicySet
 
-#: "warn": the check passed, and the workload gets a warning (a Caution).
-Outcome = Literal["pass", "warn", "deny", "error"]
-_Judge = Callable[[str, str, str], "Verdict"]
+_Judge = Callable[[str, str, str], Verdict]
 #: Tag -> digest, asked of the registry (through its cache) within the deadline.
 Resolver = Callable[[ImageRef, Deadline], str]
 
@@ -42,104 +49,6 @@ ANSWER_RESERVE_SECONDS = 0.5
 #: checks: every socket is shut down at the deadline, so they finish within it
 #: unless stuck where no socket is (a DNS lookup); then the answer does not wait.
 GRACE_SECONDS = 0.5
-
-_MAX_SHOWN = 200
-
-
-def display(text: str) -> str:
-    """``text`` made safe to show in one line: printable ASCII, bounded length.
-
-    Image strings come from the request and may carry control characters meant
-    to forge log lines or warnings.
-    """
-    if text.isascii() and text.isprintable() and len(text) <= _MAX_SHOWN:
-        return text
-    shown = repr(text[:_MAX_SHOWN])
-    return shown if len(text) <= _MAX_SHOWN else shown + "..."
-
-
-@dataclass(frozen=True, slots=True)
-class CheckResult:
-    """The outcome of one check: why it failed, or a note on how it passed.
-
-    ``digest`` is the digest the check verified itself (a signature over it, an
-    attestation about it, a known grade of it), when it passed that way.
-    """
-
-    check: str
-    outcome: Outcome
-    message: str = ""
-    digest: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class PolicyResult:
-    """The outcome of one policy for one image; the first failed check ends it."""
-
-    policy: str
-    mode: Mode
-    results: tuple[CheckResult, ...]
-    #: The policy's ``pinDigest``: whether ``/mutate`` pins what it verified.
-    pin: bool = False
-
-    @property
-    def passed(self) -> bool:
-        """Whether every check passed (some perhaps with a warning)."""
-        return all(r.outcome in ("pass", "warn") for r in self.results)
-
-    @property
-    def failure(self) -> CheckResult | None:
-        """The failed check, if any."""
-        return next((r for r in self.results if r.outcome in ("deny", "error")), None)
-
-    @property
-    def cautions(self) -> tuple[CheckResult, ...]:
-        """Checks that passed with a warning for the workload."""
-        return tuple(r for r in self.results if r.outcome == "warn")
-
-
-@dataclass(frozen=True, slots=True)
-class Verdict:
-    """Everything decided about one image.
-
-    ``denials`` are enforce failures (the workload is refused); ``warnings`` are
-    audit failures and no-match warnings (the workload is admitted). Each entry
-    is one line naming the image, the policy and the failed check. ``digest`` is
-    what the reference resolved to, when a check needed it.
-    """
-
-    image: str
-    reference: ImageRef | None
-    policies: tuple[PolicyResult, ...]
-    denials: tuple[str, ...] = ()
-    warnings: tuple[str, ...] = ()
-    no_match: NoMatch | None = None
-    digest: str | None = None
-
-    @property
-    def notes(self) -> tuple[str, ...]:
-        """How the image passed each check that says so: ``policy "p": signed by release``."""
-        return tuple(
-            f'policy "{policy.policy}": {result.message}'
-            for policy in self.policies
-            for result in policy.results
-            if result.outcome == "pass" and result.message
-        )
-
-    @property
-    def allowed(self) -> bool:
-        """Whether no enforce policy denied the image."""
-        return not self.denials
-
-
-#: A place held for a verdict that a check thread is working out.
-_PENDING = Verdict("", None, ())
-
-
-def _line(image: str, policy: str, mode: Mode, failure: CheckResult) -> str:
-    verb = "denied" if mode == "enforce" else "would be denied"
-    suffix = "" if mode == "enforce" else " (audit mode)"
-    return f'image {image} {verb} by policy "{policy}"{suffix}: {failure.message}'
 
 
 class Engine:
@@ -162,6 +71,7 @@ class Engine:
         on_event: Callable[[str, str], None] | None = None,
         review_share: int | None = None,
         max_images: int | None = None,
+        pull_secrets: ScopeReader | None = None,
     ) -> None:
         self._policies = policies
         self._no_match = no_match
@@ -180,6 +90,8 @@ class Engine:
         # a bounded memo keeps the grammar off the hot path.
         self._parse = functools.lru_cache(maxsize=_MEMO_SIZE)(parse_reference)
         self._memo: tuple[PolicySet, _Judge | None, dict[Hashable, Any] | None] | None = None
+        #: Reads the pull secrets of a workload (``credentials.pullSecrets``); None: unused.
+        self.pull_secrets = pull_secrets
 
     def evaluate(
         self,
@@ -190,6 +102,7 @@ class Engine:
         deadline: Deadline | None = None,
         pinning: bool = False,
         policy_set: PolicySet | None = None,
+        pull: PullIdentity | None = None,
     ) -> tuple[Verdict, ...]:
         """A Verdict for each distinct image of a request, in first-seen order.
 
@@ -206,6 +119,8 @@ class Engine:
         ``pinning``: the verdicts only decide what ``/mutate`` pins, never an
         admission (see ``CheckContext.pinning``).
         ``policy_set``: the set to judge by (default: the set in force now).
+        ``pull``: the pull secrets and service account of the workload, whose
+        logins the review's registry calls may use (with ``pull_secrets``).
         """
         if policy_set is None:
             policy_set = self._policies()
@@ -217,6 +132,8 @@ class Engine:
         if memo is not None and not pinning:
             return tuple(memo(image, namespace, kind) for image in distinct)
         deadline = deadline or self.deadline()
+        if pull is not None and self.pull_secrets is not None and deadline.scope is None:
+            deadline.scope = self._scope(pull, deadline)
         judge = functools.partial(
             self.evaluate_one,
             namespace=namespace,
@@ -242,13 +159,31 @@ class Engine:
                 if lane is None:
                     lane = self._executor().lane()
                 waiting.append((len(judged), lane.submit(functools.partial(judge, image))))
-                judged.append(_PENDING)
+                judged.append(PENDING)
             for index, future in waiting:
                 judged[index] = self._collect(distinct[index], future, deadline)
         finally:
             if lane is not None:
                 lane.close()  # what is still queued past the deadline frees its threads
         return tuple(judged)
+
+    def _scope(self, pull: PullIdentity, deadline: Deadline) -> Scope | None:
+        """The scope of ``pull``'s secrets; one that says why when they cannot be read.
+
+        Secrets that cannot be read in time do not stop the review: its calls
+        go on without them, in a partition of their own, and a denial for want
+        of a login says why the secrets were not tried.
+        """
+        assert self.pull_secrets is not None
+        try:
+            return self.pull_secrets.scope(pull, deadline)
+        except UpstreamError as exc:
+            return Scope(
+                key=f"{pull.namespace}:unread",
+                label=f"namespace {pull.namespace}",
+                lookup=lambda _image: (),
+                problems=(f"the pull secrets of namespace {pull.namespace}: {exc.message}",),
+            )
 
     def over_limit(self, count: int, kind: str) -> str | None:
         """The denial of a ``kind`` naming ``count`` distinct images, when that is too many.
@@ -399,9 +334,12 @@ class Engine:
             failure = result.failure
             if failure is None:
                 continue
-            line = _line(shown, result.policy, result.mode, failure)
+            line = denial_line(shown, result.policy, result.mode, failure)
             (denials if result.mode == "enforce" else warnings).append(line)
-        return Verdict(shown, ref, results, tuple(denials), tuple(warnings), digest=context.digest)
+        login = context.deadline.logins.get(ref.repository)
+        return Verdict(
+            shown, ref, results, tuple(denials), tuple(warnings), digest=context.digest, login=login
+        )
 
     def _context(self, ref: ImageRef, deadline: Deadline, pinning: bool = False) -> CheckContext:
         resolver = self._resolver
