@@ -18,6 +18,7 @@ import pytest
 import yaml
 
 from tests.chart.test_chart import CHART, KUBERNETES, NAMESPACE, RELEASE, one, render
+from tests.support.docblocks import REPO, blocks
 from webhook.config import parse_config
 
 WEBHOOK = (NAMESPACE, RELEASE)
@@ -399,7 +400,7 @@ def test_nothing_is_mounted_without_plugin_values() -> None:
 @pytest.mark.parametrize(
     ("plugins", "mounts", "message"),
     [
-        (None, {"binaries": HOST_BINARIES}, "config.credentials.kubeletPlugins (config and binDir)"),
+        (None, {"binaries": HOST_BINARIES}, "kubeletPlugins (config and binDir) does not tell"),
         (PLUGINS, {"config": "a: 1", "existingConfigMap": "x"}, "keep one"),
         (
             {"config": "/etc/trustgate/config/providers.yaml", "binDir": "/opt/bin"},
@@ -452,6 +453,27 @@ def test_image_volume_binaries_need_a_kubernetes_that_has_them() -> None:
     kubernetes_validate.validate(deployment, kubernetes_validate.latest_version(), strict=True)
     with pytest.raises(kubernetes_validate.ValidationError, match="'image' was unexpected"):
         kubernetes_validate.validate(deployment, "1.30.0", strict=True)
+
+
+def test_the_install_guide_examples_render_as_it_says() -> None:
+    """docs/install.md, "Registry credentials": each example renders what the text promises."""
+    guide = REPO / "docs" / "install.md"
+    text = guide.read_text(encoding="utf-8").splitlines()
+    start = text.index("## Registry credentials")
+    end = next(i for i in range(start + 1, len(text)) if text[i].startswith("## "))
+    examples = [
+        yaml.safe_load(b.body) for b in blocks(guide) if b.lang == "yaml" and start < b.line < end
+    ]
+    mounted, namespaced, plugins = examples
+    assert secret_rules(render(mounted)) == []  # a mounted file: no access to Secrets
+    assert readable(render(namespaced), WEBHOOK) == {"team-a", "team-b"}
+    (server, audit) = pod_specs(render({**plugins, "auditJob": {"enabled": True}})).values()
+    for spec in (server, audit):
+        (container,) = spec["containers"]
+        assert {m["mountPath"] for m in container["volumeMounts"]} >= {
+            "/etc/trustgate/credential-providers",
+            "/usr/libexec/trustgate/credential-providers",
+        }
 
 
 # --- every combination is valid Kubernetes and lints clean ----------------------------------
