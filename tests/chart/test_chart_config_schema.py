@@ -138,6 +138,13 @@ FULL: dict[str, Any] = {
         "gradeSize": 100,
     },
     "sigstore": {"refreshTrustedRoot": True, "refreshTimeoutSeconds": 5, "tufUrl": "https://t"},
+    "kubernetes": {"kubeconfig": "/etc/trustgate/kubeconfig", "context": "admin"},
+    "credentials": {
+        "pullSecrets": True,
+        "namespaces": ["team-a"],
+        "providers": [{"type": "acr", "registries": ["*.azurecr.io"], "clientId": "c"}],
+        "kubeletPlugins": {"config": "/etc/tg/plugins.yaml", "binDir": "/usr/libexec/tg"},
+    },
 }
 
 

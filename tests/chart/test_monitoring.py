@@ -31,6 +31,7 @@ ALERTS = {
     "TrustgatePolicyReloadFailing": "policy reload failures",
     "TrustgateRegistryErrors": "registry errors",
     "TrustgateRegistryDeadlines": "registry errors",
+    "TrustgateRegistryAuthFailures": "registry logins that fail, by credential source",
     "TrustgateHostLimitRejections": "registry errors",
     "TrustgateByteBudgetExceeded": "registry errors",
     "TrustgateLogLinesDropped": "a log sink that falls behind (decision-log lines lost)",
@@ -165,6 +166,25 @@ def test_thresholds_follow_the_values() -> None:
         if t["legendFormat"] == "webhook.timeoutSeconds"
     )
     assert timeout_line["expr"] == "vector(5)"
+
+
+def test_auth_failures_alert_per_source_at_the_set_rate() -> None:
+    values = {"metrics": {"prometheusRule": {"enabled": True, "authFailuresPerSecond": 0.2}}}
+    (rule,) = [r for r in rules(render(values)) if r["alert"] == "TrustgateRegistryAuthFailures"]
+    expr = promql_parser.parse(rule["expr"])
+    assert isinstance(expr, promql_parser.BinaryExpr)
+    assert isinstance(expr.rhs, promql_parser.NumberLiteral) and expr.rhs.val == 0.2
+    assert isinstance(expr.lhs, promql_parser.AggregateExpr)
+    assert expr.lhs.modifier is not None and list(expr.lhs.modifier.labels) == ["source"]
+    (selector,) = walk(expr)
+    assert selector.name == "trustgate_registry_auth_failures_total"
+    assert rule["for"] == "15m" and rule["labels"]["severity"] == "warning"
+    assert "$labels.source" in rule["annotations"]["summary"]
+    # The default: a few failures a minute, not one wrong secret tried before the right one.
+    (default,) = [
+        r for r in rules(render(MONITORING)) if r["alert"] == "TrustgateRegistryAuthFailures"
+    ]
+    assert default["expr"].strip().endswith("> 0.01")
 
 
 def test_dashboard_is_a_sidecar_config_map() -> None:
