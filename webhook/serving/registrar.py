@@ -73,6 +73,10 @@ class Target:
     ca_file: Path | None
     host: str
     port: int
+    #: ``kubernetes.kubeconfig`` and ``kubernetes.context`` of the configuration
+    #: (None: $KUBECONFIG, then the pod's in-cluster credentials).
+    kubeconfig: Path | None = None
+    context: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,7 +112,9 @@ class Registrar:
     ) -> None:
         self.target = target
         self.schedule = schedule or Schedule()
-        self._credentials = credentials or (lambda: load_credentials(None, None, os.environ))
+        self._credentials = credentials or (
+            lambda: load_credentials(target.kubeconfig, target.context, os.environ)
+        )
         self._state = _State()
 
     def run(self, alive: Callable[[], bool]) -> None:

@@ -93,7 +93,8 @@ def _add_cluster_flags(audit_cmd: argparse.ArgumentParser) -> None:
     cluster.add_argument(
         "--kubeconfig",
         type=Path,
-        help="kubeconfig file (default: $KUBECONFIG, then in-cluster, then ~/.kube/config)",
+        help="kubeconfig file (default: kubernetes.kubeconfig of the configuration, "
+        "$KUBECONFIG, then in-cluster, then ~/.kube/config)",
     )
     cluster.add_argument("--context", help="kubeconfig context (default: current-context)")
     cluster.add_argument(
@@ -136,7 +137,11 @@ def _audit(args: argparse.Namespace, config: Config) -> int:
     from webhook.kube.credentials import load_credentials
     from webhook.kube.workloads import cluster_workloads
 
-    credentials = load_credentials(args.kubeconfig, args.context, os.environ)
+    credentials = load_credentials(
+        args.kubeconfig or config.kubernetes.kubeconfig,
+        args.context or config.kubernetes.context,
+        os.environ,
+    )
     print(f"trustgate: auditing {credentials.server} ({credentials.source})", file=sys.stderr)
     with KubeClient(credentials) as client:
         listed = cluster_workloads(

@@ -132,7 +132,7 @@ def _serve(args: argparse.Namespace, config: Config) -> int:
     if not args.insecure_http and (args.cert is None or args.key is None):
         raise TrustgateError("--cert and --key are required (or --insecure-http for local tests)")
     load_directory(policy_directory(args))  # fail fast, before any worker starts
-    target = _registration_target(args)
+    target = _registration_target(args, config)
     _check_free(args.host, args.port, "--port N (make run: PORT=N)")
     if args.metrics_port is not None:
         _check_free(args.host, args.metrics_port, "--metrics-port N")
@@ -189,7 +189,7 @@ def _check_free(host: str, port: int, flag: str) -> None:
             ) from None
 
 
-def _registration_target(args: argparse.Namespace) -> Target | None:
+def _registration_target(args: argparse.Namespace, config: Config) -> Target | None:
     """``--register``: what to register, checked now so that a bad file fails at start-up."""
     if args.register is None:
         return None
@@ -203,6 +203,8 @@ def _registration_target(args: argparse.Namespace) -> Target | None:
         ca_file=args.cert.parent / "ca.crt",
         host={"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(args.host, args.host),
         port=args.port,
+        kubeconfig=config.kubernetes.kubeconfig,
+        context=config.kubernetes.context,
     )
     load_registration(target.registration, target.ca_file)
     return target
