@@ -22,12 +22,39 @@ from jsonschema.exceptions import ValidationError
 _SECRET_NAME = re.compile(r"password|passwd|apikey|api_key|token|secret|credential", re.IGNORECASE)
 #: Fields that name a file holding a secret: the path is not one.
 _FILE_NAME = re.compile(r"file$", re.IGNORECASE)
+#: A JWT, or the start of one (an access token, a service account token), in free text.
+_JWT = re.compile(r"eyJ[\w-]*\.[\w-]*(?:\.[\w-]*)?")
+#: A word long enough and mixed enough to be a random credential (base64, hex with case).
+_WORD = re.compile(r"[A-Za-z0-9+/=_-]{32,}")
 
 
 def is_secret_field(name: object) -> bool:
     """Whether a field called ``name`` holds a secret (``apiKey``, not ``apiKeyFile``)."""
     text = str(name)
     return bool(_SECRET_NAME.search(text)) and not _FILE_NAME.search(text)
+
+
+def hide_tokens(text: str) -> str:
+    """``text`` with every JWT, and every word that looks random, replaced by ``(token hidden)``.
+
+    For what another program or server says when it fails (a credential
+    plug-in's stderr, an identity library's error): it may quote the token
+    it was given or refused, and its words are shown to people. A word of 32
+    or more base64 characters with a digit, a lower- and an upper-case letter
+    is taken for a credential (ECR's and Google's tokens are such); paths and
+    names rarely are.
+    """
+    return _WORD.sub(_random_word, _JWT.sub("(token hidden)", text))
+
+
+def _random_word(match: re.Match[str]) -> str:
+    word = match.group(0)
+    mixed = (
+        any(c.isdigit() for c in word)
+        and any(c.islower() for c in word)
+        and any(c.isupper() for c in word)
+    )
+    return "(token hidden)" if mixed else word
 
 
 def redacted_url(url: str) -> str:

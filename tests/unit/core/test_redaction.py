@@ -16,7 +16,7 @@ import pytest
 
 from webhook.config import load_config, parse_config
 from webhook.core.errors import ConfigError
-from webhook.core.redaction import holds_secret, is_secret_field, url_has_secret
+from webhook.core.redaction import hide_tokens, holds_secret, is_secret_field, url_has_secret
 
 SECRET = "s3cr3t-Pyxis-k3y-0123456789"
 
@@ -197,3 +197,29 @@ def test_the_pyxis_settings_never_show_the_key() -> None:
     from webhook.freshness.pyxis import PyxisSettings
 
     assert SECRET not in repr(PyxisSettings(api_key=SECRET))
+
+
+@pytest.mark.parametrize(
+    ("text", "shown"),
+    [
+        ("refused eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ4In0.c2ln now", "refused (token hidden) now"),
+        ("assertion eyJhbGciOiJSUzI1NiJ9.eyJzdW", "assertion (token hidden)"),
+        ("password QVdTOmV5SndZWGxzYjJGa0lqb2lXbGhvYlZ", "password (token hidden)"),
+        ("ya29.a0AfB_byC3kDq9ZlXm2Pp8sTuVw4xYz7AbCdEf end", "ya29.(token hidden) end"),
+        # Long words that are not random stay: paths, names, lowercase hex.
+        (
+            "/usr/libexec/kubernetes/kubelet-plugins/credential-provider failed",
+            "/usr/libexec/kubernetes/kubelet-plugins/credential-provider failed",
+        ),
+        (
+            "digest 3f786850e387550fdab836ed7e6dc881de23001b",
+            "digest 3f786850e387550fdab836ed7e6dc881de23001b",
+        ),
+        (
+            "AADSTS700213: No matching federated identity record",
+            "AADSTS700213: No matching federated identity record",
+        ),
+    ],
+)
+def test_tokens_in_free_text_are_hidden_and_other_words_kept(text: str, shown: str) -> None:
+    assert hide_tokens(text) == shown
