@@ -132,10 +132,6 @@ class AcrSource:
         refresh = self._renewing.get(image.domain, deadline)
         return (Login(USERNAME, refresh, self.label, self.kind),)
 
-    def forget(self, host: str) -> None:
-        """Drop ``host``'s refresh token (the registry refused it): the next login fetches anew."""
-        self._renewing.forget(host)
-
     def _fetch(self, key: Hashable) -> Expiring[str]:
         host = str(key)
         token = self._entra_token()

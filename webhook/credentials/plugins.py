@@ -71,6 +71,9 @@ MAX_AUTH_ENTRIES: Final = 256
 MAX_CACHED: Final = 4096
 #: A failed run is answered from memory for this long before the plug-in runs again.
 RETRY_AFTER: Final = 5.0
+#: Runs started or waiting at once: past this, a lookup fails at once rather than queue a
+#: run that would start after its review gave up (a flood of distinct image names).
+MAX_PENDING: Final = 16
 _THREADS: Final = 2
 _RESPONSE: Final = frozenset({"apiVersion", "kind", "cacheKeyType", "cacheDuration", "auth"})
 _CACHE_KEY_TYPES: Final = ("Image", "Registry", "Global")
@@ -139,7 +142,9 @@ class PluginSource:
             MAX_CACHED, ttu=lambda _key, value, _now: value.expires_at, timer=clock
         )
         self._running: dict[str, Future[Keyring]] = {}
-        self._failed: dict[str, tuple[float, PluginError]] = {}
+        self._failed: TLRUCache[str, tuple[float, PluginError]] = TLRUCache(
+            MAX_CACHED, ttu=lambda _key, value, _now: value[0], timer=clock
+        )
         self._lock = threading.Lock()
         self._pool: ThreadPoolExecutor | None = None
         self._pid = 0
@@ -170,10 +175,15 @@ class PluginSource:
                 if cached is not None:
                     return cached.keyring
             failed = self._failed.get(repository)
-            if failed is not None and self._clock() < failed[0]:
+            if failed is not None:
                 raise failed[1]
             future = self._running.get(repository)
             if future is None:
+                if len(self._running) >= MAX_PENDING:
+                    raise PluginError(
+                        f"{self.name}: {MAX_PENDING} runs are already under way; "
+                        f"this image's waits for one of them to end"
+                    )
                 future = self._executor().submit(self._run, image)
                 self._running[repository] = future
         try:

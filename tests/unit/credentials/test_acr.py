@@ -31,7 +31,8 @@ from webhook.core.errors import ConfigError, UpstreamError
 from webhook.core.reference import parse_reference
 from webhook.core.scope import Login
 from webhook.credentials import acr
-from webhook.credentials.acr import ACR_SCOPE, USERNAME, AcrSource
+from webhook.credentials.acr import ACR_SCOPE, AcrSource
+from webhook.registry.client import RegistryClient, RegistrySettings
 
 TENANT = "72f988bf-86f1-41af-91ab-2d7cd011db47"
 CLIENT_ID = "5b0e2a3c-1d4f-4e6a-9b8c-7d6e5f4a3b2c"
@@ -163,7 +164,7 @@ def test_workload_identity_flows_end_to_end(
     source = AcrSource([front.host])
     (login,) = _logins(source, f"{front.host}/team/app:1.0")
     assert (login.username, login.source, login.kind) == (
-        USERNAME,
+        ACR_USERNAME,
         "acr workload identity",
         "acr",
     )
@@ -183,6 +184,35 @@ def test_workload_identity_flows_end_to_end(
     )
     assert entra.accepts(sent["access_token"]) is not None
     assert _pull(front, tls, login, "team/app") == 200
+
+
+def test_the_registry_client_pulls_a_manifest_with_the_acr_login(
+    workload: Path, front: AcrFront, tls: certs.CertPaths
+) -> None:
+    settings = {front.host: RegistrySettings(ca=tls.ca)}
+    image = parse_reference(f"{front.host}/team/app:1.0")
+    client = RegistryClient(settings, sources=[AcrSource([front.host])])
+    deadline = Deadline(20)
+    manifest = client.manifest(image, "1.0", deadline)
+    assert manifest.media_type == MANIFEST and manifest.data["schemaVersion"] == 2
+    assert deadline.logins == {image.repository: "acr workload identity"}
+    # Without the source, the same registry refuses: the login is what let it through.
+    with pytest.raises(UpstreamError, match=rf"authentication to {front.host} failed"):
+        RegistryClient(settings).manifest(image, "1.0", Deadline(20))
+
+
+def test_a_failing_identity_is_named_among_the_sources_tried(
+    workload: Path, entra: EntraId, front: AcrFront, tls: certs.CertPaths
+) -> None:
+    entra.refuse = True
+    client = RegistryClient(
+        {front.host: RegistrySettings(ca=tls.ca)}, sources=[AcrSource([front.host])]
+    )
+    with pytest.raises(
+        UpstreamError, match=r"tried: acr \(no login: acr: cannot get an Entra"
+    ) as caught:
+        client.manifest(parse_reference(f"{front.host}/team/app:1.0"), "1.0", Deadline(20))
+    _no_token_in(str(caught.value))
 
 
 def test_the_login_is_cached_per_registry(workload: Path, entra: EntraId, front: AcrFront) -> None:
@@ -261,10 +291,6 @@ def test_managed_identity_flows_end_to_end(
     (exchange,) = front.exchanges[before:]
     assert exchange.form()["tenant"] == TENANT
     assert _pull(front, tls, login, "team/app") == 200
-
-
-def test_the_scope_is_acrs_audience_in_every_cloud() -> None:
-    assert ACR_SCOPE == "https://containerregistry.azure.net/.default"
 
 
 def test_concurrent_reviews_share_one_exchange(workload: Path, front: AcrFront) -> None:
@@ -418,7 +444,3 @@ def test_without_azure_identity_the_config_error_says_what_to_install(
     )
     with pytest.raises(ConfigError, match=r"pip install 'trustgate\[azure\]'"):
         AcrSource(["*.azurecr.io"])
-
-
-def test_username_is_acrs_fixed_one() -> None:
-    assert USERNAME == ACR_USERNAME

@@ -16,10 +16,12 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.registry import Registry, push_image
 from webhook.core.deadline import Deadline
-from webhook.core.errors import ConfigError
+from webhook.core.errors import ConfigError, UpstreamError
 from webhook.core.reference import parse_reference
 from webhook.core.scope import Login
+from webhook.credentials import plugins
 from webhook.credentials.plugins import (
     RETRY_AFTER,
     PluginError,
@@ -27,6 +29,7 @@ from webhook.credentials.plugins import (
     parse_response,
     plugin_sources,
 )
+from webhook.registry.client import RegistryClient, RegistrySettings
 
 PLUGIN = Path(__file__).resolve().parents[2] / "support" / "credential_plugin.py"
 PASSWORD = "AWS4kQm2VtZ8pXr7LhN3sWd9YbF6cJe1uGa5TzHq"
@@ -187,6 +190,26 @@ def test_concurrent_lookups_of_one_image_share_one_run(tmp_path: Path) -> None:
         thread.join(timeout=30)
     assert len(results) == 6 and all(r[0].password == PASSWORD for r in results)
     assert len(_runs(tmp_path)) == 1
+
+
+def test_runs_queued_past_the_limit_fail_at_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(plugins, "MAX_PENDING", 2)
+    source = _source(tmp_path, "--mode", "slow", "--delay", "1", "--cache-duration", "0s")
+    for name in ("one", "two"):
+        with pytest.raises(PluginError, match="still running"):
+            _logins(source, f"reg.example.com/{name}", seconds=0.05)
+    started = time.monotonic()
+    with pytest.raises(PluginError, match="2 runs are already under way"):
+        _logins(source, "reg.example.com/three")
+    assert time.monotonic() - started < 0.5
+    end = time.monotonic() + 10
+    while len(_runs(tmp_path)) < 2 and time.monotonic() < end:
+        time.sleep(0.05)
+    time.sleep(1.5)  # both runs end, and the limit frees up
+    assert _logins(source, "reg.example.com/three")[0].username == "robot"
+    assert [r["image"] for r in _runs(tmp_path)][-1] == "reg.example.com/three"
 
 
 def test_a_hanging_plugin_costs_a_review_its_deadline_and_is_killed_after_its_own(
@@ -352,3 +375,43 @@ def test_a_minimal_response_has_no_credentials_and_the_default_duration() -> Non
     ).encode()
     answer = parse_response(data, V1, "plugin p")
     assert answer.entries == () and answer.cache_duration is None
+
+
+def test_the_registry_client_pulls_a_manifest_with_the_plugins_login(
+    tmp_path: Path, token_registry: Registry
+) -> None:
+    push_image(token_registry, "plugged/app", tag="1.0")
+    assert token_registry.password is not None
+    config, bin_dir = _config(tmp_path, match=f'["{token_registry.host}"]')
+    config.write_text(
+        config.read_text()
+        .replace("value: robot", f"value: {token_registry.username}")
+        .replace(PASSWORD, token_registry.password)
+    )
+    settings = {token_registry.host: RegistrySettings(insecure=True)}
+    image = parse_reference(f"{token_registry.host}/plugged/app:1.0")
+    client = RegistryClient(settings, sources=plugin_sources(config, bin_dir))
+    deadline = Deadline(20)
+    manifest = client.manifest(image, "1.0", deadline)
+    assert manifest.data["schemaVersion"] == 2
+    assert deadline.logins == {image.repository: "plugin test-provider"}
+    assert _runs(tmp_path)[0]["image"] == image.repository
+    # The token service handed the registry token to the plug-in's user.
+    assert token_registry.token_server.log[-1]["user"] == token_registry.username
+
+
+def test_a_failing_plugin_is_named_among_the_sources_tried(
+    tmp_path: Path, token_registry: Registry
+) -> None:
+    config, bin_dir = _config(tmp_path, "--mode", "fail", match=f'["{token_registry.host}"]')
+    client = RegistryClient(
+        {token_registry.host: RegistrySettings(insecure=True)},
+        sources=plugin_sources(config, bin_dir),
+    )
+    with pytest.raises(
+        UpstreamError, match=r"tried: plugin test-provider \(no login: plugin test-provider: exited"
+    ) as caught:
+        client.manifest(
+            parse_reference(f"{token_registry.host}/plugged/app:1.0"), "1.0", Deadline(20)
+        )
+    assert PASSWORD not in str(caught.value)
