@@ -21,6 +21,7 @@ from webhook.cache.local import Caches, CacheSettings, Observer
 from webhook.cache.shared import SharedCache, SharedObserver, SharedSettings
 from webhook.checks import Check, Unavailable, offline_checks
 from webhook.config import Config
+from webhook.config.credentials import ProviderConfig
 from webhook.core.errors import ConfigError
 from webhook.core.offline import deferred
 from webhook.core.reference import DOCKER_HUB_ALIASES
@@ -209,7 +210,24 @@ def build_sources(config: Config) -> list[LoginSource]:
         ConfigError: a provider's library is not installed, or the plug-in
             configuration cannot be read.
     """
-    return []
+    sources: list[LoginSource] = []
+    credentials = config.credentials
+    for provider in credentials.providers:
+        sources.append(_provider(provider))
+    if credentials.plugins is not None:
+        from webhook.credentials.plugins import plugin_sources
+
+        sources.extend(plugin_sources(credentials.plugins.config, credentials.plugins.bin_dir))
+    return sources
+
+
+def _provider(provider: ProviderConfig) -> LoginSource:
+    """The login source of one ``credentials.providers`` entry; its library loads here."""
+    if provider.type == "acr":
+        from webhook.credentials.acr import AcrSource
+
+        return AcrSource(provider.registries, client_id=provider.client_id)
+    raise ConfigError(f"credentials.providers: unknown type {provider.type!r}")
 
 
 def build_network(config: Config, observer: NetworkObserver | None = None) -> Network:
