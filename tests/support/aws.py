@@ -1,0 +1,223 @@
+"""AWS endpoints for tests: moto's server for ECR, and an ECR Public stand-in moto lacks.
+
+``MotoServer`` runs moto's own WSGI application (what ``moto.server.ThreadedMotoServer``
+serves) on 127.0.0.1, and notes each call's ``X-Amz-Target`` and the region and
+service its SigV4 signature was made for, so tests can count GetAuthorizationToken
+calls. moto issues the token ``AWS:<registryId>-auth-token``, expiring at
+2015-01-01T00:00:00Z whatever the time: tests drive their clock into the day before.
+
+``AwsJsonEndpoint`` answers the AWS JSON 1.1 protocol (``POST /`` with
+``X-Amz-Target: <prefix>.<operation>``, as ECR and ECR Public speak it) with what
+``answer`` returns: ECR Public's GetAuthorizationToken (moto does not implement ECR
+Public), an error of AWS's shape, or a malformed answer. ``aws_environment`` points
+boto3 at such endpoints through the standard ``AWS_ENDPOINT_URL_*`` variables.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime
+import io
+import json
+import re
+import threading
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+from werkzeug.serving import BaseWSGIServer, make_server
+
+#: The account moto issues tokens for unless told otherwise, and the password it issues.
+ACCOUNT = "123456789012"
+#: When moto's tokens expire: tests set their clock before it.
+MOTO_EXPIRES = datetime.datetime(2015, 1, 1, tzinfo=datetime.UTC).timestamp()
+ACCESS_KEY = "AKIATRUSTGATETEST000"
+SECRET_KEY = "trustgate-test-secret-key-never-shown"
+_SCOPE = re.compile(r"Credential=[^/]+/[0-9]{8}/(?P<region>[^/]+)/(?P<service>[^/]+)/aws4_request")
+
+
+def moto_password(account: str) -> str:
+    """The ECR password moto issues for ``account`` (user ``AWS``)."""
+    return f"{account}-auth-token"
+
+
+@dataclass(frozen=True)
+class Call:
+    """One call an endpoint received: its operation and the scope it was signed for."""
+
+    target: str
+    region: str
+    service: str
+    body: dict[str, Any]
+
+
+def _call(target: str, authorization: str, body: dict[str, Any]) -> Call:
+    scope = _SCOPE.search(authorization)
+    region, service = (scope["region"], scope["service"]) if scope else ("", "")
+    return Call(target, region, service, body)
+
+
+class MotoServer:
+    """moto's server on 127.0.0.1 with a count of its calls; ``stop()`` it."""
+
+    def __init__(self) -> None:
+        # moto's server modules need flask, flask-cors and werkzeug (the test extra).
+        from moto.moto_server.werkzeug_app import (
+            DomainDispatcherApplication,
+            MotoRequestHandler,
+            create_backend_app,
+        )
+
+        class Quiet(MotoRequestHandler):
+            def log(self, type: str, message: str, *args: Any) -> None:
+                pass
+
+        app = DomainDispatcherApplication(create_backend_app)
+        self.calls: list[Call] = []
+        self._lock = threading.Lock()
+
+        def counting(environ: dict[str, Any], start_response: Any) -> Any:
+            target = environ.get("HTTP_X_AMZ_TARGET")
+            if environ.get("REQUEST_METHOD") == "POST" and target:
+                raw = environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
+                environ["wsgi.input"] = io.BytesIO(raw)
+                call = _call(
+                    target, environ.get("HTTP_AUTHORIZATION", ""), json.loads(raw or b"{}")
+                )
+                with self._lock:
+                    self.calls.append(call)
+            return app(environ, start_response)
+
+        self._server: BaseWSGIServer = make_server(
+            "127.0.0.1", 0, counting, threaded=True, request_handler=Quiet
+        )
+        self.url = f"http://127.0.0.1:{self._server.server_port}"
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+
+    def tokens_issued(self, region: str | None = None) -> int:
+        """How many GetAuthorizationToken calls arrived (in ``region``, if given)."""
+        with self._lock:
+            return sum(
+                1
+                for call in self.calls
+                if call.target.endswith(".GetAuthorizationToken")
+                and (region is None or call.region == region)
+            )
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=5)
+
+
+Answer = tuple[int, Mapping[str, Any]]
+
+
+class AwsJsonEndpoint:
+    """An AWS JSON 1.1 endpoint on 127.0.0.1 answering each call with ``answer(call)``."""
+
+    def __init__(self, answer: Callable[[Call], Answer]) -> None:
+        self.answer = answer
+        self.calls: list[Call] = []
+        self._lock = threading.Lock()
+        endpoint = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                raw = self.rfile.read(length) if length else b"{}"
+                call = _call(
+                    self.headers.get("X-Amz-Target", ""),
+                    self.headers.get("Authorization", ""),
+                    json.loads(raw or b"{}"),
+                )
+                with endpoint._lock:
+                    endpoint.calls.append(call)
+                status, body = endpoint.answer(call)
+                data = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/x-amz-json-1.1")
+                self.send_header("x-amzn-RequestId", "00000000-0000-0000-0000-000000000000")
+                if status >= 400 and "__type" in body:
+                    self.send_header("x-amzn-ErrorType", str(body["__type"]))
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._httpd.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self._httpd.server_address[1]}"
+        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
+        self._thread.join(timeout=5)
+
+
+def public_token(user: str, password: str, expires_at: float) -> Answer:
+    """ECR Public's GetAuthorizationToken answer (a single object, unlike ECR's list)."""
+    token = base64.b64encode(f"{user}:{password}".encode()).decode()
+    return 200, {"authorizationData": {"authorizationToken": token, "expiresAt": expires_at}}
+
+
+def private_token(account: str, region: str, token: str, expires_at: float) -> Answer:
+    """ECR's GetAuthorizationToken answer, ``token`` already base64 (or deliberately not)."""
+    endpoint = f"https://{account}.dkr.ecr.{region}.amazonaws.com"
+    data = {"authorizationToken": token, "expiresAt": expires_at, "proxyEndpoint": endpoint}
+    return 200, {"authorizationData": [data]}
+
+
+def error(status: int, kind: str, message: str) -> Answer:
+    """An AWS JSON error answer, as ECR sends one."""
+    return status, {"__type": kind, "message": message}
+
+
+def aws_environment(
+    tmp: Path, endpoints: Mapping[str, str], *, credentials: bool = True
+) -> dict[str, str]:
+    """Variables that give boto3 test credentials (or none) and ``endpoints`` only.
+
+    ``endpoints`` maps a service's variable suffix (``ECR``, ``ECR_PUBLIC``) to a URL.
+    Shared config and credentials files are empty files under ``tmp``, and instance
+    metadata is off, so nothing of the machine's own AWS setup is used.
+    """
+    tmp.mkdir(parents=True, exist_ok=True)
+    (tmp / "config").write_text("")
+    (tmp / "credentials").write_text("")
+    env = {
+        "AWS_CONFIG_FILE": str(tmp / "config"),
+        "AWS_SHARED_CREDENTIALS_FILE": str(tmp / "credentials"),
+        "AWS_EC2_METADATA_DISABLED": "true",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }
+    if credentials:
+        env |= {"AWS_ACCESS_KEY_ID": ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": SECRET_KEY}
+    env |= {f"AWS_ENDPOINT_URL_{name}": url for name, url in endpoints.items()}
+    return env
+
+
+#: Variables that would bring the machine's own AWS identity or endpoints into a test.
+AWS_VARIABLES: Iterable[str] = (
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_PROFILE",
+    "AWS_ROLE_ARN",
+    "AWS_WEB_IDENTITY_TOKEN_FILE",
+    "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+    "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+    "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE",
+    "AWS_ENDPOINT_URL",
+    "AWS_ENDPOINT_URL_ECR",
+    "AWS_ENDPOINT_URL_ECR_PUBLIC",
+)
