@@ -46,8 +46,9 @@ def test_there_is_a_page_per_cloud_with_a_provider() -> None:
     kinds = {
         provider["type"]
         for config in configs
-        for provider in config.get("credentials", config.get("config", {}).get("credentials", {}))
-        .get("providers", [])
+        for provider in config.get(
+            "credentials", config.get("config", {}).get("credentials", {})
+        ).get("providers", [])
     }
     assert kinds >= {"ecr", "gcp"} and kinds <= set(DEFAULT_REGISTRIES)
 

@@ -19,11 +19,11 @@ was issued for, and Amazon's domains also serve content customers control
 bucket may be called ``123456789012.dkr.ecr``), which a region label that
 is not shaped like a region keeps out.
 
-boto3 is an optional extra (``trustgate[aws]``), imported only when an ``ecr``
-provider is configured: in a bare interpreter it costs about 0.1 s and 24 MiB,
-its first client 10 MiB more (bench/credential_libraries.py). Endpoints follow the standard AWS variables
-(``AWS_ENDPOINT_URL_ECR``, ``AWS_ENDPOINT_URL_ECR_PUBLIC``), which is how the
-tests point it at moto.
+boto3 is an optional extra (``trustgate[aws]``), imported here only when an
+``ecr`` provider is built: in a bare interpreter it costs about 0.1 s and
+24 MiB, its first client 10 MiB more (bench/credential_libraries.py).
+Endpoints follow the standard AWS variables (``AWS_ENDPOINT_URL_ECR``,
+``AWS_ENDPOINT_URL_ECR_PUBLIC``), which is how the tests point it at moto.
 """
 
 from __future__ import annotations
