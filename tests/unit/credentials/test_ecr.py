@@ -43,6 +43,7 @@ from webhook.core.errors import ConfigError, UpstreamError
 from webhook.core.reference import parse_reference
 from webhook.credentials.ecr import EcrRegistry, EcrSource, ecr_registry
 from webhook.credentials.renewal import RENEW_AT
+from webhook.registry.client import RegistryClient, RegistrySettings
 
 OTHER = "210987654321"
 HOST = f"{ACCOUNT}.dkr.ecr.us-east-1.amazonaws.com"
@@ -413,6 +414,15 @@ def ecr_registry_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Re
     registry.stop()
 
 
+def _located(registry: Registry, account: str) -> Callable[[str], EcrRegistry | None]:
+    """The test registry on 127.0.0.1 read as ``account``'s in us-east-1; any other host as none."""
+    return lambda domain: EcrRegistry(account, "us-east-1") if domain == registry.host else None
+
+
+def _client(registry: Registry, *sources: EcrSource) -> RegistryClient:
+    return RegistryClient({registry.host: RegistrySettings(insecure=True)}, sources=sources)
+
+
 def test_the_registry_accepts_the_token_ecr_issued_for_it_and_refuses_another_accounts(
     aws: Use, moto: MotoServer, ecr_registry_server: Registry
 ) -> None:
@@ -420,18 +430,70 @@ def test_the_registry_accepts_the_token_ecr_issued_for_it_and_refuses_another_ac
     registry = ecr_registry_server
     image = parse_reference(f"{registry.host}/team/app:1")
 
-    def located(account: str) -> Callable[[str], EcrRegistry | None]:
-        return lambda domain: EcrRegistry(account, "us-east-1") if domain == registry.host else None
-
-    ours = EcrSource([registry.host], locate=located(ACCOUNT), clock=Clock(MOTO_DAY))
+    ours = EcrSource([registry.host], locate=_located(registry, ACCOUNT), clock=Clock(MOTO_DAY))
     assert ours.matches(registry.host)
     assert not ours.matches("127.0.0.1:1")
     (login,) = ours.logins(image, Deadline(10))
     assert pull_manifest(registry, "team/app", "1", login) == 200
-    theirs = EcrSource([registry.host], locate=located(OTHER), clock=Clock(MOTO_DAY))
+    theirs = EcrSource([registry.host], locate=_located(registry, OTHER), clock=Clock(MOTO_DAY))
     (other,) = theirs.logins(image, Deadline(10))
     assert other.password == moto_password(OTHER)
     assert pull_manifest(registry, "team/app", "1", other) == 401
+
+
+def test_the_registry_client_pulls_with_the_ecr_login_and_asks_ecr_once(
+    aws: Use, moto: MotoServer, ecr_registry_server: Registry
+) -> None:
+    aws(ECR=moto.url)
+    registry = ecr_registry_server
+    source = EcrSource([registry.host], locate=_located(registry, ACCOUNT), clock=Clock(MOTO_DAY))
+    client = _client(registry, source)
+    image = parse_reference(f"{registry.host}/team/app:1")
+    before = moto.tokens_issued()
+    digests = set()
+    for _ in range(5):
+        deadline = Deadline(10)
+        digests.add(client.resolve(image, deadline))
+        assert deadline.logins[image.repository] == "ecr"
+    (digest,) = digests
+    assert client.manifest(image, digest, Deadline(10)).digest == digest
+    assert moto.tokens_issued() == before + 1
+
+
+def test_a_token_of_another_account_is_refused_and_the_denial_names_ecr(
+    aws: Use, moto: MotoServer, ecr_registry_server: Registry
+) -> None:
+    aws(ECR=moto.url)
+    registry = ecr_registry_server
+    theirs = EcrSource([registry.host], locate=_located(registry, OTHER), clock=Clock(MOTO_DAY))
+    image = parse_reference(f"{registry.host}/team/app:1")
+    with pytest.raises(UpstreamError) as denied:
+        _client(registry, theirs).resolve(image, Deadline(10))
+    message = str(denied.value)
+    assert f"authentication to {registry.host} failed for team/app; tried: ecr (" in message
+    assert moto_password(OTHER) not in message
+
+
+def test_the_ecr_token_never_reaches_a_registry_at_another_host(
+    aws: Use, moto: MotoServer, ecr_registry_server: Registry, token_registry: Registry
+) -> None:
+    """Another registry (its token server logs who asks) with the ECR source configured."""
+    aws(ECR=moto.url)
+    source = EcrSource(
+        [ecr_registry_server.host],
+        locate=_located(ecr_registry_server, ACCOUNT),
+        clock=Clock(MOTO_DAY),
+    )
+    assert token_registry.token_server is not None
+    push_image(token_registry, "elsewhere/app", tag="1")
+    logged = len(token_registry.token_server.log)
+    image = parse_reference(f"{token_registry.host}/elsewhere/app:1")
+    client = RegistryClient(
+        {token_registry.host: RegistrySettings(insecure=True)}, sources=[source]
+    )
+    with pytest.raises(UpstreamError, match="tried: anonymous"):
+        client.resolve(image, Deadline(10))
+    assert [entry["user"] for entry in token_registry.token_server.log[logged:]] == [None]
 
 
 # --- boto3 is loaded only for a configured provider -------------------------------------------

@@ -31,6 +31,7 @@ from webhook.core.errors import ConfigError, UpstreamError
 from webhook.core.reference import parse_reference
 from webhook.credentials.gcp import SCOPES, GcpSource
 from webhook.credentials.renewal import RENEW_AT
+from webhook.registry.client import RegistryClient, RegistrySettings
 
 IMAGE = "europe-west1-docker.pkg.dev/example-project/team/app:1"
 LIFE = 3599.0
@@ -275,16 +276,27 @@ def test_the_registry_accepts_the_access_token_and_refuses_another(
     gke.fixed_token = "ya29.the-token-the-registry-knows"
     registry = start_login_registry(tmp_path, "oauth2accesstoken", gke.fixed_token)
     try:
-        push_image(registry, "example-project/team/app", tag="1")
+        digest = push_image(registry, "example-project/team/app", tag="1")
         image = parse_reference(f"{registry.host}/example-project/team/app:1")
         source = GcpSource([registry.host])
         assert source.matches(registry.host) and not source.matches("gcr.io")
         (login,) = source.logins(image, Deadline(10))
         assert pull_manifest(registry, "example-project/team/app", "1", login) == 200
+        # Through the registry client, as reviews pull.
+        settings = {registry.host: RegistrySettings(insecure=True)}
+        deadline = Deadline(10)
+        assert RegistryClient(settings, sources=[source]).resolve(image, deadline) == digest
+        assert deadline.logins[image.repository] == "gcp"
+        assert gke.token_requests() == 1
         gke.fixed_token = "ya29.some-other-identity"
-        (other,) = GcpSource([registry.host]).logins(image, Deadline(10))
+        other_source = GcpSource([registry.host])
+        (other,) = other_source.logins(image, Deadline(10))
         assert other.password == gke.fixed_token
         assert pull_manifest(registry, "example-project/team/app", "1", other) == 401
+        with pytest.raises(UpstreamError) as denied:
+            RegistryClient(settings, sources=[other_source]).resolve(image, Deadline(10))
+        assert f"authentication to {registry.host} failed" in str(denied.value)
+        assert "tried: gcp (" in str(denied.value) and "ya29." not in str(denied.value)
     finally:
         registry.stop()
 
