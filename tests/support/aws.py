@@ -1,16 +1,19 @@
-"""AWS endpoints for tests: moto's server for ECR, and an ECR Public stand-in moto lacks.
+"""AWS endpoints for tests: moto's server, and stand-ins for what moto lacks.
 
 ``MotoServer`` runs moto's own WSGI application (what ``moto.server.ThreadedMotoServer``
-serves) on 127.0.0.1, and notes each call's ``X-Amz-Target`` and the region and
-service its SigV4 signature was made for, so tests can count GetAuthorizationToken
-calls. moto issues the token ``AWS:<registryId>-auth-token``, expiring at
-2015-01-01T00:00:00Z whatever the time: tests drive their clock into the day before.
+serves) on 127.0.0.1, and notes each call's ``X-Amz-Target`` and the region, service
+and access key its SigV4 signature was made with, so tests can count
+GetAuthorizationToken calls. moto issues the token ``AWS:<registryId>-auth-token``,
+expiring at 2015-01-01T00:00:00Z whatever the time: tests drive their clock into the
+day before. Its STS answers AssumeRoleWithWebIdentity, so IRSA's path runs for real.
 
 ``AwsJsonEndpoint`` answers the AWS JSON 1.1 protocol (``POST /`` with
 ``X-Amz-Target: <prefix>.<operation>``, as ECR and ECR Public speak it) with what
 ``answer`` returns: ECR Public's GetAuthorizationToken (moto does not implement ECR
-Public), an error of AWS's shape, or a malformed answer. ``aws_environment`` points
-boto3 at such endpoints through the standard ``AWS_ENDPOINT_URL_*`` variables.
+Public), an error of AWS's shape, or a malformed answer. ``StsRefusing`` refuses as STS
+does (the query protocol's XML error), and ``PodIdentityAgent`` answers credentials as
+the EKS Pod Identity agent does. ``aws_environment`` points boto3 at such endpoints
+through the standard ``AWS_ENDPOINT_URL_*`` variables.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs
 
 from werkzeug.serving import BaseWSGIServer, make_server
 
@@ -35,7 +39,9 @@ ACCOUNT = "123456789012"
 MOTO_EXPIRES = datetime.datetime(2015, 1, 1, tzinfo=datetime.UTC).timestamp()
 ACCESS_KEY = "AKIATRUSTGATETEST000"
 SECRET_KEY = "trustgate-test-secret-key-never-shown"
-_SCOPE = re.compile(r"Credential=[^/]+/[0-9]{8}/(?P<region>[^/]+)/(?P<service>[^/]+)/aws4_request")
+_SCOPE = re.compile(
+    r"Credential=(?P<key>[^/]+)/[0-9]{8}/(?P<region>[^/]+)/(?P<service>[^/]+)/aws4_request"
+)
 
 
 def moto_password(account: str) -> str:
@@ -51,12 +57,15 @@ class Call:
     region: str
     service: str
     body: dict[str, Any]
+    #: The access key ID the call was signed with.
+    access_key: str = ""
 
 
 def _call(target: str, authorization: str, body: dict[str, Any]) -> Call:
     scope = _SCOPE.search(authorization)
-    region, service = (scope["region"], scope["service"]) if scope else ("", "")
-    return Call(target, region, service, body)
+    if scope is None:
+        return Call(target, "", "", body)
+    return Call(target, scope["region"], scope["service"], body, scope["key"])
 
 
 class MotoServer:
@@ -220,4 +229,106 @@ AWS_VARIABLES: Iterable[str] = (
     "AWS_ENDPOINT_URL",
     "AWS_ENDPOINT_URL_ECR",
     "AWS_ENDPOINT_URL_ECR_PUBLIC",
+    "AWS_ENDPOINT_URL_STS",
+    "AWS_REGION",
+    "AWS_ROLE_SESSION_NAME",
 )
+
+
+def sts_error(code: str, message: str) -> bytes:
+    """An STS error answer (the query protocol's XML), as STS sends one with status 400."""
+    return (
+        '<ErrorResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/"><Error>'
+        f"<Type>Sender</Type><Code>{code}</Code><Message>{message}</Message></Error>"
+        "<RequestId>00000000-0000-0000-0000-000000000000</RequestId></ErrorResponse>"
+    ).encode()
+
+
+class StsRefusing:
+    """An STS endpoint on 127.0.0.1 that refuses every call with ``body`` (status 400)."""
+
+    def __init__(self, body: bytes) -> None:
+        self.forms: list[dict[str, str]] = []
+        refusing = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                form = parse_qs(self.rfile.read(length).decode())
+                refusing.forms.append({k: v[0] for k, v in form.items()})
+                self.send_response(400)
+                self.send_header("Content-Type", "text/xml")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._httpd.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self._httpd.server_address[1]}"
+        threading.Thread(target=self._httpd.serve_forever, daemon=True).start()
+
+    def stop(self) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
+
+
+class PodIdentityAgent:
+    """The EKS Pod Identity agent's credentials endpoint on 127.0.0.1.
+
+    boto3 finds it through ``AWS_CONTAINER_CREDENTIALS_FULL_URI`` (``url``) and sends the
+    content of ``AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE`` as its ``Authorization``
+    header; the agent answers temporary credentials when that is ``token``, 401 otherwise.
+    """
+
+    ACCESS_KEY = "ASIAPODIDENTITYTEST0"
+
+    def __init__(self, token: str) -> None:
+        self.token = token
+        self.authorizations: list[str] = []
+        agent = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_GET(self) -> None:
+                given = self.headers.get("Authorization", "")
+                agent.authorizations.append(given)
+                if given != agent.token:
+                    self._json(401, {"message": "invalid token"})
+                    return
+                expires = datetime.datetime.now(datetime.UTC) + datetime.timedelta(hours=6)
+                self._json(
+                    200,
+                    {
+                        "AccessKeyId": agent.ACCESS_KEY,
+                        "SecretAccessKey": "pod-identity-secret-key",
+                        "Token": "pod-identity-session-token",
+                        "AccountId": ACCOUNT,
+                        "Expiration": expires.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                    },
+                )
+
+            def _json(self, status: int, body: Mapping[str, Any]) -> None:
+                data = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._httpd.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self._httpd.server_address[1]}/v1/credentials"
+        threading.Thread(target=self._httpd.serve_forever, daemon=True).start()
+
+    def stop(self) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()

@@ -27,11 +27,14 @@ from tests.support.aws import (
     AwsJsonEndpoint,
     Call,
     MotoServer,
+    PodIdentityAgent,
+    StsRefusing,
     aws_environment,
     error,
     moto_password,
     private_token,
     public_token,
+    sts_error,
 )
 from tests.support.clock import Clock
 from tests.support.cloudregistry import pull_manifest, start_login_registry
@@ -79,7 +82,9 @@ def _source(**options: object) -> EcrSource:
     return EcrSource(DEFAULT_REGISTRIES["ecr"], **options)  # type: ignore[arg-type]
 
 
-def _ask(source: EcrSource, image: str, seconds: float = 10.0) -> list[tuple[str, str]]:
+def _ask(
+    source: EcrSource, image: str = f"{HOST}/app:1", seconds: float = 10.0
+) -> list[tuple[str, str]]:
     logins = source.logins(parse_reference(image), Deadline(seconds))
     return [(login.username, login.password) for login in logins]
 
@@ -313,6 +318,75 @@ def test_public_ecr_takes_a_token_from_ecr_public_in_us_east_1(aws: Use) -> None
         )
     finally:
         endpoint.stop()
+
+
+# --- the default credential chain: IRSA, EKS Pod Identity ------------------------------------
+
+ROLE = f"arn:aws:iam::{ACCOUNT}:role/trustgate"
+WEB_IDENTITY = "eyJhbGciOiJSUzI1NiJ9.projected-service-account-token.signature"
+
+
+def _irsa(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """What EKS's webhook gives an annotated pod: a role and a projected token file."""
+    token = tmp_path / "token"
+    token.write_text(WEB_IDENTITY)
+    monkeypatch.setenv("AWS_ROLE_ARN", ROLE)
+    monkeypatch.setenv("AWS_WEB_IDENTITY_TOKEN_FILE", str(token))
+
+
+def test_irsa_exchanges_the_web_identity_token_at_sts_then_asks_ecr(
+    aws: Use, moto: MotoServer, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    aws(ECR=moto.url, STS=moto.url, credentials=False)
+    _irsa(monkeypatch, tmp_path)
+    before = len(moto.calls)
+    assert _ask(_source(clock=Clock(MOTO_DAY))) == [("AWS", moto_password(ACCOUNT))]
+    (call,) = moto.calls[before:]
+    # Signed with the temporary credentials STS issued for the role, none configured.
+    assert call.access_key.startswith("ASIA")
+
+
+def test_eks_pod_identity_credentials_come_from_the_agent_with_the_pod_token(
+    aws: Use, moto: MotoServer, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    aws(ECR=moto.url, credentials=False)
+    agent = PodIdentityAgent("pod-identity-projected-token")
+    try:
+        (tmp_path / "eks-pod-identity-token").write_text(agent.token)
+        monkeypatch.setenv("AWS_CONTAINER_CREDENTIALS_FULL_URI", agent.url)
+        monkeypatch.setenv(
+            "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE", str(tmp_path / "eks-pod-identity-token")
+        )
+        before = len(moto.calls)
+        assert _ask(_source(clock=Clock(MOTO_DAY))) == [("AWS", moto_password(ACCOUNT))]
+        assert agent.authorizations == [agent.token]
+        (call,) = moto.calls[before:]
+        assert call.access_key == PodIdentityAgent.ACCESS_KEY
+    finally:
+        agent.stop()
+
+
+def test_a_role_that_does_not_trust_the_service_account_is_named_as_such(
+    aws: Use, moto: MotoServer, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    refusal = sts_error(
+        "InvalidIdentityToken",
+        "No OpenIDConnect provider found in your account for https://oidc.eks.example",
+    )
+    sts = StsRefusing(refusal)
+    try:
+        aws(ECR=moto.url, STS=sts.url, credentials=False)
+        _irsa(monkeypatch, tmp_path)
+        message = _failure(_source(clock=Clock(MOTO_DAY)))
+        assert sts.forms[0]["Action"] == "AssumeRoleWithWebIdentity"
+        assert sts.forms[0]["RoleArn"] == ROLE
+        assert (
+            "AWS credentials could not be obtained (AssumeRoleWithWebIdentity: "
+            "InvalidIdentityToken: No OpenIDConnect provider found"
+        ) in message
+        assert "trust policy" in message and WEB_IDENTITY not in message
+    finally:
+        sts.stop()
 
 
 # --- failures: bounded, clear, without a secret ----------------------------------------------
