@@ -4,7 +4,8 @@ Each YAML block is what its page says it is: a CredentialProviderConfig is read
 as trustgate reads the kubelet's file; chart values (they have ``config``,
 ``serviceAccount`` or ``podLabels``) pass the chart's values.schema.json, and
 their ``config`` is a valid trustgate.yaml; any other block is a trustgate.yaml.
-Every provider a page configures builds its login source.
+Every provider a page configures builds its login source. JSON blocks (IAM policies)
+parse.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from tests.support.docblocks import REPO, blocks
 from webhook.config import parse_config
 from webhook.config.credentials import CredentialsConfig
 from webhook.credentials.acr import AcrSource
+from webhook.credentials.ecr import EcrSource
+from webhook.credentials.gcp import GcpSource
 from webhook.credentials.pluginconfig import read_config
 
 PAGES = sorted((REPO / "docs" / "clouds").glob("*.md"))
@@ -38,7 +41,7 @@ def _yaml_blocks() -> list[tuple[str, Any]]:
 
 def test_the_pages_exist_and_have_examples() -> None:
     names = {page.name for page in PAGES}
-    assert {"aks.md", "plugins.md"} <= names
+    assert {"aks.md", "eks.md", "gke.md", "plugins.md"} <= names
     assert len(_yaml_blocks()) >= 4
 
 
@@ -70,3 +73,17 @@ def _build_sources(credentials: CredentialsConfig, where: str) -> None:
         if provider.type == "acr":
             source = AcrSource(provider.registries, client_id=provider.client_id)
             assert source.kind == "acr", where
+        elif provider.type == "ecr":
+            assert EcrSource(provider.registries).kind == "ecr", where
+        else:
+            assert provider.type == "gcp", where
+            assert GcpSource(provider.registries).kind == "gcp", where
+
+
+@pytest.mark.parametrize(
+    ("where", "body"),
+    [(block.where, block.body) for page in PAGES for block in blocks(page) if block.lang == "json"],
+    ids=_id,
+)
+def test_a_json_example_parses(where: str, body: str) -> None:
+    assert isinstance(json.loads(body), dict), where
