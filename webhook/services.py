@@ -223,6 +223,14 @@ def build_sources(config: Config) -> list[LoginSource]:
 
 def _provider(provider: ProviderConfig) -> LoginSource:
     """The login source of one ``credentials.providers`` entry; its library loads here."""
+    if provider.type == "ecr":
+        from webhook.credentials.ecr import EcrSource
+
+        return EcrSource(provider.registries)
+    if provider.type == "gcp":
+        from webhook.credentials.gcp import GcpSource
+
+        return GcpSource(provider.registries)
     if provider.type == "acr":
         from webhook.credentials.acr import AcrSource
 
