@@ -10,6 +10,8 @@ from __future__ import annotations
 from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
+from webhook.core import cloudimports
+
 if TYPE_CHECKING:
     from webhook.core.errors import TrustgateError as TrustgateError
     from webhook.engine import Engine as Engine
@@ -17,6 +19,9 @@ if TYPE_CHECKING:
     from webhook.serving.app import create_app as create_app
 
 __all__ = ["Engine", "TrustgateError", "Verdict", "create_app"]
+
+# Before anything imports sigstore: see webhook.core.cloudimports.
+cloudimports.install()
 
 _EXPORTS = {
     "create_app": "webhook.serving.app",
