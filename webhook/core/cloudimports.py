@@ -20,7 +20,7 @@ import sys
 from collections.abc import Sequence
 from importlib.abc import MetaPathFinder
 from importlib.machinery import ModuleSpec
-from types import ModuleType
+from types import FrameType, ModuleType
 from typing import Final
 
 #: The SDKs refused, by top-level name or dotted prefix.
@@ -42,7 +42,7 @@ class _Refuse(MetaPathFinder):
     ) -> ModuleSpec | None:
         if not any(fullname == g or fullname.startswith(g + ".") for g in GUARDED):
             return None
-        frame = sys._getframe(1)
+        frame: FrameType | None = sys._getframe(1)
         for _ in range(_MAX_DEPTH):
             if frame is None:
                 break
