@@ -14,8 +14,15 @@ webhooks under the RBAC the chart's own ClusterRole grants:
   written against Kubernetes' own schema (kubernetes-validate), refused with 422.
 
 Bearer tokens: ``admin`` may do anything (Helm); a token in ``service_accounts`` acts as
-that ServiceAccount, authorized by the ClusterRoles bound to it in the store, verbs and
-resourceNames as RBAC reads them. Helm keeps its releases in memory
+that ServiceAccount, authorized by the ClusterRoles bound to it in the store and by the
+Roles (or ClusterRoles) a RoleBinding binds to it in a namespace, verbs and resourceNames
+as RBAC reads them.
+
+Watches: with ``live_watch`` set, a watch streams, chunked, the changes after its
+``resourceVersion`` as they happen (tests/support/apiwatch.py: bookmarks, 410 Expired,
+``timeoutSeconds``); without it, as before, a watch answers what ``sendInitialEvents``
+asks for and ends a second later. ``drip`` sends a ServiceAccount's answers a byte at a
+time. Helm keeps its releases in memory
 (``storage_driver="memory"``): it writes release Secrets in protobuf, not read here.
 
 Server-side apply is reduced to what matters here: each manager's last applied object is
@@ -45,6 +52,7 @@ import yaml
 from webhook.core import certs
 
 ADMIN = "admin"
+_RBAC = "rbac.authorization.k8s.io"
 KIND_TABLE = [  # (group, kind, plural, namespaced); every group at version v1 except autoscaling
     ("", "ConfigMap", "configmaps", True),
     ("", "Secret", "secrets", True),
@@ -116,8 +124,26 @@ class Store:
     hanging: threading.Event = field(default_factory=threading.Event)
     applied: dict[tuple[tuple[str, str, str, str], str], Any] = field(default_factory=dict)
     version: int = 1000
-    lock: threading.Lock = field(default_factory=threading.Lock)
+    lock: threading.RLock = field(default_factory=threading.RLock)
     server: ThreadingHTTPServer | None = None
+    #: Watches stream changes as they happen (tests/support/apiwatch.py).
+    live_watch: bool = False
+    #: Every change as (resourceVersion, type, (group, plural, namespace, name), object).
+    events: list[tuple[int, str, tuple[str, str, str, str], dict[str, Any]]] = field(
+        default_factory=list
+    )
+    #: A watch from a resourceVersion below this is answered 410 Expired.
+    compacted: int = 0
+    #: Bumped by ``expire_watches``: open watches end with a 410 Expired ERROR event.
+    expiries: int = 0
+    #: Seconds between BOOKMARK events on watches that allow them.
+    bookmark_seconds: float = 1.0
+    #: When above zero, a ServiceAccount's answers are sent a byte per ``drip`` seconds.
+    drip: float = 0.0
+    stopping: bool = False
+
+    def __post_init__(self) -> None:
+        self.changed = threading.Condition(self.lock)
 
     def get(self, group: str, plural: str, name: str, namespace: str = "") -> dict[str, Any]:
         return self.objects[(group, plural, namespace, name)]
@@ -133,9 +159,40 @@ class Store:
         metadata = obj["metadata"]
         key = (group, plural, metadata.get("namespace", ""), metadata["name"])
         stored = copy.deepcopy(obj)
-        self.stamp(stored, self.objects.get(key), manager, "Apply", obj)
-        self.objects[key] = stored
+        with self.lock:
+            old = self.objects.get(key)
+            self.stamp(stored, old, manager, "Apply", obj)
+            self.objects[key] = stored
+            self.record("MODIFIED" if old else "ADDED", key, stored)
         return stored
+
+    def remove(self, group: str, plural: str, name: str, namespace: str = "") -> None:
+        """Delete an object as an administrator would: watches see it DELETED."""
+        key = (group, plural, namespace, name)
+        with self.lock:
+            obj = self.objects.pop(key)
+            self.version += 1
+            obj["metadata"]["resourceVersion"] = str(self.version)
+            self.record("DELETED", key, obj)
+
+    def record(self, kind: str, key: tuple[str, str, str, str], obj: dict[str, Any]) -> None:
+        """Log a change for watches (at the object's resourceVersion) and wake them."""
+        with self.changed:
+            version = int(obj["metadata"]["resourceVersion"])
+            self.events.append((version, kind, key, copy.deepcopy(obj)))
+            self.changed.notify_all()
+
+    def compact(self) -> None:
+        """Forget the history: a watch from any version before now is answered 410."""
+        with self.changed:
+            self.compacted = self.version
+            self.events.clear()
+
+    def expire_watches(self) -> None:
+        """End every open watch with a 410 Expired ERROR event, as a lagging watch cache does."""
+        with self.changed:
+            self.expiries += 1
+            self.changed.notify_all()
 
     def kubeconfig(self, path: Path, token: str) -> Path:
         """A kubeconfig whose user holds ``token``."""
@@ -153,32 +210,43 @@ class Store:
 
     def stop(self) -> None:
         self.hanging.clear()
+        with self.changed:
+            self.stopping = True
+            self.changed.notify_all()
         if self.server is not None:
             self.server.shutdown()
             self.server.server_close()
 
     # --- what the API server does --------------------------------------------------
 
-    def allowed(self, user: str, verb: str, group: str, plural: str, name: str) -> bool:
-        """Whether ``user`` may ``verb`` the object, by the ClusterRoles bound to it."""
+    def allowed(
+        self, user: str, verb: str, group: str, plural: str, name: str, namespace: str = ""
+    ) -> bool:
+        """Whether ``user`` may ``verb`` the object: by the ClusterRoles bound to it, or in
+        ``namespace`` by what a RoleBinding there binds to it."""
         if user == ADMIN:
             return True
-        namespace, account = self.service_accounts[user]
+        account_namespace, account = self.service_accounts[user]
+        subject = {"kind": "ServiceAccount", "name": account, "namespace": account_namespace}
+        cluster_roles = self.named("ClusterRole")
+        roles = []
         for binding in self.named("ClusterRoleBinding").values():
-            subject = {"kind": "ServiceAccount", "name": account, "namespace": namespace}
-            if subject not in binding.get("subjects", []):
+            if subject in binding.get("subjects", []):
+                roles.append(cluster_roles.get(binding["roleRef"]["name"], {}))
+        for (g, p, ns, _), binding in self.objects.items():
+            if (g, p, ns) != (_RBAC, "rolebindings", namespace) or not namespace:
                 continue
-            role = self.named("ClusterRole").get(binding["roleRef"]["name"], {})
-            for rule in role.get("rules", []):
-                names = rule.get("resourceNames")
-                if (
-                    {verb, "*"} & set(rule.get("verbs", []))
-                    and {group, "*"} & set(rule.get("apiGroups", []))
-                    and {plural, "*"} & set(rule.get("resources", []))
-                    and (not names or name in names)
-                ):
-                    return True
-        return False
+            if subject in binding.get("subjects", []):
+                ref = binding["roleRef"]
+                if ref["kind"] == "ClusterRole":
+                    roles.append(cluster_roles.get(ref["name"], {}))
+                else:
+                    roles.append(self.objects.get((_RBAC, "roles", namespace, ref["name"]), {}))
+        return any(
+            _grants(rule, verb, group, plural, name)
+            for role in roles
+            for rule in role.get("rules", [])
+        )
 
     def stamp(
         self, obj: dict[str, Any], old: dict[str, Any] | None, manager: str, how: str, sent: Any
@@ -196,6 +264,16 @@ class Store:
         fields = {"fieldsType": "FieldsV1", "fieldsV1": _fields(sent)}
         metadata["managedFields"] = [*managers, {**entry, **fields}]
         _default(obj)
+
+
+def _grants(rule: dict[str, Any], verb: str, group: str, plural: str, name: str) -> bool:
+    names = rule.get("resourceNames")
+    return bool(
+        {verb, "*"} & set(rule.get("verbs", []))
+        and {group, "*"} & set(rule.get("apiGroups", []))
+        and {plural, "*"} & set(rule.get("resources", []))
+        and (not names or name in names)
+    )
 
 
 def _fields(sent: Any) -> dict[str, Any]:
@@ -246,6 +324,7 @@ def start_store(tmp: Path) -> Store:
 
 def _handler(store: Store) -> type[BaseHTTPRequestHandler]:
     from tests.support.apistore_requests import answer, watch_events
+    from tests.support.apiwatch import stream_watch
 
     class Handler(BaseHTTPRequestHandler):
         def log_message(self, format: str, *args: Any) -> None:
@@ -270,7 +349,11 @@ def _handler(store: Store) -> type[BaseHTTPRequestHandler]:
                     time.sleep(0.05)
                 call.answer = -1
                 return
-            if call.method == "GET" and query.get("watch") in ("1", "true") and user:
+            watch = call.method == "GET" and query.get("watch") in ("1", "true") and user
+            if watch and store.live_watch and query.get("sendInitialEvents") != "true":
+                stream_watch(store, self, call)
+                return
+            if watch:
                 # The objects as they are (when asked for), then a second of no change and
                 # the end of the stream: clients watch again, which polls each second.
                 with store.lock:
@@ -291,7 +374,20 @@ def _handler(store: Store) -> type[BaseHTTPRequestHandler]:
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(data)))
             self.end_headers()
-            self.wfile.write(data)
+            self.write(data, user)
+
+        def write(self, data: bytes, user: str | None) -> None:
+            """Send ``data``; a byte per ``store.drip`` seconds to a ServiceAccount."""
+            if not store.drip or user in (None, ADMIN):
+                self.wfile.write(data)
+                return
+            try:
+                for byte in data:
+                    self.wfile.write(bytes([byte]))
+                    self.wfile.flush()
+                    time.sleep(store.drip)
+            except OSError:
+                pass  # the client gave up
 
         do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _any
 

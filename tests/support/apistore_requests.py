@@ -165,7 +165,7 @@ def handle(store: Store, call: Call) -> tuple[int, dict[str, Any]]:
     if call.method in ("POST",) and isinstance(call.body, dict):
         name = (call.body.get("metadata") or {}).get("name", "")
     verb = ("get" if name else "list") if call.method == "GET" else _VERBS[call.method]
-    if not store.allowed(call.user or "", verb, group, plural, name):
+    if not store.allowed(call.user or "", verb, group, plural, name, namespace):
         return 403, _forbidden(store, call.user or "", verb, group, plural, namespace, name)
     if call.method != "GET" and store.on_write is not None:
         store.on_write(call)
@@ -174,11 +174,17 @@ def handle(store: Store, call: Call) -> tuple[int, dict[str, Any]]:
     if call.method == "GET":
         if name:
             return (200, live) if live else _not_found(group, plural, name)
+        unsupported = unsupported_fields(plural, call.query)
+        if unsupported:
+            return 400, status(400, "BadRequest", unsupported)
         return 200, _list(store, group, plural, namespace, call.query)
     if call.method == "DELETE":
         if live is None:
             return _not_found(group, plural, name)
         del store.objects[key]
+        store.version += 1
+        live["metadata"]["resourceVersion"] = str(store.version)
+        store.record("DELETED", key, live)
         store.applied = {k: v for k, v in store.applied.items() if k[0] != key}
         return 200, {"kind": "Status", "apiVersion": "v1", "status": "Success",
                      "details": {"name": name, "group": group, "kind": plural}}  # fmt: skip
@@ -201,7 +207,9 @@ def _patch(
         if not manager:
             message = "PatchOptions.meta.k8s.io is invalid: fieldManager: Required value"
             return 422, status(422, "Invalid", message)
-        if live is None and not store.allowed(call.user or "", "create", group, plural, name):
+        if live is None and not store.allowed(
+            call.user or "", "create", group, plural, name, namespace
+        ):
             return 403, _forbidden(store, call.user or "", "create", group, plural, namespace, name)
         before = store.applied.get((key, manager))
         merged = server_side_apply(live, before, call.body)
@@ -255,22 +263,48 @@ def _store(
         message = f'{kind}.{group or "core"} "{name}" is invalid: {"; ".join(problems)}'
         return 422, status(422, "Invalid", message, name=name, group=group, kind=kind)
     store.objects[key] = obj
+    store.record("MODIFIED" if live else "ADDED", key, obj)
     return code, obj
+
+
+#: The field selectors kube-apiserver takes beyond metadata.name and metadata.namespace.
+_FIELDS = {"secrets": ("type",)}
+
+
+def unsupported_fields(plural: str, query: dict[str, str]) -> str | None:
+    """kube-apiserver's refusal of a field selector it does not index, or None."""
+    for part in query.get("fieldSelector", "").split(","):
+        label = part.split("=", 1)[0].removesuffix("!")
+        if part and label not in ("metadata.name", "metadata.namespace", *_FIELDS.get(plural, ())):
+            return f'"{label}" is not a known field selector: only "metadata.name", ...'
+    return None
+
+
+def selects(obj: dict[str, Any], query: dict[str, str]) -> bool:
+    """Whether ``obj`` matches the label and field selectors of ``query`` (``=`` and ``!=``)."""
+    labels = dict(p.split("=", 1) for p in query.get("labelSelector", "").split(",") if p)
+    if not labels.items() <= (obj["metadata"].get("labels") or {}).items():
+        return False
+    for part in query.get("fieldSelector", "").split(","):
+        if not part:
+            continue
+        label, value = part.split("=", 1)
+        negated = label.endswith("!")
+        label = label.removesuffix("!")
+        found = obj["metadata"] if label.startswith("metadata.") else obj
+        if (found.get(label.removeprefix("metadata.")) == value) == negated:
+            return False
+    return True
 
 
 def _selected(
     store: Store, group: str, plural: str, namespace: str, query: dict[str, str]
 ) -> list[dict[str, Any]]:
     """The objects a list or watch names, by namespace, label and field selectors."""
-    labels = dict(p.split("=", 1) for p in query.get("labelSelector", "").split(",") if p)
-    fields = dict(p.split("=", 1) for p in query.get("fieldSelector", "").split(",") if p)
     return [
         obj
         for (g, p, ns, _), obj in sorted(store.objects.items())
-        if (g, p) == (group, plural)
-        and namespace in ("", ns)
-        and labels.items() <= (obj["metadata"].get("labels") or {}).items()
-        and all(obj["metadata"].get(k.removeprefix("metadata.")) == v for k, v in fields.items())
+        if (g, p) == (group, plural) and namespace in ("", ns) and selects(obj, query)
     ]
 
 
@@ -300,8 +334,16 @@ def _list(
         for obj in _selected(store, group, plural, namespace, query)
     ]
     kind = KINDS[(group, plural)][0]
+    # Pages by ``limit``; ``continue`` carries the offset (a real one is opaque, and pins
+    # the snapshot: good enough for lists that do not change while read).
+    start = int(query.get("continue") or 0)
+    limit = int(query.get("limit") or 0) or len(items) or 1
+    metadata: dict[str, Any] = {"resourceVersion": str(store.version)}
+    if start + limit < len(items):
+        metadata["continue"] = str(start + limit)
+        metadata["remainingItemCount"] = len(items) - start - limit
     return {"kind": f"{kind}List", "apiVersion": group_version(group),
-            "metadata": {"resourceVersion": str(store.version)}, "items": items}  # fmt: skip
+            "metadata": metadata, "items": items[start : start + limit]}  # fmt: skip
 
 
 def _succeeded(job: dict[str, Any]) -> dict[str, Any]:
