@@ -7,7 +7,9 @@ the workload's own secrets in the order written, then its service account's,
 each secret once (the first place it is named wins), matched to images by the
 ``Keyring``.
 
-Reading Secrets is the store's job (a watched cache in ``serve``, direct reads
+``PullSecrets`` is the ``webhook.core.sources.ScopeReader`` of pull secrets;
+``PullIdentity`` (``webhook.core.scope``) is re-exported here. Reading Secrets
+is the store's job (a watched cache in ``serve``, direct reads
 in a one-shot ``review``): ``SecretStore`` is the shape both have, so this
 module needs no Kubernetes client. What it adds is the part every caller must
 get the same:
@@ -30,14 +32,13 @@ import json
 import re
 import threading
 from collections.abc import Hashable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any, Final, Protocol
 
 from cachetools import LRUCache
 
 from webhook.core.deadline import Deadline
 from webhook.core.reference import ImageRef
-from webhook.core.scope import Login, Scope
+from webhook.core.scope import Login, PullIdentity, Scope
 from webhook.core.untrusted import quoted
 
 from .dockerconfig import DATA_KEYS, DockerConfig, DockerConfigError, from_secret, shown_key
@@ -64,18 +65,6 @@ DEFAULT_MAX_SCOPES: Final = 1024
 _LABEL: Final = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
 _SUBDOMAIN: Final = re.compile(r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?")
 _TYPES: Final = " or ".join(DATA_KEYS)
-
-
-@dataclass(frozen=True, slots=True)
-class PullIdentity:
-    """Whose pull secrets a workload pulls with: its namespace, its own secrets, its account.
-
-    ``secrets`` are the names in the pod spec's ``imagePullSecrets``, in order.
-    """
-
-    namespace: str
-    secrets: tuple[str, ...]
-    service_account: str = "default"
 
 
 class SecretStore(Protocol):

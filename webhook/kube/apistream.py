@@ -102,10 +102,39 @@ class ApiReader:
             self._client = httpx2.Client(**params, limits=limits)
         except (ConfigError, OSError, ValueError) as exc:
             raise KubeError(f"{credentials.source}: {exc}") from exc
+        self._lock = threading.Lock()
+        self._busy = 0
+        self._closed = False
 
     def close(self) -> None:
-        """Close every connection (a watch in progress ends with a KubeError)."""
+        """Close the connections: at once, or as the last call in flight ends.
+
+        A connection another thread is reading is never closed under it: its
+        descriptor would be free for the next connection opened while that
+        thread still reads, which would then read (and break) that connection's
+        bytes. Calls made after ``close`` fail with a KubeError.
+        """
+        with self._lock:
+            self._closed = True
+            if self._busy:
+                return
         self._client.close()
+
+    @contextlib.contextmanager
+    def _call(self, what: str) -> Iterator[None]:
+        """One call in flight: ``close`` waits for its end to close the connections."""
+        with self._lock:
+            if self._closed:
+                raise KubeError(f"{what}: the connection to the API server is closed")
+            self._busy += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._busy -= 1
+                last = self._closed and not self._busy
+            if last:
+                self._client.close()
 
     def get(
         self,
@@ -179,9 +208,24 @@ class ApiReader:
         read: float,
     ) -> Iterator[httpx2.Response]:
         """A response whose status is a success (or a 404 for a ``get``), still unread."""
-        timeout = httpx2.Timeout(connect=min(connect, self.timeout), read=read, write=connect,
-                                 pool=connect)  # fmt: skip
+        timeout = httpx2.Timeout(
+            connect=min(connect, self.timeout), read=read, write=connect, pool=connect
+        )
         headers = {"Accept": "application/json", "Accept-Encoding": "identity"}
+        with self._call(what), self._send(path, params, what, verb, timeout, headers) as response:
+            yield response
+
+    @contextlib.contextmanager
+    def _send(
+        self,
+        path: str,
+        params: Mapping[str, str] | None,
+        what: str,
+        verb: str,
+        timeout: httpx2.Timeout,
+        headers: Mapping[str, str],
+    ) -> Iterator[httpx2.Response]:
+        """The response to one GET, closed when done with; a refusal raised."""
         try:
             request = self._client.build_request(
                 "GET", path, params=dict(params or {}), headers=headers, timeout=timeout
@@ -197,11 +241,13 @@ class ApiReader:
         try:
             if response.status_code >= 400 and not (response.status_code == 404 and verb == "get"):
                 try:
-                    body = _read(response, _STATUS_BYTES, time.monotonic() + connect, what)
+                    end = time.monotonic() + (timeout.connect or self.timeout)
+                    body = _read(response, _STATUS_BYTES, end, what)
                 except KubeError:
                     body = b""
-                raise ApiRefusal(_refusal(response.status_code, body, what, verb),
-                                 response.status_code)  # fmt: skip
+                raise ApiRefusal(
+                    _refusal(response.status_code, body, what, verb), response.status_code
+                )
             yield response
         finally:
             response.close()

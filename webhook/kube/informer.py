@@ -176,10 +176,11 @@ class Informer:
         self.log = log
         self.table = Table(bounds, trim)
         self.synced = threading.Event()
+        #: Set once the first list has succeeded or failed: what a lookup waits for.
+        self.tried = threading.Event()
         self.version: str | None = None
         #: The last failure, until a watch or list succeeds; what readiness shows.
         self.error: str | None = None
-        self.lists = 0
 
     def get(self, namespace: str, name: str) -> dict[str, Any] | None:
         """The object kept for ``namespace/name``, or None; never calls the API server."""
@@ -196,7 +197,7 @@ class Informer:
 
     def run(self, stop: threading.Event) -> None:
         """List and watch until ``stop`` is set; never raises."""
-        failures = 0
+        failures = expiries = 0
         while not stop.is_set():
             try:
                 if self.version is None:
@@ -204,21 +205,25 @@ class Informer:
                 started = time.monotonic()
                 events = self._watch(stop)
                 self.error = None
-                failures = 0
                 if events or time.monotonic() - started >= 1.0:
+                    failures = expiries = 0
                     continue
                 stop.wait(_FIRST_DELAY)  # a watch that ends at once, empty: do not spin
             except Expired as exc:
                 self.log.info("pull secrets: %s; listing again", exc)
                 self.version = None
+                expiries += 1
+                if expiries > 1:  # expired again at once: a list per try would hammer it
+                    stop.wait(_delay(expiries - 1))
             except KubeError as exc:
                 if stop.is_set():
                     return
                 failures += 1
                 self._failed(str(exc))
                 stop.wait(_delay(failures))
-            except Exception:  # a bug must not end the cache silently: say it, retry
+            except Exception as exc:  # a bug must not end the cache silently: say it, retry
                 self.log.exception("pull secrets: %s: unexpected failure; retrying", self.feed)
+                self._failed(f"{self.feed}: unexpected failure ({type(exc).__name__})")
                 failures += 1
                 stop.wait(_delay(failures))
 
@@ -226,6 +231,7 @@ class Informer:
         if message != self.error:
             self.log.warning("pull secrets: %s; retrying", message)
         self.error = message
+        self.tried.set()
 
     def _list(self) -> None:
         """Read every object in pages into a new table, then put it in place."""
@@ -238,9 +244,14 @@ class Informer:
             if limit == 1:
                 cap = max(cap, self.bounds.event_bytes)
             try:
-                page = self.reader.get(self.feed.path, params, what=f"listing {self.feed}",
-                                       verb="list", seconds=self.reader.timeout,
-                                       max_bytes=cap)  # fmt: skip
+                page = self.reader.get(
+                    self.feed.path,
+                    params,
+                    what=f"listing {self.feed}",
+                    verb="list",
+                    seconds=self.reader.timeout,
+                    max_bytes=cap,
+                )
             except AnswerTooLarge:
                 if limit == 1:
                     raise
@@ -263,22 +274,30 @@ class Informer:
             raise KubeError(f"listing {self.feed}: the list has no resourceVersion")
         self._log_drops(drops)
         self.table, self.version = table, version
-        self.lists += 1
         self.error = None
         self.synced.set()
+        self.tried.set()
 
     def _watch(self, stop: threading.Event) -> int:
         """Apply the events of one watch; returns how many arrived."""
         seconds = self.watch_seconds * random.uniform(1.0, 2.0)
-        params = self.feed.params(watch="1", allowWatchBookmarks="true",
-                                  resourceVersion=self.version or "",
-                                  timeoutSeconds=str(max(1, int(seconds))))  # fmt: skip
+        params = self.feed.params(
+            watch="1",
+            allowWatchBookmarks="true",
+            resourceVersion=self.version or "",
+            timeoutSeconds=str(max(1, int(seconds))),
+        )
         what = f"watching {self.feed}"
         count = 0
         try:
-            with self.reader.watch(self.feed.path, params, what=what, seconds=seconds + 30,
-                                   idle=seconds + 30,
-                                   max_line=self.bounds.event_bytes) as events:  # fmt: skip
+            with self.reader.watch(
+                self.feed.path,
+                params,
+                what=what,
+                seconds=seconds + 30,
+                idle=seconds + 30,
+                max_line=self.bounds.event_bytes,
+            ) as events:
                 for event in events:
                     if stop.is_set():
                         break
@@ -300,8 +319,9 @@ class Informer:
         if kind in ("ADDED", "MODIFIED"):
             reason = self.table.put(obj)
             if reason is not None:
-                self.log.warning("pull secrets: %s %s not kept: %s", self.feed.plural,
-                                 _named(obj), reason)  # fmt: skip
+                self.log.warning(
+                    "pull secrets: %s %s not kept: %s", self.feed.plural, _named(obj), reason
+                )
         elif kind == "DELETED":
             self.table.delete(obj)
         elif kind != "BOOKMARK":
@@ -314,8 +334,9 @@ class Informer:
         for line in drops[:_LOGGED_DROPS]:
             self.log.warning("pull secrets: %s %s", self.feed.plural, line)
         if len(drops) > _LOGGED_DROPS:
-            self.log.warning("pull secrets: %s: %d more not kept", self.feed,
-                             len(drops) - _LOGGED_DROPS)  # fmt: skip
+            self.log.warning(
+                "pull secrets: %s: %d more not kept", self.feed, len(drops) - _LOGGED_DROPS
+            )
 
 
 def _named(obj: Mapping[str, Any]) -> str:

@@ -97,8 +97,12 @@ class OneShotSecretStore:
                 read = Future()
                 if len(self._reads) < self.max_objects or key in self._reads:
                     self._reads[key] = read
-                threading.Thread(target=self._read, args=(key, read), daemon=True,
-                                 name=f"read {plural} {namespace}/{name}").start()  # fmt: skip
+                threading.Thread(
+                    target=self._read,
+                    args=(key, read),
+                    daemon=True,
+                    name=f"read {plural} {namespace}/{name}",
+                ).start()
         try:
             return read.result(timeout=deadline.remaining())
         except FutureTimeout:

@@ -16,7 +16,9 @@ memory: a rotated or deleted Secret takes effect when its watch event arrives.
   forks its workers, and a thread started before the fork does not exist after
   it; a store used in a new process starts afresh there.
 - Before the first list is in, a lookup waits at most what its deadline leaves,
-  then fails with UpstreamError; ``synced`` and ``status()`` are for readiness.
+  then fails with UpstreamError; at once if that list has already failed (the
+  retries go on in the background). ``synced`` and ``status()`` are for
+  readiness. Once read, the lists serve as they are while a watch reconnects.
 
 Satisfies ``webhook.credentials.pullsecrets.SecretStore`` by shape.
 """
@@ -110,16 +112,24 @@ class WatchedSecretStore:
         with self._lock:
             if self._pid == pid:
                 return
-            reader = ApiReader(self.credentials, timeout=self.timeout,
-                               connections=len(self.feeds()) + 4, calls=self.calls)  # fmt: skip
+            reader = ApiReader(
+                self.credentials,
+                timeout=self.timeout,
+                connections=len(self.feeds()) + 4,
+                calls=self.calls,
+            )
             informers = [
                 Informer(reader, feed, trim, self.bounds, watch_seconds=self.watch_seconds)
                 for feed, trim in self.feeds()
             ]
             running = _Running(reader, informers)
             for informer in informers:
-                thread = threading.Thread(target=informer.run, args=(running.stop,),
-                                          name=f"watch {informer.feed}", daemon=True)  # fmt: skip
+                thread = threading.Thread(
+                    target=informer.run,
+                    args=(running.stop,),
+                    name=f"watch {informer.feed}",
+                    daemon=True,
+                )
                 thread.start()
                 running.threads.append(thread)
             self._running, self._pid = running, pid
@@ -179,7 +189,10 @@ class WatchedSecretStore:
         assert running is not None  # start() just made it
         informers = running.by_scope.get((plural, None if self.namespaces is None else namespace))
         for informer in informers or ():
-            if not informer.synced.wait(deadline.remaining()):
+            # Waits for the first list, not for its retries: once it failed (RBAC,
+            # unreachable) every review would wait out its deadline.
+            informer.tried.wait(deadline.remaining())
+            if not informer.synced.is_set():
                 raise UpstreamError(
                     f"pull secrets are not yet read from the API server ({informer.describe()}); "
                     "trustgate reports ready once they are: check that it reaches the API "

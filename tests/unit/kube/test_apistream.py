@@ -85,7 +85,7 @@ def test_a_dripping_answer_is_dropped_at_its_time_bound(
     start = time.monotonic()
     with pytest.raises(KubeError, match="the answer took too long to arrive"):
         reader.get(SECRETS, what="listing", verb="list", seconds=0.5, max_bytes=65536)
-    assert time.monotonic() - start < 1.0
+    assert time.monotonic() - start < 1.5
 
 
 def test_a_watch_is_read_line_by_line_within_its_bounds(
@@ -109,7 +109,7 @@ def test_a_watch_is_read_line_by_line_within_its_bounds(
         reader.watch(SECRETS, params, what="w", seconds=0.5, idle=5, max_line=65536) as events,
     ):
         list(events)
-    assert time.monotonic() - start < 1.0
+    assert time.monotonic() - start < 1.5
     assert reader.calls.snapshot()["watch"] == 3
 
 
@@ -123,4 +123,4 @@ def test_a_hanging_api_server_ends_a_watch_at_its_idle_bound(
         reader.watch(SECRETS, {"watch": "1"}, what="w", seconds=5, idle=0.3, max_line=9) as events,
     ):
         list(events)
-    assert time.monotonic() - start < 1.0
+    assert time.monotonic() - start < 1.5

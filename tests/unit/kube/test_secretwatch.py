@@ -226,8 +226,9 @@ def test_before_the_first_list_a_lookup_waits_only_what_the_deadline_leaves(
     assert time.monotonic() - start < 0.7
     assert not store.synced
     assert any("not read yet" in line for line in store.status())
-    cluster.hanging.clear()
-    assert password(store.secret("team-a", "regcred", Deadline(10))) == "pw-alice"
+    cluster.hanging.clear()  # the lists are retried, and then answered
+    eventually(lambda: store.synced, seconds=10)
+    assert password(store.secret("team-a", "regcred", Deadline(1))) == "pw-alice"
 
 
 def test_a_dripping_api_server_never_holds_a_lookup_past_its_deadline(
@@ -252,7 +253,7 @@ def test_once_read_lookups_never_wait_on_a_hanging_api_server(
     start = time.monotonic()
     for _ in range(100):
         assert password(store.secret("team-a", "regcred", Deadline(0.01))) == "pw-alice"
-    assert time.monotonic() - start < 0.1
+    assert time.monotonic() - start < 0.25
     assert store.synced
 
 
@@ -273,6 +274,10 @@ def test_a_namespace_the_identity_may_not_read_fails_within_the_deadline_and_say
     assert not store.synced
     assert any("team-x" in line and "forbidden" in line for line in store.status())
     assert "forbidden" in caplog.text
+    start = time.monotonic()  # the failure is known now: later reviews do not wait for it
+    with pytest.raises(UpstreamError, match="forbidden"):
+        store.secret("team-x", "regcred", Deadline(5))
+    assert time.monotonic() - start < 0.1
 
 
 def test_a_store_limited_to_namespaces_never_lists_across_the_cluster(
@@ -301,8 +306,10 @@ def test_cluster_wide_without_a_cluster_role_is_refused_and_reported(
     reset(cluster)
     grant_namespaces(cluster, "team-a")
     store = make()
+    start = time.monotonic()
     with pytest.raises(UpstreamError, match="at the cluster scope"):
-        store.secret("team-a", "regcred", Deadline(0.5))
+        store.secret("team-a", "regcred", Deadline(5))
+    assert time.monotonic() - start < 1.0  # as soon as the first list is refused
 
 
 # --- bounds ------------------------------------------------------------------------------
