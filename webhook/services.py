@@ -11,10 +11,11 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from webhook.cache.local import Caches, CacheSettings, Observer
@@ -22,10 +23,11 @@ from webhook.cache.shared import SharedCache, SharedObserver, SharedSettings
 from webhook.checks import Check, Unavailable, offline_checks
 from webhook.config import Config
 from webhook.config.credentials import ProviderConfig
-from webhook.core.errors import ConfigError
+from webhook.core.errors import ConfigError, TrustgateError
 from webhook.core.offline import deferred
 from webhook.core.reference import DOCKER_HUB_ALIASES
 from webhook.core.sources import LoginSource, ScopeReader
+from webhook.credentials.pullsecrets import PullSecrets
 from webhook.engine import Engine
 from webhook.freshness.check import FreshnessCheck
 from webhook.freshness.grader import Grader
@@ -38,6 +40,10 @@ from webhook.registry.resolver import CachedResolver
 from webhook.signatures.attestations import AttestationCheck, AttestationOutcome
 from webhook.signatures.check import SignatureCheck, SignatureOutcome
 from webhook.signatures.conditions import Evaluator, OverrunObserver
+
+if TYPE_CHECKING:
+    from webhook.kube.credentials import Credentials
+    from webhook.kube.secretwatch import WatchedSecretStore
 
 _DAY = 86400.0
 #: What the shared cache may hold besides strings and tuples: the outcomes of
@@ -236,6 +242,67 @@ def _provider(provider: ProviderConfig) -> LoginSource:
 
         return AcrSource(provider.registries, client_id=provider.client_id)
     raise ConfigError(f"credentials.providers: unknown type {provider.type!r}")
+
+
+def watched_pull_secrets(config: Config) -> tuple[PullSecrets, WatchedSecretStore] | None:
+    """What ``serve`` reads pull secrets with: a reader over a watched store.
+
+    None when ``credentials.pullSecrets`` is off. The store starts in the
+    process that first uses it (or calls ``start()``); its ``synced`` and
+    ``status()`` feed ``/readyz``.
+
+    Raises:
+        ConfigError: no way to reach the API server is configured.
+    """
+    if not config.credentials.pull_secrets:
+        return None
+    from webhook.kube.secretwatch import WatchedSecretStore
+
+    namespaces = config.credentials.namespaces
+    store = WatchedSecretStore(_kube_credentials(config), namespaces=namespaces)
+    return PullSecrets(store, namespaces), store
+
+
+def oneshot_pull_secrets(
+    config: Config, *, kubeconfig: Path | None = None, context: str | None = None
+) -> PullSecrets | None:
+    """What one-shot commands read pull secrets with: the API server as it is now.
+
+    ``review``, ``check`` and ``audit --cluster`` decide with the secrets as
+    they are, not with a cache that may lag. ``kubeconfig`` and ``context``
+    (command-line flags) come before the configuration's. None when
+    ``credentials.pullSecrets`` is off.
+
+    Raises:
+        ConfigError: no way to reach the API server is configured.
+    """
+    if not config.credentials.pull_secrets:
+        return None
+    from webhook.kube.secretreads import OneShotSecretStore
+
+    namespaces = config.credentials.namespaces
+    store = OneShotSecretStore(
+        _kube_credentials(config, kubeconfig, context), namespaces=namespaces
+    )
+    return PullSecrets(store, namespaces)
+
+
+def _kube_credentials(
+    config: Config, kubeconfig: Path | None = None, context: str | None = None
+) -> Credentials:
+    """How to reach the API server: flags, then ``kubernetes:``, then in-cluster or $KUBECONFIG."""
+    from webhook.kube.credentials import load_credentials
+
+    try:
+        return load_credentials(
+            kubeconfig or config.kubernetes.kubeconfig,
+            context or config.kubernetes.context,
+            os.environ,
+        )
+    except TrustgateError as exc:
+        raise ConfigError(
+            f"credentials.pullSecrets reads Secrets through the Kubernetes API: {exc.message}"
+        ) from None
 
 
 def build_network(config: Config, observer: NetworkObserver | None = None) -> Network:

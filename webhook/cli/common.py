@@ -18,7 +18,7 @@ from webhook.config import Config
 from webhook.core.errors import PolicyError
 from webhook.engine import Engine
 from webhook.policy.loader import load_directory
-from webhook.services import build_engine
+from webhook.services import build_engine, oneshot_pull_secrets
 
 EXIT_OK, EXIT_DENIED, EXIT_USAGE = 0, 1, 2
 
@@ -82,7 +82,12 @@ def engine_for(args: argparse.Namespace, config: Config, directory: Path | None 
     Raises PolicyError when the policies do not load, or when ``--policies`` does not exist.
     """
     policy_set = load_directory(directory or policy_directory(args))
-    return build_engine(lambda: policy_set, config)
+    reader = oneshot_pull_secrets(
+        config,
+        kubeconfig=getattr(args, "kubeconfig", None),
+        context=getattr(args, "context", None),
+    )
+    return build_engine(lambda: policy_set, config, pull_secrets=reader)
 
 
 def print_rows(rows: list[Any], fmt: str, group: Group = "openreports") -> int:

@@ -26,7 +26,7 @@ from webhook.core.errors import AdmissionReviewError
 from webhook.core.observability import get_logger
 from webhook.engine import Engine, PolicyResult
 from webhook.policy.store import PolicyStore, ReloadStatus
-from webhook.services import build_caches, build_engine
+from webhook.services import build_caches, build_engine, watched_pull_secrets
 from webhook.serving.metrics import Metrics
 from webhook.serving.reviewpath import ReviewPath
 from webhook.signatures.refresher import RootRefresher
@@ -101,6 +101,8 @@ def create_app(settings: Settings) -> Flask:
             on_refresh=store.reload,
         ).start()
     caches = build_caches(settings.config, metrics.observe_cache, metrics, shared=True)
+    # A watched cache of pull secrets, started in this (worker) process.
+    pulls = watched_pull_secrets(settings.config)
     engine = build_engine(
         lambda: store.current,
         settings.config,
@@ -108,7 +110,10 @@ def create_app(settings: Settings) -> Flask:
         metrics.observe_network,
         caches=caches,
         overrun_observer=metrics.observe_condition_overrun,
+        pull_secrets=pulls[0] if pulls is not None else None,
     )
+    if pulls is not None:
+        pulls[1].start()
     runtime = Runtime(store, engine, metrics)
     if interval > 0:
         store.start()
@@ -177,16 +182,21 @@ def create_app(settings: Settings) -> Flask:
     @app.get("/readyz")
     def readyz() -> Response:
         status = store.status
+        # Until the pull secrets are first read, reviews that need them would be
+        # denied for want of a login: the pod is not ready (nor registered).
+        ready = pulls is None or pulls[1].synced
         return _json(
             {
-                "ready": True,
+                "ready": ready,
+                "pullSecrets": None if pulls is None else pulls[1].status(),
                 "policies": status.policies,
                 "fingerprint": status.fingerprint,
                 "loadedAt": status.loaded_at,
                 "lastError": status.last_error,
                 "lastErrorAt": status.last_error_at,
                 "sharedCache": caches.shared.status() if caches.shared else None,
-            }
+            },
+            200 if ready else 503,
         )
 
     @app.get("/metrics")
