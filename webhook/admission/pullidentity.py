@@ -11,8 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Final
 
-from webhook.admission.workloads import known_pod_spec
-from webhook.core.errors import WorkloadError
+from webhook.admission.workloads import POD_SPEC_PATHS
 from webhook.core.scope import PullIdentity
 
 #: Most pull secrets one pod spec may name that trustgate reads; the rest are ignored.
@@ -27,21 +26,23 @@ def pull_identity(namespace: str, obj: Mapping[str, Any]) -> PullIdentity:
     An object without a known pod spec (a custom resource whose images were
     found by walking it) names no secret and runs as ``default``, as a pod
     that says nothing does. Malformed entries are skipped, never guessed at.
+    It runs on every review with pull secrets on, so it reads plain dicts
+    (what JSON decodes to) directly.
     """
-    try:
-        spec, _ = known_pod_spec(obj)
-    except WorkloadError:
-        spec = None
-    if spec is None:
+    kind = obj.get("kind")
+    node: Any = obj
+    for key in POD_SPEC_PATHS.get(kind, ()) if isinstance(kind, str) else ():
+        node = node.get(key) if isinstance(node, dict) else None
+    if node is obj or not isinstance(node, dict):
         return PullIdentity(namespace)
     names: list[str] = []
-    listed = spec.get("imagePullSecrets")
+    listed = node.get("imagePullSecrets")
     if isinstance(listed, list):
         for entry in listed[:MAX_SECRETS]:
-            name = entry.get("name") if isinstance(entry, Mapping) else None
+            name = entry.get("name") if isinstance(entry, dict) else None
             if isinstance(name, str) and 0 < len(name) <= _MAX_NAME and name not in names:
                 names.append(name)
-    account = spec.get("serviceAccountName") or spec.get("serviceAccount")
+    account = node.get("serviceAccountName") or node.get("serviceAccount")
     if not isinstance(account, str) or not 0 < len(account) <= _MAX_NAME:
         account = "default"
     return PullIdentity(namespace, tuple(names), account)

@@ -58,7 +58,7 @@ _POD_SPEC_KEYS: Final[Mapping[str, ContainerKind]] = {**_CONTAINER_KEYS, _VOLUME
 _METADATA_STRINGS: Final = ("name", "generateName", "namespace", "deletionTimestamp")
 
 # kind -> keys from the object to its pod spec.
-_POD_SPEC_PATHS: Final[Mapping[str, tuple[str, ...]]] = {
+POD_SPEC_PATHS: Final[Mapping[str, tuple[str, ...]]] = {
     "Pod": ("spec",),
     "Deployment": ("spec", "template", "spec"),
     "ReplicaSet": ("spec", "template", "spec"),
@@ -71,7 +71,7 @@ _POD_SPEC_PATHS: Final[Mapping[str, tuple[str, ...]]] = {
     "DeploymentConfig": ("spec", "template", "spec"),  # OpenShift apps.openshift.io/v1
 }
 
-KNOWN_KINDS: Final[frozenset[str]] = frozenset(_POD_SPEC_PATHS)
+KNOWN_KINDS: Final[frozenset[str]] = frozenset(POD_SPEC_PATHS)
 
 #: Built-in kinds reach the webhook decoded into their typed structs, which drop
 #: unknown fields, so their images can only be where the type puts them; reading
@@ -225,7 +225,7 @@ def known_pod_spec(obj: Mapping[str, Any]) -> tuple[Mapping[str, Any] | None, _P
     another type is refused, since the walk would not look inside it.
     """
     kind = obj.get("kind")
-    keys = _POD_SPEC_PATHS.get(kind) if isinstance(kind, str) else None
+    keys = POD_SPEC_PATHS.get(kind) if isinstance(kind, str) else None
     if keys is None:
         return None, None
     node = obj

@@ -114,6 +114,9 @@ class PullSecrets:
         self.namespaces = None if namespaces is None else frozenset(namespaces)
         self._built: LRUCache[Hashable, Scope] = LRUCache(maxsize=max_scopes)
         self._lock = threading.Lock()
+        self._max_scopes = max_scopes
+        #: identity -> (the store's generation, the scope built then).
+        self._current: dict[PullIdentity, tuple[int, Scope | None]] = {}
 
     def scope(self, identity: PullIdentity, deadline: Deadline) -> Scope | None:
         """The pull secrets ``identity`` may authenticate with, or None outside ``namespaces``.
@@ -127,6 +130,22 @@ class PullSecrets:
         namespace = identity.namespace
         if self.namespaces is not None and namespace not in self.namespaces:
             return None
+        # A watched store says when nothing changed since a scope was built: then that
+        # scope is still the answer, and a warm review reads no object at all.
+        generation = getattr(self.store, "generation", None)
+        if generation is not None:
+            kept = self._current.get(identity)
+            if kept is not None and kept[0] == generation:
+                return kept[1]
+        built = self._scope(identity, deadline)
+        if generation is not None:
+            if len(self._current) >= self._max_scopes:
+                self._current.clear()
+            self._current[identity] = (generation, built)
+        return built
+
+    def _scope(self, identity: PullIdentity, deadline: Deadline) -> Scope | None:
+        namespace = identity.namespace
         if not _LABEL.fullmatch(namespace):
             return _empty(identity, (f"namespace {quoted(namespace, 64)} is not a valid name",))
         problems: list[str] = []

@@ -179,6 +179,9 @@ class Informer:
         #: Set once the first list has succeeded or failed: what a lookup waits for.
         self.tried = threading.Event()
         self.version: str | None = None
+        #: Counts changes to the table, before and after each (so a reader that read
+        #: it around a change sees the count move): what memos of it are keyed by.
+        self.generation = 0
         #: The last failure, until a watch or list succeeds; what readiness shows.
         self.error: str | None = None
 
@@ -273,7 +276,9 @@ class Informer:
         if not isinstance(version, str) or not version:
             raise KubeError(f"listing {self.feed}: the list has no resourceVersion")
         self._log_drops(drops)
+        self.generation += 1
         self.table, self.version = table, version
+        self.generation += 1
         self.error = None
         self.synced.set()
         self.tried.set()
@@ -316,6 +321,8 @@ class Informer:
         if kind == "ERROR":
             message = f"{what}: the API server ended the watch: {status_message(obj)}"
             raise (Expired if obj.get("code") == 410 else KubeError)(message)
+        if kind != "BOOKMARK":
+            self.generation += 1  # before the change: a reader that saw it sees a new one
         if kind in ("ADDED", "MODIFIED"):
             reason = self.table.put(obj)
             if reason is not None:
@@ -326,6 +333,8 @@ class Informer:
             self.table.delete(obj)
         elif kind != "BOOKMARK":
             raise KubeError(f"{what}: an event of unknown type {str(kind)[:40]!r}")
+        if kind != "BOOKMARK":
+            self.generation += 1  # and after it: what was read during it is stale
         version = (obj.get("metadata") or {}).get("resourceVersion")
         if isinstance(version, str) and version:
             self.version = version

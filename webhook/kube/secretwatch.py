@@ -54,6 +54,8 @@ class _Running:
         self.reader = reader
         self.informers = informers
         self.stop = threading.Event()
+        #: Every informer has read its first list.
+        self.ready = False
         self.threads: list[threading.Thread] = []
         self.by_scope: dict[tuple[str, str | None], list[Informer]] = {}
         for informer in informers:
@@ -151,6 +153,22 @@ class WatchedSecretStore:
         """Whether every list has been read once in this process (readiness)."""
         running = self._current()
         return running is not None and all(i.synced.is_set() for i in running.informers)
+
+    @property
+    def generation(self) -> int | None:
+        """A number that changes whenever anything kept changes; None before the first lists.
+
+        ``PullSecrets`` keeps a built scope while it stays the same, so a warm
+        review reads no object at all.
+        """
+        running = self._current()
+        if running is None:
+            return None
+        if not running.ready:  # once every list is in, it stays so
+            if not all(i.synced.is_set() for i in running.informers):
+                return None
+            running.ready = True
+        return sum(informer.generation for informer in running.informers)
 
     def status(self) -> list[str]:
         """One line per list and watch: read or not, what is kept, the last failure."""

@@ -332,3 +332,25 @@ def test_a_store_that_cannot_answer_fails_the_scope() -> None:
     store.failing = "pull secrets are not yet read from the API server"
     with pytest.raises(UpstreamError, match="not yet read"):
         PullSecrets(store).scope(PullIdentity("team-a", ("one",)), Deadline(5))
+
+
+class CountingStore(MemoryStore):
+    """A store that says when it changed, as the watched store does."""
+
+    @property
+    def generation(self) -> int:
+        return self.version
+
+
+def test_a_store_that_did_not_change_is_not_read_again() -> None:
+    store = CountingStore(*team_a().objects.values())
+    pull = PullSecrets(store)
+    identity = PullIdentity("team-a", ("one", "two"), "builder")
+    first = pull.scope(identity, Deadline(5))
+    asked = len(store.asked)
+    assert pull.scope(identity, Deadline(5)) is first
+    assert len(store.asked) == asked, "a warm scope read the store"
+    store.put(pull_secret("team-a", "two", {"quay.io": ("bob", "pw-rotated")}))
+    second = pull.scope(identity, Deadline(5))
+    assert second is not None and first is not None and second.key != first.key
+    assert len(store.asked) > asked
