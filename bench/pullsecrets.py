@@ -90,7 +90,7 @@ def main() -> None:
                         "password": registry.password,
                     }
                 }
-            }  # fmt: skip
+            }
         )
         pull_config = parse_config(
             {
