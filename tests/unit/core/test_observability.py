@@ -89,6 +89,22 @@ def test_network_events_become_per_host_metrics() -> None:
     assert 'trustgate_budget_exceeded_total{host="big.example"} 1.0' in text
 
 
+def test_authentication_failures_are_counted_by_source_from_zero() -> None:
+    metrics = Metrics()
+    text = metrics.render().decode()
+    assert 'trustgate_registry_auth_failures_total{source="pullSecret"} 0.0' in text
+    metrics.observe_network("auth_failed:pullSecret", "quay.io")
+    metrics.observe_network("auth_failed:pullSecret", "ghcr.io")
+    metrics.observe_network("auth_failed:ecr", "1.dkr.ecr.us-east-1.amazonaws.com")
+    metrics.observe_network("auth_failed:made-up", "quay.io")
+    text = metrics.render().decode()
+    assert 'trustgate_registry_auth_failures_total{source="pullSecret"} 2.0' in text
+    assert 'trustgate_registry_auth_failures_total{source="ecr"} 1.0' in text
+    assert 'trustgate_registry_auth_failures_total{source="other"} 1.0' in text
+    series = [line for line in text.splitlines() if line.startswith("trustgate_registry_auth")]
+    assert series and not any("host=" in line for line in series), series
+
+
 class CountingStream(io.StringIO):
     """A stream that counts its writes and can hold them back, as a stuck sink would."""
 

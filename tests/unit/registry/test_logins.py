@@ -10,11 +10,14 @@ from collections.abc import Sequence
 
 import pytest
 
+from tests.support.pullcluster import pull_secret
 from tests.support.registry import Registry, default_layer, push_image
+from tests.unit.registry.test_client import FakeRegistry, Reply
 from webhook.core.deadline import Deadline
 from webhook.core.errors import UpstreamError
 from webhook.core.reference import ImageRef, parse_reference
-from webhook.core.scope import Login, Scope
+from webhook.core.scope import Login, PullIdentity, Scope
+from webhook.credentials.pullsecrets import PullSecrets
 from webhook.registry.client import RegistryClient, RegistrySettings
 
 REPO = "acme/private"
@@ -172,3 +175,67 @@ def test_a_source_for_another_host_is_never_asked(
     with pytest.raises(UpstreamError, match="tried: anonymous"):
         client(token_registry, elsewhere).resolve(image, Deadline(10))
     assert elsewhere.asked == 0
+
+
+def keyring_scope(namespace: str, auths: dict[str, tuple[str, str]]) -> Scope:
+    """The scope a pull secret holding ``auths`` makes, through the real keyring."""
+    secret = pull_secret(namespace, "regcred", auths)
+    store = {("Secret", namespace, "regcred"): secret}
+
+    class Store:
+        def secret(self, ns: str, name: str, deadline: Deadline) -> object:
+            return store.get(("Secret", ns, name))
+
+        def service_account(self, ns: str, name: str, deadline: Deadline) -> object:
+            return None
+
+    found = PullSecrets(Store()).scope(PullIdentity(namespace, ("regcred",)), Deadline(5))  # type: ignore[arg-type]
+    assert found is not None
+    return found
+
+
+def test_a_pull_secret_reaches_only_the_registry_its_key_names() -> None:
+    elsewhere = FakeRegistry()
+    try:
+        elsewhere.routes[f"HEAD /v2/{REPO}/manifests/v1"] = Reply(
+            401, {"WWW-Authenticate": 'Basic realm="r"'}
+        )
+        # Keys a person could mistake for this host: a prefix, another port, a wildcard one
+        # label too deep, the right host under another scheme of writing.
+        host, port = elsewhere.host.split(":")
+        team = keyring_scope(
+            "team-a",
+            {
+                f"{host}.evil.example": ("a", "secret-1"),
+                f"{host}:{int(port) + 1}": ("b", "secret-2"),
+                f"*.{host}": ("c", "secret-3"),
+                f"{elsewhere.host}/other-team": ("d", "secret-4"),
+            },
+        )
+        image = parse_reference(f"{elsewhere.host}/{REPO}:v1")
+        client = RegistryClient({elsewhere.host: RegistrySettings(insecure=True)})
+        with pytest.raises(UpstreamError, match="tried: anonymous"):
+            client.resolve(image, Deadline(5, scope=team))
+        sent = [r.headers.get("Authorization") for r in elsewhere.requests]
+        assert sent and all(value is None for value in sent), sent
+    finally:
+        elsewhere.close()
+
+
+def test_a_pull_secret_is_not_sent_on_to_a_redirect_target() -> None:
+    front = FakeRegistry()
+    target = FakeRegistry()
+    try:
+        path = f"/v2/{REPO}/manifests/v1"
+        front.routes[f"HEAD {path}"] = Reply(307, {"Location": f"{target.url}{path}"})
+        target.routes[f"HEAD {path}"] = Reply(401, {"WWW-Authenticate": 'Basic realm="t"'})
+        team = keyring_scope("team-a", {front.host: ("robot", "front-secret")})
+        image = parse_reference(f"{front.host}/{REPO}:v1")
+        client = RegistryClient({front.host: RegistrySettings(insecure=True)})
+        with pytest.raises(UpstreamError):
+            client.resolve(image, Deadline(5, scope=team))
+        assert any(r.headers.get("Authorization") for r in front.requests)
+        assert not any(r.headers.get("Authorization") for r in target.requests), target.requests
+    finally:
+        front.close()
+        target.close()
