@@ -38,6 +38,8 @@ RENEW_AT: Final = 0.75
 EXPIRY_MARGIN: Final = 60.0
 #: Fetches running at once, per renewal cache.
 _THREADS: Final = 4
+#: Distinct keys (registries, accounts) held or being fetched at once.
+MAX_KEYS: Final = 256
 #: After a failed fetch, the next one waits this long (unless the login is gone).
 _RETRY_AFTER: Final = 5.0
 
@@ -73,6 +75,7 @@ class Renewing(Generic[V]):
         *,
         clock: Callable[[], float] = time.time,
         threads: int = _THREADS,
+        max_keys: int = MAX_KEYS,
     ) -> None:
         self.name = name
         self._fetch = fetch
@@ -82,6 +85,7 @@ class Renewing(Generic[V]):
         self._failed: dict[Hashable, float] = {}
         self._lock = threading.Lock()
         self._threads = threads
+        self._max_keys = max_keys
         self._pool: ThreadPoolExecutor | None = None
         self._pid = 0
 
@@ -98,6 +102,15 @@ class Renewing(Generic[V]):
                 if now >= held.renew_at:
                     self._start(key, now)  # renew behind the review's back
                 return held.value
+            if key not in self._running and len(self._held) + len(self._running) >= self._max_keys:
+                # Each key is an identity call and a login kept: a workload naming
+                # ever new registries (all matching a pattern) must not grow them.
+                self._evict(now)
+                if len(self._held) + len(self._running) >= self._max_keys:
+                    raise UpstreamError(
+                        f"{self.name}: logins for {self._max_keys} registries are held "
+                        f"already; no more are fetched until some expire"
+                    )
             future = self._start(key, now, even_after_failure=True)
         try:
             return future.result(timeout=deadline.remaining())
@@ -109,6 +122,13 @@ class Renewing(Generic[V]):
             raise
         except Exception as exc:
             raise UpstreamError(f"{self.name}: cannot get a login: {describe(exc)}") from None
+
+    def _evict(self, now: float) -> None:
+        """Drop the expired values and old failures; called with the lock held."""
+        for key in [k for k, held in self._held.items() if held.use_until <= now]:
+            del self._held[key]
+        for key in [k for k, until in self._failed.items() if until <= now]:
+            del self._failed[key]
 
     def forget(self, key: Hashable) -> None:
         """Drop ``key``'s value (a registry refused it): the next ``get`` fetches anew."""

@@ -42,6 +42,8 @@ _MAX_REDIRECTS = 3
 _BACKOFF = 0.2
 _RETRY_AFTER_MAX = 2.0
 _CHUNK = 64 * 1024
+#: Refusals (and sources that gave no login) after which a call gives up.
+MAX_REFUSALS = 8
 
 
 class NotFound(UpstreamError):
@@ -139,6 +141,11 @@ class Caller:
         tried: list[str] = []
         configured = target.settings.login(target.host)
         for login in self._logins.candidates(target.host, target.ref, configured, deadline, tried):
+            if len(tried) >= MAX_REFUSALS:
+                # A workload naming many wrong secrets must not make trustgate hammer
+                # the registry (and trip its rate limit for everyone) on each review.
+                tried.append(f"no more: at most {MAX_REFUSALS} logins are tried per call")
+                break
             try:
                 response = self._attempt(target, login, method, path, deadline, accept)
             except _Refused as exc:

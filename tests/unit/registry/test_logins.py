@@ -239,3 +239,16 @@ def test_a_pull_secret_is_not_sent_on_to_a_redirect_target() -> None:
     finally:
         front.close()
         target.close()
+
+
+def test_a_workload_naming_many_wrong_secrets_gets_a_bounded_number_of_tries(
+    token_registry: Registry, image: ImageRef
+) -> None:
+    wrong = [secret(token_registry, f"s{i}", "team-x", right=False) for i in range(20)]
+    wrong = [Login(w.username, f"{w.password}-{i}", w.source, w.kind) for i, w in enumerate(wrong)]
+    before = log_length(token_registry)
+    with pytest.raises(UpstreamError) as denied:
+        client(token_registry).resolve(image, Deadline(10, scope=scope("team-x", *wrong)))
+    assert str(denied.value).count("pull secret team-x/") == 8
+    assert "no more: at most 8 logins are tried per call" in str(denied.value)
+    assert log_length(token_registry) - before <= 8
