@@ -8,24 +8,20 @@ calls and all. This is the one module that knows every check implementation
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
+from typing import TYPE_CHECKING
 
 from webhook.cache.local import Caches, CacheSettings, Observer
 from webhook.cache.shared import SharedCache, SharedObserver, SharedSettings
 from webhook.checks import Check, Unavailable, offline_checks
 from webhook.config import Config
 from webhook.config.credentials import ProviderConfig
+from webhook.config.registries import registry_settings
 from webhook.core.errors import ConfigError, TrustgateError
 from webhook.core.offline import deferred
-from webhook.core.reference import DOCKER_HUB_ALIASES
 from webhook.core.sources import LoginSource, ScopeReader
 from webhook.credentials.pullsecrets import PullSecrets
 from webhook.engine import Engine
@@ -34,7 +30,7 @@ from webhook.freshness.grader import Grader
 from webhook.freshness.grades import Fix, Window
 from webhook.freshness.sources import FreshnessSettings, FreshnessSources, GradeReport, Unknown
 from webhook.policy.model import PolicySet
-from webhook.registry.client import RegistryClient, RegistrySettings
+from webhook.registry.client import RegistryClient
 from webhook.registry.network import Network, NetworkObserver
 from webhook.registry.resolver import CachedResolver
 from webhook.signatures.attestations import AttestationCheck, AttestationOutcome
@@ -103,108 +99,6 @@ def build_checks(services: Services | None = None) -> dict[str, Check]:
     checks = offline_checks()
     checks.update((name, factory(services)) for name, factory in FACTORIES.items())
     return checks
-
-
-_REGISTRY_KEYS = frozenset({"insecure", "ca", "username", "password", "credentials"})
-
-
-def _auth_key_host(key: str) -> str:
-    """``host[:port]`` of a config.json ``auths`` key: ``host``, ``https://host/v1/`` and so on."""
-    key = key.strip().lower()
-    if "://" not in key:
-        key = "//" + key
-    return urlsplit(key).netloc
-
-
-def docker_credentials(path: Path, host: str) -> tuple[str, str]:
-    """``(username, password)`` for ``host`` from a Docker ``config.json``.
-
-    The file may also be the content of a ``kubernetes.io/dockerconfigjson`` Secret
-    (the same JSON). An entry holds ``auth`` (base64 of ``user:password``, which wins) or
-    ``username`` and ``password``; its key may be ``host``, ``https://host`` or a URL such
-    as ``https://host/v1/``.
-
-    Raises:
-        ConfigError: the file is missing or unreadable, is not such JSON, has no entry for
-            ``host``, or the entry's ``auth`` is not base64 of ``user:password``.
-    """
-    where = f"registries.{host}.credentials: {path}"
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"{where} does not exist") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{where} cannot be read: {exc}") from None
-    try:
-        data = json.loads(text)
-    except ValueError as exc:
-        raise ConfigError(f"{where} is not valid JSON: {exc}") from None
-    auths = data.get("auths") if isinstance(data, dict) else None
-    if not isinstance(auths, dict):
-        raise ConfigError(f'{where} has no "auths" object (expected a Docker config.json)')
-    # Docker Hub's credentials are stored under its legacy index address.
-    wanted = DOCKER_HUB_ALIASES if host.lower() in DOCKER_HUB_ALIASES else {host.lower()}
-    entry = next((v for k, v in auths.items() if _auth_key_host(k) in wanted), None)
-    if entry is None:
-        raise ConfigError(f"{where} has no entry for {host} (it has: {', '.join(auths) or 'none'})")
-    if not isinstance(entry, dict):
-        raise ConfigError(f"{where}: the entry for {host} is not an object")
-    encoded = entry.get("auth")
-    if encoded:
-        if not isinstance(encoded, str):
-            raise ConfigError(f"{where}: the auth of {host} is not a string")
-        try:
-            decoded = base64.b64decode(encoded, validate=True).decode("utf-8")
-        except (binascii.Error, UnicodeDecodeError):
-            raise ConfigError(f"{where}: the auth of {host} is not valid base64") from None
-        username, colon, password = decoded.partition(":")
-        if not colon or not username:
-            raise ConfigError(f"{where}: the auth of {host} does not decode to username:password")
-        return username, password
-    user, secret = entry.get("username"), entry.get("password")
-    if not isinstance(user, str) or not user or not isinstance(secret, str):
-        raise ConfigError(f"{where}: the entry for {host} has neither auth nor username/password")
-    return user, secret
-
-
-def registry_settings(raw: Mapping[str, Any]) -> dict[str, RegistrySettings]:
-    """``registries:`` of trustgate.yaml as settings per ``host[:port]``.
-
-    Raises:
-        ConfigError: naming the registry and the field that is wrong.
-    """
-    settings = {}
-    for host, entry in raw.items():
-        if not isinstance(entry, Mapping):
-            raise ConfigError(f"registries.{host} must be a mapping")
-        unknown = set(entry) - _REGISTRY_KEYS
-        if unknown:
-            raise ConfigError(
-                f"registries.{host}: unknown field {sorted(unknown)[0]!r} "
-                f"(known: {', '.join(sorted(_REGISTRY_KEYS))})"
-            )
-        if not isinstance(entry.get("insecure", False), bool):
-            raise ConfigError(f"registries.{host}.insecure must be true or false")
-        ca = entry.get("ca")
-        if ca is not None and not Path(ca).is_file():
-            raise ConfigError(f"registries.{host}.ca: {ca} is not a readable file")
-        username, password = entry.get("username"), entry.get("password")
-        credentials = entry.get("credentials")
-        if credentials is not None:
-            if username is not None or password is not None:
-                raise ConfigError(
-                    f"registries.{host}: give either credentials or username/password, not both"
-                )
-            if not isinstance(credentials, str) or not credentials:
-                raise ConfigError(f"registries.{host}.credentials must be a file path")
-            username, password = docker_credentials(Path(credentials), host)
-        settings[host.lower()] = RegistrySettings(
-            insecure=entry.get("insecure", False),
-            ca=Path(ca) if ca is not None else None,
-            username=username,
-            password=password,
-        )
-    return settings
 
 
 def build_sources(config: Config) -> list[LoginSource]:

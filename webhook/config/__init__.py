@@ -5,7 +5,8 @@ review deadline, reload cadence, and the sections later checks read (registries,
 freshness, caches). It is read once, at start-up, into a frozen ``Config``.
 
 ``schema`` says what the file may contain, ``model`` holds the settings the
-program reads, and ``loader`` turns the one into the other.
+program reads, and ``loader`` turns the one into the other; ``credentials``
+and ``registries`` read the sections of those names into what their users take.
 """
 
 from webhook.config.loader import load_config as load_config

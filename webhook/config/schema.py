@@ -20,7 +20,7 @@ MAX_CONDITION_PROCESSES = 16
 _TTL: dict[str, Any] = {"type": "number", "exclusiveMinimum": 0}
 _SIZE: dict[str, Any] = {"type": "integer", "minimum": 1, "description": "Most entries kept."}
 
-#: One entry of ``registries``. ``services.registry_settings`` reads it and checks the
+#: One entry of ``registries``. ``config.registries.registry_settings`` reads it and checks the
 #: files it names; the shape is here so that every reader of the schema (the server at
 #: start-up, ``policy lint --config``, the chart's values.schema.json) refuses a typo alike.
 _REGISTRY: dict[str, Any] = {

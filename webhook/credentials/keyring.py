@@ -106,6 +106,22 @@ class KeyPattern:
         pairs = zip(self.labels, labels, strict=True)
         return all(_label_matches(glob, label) for glob, label in pairs)
 
+    def covers_host(self, host: str) -> bool:
+        """Whether this key applies to every repository on ``host[:port]``.
+
+        A login configured per host (``registries.<host>.credentials``) serves all
+        of its repositories, so only a key without a path (K4) may give it: one
+        that matches the host (K2, K3), Docker Hub's names included (K6). False
+        for a host that is not ``host[:port]``.
+        """
+        try:
+            name, port = _split_port(host.lower())
+        except ValueError:
+            return False
+        if name in DOCKER_HUB_ALIASES and not port:
+            name = _DOCKER_HUB
+        return not self.path and self.matches(name, port, "")
+
 
 def parse_key(key: str) -> KeyPattern:
     """``key`` as a pattern (K1, K6).
@@ -191,6 +207,17 @@ class Keyring:
         found: list[Credential] = []
         for pattern, credentials in self._index:
             if pattern.matches(host, port, path):
+                found.extend(credentials)
+        return found
+
+    def for_host(self, host: str) -> list[Credential]:
+        """The credentials of keys that cover every repository on ``host[:port]``, in order.
+
+        ``KeyPattern.covers_host`` says which keys; the order is ``lookup``'s (K5).
+        """
+        found: list[Credential] = []
+        for pattern, credentials in self._index:
+            if pattern.covers_host(host):
                 found.extend(credentials)
         return found
 

@@ -225,3 +225,35 @@ def test_lookup_is_bounded_by_the_keys_not_the_images() -> None:
     keyring = Keyring([_config(*keys)])
     assert len(keyring) == 256
     assert [c.key for c in keyring.lookup("r7.example.com/team/app")] == ["r7.example.com/team"]
+
+
+@pytest.mark.parametrize(
+    ("key", "host", "covers"),
+    [
+        ("quay.io", "quay.io", True),
+        ("https://Quay.io/v1/", "QUAY.IO", True),
+        ("*.example.com", "r.example.com", True),
+        ("*.example.com", "example.com", False),
+        ("localhost:5000", "localhost:5000", True),
+        ("localhost:5000", "localhost", False),
+        ("localhost", "localhost:5000", False),
+        # Docker Hub by any of its names (K6).
+        ("https://index.docker.io/v1/", "docker.io", True),
+        ("registry-1.docker.io", "index.docker.io", True),
+        # A key with a path covers only the repositories under it, not the host.
+        ("quay.io/team", "quay.io", False),
+        ("https://quay.io/v2/team", "quay.io", False),
+        # Hostile hosts and hosts that are not host[:port].
+        ("quay.io", "quay.io.evil.com", False),
+        ("quay.io", "quay.io:http", False),
+        ("quay.io", "", False),
+    ],
+)
+def test_a_key_covers_a_host_only_without_a_path(key: str, host: str, covers: bool) -> None:
+    assert parse_key(key).covers_host(host) is covers
+
+
+def test_for_host_keeps_the_lookup_order() -> None:
+    keyring = Keyring([_config("*.example.com", "r.example.com/team", "r.example.com")])
+    assert [c.key for c in keyring.for_host("r.example.com")] == ["r.example.com", "*.example.com"]
+    assert keyring.for_host("other.example.org") == []
