@@ -17,24 +17,18 @@ from typing import Any
 import pytest
 
 from tests.integration.conftest import Server, small_image, start_server, stop_server
-from tests.support.apistore import Store, start_store
+from tests.support.apistore import Store
 from tests.support.cosign import generate_key, public_pem, push_signature
 from tests.support.kube import pod_spec, review, workload
-from tests.support.pullcluster import grant_cluster, kubeconfig, pull_secret, reset
+from tests.support.pullcluster import cluster_api, kubeconfig, login, pull_secret
 from tests.support.pullcluster import service_account as account
 from tests.support.registry import Registry
 
 pytestmark = pytest.mark.e2e
 
 RELEASE = generate_key("ecdsa-p256")
-
-
-@pytest.fixture(scope="module")
-def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Store]:
-    store = reset(start_store(tmp_path_factory.mktemp("pull-api")))
-    grant_cluster(store)
-    yield store
-    store.stop()
+#: The stand-in API server of this module (a fixture).
+api = cluster_api
 
 
 @pytest.fixture(scope="module")
@@ -47,12 +41,6 @@ def images(token_registry: Registry) -> dict[str, str]:
         found[name] = reference
         found[f"{name}@"] = f"{token_registry.host}/private/{name}@{digest}"
     return found
-
-
-def login(registry: Registry, *, wrong: bool = False) -> dict[str, tuple[str, str]]:
-    assert registry.username is not None and registry.password is not None
-    password = "wrong-" + registry.password if wrong else registry.password
-    return {registry.host: (registry.username, password)}
 
 
 @pytest.fixture(scope="module")

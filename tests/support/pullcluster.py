@@ -5,16 +5,23 @@ Objects are written as ``kubectl create secret docker-registry`` writes them
 ``last-applied-configuration`` annotation repeating the data), for the stand-in
 API server of tests/support/apistore.py, and for the in-memory store the unit
 tests of webhook.credentials.pullsecrets use.
+
+``cluster_api`` is a module-scoped fixture: a test module takes it with
+``api = cluster_api`` (pytest names a fixture after the module attribute).
 """
 
 from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from tests.support.apistore import Store
+import pytest
+
+from tests.support.apistore import Store, start_store
+from tests.support.registry import Registry
 
 #: The bearer token of trustgate's own ServiceAccount in the stand-in.
 READER_TOKEN = "trustgate-reader-token"
@@ -27,6 +34,22 @@ _RULES = [
         "verbs": ["get", "list", "watch"],
     }
 ]
+
+
+@pytest.fixture(scope="module")
+def cluster_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Store]:
+    """The stand-in API server, empty, where trustgate's ServiceAccount may read everywhere."""
+    store = reset(start_store(tmp_path_factory.mktemp("pull-api")))
+    grant_cluster(store)
+    yield store
+    store.stop()
+
+
+def login(registry: Registry, *, wrong: bool = False) -> dict[str, tuple[str, str]]:
+    """``registry``'s user and password (a wrong password with ``wrong``), for ``pull_secret``."""
+    assert registry.username is not None and registry.password is not None
+    password = "wrong-" + registry.password if wrong else registry.password
+    return {registry.host: (registry.username, password)}
 
 
 def auth(username: str, password: str) -> str:

@@ -8,28 +8,21 @@ behind a token service and the stand-in API server.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.support.apistore import ADMIN, Store, start_store
+from tests.support.apistore import ADMIN, Store
 from tests.support.cli import run
 from tests.support.cosign import generate_key, public_pem, push_signature
 from tests.support.kube import pod_spec, review, workload
-from tests.support.pullcluster import grant_cluster, kubeconfig, pull_secret, reset
+from tests.support.pullcluster import cluster_api, kubeconfig, login, pull_secret
 from tests.support.pullcluster import service_account as account
 from tests.support.registry import Registry, default_layer, push_image
 
 RELEASE = generate_key("ecdsa-p256")
-
-
-@pytest.fixture(scope="module")
-def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Store]:
-    store = reset(start_store(tmp_path_factory.mktemp("cli-pull-api")))
-    grant_cluster(store)
-    yield store
-    store.stop()
+#: The stand-in API server of this module (a fixture).
+api = cluster_api
 
 
 @pytest.fixture(scope="module")
@@ -40,11 +33,6 @@ def image(token_registry: Registry) -> str:
     reference = f"{token_registry.host}/cli/app:v1"
     push_signature(token_registry, "cli/app", digest, RELEASE, reference=reference)
     return reference
-
-
-def login(registry: Registry, *, wrong: bool = False) -> dict[str, tuple[str, str]]:
-    assert registry.username is not None and registry.password is not None
-    return {registry.host: (registry.username, ("x" if wrong else "") + registry.password)}
 
 
 @pytest.fixture(scope="module")
