@@ -39,8 +39,11 @@ from webhook.signatures.notation.model import PAYLOAD_TYPE, X509, Envelope, Targ
 PrivateKey = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
 NOW = dt.datetime.now(dt.UTC).replace(microsecond=0)
 DAY = dt.timedelta(days=1)
-_HASH_OIDS = {"sha256": "2.16.840.1.101.3.4.2.1", "sha384": "2.16.840.1.101.3.4.2.2",
-              "sha512": "2.16.840.1.101.3.4.2.3"}
+_HASH_OIDS = {
+    "sha256": "2.16.840.1.101.3.4.2.1",
+    "sha384": "2.16.840.1.101.3.4.2.2",
+    "sha512": "2.16.840.1.101.3.4.2.3",
+}
 _ECDSA_SHA256 = "1.2.840.10045.4.3.2"
 _POLICY = "1.3.6.1.4.1.57264.99.1"
 

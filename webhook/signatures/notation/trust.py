@@ -247,11 +247,11 @@ def _authentic_time(
     """(the verified timestamp, if any; why the chain was not valid when it signed, or None)."""
     chain = envelope.chain
     if envelope.signing_scheme == SIGNING_AUTHORITY:
-        if envelope.authentic_signing_time is None:
+        signed = envelope.authentic_signing_time
+        if signed is None:
             return None, "the signature has no authentic signing time"
-        return None, _outside(
-            chain, envelope.authentic_signing_time, envelope.authentic_signing_time
-        )
+        problem = _outside(chain, signed, signed)
+        return None, (f"at the authentic signing time, {problem}" if problem else None)
     if envelope.signing_scheme != X509:
         return None, f"unknown signing scheme {literal(envelope.signing_scheme)}"
     expired = any(now > cert.not_valid_after_utc for cert in chain)
