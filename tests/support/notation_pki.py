@@ -1,4 +1,4 @@
-"""A test PKI for Notation: CAs, intermediates, signing certificates, and a TSA making RFC 3161 tokens.
+"""A test PKI for Notation: CAs, signing certificates, and a TSA making RFC 3161 tokens.
 
 ``Authority`` is a CA (a root, or an intermediate another issued) that
 issues code-signing leaves and sub-CAs with whatever extensions a test

@@ -5,8 +5,8 @@ store, in a JWS or COSE envelope attached as an OCI referrer. Its modules:
 
 - ``model``: what a parsed envelope says (shared by all below);
 - ``envelope``, ``jws``, ``cose``: parse an envelope and check its integrity;
-- ``truststore``, ``identities``, ``timestamps``, ``levels``, ``trust``: whether
-  the signer is trusted, per the Notary Project trust-policy specification;
+- ``truststore``, ``identities``, ``chains``, ``timestamps``, ``levels``, ``trust``:
+  whether the signer is trusted, per the Notary Project trust-policy specification;
 - ``revocation``: OCSP and CRL, bounded, cached;
 - ``discovery``: the signatures of a digest, among its referrers.
 """

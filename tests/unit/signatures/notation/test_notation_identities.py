@@ -1,4 +1,4 @@
-"""trustedIdentities: x509.subject patterns matched attribute by attribute, per the trust-policy spec."""
+"""trustedIdentities: x509.subject patterns matched attribute by attribute, as the spec says."""
 
 from __future__ import annotations
 

@@ -7,16 +7,16 @@ import pytest
 from webhook.signatures.notation.levels import LEVELS, Action, Validation, level
 
 E, L, S = Action.ENFORCE, Action.LOG, Action.SKIP
-I, AU, TS, EX, RV = tuple(Validation)
+IN, AU, TS, EX, RV = tuple(Validation)
 
 
 @pytest.mark.parametrize(
     ("name", "expected"),
     [
-        ("strict", {I: E, AU: E, TS: E, EX: E, RV: E}),
-        ("permissive", {I: E, AU: E, TS: L, EX: L, RV: L}),
-        ("audit", {I: E, AU: L, TS: L, EX: L, RV: L}),
-        ("skip", {I: S, AU: S, TS: S, EX: S, RV: S}),
+        ("strict", {IN: E, AU: E, TS: E, EX: E, RV: E}),
+        ("permissive", {IN: E, AU: E, TS: L, EX: L, RV: L}),
+        ("audit", {IN: E, AU: L, TS: L, EX: L, RV: L}),
+        ("skip", {IN: S, AU: S, TS: S, EX: S, RV: S}),
     ],
 )
 def test_the_specification_table(name: str, expected: dict[Validation, Action]) -> None:
@@ -33,7 +33,7 @@ def test_an_override_changes_only_what_it_names() -> None:
     chosen = level("strict", {"revocation": "skip", "expiry": "log"})
     assert chosen.action(RV) is S
     assert chosen.action(EX) is L
-    assert chosen.action(AU) is E and chosen.action(TS) is E and chosen.action(I) is E
+    assert chosen.action(AU) is E and chosen.action(TS) is E and chosen.action(IN) is E
 
 
 def test_audit_may_enforce_authenticity() -> None:

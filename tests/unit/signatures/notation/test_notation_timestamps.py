@@ -22,7 +22,9 @@ FIXTURES = Path(__file__).parents[3] / "fixtures" / "notation" / "timestamp"
 #: The fixtures as copied from notation-go (README.md there): byte-exact.
 DIGESTS = {
     "jwsWithTimestamp.sig": "e35cc96b32bda7060fd4d7fde07486fdc21c8b0c6a7bebe9afc5999b14db76bd",
-    "jwsExpiredWithTimestamp.sig": "94cbaafe2160ebf0ef4b60de911af5970ebb106b61ede8d698f7f952a5004f6f",
+    "jwsExpiredWithTimestamp.sig": (
+        "94cbaafe2160ebf0ef4b60de911af5970ebb106b61ede8d698f7f952a5004f6f"
+    ),
     "globalsignRoot.cer": "2cabeafe37d06ca22aba7391c0033d25982952c453647349763a3ab5ad6ccf69",
     "TestTimestamp.crt": "714cc493189e86b383095b0c6f23ac0d110290c2640b7a913e73beb427fa0805",
     "DigiCertTSARootSHA384.cer": "552f7bdcf1a7af9e6ce672017f4f12abf77240c78e761ac203d1d9d20ac89988",
@@ -134,7 +136,7 @@ def _forged_signer(tsa: TimestampAuthority) -> bytes:
 
 
 def _token_by(tsa: TimestampAuthority, **options: object) -> bytes:
-    """A token signed by a new key whose certificate the TSA's intermediate issued with ``options``."""
+    """A token by a new key, certified by the TSA's intermediate with ``options``."""
     private = key()
     return tsa.token(SIGNATURE, signer=(private, tsa.issue_signer(private, **options)))
 
@@ -239,6 +241,7 @@ def test_hostile_tokens_are_refused(
         (b"garbage" * 10, "not an RFC 3161 TimeStampToken"),
         (b"\x30" + b"\x84\xff\xff\xff\xff", "not an RFC 3161 TimeStampToken"),
         (b"\x30" * (MAX_TOKEN_BYTES + 1), f"over {MAX_TOKEN_BYTES} bytes"),
+        (b"\x30\x80" * 30000, "not an RFC 3161 TimeStampToken"),  # nested indefinite lengths
     ],
 )
 def test_malformed_tokens_are_refused(tsa: TimestampAuthority, token: bytes, message: str) -> None:
@@ -247,7 +250,7 @@ def test_malformed_tokens_are_refused(tsa: TimestampAuthority, token: bytes, mes
 
 
 def test_a_token_with_trailing_bytes_is_refused(tsa: TimestampAuthority) -> None:
-    with pytest.raises(NotationError, match="not a CMS SignedData|trailing"):
+    with pytest.raises(NotationError, match=r"not a CMS SignedData|trailing"):
         verify_timestamp(tsa.token(SIGNATURE) + b"\x00", SIGNATURE, [tsa.root.cert])
 
 

@@ -19,7 +19,8 @@ from tests.support.notation_pki import (
     envelope,
     name,
 )
-from tests.unit.signatures.notation.test_notation_timestamps import real_jws, store as fixture
+from tests.unit.signatures.notation.test_notation_timestamps import real_jws
+from tests.unit.signatures.notation.test_notation_timestamps import store as fixture
 from webhook.core.deadline import Deadline
 from webhook.core.errors import UpstreamError
 from webhook.signatures.notation.identities import parse_identities
@@ -108,10 +109,10 @@ def test_a_real_signature_by_a_long_expired_certificate_is_trusted_by_its_timest
     result = verify_trust(signed, with_tsa, ANY, NO_REVOCATION, NOW)
     assert Validation.AUTHENTIC_TIMESTAMP in result.passed
     without_tsa = TrustStore(ca=tuple(chain))
-    with pytest.raises(NotationError, match="authenticTimestamp: at verification time, .*expired"):
+    with pytest.raises(NotationError, match=r"authenticTimestamp: at verification time, .*expired"):
         verify_trust(signed, without_tsa, ANY, NO_REVOCATION, NOW)
     wrong_tsa = TrustStore(ca=tuple(chain), tsa=fixture("DigiCertTSARootSHA384.cer"))
-    with pytest.raises(NotationError, match="authenticTimestamp: .*does not chain"):
+    with pytest.raises(NotationError, match=r"authenticTimestamp: .*does not chain"):
         verify_trust(signed, wrong_tsa, ANY, NO_REVOCATION, NOW)
 
 
@@ -131,27 +132,27 @@ def test_a_good_signature_passes_every_validation(
 
 def test_a_chain_to_an_untrusted_root_is_refused(signing: Signing) -> None:
     stranger = Authority.root("wabbit root")
-    with pytest.raises(NotationError, match="authenticity: .* does not chain to the trust store"):
+    with pytest.raises(NotationError, match=r"authenticity: .* does not chain to the trust store"):
         verify_trust(envelope(signing.chain), _store(stranger), ANY, NO_REVOCATION, NOW)
 
 
 def test_an_intermediate_that_is_not_a_ca_is_refused_even_under_audit(root: Authority) -> None:
     chain = root.intermediate(ca=False).leaf().chain
     for name_ in ("strict", "permissive", "audit"):
-        with pytest.raises(NotationError, match="integrity: .*is not a CA"):
+        with pytest.raises(NotationError, match=r"integrity: .*is not a CA"):
             verify_trust(envelope(chain), _store(root), ANY, level(name_), NOW)
 
 
 def test_a_leaf_without_code_signing_usage_is_refused(root: Authority) -> None:
     chain = root.leaf(eku=[EKU.SERVER_AUTH]).chain
-    with pytest.raises(NotationError, match="integrity: .*serverAuth, not for code signing"):
+    with pytest.raises(NotationError, match=r"integrity: .*serverAuth, not for code signing"):
         verify_trust(envelope(chain), _store(root), ANY, level("audit"), NOW)
 
 
 def test_an_expired_certificate_without_timestamp_is_refused(root: Authority) -> None:
     expired = _expired(root)
     with pytest.raises(
-        NotationError, match="authenticTimestamp: at verification time, .* had expired"
+        NotationError, match=r"authenticTimestamp: at verification time, .* had expired"
     ):
         verify_trust(envelope(expired.chain), _store(root), ANY, NO_REVOCATION, NOW)
 
@@ -173,7 +174,7 @@ def test_a_timestamp_after_the_certificate_expired_is_refused(
     expired = _expired(root)
     token = tsa.token(SIGNATURE, when=NOW - HOUR + dt.timedelta(seconds=1))
     signed = envelope(expired.chain, signature=SIGNATURE, timestamp=token)
-    with pytest.raises(NotationError, match="at the timestamp's time, .* had expired"):
+    with pytest.raises(NotationError, match=r"at the timestamp's time, .* had expired"):
         verify_trust(signed, _store(root, tsa), ANY, NO_REVOCATION, NOW)
 
 
@@ -190,7 +191,7 @@ def test_a_timestamp_of_a_tsa_not_in_the_store_is_refused(
 ) -> None:
     token = TimestampAuthority("rogue tsa").token(SIGNATURE)
     signed = envelope(signing.chain, signature=SIGNATURE, timestamp=token)
-    with pytest.raises(NotationError, match="authenticTimestamp: .*rogue tsa.* does not chain"):
+    with pytest.raises(NotationError, match=r"authenticTimestamp: .*rogue tsa.* does not chain"):
         verify_trust(signed, _store(root, tsa), ANY, NO_REVOCATION, NOW)
 
 
@@ -200,7 +201,7 @@ def test_a_forged_certificate_in_the_timestamp_bag_is_refused(
     rogue = TimestampAuthority("wabbit tsa")  # the same names as the trusted TSA, other keys
     token = rogue.token(SIGNATURE, bag=[rogue.cert, tsa.intermediate.cert, tsa.root.cert])
     signed = envelope(signing.chain, signature=SIGNATURE, timestamp=token)
-    with pytest.raises(NotationError, match="authenticTimestamp: .*does not chain"):
+    with pytest.raises(NotationError, match=r"authenticTimestamp: .*does not chain"):
         verify_trust(signed, _store(root, tsa), ANY, NO_REVOCATION, NOW)
 
 
@@ -253,7 +254,7 @@ def test_signing_authority_uses_its_store_and_authentic_signing_time(root: Autho
     with pytest.raises(NotationError, match="holds no signingAuthority certificate"):
         verify_trust(at, _store(root), ANY, NO_REVOCATION, NOW)
     late = envelope(chain, scheme=SIGNING_AUTHORITY, authentic_signing_time=NOW)
-    with pytest.raises(NotationError, match="at the authentic signing time, .* had expired"):
+    with pytest.raises(NotationError, match=r"at the authentic signing time, .* had expired"):
         verify_trust(late, sa_store, ANY, NO_REVOCATION, NOW)
     missing = envelope(chain, scheme=SIGNING_AUTHORITY)
     with pytest.raises(NotationError, match="no authentic signing time"):
@@ -294,7 +295,7 @@ def test_revocation_follows_the_level(
 
 def test_revocation_that_cannot_be_reached_is_unknown(root: Authority, signing: Signing) -> None:
     with pytest.raises(
-        NotationError, match="revocation status unknown: OCSP responder ocsp.test timed out"
+        NotationError, match=r"revocation status unknown: OCSP responder ocsp.test timed out"
     ):
         verify_trust(
             envelope(signing.chain),
@@ -310,7 +311,7 @@ def test_without_a_checker_strict_refuses_and_skip_does_not_ask(
     root: Authority, signing: Signing
 ) -> None:
     with pytest.raises(
-        NotationError, match="no revocation checker is configured; .*override revocation: skip"
+        NotationError, match=r"no revocation checker is configured; .*override revocation: skip"
     ):
         verify_trust(envelope(signing.chain), _store(root), ANY, level("strict"), NOW)
     checker = Revocation(("revoked",))
@@ -333,9 +334,6 @@ def test_the_tsa_chain_is_checked_for_revocation_too(
 # Each level's behaviour, failure by failure.
 
 FAILURES = ("authenticity", "authenticTimestamp", "expiry", "revocation")
-
-
-def _failing(root: Authority, failure: str) -> tuple[TrustResult | None, str]: ...
 
 
 @pytest.mark.parametrize("failure", FAILURES)

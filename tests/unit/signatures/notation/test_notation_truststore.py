@@ -110,13 +110,13 @@ def test_unusable_files_are_refused_with_their_path(
 
 def test_a_path_through_a_file_says_why(tmp_path: Path) -> None:
     (tmp_path / "file").write_bytes(b"x")
-    with pytest.raises(PolicyError, match="cannot read trust store .*: Not a directory; check"):
+    with pytest.raises(PolicyError, match=r"cannot read trust store .*: Not a directory; check"):
         load_store(ca=str(tmp_path / "file" / "ca.pem"))
 
 
 def test_a_leaf_that_is_neither_ca_nor_self_signed_is_refused() -> None:
     leaf = Authority.root().leaf("builder").chain[0]
-    with pytest.raises(PolicyError, match="ca certificate 'CN=builder,.*' is neither a CA nor"):
+    with pytest.raises(PolicyError, match=r"ca certificate 'CN=builder,.*' is neither a CA nor"):
         load_store(ca=leaf.public_bytes(Encoding.PEM).decode())
 
 
