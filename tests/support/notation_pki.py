@@ -18,10 +18,13 @@ tested apart, with real JWS and COSE signatures).
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import hashlib
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from cryptography import x509
@@ -35,8 +38,10 @@ from pyasn1.type import univ, useful
 from pyasn1_modules import rfc3161, rfc5035, rfc5280, rfc5652
 
 from webhook.signatures.notation.model import PAYLOAD_TYPE, X509, Envelope, TargetDescriptor
+from webhook.signatures.notation.truststore import parse_certificates
 
 PrivateKey = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
+FIXTURES = Path(__file__).parents[1] / "fixtures" / "notation" / "timestamp"
 NOW = dt.datetime.now(dt.UTC).replace(microsecond=0)
 DAY = dt.timedelta(days=1)
 _HASH_OIDS = {
@@ -333,3 +338,21 @@ def _signed_data(
     content["contentType"] = rfc5652.id_signedData
     content["content"] = univ.Any(der_encoder.encode(data))
     return der_encoder.encode(content)
+
+
+def _b64url(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def real_jws(name: str) -> tuple[bytes, bytes, list[x509.Certificate]]:
+    """(timestamp token, signature value, certificate chain) of a notation-go JWS fixture."""
+    envelope = json.loads((FIXTURES / name).read_bytes())
+    header = envelope["header"]
+    token = base64.b64decode(header["io.cncf.notary.timestampSignature"])
+    chain = [x509.load_der_x509_certificate(base64.b64decode(c)) for c in header["x5c"]]
+    return token, _b64url(envelope["signature"]), chain
+
+
+def fixture_certificates(name: str) -> tuple[x509.Certificate, ...]:
+    """The certificates of a fixture file, as a trust store reads them."""
+    return parse_certificates((FIXTURES / name).read_bytes(), name)

@@ -2,23 +2,19 @@
 
 from __future__ import annotations
 
-import base64
 import hashlib
-import json
 from collections.abc import Callable
-from pathlib import Path
 
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from tests.support.notation_pki import DAY, NOW, TimestampAuthority, key
+from tests.support.notation_pki import DAY, FIXTURES, NOW, TimestampAuthority, key, real_jws
+from tests.support.notation_pki import fixture_certificates as store
 from webhook.signatures.notation.model import NotationError
 from webhook.signatures.notation.timestamps import MAX_TOKEN_BYTES, verify_timestamp
-from webhook.signatures.notation.truststore import parse_certificates
 
-FIXTURES = Path(__file__).parents[3] / "fixtures" / "notation" / "timestamp"
 #: The fixtures as copied from notation-go (README.md there): byte-exact.
 DIGESTS = {
     "jwsWithTimestamp.sig": "e35cc96b32bda7060fd4d7fde07486fdc21c8b0c6a7bebe9afc5999b14db76bd",
@@ -30,23 +26,6 @@ DIGESTS = {
     "DigiCertTSARootSHA384.cer": "552f7bdcf1a7af9e6ce672017f4f12abf77240c78e761ac203d1d9d20ac89988",
 }
 SIGNATURE = b"the signature value of an envelope"
-
-
-def _b64url(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-
-
-def real_jws(name: str) -> tuple[bytes, bytes, list[x509.Certificate]]:
-    """(timestamp token, signature value, certificate chain) of a notation-go JWS fixture."""
-    envelope = json.loads((FIXTURES / name).read_bytes())
-    header = envelope["header"]
-    token = base64.b64decode(header["io.cncf.notary.timestampSignature"])
-    chain = [x509.load_der_x509_certificate(base64.b64decode(c)) for c in header["x5c"]]
-    return token, _b64url(envelope["signature"]), chain
-
-
-def store(name: str) -> tuple[x509.Certificate, ...]:
-    return parse_certificates((FIXTURES / name).read_bytes(), name)
 
 
 @pytest.fixture(scope="module")

@@ -18,9 +18,9 @@ from tests.support.notation_pki import (
     TimestampAuthority,
     envelope,
     name,
+    real_jws,
 )
-from tests.unit.signatures.notation.test_notation_timestamps import real_jws
-from tests.unit.signatures.notation.test_notation_timestamps import store as fixture
+from tests.support.notation_pki import fixture_certificates as fixture
 from webhook.core.deadline import Deadline
 from webhook.core.errors import UpstreamError
 from webhook.signatures.notation.identities import parse_identities

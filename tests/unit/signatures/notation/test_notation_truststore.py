@@ -10,7 +10,7 @@ import pytest
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from tests.support.notation_pki import Authority, self_signed
+from tests.support.notation_pki import FIXTURES, Authority, self_signed
 from webhook.core.errors import PolicyError
 from webhook.signatures.notation.model import SIGNING_AUTHORITY, X509
 from webhook.signatures.notation.truststore import (
@@ -19,8 +19,6 @@ from webhook.signatures.notation.truststore import (
     load_store,
     parse_certificates,
 )
-
-FIXTURES = Path(__file__).parents[3] / "fixtures" / "notation" / "timestamp"
 
 
 def _pem(*authorities: Authority) -> bytes:
