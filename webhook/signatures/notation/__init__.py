@@ -4,7 +4,9 @@ Notation signs an OCI artifact with an X.509 certificate chain under a trust
 store, in a JWS or COSE envelope attached as an OCI referrer. Its modules:
 
 - ``model``: what a parsed envelope says (shared by all below);
-- ``envelope``, ``jws``, ``cose``: parse an envelope and check its integrity;
+- ``envelope``, ``jws``, ``cose``: parse an envelope and check its integrity,
+  with ``attributes`` (the rules both formats share), ``algorithms``,
+  ``payload`` and ``cbor`` (strict CBOR for COSE);
 - ``truststore``, ``identities``, ``chains``, ``timestamps``, ``levels``, ``trust``:
   whether the signer is trusted, per the Notary Project trust-policy specification;
 - ``revocation``: OCSP and CRL, bounded, cached;
