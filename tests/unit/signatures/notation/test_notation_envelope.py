@@ -17,78 +17,31 @@ from tests.support import notation as signer
 from webhook.signatures.notation.envelope import MAX_ENVELOPE_BYTES, check_target, parse_envelope
 from webhook.signatures.notation.model import COSE, JWS, SIGNING_AUTHORITY, X509, NotationError
 
-FIXTURES = Path(__file__).parents[3] / "fixtures" / "notation"
+NOTATION = Path(__file__).parents[3] / "fixtures" / "notation"
+FIXTURES = NOTATION / "envelopes"
 DIGEST = "sha256:" + hashlib.sha256(b"an image manifest").hexdigest()
 TARGET = signer.descriptor(DIGEST, 1234)
 FORMATS = [JWS, COSE]
 
-# (file, media type, digest, size, media type of the target, signing scheme, algorithm)
 _DOCKER = "application/vnd.docker.distribution.manifest.v2+json"
 _OCI = "application/vnd.oci.image.manifest.v1+json"
+_ALPINE = ("sha256:19dbd2e48e921426ee8ace4dc892edfb2ecdc1d1a72d5416c83670c30acecef0", 481, _OCI)
+_STAMPED = ("sha256:c0669ef34cdc14332c0f1ab0c2c01acb91d96014b172f1a76f3a39e63d1f0bda", 528, _DOCKER)
+_MOCK = ("sha256:60043cf45eaebc4c0867fea485a039b598f52fd09fd5b07b0b2d2f88fad9d74e", 528, _DOCKER)
+_METADATA = (
+    "sha256:5a07385af4e6b6af81b0ebfd435aedccdfa3507f0609c658209e1aba57159b2b",
+    942,
+    _DOCKER,
+)
+#: file, envelope media type, signed (digest, size, media type), signing scheme, algorithm
 REAL = [
-    (
-        "jws_signature.sig",
-        JWS,
-        "sha256:19dbd2e48e921426ee8ace4dc892edfb2ecdc1d1a72d5416c83670c30acecef0",
-        481,
-        _OCI,
-        X509,
-        "PS256",
-    ),
-    (
-        "cose_signature.sig",
-        COSE,
-        "sha256:19dbd2e48e921426ee8ace4dc892edfb2ecdc1d1a72d5416c83670c30acecef0",
-        481,
-        _OCI,
-        X509,
-        "PS256",
-    ),
-    (
-        "jwsWithTimestamp.sig",
-        JWS,
-        "sha256:c0669ef34cdc14332c0f1ab0c2c01acb91d96014b172f1a76f3a39e63d1f0bda",
-        528,
-        _DOCKER,
-        X509,
-        "PS256",
-    ),
-    (
-        "coseWithTimestamp.sig",
-        COSE,
-        "sha256:c0669ef34cdc14332c0f1ab0c2c01acb91d96014b172f1a76f3a39e63d1f0bda",
-        528,
-        _DOCKER,
-        X509,
-        "PS256",
-    ),
-    (
-        "ca_valid_sig_env.json",
-        JWS,
-        "sha256:60043cf45eaebc4c0867fea485a039b598f52fd09fd5b07b0b2d2f88fad9d74e",
-        528,
-        _DOCKER,
-        X509,
-        "PS384",
-    ),
-    (
-        "sa_valid_sig_env.json",
-        JWS,
-        "sha256:60043cf45eaebc4c0867fea485a039b598f52fd09fd5b07b0b2d2f88fad9d74e",
-        528,
-        _DOCKER,
-        SIGNING_AUTHORITY,
-        "PS384",
-    ),
-    (
-        "sig_env_with_metadata.json",
-        JWS,
-        "sha256:5a07385af4e6b6af81b0ebfd435aedccdfa3507f0609c658209e1aba57159b2b",
-        942,
-        _DOCKER,
-        X509,
-        "PS256",
-    ),
+    ("jws_signature.sig", JWS, _ALPINE, X509, "PS256"),
+    ("cose_signature.sig", COSE, _ALPINE, X509, "PS256"),
+    ("../timestamp/jwsWithTimestamp.sig", JWS, _STAMPED, X509, "PS256"),
+    ("coseWithTimestamp.sig", COSE, _STAMPED, X509, "PS256"),
+    ("ca_valid_sig_env.json", JWS, _MOCK, X509, "PS384"),
+    ("sa_valid_sig_env.json", JWS, _MOCK, SIGNING_AUTHORITY, "PS384"),
+    ("sig_env_with_metadata.json", JWS, _METADATA, X509, "PS256"),
 ]
 
 
@@ -97,33 +50,28 @@ def _fixture(name: str) -> bytes:
 
 
 def _git_blob_id(data: bytes) -> str:
-    return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
+    return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()  # git's blob id
 
 
 def test_fixtures_are_byte_exact_copies() -> None:
-    """Every file the README lists has the git blob id it names, as in notation-go."""
-    rows = re.findall(
-        r"^\| `([^`]+)` \| `[^`]+` \| `([0-9a-f]{40})` \|",
-        (FIXTURES / "README.md").read_text(encoding="utf-8"),
-        re.M,
-    )
-    assert len(rows) == 13
+    """Every file the README lists has the git blob id it names, as in notation-go;
+    so has the timestamped JWS read from the trust tests' fixtures."""
+    readme = (FIXTURES / "README.md").read_text(encoding="utf-8")
+    rows = re.findall(r"^\| `([^`]+)` \| `[^`]+` \| `([0-9a-f]{40})` \|", readme, re.M)
+    assert len(rows) == 10
+    rows.append(("../timestamp/jwsWithTimestamp.sig", "ec1c0f4e79666352f45776aea01d68e8c669158e"))
     for name, blob in rows:
         assert _git_blob_id(_fixture(name)) == blob, name
 
 
-@pytest.mark.parametrize(
-    ("name", "media_type", "digest", "size", "target_type", "scheme", "alg"), REAL
-)
+@pytest.mark.parametrize(("name", "media_type", "target", "scheme", "alg"), REAL)
 def test_real_signatures_parse_verify_and_name_their_target(
-    name: str, media_type: str, digest: str, size: int, target_type: str, scheme: str, alg: str
+    name: str, media_type: str, target: tuple[str, int, str], scheme: str, alg: str
 ) -> None:
     envelope = parse_envelope(media_type, _fixture(name))
-    assert (envelope.media_type, envelope.signing_scheme, envelope.signature_algorithm) == (
-        media_type,
-        scheme,
-        alg,
-    )
+    assert envelope.media_type == media_type
+    assert (envelope.signing_scheme, envelope.signature_algorithm) == (scheme, alg)
+    digest, size, target_type = target
     check_target(envelope, digest, size, target_type)
     assert envelope.chain and envelope.signature
     if scheme == X509:
@@ -136,7 +84,7 @@ def test_real_signatures_parse_verify_and_name_their_target(
 
 
 def test_real_signatures_carry_their_details() -> None:
-    jws = parse_envelope(JWS, _fixture("jwsWithTimestamp.sig"))
+    jws = parse_envelope(JWS, _fixture("../timestamp/jwsWithTimestamp.sig"))
     cose = parse_envelope(COSE, _fixture("coseWithTimestamp.sig"))
     for envelope in (jws, cose):
         assert envelope.timestamp is not None and envelope.timestamp[:1] == b"\x30"  # DER
