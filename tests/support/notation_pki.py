@@ -41,7 +41,7 @@ from webhook.signatures.notation.model import PAYLOAD_TYPE, X509, Envelope, Targ
 from webhook.signatures.notation.truststore import parse_certificates
 
 PrivateKey = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
-FIXTURES = Path(__file__).parents[1] / "fixtures" / "notation" / "timestamp"
+FIXTURES = Path(__file__).parents[1] / "data" / "notation" / "timestamp"
 NOW = dt.datetime.now(dt.UTC).replace(microsecond=0)
 DAY = dt.timedelta(days=1)
 _HASH_OIDS = {

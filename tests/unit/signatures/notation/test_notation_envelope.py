@@ -17,7 +17,7 @@ from tests.support import notation as signer
 from webhook.signatures.notation.envelope import MAX_ENVELOPE_BYTES, check_target, parse_envelope
 from webhook.signatures.notation.model import COSE, JWS, SIGNING_AUTHORITY, X509, NotationError
 
-NOTATION = Path(__file__).parents[3] / "fixtures" / "notation"
+NOTATION = Path(__file__).parents[3] / "data" / "notation"
 FIXTURES = NOTATION / "envelopes"
 DIGEST = "sha256:" + hashlib.sha256(b"an image manifest").hexdigest()
 TARGET = signer.descriptor(DIGEST, 1234)
