@@ -38,7 +38,7 @@ from pyasn1.type import univ, useful
 from pyasn1_modules import rfc3161, rfc5035, rfc5280, rfc5652
 
 from webhook.signatures.notation.model import PAYLOAD_TYPE, X509, Envelope, TargetDescriptor
-from webhook.signatures.notation.truststore import parse_certificates
+from webhook.trust.notation.truststore import parse_certificates
 
 PrivateKey = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
 FIXTURES = Path(__file__).parents[1] / "data" / "notation" / "timestamp"

@@ -7,8 +7,9 @@ store, in a JWS or COSE envelope attached as an OCI referrer. Its modules:
 - ``envelope``, ``jws``, ``cose``: parse an envelope and check its integrity,
   with ``attributes`` (the rules both formats share), ``algorithms``,
   ``payload`` and ``cbor`` (strict CBOR for COSE);
-- ``truststore``, ``identities``, ``chains``, ``timestamps``, ``levels``, ``trust``:
-  whether the signer is trusted, per the Notary Project trust-policy specification;
+- ``chains``, ``timestamps``, ``trust``: whether the signer is trusted, per the
+  Notary Project trust-policy specification, against the trust stores, identities
+  and level a policy declares (``webhook.trust.notation``, read when policies load);
 - ``revocation``: OCSP and CRL, bounded, cached;
 - ``discovery``: the signatures of a digest, among its referrers.
 """

@@ -16,6 +16,8 @@ from typing import Final
 from cryptography import x509
 
 from webhook.core.errors import CheckFailed
+from webhook.trust.notation.truststore import SIGNING_AUTHORITY as SIGNING_AUTHORITY
+from webhook.trust.notation.truststore import X509 as X509
 
 #: The artifact type of a Notation signature among an image's referrers.
 ARTIFACT_TYPE: Final = "application/vnd.cncf.notary.signature"
@@ -24,9 +26,6 @@ JWS: Final = "application/jose+json"
 COSE: Final = "application/cose"
 #: The media type of the signed payload.
 PAYLOAD_TYPE: Final = "application/vnd.cncf.notary.payload.v1+json"
-#: The two signing schemes.
-X509: Final = "notary.x509"
-SIGNING_AUTHORITY: Final = "notary.x509.signingAuthority"
 
 
 class NotationError(CheckFailed):

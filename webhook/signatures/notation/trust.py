@@ -44,13 +44,13 @@ from webhook.core.deadline import Deadline
 from webhook.core.errors import UpstreamError
 from webhook.core.untrusted import literal
 from webhook.signatures.notation.chains import check_chain, trusted_path, validity_window
-from webhook.signatures.notation.identities import TrustedIdentities
-from webhook.signatures.notation.levels import Action, Level, Validation
 from webhook.signatures.notation.model import SIGNING_AUTHORITY, X509, Envelope, NotationError
 from webhook.signatures.notation.timestamps import Timestamp, verify_timestamp
-from webhook.signatures.notation.truststore import TrustStore
 from webhook.signatures.signers import Signer
 from webhook.trust.keys import key_fingerprint
+from webhook.trust.notation.identities import TrustedIdentities
+from webhook.trust.notation.levels import Action, Level, Validation
+from webhook.trust.notation.truststore import TrustStore
 
 #: When to verify a timestamp (``verifyTimestamp``): always, or once a certificate expired.
 VerifyTimestamp = Literal["always", "afterCertExpiry"]

@@ -23,12 +23,12 @@ from tests.support.notation_pki import (
 from tests.support.notation_pki import fixture_certificates as fixture
 from webhook.core.deadline import Deadline
 from webhook.core.errors import UpstreamError
-from webhook.signatures.notation.identities import parse_identities
-from webhook.signatures.notation.levels import Validation, level
 from webhook.signatures.notation.model import SIGNING_AUTHORITY, NotationError
 from webhook.signatures.notation.trust import verify_trust
-from webhook.signatures.notation.truststore import TrustStore
 from webhook.signatures.signers import count_distinct, key_signer
+from webhook.trust.notation.identities import parse_identities
+from webhook.trust.notation.levels import Validation, level
+from webhook.trust.notation.truststore import TrustStore
 
 HOUR = dt.timedelta(hours=1)
 SIGNATURE = b"signature value"

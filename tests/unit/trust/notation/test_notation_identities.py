@@ -7,7 +7,7 @@ from cryptography import x509
 from cryptography.x509.oid import NameOID
 
 from tests.support.notation_pki import Authority, name
-from webhook.signatures.notation.identities import (
+from webhook.trust.notation.identities import (
     IdentityError,
     parse_identities,
     parse_pattern,

@@ -30,7 +30,10 @@ from cryptography.hazmat.primitives import hashes
 
 from webhook.core.errors import PolicyError
 from webhook.core.untrusted import literal
-from webhook.signatures.notation.model import SIGNING_AUTHORITY, X509
+
+#: The two signing schemes, whose roots are kept in the ca and signingAuthority stores.
+X509: Final = "notary.x509"
+SIGNING_AUTHORITY: Final = "notary.x509.signingAuthority"
 
 #: A trust store file larger than this is refused; a bundle of 100 roots is ~200 KiB.
 MAX_FILE_BYTES: Final = 1024 * 1024

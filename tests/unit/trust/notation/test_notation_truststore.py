@@ -13,7 +13,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from tests.support.notation_pki import FIXTURES, Authority, self_signed
 from webhook.core.errors import PolicyError
 from webhook.signatures.notation.model import SIGNING_AUTHORITY, X509
-from webhook.signatures.notation.truststore import (
+from webhook.trust.notation.truststore import (
     MAX_FILE_BYTES,
     fingerprint,
     load_store,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from webhook.signatures.notation.levels import LEVELS, Action, Validation, level
+from webhook.trust.notation.levels import LEVELS, Action, Validation, level
 
 E, L, S = Action.ENFORCE, Action.LOG, Action.SKIP
 IN, AU, TS, EX, RV = tuple(Validation)
