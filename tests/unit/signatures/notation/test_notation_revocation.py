@@ -1,0 +1,482 @@
+"""Revocation of Notation chains against a real OCSP responder and CRL server over HTTP.
+
+``RevocationServer`` (tests/support/notation_revocation.py) answers real DER that
+cryptography builds; each test gets a chain of its own (root, intermediate, signer)
+whose certificates name the server's routes, and makes those routes hostile as it needs.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+from cryptography import x509
+
+from tests.support.notation_revocation import (
+    SLOW,
+    Authority,
+    Issued,
+    RevocationServer,
+    chain,
+    now,
+)
+from tests.support.registry import free_port
+from webhook.core.deadline import Deadline
+from webhook.core.offline import NeedsNetwork, offline
+from webhook.signatures.notation.revocation import (
+    MAX_CHAIN,
+    ChainRevocation,
+    RevocationChecker,
+    RevocationSettings,
+)
+
+FAST = RevocationSettings(ocsp_seconds=0.5, crl_seconds=0.5)
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[RevocationServer]:
+    running = RevocationServer().start()
+    yield running
+    running.stop()
+
+
+def certs(leaf: Issued, *authorities: Authority) -> list[x509.Certificate]:
+    return [leaf.cert, *(a.cert for a in authorities)]
+
+
+def check(
+    chain_: list[x509.Certificate],
+    *,
+    checker: RevocationChecker | None = None,
+    seconds: float = 10,
+    **options: dt.datetime,
+) -> ChainRevocation:
+    return (checker or RevocationChecker(FAST)).check(chain_, Deadline(seconds), **options)
+
+
+def dead_url(path: str) -> str:
+    """A URL on a port nothing listens on: refused at once."""
+    return f"http://127.0.0.1:{free_port()}/{path}"
+
+
+# -- good, cached ---------------------------------------------------------------------------
+
+
+def test_a_good_chain_is_asked_once_per_certificate_by_ocsp(server: RevocationServer) -> None:
+    leaf, ca, root = chain(server)
+    result = check(certs(leaf, ca, root))
+    assert result.status == "good", result.reason
+    assert result.reason == "no certificate of the chain is revoked"
+    assert [c.status for c in result.certificates] == ["good", "good", "unchecked"]
+    assert [c.method for c in result.certificates] == ["ocsp", "ocsp", None]
+    assert result.certificates[0].source == server.ocsp_url(ca.name)
+    assert server.hits == server.hits | {f"ocsp/{ca.name}": 1, f"ocsp/{root.name}": 1}
+    assert server.hits[f"crl/{ca.name}"] == 0
+
+
+def test_findings_are_cached_until_next_update(server: RevocationServer) -> None:
+    leaf, ca, root = chain(server)
+    seen: list[str] = []
+    checker = RevocationChecker(FAST, observer=lambda name, result: seen.append(result))
+    assert check(certs(leaf, ca, root), checker=checker).status == "good"
+    assert check(certs(leaf, ca, root), checker=checker).status == "good"
+    assert server.hits[f"ocsp/{ca.name}"] == 1
+    assert seen == ["miss", "miss", "hit", "hit"]
+    # The responder promised news within a day: past that, it is asked again.
+    later = now() + dt.timedelta(days=1, hours=1)
+    server.ocsp_modes[ca.name] = "stale"  # what it says then does not matter here
+    check(certs(leaf, ca, root), checker=checker, now=later)
+    assert server.hits[f"ocsp/{ca.name}"] == 2
+
+
+def test_the_cache_is_bounded(server: RevocationServer) -> None:
+    checker = RevocationChecker(RevocationSettings(cache_size=2))
+    leaf, ca, root = chain(server)
+    others = [ca.issue(f"other {n}", ocsp_url=server.ocsp_url(ca.name)) for n in range(2)]
+    check(certs(leaf, ca, root), checker=checker)
+    for other in others:
+        check(certs(other, ca, root), checker=checker)
+    asked = server.hits[f"ocsp/{ca.name}"]
+    check(certs(leaf, ca, root), checker=checker)  # pushed out by the others
+    assert server.hits[f"ocsp/{ca.name}"] == asked + 1
+
+
+def test_concurrent_reviews_share_one_fetch(server: RevocationServer) -> None:
+    leaf, ca, root = chain(server)
+    server.ocsp_modes[ca.name] = "slow"
+    checker = RevocationChecker(FAST)
+    results: list[str] = []
+
+    def review() -> None:
+        results.append(check(certs(leaf, ca, root), checker=checker).status)
+
+    threads = [threading.Thread(target=review) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    assert results == ["good"] * 8
+    assert server.hits[f"ocsp/{ca.name}"] == 1
+
+
+def test_an_rsa_chain_verifies_pkcs1_ocsp_signatures(server: RevocationServer) -> None:
+    leaf, ca, root = chain(server, kind="rsa")
+    assert check(certs(leaf, ca, root)).status == "good"
+
+
+def test_a_delegated_responder_with_nocheck_is_believed(server: RevocationServer) -> None:
+    leaf, ca, root = chain(server)
+    server.ocsp_modes[ca.name] = "delegate"
+    ca.revoke(leaf.cert)
+    assert check(certs(leaf, ca, root)).certificates[0].method == "ocsp"
+    assert check(certs(leaf, ca, root)).status == "revoked"
+
+
+def test_a_delegated_responder_without_nocheck_is_checked_by_crl(
+    server: RevocationServer,
+) -> None:
+    leaf, ca, root = chain(server)
+    server.ocsp_modes[ca.name] = "delegate-checked"
+    result = check(certs(leaf, ca, root))
+    assert result.status == "good" and result.certificates[0].method == "ocsp"
+    assert server.hits[f"crl/{ca.name}"] == 1  # the responder's own certificate
+    # A revoked responder is not believed: the signer's status then comes from the CRL.
+    assert ca.checked_responder is not None
+    ca.revoke(ca.checked_responder.cert)
+    result = check(certs(leaf, ca, root))
+    assert result.status == "good" and result.certificates[0].method == "crl"
+
+
+# -- revoked ---------------------------------------------------------------------------------
+
+
+def test_a_certificate_revoked_by_ocsp(server: RevocationServer) -> None:
+    leaf, ca, root = chain(server)
+    at = now() - dt.timedelta(hours=3)
+    ca.revoke(leaf.cert, at=at)
+    result = check(certs(leaf, ca, root))
+    assert result.status == "revoked"
+    revoked = result.certificates[0]
+    assert (revoked.status, revoked.method, revoked.revoked_at) == ("revoked", "ocsp", at)
+    assert revoked.revocation_reason == "keyCompromise"
+    subject = leaf.cert.subject.rfc4514_string()
+    assert result.reason == (
+        f"certificate {subject} is revoked at {at:%Y-%m-%dT%H:%M:%SZ} (keyCompromise), "
+        f"per OCSP {server.ocsp_url(ca.name)}"
+    )
+
+
+def test_a_certificate_revoked_by_crl_when_ocsp_is_down(server: RevocationServer) -> None:
+    leaf, ca, root = chain(server)
+    ca.revoke(leaf.cert, reason=x509.ReasonFlags.superseded)
+    server.ocsp_modes[ca.name] = "error"
+    result = check(certs(leaf, ca, root))
+    assert result.status == "revoked"
+    assert result.certificates[0].method == "crl"
+    assert result.certificates[0].revocation_reason == "superseded"
+    assert f"per CRL {server.crl_url(ca.name)}" in result.reason
+
+
+def test_a_certificate_naming_only_a_crl(server: RevocationServer) -> None:
+    _, ca, root = chain(server)
+    leaf = ca.issue("crl only", crl_url=server.crl_url(ca.name))
+    assert check(certs(leaf, ca, root)).status == "good"
+    ca.revoke(leaf.cert)
+    result = check(certs(leaf, ca, root))
+    assert result.status == "revoked" and result.certificates[0].method == "crl"
+    assert server.hits[f"ocsp/{ca.name}"] == 0
+
+
+def test_a_revoked_intermediate_revokes_the_chain_and_stops_there(
+    server: RevocationServer,
+) -> None:
+    leaf, ca, root = chain(server)
+    root.revoke(ca.cert)
+    result = check(certs(leaf, ca, root))
+    assert result.status == "revoked"
+    assert [c.subject for c in result.certificates if c.status == "revoked"] == [
+        ca.cert.subject.rfc4514_string()
+    ]
+    assert server.hits[f"ocsp/{ca.name}"] == 0  # root to leaf: the signer is never asked
+
+
+@pytest.mark.parametrize("source", ["ocsp", "crl"])
+def test_an_invalidity_date_after_the_authentic_signing_time_keeps_the_signature(
+    server: RevocationServer, source: str
+) -> None:
+    leaf, ca, root = chain(server)
+    if source == "crl":
+        server.ocsp_modes[ca.name] = "error"
+    signed = now() - dt.timedelta(days=2)
+    ca.revoke(leaf.cert, at=now() - dt.timedelta(hours=1), invalid_since=signed + dt.timedelta(1))
+    stands = check(certs(leaf, ca, root), signing_time=signed)
+    assert stands.status == "good", stands.reason
+    first = stands.certificates[0]
+    assert (first.method, first.before_signing) == (source, False)
+    assert "after the authentic signing time" in first.reason
+    assert first.invalid_since == signed + dt.timedelta(days=1)
+    # Signed after the key became invalid: revoked.
+    late = check(certs(leaf, ca, root), signing_time=signed + dt.timedelta(days=1, hours=1))
+    assert late.status == "revoked" and late.certificates[0].before_signing is True
+    # Without an authentic signing time, revoked is revoked.
+    assert check(certs(leaf, ca, root)).status == "revoked"
+
+
+def test_without_an_invalidity_date_a_revocation_after_signing_still_revokes(
+    server: RevocationServer,
+) -> None:
+    leaf, ca, root = chain(server)
+    ca.revoke(leaf.cert, at=now() - dt.timedelta(hours=1))
+    result = check(certs(leaf, ca, root), signing_time=now() - dt.timedelta(days=30))
+    assert result.status == "revoked"
+    assert result.certificates[0].before_signing is False
+
+
+# -- delta CRLs and holds --------------------------------------------------------------------
+
+
+def crl_only(server: RevocationServer) -> tuple[Issued, Authority, Authority]:
+    _, ca, root = chain(server)
+    return ca.issue("crl signer", crl_url=server.crl_url(ca.name)), ca, root
+
+
+def test_a_delta_crl_revokes(server: RevocationServer) -> None:
+    leaf, ca, root = crl_only(server)
+    server.crl_modes[ca.name] = "delta"
+    assert check(certs(leaf, ca, root)).status == "good"
+    assert server.hits[f"delta/{ca.name}"] == 1
+    ca.revoke(leaf.cert, delta=True)
+    assert check(certs(leaf, ca, root)).status == "revoked"
+
+
+def test_a_hold_revokes_until_a_delta_removes_it(server: RevocationServer) -> None:
+    leaf, ca, root = crl_only(server)
+    ca.revoke(leaf.cert, reason=x509.ReasonFlags.certificate_hold)
+    result = check(certs(leaf, ca, root))
+    assert result.status == "revoked" and "(certificateHold)" in result.reason
+    server.crl_modes[ca.name] = "delta"
+    ca.revoke(leaf.cert, reason=x509.ReasonFlags.remove_from_crl, delta=True)
+    assert check(certs(leaf, ca, root)).status == "good"
+
+
+def test_a_delta_crl_that_cannot_be_had_leaves_the_status_unknown(
+    server: RevocationServer,
+) -> None:
+    leaf, ca, root = crl_only(server)
+    server.crl_modes[ca.name] = "delta-missing"
+    result = check(certs(leaf, ca, root))
+    assert result.status == "unknown"
+    assert "its delta CRL cannot be had" in result.reason and "answered HTTP 404" in result.reason
+
+
+# -- unknown: hostile responders and distribution points -------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("mode", "expected"),
+    [
+        ("hang", "did not answer within 0.5 s"),
+        ("drip", "did not answer within 0.5 s"),
+        ("flood", "sent more than 20480 bytes"),
+        ("flood-chunked", "sent more than 20480 bytes"),
+        ("other", "the OCSP response is about another certificate"),
+        ("forged", "the OCSP response's signature does not verify with the key of"),
+        ("stranger", "which the issuer did not issue"),
+        ("delegate-no-eku", "which lacks the OCSP signing EKU"),
+        ("stale", "the OCSP response is stale"),
+        ("future", "the OCSP response is from the future"),
+        ("no-next", "the OCSP response has no nextUpdate"),
+        ("unknown", "the responder does not know the certificate"),
+        ("try-later", "the responder answered TRY_LATER"),
+        ("garbage", "the answer is not a DER OCSP response"),
+        ("error", "answered HTTP 500"),
+        ("redirect-away", "redirects are followed within"),
+    ],
+)
+def test_a_hostile_responder_gives_unknown_in_bounded_time(
+    server: RevocationServer, mode: str, expected: str
+) -> None:
+    _, ca, root = chain(server)
+    leaf = ca.issue("hostile", ocsp_url=server.ocsp_url(ca.name), crl_url=dead_url("x.crl"))
+    ca.revoke(leaf.cert)  # a responder must not be believed, whatever it says
+    server.ocsp_modes[ca.name] = mode
+    started = time.monotonic()
+    result = check(certs(leaf, ca, root))
+    assert time.monotonic() - started < 2.0
+    assert result.status == "unknown"
+    assert expected in result.reason
+    assert "CRL http://127.0.0.1:" in result.reason  # then the CRL was tried
+
+
+def test_a_redirect_within_the_host_is_followed(server: RevocationServer) -> None:
+    leaf, ca, root = chain(server)
+    server.ocsp_modes[ca.name] = "redirect-here"
+    assert check(certs(leaf, ca, root)).certificates[0].method == "ocsp"
+    assert any("moved=1" in path for path in server.paths)
+
+
+@pytest.mark.parametrize(
+    ("mode", "expected"),
+    [
+        ("hang", "did not answer within 0.5 s"),
+        ("drip", "did not answer within 0.5 s"),
+        ("flood", "sent more than 4194304 bytes"),
+        ("forged", "the CRL's signature does not verify"),
+        ("stale", "the CRL is stale"),
+        ("future", "the CRL is from the future"),
+        ("critical", "critical extension 1.3.6.1.4.1.99999.1 that is not supported"),
+        ("garbage", "the answer is not a CRL"),
+    ],
+)
+def test_a_hostile_distribution_point_gives_unknown(
+    server: RevocationServer, mode: str, expected: str
+) -> None:
+    leaf, ca, root = crl_only(server)
+    server.crl_modes[ca.name] = mode
+    started = time.monotonic()
+    result = check(certs(leaf, ca, root))
+    assert time.monotonic() - started < 2.0
+    assert result.status == "unknown" and expected in result.reason
+
+
+def test_a_stale_crl_still_proves_a_revocation(server: RevocationServer) -> None:
+    leaf, ca, root = crl_only(server)
+    server.crl_modes[ca.name] = "stale"
+    ca.revoke(leaf.cert)
+    assert check(certs(leaf, ca, root)).status == "revoked"
+    ca.revoke(leaf.cert, reason=x509.ReasonFlags.certificate_hold)
+    assert check(certs(leaf, ca, root)).status == "unknown"  # a hold proves nothing stale
+
+
+def test_unknown_when_neither_is_reachable() -> None:
+    ca = Authority.root("unreachable")
+    leaf = ca.issue("signer", ocsp_url=dead_url("ocsp"), crl_url=dead_url("x.crl"))
+    result = check([leaf.cert, ca.cert])
+    assert result.status == "unknown"
+    assert result.reason.startswith(
+        f"the revocation status of {leaf.cert.subject.rfc4514_string()} cannot be determined: "
+        "OCSP http://127.0.0.1:"
+    )
+    assert "cannot reach 127.0.0.1:" in result.reason and "; CRL http://" in result.reason
+
+
+def test_only_plain_http_urls_without_credentials_are_used() -> None:
+    ca = Authority.root("schemes")
+    leaf = ca.issue(
+        "signer",
+        ocsp_url="https://ocsp.example/",
+        crl_url="http://user:hunter2@crl.example/x.crl",
+    )
+    result = check([leaf.cert, ca.cert])
+    assert result.status == "unknown"
+    assert (
+        "OCSP https://ocsp.example/: it is not a plain http URL, and only those are used; "
+        "CRL http://crl.example/x.crl: it holds credentials, so it is not used"
+    ) in result.reason
+    assert "hunter2" not in result.reason and "user" not in result.reason
+
+
+def test_a_certificate_without_locations_is_not_revocable() -> None:
+    ca = Authority.root("quiet")
+    leaf = ca.issue("signer")
+    result = check([leaf.cert, ca.cert])
+    assert result.status == "good"
+    assert result.certificates[0].status == "unchecked"
+    assert "names no OCSP responder or CRL distribution point" in result.certificates[0].reason
+
+
+def test_a_self_signed_signing_certificate_is_a_root() -> None:
+    ca = Authority.root("alone")
+    assert check([ca.cert]).status == "good"
+
+
+@pytest.mark.parametrize("shape", ["disordered", "rootless", "long", "empty"])
+def test_malformed_chains_are_unknown(server: RevocationServer, shape: str) -> None:
+    leaf, ca, root = chain(server)
+    signer, intermediate, anchor = (
+        c.subject.rfc4514_string() for c in (leaf.cert, ca.cert, root.cert)
+    )
+    chains = {
+        "disordered": [leaf.cert, root.cert, ca.cert],
+        "rootless": [leaf.cert, ca.cert],
+        "long": [leaf.cert] * (MAX_CHAIN + 1),
+        "empty": [],
+    }
+    first = {
+        "disordered": f"the revocation status of {signer} cannot be determined: "
+        f"the next certificate, {anchor}, is not its issuer",
+        "rootless": f"the revocation status of {intermediate} cannot be determined: "
+        "the chain does not end at a root, so its issuer cannot be asked",
+        "long": f"the revocation status of {signer} cannot be determined: "
+        f"the chain is longer than {MAX_CHAIN} certificates",
+        "empty": "the chain is empty",
+    }
+    result = check(chains[shape])
+    assert result.status == "unknown"
+    assert result.reason.split("; ")[0] == first[shape]
+
+
+# -- bounds: deadline, budget, breaker; off; offline -----------------------------------------
+
+
+def test_the_review_deadline_bounds_everything(server: RevocationServer) -> None:
+    leaf, ca, root = chain(server)
+    server.ocsp_modes[ca.name] = server.crl_modes[ca.name] = "hang"
+    slow = RevocationChecker(RevocationSettings(ocsp_seconds=5, crl_seconds=5))
+    started = time.monotonic()
+    result = check(certs(leaf, ca, root), checker=slow, seconds=0.6)
+    assert time.monotonic() - started < 1.5
+    assert result.status == "unknown"
+    assert "no time was left in the review" in result.reason
+
+
+def test_the_review_byte_budget_bounds_what_is_read(server: RevocationServer) -> None:
+    leaf, ca, root = chain(server)
+    result = RevocationChecker(FAST).check(certs(leaf, ca, root), Deadline(10, max_bytes=100))
+    assert result.status == "unknown"
+    assert "the review read more than 100 bytes" in result.reason
+
+
+def test_a_failing_responder_trips_its_breaker(server: RevocationServer) -> None:
+    leaf, ca, root = chain(server)
+    server.ocsp_modes[ca.name] = server.crl_modes[ca.name] = "error"
+    checker = RevocationChecker(FAST)
+    for _ in range(3):  # each check asks OCSP and CRL: two failures a time
+        check(certs(leaf, ca, root), checker=checker)
+    asked = server.hits[f"ocsp/{ca.name}"]
+    result = check(certs(leaf, ca, root), checker=checker)
+    assert "circuit breaker" in result.reason
+    assert server.hits[f"ocsp/{ca.name}"] == asked
+
+
+def test_turned_off_it_never_touches_the_network(server: RevocationServer) -> None:
+    leaf, ca, root = chain(server)
+    server.ocsp_modes[ca.name] = "hang"
+    checker = RevocationChecker(RevocationSettings(enabled=False))
+    started = time.monotonic()
+    with offline():  # would raise NeedsNetwork at the first I/O
+        result = checker.check(certs(leaf, ca, root), Deadline(10))
+    assert time.monotonic() - started < 0.1
+    assert result.status == "skipped"
+    assert result.reason == "revocation was not checked: revocation checking is turned off"
+    assert server.hits[f"ocsp/{ca.name}"] == 0
+
+
+def test_the_offline_pass_answers_from_the_cache_only(server: RevocationServer) -> None:
+    leaf, ca, root = chain(server)
+    checker = RevocationChecker(FAST)
+    with pytest.raises(NeedsNetwork), offline():
+        checker.check(certs(leaf, ca, root), Deadline(10))
+    check(certs(leaf, ca, root), checker=checker)
+    with offline():
+        assert checker.check(certs(leaf, ca, root), Deadline(10)).status == "good"
+
+
+def test_a_slow_answer_within_its_threshold_counts(server: RevocationServer) -> None:
+    leaf, ca, root = chain(server)
+    server.ocsp_modes[ca.name] = "slow"
+    assert FAST.ocsp_seconds > SLOW
+    assert check(certs(leaf, ca, root)).certificates[0].method == "ocsp"
