@@ -45,7 +45,6 @@ instead.
 
 from __future__ import annotations
 
-import hashlib
 import threading
 import time
 from collections.abc import Callable, Hashable, Sequence
@@ -55,7 +54,7 @@ from typing import Protocol
 
 from cachetools import TLRUCache
 from cryptography import x509
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from cryptography.hazmat.primitives import hashes
 from cryptography.x509.oid import AuthorityInformationAccessOID
 
 from webhook.cache.singleflight import SingleFlight
@@ -334,10 +333,11 @@ class RevocationChecker:
 
 
 def _key(cert: x509.Certificate, issuer: x509.Certificate) -> Hashable:
-    """(issuer name, issuer key, serial): a certificate, whoever's chain carries it."""
-    spki = issuer.public_key().public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
-    name = issuer.subject.public_bytes()
-    return hashlib.sha256(name).digest(), hashlib.sha256(spki).digest(), cert.serial_number
+    """(issuer certificate, serial): a certificate, whoever's chain carries it.
+
+    The issuer's whole certificate, not only its name: two CAs may share a name.
+    """
+    return issuer.fingerprint(hashes.SHA256()), cert.serial_number
 
 
 def _locations(cert: x509.Certificate) -> tuple[list[str], list[str]]:
