@@ -1,20 +1,17 @@
-"""A test PKI, and an OCSP responder and CRL server for it on 127.0.0.1, with hostile modes.
+"""An OCSP responder and CRL server on 127.0.0.1 for test CAs, with hostile modes.
 
-``Authority`` is a CA (P-256 by default, RSA on request) that issues code
-signing chains whose certificates name the ``RevocationServer``'s URLs:
-``/ocsp/<ca>`` (AIA) and ``/crl/<ca>.crl`` (CRL distribution point). The
-server answers real DER built by cryptography: an OCSP response signed by the
-issuing CA (or its delegated responder) for whatever CertID it is asked
-about, ``good`` unless ``revoke`` said otherwise; a CRL of the CA listing
-what ``revoke`` said, with an optional delta CRL.
+``chain`` makes a code signing chain (tests/support/notation_revocation_pki.py)
+whose certificates name the ``RevocationServer``'s URLs: ``/ocsp/<ca>`` (AIA)
+and ``/crl/<ca>.crl`` (CRL distribution point). The server answers real DER
+built by cryptography: an OCSP response signed by the issuing CA (or its
+delegated responder) for whatever CertID it is asked about, ``good`` unless
+``Authority.revoke`` said otherwise; a CRL of the CA listing what ``revoke``
+said, with an optional delta CRL.
 
 ``ocsp_modes[ca]`` and ``crl_modes[ca]`` make a route hostile (see
 ``OCSP_MODES`` and ``CRL_MODES``). ``hits`` counts requests per route
 (``ocsp/<ca>``, ``crl/<ca>``, ``delta/<ca>``). A hanging or dripping answer
 ends when the client leaves or the server stops.
-
-This PKI is this module's own: the trust tests' PKI lives in notation_pki.py,
-built in parallel.
 """
 
 from __future__ import annotations
@@ -27,23 +24,17 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterable
-from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import unquote
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509 import ocsp
-from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsageOID, NameOID
-from pyasn1.codec.der import decoder, encoder
-from pyasn1.type import univ, useful
-from pyasn1_modules import rfc5280, rfc6960
+from cryptography.x509.oid import ExtendedKeyUsageOID
 
-Key = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey
+from tests.support.notation_revocation_pki import Authority, Issued, now, resigned
 
 #: What an OCSP route can be made to do (default: answer truthfully).
 OCSP_MODES = (
@@ -88,147 +79,6 @@ _PAUSE = 0.2
 _LIMIT = 60.0
 
 
-def now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC).replace(microsecond=0)
-
-
-def new_key(kind: str = "ec") -> Key:
-    if kind == "rsa":
-        return rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    return ec.generate_private_key(ec.SECP256R1())
-
-
-def _name(common_name: str) -> x509.Name:
-    return x509.Name(
-        [
-            x509.NameAttribute(NameOID.COUNTRY_NAME, "US"),
-            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "trustgate tests"),
-            x509.NameAttribute(NameOID.COMMON_NAME, common_name),
-        ]
-    )
-
-
-@dataclass
-class Issued:
-    """A certificate and its private key."""
-
-    cert: x509.Certificate
-    key: Key
-
-
-@dataclass
-class Authority:
-    """A CA: its certificate and key, and what it revoked (serial -> time, reason, invalidity)."""
-
-    name: str
-    cert: x509.Certificate
-    key: Key
-    revoked: dict[int, tuple[dt.datetime, x509.ReasonFlags | None, dt.datetime | None]] = field(
-        default_factory=dict
-    )
-    #: Entries of the delta CRL (served in "delta" mode), as ``revoked``.
-    delta: dict[int, tuple[dt.datetime, x509.ReasonFlags | None, dt.datetime | None]] = field(
-        default_factory=dict
-    )
-    responder: Issued | None = None  # delegated, with nocheck
-    checked_responder: Issued | None = None  # delegated, without nocheck
-    plain: Issued | None = None  # CA-issued, no OCSP signing EKU
-
-    @classmethod
-    def root(cls, name: str, *, kind: str = "ec") -> Authority:
-        key = new_key(kind)
-        subject = _name(f"{name} root")
-        cert = (
-            _builder(subject, subject, key, days=3650)
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .add_extension(_ca_usage(), critical=True)
-            .sign(key, hashes.SHA256())
-        )
-        return cls(name, cert, key)
-
-    def issue(
-        self,
-        common_name: str,
-        *,
-        ca: bool = False,
-        ocsp_url: str | None = None,
-        crl_url: str | None = None,
-        eku: x509.ObjectIdentifier | None = ExtendedKeyUsageOID.CODE_SIGNING,
-        extra: Iterable[tuple[x509.ExtensionType, bool]] = (),
-        kind: str = "ec",
-        days: int = 365,
-    ) -> Issued:
-        """A certificate issued by this CA naming ``ocsp_url`` and ``crl_url``."""
-        key = new_key(kind)
-        builder = _builder(_name(common_name), self.cert.subject, key, days=days)
-        builder = builder.add_extension(
-            x509.BasicConstraints(ca=ca, path_length=None), critical=True
-        ).add_extension(_ca_usage() if ca else x509.KeyUsage(True, *[False] * 8), critical=True)
-        if eku is not None and not ca:
-            builder = builder.add_extension(x509.ExtendedKeyUsage([eku]), critical=False)
-        if ocsp_url is not None:
-            access = x509.AccessDescription(
-                AuthorityInformationAccessOID.OCSP, x509.UniformResourceIdentifier(ocsp_url)
-            )
-            builder = builder.add_extension(
-                x509.AuthorityInformationAccess([access]), critical=False
-            )
-        if crl_url is not None:
-            point = x509.DistributionPoint(
-                [x509.UniformResourceIdentifier(crl_url)], None, None, None
-            )
-            builder = builder.add_extension(x509.CRLDistributionPoints([point]), critical=False)
-        for extension, critical in extra:
-            builder = builder.add_extension(extension, critical=critical)
-        return Issued(builder.sign(self.key, _hash(self.key)), key)
-
-    def sub(self, name: str, server: RevocationServer | None, *, kind: str = "ec") -> Authority:
-        """An intermediate CA issued by this one, naming this CA's routes on ``server``."""
-        issued = self.issue(
-            f"{name} intermediate",
-            ca=True,
-            ocsp_url=server.ocsp_url(self.name) if server else None,
-            crl_url=server.crl_url(self.name) if server else None,
-            kind=kind,
-        )
-        return Authority(name, issued.cert, issued.key)
-
-    def revoke(
-        self,
-        cert: x509.Certificate,
-        *,
-        at: dt.datetime | None = None,
-        reason: x509.ReasonFlags | None = x509.ReasonFlags.key_compromise,
-        invalid_since: dt.datetime | None = None,
-        delta: bool = False,
-    ) -> None:
-        when = at or now() - dt.timedelta(hours=1)
-        (self.delta if delta else self.revoked)[cert.serial_number] = (when, reason, invalid_since)
-
-
-def _builder(
-    subject: x509.Name, issuer: x509.Name, key: Key, *, days: int
-) -> x509.CertificateBuilder:
-    start = now() - dt.timedelta(days=1)
-    return (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(issuer)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(start)
-        .not_valid_after(start + dt.timedelta(days=days))
-    )
-
-
-def _hash(key: Key) -> hashes.SHA256 | None:
-    return None if isinstance(key, ed25519.Ed25519PrivateKey) else hashes.SHA256()
-
-
-def _ca_usage() -> x509.KeyUsage:
-    return x509.KeyUsage(True, False, False, False, False, True, True, False, False)
-
-
 def chain(server: RevocationServer, *, kind: str = "ec") -> tuple[Issued, Authority, Authority]:
     """A signing certificate, its intermediate CA and the root, all served by ``server``.
 
@@ -237,7 +87,14 @@ def chain(server: RevocationServer, *, kind: str = "ec") -> tuple[Issued, Author
     """
     prefix = base64.b32encode(os.urandom(5)).decode().lower()
     root = server.add(Authority.root(f"{prefix}-root", kind=kind))
-    intermediate = server.add(root.sub(f"{prefix}-ca", server, kind=kind))
+    intermediate = server.add(
+        root.sub(
+            f"{prefix}-ca",
+            ocsp_url=server.ocsp_url(root.name),
+            crl_url=server.crl_url(root.name),
+            kind=kind,
+        )
+    )
     leaf = intermediate.issue(
         f"{prefix} signer",
         ocsp_url=server.ocsp_url(intermediate.name),
@@ -393,36 +250,6 @@ class RevocationServer:
             builder = builder.add_extension(unknown, critical=True)
         key = self.stranger.key if mode == "forged" else authority.key
         return builder.sign(key, hashes.SHA256()).public_bytes(Encoding.DER)
-
-
-def resigned(der: bytes, key: Key, *, invalid_since: dt.datetime | None = None) -> bytes:
-    """The OCSP response ``der`` signed again with ``key``, with an invalidity date if given.
-
-    cryptography builds response extensions but not single ones (RFC 6960 4.4.7 lets a
-    responder carry CRL entry extensions there), so pyasn1 splices the date in.
-    """
-    outer, _ = decoder.decode(der, asn1Spec=rfc6960.OCSPResponse())
-    basic, _ = decoder.decode(
-        bytes(outer["responseBytes"]["response"]), asn1Spec=rfc6960.BasicOCSPResponse()
-    )
-    if invalid_since is not None:
-        single = basic["tbsResponseData"]["responses"][0]
-        extension = rfc5280.Extension()
-        extension["extnID"] = rfc5280.id_ce_invalidityDate
-        extension["critical"] = False
-        when = invalid_since.astimezone(dt.UTC).strftime("%Y%m%d%H%M%SZ")
-        extension["extnValue"] = univ.OctetString(encoder.encode(useful.GeneralizedTime(when)))
-        single["singleExtensions"].append(extension)
-    tbs = encoder.encode(basic["tbsResponseData"])
-    if isinstance(key, rsa.RSAPrivateKey):
-        signature = key.sign(tbs, padding.PKCS1v15(), hashes.SHA256())
-    elif isinstance(key, ed25519.Ed25519PrivateKey):
-        signature = key.sign(tbs)
-    else:
-        signature = key.sign(tbs, ec.ECDSA(hashes.SHA256()))
-    basic["signature"] = univ.BitString.fromOctetString(signature)
-    outer["responseBytes"]["response"] = univ.OctetString(encoder.encode(basic))
-    return encoder.encode(outer)
 
 
 class _Server(ThreadingHTTPServer):

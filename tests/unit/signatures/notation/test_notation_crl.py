@@ -10,7 +10,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from tests.support.notation_revocation import Authority, now
+from tests.support.notation_revocation_pki import Authority, now
 from webhook.signatures.notation import crl
 from webhook.signatures.notation.certstatus import Unavailable
 

@@ -21,7 +21,7 @@ from pyasn1.codec.der import decoder, encoder
 from pyasn1.type import univ
 from pyasn1_modules import rfc6960
 
-from tests.support.notation_revocation import Authority, Issued, Key, now, resigned
+from tests.support.notation_revocation_pki import Authority, Issued, Key, now, resigned
 from webhook.signatures.notation.certstatus import Unavailable
 from webhook.signatures.notation.ocsp import read_response, request_for, request_url
 
