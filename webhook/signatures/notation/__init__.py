@@ -10,6 +10,8 @@ store, in a JWS or COSE envelope attached as an OCI referrer. Its modules:
 - ``chains``, ``timestamps``, ``trust``: whether the signer is trusted, per the
   Notary Project trust-policy specification, against the trust stores, identities
   and level a policy declares (``webhook.trust.notation``, read when policies load);
-- ``revocation``: OCSP and CRL, bounded, cached;
+- ``revocation``: OCSP and CRL, bounded, cached, with ``ocsp`` and ``crl`` (which
+  answers to believe), ``fetcher`` (one bounded HTTP GET) and ``certstatus``
+  (what is known of a certificate's revocation);
 - ``discovery``: the signatures of a digest, among its referrers.
 """

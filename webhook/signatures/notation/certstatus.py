@@ -97,6 +97,11 @@ class ChainRevocation:
         return cls(status, found)
 
     @property
+    def state(self) -> str:
+        """``status``, as ``webhook.signatures.notation.trust.RevocationStatus`` names it."""
+        return self.status
+
+    @property
     def reason(self) -> str:
         """One sentence for a denial or a log line."""
         if self.status == "skipped":

@@ -50,7 +50,6 @@ import time
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Protocol
 
 from cachetools import TLRUCache
 from cryptography import x509
@@ -99,21 +98,6 @@ class RevocationSettings:
     skew_seconds: float = 300.0
 
 
-class Revocation(Protocol):
-    """What trust verification asks of revocation (``RevocationChecker``, or a test's)."""
-
-    def check(
-        self,
-        chain: Sequence[x509.Certificate],
-        deadline: Deadline,
-        *,
-        signing_time: datetime | None = None,
-        now: datetime | None = None,
-    ) -> ChainRevocation:
-        """The revocation status of ``chain`` (signing certificate first)."""
-        ...
-
-
 @dataclass(frozen=True, slots=True)
 class _Ask:
     deadline: Deadline
@@ -147,6 +131,17 @@ class RevocationChecker:
         )
         self._lock = threading.Lock()
         self._flights: SingleFlight[bytes] = SingleFlight()
+
+    def __call__(
+        self,
+        chain: Sequence[x509.Certificate],
+        deadline: Deadline,
+        /,
+        *,
+        signing_time: datetime | None = None,
+    ) -> ChainRevocation:
+        """``check``: what ``webhook.signatures.notation.trust`` calls (``RevocationCheck``)."""
+        return self.check(chain, deadline, signing_time=signing_time)
 
     def check(
         self,

@@ -15,19 +15,26 @@ from collections.abc import Iterator
 import pytest
 from cryptography import x509
 
+from tests.support.notation_pki import envelope
 from tests.support.notation_revocation import RevocationServer, chain
 from tests.support.notation_revocation_pki import Authority, Issued, now
 from tests.support.registry import free_port
 from webhook.core.deadline import Deadline
 from webhook.core.offline import NeedsNetwork, offline
+from webhook.signatures.notation.model import NotationError
 from webhook.signatures.notation.revocation import (
     MAX_CHAIN,
     ChainRevocation,
     RevocationChecker,
     RevocationSettings,
 )
+from webhook.signatures.notation.trust import TrustResult, verify_trust
+from webhook.trust.notation.identities import parse_identities
+from webhook.trust.notation.levels import Validation, level
+from webhook.trust.notation.truststore import TrustStore
 
 FAST = RevocationSettings(ocsp_seconds=0.5, crl_seconds=0.5)
+ANY = parse_identities(["*"])
 
 
 @pytest.fixture(scope="module")
@@ -330,3 +337,45 @@ def test_the_offline_pass_answers_from_the_cache_only(server: RevocationServer) 
     check(certs(leaf, ca, root), checker=checker)
     with offline():
         assert checker.check(certs(leaf, ca, root), Deadline(10)).status == "good"
+
+
+# -- through verify_trust, as the signature check will call it ------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name_", "revoked", "outcome"),
+    [
+        ("strict", False, "passed"),
+        ("strict", True, "refused"),
+        ("permissive", True, "logged"),
+    ],
+)
+def test_verify_trust_with_the_real_checker(
+    server: RevocationServer, name_: str, revoked: bool, outcome: str
+) -> None:
+    leaf, ca, root = chain(server)
+    if revoked:
+        ca.revoke(leaf.cert, at=dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.UTC))
+    checker = RevocationChecker(FAST)
+    signed = envelope(certs(leaf, ca, root))
+    store = TrustStore(ca=(root.cert,))
+
+    def run() -> TrustResult:
+        return verify_trust(
+            signed, store, ANY, level(name_), now(), revocation=checker, deadline=Deadline(10)
+        )
+
+    if outcome == "refused":
+        subject = leaf.cert.subject.rfc4514_string()
+        with pytest.raises(NotationError) as refused:
+            run()
+        assert str(refused.value) == (
+            f"revocation: revoked: certificate {subject} is revoked at 2026-01-02T03:04:05Z "
+            f"(keyCompromise), per OCSP {server.ocsp_url(ca.name)}"
+        )
+        return
+    result = run()
+    assert (Validation.REVOCATION in result.passed) is (outcome == "passed")
+    assert [f.validation for f in result.logged] == (
+        [Validation.REVOCATION] if outcome == "logged" else []
+    )
