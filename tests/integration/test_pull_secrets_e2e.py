@@ -203,3 +203,16 @@ def test_readyz_names_the_pull_secret_watches(server: Server) -> None:
     body = server.get("/readyz").json()
     assert body["ready"] is True
     assert body["pullSecrets"], body
+
+
+def test_an_object_claiming_a_namespace_does_not_borrow_its_secrets(
+    server: Server, images: dict[str, str]
+) -> None:
+    """Only the request's namespace (the API server's) counts, not the object's metadata."""
+    claimed = deployment(images["unseen-b"], "team-a", "regcred")
+    body = review(claimed)
+    body["request"]["namespace"] = ""  # as for a cluster-scoped object
+    result = server.post(json.dumps(body), timeout=30)
+    response = result.json()["response"]
+    assert response["allowed"] is False, response
+    assert "tried: anonymous (401 Unauthorized)" in response["status"]["message"]

@@ -283,7 +283,13 @@ def _judge(
         namespace=namespace,
         kind=request.kind,
         policy_set=policy_set,
-        pull=pull_identity(namespace, request.object) if engine.pull_secrets else None,
+        # Only the namespace the API server names: a cluster-scoped object claiming
+        # one in its metadata must not borrow that namespace's pull secrets.
+        pull=(
+            pull_identity(request.namespace, request.object)
+            if engine.pull_secrets and request.namespace
+            else None
+        ),
     )
     decision = _decision(verdicts, policy_set, who, now, containers, volumes)
     if memo is None or len(found) > _KEEP_MAX_IMAGES or any(v.denials for v in verdicts):
