@@ -1,25 +1,22 @@
 """Policy documents compiled into ``Policy`` and ``PolicyException`` objects.
 
 A document of kind ``ImagePolicy`` is checked against the schema, then
-compiled: globs parsed, key files and trusted roots read, regular expressions
-and CEL conditions compiled, so the request path opens no files. Documents of
-kind ``ImagePolicyTest`` belong to the test-case runner and are skipped here
-once their apiVersion is checked; ``ImagePolicyException`` documents are
-compiled by ``exceptions``. Every mistake is a ``PolicyError`` naming the
-file, document and field.
+compiled: globs parsed, CEL conditions compiled and authorities read
+(``authorities``: key files, trusted roots, Notation trust stores), so the
+request path opens no files. Documents of kind ``ImagePolicyTest`` belong to
+the test-case runner and are skipped here once their apiVersion is checked;
+``ImagePolicyException`` documents are compiled by ``exceptions``. Every
+mistake is a ``PolicyError`` naming the file, document and field.
 """
 
 from __future__ import annotations
 
 import math
-import os
-import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import Any, cast
 
-from webhook.core.errors import PolicyError, PolicyErrors
+from webhook.core.errors import PolicyErrors
+from webhook.policy.authorities import compile_authorities
 from webhook.policy.cel import Condition, ConditionError, compile_condition
 from webhook.policy.exceptions import KIND as EXCEPTION_KIND
 from webhook.policy.exceptions import compile_exception
@@ -30,8 +27,6 @@ from webhook.policy.model import (
     BreakGlass,
     Freshness,
     Grade,
-    Keyless,
-    KeyRef,
     Match,
     Mode,
     OnUnknown,
@@ -39,39 +34,14 @@ from webhook.policy.model import (
     PolicyException,
     Signatures,
 )
+from webhook.policy.origin import Origin
 from webhook.policy.schema import validate_document
-from webhook.trust.keys import key_fingerprint, load_public_key
-from webhook.trust.trustroot import (
-    PRODUCTION,
-    TrustRoot,
-    TrustRoots,
-    load_trusted_root,
-)
 
 API_VERSION = "trustgate.dev/v1alpha1"
 #: Files of this media type in the policy directory are trusted roots, not policies.
 TRUSTED_ROOT_MEDIA_TYPE = "application/vnd.dev.sigstore.trustedroot"
 POLICY_KIND = "ImagePolicy"
 TEST_KIND = "ImagePolicyTest"
-
-
-@dataclass(frozen=True, slots=True)
-class Origin:
-    """Where a document comes from: its file, its index there, and the roots to load."""
-
-    file: Path
-    document: int
-    roots: TrustRoots | None = None
-
-    def root(self, spec: str) -> TrustRoot:
-        """The trusted root ``spec`` names, relative to this file; raises PolicyError."""
-        if self.roots is None:
-            return load_trusted_root(spec, self.file.parent)
-        return self.roots.load(spec, self.file.parent)
-
-    def error(self, message: str, field: str | None = None) -> PolicyError:
-        """A PolicyError at ``field`` of this document."""
-        return PolicyError(message, file=str(self.file), document=self.document, field=field)
 
 
 def _is_trusted_root(document: Mapping[str, Any]) -> bool:
@@ -194,7 +164,7 @@ def _match(match: Mapping[str, Any]) -> Match:
 
 def _signatures(section: Mapping[str, Any], origin: Origin) -> Signatures:
     where = "spec.signatures"
-    authorities = _authorities(section["authorities"], origin, where, tlog=True)
+    authorities = compile_authorities(section["authorities"], origin, where, signatures=True)
     threshold = _threshold(section, len(authorities), origin, where)
     return Signatures(
         threshold=threshold,
@@ -206,7 +176,7 @@ def _signatures(section: Mapping[str, Any], origin: Origin) -> Signatures:
 
 
 def _attestation(entry: Mapping[str, Any], origin: Origin, where: str) -> Attestation:
-    authorities = _authorities(entry["authorities"], origin, where)
+    authorities = compile_authorities(entry["authorities"], origin, where)
     return Attestation(
         predicate_type=entry["predicateType"],
         authorities=authorities,
@@ -226,145 +196,12 @@ def _condition(text: str, origin: Origin, field: str) -> Condition:
         raise origin.error(f"the CEL expression does not compile: {exc}", field) from None
 
 
-def _authorities(
-    entries: Sequence[Mapping[str, Any]], origin: Origin, where: str, *, tlog: bool = False
-) -> tuple[Authority, ...]:
-    """The authorities of ``where``; ``tlog``: whether keys may require a log entry."""
-    authorities = []
-    names: dict[str, int] = {}
-    for number, raw in enumerate(entries):
-        field = f"{where}.authorities[{number}]"
-        name = raw["name"]
-        if name in names:
-            message = f"authority name {name!r} is already used by authorities[{names[name]}]"
-            raise origin.error(message, f"{field}.name")
-        names[name] = number
-        key = raw.get("key")
-        keyless = raw.get("keyless")
-        if key is not None and "tlog" in key and not tlog:
-            message = "tlog is supported for spec.signatures authorities only"
-            raise origin.error(message, f"{field}.key.tlog")
-        authorities.append(
-            Authority(
-                name=name,
-                key=None if key is None else _key(key, origin, f"{field}.key"),
-                keyless=None if keyless is None else _keyless(keyless, origin, f"{field}.keyless"),
-            )
-        )
-    _check_distinct(authorities, origin, where)
-    return tuple(authorities)
-
-
-def _check_distinct(authorities: Sequence[Authority], origin: Origin, where: str) -> None:
-    """Refuse two authorities of one list that are one signer: the same key or identity.
-
-    A threshold counts distinct signers, so a second name for a key adds
-    nothing; it is a copy-paste mistake or an attempt to meet a threshold with
-    one signature. Keys are compared as keys (their SubjectPublicKeyInfo), not
-    as text, and keyless identities by issuer, subject and extensions, whatever
-    the trusted root.
-    """
-    seen: dict[object, tuple[int, str]] = {}
-    for number, authority in enumerate(authorities):
-        if authority.key is not None and authority.key.pem is not None:
-            key = load_public_key(authority.key.pem, source=authority.name)
-            fingerprint = key_fingerprint(key)
-            same: object = ("key", fingerprint)
-            what = f"the same key ({fingerprint[:19]}...)"
-            part = "key"
-        elif authority.keyless is not None:
-            k = authority.keyless
-            same = ("keyless", k.issuer, k.issuer_regexp, k.subject, k.subject_regexp, k.extensions)
-            what = "the same keyless identity"
-            part = "keyless"
-        else:
-            continue
-        if same in seen:
-            first, name = seen[same]
-            message = (
-                f"authority {authority.name!r} holds {what} as authority {name!r} "
-                f"(authorities[{first}]); one signer counts once toward a threshold, so "
-                "list each key or identity once"
-            )
-            raise origin.error(message, f"{where}.authorities[{number}].{part}")
-        seen[same] = (number, authority.name)
-
-
 def _threshold(section: Mapping[str, Any], count: int, origin: Origin, where: str) -> int:
     threshold: int = section.get("threshold", 1)
     if threshold > count:
         message = f"is {threshold}, more than the {count} authorities listed"
         raise origin.error(message, f"{where}.threshold")
     return threshold
-
-
-def _key(key: Mapping[str, Any], origin: Origin, field: str) -> KeyRef:
-    """The key, read and checked now, with its log's root: the request path opens no files."""
-    if "pem" in key:
-        _check_key(key["pem"], "inline key", origin, f"{field}.pem")
-        return _logged(KeyRef(pem=key["pem"]), key, origin, field)
-    # Relative to the policy file as it is named, not to where its symlink
-    # points: a ConfigMap's timestamped directory vanishes at the next update.
-    path = Path(os.path.abspath(origin.file.parent / key["file"]))
-    try:
-        text = path.read_text(encoding="ascii")
-    except IsADirectoryError as exc:
-        raise origin.error(f"key file {path} is a directory", f"{field}.file") from exc
-    except OSError as exc:
-        message = f"cannot read key file {path}: {exc.strerror}"
-        raise origin.error(message, f"{field}.file") from exc
-    except UnicodeDecodeError as exc:
-        raise origin.error(f"key file {path} is not a PEM file", f"{field}.file") from exc
-    _check_key(text, f"key file {path}", origin, f"{field}.file")
-    return _logged(KeyRef(pem=text, file=str(path)), key, origin, field)
-
-
-def _logged(ref: KeyRef, key: Mapping[str, Any], origin: Origin, field: str) -> KeyRef:
-    """``ref`` with ``tlog: required`` and its trusted root, loaded now, when asked for."""
-    if key.get("tlog") != "required":
-        if "trustedRoot" in key:
-            message = "only applies with tlog: required (it is the root that verifies log entries)"
-            raise origin.error(message, f"{field}.trustedRoot")
-        return ref
-    try:
-        root = origin.root(key.get("trustedRoot", PRODUCTION))
-    except PolicyError as exc:
-        raise origin.error(exc.message, f"{field}.trustedRoot") from exc
-    return replace(
-        ref, tlog_required=True, trusted_root=root.name, root_digest=root.digest, root=root
-    )
-
-
-def _check_key(pem: str, source: str, origin: Origin, field: str) -> None:
-    try:
-        load_public_key(pem, source=source)
-    except PolicyError as exc:
-        raise origin.error(exc.message, field) from exc
-
-
-def _keyless(keyless: Mapping[str, Any], origin: Origin, field: str) -> Keyless:
-    """The identity, with its regexes compiled and its trusted root loaded now."""
-    for name in ("issuerRegExp", "subjectRegExp"):
-        if name in keyless:
-            try:
-                re.compile(keyless[name])
-            except re.error as exc:
-                message = f"is not a valid regular expression: {exc}"
-                raise origin.error(message, f"{field}.{name}") from exc
-    try:
-        root = origin.root(keyless.get("trustedRoot", PRODUCTION))
-    except PolicyError as exc:
-        raise origin.error(exc.message, f"{field}.trustedRoot") from exc
-    return Keyless(
-        issuer=keyless.get("issuer"),
-        issuer_regexp=keyless.get("issuerRegExp"),
-        subject=keyless.get("subject"),
-        subject_regexp=keyless.get("subjectRegExp"),
-        trusted_root=root.name,
-        extensions=tuple(sorted(keyless.get("extensions", {}).items())),
-        root_digest=root.digest,
-        root=root,
-    )
 
 
 #: The vulnerability report predicate type the attestation source reads by default.
@@ -386,7 +223,7 @@ def _freshness(section: Mapping[str, Any], spec: Mapping[str, Any], origin: Orig
         names.append(name)
         if isinstance(source, Mapping):
             entry = source["attestation"]
-            authorities = _authorities(entry["authorities"], origin, f"{where}.attestation")
+            authorities = compile_authorities(entry["authorities"], origin, f"{where}.attestation")
             types = tuple(entry.get("predicateTypes", _REPORT_TYPES))
             explicit = tuple(entry.get("predicateTypes", ()))
         elif name == "attestation":

@@ -19,10 +19,18 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from webhook.core.errors import PolicyError, PolicyErrors
-from webhook.policy.compile import Origin, compile_document
+from webhook.policy.compile import compile_document
 from webhook.policy.documents import iter_documents, parse, policy_files, read
 from webhook.policy.exceptions import cross_check
-from webhook.policy.model import Keyless, KeyRef, Policy, PolicyException, PolicySet
+from webhook.policy.model import (
+    Keyless,
+    KeyRef,
+    NotationRef,
+    Policy,
+    PolicyException,
+    PolicySet,
+)
+from webhook.policy.origin import Origin
 from webhook.trust.trustroot import EMBEDDED_ROOTS, PRODUCTION, TrustRoots
 
 __all__ = ["PolicyErrors", "iter_documents", "load_directory", "load_file"]
@@ -53,8 +61,8 @@ def load_directory(path: Path, roots: TrustRoots | None = None) -> PolicySet:
     then counts in the fingerprint), else from ``load_trusted_root``.
 
     The set's fingerprint is a SHA-256 over the name and content of every file
-    read, key files and trusted roots included, so equal fingerprints mean
-    identical policies.
+    read, key files, trusted roots and trust stores included, so equal
+    fingerprints mean identical policies.
 
     Raises:
         PolicyErrors: listing every mistake found, or saying that the directory
@@ -111,9 +119,10 @@ def _policies(
 def _references(value: object) -> Iterator[tuple[str, str]]:
     """``(path, content)`` of every file a compiled policy read besides itself.
 
-    Key files and trusted roots count: editing one must reload the policies
-    (keys rotate), so the store watches these paths and the set's fingerprint
-    covers their content (the PEM text, the root's digest).
+    Key files, trusted roots and Notation trust stores count: editing one must
+    reload the policies (keys rotate), so the store watches these paths and the
+    set's fingerprint covers their content (the PEM text, the root's digest,
+    the digest of the store's certificates).
     """
     if isinstance(value, KeyRef):
         if value.file is not None:
@@ -123,6 +132,9 @@ def _references(value: object) -> Iterator[tuple[str, str]]:
     elif isinstance(value, Keyless):
         if value.trusted_root not in EMBEDDED_ROOTS:
             yield value.trusted_root, value.root_digest
+    elif isinstance(value, NotationRef):
+        for file in value.files:
+            yield file, value.store_digest
     elif isinstance(value, tuple):
         for item in value:
             yield from _references(item)

@@ -18,12 +18,17 @@ from webhook.policy.cel import Condition
 from webhook.policy.globs import Glob, any_match
 
 if TYPE_CHECKING:
+    from webhook.trust.notation.identities import TrustedIdentities
+    from webhook.trust.notation.levels import Level
+    from webhook.trust.notation.truststore import TrustStore
     from webhook.trust.trustroot import TrustRoot
 
 Mode = Literal["enforce", "audit"]
 NoMatch = Literal["deny", "warn", "allow"]
 OnUnknown = Literal["deny", "warn", "allow"]
 Grade = Literal["A", "B", "C", "D", "E", "F"]
+#: When a Notation authority verifies a timestamp countersignature (``verifyTimestamp``).
+VerifyTimestamp = Literal["always", "afterCertExpiry"]
 #: Distinct (namespace, repository) pairs whose covering exceptions a set remembers.
 _COVERING_MEMO = 4096
 
@@ -95,12 +100,38 @@ class Keyless:
 
 
 @dataclass(frozen=True, slots=True)
+class NotationRef:
+    """A Notation (Notary Project) authority: trust store, trusted identities and level.
+
+    Everything is read and checked when the policy loads, so verification
+    opens no files: ``store`` holds the certificates of the ``ca``,
+    ``signingAuthority`` and ``tsa`` stores, ``identities`` the parsed
+    ``trustedIdentities`` and ``level`` the verification level with its
+    ``override`` applied. ``files`` are the store files read (absolute paths,
+    watched like key files) and ``store_digest`` fingerprints the
+    certificates by kind: it is part of equality and ``repr``, so a store
+    whose content changed never meets a cached outcome of the old one.
+    """
+
+    store: TrustStore = field(compare=False, repr=False)
+    identities: TrustedIdentities
+    level: Level
+    verify_timestamp: VerifyTimestamp = "always"
+    files: tuple[str, ...] = ()
+    store_digest: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class Authority:
-    """One signer a policy trusts: a key or a keyless identity."""
+    """One signer a policy trusts: a key, a keyless identity or a Notation trust store.
+
+    Exactly one of ``key``, ``keyless`` and ``notation`` is set.
+    """
 
     name: str
     key: KeyRef | None = None
     keyless: Keyless | None = None
+    notation: NotationRef | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -237,10 +268,10 @@ class PolicyException:
 class PolicySet:
     """Every policy of one directory, in a stable order (by name).
 
-    ``files`` are the other files the policies read (key files, trusted roots),
-    which the store watches along with the directory. ``exceptions`` are the
-    ImagePolicyException documents, expired ones included: expiry is judged
-    against the clock at each review, never at load.
+    ``files`` are the other files the policies read (key files, trusted roots,
+    Notation trust stores), which the store watches along with the directory.
+    ``exceptions`` are the ImagePolicyException documents, expired ones
+    included: expiry is judged against the clock at each review, never at load.
     """
 
     policies: tuple[Policy, ...] = ()

@@ -71,6 +71,8 @@ class SignatureOutcome:
         )
 
 
+#: The reason of a notation authority until Notation signatures are read.
+NOTATION_NOT_VERIFIED = "notation signatures are not verified yet"
 #: At most this many platform images of one index are checked with perPlatform;
 #: a larger index is denied rather than partly checked.
 MAX_PLATFORMS = 16
@@ -272,7 +274,12 @@ class SignatureCheck:
         failures: list[tuple[str, str]] = []
         material = KeylessMaterial(self._client, image, digest, manifest, deadline)
         for authority in signatures.authorities:
-            if authority.keyless is not None:
+            signers: tuple[Signer, ...]
+            if authority.notation is not None:
+                # Loaded and checked with the policy, but not read from the
+                # registry yet: such an authority never counts, and says why.
+                signers, reason = (), NOTATION_NOT_VERIFIED
+            elif authority.keyless is not None:
                 signers, reason = material.verify_signature(signatures, authority)
             else:
                 signers, reason = self._authority(

@@ -577,7 +577,7 @@ BROKEN = [
     Broken(
         "neither key nor keyless",
         _spec("registries: ['**']\nsignatures: {authorities: [{name: a}]}"),
-        "needs one of key or keyless",
+        "needs one of key, keyless or notation",
         "p.yaml",
         field="spec.signatures.authorities[0]",
     ),
