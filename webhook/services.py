@@ -36,6 +36,7 @@ from webhook.registry.resolver import CachedResolver
 from webhook.signatures.attestations import AttestationCheck, AttestationOutcome
 from webhook.signatures.check import SignatureCheck, SignatureOutcome
 from webhook.signatures.conditions import Evaluator, OverrunObserver
+from webhook.signatures.notation.revocation import RevocationChecker
 
 if TYPE_CHECKING:
     from webhook.kube.credentials import Credentials
@@ -57,19 +58,22 @@ SHARED_TYPES: tuple[type, ...] = (
 @dataclass(frozen=True, slots=True)
 class Services:
     """What checks that need the network share: the registry client, the caches,
-    the freshness grade sources (Pyxis client, grades file) and the processes
-    that evaluate attestation conditions."""
+    the freshness grade sources (Pyxis client, grades file), the processes
+    that evaluate attestation conditions and the revocation checker of
+    Notation certificates (OCSP and CRL, through the registry client's
+    ``Network``: its per-host limits and breakers)."""
 
     client: RegistryClient
     caches: Caches
     freshness: FreshnessSources | None = None
     conditions: Evaluator = field(default_factory=Evaluator)
+    revocation: RevocationChecker | None = None
 
 
 def _signatures(services: Services | None) -> Check:
     if services is None:
         return Unavailable("signatures")
-    return SignatureCheck(services.client, services.caches)
+    return SignatureCheck(services.client, services.caches, revocation=services.revocation)
 
 
 def _attestations(services: Services | None) -> Check:
@@ -275,7 +279,13 @@ def build_engine(
         registry_settings(config.registries), network=network, sources=build_sources(config)
     )
     freshness = FreshnessSources(FreshnessSettings.from_config(config.freshness), network)
-    services = Services(client, caches, freshness, build_evaluator(config, overrun_observer))
+    services = Services(
+        client,
+        caches,
+        freshness,
+        build_evaluator(config, overrun_observer),
+        RevocationChecker(network=network, observer=deferred(observer)),
+    )
     replace = replace or {}
     if "attestations" not in replace and any(
         entry.conditions for p in policies().policies for entry in p.attestations

@@ -41,6 +41,7 @@ from webhook.registry.client import (
 from webhook.signatures.cosign import KeyVerification, signature_tag, verify_with_key
 from webhook.signatures.keybundle import VERIFIED, verify_key_bundles
 from webhook.signatures.material import KeylessMaterial
+from webhook.signatures.notation.trust import RevocationCheck
 from webhook.signatures.signers import Signer, count_distinct, key_signer
 from webhook.trust.keys import PublicKey, load_public_key
 
@@ -200,9 +201,16 @@ class SignatureCheck:
     name = "signatures"
     pure = False
 
-    def __init__(self, client: RegistryClient, caches: Caches) -> None:
+    def __init__(
+        self,
+        client: RegistryClient,
+        caches: Caches,
+        *,
+        revocation: RevocationCheck | None = None,
+    ) -> None:
         self._client = client
         self._caches = caches
+        self._revocation = revocation
 
     def run(self, image: ImageRef, policy: Policy, context: CheckContext) -> str | None:
         """Return which authorities signed, when ``threshold`` of them verify the digest.

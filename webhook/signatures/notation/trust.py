@@ -16,7 +16,13 @@ runs, in the order of the trust-store and trust-policy specification
    store holds TSA roots; otherwise the chain must be valid now); for
    ``notary.x509.signingAuthority``, at its authentic signing time;
 5. revocation of the chain (and of the TSA's), by the ``RevocationCheck``
-   the caller gives, called only when the level does not skip revocation.
+   the caller gives, called only when the level does not skip revocation,
+   with the authentic signing time (a verified timestamp's upper limit, or
+   ``authenticSigningTime`` under ``notary.x509.signingAuthority``; none
+   otherwise), so that a certificate whose key is invalid only after the
+   signature was made does not revoke it (the specification's
+   invalidity-date rule). A checker that is turned off (an air-gapped
+   cluster, ``skipped``) leaves revocation skipped, not failed.
 
 A failure the level enforces raises NotationError at once; one it logs is
 kept in the result and verification goes on. The result names the signer:
@@ -71,12 +77,18 @@ class RevocationStatus(Protocol):
 class RevocationCheck(Protocol):
     """OCSP, then CRL, for every certificate of ``chain``, within ``deadline``.
 
-    Implemented by ``revocation.py``; may raise UpstreamError, which counts
-    as ``unknown``.
+    ``signing_time`` is the authentic signing time, or None when there is
+    none. Implemented by ``revocation.py``; may raise UpstreamError, which
+    counts as ``unknown``; a state of ``skipped`` means checking is turned off.
     """
 
     def __call__(
-        self, chain: Sequence[x509.Certificate], deadline: Deadline, /
+        self,
+        chain: Sequence[x509.Certificate],
+        deadline: Deadline,
+        /,
+        *,
+        signing_time: dt.datetime | None = None,
     ) -> RevocationStatus: ...
 
 
@@ -149,18 +161,24 @@ def verify_trust(
     checker = revocation if level.action(Validation.REVOCATION) is not Action.SKIP else None
     timestamp, problem = _authentic_time(envelope, store, now, verify_timestamp_when)
     if problem is None and timestamp is not None and checker is not None:
-        revoked = _revocation(checker, timestamp.chain, deadline)
-        problem = f"the timestamp authority: {revoked}" if revoked else None
+        checked, revoked = _revocation(checker, timestamp.chain, deadline, None)
+        problem = f"the timestamp authority: {revoked}" if checked and revoked else None
     run.record(Validation.AUTHENTIC_TIMESTAMP, problem)
     if level.action(Validation.REVOCATION) is not Action.SKIP:
-        if revocation is None:
-            problem = (
+        checked, problem = (
+            True,
+            (
                 "no revocation checker is configured; configure one, or override revocation: "
                 "skip where certificates cannot be checked (an air-gapped cluster)"
-            )
+            ),
+        )
+        if revocation is not None:
+            signed = _signing_time(envelope, timestamp)
+            checked, problem = _revocation(revocation, envelope.chain, deadline, signed)
+        if checked:
+            run.record(Validation.REVOCATION, problem)
         else:
-            problem = _revocation(revocation, envelope.chain, deadline)
-        run.record(Validation.REVOCATION, problem)
+            run.skip(Validation.REVOCATION)
     fingerprint = key_fingerprint(leaf.public_key())
     issuer = leaf.issuer.rfc4514_string()
     signer = Signer(
@@ -190,6 +208,10 @@ class _Run:
         self.skipped: list[Validation] = [
             validation for validation in Validation if level.action(validation) is Action.SKIP
         ]
+
+    def skip(self, validation: Validation) -> None:
+        """``validation`` was not run although the level asks for it (checking is off)."""
+        self.skipped.append(validation)
 
     def record(self, validation: Validation, problem: str | None) -> None:
         if problem is None:
@@ -281,14 +303,38 @@ def _outside(
     return None
 
 
+def _signing_time(envelope: Envelope, timestamp: Timestamp | None) -> dt.datetime | None:
+    """When the signature was made, as far as something other than the signer says.
+
+    The upper limit of a verified timestamp (the latest the signature can have
+    been made), or the signed ``authenticSigningTime`` of a signing authority;
+    never ``signingTime``, which is the signer's own claim.
+    """
+    if envelope.signing_scheme == SIGNING_AUTHORITY:
+        return envelope.authentic_signing_time
+    return timestamp.latest if timestamp is not None else None
+
+
 def _revocation(
-    check: RevocationCheck, chain: Sequence[x509.Certificate], deadline: Deadline
-) -> str | None:
-    """Why ``chain`` may be revoked (revoked, or cannot be told), or None when it is good."""
+    check: RevocationCheck,
+    chain: Sequence[x509.Certificate],
+    deadline: Deadline,
+    signing_time: dt.datetime | None,
+) -> tuple[bool, str | None]:
+    """(whether it was checked, why ``chain`` may be revoked or None when it is good).
+
+    Not checked when the checker is turned off (its state is ``skipped``).
+    """
     try:
-        status = check(chain, deadline)
+        status = check(chain, deadline, signing_time=signing_time)
     except UpstreamError as exc:
-        return f"revocation status unknown: {exc.message}"
+        return True, f"revocation status unknown: {exc.message}"
+    if status.state == "skipped":
+        return False, None
+    return True, _problem_of(status)
+
+
+def _problem_of(status: RevocationStatus) -> str | None:
     if status.state == "good":
         return None
     if status.state == "revoked":

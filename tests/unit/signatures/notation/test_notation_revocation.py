@@ -15,7 +15,7 @@ from collections.abc import Iterator
 import pytest
 from cryptography import x509
 
-from tests.support.notation_pki import envelope
+from tests.support.notation_pki import TimestampAuthority, envelope
 from tests.support.notation_revocation import RevocationServer, chain
 from tests.support.notation_revocation_pki import Authority, Issued, now
 from tests.support.registry import free_port
@@ -379,3 +379,34 @@ def test_verify_trust_with_the_real_checker(
     assert [f.validation for f in result.logged] == (
         [Validation.REVOCATION] if outcome == "logged" else []
     )
+
+
+def test_verify_trust_applies_the_invalidity_date_at_the_timestamp_time(
+    server: RevocationServer,
+) -> None:
+    """A key invalid only after a TSA stamped the signature does not revoke it."""
+    leaf, ca, root = chain(server)
+    tsa = TimestampAuthority()
+    made = now() - dt.timedelta(hours=3)
+    signature = b"the signature value"
+    signed = envelope(
+        certs(leaf, ca, root), signature=signature, timestamp=tsa.token(signature, when=made)
+    )
+    hour = dt.timedelta(hours=1)
+    ca.revoke(leaf.cert, at=now() - hour, invalid_since=made + hour)
+    store = TrustStore(ca=(root.cert,), tsa=(tsa.root.cert,))
+    checker = RevocationChecker(FAST)
+    result = verify_trust(
+        signed, store, ANY, level("strict"), now(), revocation=checker, deadline=Deadline(10)
+    )
+    assert Validation.REVOCATION in result.passed
+    # Stamped after the key became invalid: revoked.
+    late = envelope(
+        certs(leaf, ca, root),
+        signature=signature,
+        timestamp=tsa.token(signature, when=made + hour + dt.timedelta(minutes=1)),
+    )
+    with pytest.raises(NotationError, match=r"revocation: revoked: certificate .* is revoked"):
+        verify_trust(
+            late, store, ANY, level("strict"), now(), revocation=checker, deadline=Deadline(10)
+        )

@@ -50,10 +50,20 @@ class Revocation:
     states: Sequence[str] = ("good",)
     raises: bool = False
     calls: list[tuple[x509.Certificate, ...]] = field(default_factory=list)
+    #: The signing time each call was given.
+    times: list[dt.datetime | None] = field(default_factory=list)
 
-    def __call__(self, chain: Sequence[x509.Certificate], deadline: Deadline, /) -> Status:
+    def __call__(
+        self,
+        chain: Sequence[x509.Certificate],
+        deadline: Deadline,
+        /,
+        *,
+        signing_time: dt.datetime | None = None,
+    ) -> Status:
         assert deadline.remaining() > 0
         self.calls.append(tuple(chain))
+        self.times.append(signing_time)
         if self.raises:
             raise UpstreamError("OCSP responder ocsp.test timed out")
         state = self.states[min(len(self.calls), len(self.states)) - 1]
@@ -329,6 +339,50 @@ def test_the_tsa_chain_is_checked_for_revocation_too(
     with pytest.raises(NotationError, match="authenticTimestamp: the timestamp authority: revoked"):
         verify_trust(signed, _store(root, tsa), ANY, level("strict"), NOW, revocation=checker)
     assert checker.calls == [(tsa.cert, tsa.intermediate.cert, tsa.root.cert)]
+
+
+def test_revocation_is_asked_with_the_authentic_signing_time(
+    root: Authority, signing: Signing, tsa: TimestampAuthority
+) -> None:
+    # notary.x509 with a timestamp: its upper limit (genTime plus the 1 s accuracy).
+    token = tsa.token(SIGNATURE, when=NOW - 2 * HOUR)
+    stamped = envelope(signing.chain, signature=SIGNATURE, timestamp=token)
+    checker = Revocation(("good", "good"))
+    verify_trust(stamped, _store(root, tsa), ANY, level("strict"), NOW, revocation=checker)
+    assert checker.calls[1] == signing.chain
+    assert checker.times == [None, NOW - 2 * HOUR + dt.timedelta(seconds=1)]
+    # notary.x509 without a timestamp: none; the signer's own signingTime is never used.
+    checker = Revocation()
+    verify_trust(
+        envelope(signing.chain), _store(root), ANY, level("strict"), NOW, revocation=checker
+    )
+    assert checker.times == [None]
+    # notary.x509.signingAuthority: its signed authenticSigningTime.
+    checker = Revocation()
+    by_authority = envelope(
+        signing.chain, scheme=SIGNING_AUTHORITY, authentic_signing_time=NOW - 3 * HOUR
+    )
+    store = TrustStore(signing_authority=(root.cert,))
+    verify_trust(by_authority, store, ANY, level("strict"), NOW, revocation=checker)
+    assert checker.times == [NOW - 3 * HOUR]
+
+
+def test_a_checker_turned_off_leaves_revocation_skipped_not_failed(
+    root: Authority, signing: Signing, tsa: TimestampAuthority
+) -> None:
+    checker = Revocation(("skipped",))
+    result = verify_trust(
+        envelope(signing.chain), _store(root), ANY, level("strict"), NOW, revocation=checker
+    )
+    assert result.skipped == (Validation.REVOCATION,) and result.logged == ()
+    assert Validation.REVOCATION not in result.passed
+    # The timestamp authority's chain too: not checked is not revoked.
+    token = tsa.token(SIGNATURE)
+    stamped = envelope(signing.chain, signature=SIGNATURE, timestamp=token)
+    checker = Revocation(("skipped", "skipped"))
+    result = verify_trust(stamped, _store(root, tsa), ANY, level("strict"), NOW, revocation=checker)
+    assert Validation.AUTHENTIC_TIMESTAMP in result.passed
+    assert result.skipped == (Validation.REVOCATION,)
 
 
 # Each level's behaviour, failure by failure.
