@@ -187,11 +187,15 @@ class Cache(Generic[V]):
         *,
         failures: Cache[V] | None = None,
         passed: Callable[[V], bool] | None = None,
+        lifetime: Callable[[V], float | None] | None = None,
     ) -> V:
         """The cached value of ``key``, else ``compute(deadline)``'s, computed once for all askers.
 
         ``failures`` is the cache denials are kept in: it is looked up too, and
         a value for which ``passed`` is false is put there instead of here.
+        ``lifetime(value)`` is how many seconds a value stays true (None: as long
+        as the cache keeps anything): it is kept no longer, and not at all when
+        that is not positive.
         Concurrent askers in this worker wait for one computation
         (``singleflight``); with a shared tier, askers in other workers and
         replicas wait for it too, for at most the tier's ``wait_seconds``. Any
@@ -216,10 +220,10 @@ class Cache(Generic[V]):
         needs_io(f"computing a {self.name} entry")
 
         def lead(limit: Deadline) -> V:
-            return self._lead(key, failed_key, compute, limit, failures, passed)
+            return self._lead(key, failed_key, compute, limit, failures, passed, lifetime)
 
         def alone(limit: Deadline) -> V:
-            return self._store(key, failed_key, compute(limit), failures, passed)
+            return self._store(key, failed_key, compute(limit), failures, passed, lifetime)
 
         value, coalesced = self._flights.run(failed_key, lead, deadline, alone=alone)
         if coalesced and self._observer is not None:
@@ -234,6 +238,7 @@ class Cache(Generic[V]):
         deadline: Deadline,
         failures: Cache[V] | None,
         passed: Callable[[V], bool] | None,
+        lifetime: Callable[[V], float | None] | None,
     ) -> V:
         """Compute (or await another worker's answer) as this worker's one asker of ``key``."""
         # A flight that ended between the caller's miss and this one's start left its answer.
@@ -253,7 +258,8 @@ class Cache(Generic[V]):
                 marked = wait > 0
         try:
             # Stored before the mark goes, so those it made wait find the answer.
-            return self._store(key, failed_key, compute(deadline), failures, passed)
+            value = compute(deadline)
+            return self._store(key, failed_key, value, failures, passed, lifetime)
         finally:
             if marked and shared is not None:
                 shared.release(self.name, failed_key)
@@ -265,11 +271,13 @@ class Cache(Generic[V]):
         value: V,
         failures: Cache[V] | None,
         passed: Callable[[V], bool] | None,
+        lifetime: Callable[[V], float | None] | None = None,
     ) -> V:
+        ttl = lifetime(value) if lifetime is not None else None
         if passed is None or passed(value) or failures is None:
-            self.put(key, value)
+            self.put(key, value, ttl=ttl)
         else:
-            failures.put(failed_key, value)
+            failures.put(failed_key, value, ttl=ttl)
         return value
 
     def _await(
@@ -315,13 +323,17 @@ class Cache(Generic[V]):
                     return entry.value
         return None
 
-    def put(self, key: Hashable, value: V) -> None:
-        """Remember ``value`` for the cache's lifetime, and share it when a tier is set."""
+    def put(self, key: Hashable, value: V, *, ttl: float | None = None) -> None:
+        """Remember ``value`` for the cache's lifetime, or ``ttl`` seconds if shorter, and
+        share it when a tier is set. A ``ttl`` that is not positive keeps nothing."""
+        if ttl is not None and ttl <= 0:
+            return
         if self._shared is not None:
             needs_io("the shared cache")  # an offline pass stops here (see webhook.core.offline)
-        self._remember(key, value, self.ttl)
+        local = self.ttl if ttl is None else min(ttl, self.ttl)
+        self._remember(key, value, local)
         if self._shared is not None:
-            self._shared.put(self.name, key, value, self._shared_ttl)
+            self._shared.put(self.name, key, value, min(local, self._shared_ttl))
 
     def _remember(self, key: Hashable, value: V, ttl: float) -> None:
         entry = _Entry(value, time.monotonic() + ttl)

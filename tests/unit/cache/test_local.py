@@ -111,6 +111,38 @@ def test_a_plain_cache_computes_once_per_key() -> None:
     assert cache.get(("r", "v1")) == "sha256:1"
 
 
+def test_a_value_is_kept_no_longer_than_its_lifetime_in_either_tier(
+    redis_server: RedisServer,
+) -> None:
+    """An outcome that stops holding (a certificate's end) is not cached past it."""
+    lookups = Lookups()
+    first, second = worker(redis_server, lookups), worker(redis_server, lookups)
+    calls: list[str] = []
+
+    def ask(caches: Caches, seconds: float | None) -> SignatureOutcome:
+        return caches.verified.get_or_compute(
+            OUTCOME_KEY,
+            slow(PASSED, 0, calls, "verify"),
+            Deadline(5),
+            failures=caches.failures,
+            passed=passed,
+            lifetime=lambda _outcome: seconds,
+        )
+
+    assert ask(first, 0.3) == PASSED
+    assert ask(first, 0.3) == PASSED and ask(second, 0.3) == PASSED
+    assert calls == ["verify"]
+    time.sleep(0.4)
+    # Gone from both tiers: a miss in a worker's own cache asks the shared one.
+    assert first.verified.get(OUTCOME_KEY) is None and second.verified.get(OUTCOME_KEY) is None
+    # A value that no longer holds is not kept at all.
+    assert ask(first, -1.0) == PASSED and ask(first, 0.0) == PASSED
+    assert calls == ["verify"] * 3
+    # Without a lifetime, the cache's own.
+    assert ask(first, None) == PASSED and ask(first, None) == PASSED
+    assert calls == ["verify"] * 4
+
+
 def test_another_worker_waits_for_the_answer_instead_of_verifying(
     redis_server: RedisServer,
 ) -> None:
