@@ -6,12 +6,18 @@ repository and asks each authority in turn. Signatures come in two forms
 for keys and keyless identities alike: legacy ``.sig`` layers, and Sigstore
 bundles attached as OCI referrers (what cosign 3 writes by default), read
 only when the ``.sig`` layers do not already satisfy the authority.
+Notation (Notary Project) authorities read the digest's Notation signatures,
+OCI referrers too (``notation.material``), found, read and parsed once for
+every Notation authority of the policy; the ``.sig`` manifest is not asked for
+when every authority is a Notation one.
 Outcomes are cached by digest and by the exact authorities, so a moved tag,
-a new key or another policy never reuses an answer that was not about them.
+a new key or another policy never reuses an answer that was not about them,
+and never past the moment they stop holding (a Notation certificate's end).
 
 A threshold counts distinct signers (``signers.count_distinct``): two
 authorities holding one key, or two identities one certificate matches, count
-once. Every signature form meets every rule of the policy (``rules.py``).
+once, whether the signature is cosign's or Notation's. Every signature form
+meets every rule of the policy (``rules.py``).
 
 With ``perPlatform``, an image index must be signed itself and so must every
 platform image it lists: a signed index of unsigned images is not enough.
@@ -19,14 +25,14 @@ platform image it lists: a signed index of unsigned images is not enough.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from webhook.cache.local import Caches, fingerprint
-from webhook.checks import CheckContext
+from webhook.checks import Caution, CheckContext
 from webhook.core.deadline import Deadline
 from webhook.core.errors import CheckFailed, TrustgateError
 from webhook.core.reference import ImageRef
@@ -41,39 +47,13 @@ from webhook.registry.client import (
 from webhook.signatures.cosign import KeyVerification, signature_tag, verify_with_key
 from webhook.signatures.keybundle import VERIFIED, verify_key_bundles
 from webhook.signatures.material import KeylessMaterial
+from webhook.signatures.notation.material import NotationMaterial
 from webhook.signatures.notation.trust import RevocationCheck
+from webhook.signatures.outcome import SignatureOutcome as SignatureOutcome
+from webhook.signatures.outcome import cautioned, lifetime
 from webhook.signatures.signers import Signer, count_distinct, key_signer
 from webhook.trust.keys import PublicKey, load_public_key
 
-
-@dataclass(frozen=True, slots=True)
-class SignatureOutcome:
-    """What one verification concluded; cached by digest and authorities."""
-
-    verified: tuple[str, ...]  # authorities counted, each for a distinct signer
-    failures: tuple[tuple[str, str], ...]  # (authority, reason)
-    threshold: int
-
-    @property
-    def passed(self) -> bool:
-        """Whether enough authorities verified, with distinct keys and identities."""
-        return len(self.verified) >= self.threshold
-
-    def reason(self, platform: str | None = None) -> str:
-        """One line: how many verified, and why each other authority did not.
-
-        ``platform`` names the platform image of an index the outcome is about.
-        """
-        tried = "; ".join(f"{name}: {why}" for name, why in self.failures)
-        where = "" if platform is None else f" for platform {platform}"
-        return (
-            f"signature check failed{where}: {len(self.verified)} of the {self.threshold} "
-            f"required authorities verified ({tried})"
-        )
-
-
-#: The reason of a notation authority until Notation signatures are read.
-NOTATION_NOT_VERIFIED = "notation signatures are not verified yet"
 #: At most this many platform images of one index are checked with perPlatform;
 #: a larger index is denied rather than partly checked.
 MAX_PLATFORMS = 16
@@ -196,7 +176,8 @@ def load_key(pem: str, source: str) -> PublicKey:
 
 
 class SignatureCheck:
-    """Cosign signatures from the image's registry, verified against the policy's keys."""
+    """Cosign and Notation signatures from the image's registry, verified against the
+    policy's authorities: keys, keyless identities, Notation trust stores."""
 
     name = "signatures"
     pure = False
@@ -212,8 +193,11 @@ class SignatureCheck:
         self._caches = caches
         self._revocation = revocation
 
-    def run(self, image: ImageRef, policy: Policy, context: CheckContext) -> str | None:
+    def run(self, image: ImageRef, policy: Policy, context: CheckContext) -> str | Caution | None:
         """Return which authorities signed, when ``threshold`` of them verify the digest.
+
+        A Caution when a Notation level logged a failed validation (revocation
+        unknown under ``permissive``, say): the image passes with a warning.
 
         Raises:
             CheckFailed: too few authorities verified; the message names each one tried
@@ -227,17 +211,20 @@ class SignatureCheck:
         outcome = self._outcome(image, digest, signatures, context.deadline)
         if not outcome.passed:
             raise CheckFailed(outcome.reason(), check=self.name)
-        note = f"signed by {', '.join(outcome.verified)}"
-        if not signatures.per_platform:
-            context.vouch()
-            return note
-        platforms = self._platforms(image, digest, context.deadline)
-        for platform, child in platforms:
-            child_outcome = self._outcome(image, child, signatures, context.deadline)
-            if not child_outcome.passed:
-                raise CheckFailed(child_outcome.reason(f"{platform} ({child})"), check=self.name)
+        note = outcome.note
+        logged = list(outcome.logged)
+        if signatures.per_platform:
+            platforms = self._platforms(image, digest, context.deadline)
+            for platform, child in platforms:
+                child_outcome = self._outcome(image, child, signatures, context.deadline)
+                if not child_outcome.passed:
+                    reason = child_outcome.reason(f"{platform} ({child})")
+                    raise CheckFailed(reason, check=self.name)
+                logged.extend(f"{platform}: {line}" for line in child_outcome.logged)
+            if platforms:
+                note += f", and each of its {len(platforms)} platform images"
         context.vouch()
-        return f"{note}, and each of its {len(platforms)} platform images" if platforms else note
+        return cautioned(note, logged)
 
     def _outcome(
         self, image: ImageRef, digest: str, signatures: Signatures, deadline: Deadline
@@ -248,7 +235,12 @@ class SignatureCheck:
             return self._verify(image, digest, signatures, limit)
 
         outcome: SignatureOutcome = self._caches.verified.get_or_compute(
-            key, verify, deadline, failures=self._caches.failures, passed=_passed
+            key,
+            verify,
+            deadline,
+            failures=self._caches.failures,
+            passed=_passed,
+            lifetime=lifetime,
         )
         return outcome
 
@@ -272,21 +264,32 @@ class SignatureCheck:
     def _verify(
         self, image: ImageRef, digest: str, signatures: Signatures, deadline: Deadline
     ) -> SignatureOutcome:
-        try:
-            manifest: Manifest | None = self._client.manifest(
-                image, signature_tag(digest), deadline
-            )
-        except NotFound:
-            manifest = None
+        manifest: Manifest | None = None
+        if any(authority.notation is None for authority in signatures.authorities):
+            with contextlib.suppress(NotFound):
+                manifest = self._client.manifest(image, signature_tag(digest), deadline)
         found: list[tuple[str, tuple[Signer, ...]]] = []
         failures: list[tuple[str, str]] = []
         material = KeylessMaterial(self._client, image, digest, manifest, deadline)
+        stores = [a.notation.store for a in signatures.authorities if a.notation is not None]
+        notation_names = {a.name for a in signatures.authorities if a.notation is not None}
+        notation = NotationMaterial(
+            self._client,
+            image,
+            digest,
+            deadline,
+            stores,
+            revocation=self._revocation,
+            required_annotations=dict(signatures.annotations),
+            match_reference=signatures.match_reference,
+        )
         for authority in signatures.authorities:
             signers: tuple[Signer, ...]
             if authority.notation is not None:
-                # Loaded and checked with the policy, but not read from the
-                # registry yet: such an authority never counts, and says why.
-                signers, reason = (), NOTATION_NOT_VERIFIED
+                ref = authority.notation
+                signers, reason = notation.verify(
+                    ref.store, ref.identities, ref.level, ref.verify_timestamp
+                )
             elif authority.keyless is not None:
                 signers, reason = material.verify_signature(signatures, authority)
             else:
@@ -299,8 +302,18 @@ class SignatureCheck:
                 failures.append((authority.name, reason))
         count = count_distinct(found)
         names = [authority.name for authority in signatures.authorities]
+        until = notation.until
         return SignatureOutcome(
-            count.counted, count.failures(names, failures), signatures.threshold
+            count.counted,
+            count.failures(names, failures),
+            signatures.threshold,
+            tuple(
+                (name, label)
+                for name, label in zip(count.counted, count.signed_by, strict=True)
+                if name in notation_names
+            ),
+            notation.logged,
+            None if until is None else until.timestamp(),
         )
 
     def _authority(

@@ -13,6 +13,10 @@ whatever form it takes:
   the ``name`` of that subject entry; a message-signature bundle names no
   repository.
 
+A Notation signature meets them in ``notation.verifier``: ``annotations`` in
+its signed descriptor's annotations; it names no repository, so it never
+counts under ``matchReference``.
+
 A form that cannot carry a rule the policy sets never counts under that rule:
 a message-signature bundle signs a bare digest, so it counts for no policy
 with ``annotations`` or ``matchReference``. In a statement, the digest, the

@@ -63,6 +63,8 @@ class Count:
 
     counted: tuple[str, ...]
     uncounted: tuple[tuple[str, str], ...]  # (authority, reason)
+    #: The label of the signer each counted authority was counted for, in ``counted`` order.
+    signed_by: tuple[str, ...] = ()
 
     def failures(
         self, names: Sequence[str], failed: Sequence[tuple[str, str]]
@@ -94,6 +96,7 @@ def count_distinct(found: Sequence[tuple[str, Sequence[Signer]]]) -> Count:
     served = {authority: group for group, authority in owner.items()}
     counted = tuple(options[i][0] for i in sorted(served))
     labels = _labels(found, groups)
+    signed_by = tuple(labels[served[i]] for i in sorted(served))
     uncounted = []
     for index, (name, choices) in enumerate(options):
         if index in served:
@@ -101,7 +104,7 @@ def count_distinct(found: Sequence[tuple[str, Sequence[Signer]]]) -> Count:
         group = choices[0]
         other = options[owner[group]][0] if group in owner else "another authority"
         uncounted.append((name, f"verified, but by {labels[group]}, already counted for {other}"))
-    return Count(counted, tuple(uncounted))
+    return Count(counted, tuple(uncounted), signed_by)
 
 
 def _groups(signers: Iterable[Signer]) -> dict[str, int]:

@@ -1,9 +1,9 @@
-"""Until Notation signatures are read, a notation authority never counts, and says why.
+"""SignatureCheck with notation authorities: loaded by the real policy loader, against a real
+registry (Notation signatures pushed as referrers, as ``notation sign`` does).
 
-The policy loads (its trust store read, its identities parsed) and the
-image carries a Notation signature the store would trust, made with that very
-chain and pushed as a referrer to a real registry; the signature check must
-still not count the authority: a gap in verification fails closed.
+Thresholds across cosign and Notation, the policy's annotations and matchReference,
+what a level only logs (a warning), and caching: warm answers read nothing, and no
+answer outlives the moment it stops holding.
 """
 
 from __future__ import annotations
@@ -11,6 +11,8 @@ from __future__ import annotations
 import datetime as dt
 import json
 import textwrap
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -23,38 +25,65 @@ from tests.support.cosign import (
     signature_manifest,
     simple_signing_payload,
 )
-from tests.support.notation import JWS, descriptor, sign_jws, signing_chain
-from tests.support.referrers import push_referrer
+from tests.support.countingproxy import CountingProxy
+from tests.support.notation_images import COSE, of, sign_image
+from tests.support.notation_pki import Authority, Signing
 from tests.support.registry import (
     OCI_MANIFEST,
     Registry,
     default_layer,
+    manifest_descriptor,
     push_blob,
     push_image,
     push_manifest,
 )
 from webhook.cache.local import Caches
-from webhook.checks import CheckContext
+from webhook.checks import Caution, CheckContext
 from webhook.core.deadline import Deadline
 from webhook.core.errors import CheckFailed
 from webhook.core.reference import parse_reference
 from webhook.policy.loader import load_directory
-from webhook.policy.model import NotationRef, Policy
+from webhook.policy.model import Policy
 from webhook.registry.client import RegistryClient, RegistrySettings
-from webhook.signatures.check import NOTATION_NOT_VERIFIED, SignatureCheck
+from webhook.signatures.check import SignatureCheck
 from webhook.signatures.cosign import signature_tag
-from webhook.signatures.notation.envelope import check_target, parse_envelope
-from webhook.signatures.notation.trust import verify_trust
 
-NOTARY_SIGNATURE = "application/vnd.cncf.notary.signature"
 RELEASE = generate_key("ecdsa-p256")
+BUILDER = "x509.subject: C=US, ST=WA, O=acme-rabbits, CN=builder"
+SUBJECT = "CN=builder,O=acme-rabbits,L=Seattle,ST=WA,C=US"
 
 
-def load(tmp_path: Path, threshold: int, *, with_key: bool) -> Policy:
-    chain = signing_chain()
-    (tmp_path / "ca.pem").write_bytes(chain.certificates[-1].public_bytes(Encoding.PEM))
+@pytest.fixture(scope="module")
+def root() -> Authority:
+    return Authority.root()
+
+
+@pytest.fixture(scope="module")
+def builder(root: Authority) -> Signing:
+    return root.intermediate().leaf("builder")
+
+
+@pytest.fixture(scope="module")
+def proxy(registry: Registry) -> Iterator[CountingProxy]:
+    running = CountingProxy(registry.url)
+    yield running
+    running.stop()
+
+
+def load(
+    tmp_path: Path,
+    root: Authority,
+    *,
+    threshold: int = 1,
+    authorities: str = "",
+    extra: str = "",
+) -> Policy:
+    authorities = authorities or (
+        f'[{{name: wabbit, notation: {{trustStore: ca.pem, trustedIdentities: ["{BUILDER}"], '
+        "override: {revocation: skip}}}]"
+    )
+    (tmp_path / "ca.pem").write_bytes(root.cert.public_bytes(Encoding.PEM))
     (tmp_path / "release.pub").write_text(public_pem(RELEASE))
-    key = "\n      - {name: release, key: {file: release.pub}}" if with_key else ""
     (tmp_path / "policy.yaml").write_text(
         textwrap.dedent(
             f"""\
@@ -65,43 +94,18 @@ def load(tmp_path: Path, threshold: int, *, with_key: bool) -> Policy:
               registries: ["**"]
               signatures:
                 threshold: {threshold}
-                authorities:
-                  - name: wabbit
-                    notation:
-                      trustStore: ca.pem
-                      trustedIdentities: ["*"]
-                      override: {{revocation: skip}}"""
+                authorities: {authorities}
+            """
         )
-        + key
-        + "\n"
+        + "".join(f"    {line}\n" for line in extra.splitlines())
     )
     (policy,) = load_directory(tmp_path).policies
     return policy
 
 
-def notation_signed(
-    registry: Registry, repository: str, policy: Policy | None = None
-) -> tuple[str, str]:
-    """An image with a Notation JWS signature referring to it; (reference, digest).
-
-    With ``policy``, the envelope is first shown to verify under its notation
-    authority: the signature is one the authority would accept.
-    """
-    layer = default_layer(content=repository.encode())
-    digest = push_image(registry, repository, tag="v1", layers=[layer])
-    manifest = registry.request(
-        "GET", f"/v2/{repository}/manifests/{digest}", headers={"Accept": OCI_MANIFEST}
-    )
-    target = descriptor(digest, len(manifest.content), manifest.headers["Content-Type"])
-    envelope = sign_jws(signing_chain(), target)
-    if policy is not None:
-        ref = notation_ref(policy)
-        parsed = parse_envelope(JWS, envelope)
-        check_target(parsed, digest, target["size"], target["mediaType"])
-        result = verify_trust(parsed, ref.store, ref.identities, ref.level, dt.datetime.now(dt.UTC))
-        assert result.authentic and result.signer is not None
-    push_referrer(registry, repository, digest, envelope, artifact_type=NOTARY_SIGNATURE)
-    return f"{registry.host}/{repository}:v1", digest
+def new_image(registry: Registry, repository: str) -> str:
+    content = repository.encode() + str(time.monotonic_ns()).encode()
+    return push_image(registry, repository, tag="v1", layers=[default_layer(content=content)])
 
 
 def cosign_signed(registry: Registry, repository: str, digest: str) -> None:
@@ -114,42 +118,185 @@ def cosign_signed(registry: Registry, repository: str, digest: str) -> None:
     push_manifest(registry, repository, signature_tag(digest), body, OCI_MANIFEST)
 
 
-def notation_ref(policy: Policy) -> NotationRef:
-    assert policy.signatures is not None
-    ref = policy.signatures.authorities[0].notation
-    assert ref is not None
-    return ref
+def checker(host: str, caches: Caches | None = None) -> SignatureCheck:
+    client = RegistryClient({host: RegistrySettings(insecure=True)}, timeout=5.0)
+    return SignatureCheck(client, caches or Caches())
 
 
-def verify(registry: Registry, reference: str, digest: str, policy: Policy) -> str | None:
-    client = RegistryClient({registry.host: RegistrySettings(insecure=True)}, timeout=5.0)
-    check = SignatureCheck(client, Caches())
-    return check.run(parse_reference(reference), policy, CheckContext(Deadline(10), lambda: digest))
+def run(
+    check: SignatureCheck, host: str, repository: str, digest: str, policy: Policy
+) -> str | Caution | None:
+    ref = parse_reference(f"{host}/{repository}:v1")
+    return check.run(ref, policy, CheckContext(Deadline(10), lambda: digest))
 
 
-def test_a_notation_authority_alone_fails_closed(registry: Registry, tmp_path: Path) -> None:
-    policy = load(tmp_path, 1, with_key=False)
-    reference, digest = notation_signed(registry, "unit/notation-alone", policy)
+def test_a_notation_authority_names_its_signer(
+    registry: Registry, tmp_path: Path, root: Authority, builder: Signing
+) -> None:
+    digest = new_image(registry, "unit/notation-alone")
+    sign_image(registry, "unit/notation-alone", digest, of(builder), media_type=COSE)
+    note = run(checker(registry.host), registry.host, "unit/notation-alone", digest,
+               load(tmp_path, root))  # fmt: skip
+    assert note == f"signed by wabbit (x509.subject '{SUBJECT}')"
+
+
+def test_without_a_signature_the_reason_says_so(
+    registry: Registry, tmp_path: Path, root: Authority
+) -> None:
+    digest = new_image(registry, "unit/notation-none")
     with pytest.raises(CheckFailed) as raised:
-        verify(registry, reference, digest, policy)
-    assert (
-        "0 of the 1 required authorities verified (wabbit: notation signatures are not "
-        "verified yet)" in raised.value.message
+        run(checker(registry.host), registry.host, "unit/notation-none", digest,
+            load(tmp_path, root))  # fmt: skip
+    assert raised.value.message == (
+        "signature check failed: 0 of the 1 required authorities verified (wabbit: no Notation "
+        f"signature refers to {digest})"
     )
     assert raised.value.check == "signatures"
 
 
-def test_it_never_makes_up_a_threshold(registry: Registry, tmp_path: Path) -> None:
-    reference, digest = notation_signed(registry, "unit/notation-threshold")
-    cosign_signed(registry, "unit/notation-threshold", digest)
-    rules = load(tmp_path, 2, with_key=True)
-    with pytest.raises(CheckFailed, match=f"1 of the 2 required .*wabbit: {NOTATION_NOT_VERIFIED}"):
-        verify(registry, reference, digest, rules)
-
-
-def test_another_authority_still_passes_beside_it(registry: Registry, tmp_path: Path) -> None:
-    reference, digest = notation_signed(registry, "unit/notation-beside")
-    cosign_signed(registry, "unit/notation-beside", digest)
-    assert verify(registry, reference, digest, load(tmp_path, 1, with_key=True)) == (
-        "signed by release"
+def test_a_threshold_counts_a_cosign_key_and_a_notation_signer(
+    registry: Registry, tmp_path: Path, root: Authority, builder: Signing
+) -> None:
+    repository = "unit/notation-threshold"
+    authorities = (
+        f'[{{name: wabbit, notation: {{trustStore: ca.pem, trustedIdentities: ["{BUILDER}"], '
+        "override: {revocation: skip}}}, {name: release, key: {file: release.pub}}]"
     )
+    policy = load(tmp_path, root, threshold=2, authorities=authorities)
+    digest = new_image(registry, repository)
+    sign_image(registry, repository, digest, of(builder))
+    with pytest.raises(CheckFailed, match=r"1 of the 2 required .*release: no signature found"):
+        run(checker(registry.host), registry.host, repository, digest, policy)
+    cosign_signed(registry, repository, digest)
+    note = run(checker(registry.host), registry.host, repository, digest, policy)
+    assert note == f"signed by wabbit (x509.subject '{SUBJECT}'), release"
+
+
+def test_one_notation_certificate_under_two_authorities_counts_once(
+    registry: Registry, tmp_path: Path, root: Authority, builder: Signing
+) -> None:
+    repository = "unit/notation-twice"
+    authorities = (
+        "[{name: any, notation: {trustStore: ca.pem, trustedIdentities: ['*'], "
+        "override: {revocation: skip}}}, "
+        f'{{name: wabbit, notation: {{trustStore: ca.pem, trustedIdentities: ["{BUILDER}"], '
+        "override: {revocation: skip}}}]"
+    )
+    policy = load(tmp_path, root, threshold=2, authorities=authorities)
+    digest = new_image(registry, repository)
+    for media_type in ("application/jose+json", COSE):  # one certificate, either envelope
+        sign_image(registry, repository, digest, of(builder), media_type=media_type)
+    with pytest.raises(CheckFailed) as raised:
+        run(checker(registry.host), registry.host, repository, digest, policy)
+    assert raised.value.message == (
+        "signature check failed: 1 of the 2 required authorities verified (wabbit: verified, "
+        f"but by x509.subject '{SUBJECT}', already counted for any)"
+    )
+    # A second certificate of the same subject and issuer is the same identity: one signer.
+    again = root.intermediate().leaf("builder")
+    sign_image(registry, repository, digest, of(again))
+    with pytest.raises(CheckFailed, match="1 of the 2 required"):
+        run(checker(registry.host), registry.host, repository, digest, policy)
+    # A distinct identity under the same root is a second signer.
+    other = root.intermediate().leaf("releaser")
+    sign_image(registry, repository, digest, of(other))
+    assert run(checker(registry.host), registry.host, repository, digest, policy) == (
+        "signed by any (x509.subject 'CN=releaser,O=acme-rabbits,L=Seattle,ST=WA,C=US'), "
+        f"wabbit (x509.subject '{SUBJECT}')"
+    )
+
+
+@pytest.mark.parametrize(
+    ("annotations", "error"),
+    [
+        ({"env": "prod"}, None),
+        ({"env": "dev"}, "wabbit: .*the signed descriptor has annotation env=dev, not env=prod"),
+        ({}, "wabbit: .*the signed descriptor has missing annotation env=prod"),
+    ],
+)
+def test_the_policy_annotations_are_read_from_the_signed_descriptor(
+    registry: Registry,
+    tmp_path: Path,
+    root: Authority,
+    builder: Signing,
+    annotations: dict[str, str],
+    error: str | None,
+) -> None:
+    repository = f"unit/notation-annotations-{len(annotations)}{annotations.get('env', '')}"
+    digest = new_image(registry, repository)
+    target = manifest_descriptor(registry, repository, digest)
+    if annotations:
+        target["annotations"] = annotations
+    sign_image(registry, repository, digest, of(builder), target=target)
+    policy = load(tmp_path, root, extra="annotations: {env: prod}")
+    check = checker(registry.host)
+    if error is None:
+        assert run(check, registry.host, repository, digest, policy)
+        return
+    with pytest.raises(CheckFailed, match=error):
+        run(check, registry.host, repository, digest, policy)
+
+
+def test_match_reference_refuses_notation_signatures(
+    registry: Registry, tmp_path: Path, root: Authority, builder: Signing
+) -> None:
+    repository = "unit/notation-reference"
+    digest = new_image(registry, repository)
+    sign_image(registry, repository, digest, of(builder))
+    with pytest.raises(CheckFailed, match="a Notation signature names no repository, and the "
+                       "policy sets matchReference"):  # fmt: skip
+        run(checker(registry.host), registry.host, repository, digest,
+            load(tmp_path, root, extra="matchReference: true"))  # fmt: skip
+
+
+def test_what_a_level_only_logs_is_a_warning(
+    registry: Registry, tmp_path: Path, builder: Signing
+) -> None:
+    repository = "unit/notation-logged"
+    digest = new_image(registry, repository)
+    sign_image(registry, repository, digest, of(builder))
+    stranger = Authority.root("stranger root")
+    authorities = (
+        "[{name: wabbit, notation: {trustStore: ca.pem, trustedIdentities: ['*'], "
+        "level: audit, override: {revocation: skip}}}]"
+    )
+    found = run(checker(registry.host), registry.host, repository, digest,
+                load(tmp_path, stranger, authorities=authorities))  # fmt: skip
+    assert isinstance(found, Caution)
+    assert found.message.startswith(
+        f"signed by wabbit (x509.subject '{SUBJECT}'); Notation verification logged: sha256:"
+    )
+    assert ": authenticity: " in found.message and "does not chain" in found.message
+
+
+def test_a_warm_answer_reads_nothing_and_a_notation_policy_skips_the_sig_manifest(
+    registry: Registry, proxy: CountingProxy, tmp_path: Path, root: Authority, builder: Signing
+) -> None:
+    repository = "unit/notation-warm"
+    digest = new_image(registry, repository)
+    sign_image(registry, repository, digest, of(builder))
+    policy = load(tmp_path, root)
+    check = checker(proxy.host)
+    before = len(proxy.paths)
+    assert run(check, proxy.host, repository, digest, policy)
+    cold = proxy.paths[before:]
+    assert not any(path.endswith(".sig") for path in cold)
+    # The tag index of the referrers, the signature manifest, its envelope, the image's manifest.
+    assert len(cold) == 5, cold  # the referrers API answers 404 first (docker-registry 2)
+    assert run(check, proxy.host, repository, digest, policy)
+    assert len(proxy.paths) == before + len(cold)
+
+
+def test_no_answer_outlives_the_signature_expiry(
+    registry: Registry, tmp_path: Path, root: Authority, builder: Signing
+) -> None:
+    repository = "unit/notation-expiring"
+    digest = new_image(registry, repository)
+    ends = dt.datetime.now(dt.UTC).replace(microsecond=0) + dt.timedelta(seconds=2)
+    sign_image(registry, repository, digest, of(builder), expiry=ends)
+    policy = load(tmp_path, root)
+    check = checker(registry.host)
+    assert run(check, registry.host, repository, digest, policy)
+    time.sleep(max(0.0, (ends - dt.datetime.now(dt.UTC)).total_seconds()) + 0.2)
+    with pytest.raises(CheckFailed, match=r"wabbit: .*expiry: the signature expired at"):
+        run(check, registry.host, repository, digest, policy)

@@ -59,8 +59,15 @@ def test_count_distinct(
 
 def test_uncounted_reason_names_the_signer_and_the_authority_it_counted_for() -> None:
     assert count_distinct([("one", [A]), ("two", [A])]) == Count(
-        ("one",), (("two", "verified, but by signer a, already counted for one"),)
+        ("one",), (("two", "verified, but by signer a, already counted for one"),), ("signer a",)
     )
+
+
+def test_each_counted_authority_names_the_signer_it_was_counted_for() -> None:
+    # The pattern verified both, but counts for B: A is the exact authority's.
+    count = count_distinct([("pattern", [A, B]), ("exact", [A])])
+    assert count.counted == ("pattern", "exact")
+    assert count.signed_by == ("signer b", "signer a")
 
 
 def test_failures_keep_the_policy_order() -> None:

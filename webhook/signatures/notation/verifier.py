@@ -12,6 +12,11 @@ the revocation checker when the level asks for revocation) on each
 candidate and returns the signers it verified, with a reason for every
 signature it refused. ``verify_notation`` does both for one authority.
 
+The policy's ``annotations`` must be in the signed descriptor's annotations
+(where ``notation sign --user-metadata`` puts them); a Notation signature
+names no repository, so under ``matchReference`` none counts (as for a
+cosign message-signature bundle: ``webhook.signatures.rules``).
+
 Every signature read is verified, not only the first that passes: two
 authorities trusting one CA are each satisfied by a distinct signer only if
 both signers are known (``signers.count_distinct``). What is read is bounded
@@ -36,7 +41,7 @@ outcome past it.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
 from cryptography.hazmat.primitives import hashes
@@ -59,6 +64,7 @@ from webhook.signatures.notation.trust import (
     VerifyTimestamp,
     verify_trust,
 )
+from webhook.signatures.rules import annotations_problem
 from webhook.signatures.signers import Signer
 from webhook.trust.notation.identities import TrustedIdentities
 from webhook.trust.notation.levels import Level
@@ -188,6 +194,8 @@ class Candidates:
         prefer: frozenset[str] = frozenset(),
         limit: int = MAX_SIGNATURES,
         subject: Subject | None = None,
+        required_annotations: Mapping[str, str] | None = None,
+        match_reference: bool = False,
     ) -> None:
         self._client = client
         self._image = image
@@ -196,6 +204,8 @@ class Candidates:
         self._prefer = prefer
         self._limit = limit
         self._subject = subject
+        self._required = dict(required_annotations or {})
+        self._match_reference = match_reference
         self._signatures: Signatures | None = None
         self._parsed: list[Envelope | Refusal] = []
         self._names: list[tuple[str, str]] = []  # (manifest, envelope format) of each parsed
@@ -240,7 +250,17 @@ class Candidates:
             check_target(envelope, subject.digest, subject.size, subject.media_type)
         except NotationError as exc:
             return Refusal(found.manifest, exc.message, kind)
-        return envelope
+        problem = self._rules(envelope)
+        return envelope if problem is None else Refusal(found.manifest, problem, kind)
+
+    def _rules(self, envelope: Envelope) -> str | None:
+        """Why ``envelope`` does not meet the policy's ``annotations`` or ``matchReference``."""
+        problem = annotations_problem(dict(envelope.target.annotations), self._required)
+        if problem is not None:
+            return f"the signed descriptor has {problem}"
+        if self._match_reference:
+            return "a Notation signature names no repository, and the policy sets matchReference"
+        return None
 
     def subject(self) -> Subject:
         """The image's descriptor, from its manifest, fetched at most once.
