@@ -72,4 +72,4 @@ def cautioned(note: str, logged: list[str]) -> str | Caution:
     shown = logged[:MAX_LOGGED]
     if len(logged) > MAX_LOGGED:
         shown.append(f"and {len(logged) - MAX_LOGGED} more")
-    return Caution(f"{note}; Notation verification logged: {'; '.join(shown)}")
+    return Caution(f"{note}; Notation logged {'; '.join(shown)}")

@@ -112,10 +112,9 @@ class Accepted:
 
     @property
     def logged(self) -> tuple[str, ...]:
-        """One line per validation that failed and was only logged."""
+        """One line per validation that failed and was only logged, naming the signature."""
         return tuple(
-            f"{short(self.manifest)} by {self.signer.label}: {finding.validation.value}: "
-            f"{finding.problem}"
+            f"{finding.validation.value}: {finding.problem} (signature {short(self.manifest)})"
             for finding in self.result.logged
         )
 
