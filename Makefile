@@ -80,6 +80,7 @@ bench: $(TEST_STAMP) test-deps
 	$(BIN)/python bench/signatures.py
 	$(BIN)/python bench/keyless.py
 	$(BIN)/python bench/bundles.py
+	$(BIN)/python bench/notation.py
 	$(BIN)/python bench/freshness.py
 	$(BIN)/python bench/mutate.py
 	$(BIN)/python bench/waivers.py
