@@ -13,5 +13,9 @@ store, in a JWS or COSE envelope attached as an OCI referrer. Its modules:
 - ``revocation``: OCSP and CRL, bounded, cached, with ``ocsp`` and ``crl`` (which
   answers to believe), ``fetcher`` (one bounded HTTP GET) and ``certstatus``
   (what is known of a certificate's revocation);
-- ``discovery``: the signatures of a digest, among its referrers.
+- ``discovery``: the signatures of a digest, among its referrers;
+- ``verifier``: all of the above for one digest and one trust statement: the
+  verified signers, and why each other signature was refused;
+- ``material``: what the signature check asks, authority by authority, with
+  the signatures read and parsed once per review.
 """
