@@ -250,9 +250,31 @@ def test_match_reference_refuses_notation_signatures(
 
 
 def test_what_a_level_only_logs_is_a_warning(
-    registry: Registry, tmp_path: Path, builder: Signing
+    registry: Registry, tmp_path: Path, root: Authority
 ) -> None:
     repository = "unit/notation-logged"
+    digest = new_image(registry, repository)
+    now = dt.datetime.now(dt.UTC)
+    expired = root.intermediate().leaf("builder", start=now - dt.timedelta(days=2),
+                                      end=now - dt.timedelta(hours=1))  # fmt: skip
+    sign_image(registry, repository, digest, of(expired))
+    authorities = (
+        "[{name: wabbit, notation: {trustStore: ca.pem, trustedIdentities: ['*'], "
+        "level: audit, override: {revocation: skip}}}]"
+    )
+    found = run(checker(registry.host), registry.host, repository, digest,
+                load(tmp_path, root, authorities=authorities))  # fmt: skip
+    assert isinstance(found, Caution)
+    assert found.message.startswith(
+        f"signed by wabbit (x509.subject '{SUBJECT}'); Notation logged "
+    )
+    assert "(signature sha256:" in found.message
+
+
+def test_an_untrusted_signer_never_counts_even_where_authenticity_is_only_logged(
+    registry: Registry, tmp_path: Path, builder: Signing
+) -> None:
+    repository = "unit/notation-untrusted-audit"
     digest = new_image(registry, repository)
     sign_image(registry, repository, digest, of(builder))
     stranger = Authority.root("stranger root")
@@ -260,13 +282,9 @@ def test_what_a_level_only_logs_is_a_warning(
         "[{name: wabbit, notation: {trustStore: ca.pem, trustedIdentities: ['*'], "
         "level: audit, override: {revocation: skip}}}]"
     )
-    found = run(checker(registry.host), registry.host, repository, digest,
-                load(tmp_path, stranger, authorities=authorities))  # fmt: skip
-    assert isinstance(found, Caution)
-    assert found.message.startswith(
-        f"signed by wabbit (x509.subject '{SUBJECT}'); Notation logged authenticity: "
-    )
-    assert "does not chain" in found.message and "(signature sha256:" in found.message
+    with pytest.raises(CheckFailed, match="an untrusted signer never counts"):
+        run(checker(registry.host), registry.host, repository, digest,
+            load(tmp_path, stranger, authorities=authorities))  # fmt: skip
 
 
 def test_a_warm_answer_reads_nothing_and_a_notation_policy_skips_the_sig_manifest(

@@ -325,6 +325,19 @@ def verify_candidates(
             continue
         if result.signer is None:  # only at level skip, handled above
             continue
+        if not result.authentic:
+            # A level that only logs authenticity (audit) may report the signature,
+            # never count it: anyone can make a signature no trust store vouches for.
+            why = "; ".join(f.problem for f in result.logged if f.validation == "authenticity")
+            refused.append(
+                Refusal(
+                    manifest,
+                    f"authenticity: {why or 'not verified'} (level {result.level} only logs "
+                    f"it; an untrusted signer never counts)",
+                    kind,
+                )
+            )
+            continue
         accepted.append(Accepted(manifest, kind, result.signer, result, _until(parsed, result)))
     return Verification(tuple(accepted), tuple(refused), candidates.note)
 
