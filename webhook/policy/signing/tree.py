@@ -1,0 +1,110 @@
+"""The files of a policy directory that a signature covers, read safely.
+
+Every file under the directory counts, in subdirectories too: policies,
+exceptions, test cases, and whatever they name beside them (key files, a test
+case's resource file), so that swapping a key file breaks the signature as
+editing a policy does. Skipped are only the signature's own directory
+(``.trustgate``), ``.git`` (git-sync's worktree link) and the ``..data`` and
+``..<timestamp>`` entries of a ConfigMap mount, whose files are reached
+through the visible links that point into them.
+
+A symbolic link counts as the file it points to, which must lie inside the
+directory: a link leading out of it would let an unsigned file stand in for a
+signed one. Links to directories, and anything but regular files (a FIFO
+would hang the reader), are refused.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+from webhook.core.errors import PolicyError
+from webhook.policy.signing.manifest import check_path
+
+__all__ = ["MAX_FILES", "MAX_TOTAL_BYTES", "SIGNATURE_DIR", "read_tree"]
+
+#: Where the signature lives inside the directory; never part of the manifest.
+SIGNATURE_DIR = ".trustgate"
+#: Most files, and most bytes in all, one policy directory may hold.
+MAX_FILES = 10_000
+MAX_TOTAL_BYTES = 64 * 1024 * 1024
+
+
+def _skipped(name: str, top: bool) -> bool:
+    return name.startswith("..") or name == ".git" or (top and name == SIGNATURE_DIR)
+
+
+def read_tree(directory: Path) -> dict[str, bytes]:
+    """Every covered file of ``directory``, by relative POSIX path, with its content.
+
+    Raises:
+        PolicyError: the directory cannot be read, a link leads out of it or to
+            a directory, an entry is not a regular file, a name is not UTF-8,
+            or there are more than ``MAX_FILES`` files or ``MAX_TOTAL_BYTES``.
+    """
+    try:
+        root = directory.resolve(strict=True)
+    except OSError as exc:
+        raise PolicyError(f"cannot read policy directory {directory}: {exc.strerror}") from exc
+    if not root.is_dir():
+        raise PolicyError(f"{directory} is not a directory")
+    files: dict[str, bytes] = {}
+    total = 0
+
+    def fail(error: OSError) -> None:
+        raise PolicyError(f"cannot read {error.filename}: {error.strerror}")
+
+    for current, dirs, names in os.walk(root, onerror=fail):
+        top = Path(current) == root
+        dirs[:] = sorted(d for d in dirs if not _skipped(d, top))
+        for name in dirs:
+            if os.path.islink(os.path.join(current, name)):
+                relative = _relative(root, Path(current, name))
+                raise PolicyError(
+                    "is a symbolic link to a directory; a signed policy directory may "
+                    "link to files inside it only",
+                    file=relative,
+                )
+        for name in sorted(n for n in names if not _skipped(n, top)):
+            relative = _relative(root, Path(current, name))
+            data = _read(root, Path(current, name), relative)
+            total += len(data)
+            if len(files) >= MAX_FILES or total > MAX_TOTAL_BYTES:
+                raise PolicyError(
+                    f"{directory} holds more than {MAX_FILES} files or "
+                    f"{MAX_TOTAL_BYTES // (1024 * 1024)} MiB; is it the policy directory?"
+                )
+            files[relative] = data
+    return files
+
+
+def _relative(root: Path, path: Path) -> str:
+    relative = path.relative_to(root).as_posix()
+    try:
+        relative.encode("utf-8")
+    except UnicodeEncodeError:
+        shown = relative.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+        raise PolicyError("the file name is not UTF-8; rename it", file=shown) from None
+    return check_path(relative)
+
+
+def _read(root: Path, path: Path, relative: str) -> bytes:
+    """The content of ``path``, a regular file inside ``root`` (``relative`` names it)."""
+    target = path.resolve()
+    if not target.is_relative_to(root):
+        raise PolicyError(
+            f"is a symbolic link to {target}, outside the policy directory; a signature "
+            "covers only files inside it, so copy the file in",
+            file=relative,
+        )
+    try:
+        # O_NONBLOCK: opening a FIFO must not wait for a writer; fstat refuses it next.
+        fd = os.open(target, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW)
+    except OSError as exc:
+        raise PolicyError(f"cannot read the file: {exc.strerror}", file=relative) from exc
+    with os.fdopen(fd, "rb") as handle:
+        if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+            raise PolicyError("is not a regular file", file=relative)
+        return handle.read(MAX_TOTAL_BYTES + 1)
