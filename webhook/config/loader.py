@@ -27,6 +27,7 @@ from webhook.config.model import (
     NetworkConfig,
     SigstoreConfig,
 )
+from webhook.config.policysig import parse_policy_signature
 from webhook.config.schema import SCHEMA
 from webhook.core.errors import ConfigError, PolicyError
 from webhook.core.redaction import schema_message
@@ -95,6 +96,7 @@ def parse_config(data: Any, *, source: str = "<config>") -> Config:
         conditions=_conditions(data.get("conditions", {}), deadline, source),
         credentials=parse_credentials(data.get("credentials", {}), source),
         kubernetes=parse_kubernetes(data.get("kubernetes", {})),
+        policy_signature=parse_policy_signature(policies.get("signature"), source),
     )
 
 

@@ -12,6 +12,7 @@ from types import MappingProxyType
 from typing import Any
 
 from webhook.config.credentials import CredentialsConfig, KubernetesConfig
+from webhook.config.policysig import PolicySignatureConfig
 from webhook.policy.model import NoMatch
 from webhook.registry.network import NetworkLimits
 from webhook.signatures.conditions import COST_SECONDS, PROCESSES
@@ -93,3 +94,5 @@ class Config:
     conditions: ConditionsConfig = field(default_factory=ConditionsConfig)
     credentials: CredentialsConfig = field(default_factory=CredentialsConfig)
     kubernetes: KubernetesConfig = field(default_factory=KubernetesConfig)
+    #: policies.signature: who may sign the policy directory; None when not configured.
+    policy_signature: PolicySignatureConfig | None = None

@@ -11,6 +11,7 @@ from typing import Any
 
 from webhook.config.credentials import CREDENTIALS_SCHEMA, KUBERNETES_SCHEMA
 from webhook.config.model import DEFAULT_MAX_IMAGES, MAX_DEADLINE_SECONDS
+from webhook.config.policysig import POLICY_SIGNATURE_SCHEMA
 
 __all__ = ["MAX_CONDITION_PROCESSES", "SCHEMA"]
 
@@ -102,6 +103,7 @@ SCHEMA: dict[str, Any] = {
                     "minimum": 0,
                     "description": "How often the policy directory is checked; 0 disables reload.",
                 },
+                "signature": POLICY_SIGNATURE_SCHEMA,
             },
         },
         "log": {

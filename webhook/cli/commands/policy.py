@@ -12,6 +12,7 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
+from webhook.cli.commands.signing import add_signing, signature_status
 from webhook.cli.common import EXIT_DENIED, EXIT_OK, EXIT_USAGE, policy_directory, whole
 from webhook.cli.policytest import Case, SuppliedAttestations, junit, load_cases, run_case
 from webhook.cli.usage import about, output_option
@@ -34,7 +35,7 @@ def add_policy(
     policy = commands.add_parser(
         "policy",
         **about(
-            "lint, test or describe policies",
+            "lint, test, sign, verify or describe policies",
             "trustgate policy lint policies/",
             "the command succeeded",
             "see the command's own --help",
@@ -49,6 +50,7 @@ def add_policy(
             "validate the policies, exceptions and test cases of a directory, or of one file",
             "trustgate policy lint policies/production.yaml",
             "valid",
+            "the signature is not valid and policies.signature.required is true",
         ),
     )
     lint.set_defaults(handler=_lint)
@@ -89,6 +91,7 @@ def add_policy(
         ),
     )
     schema.set_defaults(handler=_schema)
+    add_signing(policy_commands, common)
 
 
 def _days(text: str) -> int:
@@ -112,6 +115,8 @@ def _lint(args: argparse.Namespace, config: Config) -> int:
         return EXIT_USAGE
     warnings = expiry_warnings(exceptions, datetime.now(UTC), args.warn_days)
     warnings += breadth_warnings(exceptions)
+    signature = signature_status(directory, config)
+    failed = signature is not None and signature.required and not signature.valid
     if args.output == "json":
         print(
             json.dumps(
@@ -122,6 +127,7 @@ def _lint(args: argparse.Namespace, config: Config) -> int:
                     "exceptions": [e.name for e in exceptions],
                     "testCases": len(cases),
                     "warnings": warnings,
+                    **({"signature": signature.as_json()} if signature else {}),
                 }
             )
         )
@@ -132,7 +138,9 @@ def _lint(args: argparse.Namespace, config: Config) -> int:
         print(f"{directory}: {found} and {counted(len(cases), 'test case')} are valid")
         for warning in warnings:
             print(f"warning: {warning}")
-    return EXIT_OK
+        if signature is not None:
+            print(signature.text)
+    return EXIT_DENIED if failed else EXIT_OK
 
 
 def _linted(
