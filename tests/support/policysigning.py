@@ -1,0 +1,64 @@
+"""A policy directory with one file of each kind, and keys to sign it with."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+
+from tests.support.kube import policy_yaml
+
+EXCEPTION = """\
+apiVersion: trustgate.dev/v1alpha1
+kind: ImagePolicyException
+metadata:
+  name: vendor
+spec:
+  namespaces: ["prod-*"]
+  images: ["quay.io/vendor/**"]
+  policies: ["production"]
+  reason: "the vendor signs from Q3 on"
+  owner: team-billing
+  expires: 2999-12-31
+"""
+
+TESTS = """\
+apiVersion: trustgate.dev/v1alpha1
+kind: ImagePolicyTest
+metadata: {name: cases}
+spec:
+  cases:
+    - name: an allowed registry
+      namespace: prod-web
+      image: quay.io/acme/api:1
+      expect: allowed
+"""
+
+#: The file of each kind, by name.
+FILES = {"policy.yaml": policy_yaml(), "exception.yaml": EXCEPTION, "tests.yaml": TESTS}
+
+
+def policy_dir(root: Path) -> Path:
+    """A policy directory under ``root`` holding ``FILES``."""
+    directory = root / "policies"
+    directory.mkdir()
+    for name, text in FILES.items():
+        (directory / name).write_text(text)
+    return directory
+
+
+def private_pem(key: ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey) -> bytes:
+    """``key`` as an unencrypted PKCS#8 PEM."""
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+
+
+def public_pem(key: ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey) -> bytes:
+    """The PEM public key of ``key``."""
+    return key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
