@@ -64,7 +64,7 @@ def test_paths_must_be_normalized_and_relative(path: str) -> None:
     ],
 )
 def test_parse_refuses_what_is_not_a_manifest(data: bytes) -> None:
-    with pytest.raises(PolicyError, match="not a trustgate.dev/PolicyManifest/v1"):
+    with pytest.raises(PolicyError, match=r"not a trustgate\.dev/PolicyManifest/v1"):
         parse_manifest(data)
 
 

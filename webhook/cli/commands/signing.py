@@ -39,7 +39,7 @@ def add_signing(
             f"sign a policy directory with a private key, writing DIR/{SIGNATURE_FILE}",
             "trustgate policy sign policies/ --key policy-signing.key",
             "signed",
-            usage="an unreadable directory or key",
+            usage="an unreadable policy directory or key",
         ),
     )
     sign.set_defaults(handler=_sign)
