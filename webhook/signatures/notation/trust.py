@@ -155,16 +155,22 @@ def verify_trust(
     run.record(Validation.INTEGRITY, _problem(lambda: check_chain(envelope.chain)))
     identity, problem = _authenticity(envelope, store, identities, now)
     run.record(Validation.AUTHENTICITY, problem)
+    # A chain no trust store vouches for (a level that only logs authenticity) names
+    # OCSP and CRL addresses its maker chose: they are never fetched.
+    authentic = problem is None
     run.record(Validation.EXPIRY, _expiry(envelope, now))
     if deadline is None:
         deadline = Deadline(DEFAULT_REVOCATION_SECONDS)
-    checker = revocation if level.action(Validation.REVOCATION) is not Action.SKIP else None
+    revoking = authentic and level.action(Validation.REVOCATION) is not Action.SKIP
+    checker = revocation if revoking else None
     timestamp, problem = _authentic_time(envelope, store, now, verify_timestamp_when)
     if problem is None and timestamp is not None and checker is not None:
         checked, revoked = _revocation(checker, timestamp.chain, deadline, None)
         problem = f"the timestamp authority: {revoked}" if checked and revoked else None
     run.record(Validation.AUTHENTIC_TIMESTAMP, problem)
-    if level.action(Validation.REVOCATION) is not Action.SKIP:
+    if not authentic:
+        run.skip(Validation.REVOCATION)
+    elif level.action(Validation.REVOCATION) is not Action.SKIP:
         checked, problem = (
             True,
             (

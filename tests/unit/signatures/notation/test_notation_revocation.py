@@ -410,3 +410,25 @@ def test_verify_trust_applies_the_invalidity_date_at_the_timestamp_time(
         verify_trust(
             late, store, ANY, level("strict"), now(), revocation=checker, deadline=Deadline(10)
         )
+
+
+def test_an_untrusted_chain_never_has_its_revocation_addresses_fetched(
+    server: RevocationServer,
+) -> None:
+    """At audit, authenticity is only logged: the chain's own OCSP and CRL URLs are the
+    signer's choice (any host, internal ones too), so nothing is fetched from them."""
+    leaf, ca, root = chain(server)
+    stranger = Authority.root("stranger root")
+    before = sum(server.hits.values())
+    result = verify_trust(
+        envelope(certs(leaf, ca, root)),
+        TrustStore(ca=(stranger.cert,)),
+        ANY,
+        level("audit"),
+        now(),
+        revocation=RevocationChecker(FAST),
+        deadline=Deadline(10),
+    )
+    assert not result.authentic
+    assert Validation.REVOCATION in result.skipped
+    assert sum(server.hits.values()) == before
