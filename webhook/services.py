@@ -157,7 +157,7 @@ def watched_pull_secrets(config: Config) -> tuple[PullSecrets, WatchedSecretStor
     from webhook.kube.secretwatch import WatchedSecretStore
 
     namespaces = config.credentials.namespaces
-    store = WatchedSecretStore(_kube_credentials(config), namespaces=namespaces)
+    store = WatchedSecretStore(kube_credentials(config), namespaces=namespaces)
     return PullSecrets(store, namespaces), store
 
 
@@ -179,13 +179,11 @@ def oneshot_pull_secrets(
     from webhook.kube.secretreads import OneShotSecretStore
 
     namespaces = config.credentials.namespaces
-    store = OneShotSecretStore(
-        _kube_credentials(config, kubeconfig, context), namespaces=namespaces
-    )
+    store = OneShotSecretStore(kube_credentials(config, kubeconfig, context), namespaces=namespaces)
     return PullSecrets(store, namespaces)
 
 
-def _kube_credentials(
+def kube_credentials(
     config: Config, kubeconfig: Path | None = None, context: str | None = None
 ) -> Credentials:
     """How to reach the API server: flags, then ``kubernetes:``, then in-cluster or $KUBECONFIG."""

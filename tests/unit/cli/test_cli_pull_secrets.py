@@ -155,3 +155,17 @@ def test_audit_cluster_logs_in_with_each_workloads_secrets(
     assert "login: pull secret ops/robot" in rows["built"]["notes"]
     assert rows["plain"]["decision"] == "denied", rows["plain"]
     assert code == 1, err
+
+
+def test_serve_refuses_at_once_pull_secrets_without_a_way_to_the_api_server(
+    setup: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("KUBECONFIG", raising=False)
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    config = tmp_path / "trustgate.yaml"
+    config.write_text("credentials: {pullSecrets: true}\n")
+    argv = ["--policies", str(setup / "policies"), "--config", str(config)]
+    code, _, err = run(capsys, "serve", "--insecure-http", "--port", "0", *argv)
+    assert code == 2
+    assert "credentials.pullSecrets reads Secrets through the Kubernetes API" in err

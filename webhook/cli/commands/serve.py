@@ -132,6 +132,10 @@ def _serve(args: argparse.Namespace, config: Config) -> int:
     if not args.insecure_http and (args.cert is None or args.key is None):
         raise TrustgateError("--cert and --key are required (or --insecure-http for local tests)")
     load_directory(policy_directory(args))  # fail fast, before any worker starts
+    if config.credentials.pull_secrets:
+        from webhook.services import kube_credentials
+
+        kube_credentials(config)  # as fast: every worker would fail to start without it
     target = _registration_target(args, config)
     _check_free(args.host, args.port, "--port N (make run: PORT=N)")
     if args.metrics_port is not None:
