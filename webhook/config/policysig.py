@@ -9,7 +9,11 @@ directory's signature against. The grammar is the image policies' one; only
 
     policies:
       signature:
-        required: true             # lint fails on an unsigned or altered set
+        required: true             # refuse (server) / fail (lint) an unsigned or altered set
+        source: files              # or git: the signature of the checked-out commit
+        minimumVersion: 0          # no set older than this version loads
+        rollback:                  # where the highest version loaded survives restarts
+          configMap: {name: trustgate-policy-version}   # or file: /var/lib/trustgate/mark
         authorities:
           - name: policy-team
             key: {file: /etc/trustgate/policy-signing.pub}   # or {pem: "-----BEGIN..."}
@@ -26,7 +30,12 @@ from webhook.core.errors import ConfigError, PolicyError
 from webhook.policy.signing.envelope import TrustedKey
 from webhook.trust.keys import key_fingerprint, load_public_key
 
-__all__ = ["POLICY_SIGNATURE_SCHEMA", "PolicySignatureConfig", "parse_policy_signature"]
+__all__ = [
+    "POLICY_SIGNATURE_SCHEMA",
+    "PolicySignatureConfig",
+    "RollbackConfig",
+    "parse_policy_signature",
+]
 
 POLICY_SIGNATURE_SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -36,7 +45,40 @@ POLICY_SIGNATURE_SCHEMA: dict[str, Any] = {
     "properties": {
         "required": {
             "type": "boolean",
-            "description": "Whether policy lint fails when the signature is missing or invalid.",
+            "description": "Whether an unsigned, altered or replayed policy set is refused "
+            "(the server keeps its last good set; policy lint fails). False: loaded, "
+            "with a warning, a metric and a /readyz note (audit).",
+        },
+        "source": {
+            "enum": ["files", "git"],
+            "description": "What carries the signature: files (DIR/.trustgate/signature.json, "
+            "written by trustgate policy sign) or git (the signature of the commit git-sync "
+            "checked out).",
+        },
+        "minimumVersion": {
+            "type": "integer",
+            "minimum": 0,
+            "description": "No policy set of a lower version loads (with source git: a "
+            "committer time in Unix seconds).",
+        },
+        "rollback": {
+            "type": "object",
+            "additionalProperties": False,
+            "description": "Where the highest version loaded is kept, so that an older signed "
+            "set is refused after a restart too.",
+            "properties": {
+                "file": {"type": "string", "minLength": 1},
+                "configMap": {
+                    "type": "object",
+                    "additionalProperties": False,
+                    "required": ["name"],
+                    "properties": {
+                        "name": {"type": "string", "minLength": 1},
+                        "namespace": {"type": "string", "minLength": 1},
+                    },
+                },
+            },
+            "oneOf": [{"required": ["file"]}, {"required": ["configMap"]}],
         },
         "authorities": {
             "type": "array",
@@ -53,8 +95,13 @@ POLICY_SIGNATURE_SCHEMA: dict[str, Any] = {
                         "properties": {
                             "file": {"type": "string", "minLength": 1},
                             "pem": {"type": "string", "minLength": 1},
+                            "allowedSigners": {"type": "string", "minLength": 1},
                         },
-                        "oneOf": [{"required": ["file"]}, {"required": ["pem"]}],
+                        "oneOf": [
+                            {"required": ["file"]},
+                            {"required": ["pem"]},
+                            {"required": ["allowedSigners"]},
+                        ],
                     },
                     "keyless": {"type": "object"},
                 },
@@ -66,11 +113,24 @@ POLICY_SIGNATURE_SCHEMA: dict[str, Any] = {
 
 
 @dataclass(frozen=True, slots=True)
+class RollbackConfig:
+    """``policies.signature.rollback``: a file, or a ConfigMap (default: the pod's namespace)."""
+
+    file: Path | None = None
+    config_map: str | None = None
+    namespace: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class PolicySignatureConfig:
     """``policies.signature``: the trusted signers, and whether a valid signature is required."""
 
     authorities: tuple[TrustedKey, ...]
     required: bool = False
+    #: "files" (DIR/.trustgate/signature.json) or "git" (the checked-out commit's signature).
+    source: str = "files"
+    minimum_version: int = 0
+    rollback: RollbackConfig | None = None
 
 
 def parse_policy_signature(
@@ -92,6 +152,10 @@ def parse_policy_signature(
                 f"{field}.keyless: keyless policy signing is not supported yet; "
                 "use a key authority (key: {{file: ...}})"
             )
+        if "allowedSigners" in entry["key"]:
+            raise ConfigError(
+                f"{field}.key.allowedSigners: SSH allowed-signers files are not supported yet"
+            )
         pem, where = _pem(entry["key"], field)
         try:
             key = load_public_key(pem, source=where)
@@ -103,7 +167,22 @@ def parse_policy_signature(
             if key_fingerprint(other.key) == key_fingerprint(key):
                 raise ConfigError(f"{field}.key: the same key as authority {other.name!r}")
         authorities.append(TrustedKey(entry["name"], key))
-    return PolicySignatureConfig(tuple(authorities), bool(raw.get("required", False)))
+    return PolicySignatureConfig(
+        tuple(authorities),
+        bool(raw.get("required", False)),
+        source=str(raw.get("source", "files")),
+        minimum_version=int(raw.get("minimumVersion", 0)),
+        rollback=_rollback(raw.get("rollback")),
+    )
+
+
+def _rollback(raw: Mapping[str, Any] | None) -> RollbackConfig | None:
+    if raw is None:
+        return None
+    if "file" in raw:
+        return RollbackConfig(file=Path(raw["file"]))
+    config_map = raw["configMap"]
+    return RollbackConfig(config_map=config_map["name"], namespace=config_map.get("namespace"))
 
 
 def _pem(key: Mapping[str, Any], field: str) -> tuple[bytes, str]:

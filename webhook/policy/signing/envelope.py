@@ -26,6 +26,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 
 from webhook.core.errors import PolicyError
+from webhook.policy.signing.gate import PolicySignatureError
 from webhook.policy.signing.manifest import (
     Manifest,
     build_manifest,
@@ -50,10 +51,6 @@ __all__ = [
 SIGNATURE_FILE = f"{SIGNATURE_DIR}/signature.json"
 #: Largest signature file read: a manifest of MAX_FILES entries is about 1 MiB.
 MAX_SIGNATURE_BYTES = 8 * 1024 * 1024
-
-
-class PolicySignatureError(PolicyError):
-    """The directory is unsigned, signed by an untrusted key, or differs from what was signed."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,7 +160,7 @@ def _read_signature(path: Path) -> tuple[bytes, str, bytes]:
             raw = handle.read(MAX_SIGNATURE_BYTES + 1)
     except OSError as exc:
         raise PolicySignatureError(
-            f"cannot read the signature: {exc.strerror}", file=str(path)
+            f"cannot read the signature: {exc.strerror}", reason="invalid", file=str(path)
         ) from exc
     try:
         if len(raw) > MAX_SIGNATURE_BYTES:
@@ -178,7 +175,7 @@ def _read_signature(path: Path) -> tuple[bytes, str, bytes]:
         message = (
             "not a trustgate policy signature; sign the directory again with trustgate policy sign"
         )
-        raise PolicySignatureError(message, file=str(path)) from exc
+        raise PolicySignatureError(message, reason="invalid", file=str(path)) from exc
     return manifest, fingerprint, signature
 
 
@@ -197,7 +194,8 @@ def verify_directory(directory: Path, authorities: Sequence[TrustedKey]) -> Sign
     if not path.is_file():
         raise PolicySignatureError(
             f"{directory} is unsigned: there is no {SIGNATURE_FILE}; "
-            f"sign it with trustgate policy sign {directory} --key KEY"
+            f"sign it with trustgate policy sign {directory} --key KEY",
+            reason="unsigned",
         )
     data, fingerprint, signature = _read_signature(path)
     signer = next((a for a in authorities if verify(a.key, signature, data)), None)
@@ -214,19 +212,21 @@ def verify_directory(directory: Path, authorities: Sequence[TrustedKey]) -> Sign
                 f"signed by key {fingerprint}, which is not an authority of "
                 f"policies.signature (authorities: {names})"
             )
-        raise PolicySignatureError(message, file=str(path))
+        reason = "altered" if named else "untrusted"
+        raise PolicySignatureError(message, reason=reason, file=str(path))
     try:
         manifest = parse_manifest(data)
         files = read_tree(directory)
     except PolicyError as exc:
         raise PolicySignatureError(
-            exc.message, file=exc.file and str(directory / exc.file)
+            exc.message, reason="altered", file=exc.file and str(directory / exc.file)
         ) from exc
     differences = compare(manifest, files)
     if differences:
         lines = "; ".join(str(d) for d in differences)
         raise PolicySignatureError(
             f"{directory} differs from what {signer.name!r} signed "
-            f"(version {manifest.version}): {lines}"
+            f"(version {manifest.version}): {lines}",
+            reason="altered",
         )
     return Signed(signer.name, manifest)
