@@ -79,6 +79,9 @@ CASES: dict[str, dict[str, Any]] = {
             "path": "",
         }
     },
+    "signed-policies": {
+        "policies": {"existingConfigMap": "p", "existingSignatureConfigMap": "p-signature"}
+    },
     "no-pinning": {"webhook": {"mutate": {"enabled": False}, "timeoutSeconds": 20}},
     "audit-job": {"auditJob": {"enabled": True}, "registryCredentials": {"secrets": ["quay"]}},
     "audit-job-namespace": {

@@ -81,13 +81,73 @@ check (preflight.yaml) lints a copy made by this same template.
 {{- fail "policies.files is empty: give at least one policy, policies.existingConfigMap, or gitSync" }}
 {{- end }}
 {{- range $name, $content := .Values.policies.files }}
-{{- $file := ternary $name (printf "%s.yaml" $name) (or (hasSuffix ".yaml" $name) (hasSuffix ".yml" $name) (hasSuffix ".json" $name)) }}
+{{- $file := include "trustgate.policyFileName" $name }}
+{{- if eq $file (include "trustgate.signatureKey" $) }}
+{{- fail (printf "policies.files: %s is the key the chart keeps the policy signature under; rename the file" $file) }}
+{{- end }}
 {{ $file }}: |
   {{- if kindIs "string" $content }}
   {{- $content | trimSuffix "\n" | nindent 2 }}
   {{- else }}
   {{- toYaml $content | nindent 2 }}
   {{- end }}
+{{- end }}
+{{- with .Values.policies.signature }}
+{{ include "trustgate.signatureKey" $ }}: |
+  {{- . | trimSuffix "\n" | nindent 2 }}
+{{- end }}
+{{- end }}
+
+{{/* The key of policies.files entry NAME in the ConfigMap (".yaml" added when it has no suffix). */}}
+{{- define "trustgate.policyFileName" -}}
+{{- ternary . (printf "%s.yaml" .) (or (hasSuffix ".yaml" .) (hasSuffix ".yml" .) (hasSuffix ".json" .)) }}
+{{- end }}
+
+{{/*
+The policy signature (policies.signature: DIR/.trustgate/signature.json, written by
+`trustgate policy sign`) is kept in the policies ConfigMap under this key and mounted at
+.trustgate/signature.json inside the policy directory: ConfigMap keys cannot hold a "/".
+One object carries policies and signature, so kubelet swaps both in one step and the
+server never sees new policies beside an old signature.
+*/}}
+{{- define "trustgate.signatureKey" -}}
+trustgate-signature.json
+{{- end }}
+
+{{/*
+The policies volume's source, for the server (name: the ConfigMap) and the preflight
+Job (its copy). Without a signature, the whole ConfigMap. With policies.signature, each
+policy key at its own name and the signature at .trustgate/signature.json. With
+policies.existingConfigMap and policies.existingSignatureConfigMap, a projected volume
+of both (two objects: between their updates the server may see a mismatched pair, which
+it refuses while keeping its last good set).
+*/}}
+{{- define "trustgate.policiesVolumeSource" -}}
+{{- $root := .root }}
+{{- if and (not $root.Values.policies.existingConfigMap) $root.Values.policies.signature }}
+configMap:
+  name: {{ .name }}
+  items:
+    {{- range $name, $_ := $root.Values.policies.files }}
+    {{- $file := include "trustgate.policyFileName" $name }}
+    - key: {{ $file | quote }}
+      path: {{ $file | quote }}
+    {{- end }}
+    - key: {{ include "trustgate.signatureKey" $root }}
+      path: .trustgate/signature.json
+{{- else if and $root.Values.policies.existingConfigMap $root.Values.policies.existingSignatureConfigMap }}
+projected:
+  sources:
+    - configMap:
+        name: {{ .name }}
+    - configMap:
+        name: {{ $root.Values.policies.existingSignatureConfigMap }}
+        items:
+          - key: signature.json
+            path: .trustgate/signature.json
+{{- else }}
+configMap:
+  name: {{ .name }}
 {{- end }}
 {{- end }}
 
@@ -135,8 +195,7 @@ check (preflight.yaml) lints a copy made by this same template.
     name: {{ include "trustgate.fullname" . }}-config
 {{- if not .Values.gitSync.enabled }}
 - name: policies
-  configMap:
-    name: {{ include "trustgate.policiesConfigMap" . }}
+  {{- include "trustgate.policiesVolumeSource" (dict "root" . "name" (include "trustgate.policiesConfigMap" .)) | nindent 2 }}
 {{- else }}
 - name: git
   emptyDir: {}

@@ -1,0 +1,117 @@
+"""The chart mounts a policy set's signature beside its policies, as `policy verify` expects it.
+
+A ConfigMap key cannot hold a "/", so the signature travels under a key of its own and
+the volume maps it to .trustgate/signature.json. These tests lay out the rendered
+volumes the way kubelet does (items map keys to paths; without items, every key) and
+verify the result with the verifier the server and `policy lint` use.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from tests.chart.test_chart import RELEASE, one, render
+from tests.support.policysigning import FILES, policy_dir, private_pem, public_pem
+from webhook.policy.signing.envelope import TrustedKey, sign_directory, verify_directory
+from webhook.policy.signing.gate import PolicySignatureError
+from webhook.trust.keys import load_public_key
+
+KEY = ec.generate_private_key(ec.SECP256R1())
+AUTHORITIES = [TrustedKey("policy-team", load_public_key(public_pem(KEY), source="test key"))]
+
+
+def _signed(tmp_path: Path) -> dict[str, Any]:
+    """Chart values holding a signed policy directory: files and signature, as --set-file gives."""
+    directory = policy_dir(tmp_path)
+    sign_directory(directory, private_pem(KEY), source="key", version=3, now=datetime.now(UTC))
+    signature = (directory / ".trustgate" / "signature.json").read_text()
+    # None removes the chart's default policy, which was not signed.
+    return {"policies": {"files": {**FILES, "audit-all.yaml": None}, "signature": signature}}
+
+
+def _lay_out(source: dict[str, Any], config_maps: dict[str, dict], target: Path) -> Path:
+    """What kubelet writes for a configMap or projected volume ``source``."""
+    sources = (
+        [s["configMap"] for s in source["projected"]["sources"]]
+        if "projected" in source
+        else [source["configMap"]]
+    )
+    target.mkdir(parents=True)
+    for volume in sources:
+        data = config_maps[volume["name"]]["data"]
+        items = volume.get("items") or [{"key": k, "path": k} for k in data]
+        for item in items:
+            path = target / item["path"]
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(data[item["key"]])
+    return target
+
+
+def _config_maps(objects: list[dict]) -> dict[str, dict]:
+    return {o["metadata"]["name"]: o for o in objects if o["kind"] == "ConfigMap"}
+
+
+def _volume(pod_spec: dict, name: str = "policies") -> dict:
+    return next(v for v in pod_spec["volumes"] if v["name"] == name)
+
+
+def test_the_server_and_the_preflight_job_see_a_signed_directory(tmp_path: Path) -> None:
+    objects = render(_signed(tmp_path))
+    maps = _config_maps(objects)
+    assert set(maps[f"{RELEASE}-policies"]["data"]) == {*FILES, "trustgate-signature.json"}
+    server = one(objects, "Deployment")["spec"]["template"]["spec"]
+    preflight = one(objects, "Job", f"{RELEASE}-preflight")["spec"]["template"]["spec"]
+    for number, spec in enumerate((server, preflight)):
+        mounted = _lay_out(_volume(spec), maps, tmp_path / f"mounted-{number}")
+        verified = verify_directory(mounted, AUTHORITIES)
+        assert verified.manifest.version == 3
+        assert not (mounted / "trustgate-signature.json").exists()
+
+
+def test_a_policy_changed_in_the_values_but_not_signed_again_is_refused(tmp_path: Path) -> None:
+    values = _signed(tmp_path)
+    values["policies"]["files"]["policy.yaml"] += "# widened\n"
+    objects = render(values)
+    spec = one(objects, "Deployment")["spec"]["template"]["spec"]
+    mounted = _lay_out(_volume(spec), _config_maps(objects), tmp_path / "mounted")
+    with pytest.raises(PolicySignatureError, match=r"policy\.yaml: changed after signing"):
+        verify_directory(mounted, AUTHORITIES)
+
+
+def test_an_existing_config_map_and_its_signature_are_projected_together(tmp_path: Path) -> None:
+    values = {
+        "policies": {
+            "existingConfigMap": "platform-policies",
+            "existingSignatureConfigMap": "platform-policies-signature",
+        }
+    }
+    objects = render(values)
+    signed = _signed(tmp_path)["policies"]
+    maps = {
+        "platform-policies": {"data": FILES},
+        "platform-policies-signature": {"data": {"signature.json": signed["signature"]}},
+    }
+    for spec in (
+        one(objects, "Deployment")["spec"]["template"]["spec"],
+        one(objects, "Job", f"{RELEASE}-preflight")["spec"]["template"]["spec"],
+    ):
+        source = _volume(spec)
+        assert [s["configMap"]["name"] for s in source["projected"]["sources"]] == list(maps)
+    mounted = _lay_out(_volume(spec), maps, tmp_path / "mounted")
+    assert verify_directory(mounted, AUTHORITIES).authority == "policy-team"
+
+
+def test_without_a_signature_the_whole_config_map_is_mounted() -> None:
+    spec = one(render(), "Deployment")["spec"]["template"]["spec"]
+    assert _volume(spec) == {"name": "policies", "configMap": {"name": f"{RELEASE}-policies"}}
+
+
+def test_a_policy_file_cannot_take_the_signature_key() -> None:
+    values = {"policies": {"files": {"trustgate-signature.json": "{}"}}}
+    with pytest.raises(Exception, match="key the chart keeps the policy signature under"):
+        render(values)
