@@ -8,15 +8,22 @@ verify the result with the verifier the server and `policy lint` use.
 
 from __future__ import annotations
 
+import json
+import shlex
+import subprocess
+import sys
+import textwrap
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from tests.chart.test_chart import RELEASE, one, render
 from tests.support.policysigning import FILES, policy_dir, private_pem, public_pem
+from webhook.cli.main import build_parser
 from webhook.policy.signing.envelope import TrustedKey, sign_directory, verify_directory
 from webhook.policy.signing.gate import PolicySignatureError
 from webhook.trust.keys import load_public_key
@@ -28,10 +35,12 @@ AUTHORITIES = [TrustedKey("policy-team", load_public_key(public_pem(KEY), source
 def _signed(tmp_path: Path) -> dict[str, Any]:
     """Chart values holding a signed policy directory: files and signature, as --set-file gives."""
     directory = policy_dir(tmp_path)
+    (directory / "release.pub").write_bytes(public_pem(KEY))
     sign_directory(directory, private_pem(KEY), source="key", version=3, now=datetime.now(UTC))
     signature = (directory / ".trustgate" / "signature.json").read_text()
     # None removes the chart's default policy, which was not signed.
-    return {"policies": {"files": {**FILES, "audit-all.yaml": None}, "signature": signature}}
+    files = {**FILES, "release.pub": public_pem(KEY).decode(), "audit-all.yaml": None}
+    return {"policies": {"files": files, "signature": signature}}
 
 
 def _lay_out(source: dict[str, Any], config_maps: dict[str, dict], target: Path) -> Path:
@@ -63,7 +72,8 @@ def _volume(pod_spec: dict, name: str = "policies") -> dict:
 def test_the_server_and_the_preflight_job_see_a_signed_directory(tmp_path: Path) -> None:
     objects = render(_signed(tmp_path))
     maps = _config_maps(objects)
-    assert set(maps[f"{RELEASE}-policies"]["data"]) == {*FILES, "trustgate-signature.json"}
+    keys = {*FILES, "release.pub", "trustgate-signature.json"}
+    assert set(maps[f"{RELEASE}-policies"]["data"]) == keys
     server = one(objects, "Deployment")["spec"]["template"]["spec"]
     preflight = one(objects, "Job", f"{RELEASE}-preflight")["spec"]["template"]["spec"]
     for number, spec in enumerate((server, preflight)):
@@ -93,7 +103,7 @@ def test_an_existing_config_map_and_its_signature_are_projected_together(tmp_pat
     objects = render(values)
     signed = _signed(tmp_path)["policies"]
     maps = {
-        "platform-policies": {"data": FILES},
+        "platform-policies": {"data": {k: v for k, v in signed["files"].items() if v}},
         "platform-policies-signature": {"data": {"signature.json": signed["signature"]}},
     }
     for spec in (
@@ -115,3 +125,42 @@ def test_a_policy_file_cannot_take_the_signature_key() -> None:
     values = {"policies": {"files": {"trustgate-signature.json": "{}"}}}
     with pytest.raises(Exception, match="key the chart keeps the policy signature under"):
         render(values)
+
+
+WORKFLOW = Path(__file__).resolve().parents[2] / "docs" / "examples" / "sign-policies.yml"
+
+
+def _steps() -> dict[str, str]:
+    workflow = yaml.safe_load(WORKFLOW.read_text())
+    return {s["name"]: s.get("run", "") for s in workflow["jobs"]["sign"]["steps"] if "name" in s}
+
+
+def test_the_example_workflow_runs_real_trustgate_commands() -> None:
+    parser = build_parser({})
+    commands = [
+        shlex.split(line.replace("\\\n", " "))
+        for run in _steps().values()
+        for line in run.replace("\\\n", " ").splitlines()
+        if line.strip().startswith("trustgate ")
+    ]
+    assert {tuple(c[1:3]) for c in commands} >= {("policy", "sign"), ("policy", "verify")}
+    for command in commands:
+        words = [w if not w.startswith("$(") else "1" for w in command[1:]]
+        parser.parse_args(words)  # exits (SystemExit) on a flag the CLI does not have
+
+
+def test_the_example_workflow_deploys_what_it_signed(tmp_path: Path) -> None:
+    """The Deploy step's values, rendered by the chart and mounted, verify."""
+    _signed(tmp_path)  # tmp_path/policies, signed
+    script = _steps()["Deploy"].split("<<'PY'\n", 1)[1].split("\nPY", 1)[0]
+    made = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(script)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    objects = render(json.loads(made.stdout))
+    spec = one(objects, "Deployment")["spec"]["template"]["spec"]
+    mounted = _lay_out(_volume(spec), _config_maps(objects), tmp_path / "mounted")
+    assert verify_directory(mounted, AUTHORITIES).authority == "policy-team"

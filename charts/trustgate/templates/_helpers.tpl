@@ -98,9 +98,12 @@ check (preflight.yaml) lints a copy made by this same template.
 {{- end }}
 {{- end }}
 
-{{/* The key of policies.files entry NAME in the ConfigMap (".yaml" added when it has no suffix). */}}
+{{/*
+The key of policies.files entry NAME in the ConfigMap: ".yaml" is added to a name with
+no suffix (prod: prod.yaml); a key file (release.pub) keeps its name.
+*/}}
 {{- define "trustgate.policyFileName" -}}
-{{- ternary . (printf "%s.yaml" .) (or (hasSuffix ".yaml" .) (hasSuffix ".yml" .) (hasSuffix ".json" .)) }}
+{{- ternary (printf "%s.yaml" .) . (not (contains "." .)) }}
 {{- end }}
 
 {{/*
