@@ -33,6 +33,7 @@ into a ``MarkError``: this layer may not import the policy layer.
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -88,11 +89,23 @@ class ConfigMapMark:
         self.max_bytes = max_bytes
         self.where = f"ConfigMap {self.namespace}/{name}"
         self._path = f"/api/v1/namespaces/{self.namespace}/configmaps/{name}"
+        self._credentials = credentials
         self._reader = ApiReader(credentials, timeout=timeout, connections=2)
+        self._pid = os.getpid()
 
     def close(self) -> None:
         """Close the connections."""
         self._reader.close()
+
+    @property
+    def reader(self) -> ApiReader:
+        """This process's connection: one made before gunicorn forks its workers is not
+        shared with them (two processes on one TLS stream would garble it); the parent's
+        is left to the parent."""
+        if self._pid != os.getpid():
+            self._reader = ApiReader(self._credentials, timeout=self.timeout, connections=2)
+            self._pid = os.getpid()
+        return self._reader
 
     def read(self) -> StoredMark | None:
         """The mark's fields; None when the ConfigMap holds no mark yet.
@@ -124,7 +137,7 @@ class ConfigMapMark:
                 "data": {"version": str(version), "digest": digest, "updatedAt": now},
             }
             try:
-                self._reader.merge_patch(
+                self.reader.merge_patch(
                     self._path,
                     patch,
                     what=f"updating {self.where}",
@@ -143,7 +156,7 @@ class ConfigMapMark:
 
     def _get(self) -> dict[str, Any]:
         try:
-            found = self._reader.get(
+            found = self.reader.get(
                 self._path,
                 what=f"reading {self.where}",
                 verb="get",

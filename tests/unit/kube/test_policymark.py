@@ -314,3 +314,25 @@ def test_a_name_that_cannot_be_an_object_never_reaches_a_url(
     with pytest.raises(KubeError, match="not a valid object name"):
         ConfigMapMark(credentials, "../secrets/x", NAMESPACE)
     assert cluster.calls == []
+
+
+def test_a_forked_worker_opens_its_own_connection(
+    cluster: Store, make: Callable[..., ConfigMapMark]
+) -> None:
+    """A store built (and used) before gunicorn forks is not shared with the workers."""
+    mark = make()
+    mark.advance(1, DIGEST)
+    parent = mark.reader
+    child = os.fork()
+    if child == 0:  # pragma: no cover - the child reports by exit status
+        code = 1
+        try:
+            mark.advance(2, DIGEST)
+            code = 0 if mark.reader is not parent else 2
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(child, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert mark.reader is parent
+    mark.advance(3, DIGEST)
+    assert data(cluster)["version"] == "3"

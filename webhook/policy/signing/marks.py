@@ -53,7 +53,7 @@ def checked_mark(version: object, digest: object, where: str) -> Mark:
     Raises:
         MarkError: either is missing or not what a mark holds.
     """
-    if isinstance(version, str) and version.isascii() and version.isdecimal():
+    if isinstance(version, str) and version.isascii() and version.isdecimal() and len(version) < 20:
         version = int(version)
     if isinstance(version, bool) or not isinstance(version, int) or version < 0:
         raise MarkError(f"{where}: version is not a whole number of zero or more; {_REPAIR}")
@@ -99,11 +99,7 @@ class FileMark:
                 data = file.read(MAX_MARK_BYTES + 1)
         except FileNotFoundError:
             if not self.path.parent.is_dir():
-                raise MarkError(
-                    f"{self.where}: the directory {self.path.parent} does not exist; mount "
-                    "a volume there (the chart's emptyDir or a persistent volume) or name "
-                    "another file in policies.signature.rollback.file"
-                ) from None
+                raise MarkError(self._no_directory()) from None
             return None
         except OSError as exc:
             raise MarkError(f"{self.where}: cannot read it: {_why(exc)}") from None
@@ -129,6 +125,13 @@ class FileMark:
             if stored is not None and stored.version >= mark.version:
                 return
             self._write(mark)
+
+    def _no_directory(self) -> str:
+        return (
+            f"{self.where}: the directory {self.path.parent} does not exist; mount a volume "
+            "there (an emptyDir keeps the mark across container restarts, a persistent "
+            "volume across pods) or name another file in policies.signature.rollback.file"
+        )
 
     def _write(self, mark: Mark) -> None:
         document = {
@@ -159,6 +162,8 @@ class FileMark:
         lock = self.path.with_name(self.path.name + ".lock")
         try:
             descriptor = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        except FileNotFoundError:
+            raise MarkError(self._no_directory()) from None
         except OSError as exc:
             raise MarkError(
                 f"{self.where}: cannot open the lock file {lock}: {_why(exc)}"
