@@ -30,6 +30,7 @@ from webhook.freshness.grader import Grader
 from webhook.freshness.grades import Fix, Window
 from webhook.freshness.sources import FreshnessSettings, FreshnessSources, GradeReport, Unknown
 from webhook.policy.model import PolicySet
+from webhook.policy.signing.gate import MarkStore
 from webhook.registry.client import RegistryClient
 from webhook.registry.network import Network, NetworkObserver
 from webhook.registry.resolver import CachedResolver
@@ -198,6 +199,37 @@ def kube_credentials(
     except TrustgateError as exc:
         raise ConfigError(
             f"credentials.pullSecrets reads Secrets through the Kubernetes API: {exc.message}"
+        ) from None
+
+
+def build_mark_store(config: Config) -> MarkStore | None:
+    """Where ``policies.signature.rollback`` keeps the highest policy-set version loaded
+    (a file, or a ConfigMap of the pod's namespace); None when it is not configured.
+
+    Raises:
+        ConfigError: a ConfigMap is named but the API server cannot be reached.
+    """
+    signature = config.policy_signature
+    rollback = signature.rollback if signature is not None else None
+    if rollback is None:
+        return None
+    from webhook.policy.signing.marks import FileMark, RemoteMark
+
+    if rollback.file is not None:
+        return FileMark(rollback.file)
+    assert rollback.config_map is not None  # the schema requires file or configMap
+    from webhook.kube.credentials import load_credentials
+    from webhook.kube.policymark import ConfigMapMark
+
+    try:
+        credentials = load_credentials(
+            config.kubernetes.kubeconfig, config.kubernetes.context, os.environ
+        )
+        return RemoteMark(ConfigMapMark(credentials, rollback.config_map, rollback.namespace))
+    except TrustgateError as exc:
+        raise ConfigError(
+            "policies.signature.rollback.configMap keeps the policy version in a ConfigMap, "
+            f"through the Kubernetes API: {exc.message}"
         ) from None
 
 

@@ -183,6 +183,11 @@ configMap:
 {{- $_ = set $freshness "pyxis" $pyxis }}
 {{- $_ = set $config "freshness" $freshness }}
 {{- end }}
+{{- with (include "trustgate.policySignature" . | fromJson) }}
+{{- $policies := deepCopy (default (dict) $config.policies) }}
+{{- $_ := set $policies "signature" . }}
+{{- $_ = set $config "policies" $policies }}
+{{- end }}
 {{- if .Values.cache.shared.url }}
 {{- $cache := deepCopy (default (dict) $config.cache) }}
 {{- $_ := set $cache "shared" (include "trustgate.sharedCacheConfig" . | fromJson) }}
@@ -417,4 +422,28 @@ trustgate_break_glass_total
 {{- fail (printf "metrics.port (%v) must differ from server.port: the webhook port serves reviews and health only" .Values.metrics.port) }}
 {{- end }}
 {{- .Values.metrics.port }}
+{{- end }}
+
+{{/*
+config.policies.signature as trustgate.yaml gets it, or {} when signatures are not configured:
+with no rollback given, the high-water mark goes into the ConfigMap <fullname>-policy-version
+of the release namespace (policy-version.yaml renders it and the Role to write it).
+*/}}
+{{- define "trustgate.policySignature" -}}
+{{- $signature := deepCopy (dig "policies" "signature" (dict) .Values.config) }}
+{{- if and $signature (not (hasKey $signature "rollback")) }}
+{{- $name := printf "%s-policy-version" (include "trustgate.fullname" .) }}
+{{- $_ := set $signature "rollback" (dict "configMap" (dict "name" $name)) }}
+{{- end }}
+{{- toJson $signature }}
+{{- end }}
+
+{{/* The ConfigMap that keeps the policy version, as JSON {name, namespace}, or {}. */}}
+{{- define "trustgate.policyVersionConfigMap" -}}
+{{- $configMap := dig "rollback" "configMap" (dict) (include "trustgate.policySignature" . | fromJson) }}
+{{- if $configMap }}
+{{- toJson (dict "name" $configMap.name "namespace" (default .Release.Namespace $configMap.namespace)) }}
+{{- else }}
+{{- toJson (dict) }}
+{{- end }}
 {{- end }}
