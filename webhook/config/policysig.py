@@ -17,6 +17,11 @@ directory's signature against. The grammar is the image policies' one; only
         authorities:
           - name: policy-team
             key: {file: /etc/trustgate/policy-signing.pub}   # or {pem: "-----BEGIN..."}
+          - name: maintainers                              # source git only:
+            key: {allowedSigners: /etc/trustgate/allowed_signers}   # ssh-keygen's format
+
+A key file (or ``pem``) may hold an OpenSSH public key (``ssh-ed25519 AAAA...``)
+as well as a PEM one.
 """
 
 from __future__ import annotations
@@ -27,8 +32,10 @@ from pathlib import Path
 from typing import Any
 
 from webhook.core.errors import ConfigError, PolicyError
+from webhook.policy.signing.allowedsigners import AllowedSigners, load_allowed_signers
 from webhook.policy.signing.envelope import TrustedKey
-from webhook.trust.keys import key_fingerprint, load_public_key
+from webhook.policy.signing.sshsig import load_ssh_public_key, ssh_key_blob
+from webhook.trust.keys import PublicKey, key_fingerprint, load_public_key
 
 __all__ = [
     "POLICY_SIGNATURE_SCHEMA",
@@ -131,6 +138,8 @@ class PolicySignatureConfig:
     source: str = "files"
     minimum_version: int = 0
     rollback: RollbackConfig | None = None
+    #: ``key: {allowedSigners: FILE}`` authorities (source git only), read when loaded.
+    allowed_signers: tuple[AllowedSigners, ...] = ()
 
 
 def parse_policy_signature(
@@ -145,6 +154,7 @@ def parse_policy_signature(
     if raw is None:
         return None
     authorities: list[TrustedKey] = []
+    signers: list[AllowedSigners] = []
     for number, entry in enumerate(raw["authorities"]):
         field = f"{source}: field policies.signature.authorities[{number}]"
         if "keyless" in entry:
@@ -152,18 +162,17 @@ def parse_policy_signature(
                 f"{field}.keyless: keyless policy signing is not supported yet; "
                 "use a key authority (key: {{file: ...}})"
             )
+        if entry["name"] in {a.name for a in authorities} | {s.name for s in signers}:
+            raise ConfigError(f"{field}.name: {entry['name']!r} is already used")
         if "allowedSigners" in entry["key"]:
-            raise ConfigError(
-                f"{field}.key.allowedSigners: SSH allowed-signers files are not supported yet"
-            )
+            signers.append(_allowed_signers(entry, field, raw.get("source", "files")))
+            continue
         pem, where = _pem(entry["key"], field)
         try:
-            key = load_public_key(pem, source=where)
+            key = _public_key(pem, where)
         except PolicyError as exc:
             raise ConfigError(f"{field}.key: {exc.message}") from None
         for other in authorities:
-            if other.name == entry["name"]:
-                raise ConfigError(f"{field}.name: {entry['name']!r} is already used")
             if key_fingerprint(other.key) == key_fingerprint(key):
                 raise ConfigError(f"{field}.key: the same key as authority {other.name!r}")
         authorities.append(TrustedKey(entry["name"], key))
@@ -173,7 +182,29 @@ def parse_policy_signature(
         source=str(raw.get("source", "files")),
         minimum_version=int(raw.get("minimumVersion", 0)),
         rollback=_rollback(raw.get("rollback")),
+        allowed_signers=tuple(signers),
     )
+
+
+def _public_key(data: bytes, where: str) -> PublicKey:
+    """A PEM public key, or an OpenSSH one (``ssh-ed25519 AAAA... comment``)."""
+    text = data.decode("utf-8", "replace").strip()
+    if text.startswith(("ssh-", "ecdsa-sha2-", "sk-")):
+        _, blob = ssh_key_blob(text, source=where)
+        return load_ssh_public_key(blob, source=where)
+    return load_public_key(data, source=where)
+
+
+def _allowed_signers(entry: Mapping[str, Any], field: str, source: str) -> AllowedSigners:
+    if source != "git":
+        raise ConfigError(
+            f"{field}.key.allowedSigners: allowed-signers files name the signers of Git "
+            "commits; use them with policies.signature.source git"
+        )
+    try:
+        return load_allowed_signers(Path(entry["key"]["allowedSigners"]), entry["name"])
+    except PolicyError as exc:
+        raise ConfigError(f"{field}.key.allowedSigners: {exc.message}") from None
 
 
 def _rollback(raw: Mapping[str, Any] | None) -> RollbackConfig | None:

@@ -17,6 +17,7 @@ from pathlib import Path
 from webhook.cli.common import EXIT_DENIED, EXIT_OK, policy_directory, whole
 from webhook.cli.usage import about
 from webhook.config import Config
+from webhook.config.policysig import PolicySignatureConfig
 from webhook.core.errors import ConfigError, PolicyError
 from webhook.policy.signing.envelope import (
     SIGNATURE_FILE,
@@ -25,6 +26,7 @@ from webhook.policy.signing.envelope import (
     sign_directory,
     verify_directory,
 )
+from webhook.policy.signing.gitverify import verify_checkout
 
 
 def add_signing(
@@ -107,16 +109,30 @@ def _verify(args: argparse.Namespace, config: Config) -> int:
             "pass --config trustgate.yaml with policies.signature.authorities"
         )
     try:
-        signed = verify_directory(directory, config.policy_signature.authorities)
+        authority, version, signed_at, count = _check(directory, config.policy_signature)
     except PolicySignatureError as exc:
         print(f"trustgate: not verified: {exc}", file=sys.stderr)
         return EXIT_DENIED
-    manifest = signed.manifest
     print(
-        f"{directory}: signed by {signed.authority!r}, version {manifest.version}, "
-        f"{manifest.signed_at:%Y-%m-%dT%H:%M:%SZ}; {len(manifest.files)} files match"
+        f"{directory}: signed by {authority!r}, version {version}, "
+        f"{signed_at:%Y-%m-%dT%H:%M:%SZ}; {count} files match"
     )
     return EXIT_OK
+
+
+def _check(directory: Path, wanted: PolicySignatureConfig) -> tuple[str, str, datetime, int]:
+    """Who signed ``directory``, which version, when, and how many files (files or git source).
+
+    Raises:
+        PolicySignatureError: as ``verify_directory`` or ``verify_checkout``.
+    """
+    if wanted.source == "git":
+        verified = verify_checkout(directory, wanted.authorities, wanted.allowed_signers)
+        version = f"{verified.version} (commit {verified.digest.removeprefix('git:')})"
+        return verified.authority, version, verified.signed_at, len(verified.files or ())
+    signed = verify_directory(directory, wanted.authorities)
+    manifest = signed.manifest
+    return signed.authority, str(manifest.version), manifest.signed_at, len(manifest.files)
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,9 +154,8 @@ def signature_status(directory: Path, config: Config) -> SignatureStatus | None:
     if wanted is None or not directory.is_dir():
         return None
     try:
-        signed = verify_directory(directory, wanted.authorities)
+        authority, version, _, _ = _check(directory, wanted)
     except PolicySignatureError as exc:
         return SignatureStatus(False, wanted.required, f"signature: not valid: {exc}")
-    version = signed.manifest.version
-    text = f"signature: valid, signed by {signed.authority!r}, version {version}"
+    text = f"signature: valid, signed by {authority!r}, version {version}"
     return SignatureStatus(True, wanted.required, text)
