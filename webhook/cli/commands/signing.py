@@ -26,7 +26,6 @@ from webhook.policy.signing.envelope import (
     sign_directory,
     verify_directory,
 )
-from webhook.policy.signing.gitverify import verify_checkout
 
 
 def add_signing(
@@ -127,6 +126,9 @@ def _check(directory: Path, wanted: PolicySignatureConfig) -> tuple[str, str, da
         PolicySignatureError: as ``verify_directory`` or ``verify_checkout``.
     """
     if wanted.source == "git":
+        # Imported here: libgit2 (pygit2) costs every other command ~45 ms to load.
+        from webhook.policy.signing.gitverify import verify_checkout
+
         verified = verify_checkout(directory, wanted.authorities, wanted.allowed_signers)
         version = f"{verified.version} (commit {verified.digest.removeprefix('git:')})"
         return verified.authority, version, verified.signed_at, len(verified.files or ())
