@@ -29,8 +29,9 @@ from tests.support.policysigning import FILES
 from webhook.policy.signing.allowedsigners import AllowedSigners, parse_allowed_signers
 from webhook.policy.signing.envelope import TrustedKey
 from webhook.policy.signing.gate import PolicySignatureError
-from webhook.policy.signing.gitverify import git_verifier, verify_checkout
+from webhook.policy.signing.gitverify import verify_checkout
 from webhook.policy.signing.sshsig import load_ssh_public_key, ssh_key_blob
+from webhook.signatures.gitsign import git_verifier
 
 
 def _trusted(key: Path, name: str = "policy-team") -> TrustedKey:

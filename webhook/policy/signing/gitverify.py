@@ -13,20 +13,20 @@ The version is the committer time (Unix seconds): part of what was signed,
 and rising from one merge to the next, so rollback protection and
 ``minimumVersion`` work as with a manifest's version.
 
-gitsign (Sigstore keyless) commits are recognised and refused as not yet
-supported: their check belongs with the keyless authorities.
+gitsign (Sigstore keyless) commits are handed to the ``gitsign`` check the
+caller gives (``signatures/gitsign.py``, which needs the keyless machinery of
+a layer above this one), and refused when there is none.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Protocol
 
 from webhook.core.errors import PolicyError
 from webhook.policy.signing.allowedsigners import AllowedSigners, admit
 from webhook.policy.signing.envelope import TrustedKey
-from webhook.policy.signing.gate import PolicySignatureError, SetVerifier, Verified
+from webhook.policy.signing.gate import PolicySignatureError, Verified
 from webhook.policy.signing.gitcheckout import Checkout, read_checkout
 from webhook.policy.signing.manifest import build_manifest, compare
 from webhook.policy.signing.sshsig import (
@@ -41,7 +41,7 @@ from webhook.policy.signing.sshsig import (
 from webhook.policy.signing.tree import read_tree
 from webhook.trust.keys import key_fingerprint
 
-__all__ = ["GitAuthorities", "git_verifier", "verify_checkout"]
+__all__ = ["GIT_NAMESPACE", "GitsignCheck", "verify_checkout"]
 
 #: The namespace ``git commit -S`` signs in.
 GIT_NAMESPACE = "git"
@@ -49,29 +49,16 @@ _GITSIGN_BEGIN = (b"-----BEGIN SIGNED MESSAGE-----", b"-----BEGIN PKCS7-----")
 _PGP_BEGIN = b"-----BEGIN PGP SIGNATURE-----"
 
 
-class GitAuthorities(Protocol):
-    """What ``git_verifier`` reads of ``policies.signature`` (a ``PolicySignatureConfig``)."""
-
-    @property
-    def authorities(self) -> Sequence[TrustedKey]: ...
-
-    @property
-    def allowed_signers(self) -> Sequence[AllowedSigners]: ...
-
-
-def git_verifier(signature_config: GitAuthorities) -> SetVerifier:
-    """The ``SetVerifier`` of ``source: git`` for the store, with the configured authorities."""
-    keys = tuple(signature_config.authorities)
-    signers = tuple(signature_config.allowed_signers)
-
-    def verifier(directory: Path) -> Verified:
-        return verify_checkout(directory, keys, signers)
-
-    return verifier
+#: Checks a gitsign-signed commit: the name of the authority that signed it.
+GitsignCheck = Callable[[Checkout], str]
 
 
 def verify_checkout(
-    directory: Path, keys: Sequence[TrustedKey], signers: Sequence[AllowedSigners]
+    directory: Path,
+    keys: Sequence[TrustedKey],
+    signers: Sequence[AllowedSigners],
+    *,
+    gitsign: GitsignCheck | None = None,
 ) -> Verified:
     """Who signed the commit checked out at ``directory``, if the checkout is that commit.
 
@@ -85,7 +72,7 @@ def verify_checkout(
     if not directory.is_dir():
         raise PolicyError(f"{directory} is not a directory")
     checkout = read_checkout(directory)
-    authority = _signer(checkout, keys, signers)
+    authority = _signer(checkout, keys, signers, gitsign)
     _compare(directory, checkout, authority)
     return Verified(
         authority,
@@ -97,7 +84,10 @@ def verify_checkout(
 
 
 def _signer(
-    checkout: Checkout, keys: Sequence[TrustedKey], signers: Sequence[AllowedSigners]
+    checkout: Checkout,
+    keys: Sequence[TrustedKey],
+    signers: Sequence[AllowedSigners],
+    gitsign: GitsignCheck | None,
 ) -> str:
     commit = checkout.commit
     raw = checkout.signature
@@ -108,11 +98,13 @@ def _signer(
             reason="unsigned",
         )
     if raw.lstrip().startswith(_GITSIGN_BEGIN):
-        raise PolicySignatureError(
-            f"commit {commit} carries a gitsign (Sigstore) signature, which trustgate does "
-            "not verify yet; sign with an SSH key (gpg.format ssh)",
-            reason="untrusted",
-        )
+        if gitsign is None:
+            raise PolicySignatureError(
+                f"commit {commit} carries a gitsign (Sigstore keyless) signature, and no "
+                "keyless authority is configured to check it",
+                reason="untrusted",
+            )
+        return gitsign(checkout)
     if not raw.lstrip().startswith(ARMOR_BEGIN):
         kind = "an OpenPGP" if raw.lstrip().startswith(_PGP_BEGIN) else "an unknown kind of"
         raise PolicySignatureError(
