@@ -127,9 +127,9 @@ def _check(directory: Path, wanted: PolicySignatureConfig) -> tuple[str, str, da
     """
     if wanted.source == "git":
         # Imported here: libgit2 (pygit2) costs every other command ~45 ms to load.
-        from webhook.policy.signing.gitverify import verify_checkout
+        from webhook.signatures.gitsign import git_verifier
 
-        verified = verify_checkout(directory, wanted.authorities, wanted.allowed_signers)
+        verified = git_verifier(wanted)(directory)
         version = f"{verified.version} (commit {verified.digest.removeprefix('git:')})"
         return verified.authority, version, verified.signed_at, len(verified.files or ())
     signed = verify_directory(directory, wanted.authorities)
