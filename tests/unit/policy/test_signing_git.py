@@ -266,3 +266,10 @@ def test_a_huge_commit_object_is_refused(tmp_path: Path, keys: dict[str, Path]) 
 class _Config:
     def __init__(self, keys: list[TrustedKey], signers: list[AllowedSigners]) -> None:
         self.authorities, self.allowed_signers = keys, signers
+
+
+def test_directories_nested_too_deep_are_refused(tmp_path: Path, keys: dict[str, Path]) -> None:
+    deep = "/".join(["d"] * 70) + "/policy.yaml"
+    link, _ = _signed(tmp_path, keys["ed25519"], {deep: FILES["policy.yaml"]})
+    refusal = _refusal(link, [_trusted(keys["ed25519"])], [])
+    assert refusal.startswith("invalid:") and "nested deeper than 64" in refusal
