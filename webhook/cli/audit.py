@@ -37,13 +37,20 @@ from webhook.admission.waivers import shown_reason
 from webhook.cli.render import RenderError, Renderers, find_renderers, render
 from webhook.cli.tree import Source
 from webhook.core.errors import AdmissionReviewError
+from webhook.core.yamltags import check_timestamps
 from webhook.engine import Engine, PolicyResult
 from webhook.policy.model import NoMatch
 
 DecisionLabel = Literal["allowed", "warned", "waived", "denied", "error"]
 #: trustgate's own documents live beside manifests in Git; they are not workloads.
 _OWN_KINDS = frozenset({"ImagePolicy", "ImagePolicyTest", "ImagePolicyException"})
-_Loader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class _Loader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
+    """The safe loader (libyaml's when built), refusing a ``!!timestamp`` that is not one."""
+
+
+check_timestamps(_Loader)
 
 
 @dataclass(frozen=True, slots=True)

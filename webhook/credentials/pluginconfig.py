@@ -34,6 +34,7 @@ import yaml
 
 from webhook.core.errors import ConfigError
 from webhook.core.untrusted import quoted, shown
+from webhook.core.yamltags import check_timestamps
 
 from .matching import Patterns, parse_patterns
 
@@ -257,3 +258,6 @@ class _Loader(_SafeLoader):
                     )
                 seen.add(key_node.value)
         return super().construct_mapping(node, deep=deep)
+
+
+check_timestamps(_Loader)

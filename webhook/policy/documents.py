@@ -31,6 +31,7 @@ import yaml
 
 from webhook.core.errors import PolicyError
 from webhook.core.untrusted import unique_keys
+from webhook.core.yamltags import check_timestamps
 
 SUFFIXES = frozenset({".yaml", ".yml", ".json"})
 #: Deepest nesting a document may have; a policy needs about 8, a test case's
@@ -67,6 +68,9 @@ class _Loader(_SafeLoader):
                 )
             seen.add(key)
         return super().construct_mapping(node, deep=deep)
+
+
+check_timestamps(_Loader)
 
 
 def iter_documents(path: Path) -> Iterator[tuple[Path, int, Any]]:
