@@ -2,8 +2,10 @@
 
 Separate from the rest of the configuration because it reads key files and
 names the authorities ``trustgate policy verify`` and ``policy lint`` check a
-directory's signature against. The grammar is the image policies' one; only
-``key`` authorities are read so far.
+directory's signature against. The grammar is the image policies' one: a
+``key``, or a ``keyless`` identity read by the image policies' own parser
+(``policy/authorities.compile_keyless``), its relative ``trustedRoot`` paths
+resolved against the configuration file's directory.
 
 .. code-block:: yaml
 
@@ -17,6 +19,10 @@ directory's signature against. The grammar is the image policies' one; only
         authorities:
           - name: policy-team
             key: {file: /etc/trustgate/policy-signing.pub}   # or {pem: "-----BEGIN..."}
+          - name: ci
+            keyless:
+              issuer: https://token.actions.githubusercontent.com
+              subject: https://github.com/acme/policies/.github/workflows/sign.yml@refs/heads/main
           - name: maintainers                              # source git only:
             key: {allowedSigners: /etc/trustgate/allowed_signers}   # ssh-keygen's format
 
@@ -26,15 +32,20 @@ as well as a PEM one.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from webhook.core.errors import ConfigError, PolicyError
+from webhook.policy.authorities import compile_keyless
+from webhook.policy.origin import Origin
+from webhook.policy.schema import policy_schema
 from webhook.policy.signing.allowedsigners import AllowedSigners, load_allowed_signers
-from webhook.policy.signing.envelope import TrustedKey
+from webhook.policy.signing.envelope import SetAuthority, TrustedKey
 from webhook.policy.signing.sshsig import load_ssh_public_key, ssh_key_blob
+from webhook.signatures.policyset import KeylessAuthority
 from webhook.trust.keys import PublicKey, key_fingerprint, load_public_key
 
 __all__ = [
@@ -43,6 +54,25 @@ __all__ = [
     "RollbackConfig",
     "parse_policy_signature",
 ]
+
+
+def _keyless_schema() -> dict[str, Any]:
+    """The image policies' ``keyless`` schema, its trustedRoot relative to trustgate.yaml."""
+    keyless: dict[str, Any] = copy.deepcopy(
+        policy_schema()["$defs"]["authority"]["properties"]["keyless"]
+    )
+    # Helm reads draft-07 and the chart schema takes the keywords both drafts share:
+    # "at least one extension" said with those.
+    extensions = keyless["properties"]["extensions"]
+    if extensions.pop("minProperties", 0):
+        extensions["anyOf"] = [{"required": [name]} for name in extensions["properties"]]
+    root = keyless["properties"]["trustedRoot"]
+    root["description"] = root["description"].replace(
+        "relative to the directory of the policy file",
+        "relative to the directory of trustgate.yaml",
+    )
+    return keyless
+
 
 POLICY_SIGNATURE_SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -110,7 +140,7 @@ POLICY_SIGNATURE_SCHEMA: dict[str, Any] = {
                             {"required": ["allowedSigners"]},
                         ],
                     },
-                    "keyless": {"type": "object"},
+                    "keyless": _keyless_schema(),
                 },
                 "oneOf": [{"required": ["key"]}, {"required": ["keyless"]}],
             },
@@ -132,7 +162,7 @@ class RollbackConfig:
 class PolicySignatureConfig:
     """``policies.signature``: the trusted signers, and whether a valid signature is required."""
 
-    authorities: tuple[TrustedKey, ...]
+    authorities: tuple[SetAuthority, ...]
     required: bool = False
     #: "files" (DIR/.trustgate/signature.json) or "git" (the checked-out commit's signature).
     source: str = "files"
@@ -145,37 +175,30 @@ class PolicySignatureConfig:
 def parse_policy_signature(
     raw: Mapping[str, Any] | None, source: str
 ) -> PolicySignatureConfig | None:
-    """``policies.signature`` (schema-checked), its key files read now; None when absent.
+    """``policies.signature`` (schema-checked), its key files and trusted roots read now.
+
+    ``source`` is the configuration file: relative ``keyless.trustedRoot``
+    paths resolve against its directory. None when the section is absent.
 
     Raises:
         ConfigError: a key file cannot be read or holds no accepted public key,
-            two authorities share a name or a key, or an authority is keyless.
+            a keyless identity is invalid (a regular expression, a trusted
+            root), two authorities share a name, a key or an identity.
     """
     if raw is None:
         return None
-    authorities: list[TrustedKey] = []
+    authorities: list[SetAuthority] = []
     signers: list[AllowedSigners] = []
     for number, entry in enumerate(raw["authorities"]):
         field = f"{source}: field policies.signature.authorities[{number}]"
-        if "keyless" in entry:
-            raise ConfigError(
-                f"{field}.keyless: keyless policy signing is not supported yet; "
-                "use a key authority (key: {{file: ...}})"
-            )
         if entry["name"] in {a.name for a in authorities} | {s.name for s in signers}:
             raise ConfigError(f"{field}.name: {entry['name']!r} is already used")
-        if "allowedSigners" in entry["key"]:
+        if "keyless" in entry:
+            authorities.append(_keyless(entry, number, source, authorities))
+        elif "allowedSigners" in entry["key"]:
             signers.append(_allowed_signers(entry, field, raw.get("source", "files")))
-            continue
-        pem, where = _pem(entry["key"], field)
-        try:
-            key = _public_key(pem, where)
-        except PolicyError as exc:
-            raise ConfigError(f"{field}.key: {exc.message}") from None
-        for other in authorities:
-            if key_fingerprint(other.key) == key_fingerprint(key):
-                raise ConfigError(f"{field}.key: the same key as authority {other.name!r}")
-        authorities.append(TrustedKey(entry["name"], key))
+        else:
+            authorities.append(_key(entry, field, authorities))
     return PolicySignatureConfig(
         tuple(authorities),
         bool(raw.get("required", False)),
@@ -184,6 +207,36 @@ def parse_policy_signature(
         rollback=_rollback(raw.get("rollback")),
         allowed_signers=tuple(signers),
     )
+
+
+def _key(entry: Mapping[str, Any], field: str, others: list[SetAuthority]) -> TrustedKey:
+    pem, where = _pem(entry["key"], field)
+    try:
+        key = _public_key(pem, where)
+    except PolicyError as exc:
+        raise ConfigError(f"{field}.key: {exc.message}") from None
+    for other in others:
+        if isinstance(other, TrustedKey) and key_fingerprint(other.key) == key_fingerprint(key):
+            raise ConfigError(f"{field}.key: the same key as authority {other.name!r}")
+    return TrustedKey(entry["name"], key)
+
+
+def _keyless(
+    entry: Mapping[str, Any], number: int, source: str, others: list[SetAuthority]
+) -> KeylessAuthority:
+    """A keyless authority, parsed as image policies parse theirs."""
+    where = f"policies.signature.authorities[{number}].keyless"
+    try:
+        keyless = compile_keyless(entry["keyless"], Origin(Path(source), 0), where)
+    except PolicyError as exc:
+        raise ConfigError(f"{source}: field {exc.field or where}: {exc.message}") from None
+    for other in others:
+        if isinstance(other, KeylessAuthority) and other.keyless == keyless:
+            raise ConfigError(
+                f"{source}: field {where}: the same identity and trusted root as "
+                f"authority {other.name!r}"
+            )
+    return KeylessAuthority(entry["name"], keyless)
 
 
 def _public_key(data: bytes, where: str) -> PublicKey:

@@ -173,6 +173,16 @@ def _check_key(pem: str, source: str, origin: Origin, field: str) -> None:
         raise origin.error(exc.message, field) from exc
 
 
+def compile_keyless(keyless: Mapping[str, Any], origin: Origin, field: str) -> Keyless:
+    """A ``keyless`` identity of the image policies' grammar, for another section that uses it.
+
+    ``policies.signature`` of trustgate.yaml names its keyless signers so; a
+    mistake is a PolicyError at ``field`` of ``origin``, whose directory
+    relative ``trustedRoot`` paths resolve against.
+    """
+    return _keyless(keyless, origin, field)
+
+
 def _keyless(keyless: Mapping[str, Any], origin: Origin, field: str) -> Keyless:
     """The identity, with its regexes compiled and its trusted root loaded now."""
     for name in ("issuerRegExp", "subjectRegExp"):

@@ -46,12 +46,13 @@ from sigstore_models.common import v1 as common_v1
 
 from webhook.policy.model import Keyless
 from webhook.policy.signing.allowedsigners import AllowedSigners
-from webhook.policy.signing.envelope import TrustedKey
+from webhook.policy.signing.envelope import SetAuthority, TrustedKey
 from webhook.policy.signing.gate import PolicySignatureError, SetVerifier, Verified
 from webhook.policy.signing.gitcheckout import Checkout
 from webhook.policy.signing.gitverify import verify_checkout
 from webhook.signatures.identity import identity_policy
-from webhook.signatures.keyless import _reason
+from webhook.signatures.keyless import sigstore_reason as _reason
+from webhook.signatures.policyset import KeylessAuthority
 from webhook.signatures.tlogproto import entry_json
 
 __all__ = ["GitAuthorities", "GitsignAuthority", "git_verifier", "verify_gitsign"]
@@ -265,7 +266,7 @@ class GitAuthorities(Protocol):
     """What ``git_verifier`` reads of ``policies.signature`` (a ``PolicySignatureConfig``)."""
 
     @property
-    def authorities(self) -> Sequence[TrustedKey]: ...
+    def authorities(self) -> Sequence[SetAuthority]: ...
 
     @property
     def allowed_signers(self) -> Sequence[AllowedSigners]: ...
@@ -274,10 +275,19 @@ class GitAuthorities(Protocol):
 def git_verifier(
     signature_config: GitAuthorities, keyless: Sequence[GitsignAuthority] = ()
 ) -> SetVerifier:
-    """The ``SetVerifier`` of ``source: git``: SSH-signed commits, gitsign ones for ``keyless``."""
-    keys = tuple(signature_config.authorities)
+    """The ``SetVerifier`` of ``source: git``: SSH-signed commits, gitsign ones for ``keyless``.
+
+    The configuration's key authorities check SSH signatures; its keyless ones
+    (``policyset.KeylessAuthority``) join ``keyless`` for gitsign signatures.
+    """
+    keys = tuple(a for a in signature_config.authorities if isinstance(a, TrustedKey))
     signers = tuple(signature_config.allowed_signers)
-    gitsign = tuple(keyless)
+    configured = (
+        GitsignAuthority(a.name, a.keyless)
+        for a in signature_config.authorities
+        if isinstance(a, KeylessAuthority)
+    )
+    gitsign = (*keyless, *configured)
 
     def verifier(directory: Path) -> Verified:
         return verify_checkout(

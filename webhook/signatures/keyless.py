@@ -130,7 +130,7 @@ _EXPLAINED = (
 )
 
 
-def _reason(exc: BaseException) -> str:
+def sigstore_reason(exc: BaseException) -> str:
     """sigstore-python's message, on one line and trimmed, explained where it is terse."""
     lines = str(exc).strip().splitlines()
     text = (" ".join(line.strip() for line in lines) or type(exc).__name__)[:400]
@@ -161,11 +161,11 @@ def verify_legacy(
         signature = base64.b64decode(str(signature_b64), validate=True)
         bundle = _bundle(cert, entry, signature=signature)
     except (ValueError, TypeError, binascii.Error, SigstoreError) as exc:
-        return _failed(f"malformed keyless signature: {_reason(exc)}")
+        return _failed(f"malformed keyless signature: {sigstore_reason(exc)}")
     try:
         root.verifier.verify_artifact(payload, bundle, identity_policy(keyless))
     except (SigstoreError, ValueError) as exc:
-        return _failed(_reason(exc))
+        return _failed(sigstore_reason(exc))
     return KeylessResult(True, payload=payload, certificate=cert)
 
 
@@ -194,7 +194,7 @@ def verify_legacy_attestation(
         dsse_envelope = intoto_v1.Envelope.model_validate_json(envelope)
         bundle = _bundle(cert, entry, envelope=dsse_envelope)
     except (ValueError, TypeError, binascii.Error, SigstoreError) as exc:
-        return _failed(f"malformed keyless attestation: {_reason(exc)}")
+        return _failed(f"malformed keyless attestation: {sigstore_reason(exc)}")
     policy = identity_policy(keyless)
     kind = (entry.kind_version.kind, entry.kind_version.version)
     try:
@@ -212,7 +212,7 @@ def verify_legacy_attestation(
         else:
             payload_type, payload = root.verifier.verify_dsse(bundle, policy)
     except (SigstoreError, ValueError) as exc:
-        return _failed(_reason(exc))
+        return _failed(sigstore_reason(exc))
     return _statement(payload_type, payload, image_digest, predicate_type, cert)
 
 
@@ -266,7 +266,7 @@ def _legacy_parts(
     try:
         return x509.load_pem_x509_certificate(pem.encode()), parse_cosign_entry(entry_text)
     except (ValueError, TypeError, binascii.Error, SigstoreError) as exc:
-        return f"malformed keyless {what}: {_reason(exc)}"
+        return f"malformed keyless {what}: {sigstore_reason(exc)}"
 
 
 class _LegacyBundle(Bundle):
@@ -309,7 +309,7 @@ def parse_bundle(raw: bytes) -> Bundle | str:
     try:
         return Bundle.from_json(raw)
     except (SigstoreError, ValueError, ValidationError, KeyError, TypeError) as exc:
-        return f"malformed Sigstore bundle: {_reason(exc)}"
+        return f"malformed Sigstore bundle: {sigstore_reason(exc)}"
 
 
 def verify_bundle(
@@ -345,7 +345,7 @@ def verify_bundle(
             return KeylessResult(True, certificate=bundle.signing_certificate)
         payload_type, payload = root.verifier.verify_dsse(bundle, policy)
     except (SigstoreError, ValueError) as exc:
-        reason = _reason(exc)
+        reason = sigstore_reason(exc)
         if "message digest mismatch" in reason or "Signature is invalid for input" in reason:
             reason = f"the bundle signs another artifact, not {image_digest} ({reason})"
         return _failed(reason)

@@ -61,7 +61,9 @@ class TrustRoot:
     by every request thread. ``rekor`` holds the transparency logs' keys and
     ``log_ids`` their IDs (SHA-256 of each key), for the log entries of
     key-signed signatures; ``timestamp_authorities`` the RFC 3161 authorities whose
-    signed timestamps key-signed bundles may carry.
+    signed timestamps key-signed bundles may carry; ``certificate_authorities`` the
+    Fulcio CAs with the time each is trusted for (sigstore-python's Verifier does
+    not hold a signing time against a CA's end; ``signatures/policyset.py`` does).
     """
 
     name: str
@@ -70,6 +72,9 @@ class TrustRoot:
     rekor: RekorKeyring = field(compare=False, repr=False)
     log_ids: frozenset[bytes] = field(compare=False, repr=False)
     timestamp_authorities: tuple[CertificateAuthority, ...] = field(
+        default=(), compare=False, repr=False
+    )
+    certificate_authorities: tuple[CertificateAuthority, ...] = field(
         default=(), compare=False, repr=False
     )
 
@@ -119,6 +124,19 @@ def embedded_tuf_root() -> bytes:
         OSError: a broken installation.
     """
     return (resources.files("sigstore._store") / _EMBEDDED[PRODUCTION] / "root.json").read_bytes()
+
+
+def embedded_signing_config(spec: str) -> bytes:
+    """The ``signing_config.v0.2.json`` (Fulcio, Rekor, TSA addresses) of an embedded instance.
+
+    ``spec`` is ``production`` or ``staging``: what ``trustgate policy sign
+    --keyless`` signs with, offline of TUF, beside the trusted root of the same name.
+
+    Raises:
+        OSError: a broken installation.
+    """
+    folder = resources.files("sigstore._store") / _EMBEDDED[spec]
+    return (folder / "signing_config.v0.2.json").read_bytes()
 
 
 def load_trusted_root(spec: str, base: Path) -> TrustRoot:
@@ -172,6 +190,9 @@ def _parse(name: str, raw: bytes) -> TrustRoot:
         rekor=rekor,
         log_ids=frozenset(bytes(log.log_id.key_id) for log in inner.tlogs),
         timestamp_authorities=tuple(root.get_timestamp_authorities()),
+        certificate_authorities=tuple(
+            CertificateAuthority(ca) for ca in inner.certificate_authorities
+        ),
     )
 
 

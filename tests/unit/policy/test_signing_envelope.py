@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from datetime import UTC, datetime
@@ -46,8 +47,12 @@ def test_round_trip(tmp_path: Path, key: object, name: str) -> None:
     _sign(directory, key, version=4)
     signed = verify_directory(directory, TRUSTED)
     assert signed.authority == name
-    assert signed.manifest.version == 4
-    assert sorted(signed.manifest.files) == ["exception.yaml", "policy.yaml", "tests.yaml"]
+    assert signed.version == 4
+    assert signed.signed_at == WHEN
+    assert sorted(signed.files or {}) == ["exception.yaml", "policy.yaml", "tests.yaml"]
+    document = json.loads((directory / SIGNATURE_FILE).read_text())
+    assert signed.digest == "sha256:" + hashlib.sha256(document["manifest"].encode()).hexdigest()
+    assert (signed.files or {})["policy.yaml"] == (directory / "policy.yaml").read_bytes()
 
 
 def test_p384_keys_sign_too(tmp_path: Path) -> None:
@@ -108,7 +113,7 @@ def test_a_configmap_mount_verifies(tmp_path: Path) -> None:
         (directory / item.name).symlink_to(Path("..data") / item.name)
     (directory / "..data").symlink_to("..2026_03_01")
     _sign(directory)
-    assert sorted(verify_directory(directory, TRUSTED).manifest.files) == [
+    assert sorted(verify_directory(directory, TRUSTED).files or {}) == [
         "exception.yaml",
         "policy.yaml",
         "tests.yaml",

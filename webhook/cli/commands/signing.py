@@ -1,4 +1,4 @@
-"""``trustgate policy sign | verify``: sign a policy directory with a key, check it offline.
+"""``trustgate policy sign | verify``: sign a policy directory (key or keyless), check it offline.
 
 Separate from the other ``policy`` commands because these read keys and the
 ``policies.signature`` authorities, not the policies' meaning; ``policy lint``
@@ -22,9 +22,19 @@ from webhook.core.errors import ConfigError, PolicyError
 from webhook.policy.signing.envelope import (
     SIGNATURE_FILE,
     PolicySignatureError,
+    check_directory,
     previous_version,
     sign_directory,
-    verify_directory,
+    write_signature,
+)
+from webhook.policy.signing.gate import Verified
+from webhook.policy.signing.manifest import Manifest
+from webhook.signatures.policysign import (
+    DEFAULT_TIMEOUT,
+    TOKEN_VARIABLE,
+    identity_token,
+    load_instance,
+    sign_keyless,
 )
 
 
@@ -37,16 +47,46 @@ def add_signing(
         "sign",
         parents=[common],
         **about(
-            f"sign a policy directory with a private key, writing DIR/{SIGNATURE_FILE}",
-            "trustgate policy sign policies/ --key policy-signing.key",
+            "sign a policy directory with a private key, or keylessly with Sigstore, "
+            f"writing DIR/{SIGNATURE_FILE}",
+            "trustgate policy sign policies/ --keyless   # in CI, with its OIDC token",
             "signed",
-            usage="an unreadable policy directory or key",
+            usage="an unreadable policy directory or key, no identity token, Fulcio or "
+            "Rekor unreachable or refusing",
         ),
     )
     sign.set_defaults(handler=_sign)
     sign.add_argument("directory", nargs="?", type=Path, metavar="DIR", help="(--policies)")
+    how = sign.add_mutually_exclusive_group(required=True)
+    how.add_argument("--key", type=Path, metavar="PRIVATE.pem", help="PEM private key")
+    how.add_argument(
+        "--keyless",
+        action="store_true",
+        help="a Fulcio certificate for an OIDC identity, logged in Rekor (Sigstore)",
+    )
     sign.add_argument(
-        "--key", type=Path, required=True, metavar="PRIVATE.pem", help="PEM private key"
+        "--identity-token",
+        metavar="TOKEN",
+        help=f"the OIDC token (default: ${TOKEN_VARIABLE}, else the CI's own); --keyless only",
+    )
+    instance = sign.add_mutually_exclusive_group()
+    instance.add_argument(
+        "--staging", action="store_true", help="Sigstore's staging instance (--keyless)"
+    )
+    instance.add_argument(
+        "--trust-config",
+        type=Path,
+        metavar="FILE",
+        help="a Sigstore ClientTrustConfig JSON (signing config and trusted root) of a "
+        "private instance (--keyless; default: the production instance)",
+    )
+    sign.add_argument(
+        "--timeout",
+        type=_seconds,
+        default=DEFAULT_TIMEOUT,
+        metavar="SECONDS",
+        help=f"most time keyless signing may take, Fulcio and Rekor together "
+        f"(default {DEFAULT_TIMEOUT:g})",
     )
     sign.add_argument(
         "--version",
@@ -76,12 +116,29 @@ def _version(text: str) -> int:
     return version
 
 
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not 0 < value <= 3600:
+        raise argparse.ArgumentTypeError(
+            f"must be seconds, above 0 and at most 3600 (got {text!r})"
+        )
+    return value
+
+
 def _sign(args: argparse.Namespace, config: Config) -> int:
     directory: Path = args.directory or policy_directory(args)
-    try:
-        pem = args.key.read_bytes()
-    except OSError as exc:
-        raise PolicyError(f"cannot read key file {args.key}: {exc.strerror}") from None
+    keyless_only = args.identity_token or args.staging or args.trust_config
+    if keyless_only and not args.keyless:
+        raise PolicyError("--identity-token, --staging and --trust-config go with --keyless")
+    pem = b""
+    if not args.keyless:
+        try:
+            pem = args.key.read_bytes()
+        except OSError as exc:
+            raise PolicyError(f"cannot read key file {args.key}: {exc.strerror}") from None
     previous = previous_version(directory)
     version = args.version or previous + 1
     if version <= previous:
@@ -90,14 +147,37 @@ def _sign(args: argparse.Namespace, config: Config) -> int:
             "a server that refuses older sets will refuse this one",
             file=sys.stderr,
         )
-    manifest = sign_directory(
-        directory, pem, source=f"key file {args.key}", version=version, now=datetime.now(UTC)
-    )
+    now = datetime.now(UTC)
+    signer = ""
+    if args.keyless:
+        manifest, signer = _sign_keyless(directory, args, version, now)
+    else:
+        manifest = sign_directory(
+            directory, pem, source=f"key file {args.key}", version=version, now=now
+        )
+    by = f" as {signer}" if signer else ""
     print(
-        f"signed {directory}: {len(manifest.files)} files, version {manifest.version}; "
+        f"signed {directory}{by}: {len(manifest.files)} files, version {manifest.version}; "
         f"wrote {directory / SIGNATURE_FILE}"
     )
     return EXIT_OK
+
+
+def _sign_keyless(
+    directory: Path, args: argparse.Namespace, version: int, now: datetime
+) -> tuple[Manifest, str]:
+    """Sign with a Fulcio certificate: the token and the instance first, then the network."""
+    token = identity_token(args.identity_token)
+    instance = load_instance(staging=args.staging, trust_config=args.trust_config)
+    signers: list[str] = []
+
+    def signed(data: bytes) -> tuple[str, object]:
+        signature = sign_keyless(data, instance, token, timeout=args.timeout)
+        signers.append(signature.signer)
+        return "bundle", signature.bundle
+
+    manifest = write_signature(directory, signed, version=version, now=now)
+    return manifest, f"{signers[0]} ({instance.name} Sigstore)"
 
 
 def _verify(args: argparse.Namespace, config: Config) -> int:
@@ -108,19 +188,19 @@ def _verify(args: argparse.Namespace, config: Config) -> int:
             "pass --config trustgate.yaml with policies.signature.authorities"
         )
     try:
-        authority, version, signed_at, count = _check(directory, config.policy_signature)
+        verified, signer, version = _check(directory, config.policy_signature)
     except PolicySignatureError as exc:
         print(f"trustgate: not verified: {exc}", file=sys.stderr)
         return EXIT_DENIED
     print(
-        f"{directory}: signed by {authority!r}, version {version}, "
-        f"{signed_at:%Y-%m-%dT%H:%M:%SZ}; {count} files match"
+        f"{directory}: {_signed_by(verified.authority, signer)}, version {version}, "
+        f"{verified.signed_at:%Y-%m-%dT%H:%M:%SZ}; {len(verified.files or ())} files match"
     )
     return EXIT_OK
 
 
-def _check(directory: Path, wanted: PolicySignatureConfig) -> tuple[str, str, datetime, int]:
-    """Who signed ``directory``, which version, when, and how many files (files or git source).
+def _check(directory: Path, wanted: PolicySignatureConfig) -> tuple[Verified, str, str]:
+    """Who signed ``directory`` (files or git source), who that is in words, and the version.
 
     Raises:
         PolicySignatureError: as ``verify_directory`` or ``verify_checkout``.
@@ -131,10 +211,13 @@ def _check(directory: Path, wanted: PolicySignatureConfig) -> tuple[str, str, da
 
         verified = git_verifier(wanted)(directory)
         version = f"{verified.version} (commit {verified.digest.removeprefix('git:')})"
-        return verified.authority, version, verified.signed_at, len(verified.files or ())
-    signed = verify_directory(directory, wanted.authorities)
-    manifest = signed.manifest
-    return signed.authority, str(manifest.version), manifest.signed_at, len(manifest.files)
+        return verified, "", version
+    checked = check_directory(directory, wanted.authorities)
+    return checked.verified, checked.signer, str(checked.verified.version)
+
+
+def _signed_by(authority: str, signer: str) -> str:
+    return f"signed by {authority!r} ({signer})" if signer else f"signed by {authority!r}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,8 +239,8 @@ def signature_status(directory: Path, config: Config) -> SignatureStatus | None:
     if wanted is None or not directory.is_dir():
         return None
     try:
-        authority, version, _, _ = _check(directory, wanted)
+        verified, signer, version = _check(directory, wanted)
     except PolicySignatureError as exc:
         return SignatureStatus(False, wanted.required, f"signature: not valid: {exc}")
-    text = f"signature: valid, signed by {authority!r}, version {version}"
+    text = f"signature: valid, {_signed_by(verified.authority, signer)}, version {version}"
     return SignatureStatus(True, wanted.required, text)

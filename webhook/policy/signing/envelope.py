@@ -1,32 +1,43 @@
-"""Sign a policy directory's manifest with a key, and check a signed directory.
+"""Sign a policy directory's manifest, and check a signed directory against its authorities.
 
 The signature file, ``DIR/.trustgate/signature.json``, holds the manifest's
-exact bytes (as a JSON string) and a signature over them made the way
-``cosign sign-blob --key`` makes one: ECDSA with SHA-256 (DER), RSA PKCS#1
-v1.5 with SHA-256, or pure Ed25519. ``cosign verify-blob`` can therefore
-check the manifest too, once extracted.
+exact bytes (as a JSON string) and one signature over them:
 
-Checking needs no network: the signature must verify with one of the
-trusted keys, and the directory must hold exactly the files the manifest
-names, with the same content.
+- ``key``: a fingerprint and a signature made the way ``cosign sign-blob
+  --key`` makes one: ECDSA with SHA-256 (DER), RSA PKCS#1 v1.5 with SHA-256,
+  or pure Ed25519;
+- ``bundle``: a Sigstore bundle (v0.3) of a message signature over the
+  manifest bytes, made with a Fulcio certificate and logged in Rekor, as
+  sigstore-python's ``sign_artifact`` and ``cosign sign-blob --bundle`` make
+  one. ``signatures/policyset.py`` writes and checks those: this layer may not
+  import Sigstore's verification, so it only names the protocol
+  (``SetAuthority``) every authority follows.
+
+Either way ``cosign verify-blob`` can check the manifest too, once extracted.
+Checking needs no network: one authority must vouch for the signature, and
+the directory must hold exactly the files the manifest names, with the same
+content.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Any, Protocol
 
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 
 from webhook.core.errors import PolicyError
-from webhook.policy.signing.gate import PolicySignatureError
+from webhook.core.untrusted import json_value, shown, unique_keys
+from webhook.policy.signing.gate import PolicySignatureError, Verified
 from webhook.policy.signing.manifest import (
     Manifest,
     build_manifest,
@@ -39,18 +50,62 @@ from webhook.trust.keys import PublicKey, key_fingerprint, load_public_key, veri
 
 __all__ = [
     "SIGNATURE_FILE",
+    "Checked",
     "PolicySignatureError",
-    "Signed",
+    "Refusal",
+    "SetAuthority",
     "TrustedKey",
+    "Vouch",
+    "check_directory",
     "previous_version",
     "sign_directory",
     "verify_directory",
+    "write_signature",
 ]
 
 #: The signature file, relative to the policy directory.
 SIGNATURE_FILE = f"{SIGNATURE_DIR}/signature.json"
 #: Largest signature file read: a manifest of MAX_FILES entries is about 1 MiB.
 MAX_SIGNATURE_BYTES = 8 * 1024 * 1024
+#: The fields of a signature file that carry the signature: exactly one is present.
+SIGNATURE_KINDS = ("key", "bundle")
+
+
+@dataclass(frozen=True, slots=True)
+class Vouch:
+    """An authority's yes, and who signed in words (``key SHA256:...``, or an identity)."""
+
+    signer: str
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """An authority's no: ``reason`` (untrusted, altered or invalid) and why, in words.
+
+    ``signer`` says who the signature names, when the authority could read
+    it: a key's fingerprint, or a certificate's identity and issuer.
+    """
+
+    reason: str
+    message: str
+    signer: str = ""
+
+
+class SetAuthority(Protocol):
+    """An authority of ``policies.signature``: a key, or a keyless identity."""
+
+    @property
+    def name(self) -> str:
+        """The authority's name in the configuration."""
+        ...
+
+    def vouch(self, document: Mapping[str, Any], manifest: bytes) -> Vouch | Refusal:
+        """Whether the signature ``document`` (the signature file) vouches for ``manifest``.
+
+        Never raises for what the document holds: a malformed signature is a
+        Refusal whose reason is ``invalid``.
+        """
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,13 +115,45 @@ class TrustedKey:
     name: str
     key: PublicKey
 
+    def vouch(self, document: Mapping[str, Any], manifest: bytes) -> Vouch | Refusal:
+        """Whether ``document``'s ``key`` signature verifies over ``manifest`` with this key."""
+        mine = key_fingerprint(self.key)
+        raw = document.get("key")
+        if raw is None:
+            return Refusal(
+                "untrusted",
+                f"{self.name!r} is a key ({mine}) and the set is signed keylessly",
+            )
+        try:
+            fingerprint = raw["fingerprint"]
+            signature = base64.b64decode(raw["signature"], validate=True)
+            if not isinstance(fingerprint, str):
+                raise TypeError("fingerprint")
+        except (KeyError, TypeError, ValueError, binascii.Error):
+            return Refusal(
+                "invalid",
+                "not a trustgate policy signature (its key needs a fingerprint and a base64 "
+                "signature); sign the directory again with trustgate policy sign",
+            )
+        signer = f"key {shown(fingerprint, 80)}"
+        if verify(self.key, signature, manifest):
+            return Vouch(f"key {mine}")
+        if fingerprint == mine:
+            return Refusal(
+                "altered",
+                f"the signature does not verify with the key of authority {self.name!r}: "
+                "the manifest or the signature was altered after signing",
+                signer,
+            )
+        return Refusal("untrusted", f"{self.name!r} is another key ({mine})", signer)
+
 
 @dataclass(frozen=True, slots=True)
-class Signed:
-    """A verified directory: who signed it and what they signed."""
+class Checked:
+    """A verified directory, and who signed it in words (for ``policy verify`` and ``lint``)."""
 
-    authority: str
-    manifest: Manifest
+    verified: Verified
+    signer: str
 
 
 def _signature_path(directory: Path) -> Path:
@@ -118,14 +205,14 @@ def previous_version(directory: Path) -> int:
     path = _signature_path(directory)
     if not path.exists():
         return 0
-    manifest, _, _ = _read_signature(path)
+    manifest, _ = _read_signature(path)
     return parse_manifest(manifest).version
 
 
 def sign_directory(
     directory: Path, private_key_pem: bytes, *, source: str, version: int, now: datetime
 ) -> Manifest:
-    """Write ``DIR/.trustgate/signature.json`` over the manifest of ``directory``.
+    """Write ``DIR/.trustgate/signature.json`` over the manifest of ``directory``, with a key.
 
     ``source`` names the key in messages (its file); the key is never echoed.
 
@@ -133,15 +220,38 @@ def sign_directory(
         PolicyError: the key or the directory cannot be read, or the signature not written.
     """
     key = _load_private_key(private_key_pem, source)
-    manifest = build_manifest(read_tree(directory), version, now)
-    data = manifest_bytes(manifest)
-    document = {
-        "manifest": data.decode("ascii"),
-        "key": {
+
+    def signed(data: bytes) -> tuple[str, Any]:
+        value = {
             "fingerprint": key_fingerprint(key.public_key()),
             "signature": base64.b64encode(_sign(key, data)).decode("ascii"),
-        },
-    }
+        }
+        return "key", value
+
+    return write_signature(directory, signed, version=version, now=now)
+
+
+def write_signature(
+    directory: Path,
+    sign: Callable[[bytes], tuple[str, Any]],
+    *,
+    version: int,
+    now: datetime,
+) -> Manifest:
+    """Build the manifest of ``directory``, have ``sign`` sign its bytes, write the file.
+
+    ``sign`` returns the signature's field (one of ``SIGNATURE_KINDS``) and its
+    JSON value; it may raise PolicyError, and nothing is written then.
+
+    Raises:
+        PolicyError: the directory cannot be read, or the signature not made or written.
+    """
+    manifest = build_manifest(read_tree(directory), version, now)
+    data = manifest_bytes(manifest)
+    kind, value = sign(data)
+    if kind not in SIGNATURE_KINDS:
+        raise ValueError(f"unknown signature kind {kind!r}")
+    document = {"manifest": data.decode("ascii"), kind: value}
     path = _signature_path(directory)
     try:
         path.parent.mkdir(exist_ok=True)
@@ -153,8 +263,8 @@ def sign_directory(
     return manifest
 
 
-def _read_signature(path: Path) -> tuple[bytes, str, bytes]:
-    """The manifest bytes, the fingerprint and the signature of signature file ``path``."""
+def _read_signature(path: Path) -> tuple[bytes, dict[str, Any]]:
+    """The manifest bytes and the whole document of signature file ``path``."""
     try:
         with path.open("rb") as handle:
             raw = handle.read(MAX_SIGNATURE_BYTES + 1)
@@ -165,21 +275,21 @@ def _read_signature(path: Path) -> tuple[bytes, str, bytes]:
     try:
         if len(raw) > MAX_SIGNATURE_BYTES:
             raise ValueError("too large")
-        document = json.loads(raw)
+        document = json_value(raw, object_pairs_hook=unique_keys)
+        if not isinstance(document, dict):
+            raise TypeError("not an object")
         manifest = document["manifest"].encode("ascii")
-        fingerprint = document["key"]["fingerprint"]
-        signature = base64.b64decode(document["key"]["signature"], validate=True)
-        if not isinstance(fingerprint, str):
-            raise TypeError("fingerprint")
-    except (ValueError, KeyError, TypeError, AttributeError, binascii.Error) as exc:
+        if sum(kind in document for kind in SIGNATURE_KINDS) != 1:
+            raise KeyError("one of key and bundle")
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
         message = (
             "not a trustgate policy signature; sign the directory again with trustgate policy sign"
         )
         raise PolicySignatureError(message, reason="invalid", file=str(path)) from exc
-    return manifest, fingerprint, signature
+    return manifest, document
 
 
-def verify_directory(directory: Path, authorities: Sequence[TrustedKey]) -> Signed:
+def verify_directory(directory: Path, authorities: Sequence[SetAuthority]) -> Verified:
     """Check that one of ``authorities`` signed ``directory`` exactly as it is now.
 
     Raises:
@@ -188,32 +298,66 @@ def verify_directory(directory: Path, authorities: Sequence[TrustedKey]) -> Sign
             changed since signing (each named), or a link leads out of it.
         PolicyError: the directory does not exist.
     """
+    return check_directory(directory, authorities).verified
+
+
+def check_directory(directory: Path, authorities: Sequence[SetAuthority]) -> Checked:
+    """As ``verify_directory``, with who signed in words (a key, or an identity and issuer).
+
+    Raises:
+        PolicySignatureError: as ``verify_directory``.
+        PolicyError: the directory does not exist.
+    """
     if not directory.is_dir():
         raise PolicyError(f"{directory} is not a directory")
     path = _signature_path(directory)
     if not path.is_file():
         raise PolicySignatureError(
             f"{directory} is unsigned: there is no {SIGNATURE_FILE}; "
-            f"sign it with trustgate policy sign {directory} --key KEY",
+            f"sign it with trustgate policy sign {directory} --key KEY (or --keyless)",
             reason="unsigned",
         )
-    data, fingerprint, signature = _read_signature(path)
-    signer = next((a for a in authorities if verify(a.key, signature, data)), None)
-    if signer is None:
-        names = ", ".join(a.name for a in authorities) or "none"
-        named = [a.name for a in authorities if key_fingerprint(a.key) == fingerprint]
-        if named:
-            message = (
-                f"the signature does not verify with the key of authority {named[0]!r}: "
-                "the manifest or the signature was altered after signing"
-            )
-        else:
-            message = (
-                f"signed by key {fingerprint}, which is not an authority of "
-                f"policies.signature (authorities: {names})"
-            )
-        reason = "altered" if named else "untrusted"
-        raise PolicySignatureError(message, reason=reason, file=str(path))
+    data, document = _read_signature(path)
+    refusals: list[tuple[str, Refusal]] = []
+    for authority in authorities:
+        answer = authority.vouch(document, data)
+        if isinstance(answer, Vouch):
+            return _matching(directory, data, authority.name, answer.signer)
+        refusals.append((authority.name, answer))
+    raise _refused(refusals, document, path)
+
+
+def _refused(
+    refusals: Sequence[tuple[str, Refusal]], document: Mapping[str, Any], path: Path
+) -> PolicySignatureError:
+    """Why no authority vouched: the worst reason (altered, invalid, untrusted) and each one's."""
+    for reason in ("altered", "invalid"):
+        worst = [r for _, r in refusals if r.reason == reason]
+        if worst:
+            break
+    else:
+        reason = "untrusted"
+    if reason == "altered":
+        return PolicySignatureError(worst[0].message, reason=reason, file=str(path))
+    names = ", ".join(name for name, _ in refusals) or "none"
+    signer = next((r.signer for _, r in refusals if r.signer), "")
+    if not signer:
+        signer = "a key" if "key" in document else "a keyless certificate"
+    why = "; ".join(f"{name!r}: {r.message}" for name, r in refusals)
+    if reason == "invalid":
+        message = f"the signature cannot be checked ({why})"
+    else:
+        message = (
+            f"signed by {signer}, which is not an authority of policies.signature "
+            f"(authorities: {names})"
+        )
+        if why:
+            message += f": {why}"
+    return PolicySignatureError(message, reason=reason, file=str(path))
+
+
+def _matching(directory: Path, data: bytes, authority: str, signer: str) -> Checked:
+    """The check that the directory holds exactly what ``authority`` signed."""
     try:
         manifest = parse_manifest(data)
         files = read_tree(directory)
@@ -225,8 +369,15 @@ def verify_directory(directory: Path, authorities: Sequence[TrustedKey]) -> Sign
     if differences:
         lines = "; ".join(str(d) for d in differences)
         raise PolicySignatureError(
-            f"{directory} differs from what {signer.name!r} signed "
+            f"{directory} differs from what {authority!r} signed "
             f"(version {manifest.version}): {lines}",
             reason="altered",
         )
-    return Signed(signer.name, manifest)
+    verified = Verified(
+        authority=authority,
+        version=manifest.version,
+        digest="sha256:" + hashlib.sha256(data).hexdigest(),
+        signed_at=manifest.signed_at,
+        files=files,
+    )
+    return Checked(verified, signer)

@@ -1,0 +1,220 @@
+"""Keyless authorities of ``policies.signature``: a policy set signed with a Fulcio certificate.
+
+The signature file (``policy/signing/envelope.py``) holds, under ``bundle``,
+a Sigstore bundle (v0.3) of a message signature over the manifest's exact
+bytes, as ``trustgate policy sign --keyless``, sigstore-python's
+``sign_artifact`` and ``cosign sign-blob --bundle`` make one. It is checked
+offline, as keyless image signatures are (``keyless.py``): sigstore-python's
+``Verifier.verify_artifact`` against the authority's trusted root (chain to a
+Fulcio CA, SCT, transparency-log entry with its inclusion proof and signed
+entry timestamp, the entry naming this signature and manifest), with the
+identity policy of ``identity.py``.
+
+One check is added: the Fulcio CA that issued the certificate must have been
+trusted by the root when the set was signed. sigstore-python builds the chain
+from every CA the root ever listed and ignores a CA's ``validFor.end``, so a
+root that retired a CA would still accept what was signed under it after the
+retirement; cosign refuses that, and so does this module.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from pydantic import ValidationError
+from sigstore._internal.trust import CertificateAuthority
+from sigstore.errors import Error as SigstoreError
+from sigstore.errors import VerificationError
+from sigstore.models import Bundle
+
+from webhook.core.untrusted import literal
+from webhook.policy.model import Keyless
+from webhook.policy.signing.envelope import Refusal, Vouch
+from webhook.signatures.identity import (
+    certificate_identities,
+    certificate_issuer,
+    identity_policy,
+)
+from webhook.signatures.keyless import sigstore_reason
+from webhook.trust.trustroot import TrustRoot
+
+__all__ = [
+    "BUNDLE_V03",
+    "MAX_BUNDLE_BYTES",
+    "KeylessAuthority",
+    "ca_window_problem",
+    "certificate_signer",
+    "read_bundle",
+]
+
+#: The bundle media types a policy-set signature may carry (v0.3, both spellings).
+BUNDLE_V03 = frozenset(
+    {
+        "application/vnd.dev.sigstore.bundle.v0.3+json",
+        "application/vnd.dev.sigstore.bundle+json;version=0.3",
+    }
+)
+#: Largest bundle read; a real one (certificate, log entry, proof) is 5 to 10 KiB.
+MAX_BUNDLE_BYTES = 256 * 1024
+
+_ALTERED = ("message digest mismatch", "Signature is invalid for input")
+_UNTRUSTED = ("failed to build timestamp certificate chain",)
+
+
+@dataclass(frozen=True, slots=True)
+class KeylessAuthority:
+    """An authority whose signers are Fulcio certificates of one identity, under one root."""
+
+    name: str
+    keyless: Keyless
+
+    @property
+    def root(self) -> TrustRoot:
+        """The trusted root loaded with the configuration."""
+        if self.keyless.root is None:
+            raise ValueError(f"authority {self.name!r} has no trusted root loaded")
+        return self.keyless.root
+
+    def wants(self) -> str:
+        """The identity this authority accepts, in words."""
+        k = self.keyless
+        subject = k.subject if k.subject is not None else f"/{k.subject_regexp}/"
+        issuer = k.issuer if k.issuer is not None else f"/{k.issuer_regexp}/"
+        extras = "".join(f", {name} {value}" for name, value in k.extensions)
+        return f"identity {subject} (issuer {issuer}{extras}; root {k.trusted_root})"
+
+    def vouch(self, document: Mapping[str, Any], manifest: bytes) -> Vouch | Refusal:
+        """Whether ``document``'s ``bundle`` signs ``manifest`` as this identity, root and CA."""
+        raw = document.get("bundle")
+        if raw is None:
+            return Refusal(
+                "untrusted", f"{self.name!r} is keyless ({self.wants()}) and the set is key-signed"
+            )
+        bundle = read_bundle(raw)
+        if isinstance(bundle, str):
+            return Refusal("invalid", bundle)
+        cert = bundle.signing_certificate
+        signer = certificate_signer(cert)
+        policy = identity_policy(self.keyless)
+        try:
+            policy.verify(cert)
+        except VerificationError as exc:
+            message = f"{self.name!r} accepts {self.wants()}: {sigstore_reason(exc)}"
+            return Refusal("untrusted", message, signer)
+        try:
+            self.root.verifier.verify_artifact(manifest, bundle, policy)
+        except (SigstoreError, ValueError) as exc:
+            return _refusal(exc, self.keyless.trusted_root, signer)
+        problem = ca_window_problem(self.root, bundle)
+        if problem is not None:
+            return Refusal("untrusted", problem, signer)
+        return Vouch(signer)
+
+
+def _refusal(exc: BaseException, root: str, signer: str) -> Refusal:
+    """sigstore-python's no, sorted into altered, untrusted and invalid."""
+    reason = sigstore_reason(exc)
+    if any(needle in reason for needle in _ALTERED):
+        return Refusal(
+            "altered",
+            f"the bundle signs other bytes than this manifest: the manifest or the "
+            f"signature was altered after signing ({reason})",
+            signer,
+        )
+    if any(needle in reason for needle in _UNTRUSTED):
+        return Refusal(
+            "untrusted",
+            f"the certificate does not chain to a Fulcio CA of trusted root {root}: {reason}",
+            signer,
+        )
+    return Refusal("invalid", f"the keyless signature does not verify: {reason}", signer)
+
+
+def read_bundle(raw: object) -> Bundle | str:
+    """The Sigstore bundle of a signature file's ``bundle`` field, or why it is not one."""
+    if not isinstance(raw, dict):
+        return "the bundle is not a JSON object"
+    text = json.dumps(raw)
+    if len(text) > MAX_BUNDLE_BYTES:
+        return f"the bundle is over {MAX_BUNDLE_BYTES // 1024} KiB; a real one is a few KiB"
+    media_type = raw.get("mediaType")
+    if media_type not in BUNDLE_V03:
+        shown = literal(media_type) if isinstance(media_type, str) else "none"
+        return f"the bundle's media type is {shown}, not a Sigstore bundle v0.3"
+    try:
+        bundle = Bundle.from_json(text)
+    except (SigstoreError, ValueError, ValidationError, KeyError, TypeError) as exc:
+        return f"malformed Sigstore bundle: {sigstore_reason(exc)}"
+    if bundle._inner.message_signature is None:
+        return "the bundle holds no message signature (a DSSE envelope signs no manifest)"
+    return bundle
+
+
+def certificate_signer(cert: x509.Certificate) -> str:
+    """Who a Fulcio certificate names: ``identity ... (issuer ...)``, quoted where unusual."""
+    names = certificate_identities(cert)
+    identity = ", ".join(literal(name) for name in names[:2]) or "no identity"
+    issuer = certificate_issuer(cert)
+    return f"identity {identity} (issuer {literal(issuer) if issuer else 'none'})"
+
+
+def _signing_times(bundle: Bundle) -> list[datetime]:
+    """Every time the bundle says it was signed: the log's and each RFC 3161 timestamp's."""
+    times = []
+    entry = bundle.log_entry._inner
+    if entry.integrated_time and entry.inclusion_promise:
+        times.append(datetime.fromtimestamp(int(entry.integrated_time), UTC))
+    data = bundle.verification_material.timestamp_verification_data
+    if data is not None:
+        times.extend(stamp.tst_info.gen_time for stamp in data.rfc3161_timestamps)
+    return [t if t.tzinfo else t.replace(tzinfo=UTC) for t in times]
+
+
+def _issued(cert: x509.Certificate, authority: CertificateAuthority) -> bool:
+    chain = authority.certificates(allow_expired=True)
+    if not chain:
+        return False
+    try:
+        cert.verify_directly_issued_by(chain[0])
+    except (ValueError, TypeError, InvalidSignature):
+        return False
+    return True
+
+
+def ca_window_problem(root: TrustRoot, bundle: Bundle) -> str | None:
+    """Why the certificate's CA was not trusted by ``root`` when the bundle was signed, or None.
+
+    For a bundle ``verify_artifact`` accepted: its signing times are verified.
+    Every one must fall in the ``validFor`` of a CA of the root that issued
+    the certificate (a time outside fails, even if another source is inside).
+    """
+    cert = bundle.signing_certificate
+    times = _signing_times(bundle)
+    if not times:
+        return "the bundle carries no signing time to hold against the CA's validity"
+    issuers = [ca for ca in root.certificate_authorities if _issued(cert, ca)]
+    if not issuers:
+        return f"no Fulcio CA of trusted root {root.name} issued the signing certificate"
+    for ca in issuers:
+        start, end = ca.validity_period_start, ca.validity_period_end
+        if all(start <= t and (end is None or t <= end) for t in times):
+            return None
+    ca = issuers[0]
+    until = (
+        ""
+        if ca.validity_period_end is None
+        else f" until {ca.validity_period_end:%Y-%m-%dT%H:%M:%SZ}"
+    )
+    when = ", ".join(f"{t:%Y-%m-%dT%H:%M:%SZ}" for t in times)
+    return (
+        f"signed at {when}, when the Fulcio CA that issued the certificate was not trusted "
+        f"by trusted root {root.name} (it is trusted from "
+        f"{ca.validity_period_start:%Y-%m-%dT%H:%M:%SZ}{until}); sign the set again "
+        "under a current CA"
+    )
