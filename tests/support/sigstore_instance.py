@@ -210,12 +210,27 @@ class FulcioCA:
         SCT signed by a CT log key the trusted root does not list).
         """
         key = key or ec.generate_private_key(ec.SECP256R1())
+        cert = self.issue_for(
+            identity, key.public_key(), not_before=not_before, lifetime=lifetime, sct=sct
+        )
+        return cert, key
+
+    def issue_for(
+        self,
+        identity: Identity,
+        public: ec.EllipticCurvePublicKey,
+        *,
+        not_before: dt.datetime | None = None,
+        lifetime: dt.timedelta = dt.timedelta(minutes=10),
+        sct: str = "valid",
+    ) -> x509.Certificate:
+        """A leaf certificate for ``identity`` and ``public``, as Fulcio issues for a CSR."""
         start = not_before or now() - dt.timedelta(seconds=30)
         builder = (
             x509.CertificateBuilder()
             .subject_name(x509.Name([]))
             .issuer_name(self.intermediate.subject)
-            .public_key(key.public_key())
+            .public_key(public)
             .serial_number(x509.random_serial_number())
             .not_valid_before(start)
             .not_valid_after(start + lifetime)
@@ -224,7 +239,7 @@ class FulcioCA:
                 critical=True,
             )
             .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CODE_SIGNING]), False)
-            .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False)
+            .add_extension(x509.SubjectKeyIdentifier.from_public_key(public), False)
             .add_extension(
                 x509.AuthorityKeyIdentifier.from_issuer_public_key(self.key.public_key()), False
             )
@@ -243,7 +258,7 @@ class FulcioCA:
                 oid, data = ObjectIdentifier(DER_EXTENSIONS[name]), _der_utf8(value)
             builder = builder.add_extension(x509.UnrecognizedExtension(oid, data), False)
         if sct == "missing":
-            return builder.sign(self.key, hashes.SHA384()), key
+            return builder.sign(self.key, hashes.SHA384())
         # The precertificate: what the CT log sees, with the poison extension.
         precert = builder.add_extension(x509.PrecertPoison(), critical=True).sign(
             self.key, hashes.SHA384()
@@ -258,7 +273,7 @@ class FulcioCA:
         extension = x509.UnrecognizedExtension(SCT_LIST, _der_octets(sct_list + timestamp))
         cert = builder.add_extension(extension, critical=False).sign(self.key, hashes.SHA384())
         assert cert.tbs_precertificate_bytes == tbs
-        return cert, key
+        return cert
 
 
 def _san(subject: str) -> x509.GeneralName:

@@ -64,6 +64,8 @@ BUNDLE_V03 = frozenset(
 MAX_BUNDLE_BYTES = 256 * 1024
 
 _ALTERED = ("message digest mismatch", "Signature is invalid for input")
+#: A chain that fails only because of the log's time says nothing of the CA: invalid.
+_BAD_TIME = ("not valid at validation time",)
 _UNTRUSTED = ("failed to build timestamp certificate chain",)
 
 
@@ -127,7 +129,9 @@ def _refusal(exc: BaseException, root: str, signer: str) -> Refusal:
             f"signature was altered after signing ({reason})",
             signer,
         )
-    if any(needle in reason for needle in _UNTRUSTED):
+    if any(needle in reason for needle in _UNTRUSTED) and not any(
+        needle in reason for needle in _BAD_TIME
+    ):
         return Refusal(
             "untrusted",
             f"the certificate does not chain to a Fulcio CA of trusted root {root}: {reason}",
