@@ -49,7 +49,7 @@ def add_signing(
         **about(
             "sign a policy directory with a private key, or keylessly with Sigstore, "
             f"writing DIR/{SIGNATURE_FILE}",
-            "trustgate policy sign policies/ --keyless   # in CI, with its OIDC token",
+            "trustgate policy sign policies/ --keyless",
             "signed",
             usage="an unreadable policy directory or key, no identity token, Fulcio or "
             "Rekor unreachable or refusing",
