@@ -46,7 +46,12 @@ from webhook.signatures.identity import (
 )
 from webhook.signatures.keyless import sigstore_reason
 from webhook.signatures.policyset import certificate_signer
-from webhook.trust.trustroot import PRODUCTION, STAGING, embedded_signing_config
+from webhook.trust.trustroot import (
+    PRODUCTION,
+    STAGING,
+    embedded_signing_config,
+    embedded_trusted_root,
+)
 
 __all__ = [
     "DEFAULT_TIMEOUT",
@@ -120,15 +125,9 @@ def load_instance(*, staging: bool = False, trust_config: Path | None = None) ->
 
 def _embedded(name: str) -> bytes:
     """The ClientTrustConfig of an instance shipped with sigstore-python."""
-    from importlib import resources
-
-    root = resources.files("sigstore._store")
-    folder = "https%3A%2F%2Ftuf-repo-cdn.sigstore.dev"
-    if name == STAGING:
-        folder = "https%3A%2F%2Ftuf-repo-cdn.sigstage.dev"
     document = {
         "mediaType": _CONFIG_TYPE,
-        "trustedRoot": json.loads((root / folder / "trusted_root.json").read_bytes()),
+        "trustedRoot": json.loads(embedded_trusted_root(name)),
         "signingConfig": json.loads(embedded_signing_config(name)),
     }
     return json.dumps(document).encode()

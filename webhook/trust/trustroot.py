@@ -130,13 +130,23 @@ def embedded_signing_config(spec: str) -> bytes:
     """The ``signing_config.v0.2.json`` (Fulcio, Rekor, TSA addresses) of an embedded instance.
 
     ``spec`` is ``production`` or ``staging``: what ``trustgate policy sign
-    --keyless`` signs with, offline of TUF, beside the trusted root of the same name.
+    --keyless`` signs with, offline of TUF, beside ``embedded_trusted_root``.
 
     Raises:
         OSError: a broken installation.
     """
-    folder = resources.files("sigstore._store") / _EMBEDDED[spec]
-    return (folder / "signing_config.v0.2.json").read_bytes()
+    return (
+        resources.files("sigstore._store") / _EMBEDDED[spec] / "signing_config.v0.2.json"
+    ).read_bytes()
+
+
+def embedded_trusted_root(spec: str) -> bytes:
+    """The ``trusted_root.json`` shipped with sigstore-python for ``production`` or ``staging``.
+
+    Raises:
+        OSError: a broken installation.
+    """
+    return (resources.files("sigstore._store") / _EMBEDDED[spec] / "trusted_root.json").read_bytes()
 
 
 def load_trusted_root(spec: str, base: Path) -> TrustRoot:
