@@ -79,7 +79,7 @@ def test_the_server_and_the_preflight_job_see_a_signed_directory(tmp_path: Path)
     for number, spec in enumerate((server, preflight)):
         mounted = _lay_out(_volume(spec), maps, tmp_path / f"mounted-{number}")
         verified = verify_directory(mounted, AUTHORITIES)
-        assert verified.manifest.version == 3
+        assert verified.version == 3
         assert not (mounted / "trustgate-signature.json").exists()
 
 

@@ -171,3 +171,24 @@ def test_unreadable_gitsign_signatures_are_invalid(armored: bytes, root: TrustRo
     with pytest.raises(PolicySignatureError) as caught:
         verify_gitsign(checkout, [_authority(root)])
     assert caught.value.reason == "invalid" and "cannot be read" in str(caught.value)
+
+
+def test_keyless_authorities_of_the_configuration_check_gitsign_commits(
+    tmp_path: Path, instance: SigstoreInstance
+) -> None:
+    """policies.signature with source git: its keyless authorities are gitsign's signers."""
+    from webhook.config import parse_config
+
+    link, _ = _gitsigned(tmp_path, instance)
+    (tmp_path / "root.json").write_text(instance.trusted_root_json())
+    keyless = {"issuer": ISSUER, "subject": MAINTAINER.subject, "trustedRoot": "root.json"}
+    raw = {"source": "git", "authorities": [{"name": "maintainers", "keyless": keyless}]}
+    config = parse_config({"policies": {"signature": raw}}, source=str(tmp_path / "t.yaml"))
+    assert config.policy_signature is not None
+    assert git_verifier(config.policy_signature)(link).authority == "maintainers"
+    keyless["subject"] = "someone@example.com"
+    config = parse_config({"policies": {"signature": raw}}, source=str(tmp_path / "t.yaml"))
+    assert config.policy_signature is not None
+    with pytest.raises(PolicySignatureError) as caught:
+        git_verifier(config.policy_signature)(link)
+    assert caught.value.reason == "untrusted"
