@@ -133,12 +133,19 @@ def _embedded(name: str) -> bytes:
     return json.dumps(document).encode()
 
 
-def identity_token(given: str | None, environ: Mapping[str, str] | None = None) -> IdentityToken:
+def identity_token(
+    given: str | None,
+    environ: Mapping[str, str] | None = None,
+    *,
+    timeout: float = DEFAULT_TIMEOUT,
+) -> IdentityToken:
     """The OIDC token to sign with: ``given``, ``$SIGSTORE_ID_TOKEN``, or the CI's own.
 
     The CI's own is sigstore-python's ambient detection (GitHub Actions with
-    ``permissions: id-token: write``, GitLab, Buildkite, CircleCI, Google Cloud).
-    No browser flow: a CLI that signs policies runs in a pipeline.
+    ``permissions: id-token: write``, GitLab, Buildkite, CircleCI, Google Cloud),
+    waited for at most ``timeout`` seconds: its requests time out after 30 s
+    but urllib3 retries them. No browser flow: a CLI that signs policies runs
+    in a pipeline.
 
     Raises:
         PolicyError: no token anywhere, or one that is not a usable OIDC token
@@ -147,11 +154,7 @@ def identity_token(given: str | None, environ: Mapping[str, str] | None = None) 
     environ = os.environ if environ is None else environ
     raw = given or environ.get(TOKEN_VARIABLE, "").strip()
     if not raw:
-        try:
-            raw = detect_credential() or ""
-        except SigstoreError as exc:
-            message = f"no identity token: ambient detection failed: {_clean(str(exc), '')}"
-            raise PolicyError(message) from None
+        raw = _ambient(timeout)
     if not raw:
         raise PolicyError(
             f"no identity token for keyless signing: pass --identity-token, set "
@@ -166,6 +169,30 @@ def identity_token(given: str | None, environ: Mapping[str, str] | None = None) 
             "token for audience sigstore, within its validity period"
         )
         raise PolicyError(message) from None
+
+
+def _ambient(timeout: float) -> str:
+    """The CI's identity token, or "" when this is no CI that issues one."""
+    found: list[str] = []
+    failed: list[BaseException] = []
+
+    def detect() -> None:
+        try:
+            found.append(detect_credential() or "")
+        except Exception as exc:  # id's errors, wrapped by sigstore or not
+            failed.append(exc)
+
+    worker = threading.Thread(target=detect, name="ambient-token", daemon=True)
+    worker.start()
+    worker.join(timeout)
+    if worker.is_alive():
+        raise PolicyError(
+            f"no identity token: the CI's token endpoint did not answer within {timeout:g} s"
+        )
+    if failed:
+        detail = _clean(sigstore_reason(failed[0]), "")
+        raise PolicyError(f"no identity token: ambient detection failed: {detail}") from None
+    return found[0] if found else ""
 
 
 def _clean(text: str, token: str) -> str:

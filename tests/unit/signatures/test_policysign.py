@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from tests.support.hostile import hang, hostile_server
 from tests.support.sigstore_instance import FulcioCA
 from tests.support.sigstore_services import (
     OidcIssuer,
@@ -107,6 +108,38 @@ def test_github_actions_gives_its_token(
         server.shutdown()
         server.server_close()
     assert seen == [("/token?api-version=2.0&audience=sigstore", "bearer request-token")]
+
+
+def test_a_hanging_ci_token_endpoint_fails_within_the_timeout(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    with hostile_server(hang) as server:
+        monkeypatch.setenv("GITHUB_ACTIONS", "true")
+        monkeypatch.setenv("ACTIONS_ID_TOKEN_REQUEST_TOKEN", "request-token")
+        monkeypatch.setenv("ACTIONS_ID_TOKEN_REQUEST_URL", f"http://{server.host}/token")
+        started = time.monotonic()
+        with pytest.raises(PolicyError, match="token endpoint did not answer within 1 s"):
+            identity_token(None, timeout=1)
+        assert time.monotonic() - started < 3
+
+
+def test_a_ci_token_endpoint_error_never_shows_a_token(monkeypatch: pytest.MonkeyPatch) -> None:
+    """id quotes the endpoint's body in its error; a token in it is hidden."""
+    leaked = OidcIssuer().token(EMAIL)
+
+    def refuse(sock: socket.socket, request: bytes) -> None:
+        body = json.dumps({"message": f"refused {leaked}"}).encode()
+        head = f"HTTP/1.1 500 Oops\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+        sock.sendall(head + body)
+
+    with hostile_server(refuse) as server:
+        monkeypatch.setenv("GITHUB_ACTIONS", "true")
+        monkeypatch.setenv("ACTIONS_ID_TOKEN_REQUEST_TOKEN", "request-token")
+        monkeypatch.setenv("ACTIONS_ID_TOKEN_REQUEST_URL", f"http://{server.host}/token")
+        with pytest.raises(PolicyError, match="ambient detection failed") as caught:
+            identity_token(None, timeout=30)
+    assert leaked not in str(caught.value)
+    assert leaked.split(".")[1] not in str(caught.value)
 
 
 def test_github_actions_without_id_token_permission_says_what_to_do(

@@ -85,8 +85,8 @@ def add_signing(
         type=_seconds,
         default=DEFAULT_TIMEOUT,
         metavar="SECONDS",
-        help=f"most time keyless signing may take, Fulcio and Rekor together "
-        f"(default {DEFAULT_TIMEOUT:g})",
+        help=f"most time keyless signing may wait for the CI's token, then for Fulcio and "
+        f"Rekor together (default {DEFAULT_TIMEOUT:g})",
     )
     sign.add_argument(
         "--version",
@@ -167,7 +167,7 @@ def _sign_keyless(
     directory: Path, args: argparse.Namespace, version: int, now: datetime
 ) -> tuple[Manifest, str]:
     """Sign with a Fulcio certificate: the token and the instance first, then the network."""
-    token = identity_token(args.identity_token)
+    token = identity_token(args.identity_token, timeout=args.timeout)
     instance = load_instance(staging=args.staging, trust_config=args.trust_config)
     signers: list[str] = []
 
