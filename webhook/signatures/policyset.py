@@ -95,9 +95,7 @@ class KeylessAuthority:
         """Whether ``document``'s ``bundle`` signs ``manifest`` as this identity, root and CA."""
         raw = document.get("bundle")
         if raw is None:
-            return Refusal(
-                "untrusted", f"{self.name!r} is keyless ({self.wants()}) and the set is key-signed"
-            )
+            return Refusal("untrusted", f"keyless ({self.wants()}), and the set is key-signed")
         bundle = read_bundle(raw)
         if isinstance(bundle, str):
             return Refusal("invalid", bundle)
@@ -107,7 +105,7 @@ class KeylessAuthority:
         try:
             policy.verify(cert)
         except VerificationError as exc:
-            message = f"{self.name!r} accepts {self.wants()}: {sigstore_reason(exc)}"
+            message = f"accepts {self.wants()}: {sigstore_reason(exc)}"
             return Refusal("untrusted", message, signer)
         try:
             self.root.verifier.verify_artifact(manifest, bundle, policy)

@@ -122,7 +122,7 @@ class TrustedKey:
         if raw is None:
             return Refusal(
                 "untrusted",
-                f"{self.name!r} is a key ({mine}) and the set is signed keylessly",
+                f"a key ({mine}), and the set is signed keylessly",
             )
         try:
             fingerprint = raw["fingerprint"]
@@ -145,7 +145,7 @@ class TrustedKey:
                 "the manifest or the signature was altered after signing",
                 signer,
             )
-        return Refusal("untrusted", f"{self.name!r} is another key ({mine})", signer)
+        return Refusal("untrusted", f"another key ({mine})", signer)
 
 
 @dataclass(frozen=True, slots=True)

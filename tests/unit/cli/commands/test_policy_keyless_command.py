@@ -142,11 +142,11 @@ def test_key_and_keyless_authorities_refuse_each_other(
     monkeypatch.setenv(TOKEN_VARIABLE, services.oidc.token(EMAIL))
     assert _sign(directory, trust) == 0
     assert main(["policy", "verify", str(directory), "--config", str(keys)]) == 1
-    assert "'policy-team' is a key" in capsys.readouterr().err
+    assert "'policy-team': a key" in capsys.readouterr().err
     keyless = tmp_path / "etc" / "trustgate.yaml"
     assert main(["policy", "sign", str(directory), "--key", str(tmp_path / "signing.key")]) == 0
     assert main(["policy", "verify", str(directory), "--config", str(keyless)]) == 1
-    assert "'ci' is keyless" in capsys.readouterr().err
+    assert "'ci': keyless (identity" in capsys.readouterr().err
 
 
 def test_either_authority_of_a_mixed_list_verifies(
