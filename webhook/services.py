@@ -30,7 +30,8 @@ from webhook.freshness.grader import Grader
 from webhook.freshness.grades import Fix, Window
 from webhook.freshness.sources import FreshnessSettings, FreshnessSources, GradeReport, Unknown
 from webhook.policy.model import PolicySet
-from webhook.policy.signing.gate import MarkStore
+from webhook.policy.signing.gate import MarkStore, SetVerifier
+from webhook.policy.signing.verifier import FileVerifier
 from webhook.registry.client import RegistryClient
 from webhook.registry.network import Network, NetworkObserver
 from webhook.registry.resolver import CachedResolver
@@ -350,3 +351,20 @@ def build_grader(config: Config) -> Grader:
     attestations = AttestationCheck(client, caches, build_evaluator(config))
     check = FreshnessCheck(sources, caches, attestations)
     return Grader(check, CachedResolver(client, caches.digests), config.deadline_seconds)
+
+
+def build_set_verifier(config: Config) -> SetVerifier | None:
+    """Who may sign the policy directory the server loads; None without ``policies.signature``.
+
+    ``source: files`` checks ``DIR/.trustgate/signature.json``; ``source: git``
+    the signature of the commit checked out (SSH, or gitsign).
+    """
+    wanted = config.policy_signature
+    if wanted is None:
+        return None
+    if wanted.source == "git":
+        # Imported here: libgit2 (pygit2) costs every other command ~45 ms to load.
+        from webhook.signatures.gitsign import git_verifier
+
+        return git_verifier(wanted)
+    return FileVerifier(wanted.authorities)

@@ -29,6 +29,7 @@ MONITORING = {
 ALERTS = {
     "TrustgateDenialRateSpike": "a denial rate spike",
     "TrustgatePolicyReloadFailing": "policy reload failures",
+    "TrustgatePolicySetRefused": "a policy set refused for its signature or version",
     "TrustgateRegistryErrors": "registry errors",
     "TrustgateRegistryDeadlines": "registry errors",
     "TrustgateRegistryAuthFailures": "registry logins that fail, by credential source",

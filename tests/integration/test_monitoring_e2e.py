@@ -16,12 +16,14 @@ from pathlib import Path
 import pytest
 import requests
 from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.chart.test_chart import render
 from tests.chart.test_monitoring import MONITORING, selectors
 from tests.integration.conftest import E2E_POLICIES, Server, start_server, stop_server
 from tests.integration.test_serve_certificate_rotation import secret_volume
+from tests.support.policysigning import public_pem
 from tests.support.kube import pod_spec, review, workload
 from webhook.core import certs
 
@@ -54,7 +56,15 @@ def test_rules_and_dashboard_read_exported_metrics(tmp_path: Path) -> None:
     policies.mkdir()
     for name, text in E2E_POLICIES.items():
         (policies / name).write_text(text)
-    server = start_server(tmp_path, policies)
+    # Signatures asked for in audit (required: false): the unsigned set loads, and
+    # the policy-set signature metrics, absent without policies.signature, are there.
+    key = tmp_path / "policy-team.pub"
+    key.write_bytes(public_pem(ec.generate_private_key(ec.SECP256R1())))
+    config = (
+        "policies:\n  reloadIntervalSeconds: 0.2\n  signature:\n    required: false\n"
+        f"    authorities: [{{name: policy-team, key: {{file: {key}}}}}]\n"
+    )
+    server = start_server(tmp_path, policies, config)
     try:
         reviews(server)
         names, labels = exported(server.get("/metrics").text)

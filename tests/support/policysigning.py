@@ -62,3 +62,42 @@ def public_pem(key: ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey) -> b
     return key.public_key().public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
     )
+
+
+#: A policy that reads a key file beside it (``keys/signer.pub``), for namespaces no test
+#: reviews: its key file is one more file kind a signature covers.
+KEYED_POLICY = """\
+apiVersion: trustgate.dev/v1alpha1
+kind: ImagePolicy
+metadata: {name: keyed}
+spec:
+  match: {namespaces: ["signed-*"]}
+  registries: ["quay.io/acme/**"]
+  signatures:
+    authorities:
+      - name: release
+        key: {file: keys/signer.pub}
+"""
+
+
+def signed_set(
+    directory: Path,
+    key: ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey,
+    version: int,
+    files: dict[str, str] | None = None,
+) -> Path:
+    """``directory`` (made) holding ``files`` (default: ``FILES`` and a keyed policy), signed."""
+    from datetime import UTC, datetime
+
+    from webhook.policy.signing.envelope import sign_directory
+
+    directory.mkdir(parents=True)
+    release = ec.generate_private_key(ec.SECP256R1())
+    default = {**FILES, "keyed.yaml": KEYED_POLICY, "keys/signer.pub": public_pem(release).decode()}
+    for name, text in (default if files is None else files).items():
+        (directory / name).parent.mkdir(parents=True, exist_ok=True)
+        (directory / name).write_text(text)
+    sign_directory(
+        directory, private_pem(key), source="test key", version=version, now=datetime.now(UTC)
+    )
+    return directory

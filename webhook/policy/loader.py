@@ -31,6 +31,7 @@ from webhook.policy.model import (
     PolicySet,
 )
 from webhook.policy.origin import Origin
+from webhook.policy.relocate import Relocation
 from webhook.trust.trustroot import EMBEDDED_ROOTS, PRODUCTION, TrustRoots
 
 __all__ = ["PolicyErrors", "iter_documents", "load_directory", "load_file"]
@@ -54,11 +55,16 @@ def load_file(path: Path) -> list[Policy]:
     return [policy for policy, _ in found]
 
 
-def load_directory(path: Path, roots: TrustRoots | None = None) -> PolicySet:
+def load_directory(
+    path: Path, roots: TrustRoots | None = None, *, shown_as: Path | None = None
+) -> PolicySet:
     """Every policy in directory ``path``, compiled into a ``PolicySet``.
 
     Trusted roots come from ``roots`` when given (a refreshed production root
     then counts in the fingerprint), else from ``load_trusted_root``.
+    ``shown_as`` is the directory ``path`` is a copy of (the store loads a
+    signed set from a copy of the bytes it verified): the set and the errors
+    then name files there, as a load of that directory would.
 
     The set's fingerprint is a SHA-256 over the name and content of every file
     read, key files, trusted roots and trust stores included, so equal
@@ -69,6 +75,18 @@ def load_directory(path: Path, roots: TrustRoots | None = None) -> PolicySet:
             does not exist or holds no ImagePolicy document (an empty set would
             send every image to the no-match default).
     """
+    if shown_as is None:
+        return _load_directory(path, roots, None)
+    relocation = Relocation(path, shown_as)
+    try:
+        return _load_directory(path, roots, relocation)
+    except PolicyErrors as exc:
+        raise PolicyErrors([relocation.error(error) for error in exc.errors]) from None
+
+
+def _load_directory(
+    path: Path, roots: TrustRoots | None, relocation: Relocation | None
+) -> PolicySet:
     errors: list[PolicyError] = []
     loaded: list[tuple[Policy | PolicyException, Origin]] = []
     digest = hashlib.sha256()
@@ -86,6 +104,8 @@ def load_directory(path: Path, roots: TrustRoots | None = None) -> PolicySet:
         digest.update(len(name).to_bytes(8, "big") + name)
         digest.update(len(data).to_bytes(8, "big") + data)
         loaded.extend(_load(file, data, errors, roots))
+    if relocation is not None:
+        loaded = [(relocation.value(item), origin) for item, origin in loaded]
     found = _policies(loaded)
     _check_unique(found, errors)
     exceptions = [

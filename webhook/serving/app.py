@@ -26,7 +26,13 @@ from webhook.core.errors import AdmissionReviewError
 from webhook.core.observability import get_logger
 from webhook.engine import Engine, PolicyResult
 from webhook.policy.store import PolicyStore, ReloadStatus
-from webhook.services import build_caches, build_engine, watched_pull_secrets
+from webhook.services import (
+    build_caches,
+    build_engine,
+    build_mark_store,
+    build_set_verifier,
+    watched_pull_secrets,
+)
 from webhook.serving.metrics import Metrics
 from webhook.serving.reviewpath import ReviewPath
 from webhook.signatures.refresher import RootRefresher
@@ -73,10 +79,14 @@ def create_app(settings: Settings) -> Flask:
     """Build the webhook app.
 
     Raises:
-        PolicyError: when the policy directory cannot be loaded at start-up;
-            serving with no policies would deny (or admit) everything.
+        PolicyError: when the policy directory cannot be loaded at start-up and
+            no ``policies.signature`` is configured; serving with no policies
+            would deny (or admit) everything. With it, the app starts with no
+            set, not ready, and denies every review until a valid one loads.
+        ConfigError: ``policies.signature`` asks for what is not supported.
     """
     metrics = Metrics()
+    signature = settings.config.policy_signature
 
     def on_reload(status: ReloadStatus) -> None:
         metrics.policies_loaded.set(status.policies)
@@ -85,11 +95,22 @@ def create_app(settings: Settings) -> Flask:
             metrics.reload_failures.inc()
         else:
             metrics.reload_timestamp.set(status.loaded_at)
+        if store.signature is not None:
+            metrics.observe_signature(store.signature)
 
     interval = settings.config.reload_interval_seconds if settings.reload else 0.0
     roots = TrustRoots()
     store = PolicyStore(
-        settings.policies, interval=interval or 2.0, on_reload=on_reload, roots=roots
+        settings.policies,
+        interval=interval or 2.0,
+        on_reload=on_reload,
+        roots=roots,
+        verifier=build_set_verifier(settings.config),
+        marks=build_mark_store(settings.config),
+        required=signature.required if signature is not None else True,
+        minimum_version=signature.minimum_version if signature is not None else 0,
+        on_refused=lambda exc: metrics.set_refusals.labels(exc.reason).inc(),
+        on_mark_error=lambda exc: metrics.mark_write_failures.inc(),
     )
     on_reload(store.status)
     sigstore = settings.config.sigstore
@@ -115,7 +136,8 @@ def create_app(settings: Settings) -> Flask:
     if pulls is not None:
         pulls[1].start()
     runtime = Runtime(store, engine, metrics)
-    if interval > 0:
+    # Polled even with reloads off while no set is loaded: a valid one must load.
+    if interval > 0 or not store.loaded:
         store.start()
 
     recheck = settings.config.recheck_unchanged_images
@@ -130,6 +152,9 @@ def create_app(settings: Settings) -> Flask:
         if isinstance(body, Response):
             metrics.requests.labels("invalid").inc()
             return body
+        if not store.loaded:
+            metrics.requests.labels("error").inc()
+            return _no_policies(body, _missing(store))
         try:
             answer, decision, _ = review(engine, body, recheck_unchanged_images=recheck)
         except AdmissionReviewError as exc:
@@ -152,6 +177,9 @@ def create_app(settings: Settings) -> Flask:
         if isinstance(body, Response):
             metrics.mutations.labels("invalid").inc()
             return body
+        if not store.loaded:  # /validate denies it; nothing to pin by
+            metrics.mutations.labels("unchanged").inc()
+            return _json(unpatched(_uid(body)))
         try:
             answer, mutation, _ = mutation_review(engine, body, recheck_unchanged_images=recheck)
         except AdmissionReviewError as exc:
@@ -181,13 +209,32 @@ def create_app(settings: Settings) -> Flask:
 
     @app.get("/readyz")
     def readyz() -> Response:
+        """503 until the pull secrets are read and a policy set is loaded; 200 after.
+
+        Until the pull secrets are first read, reviews that need them would be
+        denied for want of a login; without a policy set (none was valid at
+        start-up) every review is denied: the pod is not ready (nor registered).
+        Once a set is in force, a refused reload does not make the pod unready:
+        every replica sees the same refused directory, so 503 would take them
+        all out of the Service at once, and the webhook out of service. With
+        failurePolicy Fail every deploy would then fail; with Ignore every
+        deploy would be admitted unchecked; both while the last good set could
+        still be enforcing. So the pod stays ready and enforces that set, and
+        the body (``policySignature.lastRefusal``), the metrics, the alert and
+        the log say why the newer set is not in force.
+        """
         status = store.status
-        # Until the pull secrets are first read, reviews that need them would be
-        # denied for want of a login: the pod is not ready (nor registered).
-        ready = pulls is None or pulls[1].synced
+        reasons = []
+        if pulls is not None and not pulls[1].synced:
+            reasons.append("the pull secrets are not read yet")
+        if not store.loaded:
+            reasons.append(_missing(store))
+        ready = not reasons
         return _json(
             {
                 "ready": ready,
+                "reason": "; ".join(reasons) or None,
+                "policySignature": None if store.signature is None else store.signature.as_json(),
                 "pullSecrets": None if pulls is None else pulls[1].status(),
                 "policies": status.policies,
                 "fingerprint": status.fingerprint,
@@ -307,6 +354,29 @@ def _record_waivers(metrics: Metrics, decision: Decision) -> None:
     else:
         outcome = "unneeded"
     metrics.break_glass.labels(outcome).inc()
+
+
+def _missing(store: PolicyStore) -> str:
+    """Why no policy set is loaded, for the denial and /readyz."""
+    reason = store.status.last_error or "the policy directory is being read"
+    return f"trustgate has no trusted policy set loaded: {reason}"
+
+
+def _no_policies(body: Any, message: str) -> Response:
+    """The denial of every review while no policy set is loaded (never the no-match default)."""
+    if not isinstance(body, dict) or not isinstance(body.get("request"), dict):
+        return _json({"error": "not an AdmissionReview trustgate can answer"}, 400)
+    return _json(
+        {
+            "apiVersion": "admission.k8s.io/v1",
+            "kind": "AdmissionReview",
+            "response": {
+                "uid": _uid(body),
+                "allowed": False,
+                "status": {"code": 503, "message": message},
+            },
+        }
+    )
 
 
 def _uid(body: Any) -> str:

@@ -27,6 +27,8 @@ from prometheus_client.registry import Collector
 from webhook.core.observability import observe_drops
 from webhook.core.scope import SOURCE_KINDS
 from webhook.core.tally import Tally
+from webhook.policy.signedset import SignatureState
+from webhook.policy.signing.gate import REASONS
 from webhook.signatures.conditions import OVERRUNS
 
 _BREAKER_STATES = {"breaker_closed": 0, "breaker_half_open": 1, "breaker_open": 2}
@@ -189,6 +191,28 @@ class Metrics:
             multiprocess_mode="livemax",
         )
 
+        #: Made by the first observe_signature: absent without policies.signature,
+        #: so that a 0 never fires TrustgatePolicySetRefused where nothing is signed.
+        self.signature_valid: Gauge | None = None
+        self.set_version: Gauge | None = None
+        self.set_refusals = Counter(
+            "trustgate_policy_set_refusals",
+            "Policy sets refused (or, with required: false, loaded anyway), by reason: "
+            "unsigned, untrusted (signed by no listed authority), altered (differs from "
+            "what was signed), invalid (an unreadable signature), replayed (older than, or "
+            "as old as with other content, a set already loaded), unavailable (the "
+            "high-water mark cannot be read).",
+            ["reason"],
+            registry=self.registry,
+        )
+        for reason in REASONS:  # shown at 0, so that an alert has a series from start
+            self.set_refusals.labels(reason)
+        self.mark_write_failures = Counter(
+            "trustgate_policy_set_mark_write_failures",
+            "Failed writes of the highest policy-set version loaded (retried at each check).",
+            registry=self.registry,
+        )
+
         self.breaker_state = Gauge(
             "trustgate_breaker_state",
             "Circuit breaker of each outbound host: 0 closed, 1 half-open (probing), 2 open.",
@@ -312,6 +336,26 @@ class Metrics:
             # 0 while any worker skips it.
             multiprocess_mode="livemin",
         )
+
+    def observe_signature(self, state: SignatureState) -> None:
+        """Record whether the set in force is verified, and its version."""
+        if self.signature_valid is None or self.set_version is None:
+            self.signature_valid = Gauge(
+                "trustgate_policy_set_signature_valid",
+                "1 if the policy set on disk is verified (policies.signature) and in force; "
+                "0 after a refusal (an older verified set, or none, is in force), or when a "
+                "set was loaded without a valid signature (required: false).",
+                registry=self.registry,
+                multiprocess_mode="livemin",
+            )
+            self.set_version = Gauge(
+                "trustgate_policy_set_version",
+                "Signed version of the policy set in force (0: none verified).",
+                registry=self.registry,
+                multiprocess_mode="livemin",
+            )
+        self.signature_valid.set(1 if state.valid else 0)
+        self.set_version.set(state.version or 0)
 
     def observe_shared(self, operation: str, cache: str, result: str, seconds: float) -> None:
         """Record one shared cache call (see sharedcache.SharedObserver)."""

@@ -131,7 +131,15 @@ def _serve(args: argparse.Namespace, config: Config) -> int:
 
     if not args.insecure_http and (args.cert is None or args.key is None):
         raise TrustgateError("--cert and --key are required (or --insecure-http for local tests)")
-    load_directory(policy_directory(args))  # fail fast, before any worker starts
+    if config.policy_signature is None:
+        load_directory(policy_directory(args))  # fail fast, before any worker starts
+    else:
+        # No fail-fast load: a set that is unsigned or refused now leaves the pod
+        # running but not ready, and it loads as soon as a valid one appears.
+        # What the configuration cannot do (source: git) still stops it here.
+        from webhook.services import build_set_verifier
+
+        build_set_verifier(config)
     if config.credentials.pull_secrets:
         from webhook.services import kube_credentials
 

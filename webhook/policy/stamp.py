@@ -1,0 +1,61 @@
+"""The cheap stamp of a policy directory that tells the store when to read it again.
+
+``os.stat`` of every visible entry at the top of the directory and of the
+files the policies read (key files, trusted roots), after resolving symbolic
+links; the target of a ConfigMap's ``..data`` link; the real path of the
+directory itself, which git-sync swaps (a link to a new worktree) in one
+rename; and the signature file ``.trustgate/signature.json``, hidden like
+every dot entry but part of what the store checks. Signed sets add every
+verified file and the subdirectories holding them.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+from webhook.policy.signing.tree import SIGNATURE_DIR
+
+__all__ = ["Stamp", "stamp", "verified_paths"]
+
+Stamp = tuple[object, ...]
+_SIGNATURE = f"{SIGNATURE_DIR}/signature.json"
+
+
+def stamp(directory: Path, files: Sequence[str] = ()) -> Stamp:
+    """A cheap summary of the directory and of ``files`` (keys, trusted roots the
+    policies read, verified files) that changes whenever their content may have."""
+    real = os.path.realpath(directory)
+    try:
+        names = sorted(os.listdir(directory))
+    except OSError as exc:
+        return ("unreadable", real, exc.errno)
+    try:
+        data_target: str | None = os.readlink(directory / "..data")
+    except OSError:
+        data_target = None
+    entries = [_entry(name, directory / name) for name in names if not name.startswith(".")]
+    entries.append(_entry(_SIGNATURE, directory / _SIGNATURE))
+    entries.extend(_entry(file, Path(file)) for file in files)
+    return (real, data_target, tuple(entries))
+
+
+def verified_paths(directory: Path, files: Iterable[str]) -> list[str]:
+    """The verified files under ``directory``, and the subdirectories holding them.
+
+    A file edited in place in a subdirectory changes no entry at the top, and
+    one added there changes only its directory's times: both are watched.
+    """
+    paths = [str(directory / name) for name in files]
+    parents = {str(directory / name).rpartition("/")[0] for name in files if "/" in name}
+    return [*paths, *sorted(parents)]
+
+
+def _entry(name: str, path: Path) -> tuple[object, ...]:
+    real = os.path.realpath(path)
+    try:
+        st = os.stat(real)
+    except OSError as exc:
+        return (name, real, exc.errno)
+    return (name, real, st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
