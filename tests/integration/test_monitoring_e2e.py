@@ -23,8 +23,8 @@ from tests.chart.test_chart import render
 from tests.chart.test_monitoring import MONITORING, selectors
 from tests.integration.conftest import E2E_POLICIES, Server, start_server, stop_server
 from tests.integration.test_serve_certificate_rotation import secret_volume
-from tests.support.policysigning import public_pem
 from tests.support.kube import pod_spec, review, workload
+from tests.support.policysigning import public_pem
 from webhook.core import certs
 
 #: The sample names each metric type exports, by suffix.

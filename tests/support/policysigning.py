@@ -8,6 +8,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
 from tests.support.kube import policy_yaml
+from webhook.policy.signing.gate import Mark, MarkError
 
 EXCEPTION = """\
 apiVersion: trustgate.dev/v1alpha1
@@ -101,3 +102,31 @@ def signed_set(
         directory, private_pem(key), source="test key", version=version, now=datetime.now(UTC)
     )
     return directory
+
+
+class MemoryMarks:
+    """A high-water-mark store in memory, which a test can make fail to read or write.
+
+    The persisted stores (a file, a ConfigMap) are tested on their own; this
+    one lets the policy store's handling of their failures be tested.
+    """
+
+    where = "memory"
+
+    def __init__(self, mark: Mark | None = None) -> None:
+        self.mark = mark
+        self.read_error: str | None = None
+        self.write_error: str | None = None
+        self.writes = 0
+
+    def read(self) -> Mark | None:
+        if self.read_error:
+            raise MarkError(self.read_error)
+        return self.mark
+
+    def advance(self, mark: Mark) -> None:
+        self.writes += 1
+        if self.write_error:
+            raise MarkError(self.write_error)
+        if self.mark is None or mark.version > self.mark.version:
+            self.mark = mark

@@ -1,4 +1,4 @@
-"""webhook.services.build_mark_store: where policies.signature.rollback keeps the mark."""
+"""webhook.services: where policies.signature.rollback keeps the mark, and who verifies the set."""
 
 from __future__ import annotations
 
@@ -9,14 +9,16 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from tests.support.apistore import Store, start_store
-from tests.support.policysigning import public_pem
+from tests.support.gitsigning import WHEN, commit, public_line, source_repo, ssh_key, sync
+from tests.support.policysigning import FILES, public_pem, signed_set
 from webhook.config.loader import parse_config
 from webhook.core.errors import ConfigError
 from webhook.policy.signing.gate import Mark, MarkError
 from webhook.policy.signing.marks import FileMark, RemoteMark
-from webhook.services import build_mark_store
+from webhook.services import build_mark_store, build_set_verifier
 
 DIGEST = "sha256:" + "ab" * 32
+TEAM = ec.generate_private_key(ec.SECP256R1())
 
 
 def config_with(tmp_path: Path, rollback: dict[str, Any] | None, **more: Any) -> Any:
@@ -73,3 +75,38 @@ def test_a_config_map_mark_without_a_way_to_the_api_server_is_a_config_error(
     )
     with pytest.raises(ConfigError, match=r"rollback.configMap keeps the policy version"):
         build_mark_store(config)
+
+
+def signing_config(tmp_path: Path, source: str = "files") -> Any:
+    key = tmp_path / "team.pub"
+    key.write_bytes(public_pem(TEAM))
+    authority: dict[str, Any] = {"name": "policy-team", "key": {"file": str(key)}}
+    if source == "git":
+        signers = tmp_path / "allowed_signers"
+        signers.write_text(f"alice@example.com {public_line(ssh_key(tmp_path, 'team'))}\n")
+        authority = {"name": "maintainers", "key": {"allowedSigners": str(signers)}}
+    signature = {"source": source, "authorities": [authority]}
+    return parse_config({"policies": {"signature": signature}})
+
+
+def test_source_files_verifies_the_signature_file(tmp_path: Path) -> None:
+    verifier = build_set_verifier(signing_config(tmp_path))
+    assert verifier is not None
+    verified = verifier(signed_set(tmp_path / "policies", TEAM, 4))
+    assert (verified.authority, verified.version) == ("policy-team", 4)
+    assert verified.files is not None and "policy.yaml" in verified.files
+
+
+def test_source_git_verifies_the_checked_out_commit(tmp_path: Path) -> None:
+    verifier = build_set_verifier(signing_config(tmp_path, "git"))
+    assert verifier is not None
+    repo = source_repo(tmp_path)
+    commit_id = commit(repo, FILES, key=tmp_path / "team")
+    verified = verifier(sync(repo, tmp_path))
+    assert (verified.authority, verified.version) == ("maintainers", WHEN)
+    assert verified.digest == f"git:{commit_id}"
+    assert verified.files is not None and sorted(verified.files) == sorted(FILES)
+
+
+def test_nothing_is_verified_without_policies_signature() -> None:
+    assert build_set_verifier(parse_config({})) is None

@@ -37,7 +37,10 @@ def load_verified(
         PolicyError: the set does not compile (naming files of ``directory``),
             or the private copy cannot be written.
     """
-    base = tempfile.mkdtemp(prefix="trustgate-policies-")
+    try:
+        base = tempfile.mkdtemp(prefix="trustgate-policies-")
+    except OSError as exc:
+        raise _unwritable(exc) from exc
     try:
         copy = Path(base, "set")
         _write(copy, files)
@@ -57,8 +60,12 @@ def _write(copy: Path, files: Mapping[str, bytes]) -> None:
             with os.fdopen(os.open(target, flags, 0o600), "wb") as handle:
                 handle.write(data)
     except OSError as exc:
-        raise PolicyError(
-            f"cannot write the private copy of the verified policies in "
-            f"{tempfile.gettempdir()}: {exc.strerror}; give the pod a writable /tmp "
-            "(an emptyDir) or set TMPDIR"
-        ) from exc
+        raise _unwritable(exc) from exc
+
+
+def _unwritable(exc: OSError) -> PolicyError:
+    return PolicyError(
+        f"cannot write the private copy of the verified policies in "
+        f"{tempfile.gettempdir()}: {exc.strerror}; give the pod a writable /tmp "
+        "(an emptyDir) or set TMPDIR"
+    )
