@@ -131,8 +131,9 @@ def _serve(args: argparse.Namespace, config: Config) -> int:
 
     if not args.insecure_http and (args.cert is None or args.key is None):
         raise TrustgateError("--cert and --key are required (or --insecure-http for local tests)")
+    directory = policy_directory(args)  # a wrong --policies is the operator's to fix
     if config.policy_signature is None:
-        load_directory(policy_directory(args))  # fail fast, before any worker starts
+        load_directory(directory)  # fail fast, before any worker starts
     else:
         # No fail-fast load: a set that is unsigned or refused now leaves the pod
         # running but not ready, and it loads as soon as a valid one appears.

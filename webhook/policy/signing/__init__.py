@@ -5,5 +5,6 @@ a directory into the contents a manifest covers, refusing paths that leave
 it, and ``envelope`` writes a signature over a manifest inside the directory
 and checks it against the authorities of ``policies.signature``: keys here
 (``TrustedKey``), keyless identities in ``signatures/policyset.py``, both
-behind the ``SetAuthority`` protocol. ``gate`` is what the policy store asks.
+behind the ``SetAuthority`` protocol. ``gate`` is what the policy store asks;
+``verifier`` is the ``gate.SetVerifier`` of ``source: files``.
 """
