@@ -24,7 +24,7 @@ import requests
 from cryptography.hazmat.primitives.asymmetric import ec
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.integration.conftest import Server, free_port, start_server, stop_server
+from tests.integration.conftest import Server, free_port, start_server, stop_server, wait_for
 from tests.integration.conftest import trustgate_command as command
 from tests.support.kube import pod_spec, policy_yaml, review, workload
 from tests.support.policysigning import EXCEPTION, FILES, public_pem, signed_set
@@ -368,3 +368,29 @@ def test_an_unreadable_authority_key_stops_serve(tmp_path: Path) -> None:
     done = serve_once(tmp_path, path)
     assert done.returncode == 2, done.stderr
     assert "team.pub" in done.stderr
+
+
+def test_every_worker_refuses_and_the_pods_metrics_add_up(tmp_path: Path, sets: Sets) -> None:
+    sets.publish(sets.copy(sets.new(version=1)))
+    server = start_server(tmp_path, sets.link, config(tmp_path), serve_args=["--workers", "2"])
+    try:
+        wait_signature(server, lambda s: s["state"] == "verified", "verified")
+        since = time.time()
+        # In one rename: each worker then sees one change, and refuses it once.
+        staged = tmp_path / "policy.yaml"
+        staged.write_text(WEAK["policy.yaml"])
+        staged.replace(sets.live / "policy.yaml")
+        wait_signature(server, refused_as("altered", since), "refused")
+
+        def refusals() -> float:
+            return samples(server)["trustgate_policy_set_refusals_total", "altered"]
+
+        # Each worker checks on its own: the pod's count adds both up.
+        assert wait_for(lambda: refusals() == 2, WITHIN), refusals()
+        metrics = samples(server)
+        # livemin: 0 while any worker is not on a verified set.
+        assert metrics["trustgate_policy_set_signature_valid", ""] == 0
+        assert metrics["trustgate_policy_set_version", ""] == 1
+        assert not allowed(server, DENIED)
+    finally:
+        stop_server(server)
