@@ -386,7 +386,8 @@ def test_every_worker_refuses_and_the_pods_metrics_add_up(tmp_path: Path, sets: 
             return samples(server)["trustgate_policy_set_refusals_total", "altered"]
 
         # Each worker checks on its own: the pod's count adds both up.
-        assert wait_for(lambda: refusals() == 2, WITHIN), refusals()
+        if not wait_for(lambda: refusals() == 2, WITHIN):
+            pytest.fail(f"{refusals()} refusals counted, not 2:\n{server.log_text()}")
         metrics = samples(server)
         # livemin: 0 while any worker is not on a verified set.
         assert metrics["trustgate_policy_set_signature_valid", ""] == 0

@@ -141,9 +141,10 @@ class PolicyStore:
             self._signature = SignatureState(required=required)
             self._check(force=True)
             return
+        stamp = _stamp(directory)
         self._set = load_directory(directory, roots)
         self._watched = self._set.files
-        self._stamp = _stamp(directory, self._watched)
+        self._stamp = None if self._watched else stamp
         self._status = ReloadStatus(
             loaded_at=time.time(), policies=len(self._set), fingerprint=self._set.fingerprint
         )
@@ -260,8 +261,10 @@ class PolicyStore:
         if verified is not None and verified.files is not None:
             watched = (*watched, *_verified_paths(self._directory, verified.files))
         if watched != self._watched:
+            # Files now watched were read before their stamp could be taken: one may
+            # have changed since. The next check stamps them and reads them again.
             self._watched = watched
-            self._stamp = _stamp(self._directory, watched)
+            self._stamp = None
         if self._set is not None and policy_set.fingerprint == self._set.fingerprint:
             if previous.last_error is None and before == self._signature:
                 return False, None  # touched, not changed

@@ -15,7 +15,7 @@ from tests.support.kube import policy_yaml
 from tests.support.policysigning import MemoryMarks, private_pem, public_pem, signed_set
 from webhook.core.errors import PolicyError
 from webhook.policy.signing.envelope import TrustedKey, sign_directory
-from webhook.policy.signing.gate import PolicySignatureError
+from webhook.policy.signing.gate import PolicySignatureError, Verified
 from webhook.policy.signing.verifier import FileVerifier
 from webhook.policy.store import PolicyStore, ReloadStatus
 
@@ -186,3 +186,23 @@ def test_the_verifier_adapter_returns_the_verified_content(tmp_path: Path) -> No
     with pytest.raises(PolicySignatureError) as caught:
         stranger(directory)
     assert caught.value.reason == "untrusted"
+
+
+def test_a_change_made_while_a_set_loads_is_refused_at_the_next_check(tmp_path: Path) -> None:
+    directory = signed_set(tmp_path / "policies", TEAM, 1)
+    weak = policy_yaml(registries='["**"]')
+
+    def tampering(path: Path) -> Verified:
+        verified = VERIFIER(path)
+        (directory / "policy.yaml").write_text(weak)  # between the check and the load
+        return verified
+
+    store = PolicyStore(directory, verifier=tampering)
+    # What loaded is what was verified, not what the directory holds now...
+    (production,) = [p for p in store.current if p.name == "production"]
+    assert "**" not in [str(g) for g in production.registries]
+    assert store.signature is not None and store.signature.state == "verified"
+    # ...and the next check reads the directory again, and refuses it.
+    store.check()
+    assert store.signature.state == "refused"
+    assert "policy.yaml: changed" in store.signature.last_refusal.message  # type: ignore[union-attr]
