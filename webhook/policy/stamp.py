@@ -6,7 +6,10 @@ links; the target of a ConfigMap's ``..data`` link; the real path of the
 directory itself, which git-sync swaps (a link to a new worktree) in one
 rename; and the signature file ``.trustgate/signature.json``, hidden like
 every dot entry but part of what the store checks. Signed sets add every
-verified file and the subdirectories holding them.
+verified file and the subdirectories holding them. Paths are resolved before
+``stat``: kubelet swaps a ConfigMap's ``..data`` to a new timestamped
+directory in one rename, and the files there may carry the same size and
+modification time as the old ones.
 """
 
 from __future__ import annotations
@@ -42,14 +45,18 @@ def stamp(directory: Path, files: Sequence[str] = ()) -> Stamp:
 
 
 def verified_paths(directory: Path, files: Iterable[str]) -> list[str]:
-    """The verified files under ``directory``, and the subdirectories holding them.
+    """The verified files under ``directory``, and every subdirectory on the way to them.
 
     A file edited in place in a subdirectory changes no entry at the top, and
     one added there changes only its directory's times: both are watched.
     """
     paths = [str(directory / name) for name in files]
-    parents = {str(directory / name).rpartition("/")[0] for name in files if "/" in name}
-    return [*paths, *sorted(parents)]
+    parents = {
+        "/".join(parts[:depth])
+        for parts in (name.split("/") for name in files)
+        for depth in range(1, len(parts))
+    }
+    return [*paths, *(str(directory / parent) for parent in sorted(parents))]
 
 
 def _entry(name: str, path: Path) -> tuple[object, ...]:

@@ -4,16 +4,9 @@ Readers take ``store.current``: an immutable ``PolicySet`` that a reload
 replaces in one attribute assignment, so the request path needs no lock. A
 reload that fails keeps the last good set in place and records the error.
 
-Change detection is two-staged. A cheap stamp (``os.stat`` of every visible
-entry and of the key files and trusted roots the policies read, after resolving
-symlinks, plus the target of a ConfigMap's ``..data`` link) is compared on every
-check; only when it differs is the directory re-read, and a new set is
-installed only when the content fingerprint differs too. The
-resolved paths matter for ConfigMap mounts: kubelet swaps ``..data`` to a new
-timestamped directory in one rename, and the files it points to may carry
-the same size and modification time as the old ones. The directory's own
-real path counts too (git-sync swaps a symbolic link to a new worktree), and so
-does the signature file ``.trustgate/signature.json``.
+Change detection is two-staged: a cheap stamp (``policy/stamp.py``) is
+compared on every check; only when it differs is the directory re-read, and a
+new set is installed only when the content fingerprint differs too.
 
 With a ``SetVerifier`` (``policies.signature``), a set loads only when
 ``SignedSets`` admits it (signed by an authority, not a replay), and it is

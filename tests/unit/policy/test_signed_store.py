@@ -206,3 +206,14 @@ def test_a_change_made_while_a_set_loads_is_refused_at_the_next_check(tmp_path: 
     store.check()
     assert store.signature.state == "refused"
     assert "policy.yaml: changed" in store.signature.last_refusal.message  # type: ignore[union-attr]
+
+
+def test_a_file_added_deep_in_a_subdirectory_is_seen(tmp_path: Path) -> None:
+    files = {"policy.yaml": policy_yaml(), "a/b/c/key.pub": "k"}
+    directory = signed_set(tmp_path / "policies", TEAM, 1, files)
+    store = Heard().store(directory)
+    store.check()  # the first check after a load reads the set again: now stable
+    (directory / "a" / "b" / "extra.yaml").write_text("x")
+    store.check()
+    assert store.signature is not None and store.signature.state == "refused"
+    assert "a/b/extra.yaml: added" in store.signature.last_refusal.message  # type: ignore[union-attr]
