@@ -347,14 +347,19 @@ def serve_once(tmp: Path, config_file: Path) -> subprocess.CompletedProcess[str]
 
 @pytest.mark.parametrize(
     ("extra", "words"),
-    [("    source: git\n", "source: git"), ("    minimumVersion: -1\n", "minimumVersion")],
+    [
+        ("    minimumVersion: -1\n", "minimumVersion"),
+        # A rollback ConfigMap, and no way to the API server to read it.
+        ("    rollback: {configMap: {name: mark}}\n", "rollback.configMap"),
+    ],
 )
 def test_what_the_operator_must_fix_in_the_configuration_stops_serve(
     tmp_path: Path, extra: str, words: str
 ) -> None:
     (tmp_path / "policies").mkdir()
     path = tmp_path / "trustgate.yaml"
-    path.write_text(config(tmp_path, extra=extra))
+    missing = tmp_path / "no-kubeconfig"
+    path.write_text(config(tmp_path, extra=extra) + f"kubernetes: {{kubeconfig: {missing}}}\n")
     done = serve_once(tmp_path, path)
     assert done.returncode == 2, done.stderr
     assert words in done.stderr

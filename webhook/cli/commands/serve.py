@@ -137,10 +137,12 @@ def _serve(args: argparse.Namespace, config: Config) -> int:
     else:
         # No fail-fast load: a set that is unsigned or refused now leaves the pod
         # running but not ready, and it loads as soon as a valid one appears.
-        # What the configuration cannot do (source: git) still stops it here.
-        from webhook.services import build_set_verifier
+        # What the operator must fix in the configuration (a rollback ConfigMap
+        # with no way to the API server) still stops it here.
+        from webhook.services import build_mark_store, build_set_verifier
 
         build_set_verifier(config)
+        build_mark_store(config)
     if config.credentials.pull_secrets:
         from webhook.services import kube_credentials
 
