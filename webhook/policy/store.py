@@ -227,11 +227,11 @@ class PolicyStore:
         try:
             verified = self._signed.admit(self._directory)
         except PolicySignatureError as exc:
-            self._retry = exc.reason == "unavailable"
+            # Retried at every check while required: a mark store that is back
+            # must let the set load with no change on disk. (Audit loads anyway.)
+            self._retry = exc.reason == "unavailable" and self._signed.required
             if self._signed.required:
                 raise
-            if self._on_refused is not None:
-                self._on_refused(exc)
             return load_directory(self._directory, self._roots), None, exc
         if verified.files is None:
             # A verifier that kept no content (none so far): load what is on disk.
@@ -310,24 +310,31 @@ class PolicyStore:
                 digest=verified.digest,
             )
             return
-        if refusal is not None:
-            log.warning(
-                "loading policy set %s without a valid signature, as policies.signature."
-                "required is false (audit); with required: true it would be refused: %s",
-                self._directory,
-                refusal,
-                extra={"directory": str(self._directory), "outcome": "warn"},
-            )
-            self._signature = replace(
-                state,
-                state="audit",
-                authority=None,
-                version=None,
-                digest=None,
-                last_refusal=Refusal(refusal.reason, str(refusal), time.time()),
-            )
+        if refusal is None:
+            return
+        message = str(refusal)
+        last = state.last_refusal
+        if state.state == "audit" and last is not None and last.message == message:
+            return  # the same set read again: reported once
+        log.warning(
+            "loading policy set %s without a valid signature, as policies.signature."
+            "required is false (audit); with required: true it would be refused: %s",
+            self._directory,
+            message,
+            extra={"directory": str(self._directory), "outcome": "warn"},
+        )
+        if self._on_refused is not None:
+            self._on_refused(refusal)
+        self._signature = replace(
+            state,
+            state="audit",
+            authority=None,
+            version=None,
+            digest=None,
+            last_refusal=Refusal(refusal.reason, message, time.time()),
+        )
 
-    def _refused(self, exc: PolicySignatureError, *, quiet: bool) -> ReloadStatus:
+    def _refused(self, exc: PolicySignatureError, *, quiet: bool) -> ReloadStatus | None:
         """Record a refused set; the set in force, if any, stays."""
         message = str(exc)
         state = self._signature
@@ -343,11 +350,15 @@ class PolicyStore:
             self._on_refused(exc)
         return self._failed(f"refused ({exc.reason}): {message}", quiet=repeated)
 
-    def _failed(self, error: str, *, quiet: bool = False) -> ReloadStatus:
-        """Record a failed reload; the set in force stays. ``quiet``: a retry, logged once."""
+    def _failed(self, error: str, *, quiet: bool = False) -> ReloadStatus | None:
+        """Record a failed reload; the set in force stays.
+
+        ``quiet``: a retry with nothing changed on disk; the same failure again
+        is not news (None), not logged, counted or reported again.
+        """
         previous = self._status
         if quiet and previous.last_error == error:
-            return previous
+            return None
         self._status = replace(
             previous, last_error=error, last_error_at=time.time(), failures=previous.failures + 1
         )

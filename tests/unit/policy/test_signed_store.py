@@ -138,7 +138,9 @@ def test_an_unreadable_mark_refuses_and_is_retried_at_every_check(tmp_path: Path
     assert store.signature is not None and store.signature.last_refusal is not None
     assert store.signature.last_refusal.reason == "unavailable"
     store.check()
+    store.check()
     assert heard.refusals == ["unavailable"]  # retried quietly: counted once
+    assert heard.statuses == []  # and not reported again
     marks.read_error = None
     assert store.check()  # nothing changed on disk, and yet it loads
     assert marks.mark is not None and marks.mark.version == 3
@@ -217,3 +219,15 @@ def test_a_file_added_deep_in_a_subdirectory_is_seen(tmp_path: Path) -> None:
     store.check()
     assert store.signature is not None and store.signature.state == "refused"
     assert "a/b/extra.yaml: added" in store.signature.last_refusal.message  # type: ignore[union-attr]
+
+
+def test_audit_with_an_unreadable_mark_loads_once_and_does_not_retry(tmp_path: Path) -> None:
+    heard = Heard()
+    marks = MemoryMarks()
+    marks.read_error = "connection refused"
+    directory = signed_set(tmp_path / "policies", TEAM, 3)
+    store = heard.store(directory, marks=marks, required=False)
+    assert store.loaded and store.signature is not None and store.signature.state == "audit"
+    store.check()
+    store.check()
+    assert heard.refusals == ["unavailable"]
