@@ -45,18 +45,27 @@ def stamp(directory: Path, files: Sequence[str] = ()) -> Stamp:
 
 
 def verified_paths(directory: Path, files: Iterable[str]) -> list[str]:
-    """The verified files under ``directory``, and every subdirectory on the way to them.
+    """The verified files under ``directory``, and every subdirectory on the way to them,
+    that ``stamp`` does not already cover as a visible entry at the top.
 
     A file edited in place in a subdirectory changes no entry at the top, and
-    one added there changes only its directory's times: both are watched.
+    one added there changes only its directory's times: both are watched. A
+    visible top-level file or directory is left out: ``stamp`` stats it as an
+    entry of the directory at every check, and watching it again would double
+    the cost of the check that runs every few seconds for a flat set. Hidden
+    top-level files (a signature covers them; the entries skip them) stay.
     """
-    paths = [str(directory / name) for name in files]
+    names = list(files)
     parents = {
         "/".join(parts[:depth])
-        for parts in (name.split("/") for name in files)
+        for parts in (name.split("/") for name in names)
         for depth in range(1, len(parts))
     }
-    return [*paths, *(str(directory / parent) for parent in sorted(parents))]
+    return [
+        str(directory / name)
+        for name in (*names, *sorted(parents))
+        if "/" in name or name.startswith(".")
+    ]
 
 
 def _entry(name: str, path: Path) -> tuple[object, ...]:

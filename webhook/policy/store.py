@@ -252,7 +252,9 @@ class PolicyStore:
         self._note_signature(verified, refusal)
         watched = policy_set.files
         if verified is not None and verified.files is not None:
-            watched = (*watched, *_verified_paths(self._directory, verified.files))
+            watched = tuple(
+                dict.fromkeys((*watched, *_verified_paths(self._directory, verified.files)))
+            )
         if watched != self._watched:
             # Files now watched were read before their stamp could be taken: one may
             # have changed since. The next check stamps them and reads them again.

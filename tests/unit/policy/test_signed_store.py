@@ -129,6 +129,21 @@ def test_a_file_edited_in_place_in_a_subdirectory_is_seen(tmp_path: Path) -> Non
     assert "keys/signer.pub: changed" in store.signature.last_refusal.message  # type: ignore[union-attr]
 
 
+@pytest.mark.parametrize("name", ["policy.yaml", ".hidden.yaml"])
+def test_a_top_level_file_edited_in_place_is_seen(tmp_path: Path, name: str) -> None:
+    files = {"policy.yaml": policy_yaml(), ".hidden.yaml": "notes"}
+    directory = signed_set(tmp_path / "policies", TEAM, 1, files)
+    store = Heard().store(directory)
+    store.check()
+    path = directory / name
+    before = os.stat(path)
+    path.write_bytes(path.read_bytes().replace(b"e", b"E", 1))  # same size
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+    store.check()
+    assert store.signature is not None and store.signature.state == "refused"
+    assert f"{name}: changed" in store.signature.last_refusal.message  # type: ignore[union-attr]
+
+
 def test_an_unreadable_mark_refuses_and_is_retried_at_every_check(tmp_path: Path) -> None:
     heard = Heard()
     marks = MemoryMarks()

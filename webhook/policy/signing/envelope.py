@@ -45,7 +45,7 @@ from webhook.policy.signing.manifest import (
     manifest_bytes,
     parse_manifest,
 )
-from webhook.policy.signing.tree import SIGNATURE_DIR, read_tree
+from webhook.policy.signing.tree import SIGNATURE_DIR, read_at_most, read_tree
 from webhook.trust.keys import PublicKey, key_fingerprint, load_public_key, verify
 
 __all__ = [
@@ -267,7 +267,7 @@ def _read_signature(path: Path) -> tuple[bytes, dict[str, Any]]:
     """The manifest bytes and the whole document of signature file ``path``."""
     try:
         with path.open("rb") as handle:
-            raw = handle.read(MAX_SIGNATURE_BYTES + 1)
+            raw = read_at_most(handle, MAX_SIGNATURE_BYTES)
     except OSError as exc:
         raise PolicySignatureError(
             f"cannot read the signature: {exc.strerror}", reason="invalid", file=str(path)

@@ -19,11 +19,12 @@ from __future__ import annotations
 import os
 import stat
 from pathlib import Path
+from typing import BinaryIO
 
 from webhook.core.errors import PolicyError
 from webhook.policy.signing.manifest import check_path
 
-__all__ = ["MAX_FILES", "MAX_TOTAL_BYTES", "SIGNATURE_DIR", "read_tree"]
+__all__ = ["MAX_FILES", "MAX_TOTAL_BYTES", "SIGNATURE_DIR", "read_at_most", "read_tree"]
 
 #: Where the signature lives inside the directory; never part of the manifest.
 SIGNATURE_DIR = ".trustgate"
@@ -107,4 +108,19 @@ def _read(root: Path, path: Path, relative: str) -> bytes:
     with os.fdopen(fd, "rb") as handle:
         if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
             raise PolicyError("is not a regular file", file=relative)
-        return handle.read(MAX_TOTAL_BYTES + 1)
+        return read_at_most(handle, MAX_TOTAL_BYTES)
+
+
+def read_at_most(handle: BinaryIO, limit: int) -> bytes:
+    """The content of open file ``handle``, and one byte more when it exceeds ``limit``.
+
+    ``read(n)`` allocates n bytes before it reads: the first read is sized by
+    ``fstat`` (and one byte more, to see a file that grew since), so that
+    reading a 1 KiB policy does not set aside the whole limit (64 MiB) each
+    time. A file that did grow is read on, up to the limit.
+    """
+    size = os.fstat(handle.fileno()).st_size
+    data = handle.read(min(size, limit) + 1)
+    if len(data) > size:
+        data += handle.read(limit + 1 - len(data))
+    return data
