@@ -63,7 +63,7 @@ class TrustRoot:
     key-signed signatures; ``timestamp_authorities`` the RFC 3161 authorities whose
     signed timestamps key-signed bundles may carry; ``certificate_authorities`` the
     Fulcio CAs with the time each is trusted for (sigstore-python's Verifier does
-    not hold a signing time against a CA's end; ``signatures/policyset.py`` does).
+    not hold a signing time against a CA's end; ``signatures/cawindow.py`` does).
     """
 
     name: str
