@@ -14,7 +14,8 @@ it reads are verified ones: the transparency log's integration time when a
 signed entry timestamp vouches for it, and each RFC 3161 timestamp's time.
 Every one must fall in the window of a CA of the root that issued the
 certificate: a time outside refuses the signature even when another is
-inside. It is a cold-path check; verified outcomes are cached above it.
+inside. It is a cold-path check (verified outcomes are cached above it), and
+free for a root that retired no CA before the signing time.
 """
 
 from __future__ import annotations
@@ -59,31 +60,47 @@ def _issued(cert: x509.Certificate, authority: CertificateAuthority) -> bool:
     return True
 
 
-def _name(authority: CertificateAuthority) -> str:
-    """The CA as its issuing certificate names it (several entries may share a ``subject``)."""
+def _subject(authority: CertificateAuthority) -> x509.Name | None:
+    """The subject of the CA's issuing certificate (several entries may share ``subject``)."""
     chain = authority.certificates(allow_expired=True)
-    subject = chain[0].subject.rfc4514_string() if chain else ""
-    return literal(subject or authority._inner.uri or "unnamed")
+    return chain[0].subject if chain else None
+
+
+def _name(authority: CertificateAuthority) -> str:
+    subject = _subject(authority)
+    shown = subject.rfc4514_string() if subject is not None else ""
+    return literal(shown or authority._inner.uri or "unnamed")
+
+
+def _covers(authority: CertificateAuthority, times: list[datetime]) -> bool:
+    start, end = authority.validity_period_start, authority.validity_period_end
+    return all(start <= t and (end is None or t <= end) for t in times)
 
 
 def ca_window_problem(root: TrustRoot, bundle: Bundle) -> str | None:
     """Why the certificate's CA was not trusted by ``root`` when the bundle was signed, or None.
 
-    For a bundle sigstore-python accepted under ``root``. The answer reads
-    "signed at T by Fulcio CA X of trusted root R, which the root retired at
-    E"; the caller adds what to do (sign again under a current CA).
+    For a bundle sigstore-python accepted under ``root``: its chain ends in a
+    CA of the root. When every CA of the root was trusted at every signing
+    time, which one issued the certificate does not matter and nothing is
+    verified (the usual root, the cheap answer). Otherwise a CA trusted then
+    must have signed the certificate (the CA named as its issuer is tried
+    first). The answer reads "signed at T by Fulcio CA X of trusted root R,
+    which the root retired at E"; the caller adds what to do.
     """
-    cert = bundle.signing_certificate
     times = signing_times(bundle)
     if not times:
         return "the bundle carries no signing time to hold against the Fulcio CA's validity"
-    issuers = [ca for ca in root.certificate_authorities if _issued(cert, ca)]
+    authorities = root.certificate_authorities
+    if all(_covers(ca, times) for ca in authorities):
+        return None
+    cert = bundle.signing_certificate
+    named = sorted(authorities, key=lambda ca: _subject(ca) != cert.issuer)
+    if any(_issued(cert, ca) for ca in named if _covers(ca, times)):
+        return None
+    issuers = [ca for ca in named if not _covers(ca, times) and _issued(cert, ca)]
     if not issuers:
         return f"no Fulcio CA of trusted root {root.name} issued the signing certificate"
-    for ca in issuers:
-        start, end = ca.validity_period_start, ca.validity_period_end
-        if all(start <= t and (end is None or t <= end) for t in times):
-            return None
     ca = issuers[0]
     start, end = ca.validity_period_start, ca.validity_period_end
     late = [t for t in times if end is not None and t > end]

@@ -9,6 +9,7 @@ DSSE), legacy ``.att`` layers and gitsign commits.
 from __future__ import annotations
 
 import base64
+import copy
 import datetime as dt
 import hashlib
 import json
@@ -192,9 +193,13 @@ def test_a_legacy_attestation_after_the_ca_was_retired_is_denied(
     assert result == KeylessResult(False, _expected(instance, root, signed))
 
 
-def test_a_rotated_root_admits_the_new_ca_and_refuses_the_retired_one(tmp_path: Path) -> None:
+@pytest.mark.parametrize("name", ["new", "retired"])
+def test_a_rotated_root_admits_the_new_ca_and_refuses_the_retired_one(
+    tmp_path: Path, name: str
+) -> None:
+    """Also when the new CA has the retired one's names (only the keys tell them apart)."""
     instance = SigstoreInstance("retired")
-    old, new = instance.ca, FulcioCA(instance.ct_log, "new")
+    old, new = instance.ca, FulcioCA(instance.ct_log, name)
     document = instance.trusted_root()
     retired_at = now() - dt.timedelta(minutes=5)
     document["certificateAuthorities"] = [ca_entry(old, end=retired_at), ca_entry(new)]
@@ -203,6 +208,22 @@ def test_a_rotated_root_admits_the_new_ca_and_refuses_the_retired_one(tmp_path: 
     assert not refused.ok and f"which the root retired at {retired_at:{STAMP}}" in refused.reason
     instance.ca = new
     assert _legacy(root, instance)[0].ok
+
+
+def test_a_retired_ca_key_posing_as_the_current_ca_is_refused(tmp_path: Path) -> None:
+    """A leaf signed with the retired CA's key but naming the current CA as its issuer."""
+    instance = SigstoreInstance("retired")
+    old, new = instance.ca, FulcioCA(instance.ct_log, "new")
+    document = instance.trusted_root()
+    retired_at = now() - dt.timedelta(minutes=5)
+    document["certificateAuthorities"] = [ca_entry(old, end=retired_at), ca_entry(new)]
+    root = _root(tmp_path, document)
+    posing = copy.copy(old)
+    posing.intermediate = new.intermediate  # the issuer name written into the leaf
+    instance.ca = posing
+    result, _ = _legacy(root, instance)
+    assert not result.ok
+    assert "does not chain to a Fulcio CA of the trusted root" in result.reason, result.reason
 
 
 def test_every_signing_time_must_fall_in_the_window(tmp_path: Path) -> None:
