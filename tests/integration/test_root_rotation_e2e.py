@@ -228,7 +228,7 @@ def test_a_signature_made_after_the_root_retired_its_ca_is_denied(
             message = server.denial(image, namespace)
             assert "by Fulcio CA 'CN=trustgate-test-intermediate,O=trustgate.test'" in message
             assert f"which the root retired at {retired:%Y-%m-%dT%H:%M:%SZ}" in message, message
-            assert "sign the image again under a current CA of the root" in message
+            assert "sign the image again under the root's current CA and log keys" in message
         # Retired only later: the same signatures are admitted at once.
         _install_root(server, _root_retiring_the_ca(retired + timedelta(hours=1)))
         assert server.decide(ref, "sig-retired")["allowed"] is True

@@ -51,7 +51,7 @@ from webhook.policy.signing.envelope import SetAuthority, TrustedKey
 from webhook.policy.signing.gate import PolicySignatureError, SetVerifier, Verified
 from webhook.policy.signing.gitcheckout import Checkout
 from webhook.policy.signing.gitverify import verify_checkout
-from webhook.signatures.cawindow import ca_window_problem
+from webhook.signatures.cawindow import window_problem
 from webhook.signatures.identity import identity_policy
 from webhook.signatures.keyless import sigstore_reason as _reason
 from webhook.signatures.policyset import KeylessAuthority
@@ -133,10 +133,11 @@ def verify_gitsign(checkout: Checkout, authorities: Sequence[GitsignAuthority]) 
         except (SigstoreError, ValueError) as exc:
             reasons.append(f"{authority.name}: {_reason(exc)}")
             continue
-        problem = ca_window_problem(root, bundle)
+        problem = window_problem(root, bundle)
         if problem is None:
             return authority.name
-        reasons.append(f"{authority.name}: {problem}; sign the commit again under a current CA")
+        again = "sign the commit again under the root's current CA and log keys"
+        reasons.append(f"{authority.name}: {problem}; {again}")
     raise _fail(
         commit,
         "no keyless authority admits the gitsign signature: " + "; ".join(reasons),

@@ -21,9 +21,8 @@ Two storage formats reach the same verifier:
   attestations).
 
 The certificate identity is checked by the policy objects of
-``signatures/identity.py``; that the Fulcio CA was trusted by the root when
-the signature was logged, which sigstore-python does not check, by
-``cawindow.py``.
+``signatures/identity.py``; that the root trusted the Fulcio CA and log keys
+at the signing time (sigstore-python does not check it) by ``cawindow.py``.
 
 Sans-I/O: callers hand over bytes they fetched; nothing here opens a socket.
 Every failure is returned as a reason, never raised.
@@ -54,7 +53,7 @@ from sigstore_models.rekor import v1 as rekor_v1
 
 from webhook.core.untrusted import NestedTooDeep, json_value, literal
 from webhook.policy.model import Keyless
-from webhook.signatures.cawindow import ca_window_problem
+from webhook.signatures.cawindow import window_problem
 from webhook.signatures.cosign import (
     IN_TOTO_PAYLOAD_TYPE,
     STATEMENT_TYPES,
@@ -169,18 +168,17 @@ def verify_legacy(
         root.verifier.verify_artifact(payload, bundle, identity_policy(keyless))
     except (SigstoreError, ValueError) as exc:
         return _failed(sigstore_reason(exc))
-    retired = _retired_ca(root, bundle)
-    if retired is not None:
+    if (retired := _retired(root, bundle)) is not None:
         return retired
     return KeylessResult(True, payload=payload, certificate=cert)
 
 
-def _retired_ca(root: TrustRoot, bundle: Bundle) -> KeylessResult | None:
-    """A failure when the CA was not trusted by ``root`` at the signing time (``cawindow``)."""
-    problem = ca_window_problem(root, bundle)
+def _retired(root: TrustRoot, bundle: Bundle) -> KeylessResult | None:
+    """A failure when the root did not trust the CA or a log key then (``cawindow``)."""
+    problem = window_problem(root, bundle)
     if problem is None:
         return None
-    return _failed(f"{problem}; sign the image again under a current CA of the root")
+    return _failed(f"{problem}; sign the image again under the root's current CA and log keys")
 
 
 def verify_legacy_attestation(
@@ -227,8 +225,7 @@ def verify_legacy_attestation(
             payload_type, payload = root.verifier.verify_dsse(bundle, policy)
     except (SigstoreError, ValueError) as exc:
         return _failed(sigstore_reason(exc))
-    retired = _retired_ca(root, bundle)
-    if retired is not None:
+    if (retired := _retired(root, bundle)) is not None:
         return retired
     return _statement(payload_type, payload, image_digest, predicate_type, cert)
 
@@ -367,8 +364,7 @@ def verify_bundle(
         if "message digest mismatch" in reason or "Signature is invalid for input" in reason:
             reason = f"the bundle signs another artifact, not {image_digest} ({reason})"
         return _failed(reason)
-    retired = _retired_ca(root, bundle)
-    if retired is not None:
+    if (retired := _retired(root, bundle)) is not None:
         return retired
     if bundle._inner.dsse_envelope is None:
         return KeylessResult(True, certificate=bundle.signing_certificate)

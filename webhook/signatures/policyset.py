@@ -33,7 +33,7 @@ from sigstore.models import Bundle
 from webhook.core.untrusted import literal
 from webhook.policy.model import Keyless
 from webhook.policy.signing.envelope import Refusal, Vouch
-from webhook.signatures.cawindow import ca_window_problem
+from webhook.signatures.cawindow import window_problem
 from webhook.signatures.identity import (
     certificate_identities,
     certificate_issuer,
@@ -108,9 +108,13 @@ class KeylessAuthority:
             self.root.verifier.verify_artifact(manifest, bundle, policy)
         except (SigstoreError, ValueError) as exc:
             return _refusal(exc, self.keyless.trusted_root, signer)
-        problem = ca_window_problem(self.root, bundle)
+        problem = window_problem(self.root, bundle)
         if problem is not None:
-            return Refusal("untrusted", f"{problem}; sign the set again under a current CA", signer)
+            return Refusal(
+                "untrusted",
+                f"{problem}; sign the set again under the root's current CA and log keys",
+                signer,
+            )
         return Vouch(signer)
 
 

@@ -1,9 +1,11 @@
-"""A Fulcio CA's ``validFor`` in the trusted root, held against the signing time.
+"""A Fulcio CA's and the log keys' ``validFor`` in the trusted root, held against the signing
+time.
 
 sigstore-python accepts a certificate from a CA the root retired before the
-signature was logged (the first test shows it); every keyless verification of
-trustgate refuses it: cosign ``.sig`` layers, Sigstore bundles (message and
-DSSE), legacy ``.att`` layers and gitsign commits.
+signature was logged (the first test shows it), and a signed entry timestamp or
+SCT from a retired log key; every keyless verification of trustgate refuses
+them: cosign ``.sig`` layers, Sigstore bundles (message and DSSE), legacy
+``.att`` layers and gitsign commits.
 """
 
 from __future__ import annotations
@@ -76,7 +78,7 @@ def _expected(instance: SigstoreInstance, root: TrustRoot, signed: dt.datetime) 
     return (
         f"signed at {signed:{STAMP}} by Fulcio CA {CA} of trusted root {root.name}, "
         f"which the root retired at {instance.ca_end:{STAMP}}; "
-        "sign the image again under a current CA of the root"
+        "sign the image again under the root's current CA and log keys"
     )
 
 
@@ -268,4 +270,68 @@ def test_a_gitsign_commit_after_the_ca_was_retired_is_refused(
     assert f"by Fulcio CA {CA} of trusted root {root.name}, which the root retired" in str(
         caught.value
     )
-    assert "sign the commit again under a current CA" in str(caught.value)
+    assert "sign the commit again under the root's current CA and log keys" in str(caught.value)
+
+
+# Log keys ---------------------------------------------------------------------------------
+
+
+def _retiring_log(
+    tmp_path: Path, instance: SigstoreInstance, logs: str, at: dt.datetime
+) -> TrustRoot:
+    """``instance``'s root, the key of its ``tlogs`` or ``ctlogs`` log retired ``at``."""
+    document = instance.trusted_root()
+    document[logs][0]["publicKey"]["validFor"]["end"] = at.strftime(STAMP)
+    return _root(tmp_path, document)
+
+
+def test_an_entry_logged_after_the_root_retired_the_log_key_is_denied(tmp_path: Path) -> None:
+    """sigstore-python verifies the signed entry timestamp with the retired key all the same."""
+    instance = SigstoreInstance("retired")
+    retired_at = now() - dt.timedelta(minutes=5)
+    root = _retiring_log(tmp_path, instance, "tlogs", retired_at)
+    result, entry = _legacy(root, instance)
+    assert result.reason == (
+        f"logged at {_logged(entry):{STAMP}} by transparency log 'https://rekor.trustgate.test' "
+        f"of trusted root {root.name}, whose key the root retired at {retired_at:{STAMP}}; "
+        "sign the image again under the root's current CA and log keys"
+    )
+
+
+def test_an_entry_logged_before_the_log_key_was_retired_verifies(tmp_path: Path) -> None:
+    instance = SigstoreInstance("retired")
+    root = _retiring_log(tmp_path, instance, "tlogs", now() - dt.timedelta(seconds=10))
+    result, _ = _legacy(root, instance, when=now() - dt.timedelta(seconds=20))
+    assert result.ok, result.reason
+
+
+def test_an_entry_naming_no_log_key_does_not_dodge_the_window(tmp_path: Path) -> None:
+    """sigstore-python tries every key for a log ID it does not know: each must be in time."""
+    instance = SigstoreInstance("retired")
+    root = _retiring_log(tmp_path, instance, "tlogs", now() - dt.timedelta(minutes=5))
+    instance.tlog.log_id = hashlib.sha256(b"no such log").digest()
+    result, _ = _legacy(root, instance)
+    assert not result.ok
+    assert "whose key the root retired at" in result.reason
+    assert "(it names no key of the root; each was tried)" in result.reason
+
+
+def test_a_certificate_timestamped_after_the_root_retired_the_ct_key_is_denied(
+    tmp_path: Path,
+) -> None:
+    instance = SigstoreInstance("retired")
+    retired_at = now() - dt.timedelta(minutes=5)
+    root = _retiring_log(tmp_path, instance, "ctlogs", retired_at)
+    issued = now() - dt.timedelta(seconds=30)  # the SCT's time: the certificate's start
+    cert, signature, entry = instance.sign_digest(IDENTITY, IMAGE, not_before=issued)
+    parsed = parse_bundle(
+        json.dumps(bundle(cert, entry, signature=signature, digest_hex=IMAGE)).encode()
+    )
+    assert not isinstance(parsed, str), parsed
+    result = verify_bundle(root, POLICY, parsed, image_digest=f"sha256:{IMAGE}")
+    assert not result.ok
+    assert result.reason.startswith(
+        f"certificate timestamp (SCT) signed at {issued:{STAMP}} by CT log "
+        f"'https://ctfe.trustgate.test' of trusted root {root.name}, "
+        f"whose key the root retired at {retired_at:{STAMP}}"
+    )
