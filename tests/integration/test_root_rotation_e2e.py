@@ -8,14 +8,18 @@ instance's root and the policies reload. Nothing changed in the policy text, so
 the policy dataclasses compare equal; only the roots' digests differ, and every
 cache key (local and shared) includes them: each image is denied on its next
 review, not after ``verifiedTTL``.
+
+A root that retires the Fulcio CA (``validFor.end``) before an image was signed
+denies it, saying when; the same root retiring the CA later admits it.
 """
 
 from __future__ import annotations
 
 import base64
+import json
 import secrets
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -189,3 +193,45 @@ def test_every_kind_of_root_rotation_changes_the_outcome_at_once(
     for namespace, image in images.items():
         message = server.denial(image, namespace)
         assert "failed" in message or "unknown" in message, message
+
+
+def _root_retiring_the_ca(at: datetime) -> str:
+    """The test Sigstore's root, its Fulcio CA retired at ``at`` (``validFor.end``)."""
+    document = SIGSTORE.trusted_root()
+    document["certificateAuthorities"][0]["validFor"]["end"] = f"{at:%Y-%m-%dT%H:%M:%SZ}"
+    return json.dumps(document)
+
+
+def _install_root(server: Server, text: str) -> None:
+    before = server.get("/readyz").json()["fingerprint"]
+    (server.policies / ROOT).write_text(text)
+    assert wait_for(lambda: server.get("/readyz").json()["fingerprint"] != before)
+
+
+def test_a_signature_made_after_the_root_retired_its_ca_is_denied(
+    registry: Registry, server: Server
+) -> None:
+    """sigstore-python accepts it; the server refuses and says when the root retired the CA."""
+    ref, digest = small_image(registry, "rotation/retired-sig")
+    sign_legacy(registry, "rotation/retired-sig", digest)
+    attested, attested_digest = small_image(registry, "rotation/retired-att")
+    push_referrer(
+        registry,
+        "rotation/retired-att",
+        attested_digest,
+        dsse_bundle(registry, "rotation/retired-att", attested_digest, SLSA),
+    )
+    retired = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=5)
+    try:
+        _install_root(server, _root_retiring_the_ca(retired))
+        for image, namespace in ((ref, "sig-retired"), (attested, "att-retired")):
+            message = server.denial(image, namespace)
+            assert "by Fulcio CA 'CN=trustgate-test-intermediate,O=trustgate.test'" in message
+            assert f"which the root retired at {retired:%Y-%m-%dT%H:%M:%SZ}" in message, message
+            assert "sign the image again under the root's current CA and log keys" in message
+        # Retired only later: the same signatures are admitted at once.
+        _install_root(server, _root_retiring_the_ca(retired + timedelta(hours=1)))
+        assert server.decide(ref, "sig-retired")["allowed"] is True
+        assert server.decide(attested, "att-retired")["allowed"] is True
+    finally:
+        _install_root(server, SIGSTORE.trusted_root_json())

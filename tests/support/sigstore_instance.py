@@ -509,11 +509,16 @@ class SigstoreInstance:
         self.tlog = TransparencyLog()
         #: A timestamp authority (``tests/support/tsa.py``) the trusted root lists, when set.
         self.tsa: Any = None
+        #: When set, the trusted root retires the Fulcio CA then (its ``validFor.end``).
+        self.ca_end: dt.datetime | None = None
 
     def trusted_root(self) -> dict[str, Any]:
         """The ``trusted_root.json`` document describing this instance."""
         start = self.ca.start
         der = serialization.Encoding.DER
+        valid = {"start": start.strftime("%Y-%m-%dT%H:%M:%SZ")}
+        if self.ca_end is not None:
+            valid["end"] = self.ca_end.strftime("%Y-%m-%dT%H:%M:%SZ")
         return {
             "mediaType": TRUSTED_ROOT_TYPE,
             "tlogs": [
@@ -534,7 +539,7 @@ class SigstoreInstance:
                             {"rawBytes": _b64(self.ca.root.public_bytes(der))},
                         ]
                     },
-                    "validFor": {"start": start.strftime("%Y-%m-%dT%H:%M:%SZ")},
+                    "validFor": valid,
                 }
             ],
             "ctlogs": [

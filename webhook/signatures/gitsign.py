@@ -14,7 +14,8 @@ does, the entry's body rebuilt from the signature and certificate) and
 sigstore-python's ``Verifier.verify_artifact`` checks everything an image's
 keyless signature must pass: chain to a Fulcio CA of the authority's trusted
 root at the log's time, embedded SCT, the identity (``identity.py``), the
-inclusion proof and signed checkpoint, and the signature.
+inclusion proof and signed checkpoint, and the signature; ``cawindow.py`` adds
+that the CA was still trusted by the root at the log's time.
 
 A commit signed in gitsign's online mode carries no log proof: its entry
 could only be searched for in Rekor at each reload. Image keyless signatures
@@ -50,6 +51,7 @@ from webhook.policy.signing.envelope import SetAuthority, TrustedKey
 from webhook.policy.signing.gate import PolicySignatureError, SetVerifier, Verified
 from webhook.policy.signing.gitcheckout import Checkout
 from webhook.policy.signing.gitverify import verify_checkout
+from webhook.signatures.cawindow import window_problem
 from webhook.signatures.identity import identity_policy
 from webhook.signatures.keyless import sigstore_reason as _reason
 from webhook.signatures.policyset import KeylessAuthority
@@ -131,7 +133,11 @@ def verify_gitsign(checkout: Checkout, authorities: Sequence[GitsignAuthority]) 
         except (SigstoreError, ValueError) as exc:
             reasons.append(f"{authority.name}: {_reason(exc)}")
             continue
-        return authority.name
+        problem = window_problem(root, bundle)
+        if problem is None:
+            return authority.name
+        again = "sign the commit again under the root's current CA and log keys"
+        reasons.append(f"{authority.name}: {problem}; {again}")
     raise _fail(
         commit,
         "no keyless authority admits the gitsign signature: " + "; ".join(reasons),

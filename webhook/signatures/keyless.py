@@ -21,7 +21,8 @@ Two storage formats reach the same verifier:
   attestations).
 
 The certificate identity is checked by the policy objects of
-``signatures/identity.py``.
+``signatures/identity.py``; that the root trusted the Fulcio CA and log keys
+at the signing time (sigstore-python does not check it) by ``cawindow.py``.
 
 Sans-I/O: callers hand over bytes they fetched; nothing here opens a socket.
 Every failure is returned as a reason, never raised.
@@ -52,6 +53,7 @@ from sigstore_models.rekor import v1 as rekor_v1
 
 from webhook.core.untrusted import NestedTooDeep, json_value, literal
 from webhook.policy.model import Keyless
+from webhook.signatures.cawindow import window_problem
 from webhook.signatures.cosign import (
     IN_TOTO_PAYLOAD_TYPE,
     STATEMENT_TYPES,
@@ -166,7 +168,17 @@ def verify_legacy(
         root.verifier.verify_artifact(payload, bundle, identity_policy(keyless))
     except (SigstoreError, ValueError) as exc:
         return _failed(sigstore_reason(exc))
+    if (retired := _retired(root, bundle)) is not None:
+        return retired
     return KeylessResult(True, payload=payload, certificate=cert)
+
+
+def _retired(root: TrustRoot, bundle: Bundle) -> KeylessResult | None:
+    """A failure when the root did not trust the CA or a log key then (``cawindow``)."""
+    problem = window_problem(root, bundle)
+    if problem is None:
+        return None
+    return _failed(f"{problem}; sign the image again under the root's current CA and log keys")
 
 
 def verify_legacy_attestation(
@@ -213,6 +225,8 @@ def verify_legacy_attestation(
             payload_type, payload = root.verifier.verify_dsse(bundle, policy)
     except (SigstoreError, ValueError) as exc:
         return _failed(sigstore_reason(exc))
+    if (retired := _retired(root, bundle)) is not None:
+        return retired
     return _statement(payload_type, payload, image_digest, predicate_type, cert)
 
 
@@ -342,13 +356,18 @@ def verify_bundle(
                 algorithm=common_v1.HashAlgorithm.SHA2_256, digest=bytes.fromhex(hex_digest)
             )
             root.verifier.verify_artifact(hashed, bundle, policy)
-            return KeylessResult(True, certificate=bundle.signing_certificate)
-        payload_type, payload = root.verifier.verify_dsse(bundle, policy)
+            payload_type, payload = "", b""
+        else:
+            payload_type, payload = root.verifier.verify_dsse(bundle, policy)
     except (SigstoreError, ValueError) as exc:
         reason = sigstore_reason(exc)
         if "message digest mismatch" in reason or "Signature is invalid for input" in reason:
             reason = f"the bundle signs another artifact, not {image_digest} ({reason})"
         return _failed(reason)
+    if (retired := _retired(root, bundle)) is not None:
+        return retired
+    if bundle._inner.dsse_envelope is None:
+        return KeylessResult(True, certificate=bundle.signing_certificate)
     return _statement(
         payload_type, payload, image_digest, predicate_type, bundle.signing_certificate
     )

@@ -14,7 +14,7 @@ One check is added: the Fulcio CA that issued the certificate must have been
 trusted by the root when the set was signed. sigstore-python builds the chain
 from every CA the root ever listed and ignores a CA's ``validFor.end``, so a
 root that retired a CA would still accept what was signed under it after the
-retirement; cosign refuses that, and so does this module.
+retirement; cosign refuses that, and so does this module (``cawindow.py``).
 """
 
 from __future__ import annotations
@@ -22,13 +22,10 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
 from pydantic import ValidationError
-from sigstore._internal.trust import CertificateAuthority
 from sigstore.errors import Error as SigstoreError
 from sigstore.errors import VerificationError
 from sigstore.models import Bundle
@@ -36,6 +33,7 @@ from sigstore.models import Bundle
 from webhook.core.untrusted import literal
 from webhook.policy.model import Keyless
 from webhook.policy.signing.envelope import Refusal, Vouch
+from webhook.signatures.cawindow import window_problem
 from webhook.signatures.identity import (
     certificate_identities,
     certificate_issuer,
@@ -48,7 +46,6 @@ __all__ = [
     "BUNDLE_V03",
     "MAX_BUNDLE_BYTES",
     "KeylessAuthority",
-    "ca_window_problem",
     "certificate_signer",
     "read_bundle",
 ]
@@ -111,9 +108,13 @@ class KeylessAuthority:
             self.root.verifier.verify_artifact(manifest, bundle, policy)
         except (SigstoreError, ValueError) as exc:
             return _refusal(exc, self.keyless.trusted_root, signer)
-        problem = ca_window_problem(self.root, bundle)
+        problem = window_problem(self.root, bundle)
         if problem is not None:
-            return Refusal("untrusted", problem, signer)
+            return Refusal(
+                "untrusted",
+                f"{problem}; sign the set again under the root's current CA and log keys",
+                signer,
+            )
         return Vouch(signer)
 
 
@@ -164,59 +165,3 @@ def certificate_signer(cert: x509.Certificate) -> str:
     identity = ", ".join(literal(name) for name in names[:2]) or "no identity"
     issuer = certificate_issuer(cert)
     return f"identity {identity} (issuer {literal(issuer) if issuer else 'none'})"
-
-
-def _signing_times(bundle: Bundle) -> list[datetime]:
-    """Every time the bundle says it was signed: the log's and each RFC 3161 timestamp's."""
-    times = []
-    entry = bundle.log_entry._inner
-    if entry.integrated_time and entry.inclusion_promise:
-        times.append(datetime.fromtimestamp(int(entry.integrated_time), UTC))
-    data = bundle.verification_material.timestamp_verification_data
-    if data is not None:
-        times.extend(stamp.tst_info.gen_time for stamp in data.rfc3161_timestamps)
-    return [t if t.tzinfo else t.replace(tzinfo=UTC) for t in times]
-
-
-def _issued(cert: x509.Certificate, authority: CertificateAuthority) -> bool:
-    chain = authority.certificates(allow_expired=True)
-    if not chain:
-        return False
-    try:
-        cert.verify_directly_issued_by(chain[0])
-    except (ValueError, TypeError, InvalidSignature):
-        return False
-    return True
-
-
-def ca_window_problem(root: TrustRoot, bundle: Bundle) -> str | None:
-    """Why the certificate's CA was not trusted by ``root`` when the bundle was signed, or None.
-
-    For a bundle ``verify_artifact`` accepted: its signing times are verified.
-    Every one must fall in the ``validFor`` of a CA of the root that issued
-    the certificate (a time outside fails, even if another source is inside).
-    """
-    cert = bundle.signing_certificate
-    times = _signing_times(bundle)
-    if not times:
-        return "the bundle carries no signing time to hold against the CA's validity"
-    issuers = [ca for ca in root.certificate_authorities if _issued(cert, ca)]
-    if not issuers:
-        return f"no Fulcio CA of trusted root {root.name} issued the signing certificate"
-    for ca in issuers:
-        start, end = ca.validity_period_start, ca.validity_period_end
-        if all(start <= t and (end is None or t <= end) for t in times):
-            return None
-    ca = issuers[0]
-    until = (
-        ""
-        if ca.validity_period_end is None
-        else f" until {ca.validity_period_end:%Y-%m-%dT%H:%M:%SZ}"
-    )
-    when = ", ".join(f"{t:%Y-%m-%dT%H:%M:%SZ}" for t in times)
-    return (
-        f"signed at {when}, when the Fulcio CA that issued the certificate was not trusted "
-        f"by trusted root {root.name} (it is trusted from "
-        f"{ca.validity_period_start:%Y-%m-%dT%H:%M:%SZ}{until}); sign the set again "
-        "under a current CA"
-    )

@@ -40,6 +40,7 @@ from sigstore_models.common import v1 as common_v1
 from sigstore_models.rekor import v1 as rekor_v1
 
 from webhook.core.untrusted import NestedTooDeep, json_value
+from webhook.signatures.cawindow import entry_window_problem
 from webhook.trust.keys import PublicKey
 from webhook.trust.trustroot import TrustRoot
 
@@ -141,7 +142,9 @@ def verify_key_entry(
         promise._verify_set(root.rekor)
     except (SigstoreError, ValueError):
         return "log entry's signed entry timestamp does not verify with its log's key"
-    return _body_problem(bytes(entry.canonicalized_body), signature, key, payload)
+    return _retired_log(root, entry) or _body_problem(
+        bytes(entry.canonicalized_body), signature, key, payload
+    )
 
 
 def _body_problem(body: bytes, signature: bytes, key: PublicKey, payload: bytes) -> str | None:
@@ -301,7 +304,13 @@ def entry_proof_problem(root: TrustRoot, entry: rekor_v1.TransparencyLogEntry) -
             return "log entry has neither an inclusion proof nor a signed entry timestamp"
     except (SigstoreError, ValueError) as exc:
         return f"log entry does not verify with trusted root {root.name}: {_first_line(exc)}"
-    return None
+    return _retired_log(root, entry)
+
+
+def _retired_log(root: TrustRoot, entry: rekor_v1.TransparencyLogEntry) -> str | None:
+    """Why the log's key was retired by ``root`` before the entry's time (``cawindow``)."""
+    problem = entry_window_problem(root, entry)
+    return None if problem is None else f"{problem}; log the signature again"
 
 
 def intoto_body_problem(

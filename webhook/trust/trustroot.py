@@ -25,12 +25,14 @@ from __future__ import annotations
 import functools
 import hashlib
 import os
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
 
 from pydantic import ValidationError
-from sigstore._internal.trust import CertificateAuthority, KeyringPurpose, RekorKeyring
+from sigstore._internal.trust import CertificateAuthority, Key, KeyringPurpose, RekorKeyring
 from sigstore.errors import Error as SigstoreError
 from sigstore.models import TrustedRoot
 from sigstore.verify import Verifier
@@ -52,6 +54,19 @@ MAX_ROOT_BYTES = 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
+class KeyWindow:
+    """When a root trusts one log key (``validFor``): from ``start``, until ``end`` if set."""
+
+    log: str  # the log's baseUrl
+    start: datetime
+    end: datetime | None
+
+    def covers(self, moment: datetime) -> bool:
+        """Whether the root trusts the key at ``moment``."""
+        return self.start <= moment and (self.end is None or moment <= self.end)
+
+
+@dataclass(frozen=True, slots=True)
 class TrustRoot:
     """One loaded trusted root and the sigstore-python Verifier built on it.
 
@@ -62,8 +77,10 @@ class TrustRoot:
     ``log_ids`` their IDs (SHA-256 of each key), for the log entries of
     key-signed signatures; ``timestamp_authorities`` the RFC 3161 authorities whose
     signed timestamps key-signed bundles may carry; ``certificate_authorities`` the
-    Fulcio CAs with the time each is trusted for (sigstore-python's Verifier does
-    not hold a signing time against a CA's end; ``signatures/policyset.py`` does).
+    Fulcio CAs with the time each is trusted for, ``log_keys`` and ``ct_keys`` the
+    transparency and CT logs' keys' (by the key ID sigstore-python looks keys up
+    by). sigstore-python's Verifier holds no signing time against a CA's or a log
+    key's end; ``signatures/cawindow.py`` does.
     """
 
     name: str
@@ -77,6 +94,8 @@ class TrustRoot:
     certificate_authorities: tuple[CertificateAuthority, ...] = field(
         default=(), compare=False, repr=False
     )
+    log_keys: Mapping[bytes, KeyWindow] = field(default_factory=dict, compare=False, repr=False)
+    ct_keys: Mapping[bytes, KeyWindow] = field(default_factory=dict, compare=False, repr=False)
 
 
 class TrustRoots:
@@ -203,7 +222,23 @@ def _parse(name: str, raw: bytes) -> TrustRoot:
         certificate_authorities=tuple(
             CertificateAuthority(ca) for ca in inner.certificate_authorities
         ),
+        log_keys=_windows(inner.tlogs),
+        ct_keys=_windows(inner.ctlogs),
     )
+
+
+def _windows(logs: Sequence[trustroot_v1.TransparencyLogInstance]) -> dict[bytes, KeyWindow]:
+    """Each usable log key's window, by its key ID (SHA-256 of the key, as Keyring keys it)."""
+    found = {}
+    for log in logs:
+        try:
+            key_id = Key(log.public_key).key_id
+        except (SigstoreError, ValueError, TypeError):
+            continue  # a key sigstore-python does not load either
+        valid = log.public_key.valid_for
+        start = valid.start if valid is not None else datetime.min.replace(tzinfo=UTC)
+        found[bytes(key_id)] = KeyWindow(log.base_url, start, valid.end if valid else None)
+    return found
 
 
 def _first_line(exc: BaseException) -> str:

@@ -8,6 +8,7 @@ proof, checkpoint, signed entry timestamp) and RFC 3161 timestamp included.
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import hashlib
 import json
 import socket
@@ -35,6 +36,7 @@ from tests.support.sigstore_instance import (
     dsse_v2_body,
     hashedrekord_key_body,
     hashedrekord_v2_body,
+    now,
     pae,
     tlog_entry,
 )
@@ -468,3 +470,15 @@ def test_copies_are_byte_exact() -> None:
     }
     for path, expected in sums.items():
         assert hashlib.sha256((DATA / path).read_bytes()).hexdigest() == expected, path
+
+
+def test_entry_logged_after_the_root_retired_the_log_key_fails(tmp_path: Path) -> None:
+    instance = SigstoreInstance("retired-log")
+    document = instance.trusted_root()
+    retired = now() - dt.timedelta(minutes=5)
+    document["tlogs"][0]["publicKey"]["validFor"]["end"] = f"{retired:%Y-%m-%dT%H:%M:%SZ}"
+    (tmp_path / "root.json").write_text(json.dumps(document))
+    root = load_trusted_root("root.json", tmp_path)
+    result = check(logged_message(instance), tlog_root=root)
+    assert not result.ok
+    assert f"whose key the root retired at {retired:%Y-%m-%dT%H:%M:%SZ}" in result.reason

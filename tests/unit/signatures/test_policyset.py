@@ -299,8 +299,9 @@ def test_a_set_signed_after_its_ca_was_retired_is_refused(
     answer = authority.vouch({"bundle": under_old}, b"manifest")
     assert isinstance(answer, Refusal)
     assert answer.reason == "untrusted"
-    assert "when the Fulcio CA that issued the certificate was not trusted" in answer.message
-    assert f"until {retired:%Y-%m-%dT%H:%M:%SZ}" in answer.message
+    assert "by Fulcio CA 'CN=trustgate-test-intermediate,O=trustgate.test'" in answer.message
+    assert f"which the root retired at {retired:%Y-%m-%dT%H:%M:%SZ}" in answer.message
+    assert answer.message.endswith("; sign the set again under the root's current CA and log keys")
     services.fulcio.ca = new
     assert isinstance(
         authority.vouch({"bundle": _trusted_by_signer(services, tmp_path)}, b"manifest"), Vouch

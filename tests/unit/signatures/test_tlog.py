@@ -8,7 +8,9 @@ as ``cosign sign --key`` stores Rekor's answer on the layer.
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,11 +22,17 @@ from tests.support.cosign import (
     signature_manifest,
     simple_signing_payload,
 )
-from tests.support.sigstore_instance import Identity, SigstoreInstance, intoto_body, rekor_bundle
+from tests.support.sigstore_instance import (
+    Identity,
+    SigstoreInstance,
+    intoto_body,
+    now,
+    rekor_bundle,
+)
 from webhook.signatures.cosign import KeyVerification, verify_with_key
 from webhook.signatures.tlog import BUNDLE_ANNOTATION, intoto_body_problem, parse_cosign_entry
 from webhook.trust.keys import load_public_key
-from webhook.trust.trustroot import TrustRoot
+from webhook.trust.trustroot import TrustRoot, load_trusted_root
 
 REPO = "quay.io/acme/app"
 DIGEST = "sha256:" + "a" * 64
@@ -226,3 +234,18 @@ def test_intoto_body_of_something_else_is_refused(
     problem = intoto_body_problem(logged, **values)
     assert problem is not None
     assert problem.startswith(reason)
+
+
+def test_entry_logged_after_the_root_retired_the_log_key_is_denied(tmp_path: Path) -> None:
+    """sigstore-python verifies the signed entry timestamp with a retired key; trustgate not."""
+    instance = SigstoreInstance("retired-log")
+    document = instance.trusted_root()
+    retired = now() - dt.timedelta(minutes=5)
+    document["tlogs"][0]["publicKey"]["validFor"]["end"] = f"{retired:%Y-%m-%dT%H:%M:%SZ}"
+    (tmp_path / "root.json").write_text(json.dumps(document))
+    root = load_trusted_root("root.json", tmp_path)
+    signature, annotation = logged(instance)
+    result = check(*layer(signature, annotation), root)
+    assert not result.ok
+    assert f"whose key the root retired at {retired:%Y-%m-%dT%H:%M:%SZ}" in result.reason
+    assert result.reason.endswith("; log the signature again")
