@@ -25,6 +25,8 @@ import base64
 import binascii
 import hashlib
 import json
+import os
+import stat
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -266,7 +268,16 @@ def write_signature(
 def _read_signature(path: Path) -> tuple[bytes, dict[str, Any]]:
     """The manifest bytes and the whole document of signature file ``path``."""
     try:
-        with path.open("rb") as handle:
+        # O_NONBLOCK: a FIFO swapped in after the caller's is_file() must not
+        # block the reader waiting for a writer; fstat then refuses it.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+        with os.fdopen(fd, "rb") as handle:
+            if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+                raise PolicySignatureError(
+                    "is not a regular file; sign the directory again with trustgate policy sign",
+                    reason="invalid",
+                    file=str(path),
+                )
             raw = read_at_most(handle, MAX_SIGNATURE_BYTES)
     except OSError as exc:
         raise PolicySignatureError(

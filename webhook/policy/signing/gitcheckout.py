@@ -27,6 +27,7 @@ from pygit2.enums import FileMode, ObjectType, Option, RepositoryOpenFlag
 
 from webhook.core.errors import PolicyError
 from webhook.policy.signing.gate import PolicySignatureError
+from webhook.policy.signing.gitfiles import check_repository
 from webhook.policy.signing.manifest import check_path
 from webhook.policy.signing.tree import MAX_FILES, MAX_TOTAL_BYTES, SIGNATURE_DIR
 
@@ -61,6 +62,8 @@ def _worktree_root(directory: Path) -> tuple[Path, str]:
         resolved = directory.resolve(strict=True)
     except OSError as exc:
         raise PolicyError(f"cannot read policy directory {directory}: {exc.strerror}") from exc
+    except RuntimeError:  # Python 3.11 reports a link loop so
+        raise PolicyError(f"{directory} is a loop of symbolic links") from None
     for depth, candidate in enumerate((resolved, *resolved.parents)):
         if depth > MAX_DEPTH:
             break
@@ -83,6 +86,7 @@ def read_checkout(directory: Path) -> Checkout:
         PolicyError: the directory does not exist.
     """
     root, inside = _worktree_root(directory)
+    check_repository(root)  # no FIFO for libgit2 to block the whole process on
     pygit2.option(Option.SET_OWNER_VALIDATION, 0)
     try:
         repository = pygit2.Repository(str(root), RepositoryOpenFlag.NO_SEARCH)

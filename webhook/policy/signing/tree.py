@@ -49,10 +49,13 @@ def read_tree(directory: Path) -> dict[str, bytes]:
         root = directory.resolve(strict=True)
     except OSError as exc:
         raise PolicyError(f"cannot read policy directory {directory}: {exc.strerror}") from exc
+    except RuntimeError:  # Python 3.11 reports a link loop so
+        raise PolicyError(f"{directory} is a loop of symbolic links") from None
     if not root.is_dir():
         raise PolicyError(f"{directory} is not a directory")
     files: dict[str, bytes] = {}
     total = 0
+    folders = 0
 
     def fail(error: OSError) -> None:
         raise PolicyError(f"cannot read {error.filename}: {error.strerror}")
@@ -60,6 +63,11 @@ def read_tree(directory: Path) -> dict[str, bytes]:
     for current, dirs, names in os.walk(root, onerror=fail):
         top = Path(current) == root
         dirs[:] = sorted(d for d in dirs if not _skipped(d, top))
+        folders += len(dirs)
+        if folders > MAX_FILES:  # empty directories cost a walk too
+            raise PolicyError(
+                f"{directory} holds more than {MAX_FILES} directories; is it the policy directory?"
+            )
         for name in dirs:
             if os.path.islink(os.path.join(current, name)):
                 relative = _relative(root, Path(current, name))
@@ -93,7 +101,12 @@ def _relative(root: Path, path: Path) -> str:
 
 def _read(root: Path, path: Path, relative: str) -> bytes:
     """The content of ``path``, a regular file inside ``root`` (``relative`` names it)."""
-    target = path.resolve()
+    try:
+        target = path.resolve()
+    except RuntimeError:  # Python 3.11 reports a link loop so
+        raise PolicyError(
+            "is a loop of symbolic links; replace it with the file it should be", file=relative
+        ) from None
     if not target.is_relative_to(root):
         raise PolicyError(
             f"is a symbolic link to {target}, outside the policy directory; a signature "
