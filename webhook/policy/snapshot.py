@@ -9,6 +9,12 @@ compiled from there; then the copy is deleted. Policies read their key files,
 trusted roots and trust stores when they compile (the request path opens no
 file), so nothing reads the copy later. Paths in the set and in errors are
 rewritten to the real directory (``policy/relocate.py``).
+
+A file a policy names outside the directory (a key file by absolute path, or
+by enough ``../`` to leave it) is read from there, and no signature covers
+it: whoever can write it could swap the key that admits images, and the store
+would even reload on the change. ``uncovered`` says so, and the store refuses
+such a set (``unsigned``) as it refuses an unsigned one.
 """
 
 from __future__ import annotations
@@ -22,10 +28,11 @@ from pathlib import Path
 from webhook.core.errors import PolicyError
 from webhook.policy.loader import load_directory
 from webhook.policy.model import PolicySet
+from webhook.policy.signing.gate import PolicySignatureError
 from webhook.policy.signing.manifest import check_path
 from webhook.trust.trustroot import TrustRoots
 
-__all__ = ["load_verified"]
+__all__ = ["load_verified", "uncovered"]
 
 
 def load_verified(
@@ -47,6 +54,28 @@ def load_verified(
         return load_directory(copy, roots, shown_as=directory)
     finally:
         shutil.rmtree(base, ignore_errors=True)
+
+
+def uncovered(policy_set: PolicySet, directory: Path) -> PolicySignatureError | None:
+    """Why ``policy_set`` (loaded from a signed ``directory``) is not all signed, or None.
+
+    Its policies read files (key files, trusted roots, trust stores) outside
+    ``directory``, which its signature does not cover.
+    """
+    top = os.path.normpath(os.path.abspath(directory))
+    outside = [
+        file
+        for file in policy_set.files
+        if not os.path.normpath(os.path.abspath(file)).startswith(top + os.sep)
+    ]
+    if not outside:
+        return None
+    return PolicySignatureError(
+        f"the policies read {', '.join(sorted(outside))}, outside the signed directory "
+        f"{directory}, so no signature covers what they trust: copy each file into the "
+        "directory, name it by a path inside it, and sign the set again",
+        reason="unsigned",
+    )
 
 
 def _write(copy: Path, files: Mapping[str, bytes]) -> None:

@@ -37,7 +37,7 @@ from webhook.policy.signing.gate import (
     SetVerifier,
     Verified,
 )
-from webhook.policy.snapshot import load_verified
+from webhook.policy.snapshot import load_verified, uncovered
 from webhook.policy.stamp import Stamp as _Stamp
 from webhook.policy.stamp import stamp as _stamp
 from webhook.policy.stamp import verified_paths as _verified_paths
@@ -238,6 +238,11 @@ class PolicyStore:
             policy_set = load_directory(self._directory, self._roots)
         else:
             policy_set = load_verified(self._directory, verified.files, self._roots)
+            refusal = uncovered(policy_set, self._directory)
+            if refusal is not None:
+                if self._signed.required:
+                    raise refusal
+                return policy_set, None, refusal
         self._signed.advance(verified)
         return policy_set, verified, None
 

@@ -116,8 +116,8 @@ def check_repository(worktree: Path) -> None:
     for place in list(places):
         places.extend(_alternates(place / "objects"))
     seen = 0
-    for place in dict.fromkeys(str(p) for p in places):
-        for current, dirs, names in os.walk(place):
+    for where in dict.fromkeys(str(p) for p in places):
+        for current, dirs, names in os.walk(where):
             seen += len(dirs) + len(names)
             if seen > MAX_REPOSITORY_ENTRIES:
                 raise _refuse(

@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from webhook.core.errors import PolicyError
+from webhook.core.untrusted import unique_keys
 
 __all__ = [
     "MANIFEST_KIND",
@@ -34,6 +35,10 @@ __all__ = [
 MANIFEST_KIND = "trustgate.dev/PolicyManifest/v1"
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _TIME = "%Y-%m-%dT%H:%M:%SZ"
+#: Highest version: a signed 64-bit integer, which every mark store reads back
+#: (a ConfigMap's decimal string included); a larger one would be written and
+#: then refused at every later read, so that no set could load again.
+MAX_VERSION = 2**63 - 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,8 +92,10 @@ def build_manifest(files: Mapping[str, bytes], version: int, signed_at: datetime
     Raises:
         PolicyError: a path is not normalized and relative, or ``version`` is below 1.
     """
-    if version < 1:
-        raise PolicyError(f"the version must be a whole number of at least 1 (got {version})")
+    if not 1 <= version <= MAX_VERSION:
+        raise PolicyError(
+            f"the version must be a whole number from 1 to {MAX_VERSION} (got {version})"
+        )
     digests = {check_path(path): hashlib.sha256(data).hexdigest() for path, data in files.items()}
     moment = signed_at.astimezone(UTC).replace(microsecond=0)
     return Manifest(dict(sorted(digests.items())), version, moment)
@@ -114,11 +121,16 @@ def parse_manifest(data: bytes) -> Manifest:
         PolicyError: the bytes are not a manifest of this kind.
     """
     try:
-        document = json.loads(data)
+        # Each key once: another reader of the signed bytes must not see other values.
+        document = json.loads(data, object_pairs_hook=unique_keys)
         files = _files(document["files"])
         version = document["version"]
         signed_at = datetime.strptime(document["signedAt"], _TIME).replace(tzinfo=UTC)
-        if document["kind"] != MANIFEST_KIND or type(version) is not int or version < 1:
+        if (
+            document["kind"] != MANIFEST_KIND
+            or type(version) is not int
+            or not 1 <= version <= MAX_VERSION
+        ):
             raise ValueError("not a policy manifest")
     except (ValueError, KeyError, TypeError) as exc:
         raise PolicyError(f"the signed manifest is not a {MANIFEST_KIND} document") from exc

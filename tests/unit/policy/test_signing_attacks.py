@@ -1,0 +1,328 @@
+"""Hostile policy directories, signature files, manifests and Git repositories.
+
+The attacker here can write to the policy directory (its ConfigMap, the branch
+git-sync follows, or the volume itself) but holds no authority's key. Each case
+must end in a refusal that names the problem, quickly: never a set nobody
+signed, never a hang or a crash of the reader.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from tests.support.policysigning import FILES, KEYED_POLICY, public_pem, signed_set
+from webhook.core.errors import PolicyError
+from webhook.policy.signing.envelope import (
+    SIGNATURE_FILE,
+    TrustedKey,
+    _read_signature,
+    verify_directory,
+)
+from webhook.policy.signing.gate import PolicySignatureError
+from webhook.policy.signing.manifest import MAX_VERSION, parse_manifest
+from webhook.policy.signing.marks import checked_mark
+from webhook.policy.signing.tree import MAX_FILES
+from webhook.policy.signing.verifier import FileVerifier
+from webhook.policy.snapshot import load_verified, uncovered
+from webhook.policy.stamp import stamp
+from webhook.policy.store import PolicyStore
+from webhook.trust.keys import key_fingerprint, load_public_key
+
+TEAM = ec.generate_private_key(ec.SECP256R1())
+AUTHORITY = TrustedKey("policy-team", load_public_key(public_pem(TEAM), source="test"))
+
+
+def _refusal(directory: Path) -> PolicySignatureError:
+    with pytest.raises(PolicySignatureError) as caught:
+        verify_directory(directory, [AUTHORITY])
+    return caught.value
+
+
+def _in_time(call: Callable[[], object], seconds: float = 10.0) -> BaseException | None:
+    """What ``call()`` raised (None if nothing), failing the test if it takes over ``seconds``."""
+    outcome: list[BaseException | None] = []
+
+    def run() -> None:
+        try:
+            call()
+            outcome.append(None)
+        except BaseException as exc:  # handed to the test
+            outcome.append(exc)
+
+    worker = threading.Thread(target=run, daemon=True)
+    worker.start()
+    worker.join(seconds)
+    if worker.is_alive():
+        pytest.fail(f"still running after {seconds}s: the reader blocked")
+    return outcome[0]
+
+
+# The signature file.
+
+
+def test_a_fifo_swapped_in_as_the_signature_after_the_check_does_not_block(
+    tmp_path: Path,
+) -> None:
+    # The window between is_file() and the read, entered directly.
+    fifo = tmp_path / "signature.json"
+    os.mkfifo(fifo)
+    error = _in_time(lambda: _read_signature(fifo), 5.0)
+    assert isinstance(error, PolicySignatureError)
+    assert error.reason == "invalid"
+    assert error.message.startswith("is not a regular file; sign the directory again")
+
+
+def test_a_fifo_as_the_signature_is_unsigned(tmp_path: Path) -> None:
+    directory = signed_set(tmp_path / "set", TEAM, 2)
+    (directory / SIGNATURE_FILE).unlink()
+    os.mkfifo(directory / SIGNATURE_FILE)
+    error = _in_time(lambda: verify_directory(directory, [AUTHORITY]))
+    assert isinstance(error, PolicySignatureError) and error.reason == "unsigned"
+
+
+def test_a_huge_sparse_signature_is_refused_without_reading_it_all(tmp_path: Path) -> None:
+    directory = signed_set(tmp_path / "set", TEAM, 2)
+    with (directory / SIGNATURE_FILE).open("r+b") as handle:
+        handle.truncate(1 << 40)  # 1 TiB, sparse
+    started = time.monotonic()
+    assert _refusal(directory).reason == "invalid"
+    assert time.monotonic() - started < 5
+
+
+@pytest.mark.parametrize(
+    "document",
+    [
+        # Two "key" fields: json would keep the second silently.
+        '{{"manifest": {m}, "key": {{"fingerprint": "x", "signature": "AA=="}}, "key": {k}}}',
+        # A key signature and a keyless bundle in one file.
+        '{{"manifest": {m}, "key": {k}, "bundle": {{"mediaType": "x"}}}}',
+        # Two manifests: which one was signed?
+        '{{"manifest": {m}, "manifest": {m}, "key": {k}}}',
+    ],
+)
+def test_an_ambiguous_signature_document_is_refused(tmp_path: Path, document: str) -> None:
+    directory = signed_set(tmp_path / "set", TEAM, 2)
+    good = json.loads((directory / SIGNATURE_FILE).read_text())
+    text = document.format(m=json.dumps(good["manifest"]), k=json.dumps(good["key"]))
+    (directory / SIGNATURE_FILE).write_text(text)
+    assert _refusal(directory).reason == "invalid"
+
+
+# Manifests the authority's key signed, with hostile content (a signer's mistake,
+# or bytes another tool wrote): refused, never read two ways.
+
+
+def _sign_manifest(directory: Path, manifest: bytes) -> None:
+    signature = TEAM.sign(manifest, ec.ECDSA(hashes.SHA256()))
+    document = {
+        "manifest": manifest.decode(),
+        "key": {
+            "fingerprint": key_fingerprint(TEAM.public_key()),
+            "signature": base64.b64encode(signature).decode(),
+        },
+    }
+    (directory / SIGNATURE_FILE).write_text(json.dumps(document))
+
+
+def _manifest(version: str = "2", path: str = "policy.yaml", extra: str = "") -> bytes:
+    digest = "0" * 64
+    files = f'[{{"path":{json.dumps(path)},"sha256":"{digest}"}}]'
+    return (
+        f'{{"files":{files},"kind":"trustgate.dev/PolicyManifest/v1",'
+        f'"signedAt":"2026-12-06T09:00:00Z","version":{version}{extra}}}'
+    ).encode()
+
+
+@pytest.mark.parametrize(
+    "manifest",
+    [
+        _manifest("true"),
+        _manifest('"7"'),
+        _manifest("1e3"),
+        _manifest("-1"),
+        _manifest("0"),
+        _manifest(str(2**63)),
+        _manifest("9" * 5000),
+        _manifest(extra=',"version":99'),
+        *(_manifest(path=p) for p in ["../x", "./x", "a//b", "a/", "/etc/x", "a\x00b", "a\\b"]),
+    ],
+)
+def test_a_signed_but_hostile_manifest_is_refused(tmp_path: Path, manifest: bytes) -> None:
+    directory = signed_set(tmp_path / "set", TEAM, 2)
+    _sign_manifest(directory, manifest)
+    error = _refusal(directory)
+    assert error.reason == "altered"
+    assert any(
+        why in error.message
+        for why in ("is not a trustgate.dev/PolicyManifest/v1 document", "not a normalized")
+    )
+    with pytest.raises(PolicyError):
+        parse_manifest(manifest)
+
+
+def test_the_highest_version_round_trips_through_a_mark() -> None:
+    assert parse_manifest(_manifest(str(MAX_VERSION))).version == MAX_VERSION
+    assert checked_mark(str(MAX_VERSION), "sha256:ab", "mark").version == MAX_VERSION
+
+
+@pytest.mark.parametrize("value", ["9999999999999999999999", "-1", "1e3", "7 ", "٣", True, 2.0])
+def test_a_hostile_mark_value_is_an_error_not_a_version(value: object) -> None:
+    from webhook.policy.signing.gate import MarkError
+
+    with pytest.raises(MarkError, match="version is not a whole number"):
+        checked_mark(value, "sha256:ab", "mark")
+
+
+def test_unicode_and_case_twins_are_separate_files_each_signed(tmp_path: Path) -> None:
+    nfc, nfd = "caf\u00e9.yaml", "cafe\u0301.yaml"
+    files = {**FILES, nfc: "# one\n", "Policy.yaml": "# two\n"}
+    directory = signed_set(tmp_path / "set", TEAM, 2, files)
+    assert set(verify_directory(directory, [AUTHORITY]).files) == set(files)
+    (directory / nfd).write_text("# a twin\n")
+    error = _refusal(directory)
+    assert error.reason == "altered"
+    assert f"{nfd}: added after signing" in error.message
+
+
+# The directory.
+
+
+def test_a_loop_of_symbolic_links_is_refused_as_altered(tmp_path: Path) -> None:
+    directory = signed_set(tmp_path / "set", TEAM, 2)
+    (directory / "a.yaml").symlink_to("b.yaml")
+    (directory / "b.yaml").symlink_to("a.yaml")
+    error = _refusal(directory)
+    assert error.reason == "altered"
+    assert "is a loop of symbolic links" in str(error)
+
+
+def test_a_directory_crowded_with_empty_directories_is_refused_fast(tmp_path: Path) -> None:
+    directory = signed_set(tmp_path / "set", TEAM, 2)
+    for index in range(MAX_FILES + 1):
+        (directory / f"d{index}").mkdir()
+    started = time.monotonic()
+    error = _refusal(directory)
+    assert "more than 10000 directories" in error.message
+    assert time.monotonic() - started < 5
+    # The stamp taken at every check stats no entry of a crowded directory; it still
+    # changes when one is added.
+    before = stamp(directory)
+    started = time.monotonic()
+    assert stamp(directory) == before
+    assert time.monotonic() - started < 1
+    (directory / "one-more").mkdir()
+    assert stamp(directory) != before
+
+
+def test_a_policy_naming_a_key_outside_the_signed_directory_is_refused(tmp_path: Path) -> None:
+    outside = tmp_path / "elsewhere.pub"
+    outside.write_bytes(public_pem(ec.generate_private_key(ec.SECP256R1())))
+    depth = "../" * len(Path(tempfile_dir()).parts)
+    for name, reference in [("absolute", str(outside)), ("relative", f"{depth}{outside}")]:
+        files = {**FILES, "keyed.yaml": KEYED_POLICY.replace("keys/signer.pub", reference)}
+        directory = signed_set(tmp_path / name, TEAM, 2, files)
+        verified = verify_directory(directory, [AUTHORITY])
+        policy_set = load_verified(directory, verified.files or {})
+        refusal = uncovered(policy_set, directory)
+        assert refusal is not None, name
+        assert refusal.reason == "unsigned"
+        assert str(outside) in refusal.message and "copy each file into" in refusal.message
+        store = PolicyStore(directory, verifier=FileVerifier([AUTHORITY]))
+        assert not store.loaded
+        assert store.signature is not None and store.signature.last_refusal is not None
+        assert store.signature.last_refusal.reason == "unsigned"
+    inside = signed_set(tmp_path / "inside", TEAM, 2)
+    verified = verify_directory(inside, [AUTHORITY])
+    assert uncovered(load_verified(inside, verified.files or {}), inside) is None
+
+
+def tempfile_dir() -> str:
+    import tempfile
+
+    return os.path.join(tempfile.gettempdir(), "trustgate-policies-x", "set")
+
+
+# Git mode: libgit2 opens files with the GIL held, so a FIFO there would stop the
+# whole process; each case runs in a child process, killed if it hangs.
+
+_GIT_CASE = """
+import os, sys
+from pathlib import Path
+from tests.support.gitsigning import commit, public_line, source_repo, ssh_key, sync
+from tests.support.policysigning import FILES
+from webhook.policy.signing.envelope import TrustedKey
+from webhook.policy.signing.gate import PolicySignatureError
+from webhook.policy.signing.gitverify import verify_checkout
+from webhook.policy.signing.sshsig import load_ssh_public_key, ssh_key_blob
+
+root, case = Path(sys.argv[1]), sys.argv[2]
+key = ssh_key(root, "team")
+_, blob = ssh_key_blob(public_line(key), source="test")
+team = TrustedKey("team", load_ssh_public_key(blob, source="test"))
+repo = source_repo(root)
+commit_id = commit(repo, FILES, key=key)
+link = sync(repo, root)
+worktree = Path(os.path.realpath(link))
+gitdir = Path((worktree / ".git").read_text().split(":", 1)[1].strip())
+common = root / "git" / ".git"
+target = {
+    "worktree .git file": worktree / ".git",
+    "HEAD": gitdir / "HEAD",
+    "commondir": gitdir / "commondir",
+    "config": common / "config",
+    "loose commit object": common / "objects" / commit_id[:2] / commit_id[2:],
+    "alternates": common / "objects" / "info" / "alternates",
+    "packed-refs": common / "packed-refs",
+}[case]
+target.parent.mkdir(parents=True, exist_ok=True)
+if target.exists():
+    target.unlink()
+os.mkfifo(target)
+try:
+    verify_checkout(link, [team], [])
+    print("LOADED")
+except PolicySignatureError as exc:
+    print(f"REFUSED {exc.reason}: {exc}")
+"""
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        "worktree .git file",
+        "HEAD",
+        "commondir",
+        "config",
+        "loose commit object",
+        "alternates",
+        "packed-refs",
+    ],
+)
+def test_a_fifo_in_git_syncs_repository_is_refused_not_blocked_on(
+    tmp_path: Path, case: str
+) -> None:
+    root = Path(__file__).resolve().parents[3]
+    done = subprocess.run(
+        [sys.executable, "-c", _GIT_CASE, str(tmp_path), case],
+        cwd=root,
+        env={**os.environ, "PYTHONPATH": str(root)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.startswith("REFUSED invalid: "), done.stdout
+    assert "is a FIFO" in done.stdout and "clones again" in done.stdout
