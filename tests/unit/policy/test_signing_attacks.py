@@ -11,10 +11,12 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 import subprocess
 import sys
 import threading
 import time
+import zlib
 from collections.abc import Callable
 from pathlib import Path
 
@@ -22,6 +24,18 @@ import pytest
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from tests.support.gitsigning import (
+    WHEN,
+    check_out,
+    commit,
+    forge,
+    git,
+    public_line,
+    raw_commit,
+    source_repo,
+    ssh_key,
+    sync,
+)
 from tests.support.policysigning import FILES, KEYED_POLICY, public_pem, signed_set
 from webhook.core.errors import PolicyError
 from webhook.policy.signing.envelope import (
@@ -31,8 +45,10 @@ from webhook.policy.signing.envelope import (
     verify_directory,
 )
 from webhook.policy.signing.gate import PolicySignatureError
+from webhook.policy.signing.gitverify import verify_checkout
 from webhook.policy.signing.manifest import MAX_VERSION, parse_manifest
 from webhook.policy.signing.marks import checked_mark
+from webhook.policy.signing.sshsig import load_ssh_public_key, ssh_key_blob
 from webhook.policy.signing.tree import MAX_FILES
 from webhook.policy.signing.verifier import FileVerifier
 from webhook.policy.snapshot import load_verified, uncovered
@@ -265,6 +281,7 @@ from tests.support.policysigning import FILES
 from webhook.policy.signing.envelope import TrustedKey
 from webhook.policy.signing.gate import PolicySignatureError
 from webhook.policy.signing.gitverify import verify_checkout
+from webhook.policy.signing.gitverify import verify_checkout
 from webhook.policy.signing.sshsig import load_ssh_public_key, ssh_key_blob
 
 root, case = Path(sys.argv[1]), sys.argv[2]
@@ -326,3 +343,125 @@ def test_a_fifo_in_git_syncs_repository_is_refused_not_blocked_on(
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.startswith("REFUSED invalid: "), done.stdout
     assert "is a FIFO" in done.stdout and "clones again" in done.stdout
+
+
+# Git mode, in process: forged objects and commits that cannot hang the reader.
+
+
+@pytest.fixture(scope="module")
+def ssh_team(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, TrustedKey]:
+    key = ssh_key(tmp_path_factory.mktemp("ssh"), "team")
+    _, blob = ssh_key_blob(public_line(key), source="test")
+    return key, TrustedKey("team", load_ssh_public_key(blob, source="test"))
+
+
+def _git_refusal(link: Path, team: TrustedKey) -> PolicySignatureError:
+    with pytest.raises(PolicySignatureError) as caught:
+        verify_checkout(link, [team], [])
+    return caught.value
+
+
+def _with_signature(raw: bytes, armored: bytes) -> bytes:
+    header, message = raw.split(b"\n\n", 1)
+    folded = armored.strip().replace(b"\n", b"\n ")
+    return header + b"\ngpgsig " + folded + b"\n\n" + message
+
+
+@pytest.mark.parametrize("when", [99_999_999_999_999, 9_999_999_999_999_999_999, -99_999_999_999])
+def test_a_forged_commit_time_out_of_range_is_refused_not_a_crash(
+    tmp_path: Path, ssh_team: tuple[Path, TrustedKey], when: int
+) -> None:
+    repo = source_repo(tmp_path)
+    good = commit(repo, FILES, key=ssh_team[0])
+    sync(repo, tmp_path, good)
+    raw = raw_commit(tmp_path, good)
+    forged = re.sub(rb"(committer [^\n]*> )\d+", rb"\g<1>" + str(when).encode(), raw, count=1)
+    error = _git_refusal(check_out(tmp_path, forge(tmp_path, forged)), ssh_team[1])
+    assert error.reason == "invalid" and "cannot read commit" in error.message
+
+
+def test_a_loose_object_whose_size_lies_is_refused_not_a_crash(
+    tmp_path: Path, ssh_team: tuple[Path, TrustedKey]
+) -> None:
+    repo = source_repo(tmp_path)
+    good = commit(repo, FILES, key=ssh_team[0])
+    link = sync(repo, tmp_path, good)
+    blob = git(tmp_path / "git", "rev-parse", f"{good}:policy.yaml")
+    loose = tmp_path / "git" / ".git" / "objects" / blob[:2] / blob[2:]
+    body = zlib.decompress(loose.read_bytes()).split(b"\0", 1)[1]
+    squeeze = zlib.compressobj()
+    data = squeeze.compress(b"blob %d\0" % len(body) + body)
+    data += squeeze.compress(b"\0" * (64 << 20)) + squeeze.flush()  # 64 MiB more than it says
+    loose.chmod(0o644)
+    loose.write_bytes(data)
+    error = _git_refusal(link, ssh_team[1])
+    assert error.reason == "invalid" and "delete its volume" in error.message
+
+
+def test_a_second_gpgsig_header_is_refused(
+    tmp_path: Path, ssh_team: tuple[Path, TrustedKey]
+) -> None:
+    repo = source_repo(tmp_path)
+    good = commit(repo, FILES, key=ssh_team[0])
+    sync(repo, tmp_path, good)
+    raw = raw_commit(tmp_path, good)
+    signature = raw.split(b"\ngpgsig ", 1)[1].split(b"\n\n", 1)[0]
+    header, message = raw.split(b"\n\n", 1)
+    doubled = header + b"\ngpgsig " + signature + b"\n\n" + message
+    error = _git_refusal(check_out(tmp_path, forge(tmp_path, doubled)), ssh_team[1])
+    assert error.reason == "altered"
+
+
+def test_a_signature_made_in_another_namespace_is_refused(
+    tmp_path: Path, ssh_team: tuple[Path, TrustedKey]
+) -> None:
+    # What ssh-keygen -Y sign -n file makes of the very bytes of an unsigned commit:
+    # a signature for another purpose, which must not pass as a commit signature.
+    repo = source_repo(tmp_path)
+    plain = commit(repo, FILES, key=None)
+    sync(repo, tmp_path, plain)
+    raw = raw_commit(tmp_path, plain)
+    armored = subprocess.run(
+        ["ssh-keygen", "-q", "-Y", "sign", "-n", "file", "-f", str(ssh_team[0])],
+        input=raw,
+        capture_output=True,
+        check=True,
+        timeout=60,
+    ).stdout
+    forged = forge(tmp_path, _with_signature(raw, armored))
+    error = _git_refusal(check_out(tmp_path, forged), ssh_team[1])
+    assert error.reason == "invalid" and "namespace 'file'" in error.message
+
+
+def test_a_signed_tree_holding_dot_dot_is_refused(
+    tmp_path: Path, ssh_team: tuple[Path, TrustedKey]
+) -> None:
+    repo = source_repo(tmp_path)
+    good = commit(repo, FILES, key=ssh_team[0])
+    sync(repo, tmp_path, good)
+    top = tmp_path / "git"
+    blob = bytes.fromhex(git(top, "rev-parse", f"{good}:policy.yaml"))
+    tree = b"100644 ..\0" + blob + b"100644 policy.yaml\0" + blob
+    tree_id = git(top, "hash-object", "-t", "tree", "-w", "--literally", "--stdin", stdin=tree)
+    signing = ["-c", "gpg.format=ssh", "-c", f"user.signingkey={ssh_team[0]}"]
+    forged = git(top, *signing, "commit-tree", "-S", "-m", "dots", tree_id)
+    link = check_out(tmp_path, forged, checkout=False)
+    error = _git_refusal(link, ssh_team[1])
+    assert error.reason == "invalid" and "not a plain UTF-8 file name" in error.message
+
+
+def test_a_replace_ref_does_not_change_the_commit_read(
+    tmp_path: Path, ssh_team: tuple[Path, TrustedKey]
+) -> None:
+    repo = source_repo(tmp_path)
+    good = commit(repo, FILES, key=ssh_team[0])
+    weak = commit(repo, {**FILES, "policy.yaml": "# nothing\n"}, key=None, when=WHEN + 60)
+    link = sync(repo, tmp_path, good)
+    git(tmp_path / "git", "fetch", "-q", str(repo), weak)
+    git(tmp_path / "git", "replace", good, weak)
+    (tmp_path / "git" / ".git" / "info").mkdir(exist_ok=True)
+    (tmp_path / "git" / ".git" / "info" / "grafts").write_text(f"{good}\n")
+    (tmp_path / "git" / ".git" / "shallow").write_text(f"{good}\n")
+    verified = verify_checkout(link, [ssh_team[1]], [])
+    assert verified.digest == f"git:{good}"
+    assert verified.files["policy.yaml"] == FILES["policy.yaml"].encode()

@@ -96,17 +96,21 @@ def read_checkout(directory: Path) -> Checkout:
         raise _refuse(f"cannot read the checked-out commit of {root}: {exc}") from None
     if kind != ObjectType.COMMIT or size > MAX_COMMIT_BYTES:
         raise _refuse(f"HEAD of {root} is not a commit of at most {MAX_COMMIT_BYTES} bytes")
-    commit = repository[commit_id]
-    assert isinstance(commit, pygit2.Commit)
-    signature, payload = commit.gpg_signature
-    files = _Reader(repository).files(_subtree(repository, commit.tree_id, inside))
-    return Checkout(
-        str(commit_id),
-        signature,
-        payload if payload is not None else commit.read_raw(),
-        datetime.fromtimestamp(commit.commit_time, UTC),
-        files,
-    )
+    try:
+        commit = repository[commit_id]
+        assert isinstance(commit, pygit2.Commit)
+        signature, payload = commit.gpg_signature
+        committed_at = datetime.fromtimestamp(commit.commit_time, UTC)
+        files = _Reader(repository).files(_subtree(repository, commit.tree_id, inside))
+        raw = payload if payload is not None else commit.read_raw()
+    except (pygit2.GitError, ValueError, OverflowError, OSError) as exc:
+        # A damaged or forged object (a size that lies, a time past year 9999):
+        # a refusal with its reason, not a failure of the reader.
+        raise _refuse(
+            f"cannot read commit {commit_id} of {root}: {exc}; if git-sync wrote it, "
+            "the repository is damaged: delete its volume so that it clones again"
+        ) from None
+    return Checkout(str(commit_id), signature, raw, committed_at, files)
 
 
 def _subtree(repository: pygit2.Repository, tree_id: pygit2.Oid, inside: str) -> pygit2.Oid:
