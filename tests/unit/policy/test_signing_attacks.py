@@ -17,8 +17,10 @@ import sys
 import threading
 import time
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives import hashes
@@ -36,13 +38,17 @@ from tests.support.gitsigning import (
     ssh_key,
     sync,
 )
-from tests.support.policysigning import FILES, KEYED_POLICY, public_pem, signed_set
+from tests.support.kube import policy_yaml
+from tests.support.policysigning import FILES, KEYED_POLICY, policy_dir, public_pem, signed_set
+from tests.support.sigstore_services import SigstoreServices, sigstore_services
 from webhook.core.errors import PolicyError
+from webhook.policy.model import Keyless
 from webhook.policy.signing.envelope import (
     SIGNATURE_FILE,
     TrustedKey,
     _read_signature,
     verify_directory,
+    write_signature,
 )
 from webhook.policy.signing.gate import PolicySignatureError
 from webhook.policy.signing.gitverify import verify_checkout
@@ -54,7 +60,10 @@ from webhook.policy.signing.verifier import FileVerifier
 from webhook.policy.snapshot import load_verified, uncovered
 from webhook.policy.stamp import stamp
 from webhook.policy.store import PolicyStore
+from webhook.signatures.policyset import KeylessAuthority
+from webhook.signatures.policysign import identity_token, load_instance, sign_keyless
 from webhook.trust.keys import key_fingerprint, load_public_key
+from webhook.trust.trustroot import load_trusted_root
 
 TEAM = ec.generate_private_key(ec.SECP256R1())
 AUTHORITY = TrustedKey("policy-team", load_public_key(public_pem(TEAM), source="test"))
@@ -465,3 +474,113 @@ def test_a_replace_ref_does_not_change_the_commit_read(
     verified = verify_checkout(link, [ssh_team[1]], [])
     assert verified.digest == f"git:{good}"
     assert verified.files["policy.yaml"] == FILES["policy.yaml"].encode()
+
+
+# Keyless: an identity that matches a regular expression only in part.
+
+BOT = "policy-bot@trustgate.test"
+OIDC = "https://oidc.trustgate.test"
+
+
+@pytest.fixture(scope="module")
+def keyless_set(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[tuple[Path, SigstoreServices]]:
+    tmp = tmp_path_factory.mktemp("keyless")
+    with sigstore_services() as services:
+        config = tmp / "trust-config.json"
+        config.write_text(json.dumps(services.trust_config()))
+        token = identity_token(services.oidc.token(BOT))
+
+        def sign(data: bytes) -> tuple[str, Any]:
+            return "bundle", sign_keyless(data, load_instance(trust_config=config), token).bundle
+
+        directory = policy_dir(tmp)
+        write_signature(directory, sign, version=2, now=datetime.now(UTC))
+        yield directory, services
+
+
+@pytest.mark.parametrize(
+    ("field", "pattern"),
+    [
+        ("subject_regexp", "policy-bot@trustgate"),  # a prefix of the subject
+        ("subject_regexp", r"bot@trustgate\.test"),  # a suffix
+        ("subject_regexp", r"policy-bot@trustgate\.test|x"),  # an alternative that is whole
+        ("issuer_regexp", "https://oidc"),  # a prefix of the issuer
+    ],
+)
+def test_an_identity_matching_a_regular_expression_in_part_is_untrusted(
+    keyless_set: tuple[Path, SigstoreServices], tmp_path: Path, field: str, pattern: str
+) -> None:
+    directory, services = keyless_set
+    (tmp_path / "root.json").write_text(json.dumps(services.instance.trusted_root()))
+    root = load_trusted_root("root.json", tmp_path)
+    identity = {"subject": BOT, "issuer": OIDC, field.removesuffix("_regexp"): None, field: pattern}
+    keyless = Keyless(trusted_root=root.name, root_digest=root.digest, root=root, **identity)
+    authority = KeylessAuthority("ci", keyless)
+    if pattern.endswith("|x"):  # the whole subject matches one alternative: it verifies
+        assert verify_directory(directory, [authority]).authority == "ci"
+        return
+    with pytest.raises(PolicySignatureError) as caught:
+        verify_directory(directory, [authority])
+    assert caught.value.reason == "untrusted"
+    assert "does not match" in str(caught.value)
+
+
+def test_a_configmap_data_link_swapped_during_checks_never_loads_unsigned_content(
+    tmp_path: Path,
+) -> None:
+    # The kubelet's layout: visible links into ..data, itself a link to a timestamped
+    # directory. The attacker flips ..data between the signed set and a weaker one
+    # that carries a copy of the good signature, as fast as it can.
+    signed = signed_set(tmp_path / "signed", TEAM, 2, FILES)  # keys are flat in a ConfigMap
+    mount = tmp_path / "mount"
+    mount.mkdir()
+    good = mount / "..2026_12_06_10_00_00.1"
+    weak = mount / "..2026_12_06_10_00_00.2"
+    for target in (good, weak):
+        for path in signed.rglob("*"):
+            if path.is_file():
+                (target / path.relative_to(signed)).parent.mkdir(parents=True, exist_ok=True)
+                (target / path.relative_to(signed)).write_bytes(path.read_bytes())
+    (weak / "policy.yaml").write_text(policy_yaml(registries='["**"]'))
+    (mount / "..data").symlink_to(good.name)
+    for name in (*FILES, ".trustgate"):
+        (mount / name).symlink_to(f"..data/{name}")
+    stop = threading.Event()
+
+    def flip() -> None:
+        turn = 0
+        while not stop.is_set():
+            turn += 1
+            swap = mount / "..data_tmp"
+            swap.symlink_to((weak if turn % 2 else good).name)
+            swap.replace(mount / "..data")
+
+    flipper = threading.Thread(target=flip, daemon=True)
+    flipper.start()
+    outcomes: dict[str, int] = {}
+    try:
+        deadline = time.monotonic() + 2.0
+        while time.monotonic() < deadline:
+            try:
+                verified = verify_directory(mount, [AUTHORITY])
+            except PolicySignatureError as exc:
+                outcomes[exc.reason] = outcomes.get(exc.reason, 0) + 1
+                continue
+            except PolicyError:
+                outcomes["unreadable"] = outcomes.get("unreadable", 0) + 1
+                continue
+            assert verified.files is not None
+            assert verified.files["policy.yaml"] == (good / "policy.yaml").read_bytes()
+            policy_set = load_verified(mount, verified.files)
+            production = next(p for p in policy_set.policies if p.name == "production")
+            assert not any(
+                glob.matches("docker.io/library/nginx") for glob in production.registries
+            )
+            outcomes["loaded"] = outcomes.get("loaded", 0) + 1
+    finally:
+        stop.set()
+        flipper.join()
+    # Both sides of the race were reached: some checks loaded, some refused.
+    assert outcomes.get("loaded", 0) >= 1 and outcomes.get("altered", 0) >= 1, outcomes
