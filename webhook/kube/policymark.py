@@ -210,7 +210,9 @@ def _fields(live: dict[str, Any], where: str) -> StoredMark | None:
 
 def _version(stored: StoredMark, where: str) -> int:
     text = stored.version
-    if not (text.isascii() and text.isdecimal()) or len(text) > 20:
+    # Above 2**63 - 1 no set can be signed (the manifest's limit): a corrupt mark,
+    # which says how to repair it, rather than a replay of every set.
+    if not (text.isascii() and text.isdecimal()) or len(text) > 20 or int(text) > 2**63 - 1:
         raise CorruptMark(
             f"{where}: data.version is not a whole number of zero or more; {_repair(where)}"
         )

@@ -42,6 +42,8 @@ from tests.support.kube import policy_yaml
 from tests.support.policysigning import FILES, KEYED_POLICY, policy_dir, public_pem, signed_set
 from tests.support.sigstore_services import SigstoreServices, sigstore_services
 from webhook.core.errors import PolicyError
+from webhook.kube.policymark import CorruptMark, StoredMark
+from webhook.kube.policymark import _version as configmap_version
 from webhook.policy.model import Keyless
 from webhook.policy.signing.envelope import (
     SIGNATURE_FILE,
@@ -50,7 +52,7 @@ from webhook.policy.signing.envelope import (
     verify_directory,
     write_signature,
 )
-from webhook.policy.signing.gate import PolicySignatureError
+from webhook.policy.signing.gate import MarkError, PolicySignatureError
 from webhook.policy.signing.gitverify import verify_checkout
 from webhook.policy.signing.manifest import MAX_VERSION, parse_manifest
 from webhook.policy.signing.marks import checked_mark
@@ -202,12 +204,26 @@ def test_the_highest_version_round_trips_through_a_mark() -> None:
     assert checked_mark(str(MAX_VERSION), "sha256:ab", "mark").version == MAX_VERSION
 
 
-@pytest.mark.parametrize("value", ["9999999999999999999999", "-1", "1e3", "7 ", "٣", True, 2.0])
+@pytest.mark.parametrize(
+    "value",
+    ["9999999999999999999999", "-1", "1e3", "7 ", "\u0663", True, 2.0, -1, 2**63, 10**30],
+)
 def test_a_hostile_mark_value_is_an_error_not_a_version(value: object) -> None:
-    from webhook.policy.signing.gate import MarkError
-
+    # A mark above every version that can be signed would refuse every set as a
+    # replay, telling the signer to sign a version it cannot: it is corrupt instead.
     with pytest.raises(MarkError, match="version is not a whole number"):
         checked_mark(value, "sha256:ab", "mark")
+
+
+@pytest.mark.parametrize(
+    "value", ["9999999999999999999999", "99999999999999999999", str(2**63), "-1", "x", "1e3"]
+)
+def test_a_hostile_configmap_mark_is_corrupt_and_says_how_to_repair(value: str) -> None:
+    where = "ConfigMap trustgate/trustgate-policy-version"
+    with pytest.raises(CorruptMark, match=r"data\.version is not a whole number") as caught:
+        configmap_version(StoredMark(value, "sha256:ab", ""), where)
+    assert "kubectl edit configmap trustgate-policy-version -n trustgate" in caught.value.message
+    assert configmap_version(StoredMark(str(2**63 - 1), "sha256:ab", ""), where) == 2**63 - 1
 
 
 def test_unicode_and_case_twins_are_separate_files_each_signed(tmp_path: Path) -> None:
@@ -288,7 +304,7 @@ from pathlib import Path
 from tests.support.gitsigning import commit, public_line, source_repo, ssh_key, sync
 from tests.support.policysigning import FILES
 from webhook.policy.signing.envelope import TrustedKey
-from webhook.policy.signing.gate import PolicySignatureError
+from webhook.policy.signing.gate import MarkError, PolicySignatureError
 from webhook.policy.signing.gitverify import verify_checkout
 from webhook.policy.signing.gitverify import verify_checkout
 from webhook.policy.signing.sshsig import load_ssh_public_key, ssh_key_blob

@@ -37,6 +37,7 @@ from typing import Final, Protocol
 
 from webhook.core.errors import TrustgateError
 from webhook.policy.signing.gate import Mark, MarkError
+from webhook.policy.signing.manifest import MAX_VERSION
 
 __all__ = ["MAX_MARK_BYTES", "FileMark", "MarkFields", "RemoteMark", "checked_mark"]
 
@@ -55,7 +56,7 @@ def checked_mark(version: object, digest: object, where: str) -> Mark:
     """
     if isinstance(version, str) and version.isascii() and version.isdecimal() and len(version) < 20:
         version = int(version)
-    if isinstance(version, bool) or not isinstance(version, int) or version < 0:
+    if isinstance(version, bool) or not isinstance(version, int) or not 0 <= version <= MAX_VERSION:
         raise MarkError(f"{where}: version is not a whole number of zero or more; {_REPAIR}")
     if not isinstance(digest, str) or not _DIGEST.fullmatch(digest):
         raise MarkError(f"{where}: digest is not a digest (sha256:..., git:...); {_REPAIR}")
