@@ -41,6 +41,7 @@ from tests.support.gitsigning import (
 from tests.support.kube import policy_yaml
 from tests.support.policysigning import FILES, KEYED_POLICY, policy_dir, public_pem, signed_set
 from tests.support.sigstore_services import SigstoreServices, sigstore_services
+from webhook.cli.main import main
 from webhook.core.errors import PolicyError
 from webhook.kube.policymark import CorruptMark, StoredMark
 from webhook.kube.policymark import _version as configmap_version
@@ -240,13 +241,24 @@ def test_unicode_and_case_twins_are_separate_files_each_signed(tmp_path: Path) -
 # The directory.
 
 
-def test_a_loop_of_symbolic_links_is_refused_as_altered(tmp_path: Path) -> None:
+def test_a_loop_of_symbolic_links_is_refused_as_altered(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     directory = signed_set(tmp_path / "set", TEAM, 2)
     (directory / "a.yaml").symlink_to("b.yaml")
     (directory / "b.yaml").symlink_to("a.yaml")
     error = _refusal(directory)
     assert error.reason == "altered"
     assert "is a loop of symbolic links" in str(error)
+    # policy verify says so and exits 1 (Python 3.11's RuntimeError was a traceback).
+    (tmp_path / "team.pub").write_bytes(public_pem(TEAM))
+    config = tmp_path / "trustgate.yaml"
+    config.write_text(
+        "policies:\n  signature:\n    authorities:\n"
+        f"      - name: team\n        key: {{file: {tmp_path / 'team.pub'}}}\n"
+    )
+    assert main(["policy", "verify", str(directory), "--config", str(config)]) == 1
+    assert "a.yaml: is a loop of symbolic links" in capsys.readouterr().err
 
 
 def test_a_directory_crowded_with_empty_directories_is_refused_fast(tmp_path: Path) -> None:
@@ -267,7 +279,9 @@ def test_a_directory_crowded_with_empty_directories_is_refused_fast(tmp_path: Pa
     assert stamp(directory) != before
 
 
-def test_a_policy_naming_a_key_outside_the_signed_directory_is_refused(tmp_path: Path) -> None:
+def test_a_policy_naming_a_key_outside_the_signed_directory_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     outside = tmp_path / "elsewhere.pub"
     outside.write_bytes(public_pem(ec.generate_private_key(ec.SECP256R1())))
     depth = "../" * len(Path(tempfile_dir()).parts)
@@ -284,7 +298,17 @@ def test_a_policy_naming_a_key_outside_the_signed_directory_is_refused(tmp_path:
         assert not store.loaded
         assert store.signature is not None and store.signature.last_refusal is not None
         assert store.signature.last_refusal.reason == "unsigned"
+    # policy verify agrees with the server.
+    (tmp_path / "team.pub").write_bytes(public_pem(TEAM))
+    config = tmp_path / "trustgate.yaml"
+    config.write_text(
+        "policies:\n  signature:\n    authorities:\n"
+        f"      - name: team\n        key: {{file: {tmp_path / 'team.pub'}}}\n"
+    )
+    assert main(["policy", "verify", str(tmp_path / "absolute"), "--config", str(config)]) == 1
+    assert f"the policies read {outside}, outside the signed" in capsys.readouterr().err
     inside = signed_set(tmp_path / "inside", TEAM, 2)
+    assert main(["policy", "verify", str(inside), "--config", str(config)]) == 0
     verified = verify_directory(inside, [AUTHORITY])
     assert uncovered(load_verified(inside, verified.files or {}), inside) is None
 

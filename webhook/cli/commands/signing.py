@@ -29,6 +29,7 @@ from webhook.policy.signing.envelope import (
 )
 from webhook.policy.signing.gate import Verified
 from webhook.policy.signing.manifest import Manifest
+from webhook.policy.snapshot import load_verified, uncovered
 from webhook.signatures.policysign import (
     DEFAULT_TIMEOUT,
     TOKEN_VARIABLE,
@@ -211,9 +212,28 @@ def _check(directory: Path, wanted: PolicySignatureConfig) -> tuple[Verified, st
 
         verified = git_verifier(wanted)(directory)
         version = f"{verified.version} (commit {verified.digest.removeprefix('git:')})"
+        _covered(directory, verified)
         return verified, "", version
     checked = check_directory(directory, wanted.authorities)
+    _covered(directory, checked.verified)
     return checked.verified, checked.signer, str(checked.verified.version)
+
+
+def _covered(directory: Path, verified: Verified) -> None:
+    """Refuse, as the server does, a signed set whose policies read files outside it.
+
+    Raises:
+        PolicySignatureError: ``unsigned``, naming the files (``snapshot.uncovered``).
+    """
+    if verified.files is None:
+        return
+    try:
+        policy_set = load_verified(directory, verified.files)
+    except PolicyError:
+        return  # a set that does not compile: policy lint says why, the server refuses it
+    refusal = uncovered(policy_set, directory)
+    if refusal is not None:
+        raise refusal
 
 
 def _signed_by(authority: str, signer: str) -> str:
