@@ -54,13 +54,15 @@ from webhook.policy.signing.gitverify import verify_checkout
 from webhook.signatures.cawindow import window_problem
 from webhook.signatures.identity import identity_policy
 from webhook.signatures.keyless import sigstore_reason as _reason
-from webhook.signatures.policyset import KeylessAuthority
+from webhook.signatures.policyset import CERTIFICATE_ERRORS, KeylessAuthority
 from webhook.signatures.tlogproto import entry_json
 
 __all__ = ["GitAuthorities", "GitsignAuthority", "git_verifier", "verify_gitsign"]
 
 PEM_BEGIN = b"-----BEGIN SIGNED MESSAGE-----"
 PEM_END = b"-----END SIGNED MESSAGE-----"
+#: What reading a hostile CMS signature may raise.
+_UNREADABLE: tuple[type[Exception], ...] = (PyAsn1Error, KeyError, IndexError, *CERTIFICATE_ERRORS)
 #: Largest gitsign signature read: a certificate and a log proof are about 3 KiB.
 MAX_SIGNATURE_BYTES = 64 * 1024
 _TLOG_ENTRY = univ.ObjectIdentifier("1.3.6.1.4.1.57264.3.1")
@@ -171,7 +173,7 @@ def _signer(commit: str, armored: bytes, payload: bytes) -> _Signer:
         artifact = b"\x31" + der_encoder.encode(signer["signedAttrs"])[1:]  # [0] IMPLICIT -> SET
         certificate = _certificate(data, signer)
         entry = _entry(signer)
-    except (ValueError, PyAsn1Error, KeyError, IndexError) as exc:
+    except _UNREADABLE as exc:
         raise _fail(commit, f"the gitsign signature cannot be read ({exc})") from None
     if attributes.get(_CONTENT_TYPE) != der_encoder.encode(rfc5652.id_data):
         raise _fail(commit, "the gitsign signature does not sign data content")
@@ -206,6 +208,7 @@ def _certificate(data: Any, signer: Any) -> x509.Certificate:
     for choice in data["certificates"]:
         certificate = x509.load_der_x509_certificate(der_encoder.encode(choice["certificate"]))
         if certificate.serial_number == serial and certificate.issuer.public_bytes() == issuer:
+            _ = certificate.extensions  # parsed here, where a malformed one is caught
             return certificate
     raise ValueError("the signing certificate is not in the signature")
 

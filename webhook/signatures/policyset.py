@@ -44,6 +44,7 @@ from webhook.trust.trustroot import TrustRoot
 
 __all__ = [
     "BUNDLE_V03",
+    "CERTIFICATE_ERRORS",
     "MAX_BUNDLE_BYTES",
     "KeylessAuthority",
     "certificate_signer",
@@ -60,6 +61,21 @@ BUNDLE_V03 = frozenset(
 #: Largest bundle read; a real one (certificate, log entry, proof) is 5 to 10 KiB.
 MAX_BUNDLE_BYTES = 256 * 1024
 
+#: What cryptography raises for a certificate it cannot read: an unknown X.509
+#: version or a duplicated extension are not ValueErrors.
+CERTIFICATE_ERRORS: tuple[type[Exception], ...] = (
+    ValueError,
+    x509.InvalidVersion,
+    x509.DuplicateExtension,
+    x509.UnsupportedGeneralNameType,
+)
+_BUNDLE_ERRORS: tuple[type[Exception], ...] = (
+    SigstoreError,
+    ValidationError,
+    KeyError,
+    TypeError,
+    *CERTIFICATE_ERRORS,
+)
 _ALTERED = ("message digest mismatch", "Signature is invalid for input")
 #: A chain that fails only because of the log's time says nothing of the CA: invalid.
 _BAD_TIME = ("not valid at validation time",)
@@ -152,7 +168,10 @@ def read_bundle(raw: object) -> Bundle | str:
         return f"the bundle's media type is {shown}, not a Sigstore bundle v0.3"
     try:
         bundle = Bundle.from_json(text)
-    except (SigstoreError, ValueError, ValidationError, KeyError, TypeError) as exc:
+        # Parsed now, so that a hostile certificate is a refusal here rather
+        # than an exception in whatever reads its identity next.
+        _ = bundle.signing_certificate.extensions
+    except _BUNDLE_ERRORS as exc:
         return f"malformed Sigstore bundle: {sigstore_reason(exc)}"
     if bundle._inner.message_signature is None:
         return "the bundle holds no message signature (a DSSE envelope signs no manifest)"

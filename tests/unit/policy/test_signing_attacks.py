@@ -12,6 +12,7 @@ import base64
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import threading
@@ -23,8 +24,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cryptography.hazmat.primitives import hashes
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID, ObjectIdentifier
 
 from tests.support.gitsigning import (
     WHEN,
@@ -41,6 +44,7 @@ from tests.support.gitsigning import (
 from tests.support.kube import policy_yaml
 from tests.support.policysigning import FILES, KEYED_POLICY, policy_dir, public_pem, signed_set
 from tests.support.sigstore_services import SigstoreServices, sigstore_services
+from tests.unit.signatures.test_gitsign import _real_commit
 from webhook.cli.main import main
 from webhook.core.errors import PolicyError
 from webhook.kube.policymark import CorruptMark, StoredMark
@@ -54,6 +58,7 @@ from webhook.policy.signing.envelope import (
     write_signature,
 )
 from webhook.policy.signing.gate import MarkError, PolicySignatureError
+from webhook.policy.signing.gitcheckout import Checkout
 from webhook.policy.signing.gitverify import verify_checkout
 from webhook.policy.signing.manifest import MAX_VERSION, parse_manifest
 from webhook.policy.signing.marks import checked_mark
@@ -63,6 +68,7 @@ from webhook.policy.signing.verifier import FileVerifier
 from webhook.policy.snapshot import load_verified, uncovered
 from webhook.policy.stamp import stamp
 from webhook.policy.store import PolicyStore
+from webhook.signatures.gitsign import PEM_BEGIN, PEM_END, GitsignAuthority, verify_gitsign
 from webhook.signatures.policyset import KeylessAuthority
 from webhook.signatures.policysign import identity_token, load_instance, sign_keyless
 from webhook.trust.keys import key_fingerprint, load_public_key
@@ -329,7 +335,9 @@ from tests.support.gitsigning import commit, public_line, source_repo, ssh_key, 
 from tests.support.policysigning import FILES
 from webhook.policy.signing.envelope import TrustedKey
 from webhook.policy.signing.gate import MarkError, PolicySignatureError
+from webhook.policy.signing.gitcheckout import Checkout
 from webhook.policy.signing.gitverify import verify_checkout
+from webhook.policy.signing.gitcheckout import Checkout
 from webhook.policy.signing.gitverify import verify_checkout
 from webhook.policy.signing.sshsig import load_ssh_public_key, ssh_key_blob
 
@@ -624,3 +632,71 @@ def test_a_configmap_data_link_swapped_during_checks_never_loads_unsigned_conten
         flipper.join()
     # Both sides of the race were reached: some checks loaded, some refused.
     assert outcomes.get("loaded", 0) >= 1 and outcomes.get("altered", 0) >= 1, outcomes
+
+
+# Certificates cryptography cannot read raise more than ValueError.
+
+
+def _odd_certificates() -> dict[str, bytes]:
+    """A certificate of X.509 version 95, and one naming its SAN twice (DER surgery)."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "mallory")])
+    san = x509.SubjectAlternativeName([x509.RFC822Name(BOT)])
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(5)
+        .not_valid_before(datetime(2020, 1, 1))
+        .not_valid_after(datetime(2040, 1, 1))
+        .add_extension(san, critical=False)
+        .add_extension(
+            x509.UnrecognizedExtension(ObjectIdentifier("2.5.29.99"), b"\x30\x00"), False
+        )
+    )
+    der = builder.sign(key, hashes.SHA256()).public_bytes(serialization.Encoding.DER)
+    twice = der.replace(b"\x06\x03\x55\x1d\x63", b"\x06\x03\x55\x1d\x11")
+    version = der.replace(b"\xa0\x03\x02\x01\x02", b"\xa0\x03\x02\x01\x5e", 1)
+    assert twice != der and version != der
+    return {"an unknown X.509 version": version, "a SAN given twice": twice}
+
+
+@pytest.mark.parametrize("case", ["an unknown X.509 version", "a SAN given twice"])
+def test_a_bundle_whose_certificate_cryptography_cannot_read_is_invalid(
+    keyless_set: tuple[Path, SigstoreServices], tmp_path: Path, case: str
+) -> None:
+    directory, services = keyless_set
+    hostile = tmp_path / "set"
+    shutil.copytree(directory, hostile)
+    document = json.loads((hostile / SIGNATURE_FILE).read_text())
+    material = document["bundle"]["verificationMaterial"]
+    material["certificate"]["rawBytes"] = base64.b64encode(_odd_certificates()[case]).decode()
+    (hostile / SIGNATURE_FILE).write_text(json.dumps(document))
+    (tmp_path / "root.json").write_text(json.dumps(services.instance.trusted_root()))
+    root = load_trusted_root("root.json", tmp_path)
+    keyless = Keyless(issuer=OIDC, subject=BOT, trusted_root=root.name, root=root)
+    error = _refusal_by(hostile, KeylessAuthority("ci", keyless))
+    assert error.reason == "invalid" and "malformed Sigstore bundle" in error.message
+
+
+def _refusal_by(directory: Path, authority: KeylessAuthority) -> PolicySignatureError:
+    with pytest.raises(PolicySignatureError) as caught:
+        verify_directory(directory, [authority])
+    return caught.value
+
+
+def test_a_gitsign_signature_whose_certificate_cannot_be_read_is_invalid() -> None:
+    real = _real_commit()
+    text = real.signature.strip()
+    der = base64.b64decode(b"".join(text[len(PEM_BEGIN) : -len(PEM_END)].split()))
+    hostile = der.replace(b"\xa0\x03\x02\x01\x02", b"\xa0\x03\x02\x01\x5e", 1)
+    assert hostile != der
+    armored = PEM_BEGIN + b"\n" + base64.b64encode(hostile) + b"\n" + PEM_END
+    checkout = Checkout(real.commit, armored, real.payload, real.committed_at, {})
+    production = load_trusted_root("production", Path("."))
+    keyless = Keyless(issuer=OIDC, subject="billy@chainguard.dev", root=production)
+    with pytest.raises(PolicySignatureError) as caught:
+        verify_gitsign(checkout, [GitsignAuthority("chainguard", keyless)])
+    assert caught.value.reason == "invalid"
+    assert "not a valid X509 version" in caught.value.message
