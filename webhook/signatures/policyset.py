@@ -163,7 +163,7 @@ def read_bundle(raw: object) -> Bundle | str:
     if len(text) > MAX_BUNDLE_BYTES:
         return f"the bundle is over {MAX_BUNDLE_BYTES // 1024} KiB; a real one is a few KiB"
     media_type = raw.get("mediaType")
-    if media_type not in BUNDLE_V03:
+    if not isinstance(media_type, str) or media_type not in BUNDLE_V03:  # {} is unhashable
         shown = literal(media_type) if isinstance(media_type, str) else "none"
         return f"the bundle's media type is {shown}, not a Sigstore bundle v0.3"
     try:

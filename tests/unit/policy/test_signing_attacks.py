@@ -9,6 +9,7 @@ signed, never a hang or a crash of the reader.
 from __future__ import annotations
 
 import base64
+import copy
 import json
 import os
 import re
@@ -700,3 +701,48 @@ def test_a_gitsign_signature_whose_certificate_cannot_be_read_is_invalid() -> No
         verify_gitsign(checkout, [GitsignAuthority("chainguard", keyless)])
     assert caught.value.reason == "invalid"
     assert "not a valid X509 version" in caught.value.message
+
+
+def _paths(value: Any, path: tuple[str | int, ...] = ()) -> Iterator[tuple[str | int, ...]]:
+    yield path
+    items = value.items() if isinstance(value, dict) else enumerate(value)
+    if isinstance(value, dict | list):
+        for key, inner in items:
+            yield from _paths(inner, (*path, key))
+
+
+def _replaced(document: Any, path: tuple[str | int, ...], value: Any) -> Any:
+    changed = copy.deepcopy(document)
+    if not path:
+        return value
+    parent = changed
+    for key in path[:-1]:
+        parent = parent[key]
+    parent[path[-1]] = value
+    return changed
+
+
+def test_every_field_of_a_signature_given_another_shape_is_a_refusal_not_a_crash(
+    keyless_set: tuple[Path, SigstoreServices], tmp_path: Path
+) -> None:
+    # The signature file's every field, in turn, given a value of another JSON
+    # shape ({} as a media type raised TypeError: unhashable type).
+    _, services = keyless_set
+    (tmp_path / "root.json").write_text(json.dumps(services.instance.trusted_root()))
+    root = load_trusted_root("root.json", tmp_path)
+    keyless = KeylessAuthority("ci", Keyless(issuer=OIDC, subject=BOT, root=root))
+    outcomes: set[str] = set()
+    for directory in (keyless_set[0], signed_set(tmp_path / "keyed", TEAM, 2)):
+        hostile = tmp_path / f"hostile-{directory.name}"
+        shutil.copytree(directory, hostile)
+        good = json.loads((hostile / SIGNATURE_FILE).read_text())
+        for path in list(_paths(good)):
+            for value in ({}, [], None, 1, "x"):
+                (hostile / SIGNATURE_FILE).write_text(json.dumps(_replaced(good, path, value)))
+                try:
+                    outcomes.add(verify_directory(hostile, [AUTHORITY, keyless]).authority)
+                except PolicySignatureError as exc:  # anything else fails the test
+                    outcomes.add(exc.reason)
+    # Optional parts of a bundle (an RFC 3161 timestamp beside the log's time) may go.
+    assert outcomes <= {"invalid", "untrusted", "altered", "ci", "policy-team"}, outcomes
+    assert {"invalid", "untrusted"} <= outcomes
