@@ -746,3 +746,30 @@ def test_every_field_of_a_signature_given_another_shape_is_a_refusal_not_a_crash
     # Optional parts of a bundle (an RFC 3161 timestamp beside the log's time) may go.
     assert outcomes <= {"invalid", "untrusted", "altered", "ci", "policy-team"}, outcomes
     assert {"invalid", "untrusted"} <= outcomes
+
+
+def test_an_ssh_signature_naming_a_compressed_ec_point_is_invalid_not_a_crash(
+    tmp_path: Path,
+) -> None:
+    # cryptography answers a compressed point with NotImplementedError; anyone who
+    # can push can write such a gpgsig header onto an unsigned commit.
+    key = ssh_key(tmp_path, "ecdsa", "ecdsa", 256)
+    repo = source_repo(tmp_path)
+    good = commit(repo, FILES, key=key)
+    sync(repo, tmp_path, good)
+    raw = raw_commit(tmp_path, good)
+    armored = raw.split(b"\ngpgsig ", 1)[1].split(b"\n\n", 1)[0].replace(b"\n ", b"\n")
+    body = base64.b64decode(b"".join(armored.strip().split(b"\n")[1:-1]))
+    point = body.index(b"\x00\x00\x00\x41\x04") + 4  # the key's uncompressed point, 65 bytes
+    hostile = body[:point] + b"\x02" + body[point + 1 :]
+    lines = [
+        b"-----BEGIN SSH SIGNATURE-----",
+        base64.b64encode(hostile),
+        b"-----END SSH SIGNATURE-----",
+    ]
+    header, message = raw.split(b"\ngpgsig ", 1)[0], raw.split(b"\n\n", 1)[1]
+    forged = _with_signature(header + b"\n\n" + message, b"\n".join(lines))
+    _, blob = ssh_key_blob(public_line(key), source="test")
+    team = TrustedKey("team", load_ssh_public_key(blob, source="test"))
+    error = _git_refusal(check_out(tmp_path, forge(tmp_path, forged)), team)
+    assert error.reason == "invalid" and "not an accepted SSH public key" in error.message

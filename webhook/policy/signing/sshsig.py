@@ -177,7 +177,8 @@ def load_ssh_public_key(blob: bytes, *, source: str) -> PublicKey:
         if kind not in KEY_TYPES:
             raise ValueError(kind)
         key = serialization.load_ssh_public_key(kind.encode() + b" " + base64.b64encode(blob))
-    except (ValueError, UnsupportedAlgorithm):
+    except (ValueError, UnsupportedAlgorithm, NotImplementedError):
+        # NotImplementedError: cryptography's answer to a compressed EC point.
         raise PolicyError(f"{source}: not an accepted SSH public key") from None
     pem = key.public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
