@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from webhook.core.errors import PolicyError
 from webhook.policy.signing.gate import (
     Mark,
     MarkError,
@@ -119,7 +120,20 @@ class SignedSets:
                 unavailable (the mark cannot be read).
             PolicyError: ``directory`` cannot be read at all.
         """
-        verified = self._verifier(directory)
+        try:
+            verified = self._verifier(directory)
+        except (PolicySignatureError, PolicyError):
+            raise
+        except Exception as exc:
+            # A verifier raises only those two; should a hostile input find a defect,
+            # the set is still refused where /readyz, the metric and the alert show it,
+            # rather than left to a generic load failure that keeps saying verified.
+            log.exception("policy signature check defect", extra={"outcome": "error"})
+            raise PolicySignatureError(
+                f"the signature could not be checked ({type(exc).__name__}: {exc}); "
+                "this is a defect of trustgate: please report it with the log",
+                reason="invalid",
+            ) from exc
         self._stored = self._read()
         self._check_version(verified)
         return verified

@@ -58,7 +58,7 @@ from webhook.policy.signing.envelope import (
     verify_directory,
     write_signature,
 )
-from webhook.policy.signing.gate import MarkError, PolicySignatureError
+from webhook.policy.signing.gate import MarkError, PolicySignatureError, Verified
 from webhook.policy.signing.gitcheckout import Checkout
 from webhook.policy.signing.gitverify import verify_checkout
 from webhook.policy.signing.manifest import MAX_VERSION, parse_manifest
@@ -335,7 +335,7 @@ from pathlib import Path
 from tests.support.gitsigning import commit, public_line, source_repo, ssh_key, sync
 from tests.support.policysigning import FILES
 from webhook.policy.signing.envelope import TrustedKey
-from webhook.policy.signing.gate import MarkError, PolicySignatureError
+from webhook.policy.signing.gate import MarkError, PolicySignatureError, Verified
 from webhook.policy.signing.gitcheckout import Checkout
 from webhook.policy.signing.gitverify import verify_checkout
 from webhook.policy.signing.gitcheckout import Checkout
@@ -773,3 +773,29 @@ def test_an_ssh_signature_naming_a_compressed_ec_point_is_invalid_not_a_crash(
     team = TrustedKey("team", load_ssh_public_key(blob, source="test"))
     error = _git_refusal(check_out(tmp_path, forge(tmp_path, forged)), team)
     assert error.reason == "invalid" and "not an accepted SSH public key" in error.message
+
+
+def test_a_verifier_defect_is_a_visible_refusal_and_the_last_good_set_stays(
+    tmp_path: Path,
+) -> None:
+    # Each crash found above was a loader "defect" that left /readyz saying
+    # verified; whatever the next one is, it must show as a refusal.
+    directory = signed_set(tmp_path / "set", TEAM, 2)
+    files = FileVerifier([AUTHORITY])
+    crash = {"on": False}
+
+    def verifier(path: Path) -> Verified:
+        if crash["on"]:
+            raise RuntimeError("Symlink loop from 'a.yaml'")
+        return files(path)
+
+    store = PolicyStore(directory, verifier=verifier)
+    assert store.loaded and store.signature is not None and store.signature.valid
+    crash["on"] = True
+    (directory / "policy.yaml").write_text(policy_yaml(registries='["**"]'))
+    assert store.reload() is False
+    state = store.signature
+    assert state is not None
+    assert state.state == "refused" and not state.valid and state.version == 2
+    assert state.last_refusal is not None and state.last_refusal.reason == "invalid"
+    assert "RuntimeError: Symlink loop" in state.last_refusal.message
