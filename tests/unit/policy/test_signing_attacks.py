@@ -799,3 +799,13 @@ def test_a_verifier_defect_is_a_visible_refusal_and_the_last_good_set_stays(
     assert state.state == "refused" and not state.valid and state.version == 2
     assert state.last_refusal is not None and state.last_refusal.reason == "invalid"
     assert "RuntimeError: Symlink loop" in state.last_refusal.message
+
+
+def test_a_huge_sparse_file_in_the_directory_is_refused_unread(tmp_path: Path) -> None:
+    directory = signed_set(tmp_path / "set", TEAM, 2)
+    with (directory / "huge.yaml").open("wb") as handle:
+        handle.truncate(1 << 40)  # 1 TiB, sparse
+    started = time.monotonic()
+    error = _refusal(directory)
+    assert error.reason == "altered" and "huge.yaml: is over 64 MiB" in str(error)
+    assert time.monotonic() - started < 1

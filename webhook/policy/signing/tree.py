@@ -119,8 +119,14 @@ def _read(root: Path, path: Path, relative: str) -> bytes:
     except OSError as exc:
         raise PolicyError(f"cannot read the file: {exc.strerror}", file=relative) from exc
     with os.fdopen(fd, "rb") as handle:
-        if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+        status = os.fstat(handle.fileno())
+        if not stat.S_ISREG(status.st_mode):
             raise PolicyError("is not a regular file", file=relative)
+        if status.st_size > MAX_TOTAL_BYTES:  # refused unread: a sparse TiB costs nothing
+            raise PolicyError(
+                f"is over {MAX_TOTAL_BYTES // (1024 * 1024)} MiB; is it a policy file?",
+                file=relative,
+            )
         return read_at_most(handle, MAX_TOTAL_BYTES)
 
 
