@@ -809,3 +809,32 @@ def test_a_huge_sparse_file_in_the_directory_is_refused_unread(tmp_path: Path) -
     error = _refusal(directory)
     assert error.reason == "altered" and "huge.yaml: is over 64 MiB" in str(error)
     assert time.monotonic() - started < 1
+
+
+@pytest.mark.parametrize("where", ["rewritten in place", "served by objects/info/alternates"])
+def test_a_blob_whose_content_does_not_hash_to_its_name_is_refused(
+    tmp_path: Path, ssh_team: tuple[Path, TrustedKey], where: str
+) -> None:
+    # The signed commit names the blob by its hash; a weaker policy put under that
+    # name (and into the worktree, so that the two agree) must not load.
+    repo = source_repo(tmp_path)
+    good = commit(repo, FILES, key=ssh_team[0])
+    link = sync(repo, tmp_path, good)
+    blob = git(tmp_path / "git", "rev-parse", f"{good}:policy.yaml")
+    objects = tmp_path / "git" / ".git" / "objects"
+    weak = policy_yaml(registries='["**"]').encode()
+    forged = zlib.compress(b"blob %d\0" % len(weak) + weak)
+    loose = objects / blob[:2] / blob[2:]
+    if where == "rewritten in place":
+        loose.chmod(0o644)
+        loose.write_bytes(forged)
+    else:
+        other = tmp_path / "elsewhere" / "objects"
+        (other / blob[:2]).mkdir(parents=True)
+        (other / blob[:2] / blob[2:]).write_bytes(forged)
+        loose.unlink()
+        (objects / "info").mkdir(exist_ok=True)
+        (objects / "info" / "alternates").write_text(f"{other}\n")
+    (link / "policy.yaml").write_bytes(weak)
+    error = _git_refusal(link, ssh_team[1])
+    assert error.reason == "invalid" and "object hash mismatch" in error.message

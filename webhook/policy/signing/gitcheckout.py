@@ -88,6 +88,10 @@ def read_checkout(directory: Path) -> Checkout:
     root, inside = _worktree_root(directory)
     check_repository(root)  # no FIFO for libgit2 to block the whole process on
     pygit2.option(Option.SET_OWNER_VALIDATION, 0)
+    # libgit2's default, made explicit: an object whose content does not hash to
+    # its name (rewritten in place, or served by objects/info/alternates) is an
+    # error, never content the commit's signature would seem to cover.
+    pygit2.option(Option.ENABLE_STRICT_HASH_VERIFICATION, 1)
     try:
         repository = pygit2.Repository(str(root), RepositoryOpenFlag.NO_SEARCH)
         commit_id = repository.head.target
