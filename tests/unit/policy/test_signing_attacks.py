@@ -43,7 +43,14 @@ from tests.support.gitsigning import (
     sync,
 )
 from tests.support.kube import policy_yaml
-from tests.support.policysigning import FILES, KEYED_POLICY, policy_dir, public_pem, signed_set
+from tests.support.policysigning import (
+    FILES,
+    KEYED_POLICY,
+    MemoryMarks,
+    policy_dir,
+    public_pem,
+    signed_set,
+)
 from tests.support.sigstore_services import SigstoreServices, sigstore_services
 from tests.unit.signatures.test_gitsign import _real_commit
 from webhook.cli.main import main
@@ -51,6 +58,7 @@ from webhook.core.errors import PolicyError
 from webhook.kube.policymark import CorruptMark, StoredMark
 from webhook.kube.policymark import _version as configmap_version
 from webhook.policy.model import Keyless
+from webhook.policy.signedset import SignedSets
 from webhook.policy.signing.envelope import (
     SIGNATURE_FILE,
     TrustedKey,
@@ -838,3 +846,29 @@ def test_a_blob_whose_content_does_not_hash_to_its_name_is_refused(
     (link / "policy.yaml").write_bytes(weak)
     error = _git_refusal(link, ssh_team[1])
     assert error.reason == "invalid" and "object hash mismatch" in error.message
+
+
+def test_a_git_file_pointed_at_an_older_signed_commit_is_a_replay(
+    tmp_path: Path, ssh_team: tuple[Path, TrustedKey]
+) -> None:
+    # The worktree's .git file redirected to the git directory of another
+    # checkout: whatever commit it names is read and verified, so only a commit an
+    # authority signed can load, and an older one is refused by the mark.
+    repo = source_repo(tmp_path)
+    older = commit(repo, FILES, key=ssh_team[0], message="older")
+    newer = commit(repo, FILES, key=ssh_team[0], when=WHEN + 60, message="newer")
+    sync(repo, tmp_path, older)
+    link = sync(repo, tmp_path, newer)
+    worktrees = tmp_path / "git" / ".worktrees"
+
+    def verifier(directory: Path) -> Verified:
+        return verify_checkout(directory, [ssh_team[1]], [])
+
+    sets = SignedSets(verifier, MemoryMarks(), required=True)
+    sets.advance(sets.admit(link))
+    (worktrees / newer / ".git").write_text((worktrees / older / ".git").read_text())
+    assert verifier(link).digest == f"git:{older}"  # the redirect is followed...
+    with pytest.raises(PolicySignatureError) as caught:
+        sets.admit(link)  # ...and refused
+    assert caught.value.reason == "replayed"
+    assert f"older than version {WHEN + 60}" in caught.value.message
