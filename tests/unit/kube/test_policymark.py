@@ -266,6 +266,10 @@ def test_an_oversized_answer_to_the_write_is_refused_unread(
     [
         ({"version": "twelve", "digest": DIGEST}, "data.version is not a whole number"),
         ({"version": "-1", "digest": DIGEST}, "data.version is not a whole number"),
+        # Above 2**63 - 1, the highest version a manifest may carry: no set could load.
+        ({"version": "9" * 20, "digest": DIGEST}, "data.version is not a whole number"),
+        ({"version": "9" * 22, "digest": DIGEST}, "data.version is not a whole number"),
+        ({"version": str(2**63), "digest": DIGEST}, "data.version is not a whole number"),
         ({"version": "7"}, "data holds version or digest alone"),
         ({"digest": DIGEST}, "data holds version or digest alone"),
     ],
