@@ -537,5 +537,5 @@ def test_a_huge_sparse_file_in_the_directory_is_refused_unread(tmp_path: Path) -
         handle.truncate(1 << 40)  # 1 TiB, sparse
     started = time.monotonic()
     error = _refusal(directory)
-    assert error.reason == "altered" and "huge.yaml: is over 64 MiB" in str(error)
+    assert error.reason == "altered" and "huge.yaml: holds more than 67,108,864 bytes" in str(error)
     assert time.monotonic() - started < 1

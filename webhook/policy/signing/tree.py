@@ -124,7 +124,8 @@ def _read(root: Path, path: Path, relative: str) -> bytes:
             raise PolicyError("is not a regular file", file=relative)
         if status.st_size > MAX_TOTAL_BYTES:  # refused unread: a sparse TiB costs nothing
             raise PolicyError(
-                f"is over {MAX_TOTAL_BYTES // (1024 * 1024)} MiB; is it a policy file?",
+                f"holds more than {MAX_TOTAL_BYTES:,} bytes, all that a policy directory may "
+                "hold; is it a policy file?",
                 file=relative,
             )
         return read_at_most(handle, MAX_TOTAL_BYTES)
