@@ -24,9 +24,15 @@ ODD_CASES = ("an unknown X.509 version", "a SAN given twice", "an x400Address SA
 
 
 @functools.cache
+def odd_key() -> ec.EllipticCurvePrivateKey:
+    """The key of every odd certificate (each is self-signed before the surgery)."""
+    return ec.generate_private_key(ec.SECP256R1())
+
+
+@functools.cache
 def odd_certificates() -> dict[str, bytes]:
     """DER certificates, by case: version 95, the SAN twice, an x400Address in the SAN."""
-    key = ec.generate_private_key(ec.SECP256R1())
+    key = odd_key()
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "mallory")])
     builder = (
         x509.CertificateBuilder()
