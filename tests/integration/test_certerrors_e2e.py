@@ -1,13 +1,13 @@
 """Certificates cryptography cannot read, served by a registry: the check's denial, end to end.
 
-A real registry holds images signed keylessly whose certificate is one of
+A real registry holds images whose signatures carry a certificate of
 tests/support/oddcerts.py (an unknown X.509 version, a SAN given twice, an
-x400Address SAN), in a Sigstore bundle referrer and in cosign's legacy
-``.sig`` certificate annotation. ``trustgate serve`` (gunicorn over TLS)
-must answer with the signature check's own reason, and admit the image with
-a warning under an audit policy: never "trustgate could not evaluate the
-request" and a traceback, which cryptography's exceptions (no ValueErrors)
-used to cause.
+x400Address SAN): in a Sigstore bundle referrer, in cosign's legacy ``.sig``
+certificate annotation, and in the chain (``x5c``) of a Notation JWS envelope.
+``trustgate serve`` (gunicorn over TLS) must answer with the signature check's
+own reason, and admit the image with a warning under an audit policy: never
+"trustgate could not evaluate the request" and a traceback, which
+cryptography's exceptions (no ValueErrors) used to cause.
 """
 
 from __future__ import annotations
@@ -17,10 +17,13 @@ import json
 from collections.abc import Iterator
 
 import pytest
+from cryptography.hazmat.primitives.serialization import Encoding
 
 from tests.integration.conftest import Server, serve_config, serving, small_image
 from tests.support import referrers
 from tests.support.cosign import signature_manifest, simple_signing_payload
+from tests.support.notation_images import of, sign_image
+from tests.support.notation_pki import Authority
 from tests.support.oddcerts import ODD_CASES, odd_certificates, odd_pem
 from tests.support.registry import Registry, push_artifact
 from tests.support.sigstore_instance import Identity, SigstoreInstance, bundle, cosign_annotations
@@ -37,6 +40,8 @@ ISSUER = "https://token.actions.githubusercontent.com"
 SUBJECT = "https://github.com/acme/api/.github/workflows/release.yml@refs/tags/v1.0"
 RIGHT = Identity(SUBJECT, ISSUER)
 SIGSTORE = SigstoreInstance()
+NOTATION_ROOT = Authority.root()
+BUILDER = NOTATION_ROOT.intermediate().leaf("builder")
 BUNDLE_V03 = "application/vnd.dev.sigstore.bundle.v0.3+json"
 INTERNAL = "could not evaluate the request"
 PREFIX = "signature check failed: 0 of the 1 required authorities verified (ci: "
@@ -71,6 +76,35 @@ spec:
     authorities:
       - name: ci
         keyless: {{issuer: {issuer}, subject: {subject}, trustedRoot: roots/trusted_root.json}}
+---
+apiVersion: trustgate.dev/v1alpha1
+kind: ImagePolicy
+metadata: {{name: notation}}
+spec:
+  match: {{namespaces: ["notation-*"]}}
+  registries: ["{host}/**"]
+  signatures:
+    authorities:
+      - name: wabbit
+        notation:
+          trustStore: certs/ca.pem
+          trustedIdentities: ["*"]
+          override: {{revocation: skip}}
+---
+apiVersion: trustgate.dev/v1alpha1
+kind: ImagePolicy
+metadata: {{name: notation-audit}}
+spec:
+  mode: audit
+  match: {{namespaces: ["notaudit-*"]}}
+  registries: ["{host}/**"]
+  signatures:
+    authorities:
+      - name: wabbit
+        notation:
+          trustStore: certs/ca.pem
+          trustedIdentities: ["*"]
+          override: {{revocation: skip}}
 """
 
 
@@ -78,6 +112,7 @@ spec:
 def server(registry: Registry, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     files = {
         "roots/trusted_root.json": SIGSTORE.trusted_root_json(),
+        "certs/ca.pem": NOTATION_ROOT.cert.public_bytes(Encoding.PEM).decode(),
         "certerrors.yaml": POLICIES.format(host=registry.host, issuer=ISSUER, subject=SUBJECT),
     }
     config = serve_config(registry.host)
@@ -141,4 +176,26 @@ def test_an_unreadable_certificate_is_the_checks_denial_not_an_internal_error(
     warning = " ".join(response.get("warnings", []))
     assert "(audit mode): signature check failed" in warning, warning
     assert REASON[storage] in warning and INTERNAL not in warning, warning
+    assert "Traceback" not in server.log_text()
+
+
+@pytest.mark.parametrize("case", ODD_CASES)
+def test_a_notation_chain_with_an_unreadable_certificate_is_the_checks_denial(
+    registry: Registry, server: Server, case: str
+) -> None:
+    repository = f"certerrors/notation-{SLUG[case]}"
+    ref, digest = small_image(registry, repository)
+    # A genuine envelope by a trusted signer, an unreadable certificate in the middle of its x5c.
+    leaf, *rest = (cert.public_bytes(Encoding.DER) for cert in BUILDER.chain)
+    x5c = [base64.b64encode(der).decode() for der in (leaf, odd_certificates()[case], *rest)]
+    sign_image(registry, repository, digest, of(BUILDER), unprotected={"x5c": x5c})
+    message = server.denial(ref, namespace="notation-a")
+    assert INTERNAL not in message
+    assert message.startswith(f'image {ref} denied by policy "notation": '), message
+    reason = "certificate 2 of the chain is not a DER X.509 certificate cryptography can read"
+    assert reason in message and SAYS[case] in message, message
+    response = server.decide(ref, namespace="notaudit-a")
+    assert response["allowed"] is True, response
+    warning = " ".join(response.get("warnings", []))
+    assert "(audit mode): signature check failed" in warning and INTERNAL not in warning, warning
     assert "Traceback" not in server.log_text()
