@@ -100,23 +100,12 @@ class KeylessResult:
     certificate: x509.Certificate | None = field(default=None, compare=False)
 
 
-#: What assembling a bundle from cosign's annotations raises for hostile input.
-_MALFORMED: tuple[type[Exception], ...] = (
-    TypeError,
-    binascii.Error,
-    SigstoreError,
-    *CERTIFICATE_ERRORS,
-)
 #: What sigstore-python's verifier raises: its refusals, and a certificate it cannot read.
 _REFUSED: tuple[type[Exception], ...] = (SigstoreError, *CERTIFICATE_ERRORS)
+#: What assembling a bundle from cosign's annotations raises for hostile input.
+_MALFORMED: tuple[type[Exception], ...] = (TypeError, binascii.Error, *_REFUSED)
 #: What parsing a Sigstore bundle raises for hostile input.
-_BUNDLE_ERRORS: tuple[type[Exception], ...] = (
-    SigstoreError,
-    ValidationError,
-    KeyError,
-    TypeError,
-    *CERTIFICATE_ERRORS,
-)
+_BUNDLE_ERRORS: tuple[type[Exception], ...] = (ValidationError, KeyError, TypeError, *_REFUSED)
 
 
 def _failed(reason: str) -> KeylessResult:
