@@ -45,6 +45,7 @@ from sigstore.hashes import Hashed
 from sigstore.models import Bundle
 from sigstore_models.common import v1 as common_v1
 
+from webhook.core.x509read import CERTIFICATE_ERRORS, readable
 from webhook.policy.model import Keyless
 from webhook.policy.signing.allowedsigners import AllowedSigners
 from webhook.policy.signing.envelope import SetAuthority, TrustedKey
@@ -54,7 +55,7 @@ from webhook.policy.signing.gitverify import verify_checkout
 from webhook.signatures.cawindow import window_problem
 from webhook.signatures.identity import identity_policy
 from webhook.signatures.keyless import sigstore_reason as _reason
-from webhook.signatures.policyset import CERTIFICATE_ERRORS, KeylessAuthority
+from webhook.signatures.policyset import KeylessAuthority
 from webhook.signatures.tlogproto import entry_json
 
 __all__ = ["GitAuthorities", "GitsignAuthority", "git_verifier", "verify_gitsign"]
@@ -208,8 +209,7 @@ def _certificate(data: Any, signer: Any) -> x509.Certificate:
     for choice in data["certificates"]:
         certificate = x509.load_der_x509_certificate(der_encoder.encode(choice["certificate"]))
         if certificate.serial_number == serial and certificate.issuer.public_bytes() == issuer:
-            _ = certificate.extensions  # parsed here, where a malformed one is caught
-            return certificate
+            return readable(certificate)  # parsed here, where a malformed one is caught
     raise ValueError("the signing certificate is not in the signature")
 
 

@@ -52,6 +52,7 @@ from sigstore_models.common import v1 as common_v1
 from sigstore_models.rekor import v1 as rekor_v1
 
 from webhook.core.untrusted import NestedTooDeep, json_value, literal
+from webhook.core.x509read import CERTIFICATE_ERRORS, load_der, load_pem, readable
 from webhook.policy.model import Keyless
 from webhook.signatures.cawindow import window_problem
 from webhook.signatures.cosign import (
@@ -97,6 +98,14 @@ class KeylessResult:
     payload: bytes = b""
     payload_type: str = ""
     certificate: x509.Certificate | None = field(default=None, compare=False)
+
+
+#: What sigstore-python's verifier raises: its refusals, and a certificate it cannot read.
+_REFUSED: tuple[type[Exception], ...] = (SigstoreError, *CERTIFICATE_ERRORS)
+#: What assembling a bundle from cosign's annotations raises for hostile input.
+_MALFORMED: tuple[type[Exception], ...] = (TypeError, binascii.Error, *_REFUSED)
+#: What parsing a Sigstore bundle raises for hostile input.
+_BUNDLE_ERRORS: tuple[type[Exception], ...] = (ValidationError, KeyError, TypeError, *_REFUSED)
 
 
 def _failed(reason: str) -> KeylessResult:
@@ -162,11 +171,11 @@ def verify_legacy(
     try:
         signature = base64.b64decode(str(signature_b64), validate=True)
         bundle = _bundle(cert, entry, signature=signature)
-    except (ValueError, TypeError, binascii.Error, SigstoreError) as exc:
+    except _MALFORMED as exc:
         return _failed(f"malformed keyless signature: {sigstore_reason(exc)}")
     try:
         root.verifier.verify_artifact(payload, bundle, identity_policy(keyless))
-    except (SigstoreError, ValueError) as exc:
+    except _REFUSED as exc:
         return _failed(sigstore_reason(exc))
     if (retired := _retired(root, bundle)) is not None:
         return retired
@@ -205,7 +214,7 @@ def verify_legacy_attestation(
     try:
         dsse_envelope = intoto_v1.Envelope.model_validate_json(envelope)
         bundle = _bundle(cert, entry, envelope=dsse_envelope)
-    except (ValueError, TypeError, binascii.Error, SigstoreError) as exc:
+    except _MALFORMED as exc:
         return _failed(f"malformed keyless attestation: {sigstore_reason(exc)}")
     policy = identity_policy(keyless)
     kind = (entry.kind_version.kind, entry.kind_version.version)
@@ -223,7 +232,7 @@ def verify_legacy_attestation(
                 return _failed(problem)
         else:
             payload_type, payload = root.verifier.verify_dsse(bundle, policy)
-    except (SigstoreError, ValueError) as exc:
+    except _REFUSED as exc:
         return _failed(sigstore_reason(exc))
     if (retired := _retired(root, bundle)) is not None:
         return retired
@@ -278,7 +287,12 @@ def _legacy_parts(
     if not isinstance(entry_text, str):
         return f"{what} has no transparency log entry ({BUNDLE_ANNOTATION})"
     try:
-        return x509.load_pem_x509_certificate(pem.encode()), parse_cosign_entry(entry_text)
+        cert = load_pem(pem.encode())
+    except CERTIFICATE_ERRORS as exc:
+        reason = sigstore_reason(exc)
+        return f"the signing certificate of the keyless {what} cannot be read: {reason}"
+    try:
+        return cert, parse_cosign_entry(entry_text)
     except (ValueError, TypeError, binascii.Error, SigstoreError) as exc:
         return f"malformed keyless {what}: {sigstore_reason(exc)}"
 
@@ -290,7 +304,10 @@ class _LegacyBundle(Bundle):
         material = self._inner.verification_material
         if material.certificate is None or len(material.tlog_entries) != 1:
             raise InvalidBundle("expected one certificate and one log entry")
-        self._signing_certificate = x509.load_der_x509_certificate(material.certificate.raw_bytes)
+        try:
+            self._signing_certificate = load_der(material.certificate.raw_bytes)
+        except CERTIFICATE_ERRORS as exc:
+            raise InvalidBundle(f"the signing certificate cannot be read: {exc}") from exc
         self._log_entry = PromiseEntry(material.tlog_entries[0])
 
 
@@ -321,9 +338,13 @@ def _bundle(
 def parse_bundle(raw: bytes) -> Bundle | str:
     """A Sigstore bundle, or why ``raw`` is not one."""
     try:
-        return Bundle.from_json(raw)
-    except (SigstoreError, ValueError, ValidationError, KeyError, TypeError) as exc:
+        bundle = Bundle.from_json(raw)
+        # Read now, so that a hostile certificate is refused here rather than
+        # raised from whatever reads its extensions next (the verifier, cawindow).
+        readable(bundle.signing_certificate)
+    except _BUNDLE_ERRORS as exc:
         return f"malformed Sigstore bundle: {sigstore_reason(exc)}"
+    return bundle
 
 
 def verify_bundle(
@@ -359,7 +380,7 @@ def verify_bundle(
             payload_type, payload = "", b""
         else:
             payload_type, payload = root.verifier.verify_dsse(bundle, policy)
-    except (SigstoreError, ValueError) as exc:
+    except _REFUSED as exc:
         reason = sigstore_reason(exc)
         if "message digest mismatch" in reason or "Signature is invalid for input" in reason:
             reason = f"the bundle signs another artifact, not {image_digest} ({reason})"

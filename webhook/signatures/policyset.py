@@ -31,6 +31,7 @@ from sigstore.errors import VerificationError
 from sigstore.models import Bundle
 
 from webhook.core.untrusted import literal
+from webhook.core.x509read import CERTIFICATE_ERRORS, readable
 from webhook.policy.model import Keyless
 from webhook.policy.signing.envelope import Refusal, Vouch
 from webhook.signatures.cawindow import window_problem
@@ -44,7 +45,6 @@ from webhook.trust.trustroot import TrustRoot
 
 __all__ = [
     "BUNDLE_V03",
-    "CERTIFICATE_ERRORS",
     "MAX_BUNDLE_BYTES",
     "KeylessAuthority",
     "certificate_signer",
@@ -61,14 +61,6 @@ BUNDLE_V03 = frozenset(
 #: Largest bundle read; a real one (certificate, log entry, proof) is 5 to 10 KiB.
 MAX_BUNDLE_BYTES = 256 * 1024
 
-#: What cryptography raises for a certificate it cannot read: an unknown X.509
-#: version or a duplicated extension are not ValueErrors.
-CERTIFICATE_ERRORS: tuple[type[Exception], ...] = (
-    ValueError,
-    x509.InvalidVersion,
-    x509.DuplicateExtension,
-    x509.UnsupportedGeneralNameType,
-)
 _BUNDLE_ERRORS: tuple[type[Exception], ...] = (
     SigstoreError,
     ValidationError,
@@ -76,6 +68,7 @@ _BUNDLE_ERRORS: tuple[type[Exception], ...] = (
     TypeError,
     *CERTIFICATE_ERRORS,
 )
+_REFUSED: tuple[type[Exception], ...] = (SigstoreError, *CERTIFICATE_ERRORS)
 _ALTERED = ("message digest mismatch", "Signature is invalid for input")
 #: A chain that fails only because of the log's time says nothing of the CA: invalid.
 _BAD_TIME = ("not valid at validation time",)
@@ -122,7 +115,7 @@ class KeylessAuthority:
             return Refusal("untrusted", message, signer)
         try:
             self.root.verifier.verify_artifact(manifest, bundle, policy)
-        except (SigstoreError, ValueError) as exc:
+        except _REFUSED as exc:
             return _refusal(exc, self.keyless.trusted_root, signer)
         problem = window_problem(self.root, bundle)
         if problem is not None:
@@ -170,7 +163,7 @@ def read_bundle(raw: object) -> Bundle | str:
         bundle = Bundle.from_json(text)
         # Parsed now, so that a hostile certificate is a refusal here rather
         # than an exception in whatever reads its identity next.
-        _ = bundle.signing_certificate.extensions
+        readable(bundle.signing_certificate)
     except _BUNDLE_ERRORS as exc:
         return f"malformed Sigstore bundle: {sigstore_reason(exc)}"
     if bundle._inner.message_signature is None:

@@ -40,6 +40,7 @@ from sigstore_models.common import v1 as common_v1
 from sigstore_models.rekor import v1 as rekor_v1
 
 from webhook.core.untrusted import NestedTooDeep, json_value
+from webhook.core.x509read import CERTIFICATE_ERRORS
 from webhook.signatures.cawindow import entry_window_problem
 from webhook.trust.keys import PublicKey
 from webhook.trust.trustroot import TrustRoot
@@ -350,8 +351,9 @@ def intoto_body_problem(
         return "log entry is for another signature"
     try:
         logged_cert = x509.load_pem_x509_certificate(logged_pem)
-    except ValueError:
-        return "log entry's signer is not a PEM certificate"
+    except CERTIFICATE_ERRORS as exc:
+        reason = _first_line(exc)
+        return f"log entry's signer is not a PEM certificate cryptography can read: {reason}"
     if logged_cert != cert:
         return "log entry names another signing certificate"
     return None

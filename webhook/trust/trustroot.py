@@ -39,6 +39,7 @@ from sigstore.verify import Verifier
 from sigstore_models.trustroot import v1 as trustroot_v1
 
 from webhook.core.errors import PolicyError
+from webhook.core.x509read import CERTIFICATE_ERRORS, readable
 
 PRODUCTION = "production"
 STAGING = "staging"
@@ -197,6 +198,10 @@ def load_trusted_root(spec: str, base: Path) -> TrustRoot:
     return _parse(str(path), raw)
 
 
+#: What sigstore-python and cryptography raise for a root they cannot use.
+_UNUSABLE: tuple[type[Exception], ...] = (SigstoreError, TypeError, KeyError, *CERTIFICATE_ERRORS)
+
+
 @functools.lru_cache(maxsize=32)
 def _parse(name: str, raw: bytes) -> TrustRoot:
     """Parse and check one root; cached so policies sharing a root share one Verifier."""
@@ -205,11 +210,12 @@ def _parse(name: str, raw: bytes) -> TrustRoot:
         inner = trustroot_v1.TrustedRoot.from_json(raw)
         root = TrustedRoot(inner)
         # Each call raises when the root lacks what keyless verification needs.
-        root.get_fulcio_certs()
+        for ca in root.get_fulcio_certs():
+            readable(ca)
         rekor = root.rekor_keyring(KeyringPurpose.VERIFY)
         root.ct_keyring(KeyringPurpose.VERIFY)
         verifier = Verifier(trusted_root=root)
-    except (SigstoreError, ValueError, TypeError, KeyError) as exc:
+    except _UNUSABLE as exc:
         message = f"{what} is not a usable Sigstore trusted root: {_first_line(exc)}"
         raise PolicyError(message) from None
     return TrustRoot(

@@ -21,12 +21,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID, ObjectIdentifier
 
 from tests.support.kube import policy_yaml
+from tests.support.oddcerts import ODD_CASES, odd_certificates
 from tests.support.policysigning import (
     FILES,
     KEYED_POLICY,
@@ -411,32 +410,7 @@ def test_a_configmap_data_link_swapped_during_checks_never_loads_unsigned_conten
 # Certificates cryptography cannot read raise more than ValueError.
 
 
-def _odd_certificates() -> dict[str, bytes]:
-    """A certificate of X.509 version 95, and one naming its SAN twice (DER surgery)."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "mallory")])
-    san = x509.SubjectAlternativeName([x509.RFC822Name(BOT)])
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(5)
-        .not_valid_before(datetime(2020, 1, 1))
-        .not_valid_after(datetime(2040, 1, 1))
-        .add_extension(san, critical=False)
-        .add_extension(
-            x509.UnrecognizedExtension(ObjectIdentifier("2.5.29.99"), b"\x30\x00"), False
-        )
-    )
-    der = builder.sign(key, hashes.SHA256()).public_bytes(serialization.Encoding.DER)
-    twice = der.replace(b"\x06\x03\x55\x1d\x63", b"\x06\x03\x55\x1d\x11")
-    version = der.replace(b"\xa0\x03\x02\x01\x02", b"\xa0\x03\x02\x01\x5e", 1)
-    assert twice != der and version != der
-    return {"an unknown X.509 version": version, "a SAN given twice": twice}
-
-
-@pytest.mark.parametrize("case", ["an unknown X.509 version", "a SAN given twice"])
+@pytest.mark.parametrize("case", ODD_CASES)
 def test_a_bundle_whose_certificate_cryptography_cannot_read_is_invalid(
     keyless_set: tuple[Path, SigstoreServices], tmp_path: Path, case: str
 ) -> None:
@@ -445,7 +419,7 @@ def test_a_bundle_whose_certificate_cryptography_cannot_read_is_invalid(
     shutil.copytree(directory, hostile)
     document = json.loads((hostile / SIGNATURE_FILE).read_text())
     material = document["bundle"]["verificationMaterial"]
-    material["certificate"]["rawBytes"] = base64.b64encode(_odd_certificates()[case]).decode()
+    material["certificate"]["rawBytes"] = base64.b64encode(odd_certificates()[case]).decode()
     (hostile / SIGNATURE_FILE).write_text(json.dumps(document))
     (tmp_path / "root.json").write_text(json.dumps(services.instance.trusted_root()))
     root = load_trusted_root("root.json", tmp_path)

@@ -35,7 +35,8 @@ from typing import Final
 
 from cryptography import x509
 
-from webhook.core.untrusted import shown
+from webhook.core.untrusted import literal, shown
+from webhook.core.x509read import CERTIFICATE_ERRORS, load_der
 from webhook.signatures.notation import algorithms
 from webhook.signatures.notation.model import (
     PAYLOAD_TYPE,
@@ -250,10 +251,11 @@ def read_chain(ders: Sequence[bytes]) -> tuple[x509.Certificate, ...]:
     chain = []
     for index, der in enumerate(ders, 1):
         try:
-            chain.append(x509.load_der_x509_certificate(der))
-        except ValueError:
+            chain.append(load_der(der))
+        except CERTIFICATE_ERRORS as exc:
             raise NotationError(
-                f"certificate {index} of the chain is not a DER X.509 certificate"
+                f"certificate {index} of the chain is not a DER X.509 certificate "
+                f"cryptography can read: {literal(str(exc))}"
             ) from None
     return tuple(chain)
 

@@ -30,6 +30,7 @@ from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.x509.oid import ExtensionOID
 
+from webhook.core.x509read import CERTIFICATE_ERRORS
 from webhook.signatures.notation.certstatus import CERTIFICATE_HOLD, Finding, Unavailable, stamp
 
 #: Critical CRL extensions understood here (the IDP is judged, the indicator tells a delta).
@@ -49,7 +50,7 @@ def load(data: bytes) -> x509.CertificateRevocationList:
         if data.lstrip().startswith(b"-----BEGIN"):
             return x509.load_pem_x509_crl(data)
         return x509.load_der_x509_crl(data)
-    except ValueError:
+    except CERTIFICATE_ERRORS:
         raise Unavailable("the answer is not a CRL") from None
 
 
@@ -168,7 +169,7 @@ def _listed(
             extensions = entry.extensions
             reason = _entry_extension(extensions, x509.CRLReason)
             invalidity = _entry_extension(extensions, x509.InvalidityDate)
-        except ValueError as exc:
+        except CERTIFICATE_ERRORS as exc:
             raise Unavailable(f"the CRL entry of the certificate is malformed: {exc}") from None
         for extension in extensions:
             known = isinstance(extension.value, x509.CRLReason | x509.InvalidityDate)
@@ -224,7 +225,7 @@ def _signed(crl: x509.CertificateRevocationList, issuer: x509.Certificate, what:
 def _extensions(crl: x509.CertificateRevocationList) -> x509.Extensions:
     try:
         return crl.extensions
-    except ValueError as exc:
+    except CERTIFICATE_ERRORS as exc:
         raise Unavailable(f"the CRL's extensions are malformed: {exc}") from None
 
 
@@ -234,7 +235,7 @@ def _extension(
     if isinstance(holder, x509.Certificate):
         try:
             extensions = holder.extensions
-        except ValueError as exc:
+        except CERTIFICATE_ERRORS as exc:
             raise Unavailable(f"the certificate's extensions are malformed: {exc}") from None
     else:
         extensions = _extensions(holder)

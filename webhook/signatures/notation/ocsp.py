@@ -40,11 +40,14 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509 import ocsp
 from cryptography.x509.oid import ExtendedKeyUsageOID, SignatureAlgorithmOID
 
+from webhook.core.x509read import CERTIFICATE_ERRORS, readable
 from webhook.signatures.notation.certstatus import Finding, Unavailable, stamp
 
 #: Checks a delegated responder's own certificate (by CRL); raises Unavailable
 #: when it is revoked or its status cannot be had.
 ResponderCheck = Callable[[x509.Certificate, x509.Certificate], None]
+#: An invalidity date absent, or in extensions cryptography cannot read: none is used.
+_NO_INVALIDITY: tuple[type[Exception], ...] = (x509.ExtensionNotFound, *CERTIFICATE_ERRORS)
 
 
 def request_for(cert: x509.Certificate, issuer: x509.Certificate) -> ocsp.OCSPRequest:
@@ -88,7 +91,7 @@ def read_response(
         single = _single(response, request)
         signer = _signer(response, issuer, now)
         _verify(response, signer)
-    except ValueError as exc:  # a field cryptography could not parse
+    except CERTIFICATE_ERRORS as exc:  # a field or certificate cryptography could not parse
         raise Unavailable(f"the OCSP response is malformed: {exc}") from None
     this_update, next_update = single.this_update_utc, single.next_update_utc
     if this_update > now + skew:
@@ -144,6 +147,7 @@ def _signer(
     if _names(response, issuer):
         return issuer
     for candidate in response.certificates:
+        readable(candidate)  # a certificate cryptography cannot read: the response is malformed
         if not _names(response, candidate):
             continue
         who = candidate.subject.rfc4514_string()
@@ -207,7 +211,7 @@ def _invalidity(response: ocsp.OCSPResponse) -> datetime | None:
     """The invalidity date among the single response's extensions (RFC 6960 4.4.7), if any."""
     try:
         found = response.single_extensions.get_extension_for_class(x509.InvalidityDate)
-    except (x509.ExtensionNotFound, ValueError):
+    except _NO_INVALIDITY:
         return None
     return found.value.invalidity_date_utc
 

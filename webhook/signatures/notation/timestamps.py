@@ -56,6 +56,8 @@ from rfc3161_client import (
     decode_timestamp_response,
 )
 
+from webhook.core.untrusted import literal
+from webhook.core.x509read import CERTIFICATE_ERRORS, load_der
 from webhook.signatures.notation.chains import TIMESTAMPING, check_chain, trusted_path
 from webhook.signatures.notation.model import NotationError
 
@@ -165,10 +167,11 @@ def _signer(response: TimeStampResponse) -> tuple[x509.Certificate, list[x509.Ce
     if len(infos) != 1:
         raise NotationError(f"the timestamp has {len(infos)} signers; exactly one is expected")
     try:
-        bag = [x509.load_der_x509_certificate(der) for der in response.signed_data.certificates]
-    except ValueError:
+        bag = [load_der(der) for der in response.signed_data.certificates]
+    except CERTIFICATE_ERRORS as exc:
         raise NotationError(
-            "the timestamp's certificate bag holds a malformed certificate"
+            f"the timestamp's certificate bag holds a certificate that cannot be read: "
+            f"{literal(str(exc))}"
         ) from None
     signer = infos[0]
     named = [

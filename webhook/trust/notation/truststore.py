@@ -30,6 +30,7 @@ from cryptography.hazmat.primitives import hashes
 
 from webhook.core.errors import PolicyError
 from webhook.core.untrusted import literal
+from webhook.core.x509read import CERTIFICATE_ERRORS, load_der, load_pem_all
 
 #: The two signing schemes, whose roots are kept in the ca and signingAuthority stores.
 X509: Final = "notary.x509"
@@ -107,18 +108,19 @@ def parse_certificates(data: bytes, origin: str) -> tuple[x509.Certificate, ...]
     """
     if _PEM_MARK in data[:4096] or data.lstrip().startswith(b"-----"):
         try:
-            certs = x509.load_pem_x509_certificates(data)
-        except ValueError:
+            certs = load_pem_all(data)
+        except CERTIFICATE_ERRORS as exc:
             raise PolicyError(
-                f"{origin}: no valid PEM CERTIFICATE block; give PEM certificates or one DER "
-                "certificate"
+                f"{origin}: no valid PEM CERTIFICATE block ({literal(str(exc))}); give PEM "
+                "certificates or one DER certificate"
             ) from None
         return tuple(certs)
     try:
-        return (x509.load_der_x509_certificate(data),)
-    except ValueError:
+        return (load_der(data),)
+    except CERTIFICATE_ERRORS as exc:
         raise PolicyError(
-            f"{origin}: neither PEM certificates nor a DER certificate (.pem, .crt or .cer)"
+            f"{origin}: neither PEM certificates nor a DER certificate (.pem, .crt or .cer) "
+            f"cryptography can read ({literal(str(exc))})"
         ) from None
 
 
