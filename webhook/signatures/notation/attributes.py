@@ -66,6 +66,9 @@ NOTARY_SIGNED: Final = frozenset({SIGNING_SCHEME, SIGNING_TIME, AUTHENTIC_SIGNIN
 #: What a critical header may name: the attributes trustgate processes.
 _PROCESSED: Final = NOTARY_SIGNED
 _PLUGIN: Final = frozenset({VERIFICATION_PLUGIN, VERIFICATION_PLUGIN_MIN_VERSION})
+#: The Notary attributes that only mean something when signed: both formats refuse
+#: them in the unprotected header (a forger's way to pass an unsigned value off as signed).
+PROTECTED_ONLY: Final = NOTARY_SIGNED | _PLUGIN
 
 
 @dataclass(frozen=True, slots=True)

@@ -55,12 +55,11 @@ from webhook.signatures.notation.attributes import (
     EXPIRY,
     MAX_CHAIN,
     NOTARY_SIGNED,
+    PROTECTED_ONLY,
     SIGNING_AGENT,
     SIGNING_SCHEME,
     SIGNING_TIME,
     TIMESTAMP,
-    VERIFICATION_PLUGIN,
-    VERIFICATION_PLUGIN_MIN_VERSION,
     SignedAttributes,
     UnsignedAttributes,
     assemble,
@@ -77,9 +76,7 @@ _LABELS: Final = {
     CONTENT_TYPE: "content type (label 3)",
 }
 #: Labels that only mean something when signed.
-_PROTECTED_ONLY: Final = frozenset(
-    {ALG, CRIT, CONTENT_TYPE, *NOTARY_SIGNED, VERIFICATION_PLUGIN, VERIFICATION_PLUGIN_MIN_VERSION}
-)
+_PROTECTED_ONLY: Final = frozenset({ALG, CRIT, CONTENT_TYPE}) | PROTECTED_ONLY
 _NOT_EXTENDED: Final = frozenset({ALG, CRIT, CONTENT_TYPE, X5CHAIN, *NOTARY_SIGNED})
 
 

@@ -36,12 +36,11 @@ from webhook.signatures.notation.attributes import (
     EXPIRY,
     MAX_CHAIN,
     NOTARY_SIGNED,
+    PROTECTED_ONLY,
     SIGNING_AGENT,
     SIGNING_SCHEME,
     SIGNING_TIME,
     TIMESTAMP,
-    VERIFICATION_PLUGIN,
-    VERIFICATION_PLUGIN_MIN_VERSION,
     SignedAttributes,
     UnsignedAttributes,
     assemble,
@@ -53,14 +52,7 @@ _MEMBERS: Final = ("payload", "protected", "header", "signature")
 #: Protected header names the specification reads, beyond the Notary attributes.
 _REGISTERED: Final = frozenset({"alg", "cty", "crit"})
 #: Names that only mean something when signed.
-_PROTECTED_ONLY: Final = (
-    _REGISTERED
-    | NOTARY_SIGNED
-    | {
-        VERIFICATION_PLUGIN,
-        VERIFICATION_PLUGIN_MIN_VERSION,
-    }
-)
+_PROTECTED_ONLY: Final = _REGISTERED | PROTECTED_ONLY
 _BASE64URL: Final = re.compile(r"[A-Za-z0-9_-]*")
 _BASE64: Final = re.compile(r"(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?")
 _RFC3339: Final = re.compile(

@@ -15,6 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.support import notation as signer
+from webhook.signatures.notation.attributes import PROTECTED_ONLY
 from webhook.signatures.notation.envelope import parse_envelope
 from webhook.signatures.notation.model import COSE, JWS, NotationError
 
@@ -189,6 +190,21 @@ def test_protected_attribute_moved_to_the_unprotected_header_is_refused(media_ty
         media_type,
         f"{name} is in the unprotected header, where it is not signed",
         unprotected={name: value},
+    )
+
+
+@pytest.mark.parametrize("media_type", FORMATS)
+@pytest.mark.parametrize("name", sorted(PROTECTED_ONLY))
+def test_every_signed_only_attribute_is_refused_unprotected_in_both_formats(
+    media_type: str, name: str
+) -> None:
+    # One list (attributes.PROTECTED_ONLY) for both parsers: a name added to it is
+    # refused unsigned in JWS and COSE alike. A name the protected header also
+    # carries is refused as being in both headers.
+    _refused(
+        media_type,
+        f"{name} is in (the|both the protected and the) unprotected header",
+        unprotected={name: "unsigned"},
     )
 
 
