@@ -41,14 +41,12 @@ from webhook.core.deadline import Deadline
 from webhook.core.reference import ImageRef
 from webhook.registry.client import OCI_MANIFEST, NotFound, RegistryClient
 from webhook.signatures.notation.model import ARTIFACT_TYPE, COSE, JWS
+from webhook.signatures.notation.model import MAX_ENVELOPE_BYTES as MAX_ENVELOPE_BYTES
 
 #: Signature manifests read per digest, at most.
 MAX_SIGNATURES = 16
 #: A signature manifest declared larger than this is not fetched; real ones are under 1 KiB.
 MAX_MANIFEST_BYTES = 64 * 1024
-#: An envelope declared larger than this is not fetched; real ones are a few KiB (a
-#: chain of three certificates and a timestamp token).
-MAX_ENVELOPE_BYTES = 256 * 1024
 #: The annotations notation sets on a signature manifest.
 CREATED = "org.opencontainers.image.created"
 THUMBPRINTS = "io.cncf.notary.x509chain.thumbprint#S256"

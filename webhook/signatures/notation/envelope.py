@@ -20,9 +20,8 @@ from typing import Final
 from webhook.core.untrusted import shown
 from webhook.signatures.notation import cose, jws
 from webhook.signatures.notation.model import COSE, JWS, Envelope, NotationError
+from webhook.signatures.notation.model import MAX_ENVELOPE_BYTES as MAX_ENVELOPE_BYTES
 
-#: An envelope larger than this is refused before it is parsed.
-MAX_ENVELOPE_BYTES: Final = 256 * 1024
 _NAMES: Final = {JWS: "JWS", COSE: "COSE"}
 
 

@@ -26,6 +26,10 @@ JWS: Final = "application/jose+json"
 COSE: Final = "application/cose"
 #: The media type of the signed payload.
 PAYLOAD_TYPE: Final = "application/vnd.cncf.notary.payload.v1+json"
+#: An envelope larger than this is neither fetched (discovery, by its declared size)
+#: nor parsed (envelope); real ones, a chain of three certificates and a timestamp
+#: token, are 5 to 15 kB.
+MAX_ENVELOPE_BYTES: Final = 256 * 1024
 
 
 class NotationError(CheckFailed):
