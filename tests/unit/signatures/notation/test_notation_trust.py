@@ -341,6 +341,28 @@ def test_the_tsa_chain_is_checked_for_revocation_too(
     assert checker.calls == [(tsa.cert, tsa.intermediate.cert, tsa.root.cert)]
 
 
+@pytest.mark.parametrize("why", ["untrusted root", "other identity"])
+def test_an_unauthentic_signer_asks_no_revocation_even_with_a_trusted_timestamp(
+    root: Authority, signing: Signing, tsa: TimestampAuthority, why: str
+) -> None:
+    # Under audit the verification goes on past a failed authenticity; the chain's
+    # (and the TSA's) OCSP and CRL addresses must still never be asked.
+    signed = envelope(signing.chain, signature=SIGNATURE, timestamp=tsa.token(SIGNATURE))
+    trusted = Authority.root("stranger") if why == "untrusted root" else root
+    identities = (
+        parse_identities(["x509.subject: C=US, ST=WA, O=someone-else"])
+        if why == "other identity"
+        else ANY
+    )
+    checker = Revocation(("good",))
+    result = verify_trust(
+        signed, _store(trusted, tsa), identities, level("audit"), NOW, revocation=checker
+    )
+    assert checker.calls == []
+    assert not result.authentic and Validation.REVOCATION in result.skipped
+    assert Validation.AUTHENTIC_TIMESTAMP in result.passed
+
+
 def test_revocation_is_asked_with_the_authentic_signing_time(
     root: Authority, signing: Signing, tsa: TimestampAuthority
 ) -> None:
