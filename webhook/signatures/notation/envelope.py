@@ -15,14 +15,10 @@ is only about the artifact whose digest, size and media type it names.
 
 from __future__ import annotations
 
-from typing import Final
-
 from webhook.core.untrusted import shown
 from webhook.signatures.notation import cose, jws
-from webhook.signatures.notation.model import COSE, JWS, Envelope, NotationError
+from webhook.signatures.notation.model import COSE, FORMAT_NAMES, JWS, Envelope, NotationError
 from webhook.signatures.notation.model import MAX_ENVELOPE_BYTES as MAX_ENVELOPE_BYTES
-
-_NAMES: Final = {JWS: "JWS", COSE: "COSE"}
 
 
 def parse_envelope(media_type: str, blob: bytes) -> Envelope:
@@ -41,7 +37,7 @@ def parse_envelope(media_type: str, blob: bytes) -> Envelope:
             f"the signature's media type is {shown(media_type, 80)}; a Notation signature "
             f"envelope is {JWS} (JWS) or {COSE} (COSE)"
         )
-    name = _NAMES[media_type]
+    name = FORMAT_NAMES[media_type]
     if len(blob) > MAX_ENVELOPE_BYTES:
         raise NotationError(
             f"{name} envelope: it is {len(blob)} bytes, over the limit of {MAX_ENVELOPE_BYTES}"

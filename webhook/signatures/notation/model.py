@@ -24,6 +24,8 @@ ARTIFACT_TYPE: Final = "application/vnd.cncf.notary.signature"
 #: The media types of the two envelopes (the signature manifest's layer).
 JWS: Final = "application/jose+json"
 COSE: Final = "application/cose"
+#: How messages name each envelope format.
+FORMAT_NAMES: Final = {JWS: "JWS", COSE: "COSE"}
 #: The media type of the signed payload.
 PAYLOAD_TYPE: Final = "application/vnd.cncf.notary.payload.v1+json"
 #: An envelope larger than this is neither fetched (discovery, by its declared size)

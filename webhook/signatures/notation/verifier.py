@@ -57,7 +57,12 @@ from webhook.signatures.notation.discovery import (
     discover,
 )
 from webhook.signatures.notation.envelope import check_target, parse_envelope
-from webhook.signatures.notation.model import COSE, SIGNING_AUTHORITY, Envelope, NotationError
+from webhook.signatures.notation.model import (
+    FORMAT_NAMES,
+    SIGNING_AUTHORITY,
+    Envelope,
+    NotationError,
+)
 from webhook.signatures.notation.trust import (
     RevocationCheck,
     TrustResult,
@@ -280,7 +285,7 @@ class Candidates:
 def _format(found: Signature | Unreadable) -> str:
     if isinstance(found, Unreadable):
         return ""
-    return "COSE" if found.media_type == COSE else "JWS"
+    return FORMAT_NAMES.get(found.media_type, "")
 
 
 def verify_candidates(
