@@ -27,6 +27,7 @@ from typing import Any
 from cryptography import x509
 from sigstore.errors import Error as SigstoreError
 from sigstore.errors import VerificationError
+from sigstore.hashes import Hashed
 from sigstore.models import Bundle
 
 from webhook.core.untrusted import literal
@@ -97,6 +98,16 @@ class KeylessAuthority:
         bundle = read_bundle(raw)
         if isinstance(bundle, str):
             return Refusal("invalid", bundle)
+        return self.admit(manifest, bundle, what="the set")
+
+    def admit(self, artifact: bytes | Hashed, bundle: Bundle, *, what: str) -> Vouch | Refusal:
+        """Whether ``bundle`` signs ``artifact`` as this identity, under this root and its CA then.
+
+        The one keyless check of every policy-set form: a signature file's
+        bundle (``vouch``) and a gitsign commit (``gitsign.py``), so both
+        apply the same identity, log proof and CA window. ``what`` names what
+        to sign again when the root has retired the CA or a log key.
+        """
         cert = bundle.signing_certificate
         signer = certificate_signer(cert)
         policy = identity_policy(self.keyless)
@@ -106,14 +117,14 @@ class KeylessAuthority:
             message = f"accepts {self.wants()}: {sigstore_reason(exc)}"
             return Refusal("untrusted", message, signer)
         try:
-            self.root.verifier.verify_artifact(manifest, bundle, policy)
+            self.root.verifier.verify_artifact(artifact, bundle, policy)
         except _REFUSED as exc:
             return _refusal(exc, self.keyless.trusted_root, signer)
         problem = window_problem(self.root, bundle)
         if problem is not None:
             return Refusal(
                 "untrusted",
-                f"{problem}; sign the set again under the root's current CA and log keys",
+                f"{problem}; sign {what} again under the root's current CA and log keys",
                 signer,
             )
         return Vouch(signer)
