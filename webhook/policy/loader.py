@@ -34,7 +34,7 @@ from webhook.policy.origin import Origin
 from webhook.policy.relocate import Relocation
 from webhook.trust.trustroot import EMBEDDED_ROOTS, PRODUCTION, TrustRoots
 
-__all__ = ["PolicyErrors", "iter_documents", "load_directory", "load_file"]
+__all__ = ["PolicyErrors", "iter_documents", "load_copy", "load_directory", "load_file"]
 
 
 def load_file(path: Path) -> list[Policy]:
@@ -77,7 +77,15 @@ def load_directory(
     """
     if shown_as is None:
         return _load_directory(path, roots, None)
-    relocation = Relocation(path, shown_as)
+    return load_copy(path, Relocation(path, shown_as), roots)
+
+
+def load_copy(path: Path, relocation: Relocation, roots: TrustRoots | None = None) -> PolicySet:
+    """As ``load_directory(path, roots, shown_as=...)``, with the ``relocation`` it rewrites by.
+
+    The caller reads ``relocation.read_from_real`` afterwards: the files the
+    policies read from the real directory rather than from the copy ``path``.
+    """
     try:
         return _load_directory(path, roots, relocation)
     except PolicyErrors as exc:
@@ -105,6 +113,7 @@ def _load_directory(
         digest.update(len(data).to_bytes(8, "big") + data)
         loaded.extend(_load(file, data, errors, roots))
     if relocation is not None:
+        relocation.note_read(path for item, _ in loaded for path, _ in _references(item))
         loaded = [(relocation.value(item), origin) for item, origin in loaded]
     found = _policies(loaded)
     _check_unique(found, errors)

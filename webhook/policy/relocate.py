@@ -15,6 +15,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import os
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,21 @@ class Relocation:
     def __init__(self, copied: Path, real: Path) -> None:
         self._old = os.path.abspath(copied)
         self._new = os.path.abspath(real)
+        #: Files the policies read from the real directory itself (named by an
+        #: absolute path into it), not from the copy: ``note_read`` fills it.
+        self.read_from_real: list[str] = []
+
+    def note_read(self, paths: Iterable[str]) -> None:
+        """Record which of ``paths`` (files the policies read) lie in the real directory.
+
+        Called before the paths are rewritten: once rewritten, a file read
+        from the copy and one read from the real directory look alike, yet
+        only the first holds the bytes that were verified.
+        """
+        for path in paths:
+            normal = os.path.normpath(os.path.abspath(path))
+            if normal.startswith(self._new + os.sep) and normal not in self.read_from_real:
+                self.read_from_real.append(normal)
 
     def text(self, value: str) -> str:
         """``value`` with every path under the copy rewritten (unchanged when none is)."""

@@ -189,8 +189,10 @@ class SignedSets:
         if version < self._minimum:
             raise PolicySignatureError(
                 f"the policy set is version {version}, below policies.signature."
-                f"minimumVersion {self._minimum}: sign the current policies with "
-                f"--version {self._minimum} or higher",
+                f"minimumVersion {self._minimum}: "
+                + _remedy(
+                    verified, self._minimum, "sign the current policies with --version {} or higher"
+                ),
                 reason="replayed",
             )
         marks = [m for m in (self._stored, self._loaded) if m is not None]
@@ -201,12 +203,27 @@ class SignedSets:
             raise PolicySignatureError(
                 f"the policy set is version {version}, older than version {highest.version} "
                 "already loaded: an older signed set is refused so that it cannot be "
-                f"replayed; sign the current policies with --version {highest.version + 1}",
+                "replayed; "
+                + _remedy(
+                    verified, highest.version + 1, "sign the current policies with --version {}"
+                ),
                 reason="replayed",
             )
         if version == highest.version and verified.digest != highest.digest:
             raise PolicySignatureError(
-                f"version {version} was already loaded with other content; sign with "
-                f"--version {version + 1}",
+                f"version {version} was already loaded with other content; "
+                + _remedy(verified, version + 1, "sign with --version {}"),
                 reason="replayed",
             )
+
+
+def _remedy(verified: Verified, version: int, signed: str) -> str:
+    """What to do so that a set like ``verified`` reaches ``version``: ``signed`` (a
+    format with one ``{}``) for a signature file, a newer commit for ``source: git``."""
+    if verified.digest.startswith("git:"):
+        # The version of a commit is its committer time, not a flag to pass.
+        return (
+            f"check out a signed commit whose committer time is {version} (Unix seconds) "
+            "or later, such as a new commit on the policy branch"
+        )
+    return signed.format(version)

@@ -14,7 +14,10 @@ A file a policy names outside the directory (a key file by absolute path, or
 by enough ``../`` to leave it) is read from there, and no signature covers
 it: whoever can write it could swap the key that admits images, and the store
 would even reload on the change. ``uncovered`` says so, and the store refuses
-such a set (``unsigned``) as it refuses an unsigned one.
+such a set (``unsigned``) as it refuses an unsigned one. So is a file named
+by an absolute path into the directory itself: signed, but read from the
+directory when the policies compile rather than from the verified copy, so it
+could be swapped in between (``load_verified`` refuses it).
 """
 
 from __future__ import annotations
@@ -26,8 +29,9 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from webhook.core.errors import PolicyError
-from webhook.policy.loader import load_directory
+from webhook.policy.loader import load_copy
 from webhook.policy.model import PolicySet
+from webhook.policy.relocate import Relocation
 from webhook.policy.signing.gate import PolicySignatureError
 from webhook.policy.signing.manifest import check_path
 from webhook.trust.trustroot import TrustRoots
@@ -43,6 +47,9 @@ def load_verified(
     Raises:
         PolicyError: the set does not compile (naming files of ``directory``),
             or the private copy cannot be written.
+        PolicySignatureError: ``unsigned``: the policies name a file by an
+            absolute path into ``directory``, which compiling reads from
+            there, unverified, rather than from ``files``.
     """
     try:
         base = tempfile.mkdtemp(prefix="trustgate-policies-")
@@ -51,9 +58,20 @@ def load_verified(
     try:
         copy = Path(base, "set")
         _write(copy, files)
-        return load_directory(copy, roots, shown_as=directory)
+        relocation = Relocation(copy, directory)
+        policy_set = load_copy(copy, relocation, roots)
     finally:
         shutil.rmtree(base, ignore_errors=True)
+    if relocation.read_from_real:
+        raise PolicySignatureError(
+            f"the policies name {', '.join(relocation.read_from_real)} by an absolute path "
+            f"into {directory}: such a file is read again from the directory when the "
+            "policies compile, not from the bytes the signature was checked against, so "
+            "it could be swapped in between; name it by a path relative to the policy "
+            "that uses it",
+            reason="unsigned",
+        )
+    return policy_set
 
 
 def uncovered(policy_set: PolicySet, directory: Path) -> PolicySignatureError | None:

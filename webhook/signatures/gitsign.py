@@ -15,7 +15,9 @@ sigstore-python's ``Verifier.verify_artifact`` checks everything an image's
 keyless signature must pass: chain to a Fulcio CA of the authority's trusted
 root at the log's time, embedded SCT, the identity (``identity.py``), the
 inclusion proof and signed checkpoint, and the signature; ``cawindow.py`` adds
-that the CA was still trusted by the root at the log's time.
+that the CA was still trusted by the root at the log's time. Both run in
+``policyset.KeylessAuthority.admit``, the check a signature file's bundle
+passes too, so the two keyless forms cannot drift apart.
 
 A commit signed in gitsign's online mode carries no log proof: its entry
 could only be searched for in Rekor at each reload. Image keyless signatures
@@ -46,14 +48,11 @@ from sigstore.models import Bundle
 from sigstore_models.common import v1 as common_v1
 
 from webhook.core.x509read import CERTIFICATE_ERRORS, readable
-from webhook.policy.model import Keyless
 from webhook.policy.signing.allowedsigners import AllowedSigners
-from webhook.policy.signing.envelope import SetAuthority, TrustedKey
+from webhook.policy.signing.envelope import SetAuthority, TrustedKey, Vouch
 from webhook.policy.signing.gate import PolicySignatureError, SetVerifier, Verified
 from webhook.policy.signing.gitcheckout import Checkout
 from webhook.policy.signing.gitverify import verify_checkout
-from webhook.signatures.cawindow import window_problem
-from webhook.signatures.identity import identity_policy
 from webhook.signatures.keyless import sigstore_reason as _reason
 from webhook.signatures.policyset import KeylessAuthority
 from webhook.signatures.tlogproto import entry_json
@@ -73,12 +72,8 @@ _SHA256 = univ.ObjectIdentifier("2.16.840.1.101.3.4.2.1")
 _BUNDLE_V03 = "application/vnd.dev.sigstore.bundle.v0.3+json"
 
 
-@dataclass(frozen=True, slots=True)
-class GitsignAuthority:
-    """A keyless authority of ``policies.signature``: its name and identity (with its root)."""
-
-    name: str
-    keyless: Keyless
+#: A keyless authority of ``policies.signature``, checking gitsign commits as signature files.
+GitsignAuthority = KeylessAuthority
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,20 +122,13 @@ def verify_gitsign(checkout: Checkout, authorities: Sequence[GitsignAuthority]) 
     )
     reasons = []
     for authority in authorities:
-        root = authority.keyless.root
-        if root is None:
+        if authority.keyless.root is None:
             reasons.append(f"{authority.name}: no trusted root loaded")
             continue
-        try:
-            root.verifier.verify_artifact(hashed, bundle, identity_policy(authority.keyless))
-        except (SigstoreError, ValueError) as exc:
-            reasons.append(f"{authority.name}: {_reason(exc)}")
-            continue
-        problem = window_problem(root, bundle)
-        if problem is None:
+        answer = authority.admit(hashed, bundle, what="the commit")
+        if isinstance(answer, Vouch):
             return authority.name
-        again = "sign the commit again under the root's current CA and log keys"
-        reasons.append(f"{authority.name}: {problem}; {again}")
+        reasons.append(f"{authority.name}: {answer.message}")
     raise _fail(
         commit,
         "no keyless authority admits the gitsign signature: " + "; ".join(reasons),
@@ -291,11 +279,7 @@ def git_verifier(
     """
     keys = tuple(a for a in signature_config.authorities if isinstance(a, TrustedKey))
     signers = tuple(signature_config.allowed_signers)
-    configured = (
-        GitsignAuthority(a.name, a.keyless)
-        for a in signature_config.authorities
-        if isinstance(a, KeylessAuthority)
-    )
+    configured = (a for a in signature_config.authorities if isinstance(a, KeylessAuthority))
     gitsign = (*keyless, *configured)
 
     def verifier(directory: Path) -> Verified:

@@ -25,13 +25,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from cryptography import x509
-from pydantic import ValidationError
 from sigstore.errors import Error as SigstoreError
 from sigstore.errors import VerificationError
+from sigstore.hashes import Hashed
 from sigstore.models import Bundle
 
 from webhook.core.untrusted import literal
-from webhook.core.x509read import CERTIFICATE_ERRORS, readable
+from webhook.core.x509read import CERTIFICATE_ERRORS
 from webhook.policy.model import Keyless
 from webhook.policy.signing.envelope import Refusal, Vouch
 from webhook.signatures.cawindow import window_problem
@@ -40,7 +40,7 @@ from webhook.signatures.identity import (
     certificate_issuer,
     identity_policy,
 )
-from webhook.signatures.keyless import sigstore_reason
+from webhook.signatures.keyless import parse_bundle, sigstore_reason
 from webhook.trust.trustroot import TrustRoot
 
 __all__ = [
@@ -61,13 +61,6 @@ BUNDLE_V03 = frozenset(
 #: Largest bundle read; a real one (certificate, log entry, proof) is 5 to 10 KiB.
 MAX_BUNDLE_BYTES = 256 * 1024
 
-_BUNDLE_ERRORS: tuple[type[Exception], ...] = (
-    SigstoreError,
-    ValidationError,
-    KeyError,
-    TypeError,
-    *CERTIFICATE_ERRORS,
-)
 _REFUSED: tuple[type[Exception], ...] = (SigstoreError, *CERTIFICATE_ERRORS)
 _ALTERED = ("message digest mismatch", "Signature is invalid for input")
 #: A chain that fails only because of the log's time says nothing of the CA: invalid.
@@ -105,6 +98,16 @@ class KeylessAuthority:
         bundle = read_bundle(raw)
         if isinstance(bundle, str):
             return Refusal("invalid", bundle)
+        return self.admit(manifest, bundle, what="the set")
+
+    def admit(self, artifact: bytes | Hashed, bundle: Bundle, *, what: str) -> Vouch | Refusal:
+        """Whether ``bundle`` signs ``artifact`` as this identity, under this root and its CA then.
+
+        The one keyless check of every policy-set form: a signature file's
+        bundle (``vouch``) and a gitsign commit (``gitsign.py``), so both
+        apply the same identity, log proof and CA window. ``what`` names what
+        to sign again when the root has retired the CA or a log key.
+        """
         cert = bundle.signing_certificate
         signer = certificate_signer(cert)
         policy = identity_policy(self.keyless)
@@ -114,14 +117,14 @@ class KeylessAuthority:
             message = f"accepts {self.wants()}: {sigstore_reason(exc)}"
             return Refusal("untrusted", message, signer)
         try:
-            self.root.verifier.verify_artifact(manifest, bundle, policy)
+            self.root.verifier.verify_artifact(artifact, bundle, policy)
         except _REFUSED as exc:
             return _refusal(exc, self.keyless.trusted_root, signer)
         problem = window_problem(self.root, bundle)
         if problem is not None:
             return Refusal(
                 "untrusted",
-                f"{problem}; sign the set again under the root's current CA and log keys",
+                f"{problem}; sign {what} again under the root's current CA and log keys",
                 signer,
             )
         return Vouch(signer)
@@ -159,13 +162,9 @@ def read_bundle(raw: object) -> Bundle | str:
     if not isinstance(media_type, str) or media_type not in BUNDLE_V03:  # {} is unhashable
         shown = literal(media_type) if isinstance(media_type, str) else "none"
         return f"the bundle's media type is {shown}, not a Sigstore bundle v0.3"
-    try:
-        bundle = Bundle.from_json(text)
-        # Parsed now, so that a hostile certificate is a refusal here rather
-        # than an exception in whatever reads its identity next.
-        readable(bundle.signing_certificate)
-    except _BUNDLE_ERRORS as exc:
-        return f"malformed Sigstore bundle: {sigstore_reason(exc)}"
+    bundle = parse_bundle(text.encode("utf-8"))
+    if isinstance(bundle, str):
+        return bundle
     if bundle._inner.message_signature is None:
         return "the bundle holds no message signature (a DSSE envelope signs no manifest)"
     return bundle

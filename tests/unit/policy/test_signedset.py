@@ -74,6 +74,18 @@ def test_older_than_the_stored_mark_is_replayed_after_a_restart() -> None:
     assert "older than version 7" in error.message and "--version 8" in error.message
 
 
+def test_a_replayed_commit_is_told_to_check_out_a_newer_commit_not_to_pass_a_flag() -> None:
+    """source: git: the version is the committer time, which no --version sets."""
+    older = gate(verified(1_700_000_000, "git:older"), Marks(Mark(1_700_000_060, "git:newer")))[0]
+    same = gate(verified(1_700_000_060, "git:other"), Marks(Mark(1_700_000_060, "git:newer")))[0]
+    low = gate(verified(1_700_000_000, "git:older"), minimum=1_800_000_000)[0]
+    for sets, wanted in [(older, 1_700_000_061), (same, 1_700_000_061), (low, 1_800_000_000)]:
+        error = refusal(sets)
+        assert error.reason == "replayed"
+        assert "--version" not in error.message
+        assert f"signed commit whose committer time is {wanted} (Unix seconds)" in error.message
+
+
 def test_older_than_what_this_process_loaded_is_replayed_without_a_store() -> None:
     sets, verifier, _ = gate(verified(4))
     sets.advance(sets.admit(Path("policies")))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -79,6 +80,31 @@ def test_a_file_too_large_or_missing_is_refused(tmp_path: Path) -> None:
         load_allowed_signers(big, "team")
     with pytest.raises(PolicyError, match="cannot read allowed-signers file"):
         load_allowed_signers(tmp_path / "absent", "team")
+
+
+def test_a_fifo_is_refused_not_waited_on(tmp_path: Path) -> None:
+    """Opened for reading, a FIFO waits for a writer: loading the configuration would hang."""
+    import threading
+
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    raised: list[BaseException] = []
+
+    def load() -> None:
+        try:
+            load_allowed_signers(fifo, "team")
+        except BaseException as exc:  # the outcome is the assertion below
+            raised.append(exc)
+
+    worker = threading.Thread(target=load, daemon=True)
+    worker.start()
+    worker.join(5)
+    if worker.is_alive():  # let the hung reader go before failing
+        with open(fifo, "wb"):
+            pass
+    assert not worker.is_alive(), "reading a FIFO as the allowed-signers file hung"
+    assert len(raised) == 1 and isinstance(raised[0], PolicyError)
+    assert f"allowed-signers file {fifo} is not a regular file" in str(raised[0])
 
 
 def test_a_file_is_loaded_as_a_named_authority(tmp_path: Path, keys: list[str]) -> None:

@@ -291,6 +291,43 @@ def test_a_policy_naming_a_key_outside_the_signed_directory_is_refused(
     assert uncovered(load_verified(inside, verified.files or {}), inside) is None
 
 
+def test_a_key_named_by_absolute_path_into_the_signed_directory_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Compiling would read such a key from the directory, not from the verified bytes:
+    a key swapped in after the check would be the one that admits images."""
+    directory = tmp_path / "set"
+    key = directory / "keys" / "signer.pub"
+    signed_key = public_pem(ec.generate_private_key(ec.SECP256R1()))
+    files = {
+        **FILES,
+        "keyed.yaml": KEYED_POLICY.replace("keys/signer.pub", str(key)),
+        "keys/signer.pub": signed_key.decode(),
+    }
+    signed_set(directory, TEAM, 2, files)
+    verified = verify_directory(directory, [AUTHORITY])
+    key.write_bytes(public_pem(ec.generate_private_key(ec.SECP256R1())))  # swapped after
+    with pytest.raises(PolicySignatureError) as caught:
+        load_verified(directory, verified.files or {})
+    assert caught.value.reason == "unsigned"
+    assert f"name {key} by an absolute path" in caught.value.message
+    assert "relative to the policy" in caught.value.message
+    # Put back, the set verifies and is still refused, by the server and by policy verify.
+    key.write_bytes(signed_key)
+    store = PolicyStore(directory, verifier=FileVerifier([AUTHORITY]))
+    assert not store.loaded
+    assert store.signature is not None and store.signature.last_refusal is not None
+    assert store.signature.last_refusal.reason == "unsigned"
+    (tmp_path / "team.pub").write_bytes(public_pem(TEAM))
+    config = tmp_path / "trustgate.yaml"
+    config.write_text(
+        "policies:\n  signature:\n    authorities:\n"
+        f"      - name: team\n        key: {{file: {tmp_path / 'team.pub'}}}\n"
+    )
+    assert main(["policy", "verify", str(directory), "--config", str(config)]) == 1
+    assert "by an absolute path into" in capsys.readouterr().err
+
+
 def tempfile_dir() -> str:
     import tempfile
 

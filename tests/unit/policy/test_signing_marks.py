@@ -165,6 +165,31 @@ def test_an_unreadable_mark_is_an_error(tmp_path: Path) -> None:
         at(path).advance(Mark(1, DIGEST))
 
 
+def test_a_fifo_in_place_of_the_mark_is_an_error_not_a_hang(tmp_path: Path) -> None:
+    """Opened for reading, a FIFO waits for a writer: the reload thread would hang."""
+    import threading
+
+    path = tmp_path / "mark.json"
+    os.mkfifo(path)
+    raised: list[BaseException] = []
+
+    def read() -> None:
+        try:
+            at(path).read()
+        except BaseException as exc:  # the outcome is the assertion below
+            raised.append(exc)
+
+    worker = threading.Thread(target=read, daemon=True)
+    worker.start()
+    worker.join(5)
+    if worker.is_alive():  # let the hung reader go before failing
+        with open(path, "wb"):
+            pass
+    assert not worker.is_alive(), "reading a FIFO as the mark hung"
+    assert len(raised) == 1 and isinstance(raised[0], MarkError)
+    assert "not a regular file" in str(raised[0]) and "minimumVersion" in str(raised[0])
+
+
 def test_a_missing_directory_is_an_error_naming_the_volume_not_no_mark(tmp_path: Path) -> None:
     mark = at(tmp_path / "not-mounted" / "mark.json")
     with pytest.raises(MarkError, match="does not exist; mount a volume there"):

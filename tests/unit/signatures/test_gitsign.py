@@ -125,6 +125,16 @@ def test_a_certificate_of_another_identity_is_refused(
     assert refusal.reason == "untrusted" and "mallory@evil.test" in str(refusal)
 
 
+def test_a_gitsign_refusal_says_which_identity_the_authority_accepts(
+    tmp_path: Path, instance: SigstoreInstance, root: TrustRoot
+) -> None:
+    """The same keyless check as a signature file's bundle: its words name the wanted identity."""
+    link, _ = _gitsigned(tmp_path, instance, Identity("mallory@evil.test", ISSUER))
+    refusal = _refusal(link, [_authority(root)])
+    assert refusal.reason == "untrusted"
+    assert f"maintainers: accepts identity {MAINTAINER.subject} (issuer {ISSUER}" in str(refusal)
+
+
 def test_a_certificate_of_another_ca_is_refused(tmp_path: Path, root: TrustRoot) -> None:
     link, _ = _gitsigned(tmp_path, SigstoreInstance("elsewhere"))
     refusal = _refusal(link, [_authority(root)])

@@ -229,6 +229,8 @@ def _covered(directory: Path, verified: Verified) -> None:
         return
     try:
         policy_set = load_verified(directory, verified.files)
+    except PolicySignatureError:
+        raise
     except PolicyError:
         return  # a set that does not compile: policy lint says why, the server refuses it
     refusal = uncovered(policy_set, directory)

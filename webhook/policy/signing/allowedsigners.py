@@ -24,6 +24,7 @@ from pathlib import Path
 
 from webhook.core.errors import PolicyError
 from webhook.policy.signing.sshsig import KEY_TYPES, load_ssh_public_key, ssh_key_blob
+from webhook.policy.signing.tree import NotRegularFile, read_regular
 from webhook.trust.keys import PublicKey
 
 __all__ = [
@@ -80,8 +81,9 @@ def load_allowed_signers(path: Path, name: str) -> AllowedSigners:
             a signer trustgate accepts (each message names the line).
     """
     try:
-        with path.open("rb") as handle:
-            raw = handle.read(MAX_FILE_BYTES + 1)
+        raw = read_regular(path, MAX_FILE_BYTES)
+    except NotRegularFile:
+        raise PolicyError(f"allowed-signers file {path} is not a regular file") from None
     except OSError as exc:
         raise PolicyError(f"cannot read allowed-signers file {path}: {exc.strerror}") from None
     if len(raw) > MAX_FILE_BYTES:

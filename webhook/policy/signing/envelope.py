@@ -25,8 +25,6 @@ import base64
 import binascii
 import hashlib
 import json
-import os
-import stat
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -47,7 +45,7 @@ from webhook.policy.signing.manifest import (
     manifest_bytes,
     parse_manifest,
 )
-from webhook.policy.signing.tree import SIGNATURE_DIR, read_at_most, read_tree
+from webhook.policy.signing.tree import SIGNATURE_DIR, NotRegularFile, read_regular, read_tree
 from webhook.trust.keys import PublicKey, key_fingerprint, load_public_key, verify
 
 __all__ = [
@@ -268,17 +266,14 @@ def write_signature(
 def _read_signature(path: Path) -> tuple[bytes, dict[str, Any]]:
     """The manifest bytes and the whole document of signature file ``path``."""
     try:
-        # O_NONBLOCK: a FIFO swapped in after the caller's is_file() must not
-        # block the reader waiting for a writer; fstat then refuses it.
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
-        with os.fdopen(fd, "rb") as handle:
-            if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
-                raise PolicySignatureError(
-                    "is not a regular file; sign the directory again with trustgate policy sign",
-                    reason="invalid",
-                    file=str(path),
-                )
-            raw = read_at_most(handle, MAX_SIGNATURE_BYTES)
+        # A FIFO swapped in after the caller's is_file() is refused, not waited on.
+        raw = read_regular(path, MAX_SIGNATURE_BYTES)
+    except NotRegularFile:
+        raise PolicySignatureError(
+            "is not a regular file; sign the directory again with trustgate policy sign",
+            reason="invalid",
+            file=str(path),
+        ) from None
     except OSError as exc:
         raise PolicySignatureError(
             f"cannot read the signature: {exc.strerror}", reason="invalid", file=str(path)

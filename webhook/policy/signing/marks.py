@@ -38,6 +38,7 @@ from typing import Final, Protocol
 from webhook.core.errors import TrustgateError
 from webhook.policy.signing.gate import Mark, MarkError
 from webhook.policy.signing.manifest import MAX_VERSION
+from webhook.policy.signing.tree import NotRegularFile, read_regular
 
 __all__ = ["MAX_MARK_BYTES", "FileMark", "MarkFields", "RemoteMark", "checked_mark"]
 
@@ -96,8 +97,9 @@ class FileMark:
             MarkError: the file or its directory cannot be read, or holds no valid mark.
         """
         try:
-            with open(self.path, "rb") as file:
-                data = file.read(MAX_MARK_BYTES + 1)
+            data = read_regular(self.path, MAX_MARK_BYTES)
+        except NotRegularFile:
+            raise MarkError(f"{self.where}: not a regular file; {_REPAIR}") from None
         except FileNotFoundError:
             if not self.path.parent.is_dir():
                 raise MarkError(self._no_directory()) from None

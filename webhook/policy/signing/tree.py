@@ -16,6 +16,7 @@ would hang the reader), are refused.
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 from pathlib import Path
@@ -24,7 +25,15 @@ from typing import BinaryIO
 from webhook.core.errors import PolicyError
 from webhook.policy.signing.manifest import check_path
 
-__all__ = ["MAX_FILES", "MAX_TOTAL_BYTES", "SIGNATURE_DIR", "read_at_most", "read_tree"]
+__all__ = [
+    "MAX_FILES",
+    "MAX_TOTAL_BYTES",
+    "SIGNATURE_DIR",
+    "NotRegularFile",
+    "read_at_most",
+    "read_regular",
+    "read_tree",
+]
 
 #: Where the signature lives inside the directory; never part of the manifest.
 SIGNATURE_DIR = ".trustgate"
@@ -144,3 +153,29 @@ def read_at_most(handle: BinaryIO, limit: int) -> bytes:
     if len(data) > size:
         data += handle.read(limit + 1 - len(data))
     return data
+
+
+class NotRegularFile(Exception):
+    """A path that is a FIFO, a device or a socket: refused unread."""
+
+
+def read_regular(path: Path, limit: int) -> bytes:
+    """The content of regular file ``path``, and one byte more when it exceeds ``limit``.
+
+    Opened with ``O_NONBLOCK``, so that a FIFO put in the file's place makes
+    the reader refuse it instead of waiting forever for a writer (the reload
+    thread would hang, and policies with it).
+
+    Raises:
+        OSError: ``path`` cannot be opened or read (``FileNotFoundError`` when
+            absent, ``IsADirectoryError`` for a directory, as ``open`` raises).
+        NotRegularFile: ``path`` is a FIFO, a device or a socket.
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    with os.fdopen(fd, "rb") as handle:
+        mode = os.fstat(handle.fileno()).st_mode
+        if stat.S_ISDIR(mode):  # as open() says of one
+            raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), str(path))
+        if not stat.S_ISREG(mode):
+            raise NotRegularFile(str(path))
+        return read_at_most(handle, limit)
