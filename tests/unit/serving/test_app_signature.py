@@ -75,6 +75,19 @@ def test_what_is_not_a_review_is_still_a_400(client: FlaskClient) -> None:
     assert status == 400 and "not an AdmissionReview" in answer["error"]
 
 
+def test_a_review_of_another_version_gets_the_400_a_loaded_set_gives(client: FlaskClient) -> None:
+    """Without a set, what parse_review refuses is still named, on both paths, not denied."""
+    body = review(workload("Pod", pod_spec(GOOD)), uid="v")
+    body["apiVersion"] = "admission.k8s.io/v1beta1"
+    for path in ("/validate", "/mutate"):
+        status, answer = post(client, path, body)
+        assert status == 400, path
+        assert "expected apiVersion admission.k8s.io/v1" in answer["error"]
+    text = client.get("/metrics").get_data(as_text=True)
+    assert 'trustgate_admission_requests_total{decision="invalid"} 1.0' in text
+    assert 'trustgate_mutation_requests_total{outcome="invalid"} 1.0' in text
+
+
 def test_mutate_admits_unpatched(client: FlaskClient) -> None:
     status, answer = post(client, "/mutate", review(workload("Pod", pod_spec(GOOD)), uid="m"))
     assert status == 200
