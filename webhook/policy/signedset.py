@@ -34,7 +34,7 @@ from webhook.policy.signing.gate import (
     Verified,
 )
 
-__all__ = ["Refusal", "SignatureState", "SignedSets"]
+__all__ = ["Refusal", "SignatureState", "SignedSets", "check_minimum"]
 
 log = logging.getLogger("trustgate.policy")
 
@@ -186,13 +186,7 @@ class SignedSets:
 
     def _check_version(self, verified: Verified) -> None:
         version = verified.version
-        if version < self._minimum:
-            raise PolicySignatureError(
-                f"the policy set is version {version}, below policies.signature."
-                f"minimumVersion {self._minimum}: sign the current policies with "
-                f"--version {self._minimum} or higher",
-                reason="replayed",
-            )
+        check_minimum(version, self._minimum)
         marks = [m for m in (self._stored, self._loaded) if m is not None]
         if not marks:
             return
@@ -210,3 +204,21 @@ class SignedSets:
                 f"--version {version + 1}",
                 reason="replayed",
             )
+
+
+def check_minimum(version: int, minimum: int) -> None:
+    """Refuse a set signed below ``policies.signature.minimumVersion``.
+
+    The server and ``policy verify`` both apply it, so that what the command
+    passes the server loads.
+
+    Raises:
+        PolicySignatureError: ``replayed``, naming the version to sign with.
+    """
+    if version < minimum:
+        raise PolicySignatureError(
+            f"the policy set is version {version}, below policies.signature."
+            f"minimumVersion {minimum}: sign the current policies with "
+            f"--version {minimum} or higher",
+            reason="replayed",
+        )
