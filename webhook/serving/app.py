@@ -97,6 +97,8 @@ def create_app(settings: Settings) -> Flask:
             metrics.reload_timestamp.set(status.loaded_at)
         if store.signature is not None:
             metrics.observe_signature(store.signature)
+        if not interval and store.loaded:
+            store.stop()  # reloads are off: polled only until a first valid set loaded
 
     interval = settings.config.reload_interval_seconds if settings.reload else 0.0
     roots = TrustRoots()

@@ -119,6 +119,24 @@ def test_with_reloads_off_a_valid_set_still_loads(unsigned: Path) -> None:
         app.extensions["trustgate"].store.stop()
 
 
+def test_with_reloads_off_the_first_valid_set_is_the_last(unsigned: Path) -> None:
+    """Polled until a valid set loads, then not: reloadIntervalSeconds 0 disables reload."""
+    app = make_app(unsigned, reload=False)
+    try:
+        sign_directory(unsigned, private_pem(TEAM), source="k", version=1, now=datetime.now(UTC))
+        client = app.test_client()
+        deadline = time.monotonic() + 10
+        while client.get("/readyz").status_code != 200:
+            assert time.monotonic() < deadline, client.get("/readyz").get_json()
+            time.sleep(0.05)
+        (unsigned / "policy.yaml").write_text((unsigned / "policy.yaml").read_text() + "# v2\n")
+        sign_directory(unsigned, private_pem(TEAM), source="k", version=2, now=datetime.now(UTC))
+        time.sleep(4.5)  # two polls of the 2 s interval a started store would use
+        assert client.get("/readyz").get_json()["policySignature"]["version"] == 1
+    finally:
+        app.extensions["trustgate"].store.stop()
+
+
 def test_without_policies_signature_the_body_says_none(tmp_path: Path) -> None:
     directory = signed_set(tmp_path / "policies", TEAM, 1)
     app = create_app(Settings(policies=directory, config=Config(), reload=False))
