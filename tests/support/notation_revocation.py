@@ -19,7 +19,6 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import os
-import socket
 import sys
 import threading
 import time
@@ -34,7 +33,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509 import ocsp
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from tests.support.localhttp import LocalServer
+from tests.support.localhttp import LocalServer, QuietHandler
 from tests.support.notation_revocation_pki import Authority, Issued, now, resigned
 
 #: What an OCSP route can be made to do (default: answer truthfully).
@@ -257,15 +256,8 @@ class _Server(ThreadingHTTPServer):
 
 
 def _handler(server: RevocationServer) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(QuietHandler):
         protocol_version = "HTTP/1.1"
-
-        def log_message(self, format: str, *args: Any) -> None:
-            return
-
-        def setup(self) -> None:
-            super().setup()
-            self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
         def do_GET(self) -> None:
             path = self.path.split("?")[0]

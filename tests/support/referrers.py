@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import json
 import re
-import socket
 from collections.abc import Mapping
 from http.server import BaseHTTPRequestHandler
 from typing import Any
@@ -36,7 +35,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 
 import requests
 
-from tests.support.localhttp import LocalServer
+from tests.support.localhttp import LocalServer, QuietHandler
 from tests.support.registry import (
     OCI_INDEX,
     OCI_MANIFEST,
@@ -116,17 +115,8 @@ def _json(body: bytes) -> dict[str, Any]:
 
 
 def _handler(front: ReferrersFront) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(QuietHandler):
         protocol_version = "HTTP/1.1"
-
-        def log_message(self, format: str, *args: Any) -> None:
-            return
-
-        def setup(self) -> None:
-            super().setup()
-            # Headers and body go out as separate writes: without this, Nagle's
-            # algorithm and delayed ACKs add 40 ms to every answer.
-            self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
         def do_HEAD(self) -> None:
             self._pass("HEAD")
