@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import sys
 import tempfile
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +39,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from stage import insecure, pod_review, policy_head, push_app, write_policy  # noqa: E402
-from timing import percentiles, report, timed  # noqa: E402
+from timing import cold_review, percentiles, report, timed  # noqa: E402
 
 from tests.support.cosign import generate_key  # noqa: E402
 from tests.support.notation_images import of, sign_image, signing_chain  # noqa: E402
@@ -48,9 +47,8 @@ from tests.support.notation_pki import Authority  # noqa: E402
 from tests.support.notation_revocation import RevocationServer, chain  # noqa: E402
 from tests.support.registry import start_registry  # noqa: E402
 from webhook.admission.review import review as answer  # noqa: E402
-from webhook.config import Config, parse_config  # noqa: E402
+from webhook.config import parse_config  # noqa: E402
 from webhook.policy.loader import load_directory  # noqa: E402
-from webhook.policy.model import PolicySet  # noqa: E402
 from webhook.services import build_engine  # noqa: E402
 
 Request = dict[str, Any]
@@ -62,21 +60,6 @@ def notation_policy(host: str, store: str, extra: str = "") -> str:
         "  signatures:\n    authorities:\n      - name: wabbit\n        notation:\n"
         f"          trustStore: {store}\n          trustedIdentities: ['*']\n{extra}"
     )
-
-
-def cold(policies: PolicySet, config: Config, request: Request) -> Callable[[], object]:
-    """One review on a new engine: nothing cached, not even revocation answers."""
-
-    def run() -> object:
-        engine = build_engine(lambda: policies, config)
-        try:
-            result = answer(engine, request)
-        finally:
-            engine.close()
-        assert result[1].allowed, result[1].message
-        return result
-
-    return run
 
 
 def main() -> None:
@@ -128,7 +111,7 @@ def main() -> None:
         samples: dict[str, list[float]] = {f"cold_{name}": [] for name in reviews}
         for _ in range(args.rounds):  # interleaved: each round times every form once
             for name, request in reviews.items():
-                samples[f"cold_{name}"] += timed(1, cold(sets[name], config, request))
+                samples[f"cold_{name}"] += timed(1, cold_review(sets[name], config, request))
         ocsp_asked = sum(responder.hits.values())
 
         engines = {

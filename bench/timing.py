@@ -34,6 +34,21 @@ def timed(rounds: int, run: Callable[[], object]) -> list[float]:
 Request = dict[str, object]
 
 
+def cold_review(policies: PolicySet, config: Config, request: Request) -> Callable[[], object]:
+    """One allowed review of ``request`` on a new engine: nothing cached, as after a restart."""
+
+    def run() -> object:
+        engine = build_engine(lambda: policies, config)
+        try:
+            result = answer(engine, request)
+        finally:
+            engine.close()
+        assert result[1].allowed, result[1].message
+        return result
+
+    return run
+
+
 def review_timings(
     checked: PolicySet,
     baseline: PolicySet,
@@ -53,19 +68,10 @@ def review_timings(
     ``allowlist_only_<n>``.
     """
 
-    def on_new_engine(request: Request) -> Callable[[], object]:
-        def run() -> object:
-            engine = build_engine(lambda: checked, config)
-            try:
-                result = answer(engine, request)
-            finally:
-                engine.close()
-            assert result[1].allowed, result[1].message
-            return result
-
-        return run
-
-    results = {name: percentiles(timed(rounds, on_new_engine(r))) for name, r in cold.items()}
+    results = {
+        name: percentiles(timed(rounds, cold_review(checked, config, r)))
+        for name, r in cold.items()
+    }
     name, request = warm
     warm_engine = build_engine(lambda: checked, config)
     plain_engine = build_engine(lambda: baseline, config)

@@ -127,6 +127,15 @@ def test_a_policy_file_cannot_take_the_signature_key() -> None:
         render(values)
 
 
+def test_a_dotted_policy_name_still_gets_yaml_and_a_key_file_keeps_its_name() -> None:
+    """team.prod became team.prod.yaml before keys could sit beside policies, and still does:
+    kept as it is, the loader (which reads .yaml, .yml and .json) would skip it unsaid."""
+    files = {"team.prod": "{}", "prod": "{}", "release.pub": "k", "ca.pem": "c", "a.yml": "{}"}
+    values = {"policies": {"files": {**files, "audit-all.yaml": None}}}
+    data = _config_maps(render(values))[f"{RELEASE}-policies"]["data"]
+    assert set(data) == {"team.prod.yaml", "prod.yaml", "release.pub", "ca.pem", "a.yml"}
+
+
 WORKFLOW = Path(__file__).resolve().parents[2] / "docs" / "examples" / "sign-policies.yml"
 
 

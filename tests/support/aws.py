@@ -26,12 +26,13 @@ import re
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
 
 from werkzeug.serving import BaseWSGIServer, make_server
+
+from tests.support.localhttp import LocalServer, QuietHandler
 
 #: The account moto issues tokens for unless told otherwise, and the password it issues.
 ACCOUNT = "123456789012"
@@ -134,7 +135,7 @@ class AwsJsonEndpoint:
         self._lock = threading.Lock()
         endpoint = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             protocol_version = "HTTP/1.1"
 
             def do_POST(self) -> None:
@@ -148,29 +149,16 @@ class AwsJsonEndpoint:
                 with endpoint._lock:
                     endpoint.calls.append(call)
                 status, body = endpoint.answer(call)
-                data = json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/x-amz-json-1.1")
-                self.send_header("x-amzn-RequestId", "00000000-0000-0000-0000-000000000000")
+                headers = {"x-amzn-RequestId": "00000000-0000-0000-0000-000000000000"}
                 if status >= 400 and "__type" in body:
-                    self.send_header("x-amzn-ErrorType", str(body["__type"]))
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+                    headers["x-amzn-ErrorType"] = str(body["__type"])
+                self.send_json(status, body, "application/x-amz-json-1.1", headers)
 
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._httpd.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self._httpd.server_address[1]}"
-        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
-        self._thread.start()
+        self._server = LocalServer(Handler).start()
+        self.url = self._server.url
 
     def stop(self) -> None:
-        self._httpd.shutdown()
-        self._httpd.server_close()
-        self._thread.join(timeout=5)
+        self._server.stop()
 
 
 def public_token(user: str, password: str, expires_at: float) -> Answer:
@@ -251,30 +239,20 @@ class StsRefusing:
         self.forms: list[dict[str, str]] = []
         refusing = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             protocol_version = "HTTP/1.1"
 
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 form = parse_qs(self.rfile.read(length).decode())
                 refusing.forms.append({k: v[0] for k, v in form.items()})
-                self.send_response(400)
-                self.send_header("Content-Type", "text/xml")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
+                self.send_body(400, "text/xml", body)
 
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._httpd.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self._httpd.server_address[1]}"
-        threading.Thread(target=self._httpd.serve_forever, daemon=True).start()
+        self._server = LocalServer(Handler).start()
+        self.url = self._server.url
 
     def stop(self) -> None:
-        self._httpd.shutdown()
-        self._httpd.server_close()
+        self._server.stop()
 
 
 class PodIdentityAgent:
@@ -292,17 +270,17 @@ class PodIdentityAgent:
         self.authorizations: list[str] = []
         agent = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             protocol_version = "HTTP/1.1"
 
             def do_GET(self) -> None:
                 given = self.headers.get("Authorization", "")
                 agent.authorizations.append(given)
                 if given != agent.token:
-                    self._json(401, {"message": "invalid token"})
+                    self.send_json(401, {"message": "invalid token"})
                     return
                 expires = datetime.datetime.now(datetime.UTC) + datetime.timedelta(hours=6)
-                self._json(
+                self.send_json(
                     200,
                     {
                         "AccessKeyId": agent.ACCESS_KEY,
@@ -313,22 +291,8 @@ class PodIdentityAgent:
                     },
                 )
 
-            def _json(self, status: int, body: Mapping[str, Any]) -> None:
-                data = json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._httpd.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self._httpd.server_address[1]}/v1/credentials"
-        threading.Thread(target=self._httpd.serve_forever, daemon=True).start()
+        self._server = LocalServer(Handler).start()
+        self.url = f"{self._server.url}/v1/credentials"
 
     def stop(self) -> None:
-        self._httpd.shutdown()
-        self._httpd.server_close()
+        self._server.stop()

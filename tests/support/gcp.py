@@ -34,14 +34,15 @@ and issues an access token.
 from __future__ import annotations
 
 import contextlib
-import json
 import secrets
 import threading
 import time
 from collections.abc import Mapping
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
+
+from tests.support.localhttp import LocalServer, QuietHandler
 
 EMAIL = "trustgate@example-project.iam.gserviceaccount.com"
 PROJECT = "example-project"
@@ -70,20 +71,16 @@ class MetadataServer:
         self.requests: list[tuple[str, dict[str, str]]] = []
         self._lock = threading.Lock()
         self._release = threading.Event()
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self._httpd.daemon_threads = True
-        self.host = f"127.0.0.1:{self._httpd.server_address[1]}"
-        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
+        self._server = LocalServer(self._handler())
+        self.host = self._server.host
 
     def start(self) -> MetadataServer:
-        self._thread.start()
+        self._server.start()
         return self
 
     def stop(self) -> None:
         self._release.set()
-        if self._thread.is_alive():
-            self._httpd.shutdown()
-        self._httpd.server_close()
+        self._server.stop()
 
     def reset(self) -> None:
         """Back to ``ok``, with nothing recorded; hanging requests are let go."""
@@ -108,7 +105,7 @@ class MetadataServer:
     def _handler(self) -> type[BaseHTTPRequestHandler]:
         server = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             protocol_version = "HTTP/1.1"
 
             def do_GET(self) -> None:
@@ -133,7 +130,7 @@ class MetadataServer:
                         "email": EMAIL,
                         "scopes": ["https://www.googleapis.com/auth/cloud-platform"],
                     }
-                    self._json(200, info)
+                    self.send_json(200, info)
                 elif path == "/computeMetadata/v1/project/project-id":
                     self._answer(200, "application/text", PROJECT.encode())
                 elif path == TOKEN_PATH:
@@ -155,23 +152,22 @@ class MetadataServer:
                     self.send_header("Content-Length", "0")
                     self.end_headers()
                 else:
-                    self._json(200, server._token())
+                    self.send_json(200, server._token())
 
-            def _json(self, status: int, body: Mapping[str, Any]) -> None:
-                self._answer(status, "application/json", json.dumps(body).encode())
+            def send_body(
+                self, status: int, content_type: str, data: bytes, headers: Mapping[str, str] = {}
+            ) -> None:
+                date = time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime())
+                with contextlib.suppress(OSError):  # a client that gives up on a large answer
+                    super().send_body(
+                        status,
+                        content_type,
+                        data,
+                        {"Metadata-Flavor": "Google", "Date": date, **headers},
+                    )
 
             def _answer(self, status: int, kind: str, data: bytes) -> None:
-                self.send_response(status)
-                self.send_header("Metadata-Flavor", "Google")
-                self.send_header("Content-Type", kind)
-                self.send_header("Content-Length", str(len(data)))
-                self.send_header("Date", time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime()))
-                self.end_headers()
-                with contextlib.suppress(OSError):  # a client that gives up on a large answer
-                    self.wfile.write(data)
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
+                self.send_body(status, kind, data)
 
         return Handler
 
@@ -189,7 +185,7 @@ class StsServer:
         self._lock = threading.Lock()
         server = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             protocol_version = "HTTP/1.1"
 
             def do_POST(self) -> None:
@@ -198,14 +194,15 @@ class StsServer:
                 with server._lock:
                     server.exchanges.append(form)
                 if urlsplit(self.path).path != "/v1/token":
-                    self._json(404, {"error": "not_found"})
+                    self.send_json(404, {"error": "not_found"})
                 elif form.get("grant_type") != EXCHANGE or form.get("audience") != server.audience:
-                    self._json(400, {"error": "invalid_grant", "error_description": "bad audience"})
+                    refusal = {"error": "invalid_grant", "error_description": "bad audience"}
+                    self.send_json(400, refusal)
                 else:
                     token = f"ya29.federated-{secrets.token_urlsafe(24)}"
                     with server._lock:
                         server.tokens.append(token)
-                    self._json(
+                    self.send_json(
                         200,
                         {
                             "access_token": token,
@@ -215,23 +212,8 @@ class StsServer:
                         },
                     )
 
-            def _json(self, status: int, body: Mapping[str, Any]) -> None:
-                data = json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._httpd.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self._httpd.server_address[1]}/v1/token"
-        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
-        self._thread.start()
+        self._server = LocalServer(Handler).start()
+        self.url = f"{self._server.url}/v1/token"
 
     def stop(self) -> None:
-        self._httpd.shutdown()
-        self._httpd.server_close()
+        self._server.stop()

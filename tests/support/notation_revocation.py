@@ -19,7 +19,6 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import os
-import socket
 import sys
 import threading
 import time
@@ -34,6 +33,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509 import ocsp
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
+from tests.support.localhttp import LocalServer, QuietHandler
 from tests.support.notation_revocation_pki import Authority, Issued, now, resigned
 
 #: What an OCSP route can be made to do (default: answer truthfully).
@@ -117,21 +117,17 @@ class RevocationServer:
         self.stranger = Authority.root("stranger")
         self._stopping = threading.Event()
         self._lock = threading.Lock()
-        self._server = _Server(("127.0.0.1", 0), _handler(self))
-        self._server.daemon_threads = True
-        self.host = f"127.0.0.1:{self._server.server_address[1]}"
-        self.url = f"http://{self.host}"
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._server = LocalServer(_handler(self), _Server)
+        self.host = self._server.host
+        self.url = self._server.url
 
     def start(self) -> RevocationServer:
-        self._thread.start()
+        self._server.start()
         return self
 
     def stop(self) -> None:
         self._stopping.set()
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=5)
+        self._server.stop()
 
     def add(self, authority: Authority) -> Authority:
         """Serve ``authority``'s OCSP and CRL; gives it delegated responders."""
@@ -260,15 +256,8 @@ class _Server(ThreadingHTTPServer):
 
 
 def _handler(server: RevocationServer) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(QuietHandler):
         protocol_version = "HTTP/1.1"
-
-        def log_message(self, format: str, *args: Any) -> None:
-            return
-
-        def setup(self) -> None:
-            super().setup()
-            self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
         def do_GET(self) -> None:
             path = self.path.split("?")[0]

@@ -28,15 +28,14 @@ from __future__ import annotations
 
 import json
 import re
-import socket
-import threading
 from collections.abc import Mapping
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 import requests
 
+from tests.support.localhttp import LocalServer, QuietHandler
 from tests.support.registry import (
     OCI_INDEX,
     OCI_MANIFEST,
@@ -61,20 +60,16 @@ class ReferrersFront:
         self.page_size = page_size
         #: Every path (with query) asked for, in order: what reached the registry.
         self.paths: list[str] = []
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
-        self._server.daemon_threads = True
-        self.host = f"127.0.0.1:{self._server.server_address[1]}"
-        self.url = f"http://{self.host}"
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._server = LocalServer(_handler(self))
+        self.host = self._server.host
+        self.url = self._server.url
 
     def start(self) -> ReferrersFront:
-        self._thread.start()
+        self._server.start()
         return self
 
     def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=5)
+        self._server.stop()
 
     def referrers(self, name: str, digest: str, artifact_type: str | None) -> list[dict[str, Any]]:
         """The descriptors of the stored manifests of ``name`` whose subject is ``digest``."""
@@ -120,17 +115,8 @@ def _json(body: bytes) -> dict[str, Any]:
 
 
 def _handler(front: ReferrersFront) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(QuietHandler):
         protocol_version = "HTTP/1.1"
-
-        def log_message(self, format: str, *args: Any) -> None:
-            return
-
-        def setup(self) -> None:
-            super().setup()
-            # Headers and body go out as separate writes: without this, Nagle's
-            # algorithm and delayed ACKs add 40 ms to every answer.
-            self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
         def do_HEAD(self) -> None:
             self._pass("HEAD")

@@ -29,7 +29,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 import jwt
@@ -37,6 +37,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from tests.support.localhttp import LocalServer, QuietHandler
 from tests.support.sigstore_instance import FulcioCA, Identity, SigstoreInstance
 
 AUDIENCE = "sigstore"
@@ -102,17 +103,12 @@ class _Server:
         self.requests: list[dict[str, Any]] = []
         self._lock = threading.Lock()
         self._release = threading.Event()
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self._httpd.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self._httpd.server_address[1]}"
-        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
-        self._thread.start()
+        self._server = LocalServer(self._handler()).start()
+        self.url = self._server.url
 
     def stop(self) -> None:
         self._release.set()
-        self._httpd.shutdown()
-        self._thread.join(timeout=5)
-        self._httpd.server_close()
+        self._server.stop()
 
     def answer(self, path: str, headers: dict[str, str], body: bytes) -> tuple[int, Any]:
         raise NotImplementedError
@@ -120,7 +116,7 @@ class _Server:
     def _handler(self) -> type[BaseHTTPRequestHandler]:
         server = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length", "0"))
                 body = self.rfile.read(min(length, 1 << 20))
@@ -146,15 +142,7 @@ class _Server:
                         status, document = server.answer(self.path, headers, body)
                     except Exception as exc:  # the test sees a 400 and the reason
                         status, document = 400, {"code": 400, "message": str(exc)}
-                data = json.dumps(document).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
+                self.send_json(status, document)
 
         return Handler
 

@@ -20,7 +20,7 @@ import secrets
 import threading
 import time
 from collections.abc import Mapping
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -30,6 +30,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from cryptography.x509.oid import NameOID
+
+from tests.support.localhttp import LocalServer, QuietHandler
 
 SERVICE = "trustgate-test-registry"
 ISSUER = "trustgate-test-token-issuer"
@@ -105,12 +107,10 @@ class TokenServer:
         self._lock = threading.Lock()
         self._served = 0
         self.log: list[dict[str, Any]] = []
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self._httpd.daemon_threads = True
-        self.host = f"127.0.0.1:{self._httpd.server_address[1]}"
-        self.url = f"http://{self.host}"
+        self._server = LocalServer(self._handler())
+        self.host = self._server.host
+        self.url = self._server.url
         self.realm = f"{self.url}/token"
-        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
 
     @property
     def served(self) -> int:
@@ -119,15 +119,12 @@ class TokenServer:
             return self._served
 
     def start(self) -> TokenServer:
-        self._thread.start()
+        self._server.start()
         return self
 
     def stop(self) -> None:
-        """Stop serving; safe on a server that was never started (shutdown() would wait forever)."""
-        if self._thread.is_alive():
-            self._httpd.shutdown()
-            self._thread.join(timeout=5)
-        self._httpd.server_close()
+        """Stop serving; safe on a server that was never started."""
+        self._server.stop()
 
     def token(self, subject: str, access: list[dict[str, Any]], audience: str) -> str:
         """A signed JWT for ``subject`` granting ``access`` to ``audience``."""
@@ -187,16 +184,16 @@ class TokenServer:
     def _handler(self) -> type[BaseHTTPRequestHandler]:
         server = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             def do_GET(self) -> None:
                 url = urlsplit(self.path)
                 if url.path != "/token":
-                    self._answer(404, {"error": "not found"})
+                    self.send_json(404, {"error": "not found"})
                     return
                 query = parse_qs(url.query)
                 user = server._authenticate(self.headers.get("Authorization"))
                 if user is False:
-                    self._answer(401, {"errors": [{"code": "UNAUTHORIZED"}]})
+                    self.send_json(401, {"errors": [{"code": "UNAUTHORIZED"}]})
                     return
                 assert user is None or isinstance(user, str)
                 service = query.get("service", [server.service])[0]
@@ -206,7 +203,7 @@ class TokenServer:
                 with server._lock:
                     server._served += 1
                     server.log.append({"user": user, "scopes": scopes, "access": access})
-                self._answer(
+                self.send_json(
                     200,
                     {
                         "token": token,
@@ -215,16 +212,5 @@ class TokenServer:
                         "issued_at": datetime.datetime.now(datetime.UTC).isoformat(),
                     },
                 )
-
-            def _answer(self, status: int, body: Mapping[str, Any]) -> None:
-                data = json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
 
         return Handler

@@ -34,7 +34,7 @@ from webhook.policy.signing.gate import (
     Verified,
 )
 
-__all__ = ["Refusal", "SignatureState", "SignedSets"]
+__all__ = ["Refusal", "SignatureState", "SignedSets", "check_minimum"]
 
 log = logging.getLogger("trustgate.policy")
 
@@ -186,15 +186,7 @@ class SignedSets:
 
     def _check_version(self, verified: Verified) -> None:
         version = verified.version
-        if version < self._minimum:
-            raise PolicySignatureError(
-                f"the policy set is version {version}, below policies.signature."
-                f"minimumVersion {self._minimum}: "
-                + _remedy(
-                    verified, self._minimum, "sign the current policies with --version {} or higher"
-                ),
-                reason="replayed",
-            )
+        check_minimum(verified, self._minimum)
         marks = [m for m in (self._stored, self._loaded) if m is not None]
         if not marks:
             return
@@ -215,6 +207,24 @@ class SignedSets:
                 + _remedy(verified, version + 1, "sign with --version {}"),
                 reason="replayed",
             )
+
+
+def check_minimum(verified: Verified, minimum: int) -> None:
+    """Refuse a set signed below ``policies.signature.minimumVersion``.
+
+    The server and ``policy verify`` both apply it, so that what the command
+    passes the server loads.
+
+    Raises:
+        PolicySignatureError: ``replayed``, saying what to sign (or check out).
+    """
+    if verified.version < minimum:
+        raise PolicySignatureError(
+            f"the policy set is version {verified.version}, below policies.signature."
+            f"minimumVersion {minimum}: "
+            + _remedy(verified, minimum, "sign the current policies with --version {} or higher"),
+            reason="replayed",
+        )
 
 
 def _remedy(verified: Verified, version: int, signed: str) -> str:

@@ -19,7 +19,7 @@ from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 from werkzeug.wrappers import Request
 
 from webhook.admission.mutation import mutation_review, unpatched
-from webhook.admission.review import Decision, review
+from webhook.admission.review import Decision, parse_review, review
 from webhook.admission.updates import DELETING, UNCHANGED
 from webhook.config import Config
 from webhook.core.errors import AdmissionReviewError
@@ -97,6 +97,8 @@ def create_app(settings: Settings) -> Flask:
             metrics.reload_timestamp.set(status.loaded_at)
         if store.signature is not None:
             metrics.observe_signature(store.signature)
+        if not interval and store.loaded:
+            store.stop()  # reloads are off: polled only until a first valid set loaded
 
     interval = settings.config.reload_interval_seconds if settings.reload else 0.0
     roots = TrustRoots()
@@ -153,8 +155,9 @@ def create_app(settings: Settings) -> Flask:
             metrics.requests.labels("invalid").inc()
             return body
         if not store.loaded:
-            metrics.requests.labels("error").inc()
-            return _no_policies(body, _missing(store))
+            refused = _not_answerable(body)
+            metrics.requests.labels("error" if refused is None else "invalid").inc()
+            return refused or _json(_denial(body, 503, _missing(store)))
         try:
             answer, decision, _ = review(engine, body, recheck_unchanged_images=recheck)
         except AdmissionReviewError as exc:
@@ -178,8 +181,9 @@ def create_app(settings: Settings) -> Flask:
             metrics.mutations.labels("invalid").inc()
             return body
         if not store.loaded:  # /validate denies it; nothing to pin by
-            metrics.mutations.labels("unchanged").inc()
-            return _json(unpatched(_uid(body)))
+            refused = _not_answerable(body)
+            metrics.mutations.labels("unchanged" if refused is None else "invalid").inc()
+            return refused or _json(unpatched(_uid(body)))
         try:
             answer, mutation, _ = mutation_review(engine, body, recheck_unchanged_images=recheck)
         except AdmissionReviewError as exc:
@@ -362,21 +366,13 @@ def _missing(store: PolicyStore) -> str:
     return f"trustgate has no trusted policy set loaded: {reason}"
 
 
-def _no_policies(body: Any, message: str) -> Response:
-    """The denial of every review while no policy set is loaded (never the no-match default)."""
-    if not isinstance(body, dict) or not isinstance(body.get("request"), dict):
-        return _json({"error": "not an AdmissionReview trustgate can answer"}, 400)
-    return _json(
-        {
-            "apiVersion": "admission.k8s.io/v1",
-            "kind": "AdmissionReview",
-            "response": {
-                "uid": _uid(body),
-                "allowed": False,
-                "status": {"code": 503, "message": message},
-            },
-        }
-    )
+def _not_answerable(body: Any) -> Response | None:
+    """The 400 for what is not a review, as when a set is loaded; None for a review."""
+    try:
+        parse_review(body)
+    except AdmissionReviewError as exc:
+        return _not_a_review(exc)
+    return None
 
 
 def _uid(body: Any) -> str:
@@ -386,17 +382,18 @@ def _uid(body: Any) -> str:
 
 
 def _internal_denial(body: Any) -> dict[str, Any]:
-    uid = _uid(body)
+    message = "trustgate could not evaluate the request (internal error); see the webhook's log"
+    return _denial(body, 500, message)
+
+
+def _denial(body: Any, code: int, message: str) -> dict[str, Any]:
+    """A review denied without judging it: no set loaded (503), or an internal error (500)."""
     return {
         "apiVersion": "admission.k8s.io/v1",
         "kind": "AdmissionReview",
         "response": {
-            "uid": uid,
+            "uid": _uid(body),
             "allowed": False,
-            "status": {
-                "code": 500,
-                "message": "trustgate could not evaluate the request (internal error); "
-                "see the webhook's log",
-            },
+            "status": {"code": code, "message": message},
         },
     }

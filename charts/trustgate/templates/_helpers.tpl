@@ -99,11 +99,14 @@ check (preflight.yaml) lints a copy made by this same template.
 {{- end }}
 
 {{/*
-The key of policies.files entry NAME in the ConfigMap: ".yaml" is added to a name with
-no suffix (prod: prod.yaml); a key file (release.pub) keeps its name.
+The key of policies.files entry NAME in the ConfigMap: a policy file (.yaml, .yml, .json)
+and a key or certificate file (.pub, .pem, .crt, .cer) keep their names; ".yaml" is added
+to any other (prod: prod.yaml, team.prod: team.prod.yaml), as before keys could sit
+beside policies: the loader reads only .yaml, .yml and .json, so a name kept as it is
+would be a policy silently not loaded.
 */}}
 {{- define "trustgate.policyFileName" -}}
-{{- ternary (printf "%s.yaml" .) . (not (contains "." .)) }}
+{{- ternary . (printf "%s.yaml" .) (has (ext .) (list ".yaml" ".yml" ".json" ".pub" ".pem" ".crt" ".cer")) }}
 {{- end }}
 
 {{/*

@@ -75,6 +75,19 @@ def test_what_is_not_a_review_is_still_a_400(client: FlaskClient) -> None:
     assert status == 400 and "not an AdmissionReview" in answer["error"]
 
 
+def test_a_review_of_another_version_gets_the_400_a_loaded_set_gives(client: FlaskClient) -> None:
+    """Without a set, what parse_review refuses is still named, on both paths, not denied."""
+    body = review(workload("Pod", pod_spec(GOOD)), uid="v")
+    body["apiVersion"] = "admission.k8s.io/v1beta1"
+    for path in ("/validate", "/mutate"):
+        status, answer = post(client, path, body)
+        assert status == 400, path
+        assert "expected apiVersion admission.k8s.io/v1" in answer["error"]
+    text = client.get("/metrics").get_data(as_text=True)
+    assert 'trustgate_admission_requests_total{decision="invalid"} 1.0' in text
+    assert 'trustgate_mutation_requests_total{outcome="invalid"} 1.0' in text
+
+
 def test_mutate_admits_unpatched(client: FlaskClient) -> None:
     status, answer = post(client, "/mutate", review(workload("Pod", pod_spec(GOOD)), uid="m"))
     assert status == 200
@@ -102,6 +115,24 @@ def test_with_reloads_off_a_valid_set_still_loads(unsigned: Path) -> None:
         _, answer = post(client, "/validate", review(workload("Pod", pod_spec(GOOD))))
         assert answer["response"]["allowed"] is True
         assert client.get("/readyz").get_json()["policySignature"]["state"] == "verified"
+    finally:
+        app.extensions["trustgate"].store.stop()
+
+
+def test_with_reloads_off_the_first_valid_set_is_the_last(unsigned: Path) -> None:
+    """Polled until a valid set loads, then not: reloadIntervalSeconds 0 disables reload."""
+    app = make_app(unsigned, reload=False)
+    try:
+        sign_directory(unsigned, private_pem(TEAM), source="k", version=1, now=datetime.now(UTC))
+        client = app.test_client()
+        deadline = time.monotonic() + 10
+        while client.get("/readyz").status_code != 200:
+            assert time.monotonic() < deadline, client.get("/readyz").get_json()
+            time.sleep(0.05)
+        (unsigned / "policy.yaml").write_text((unsigned / "policy.yaml").read_text() + "# v2\n")
+        sign_directory(unsigned, private_pem(TEAM), source="k", version=2, now=datetime.now(UTC))
+        time.sleep(4.5)  # two polls of the 2 s interval a started store would use
+        assert client.get("/readyz").get_json()["policySignature"]["version"] == 1
     finally:
         app.extensions["trustgate"].store.stop()
 

@@ -19,6 +19,7 @@ from webhook.cli.usage import about
 from webhook.config import Config
 from webhook.config.policysig import PolicySignatureConfig
 from webhook.core.errors import ConfigError, PolicyError
+from webhook.policy.signedset import check_minimum
 from webhook.policy.signing.envelope import (
     SIGNATURE_FILE,
     PolicySignatureError,
@@ -204,17 +205,20 @@ def _check(directory: Path, wanted: PolicySignatureConfig) -> tuple[Verified, st
     """Who signed ``directory`` (files or git source), who that is in words, and the version.
 
     Raises:
-        PolicySignatureError: as ``verify_directory`` or ``verify_checkout``.
+        PolicySignatureError: as ``verify_directory`` or ``verify_checkout``, or a
+            version below ``minimumVersion`` (as the server refuses it).
     """
     if wanted.source == "git":
         # Imported here: libgit2 (pygit2) costs every other command ~45 ms to load.
         from webhook.signatures.gitsign import git_verifier
 
         verified = git_verifier(wanted)(directory)
+        check_minimum(verified, wanted.minimum_version)
         version = f"{verified.version} (commit {verified.digest.removeprefix('git:')})"
         _covered(directory, verified)
         return verified, "", version
     checked = check_directory(directory, wanted.authorities)
+    check_minimum(checked.verified, wanted.minimum_version)
     _covered(directory, checked.verified)
     return checked.verified, checked.signer, str(checked.verified.version)
 

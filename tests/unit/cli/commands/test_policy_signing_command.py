@@ -56,6 +56,24 @@ def test_a_lower_version_is_signed_with_a_warning(
     assert "version 3 is not above the current signature's (5)" in capsys.readouterr().err
 
 
+def test_verify_and_lint_refuse_a_version_below_minimum_version(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """What the server refuses as below minimumVersion, policy verify does not pass."""
+    directory, key, config = _files(tmp_path, required=True)
+    config.write_text(
+        config.read_text().replace("  signature:\n", "  signature:\n    minimumVersion: 4\n")
+    )
+    main(["policy", "sign", str(directory), "--key", str(key), "--version", "3"])
+    capsys.readouterr()
+    assert main(["policy", "verify", str(directory), "--config", str(config)]) == 1
+    assert "version 3, below policies.signature.minimumVersion 4" in capsys.readouterr().err
+    assert main(["policy", "lint", str(directory), "--config", str(config)]) == 1
+    assert "signature: not valid: the policy set is version 3, below" in capsys.readouterr().out
+    main(["policy", "sign", str(directory), "--key", str(key), "--version", "4"])
+    assert main(["policy", "verify", str(directory), "--config", str(config)]) == 0
+
+
 def test_verify_without_authorities_is_bad_input(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
