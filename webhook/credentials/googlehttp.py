@@ -4,8 +4,10 @@ google-auth makes its calls (the metadata server, STS, IAM credentials)
 through a ``google.auth.transport.Request`` it is handed; its own requests
 transport waits two minutes by default and reads answers whole. This one
 takes at most ``timeout`` seconds to connect and between reads, and the body
-at most ``timeout`` seconds and ``max_bytes`` bytes; it reads the proxy
-environment as requests does and answers a redirect as it is.
+at most ``timeout`` seconds (checked after each read, and each read returns
+what one receive brought, so a body dripped a byte at a time cannot stretch it)
+and ``max_bytes`` bytes; it reads the proxy environment as requests does and
+answers a redirect as it is.
 
 A failed call raises google-auth's ``TransportError``, which its own retries
 understand; an answer too large raises ``RefreshError``, which they do not
@@ -30,6 +32,7 @@ from typing import Any, Final, cast
 from urllib.parse import urlsplit
 
 import requests
+import urllib3
 from google.auth import exceptions, transport
 
 from webhook.core.failures import describe
@@ -105,13 +108,15 @@ class BoundedRequest(transport.Request):
             ) as response:
                 data = self._read(response, host, time.monotonic() + bound)
                 return Answer(response.status_code, response.headers, data)
-        except requests.RequestException as exc:
+        except (requests.RequestException, urllib3.exceptions.HTTPError) as exc:
             raise _TransportError(f"{host}: {describe(exc)}") from None
 
     def _read(self, response: requests.Response, host: str, until: float) -> bytes:
+        # ``read1``, not ``iter_content``: the latter waits to fill each chunk, and a
+        # server sending a byte just within each read timeout would hold it for hours.
         chunks: list[bytes] = []
         size = 0
-        for chunk in response.iter_content(_CHUNK):
+        while chunk := response.raw.read1(_CHUNK, decode_content=True):
             size += len(chunk)
             if size > self.max_bytes:
                 raise _RefreshError(f"{host} answered more than {self.max_bytes} bytes")

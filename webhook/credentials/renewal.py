@@ -154,7 +154,14 @@ class Renewing(Generic[V]):
         except BaseException:
             with self._lock:
                 self._running.pop(key, None)
-                self._failed[key] = self._clock() + _RETRY_AFTER
+                now = self._clock()
+                self._failed[key] = now + _RETRY_AFTER
+                if len(self._failed) > self._max_keys:
+                    # Failures count against no bound of ``get``: ever new keys that all
+                    # fail (hosts that do not exist) must not grow them without end.
+                    self._evict(now)
+                    while len(self._failed) > self._max_keys:
+                        del self._failed[next(iter(self._failed))]
             raise
         now = self._clock()
         life = max(0.0, got.expires_at - now)

@@ -88,6 +88,7 @@ class Table:
         self.objects: dict[tuple[str, str], dict[str, Any]] = {}
         self._sizes: dict[tuple[str, str], int] = {}
         self._per_namespace: collections.Counter[str] = collections.Counter()
+        self._namespace_bytes: collections.Counter[str] = collections.Counter()
         self.bytes = 0
         #: Namespaces where an object was refused for lack of room.
         self.full: set[str] = set()
@@ -113,14 +114,20 @@ class Table:
             self._per_namespace[namespace] >= self.bounds.per_namespace
             or len(self.objects) >= self.bounds.objects
         )
-        if crowded or self.bytes - (old or 0) + size > self.bounds.bytes:
+        grown = size - (old or 0)
+        if (
+            crowded
+            or self.bytes + grown > self.bounds.bytes
+            or self._namespace_bytes[namespace] + grown > self.bounds.per_namespace_bytes
+        ):
             self.delete(obj)  # an older version must not stay as if it were current
             self.full.add(namespace)
             self.dropped += 1
             return self._full_reason(namespace)
         self.objects[key] = kept
         self._sizes[key] = size
-        self.bytes += size - (old or 0)
+        self.bytes += grown
+        self._namespace_bytes[namespace] += grown
         if old is None:
             self._per_namespace[namespace] += 1
         if reason is not None:
@@ -133,7 +140,9 @@ class Table:
         if key is None or key not in self.objects:
             return
         del self.objects[key]
-        self.bytes -= self._sizes.pop(key)
+        size = self._sizes.pop(key)
+        self.bytes -= size
+        self._namespace_bytes[key[0]] -= size
         self._per_namespace[key[0]] -= 1
 
     def overflow(self, namespace: str, name: str) -> dict[str, Any] | None:
@@ -147,7 +156,8 @@ class Table:
         bounds = self.bounds
         return (
             f"namespace {namespace} holds more than trustgate keeps ({bounds.per_namespace:,} "
-            f"per namespace, {bounds.objects:,} and {bounds.bytes:,} bytes in all)"
+            f"per namespace and {bounds.per_namespace_bytes:,} bytes of each, "
+            f"{bounds.objects:,} and {bounds.bytes:,} bytes in all)"
         )
 
 

@@ -56,7 +56,8 @@ class Bounds:
     ``object_bytes`` bounds one Secret's pull data (base64, as sent): a pull
     secret for a few registries is a few kB, and ``dockerconfig`` refuses
     content over 256 KiB (about 342 KiB of base64) anyway. ``per_namespace``
-    keeps one namespace from filling what the others need.
+    and ``per_namespace_bytes`` keep one namespace from filling what the others
+    need: a thousand secrets of a few kB fit, a hundred of ``object_bytes`` do not.
     ``page_size``/``page_bytes`` bound one page of a list, ``event_bytes`` one
     watch event or single object (the API server stores up to about 1.5 MiB).
     """
@@ -64,6 +65,7 @@ class Bounds:
     objects: int = 10_000
     bytes: int = 32 * 1024 * 1024
     per_namespace: int = 1_000
+    per_namespace_bytes: int = 4 * 1024 * 1024
     object_bytes: int = 384 * 1024
     page_size: int = 100
     page_bytes: int = 8 * 1024 * 1024

@@ -87,3 +87,17 @@ def test_ever_new_keys_are_refused_past_the_bound() -> None:
     assert logins.get("a", Deadline(2)) == "a"  # those held still serve
     clock.now += 120  # they expired: room again
     assert logins.get("d", Deadline(2)) == "d"
+
+
+def test_failures_of_ever_new_keys_are_remembered_within_the_bound() -> None:
+    clock = Clock()
+
+    def fetch(key: Hashable) -> Expiring[str]:
+        raise RuntimeError(f"no registry {key}")
+
+    logins: Renewing[str] = Renewing("acr", fetch, clock=clock, max_keys=3)
+    for number in range(20):
+        with pytest.raises(UpstreamError, match=f"no registry {number}"):
+            logins.get(number, Deadline(2))
+    assert len(logins._failed) == 3  # the latest three; no more are kept
+    assert set(logins._failed) == {17, 18, 19}

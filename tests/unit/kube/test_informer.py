@@ -93,3 +93,22 @@ def test_accounts_keep_only_the_names_of_their_pull_secrets() -> None:
         "imagePullSecrets": [{"name": "one"}, {"name": "two"}],
     }
     assert size == OVERHEAD + 6
+
+
+def test_one_namespace_cannot_take_the_bytes_of_others() -> None:
+    one = stored("a", "1", "p" * 100)
+    size = trim_secret(one, Bounds())[1]  # type: ignore[index]
+    table = Table(Bounds(per_namespace_bytes=2 * size + 10, bytes=10 * size), trim_secret)
+    assert table.put(one) is None
+    assert table.put(stored("a", "2", "p" * 100)) is None
+    refused = table.put(stored("a", "3", "p" * 100))
+    assert refused is not None and f"{2 * size + 10:,} bytes of each" in refused
+    assert ("a", "3") not in table.objects
+    assert table.put(stored("b", "1", "p" * 100)) is None  # another namespace still has room
+    assert table.put(stored("a", "1", "p" * 200, "2")) is not None  # a change past it is refused
+    assert ("a", "1") not in table.objects
+    assert table.put(stored("a", "3", "p" * 100)) is None  # room again once one went
+    table.delete(stored("a", "2"))
+    table.delete(stored("a", "3"))
+    table.delete(stored("b", "1"))
+    assert table.bytes == 0 and len(table) == 0
