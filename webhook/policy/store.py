@@ -237,7 +237,13 @@ class PolicyStore:
             # A verifier that kept no content (none so far): load what is on disk.
             policy_set = load_directory(self._directory, self._roots)
         else:
-            policy_set = load_verified(self._directory, verified.files, self._roots)
+            try:
+                policy_set = load_verified(self._directory, verified.files, self._roots)
+            except PolicySignatureError as exc:
+                if self._signed.required:
+                    raise
+                # Audit: what required would refuse loads, as for any other refusal.
+                return load_directory(self._directory, self._roots), None, exc
             refusal = uncovered(policy_set, self._directory)
             if refusal is not None:
                 if self._signed.required:

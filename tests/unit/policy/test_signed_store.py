@@ -12,7 +12,13 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from tests.support.kube import policy_yaml
-from tests.support.policysigning import MemoryMarks, private_pem, public_pem, signed_set
+from tests.support.policysigning import (
+    KEYED_POLICY,
+    MemoryMarks,
+    private_pem,
+    public_pem,
+    signed_set,
+)
 from webhook.core.errors import PolicyError
 from webhook.policy.signing.envelope import TrustedKey, sign_directory
 from webhook.policy.signing.gate import PolicySignatureError, Verified
@@ -91,6 +97,26 @@ def test_audit_loads_an_unsigned_set_with_a_warning(
     assert store.signature is not None and store.signature.state == "audit"
     assert heard.refusals == ["unsigned"]
     assert any("required is false (audit)" in r.getMessage() for r in caplog.records)
+
+
+def test_audit_loads_a_set_naming_its_key_by_absolute_path_with_a_warning(
+    tmp_path: Path,
+) -> None:
+    """What required refuses (a file read from the directory, not the verified bytes), audit
+    loads, as it loads every other refused set, and says why."""
+    directory = tmp_path / "policies"
+    key = directory / "keys" / "signer.pub"
+    files = {
+        "keyed.yaml": KEYED_POLICY.replace("keys/signer.pub", str(key)),
+        "keys/signer.pub": public_pem(ec.generate_private_key(ec.SECP256R1())).decode(),
+    }
+    signed_set(directory, TEAM, 1, files)
+    heard = Heard()
+    assert not heard.store(directory).loaded  # required: refused
+    audit = heard.store(directory, required=False)
+    assert audit.loaded and {p.name for p in audit.current.policies} == {"keyed"}
+    assert audit.signature is not None and audit.signature.state == "audit"
+    assert heard.refusals == ["unsigned", "unsigned"]
 
 
 def test_a_new_signature_alone_is_seen(tmp_path: Path) -> None:
